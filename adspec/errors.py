@@ -1,0 +1,46 @@
+"""Typed errors. They carry facts; the CLI edge (adspec.cli / the doit reporter) turns them
+into one-line messages. Nothing here may contain a secret: messages are built from our own
+data, never from request headers or environment values."""
+
+from __future__ import annotations
+
+
+class AdspecError(Exception):
+    """Base of every error adspec reports to a user as one line, without a traceback."""
+
+    def one_line(self) -> str:
+        return " ".join(str(self).split())
+
+
+class SpecError(AdspecError):
+    """A spec or beat file is invalid: names the file, the line and the field."""
+
+    def __init__(self, path: str, line: int | None, field: str | None, message: str):
+        self.path, self.line, self.field, self.message = str(path), line, field, message
+        where = self.path if line is None else f"{self.path}:{line}"
+        what = f"{field}: {message}" if field else message
+        super().__init__(f"{where}: {what}")
+
+
+class LockError(AdspecError):
+    """The beat file was edited by hand and the spec changed since planning."""
+
+
+class MediaError(AdspecError):
+    """An ffmpeg operation failed or an artifact is not the media it claims to be."""
+
+
+class ProviderError(AdspecError):
+    """A provider call failed (the target can be retried by running doit again)."""
+
+    def __init__(self, message: str, *, retryable: bool = True):
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class CacheError(AdspecError):
+    """The request cache or blob store cannot be used (unwritable, evicting, corrupt)."""
+
+
+class BudgetError(AdspecError):
+    """A run would spend more than ADSPEC_BUDGET_USD."""
