@@ -31,10 +31,15 @@ class MediaError(AdspecError):
 
 
 class ProviderError(AdspecError):
-    """A provider call failed (the target can be retried by running doit again)."""
+    """A provider call failed (the target can be retried by running doit again).
 
-    def __init__(self, message: str, *, retryable: bool = True):
+    `retryable`: running doit again may succeed (false for bad input such as a 422).
+    `resumable`: the provider's job may still finish (e.g. polling failed): the cache keeps its
+    stored job id so the next run resumes it instead of paying for a new one."""
+
+    def __init__(self, message: str, *, retryable: bool = True, resumable: bool = False):
         self.retryable = retryable
+        self.resumable = resumable
         super().__init__(message)
 
 

@@ -1,0 +1,263 @@
+"""The request cache: recipe key -> artifact, so no request is ever paid for twice.
+
+- Entries live in a diskcache `Cache` with eviction off (it would otherwise drop paid results
+  silently past 1 GiB); artifacts live in a content-addressed blob store beside it.
+- A per-key file lock (`flock`) makes two threads or processes asking the same key make one
+  call; the kernel drops the lock when its holder dies, so a killed build never deadlocks the next.
+- The provider's job id is stored before waiting on it, and "a create is being sent" before
+  sending it, so a run killed mid-wait resumes the same job instead of paying for another.
+- An entry whose blob is missing or whose bytes do not match is reported and treated as a miss.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import diskcache
+
+from .errors import AdspecError, CacheError, ProviderError
+from .fsutil import atomic_path
+from .hashing import sha256_file
+from .providers.base import RunResult
+from .recipes import Recipe
+
+log = logging.getLogger("adspec.cache")
+
+Runner = Callable[["DurableJob", Path], RunResult]
+Verifier = Callable[[Path], None]
+
+_PENDING = "pending:"
+_ENTRY = "entry:"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the cache knows about one paid (or free) request that completed."""
+
+    key: str
+    sha256: str
+    size: int
+    provider: str
+    kind: str
+    model: str
+    job_id: str | None
+    cost_usd: float
+    created_at: float
+    seconds: float
+    suffix: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An artifact served by the cache: `hit` says whether this call paid for it."""
+
+    path: Path  # the blob (read-only: copy it, never edit it)
+    entry: Entry
+    hit: bool
+
+
+class DurableJob:
+    """The Job handed to a provider: every state change is written to the cache at once."""
+
+    def __init__(self, cache: "RequestCache", key: str, on_progress: Callable[[str], None] | None = None):
+        self._cache, self._key, self._on_progress = cache, key, on_progress
+        pending = cache.pending(key) or {}
+        self.resume_id: str | None = pending.get("job_id")
+        self.sent_before: bool = bool(pending.get("sending")) and not self.resume_id
+
+    def sending(self) -> None:
+        self._cache._set_pending(self._key, {"sending": True, "job_id": None, "time": time.time()})
+
+    def started(self, job_id: str) -> None:
+        self.resume_id = job_id
+        self._cache._set_pending(self._key, {"sending": False, "job_id": job_id, "time": time.time()})
+
+    def progress(self, status: str) -> None:
+        if self._on_progress:
+            self._on_progress(status)
+
+
+class RequestCache:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.blob_dir = self.root / "blobs"
+        self.lock_dir = self.root / "locks"
+        self.tmp_dir = self.root / "tmp"
+        self.rejected_dir = self.root / "rejected"
+        try:
+            for d in (self.blob_dir, self.lock_dir, self.tmp_dir, self.rejected_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            probe = self.tmp_dir / f".probe-{os.getpid()}-{threading.get_ident()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+            self._db = diskcache.Cache(str(self.root / "requests"), eviction_policy="none", size_limit=2**62)
+        except OSError as e:
+            raise CacheError(f"cache folder {self.root} is not writable ({e.strerror}); set ADSPEC_CACHE_DIR") from None
+        if self._db.eviction_policy != "none":  # pragma: no cover - diskcache honours the argument
+            raise CacheError(f"cache {self.root} would evict paid results; open it with eviction off")
+        self.problems: list[str] = []  # corrupt entries seen by this process, for reporting
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ---- entries -------------------------------------------------------------------------------
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.blob_dir / sha256[:2] / sha256
+
+    def get(self, key: str) -> Entry | None:
+        """The entry for `key` if its blob is present and intact; a damaged one is reported and
+        dropped (a miss), never served."""
+        raw = self._db.get(_ENTRY + key)
+        if raw is None:
+            return None
+        entry = Entry(**raw)
+        blob = self.blob_path(entry.sha256)
+        problem = None
+        if not blob.is_file():
+            problem = "its artifact is missing"
+        elif blob.stat().st_size != entry.size or sha256_file(blob) != entry.sha256:
+            problem = "its artifact's bytes do not match their sha256"
+        if problem is None:
+            return entry
+        message = f"cache entry {key[:12]} ({entry.kind} {entry.model}) dropped: {problem}; it will be regenerated"
+        log.warning(message)
+        self.problems.append(message)
+        self._db.delete(_ENTRY + key)
+        if blob.exists():
+            self._quarantine(blob, entry.sha256)
+        return None
+
+    def peek(self, key: str) -> bool:
+        """Whether `key` is cached, without hashing the blob (for estimates)."""
+        raw = self._db.get(_ENTRY + key)
+        return raw is not None and self.blob_path(raw["sha256"]).is_file()
+
+    def pending(self, key: str) -> dict[str, Any] | None:
+        return self._db.get(_PENDING + key)
+
+    def _set_pending(self, key: str, value: dict[str, Any]) -> None:
+        self._db.set(_PENDING + key, value)
+
+    def _clear_pending(self, key: str) -> None:
+        self._db.delete(_PENDING + key)
+
+    def entries(self) -> Iterator[Entry]:
+        for k in self._db.iterkeys():
+            if isinstance(k, str) and k.startswith(_ENTRY):
+                raw = self._db.get(k)
+                if raw is not None:
+                    yield Entry(**raw)
+
+    # ---- blobs ---------------------------------------------------------------------------------
+
+    def put_blob(self, src: Path) -> tuple[str, int]:
+        sha = sha256_file(src)
+        dest = self.blob_path(sha)
+        if not (dest.is_file() and sha256_file(dest) == sha):
+            with atomic_path(dest) as tmp:
+                shutil.copyfile(src, tmp)
+        return sha, dest.stat().st_size
+
+    def _quarantine(self, path: Path, name: str) -> None:
+        try:
+            os.replace(path, self.rejected_dir / f"{name}-{int(time.time())}")
+        except OSError:
+            pass
+
+    # ---- locking -------------------------------------------------------------------------------
+
+    @contextmanager
+    def claim(self, key: str) -> Iterator[None]:
+        """Hold the key: one caller at a time, across threads and processes."""
+        path = self.lock_dir / f"{key}.lock"
+        with open(path, "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    # ---- the one entry point for every request --------------------------------------------------
+
+    def fetch(
+        self,
+        recipe: Recipe,
+        run: Runner,
+        verify: Verifier,
+        *,
+        suffix: str,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> Fetched:
+        """Serve `recipe` from the cache, or run it once (whoever else asks waits) and keep it.
+
+        `verify` checks the produced file (raising MediaError); a bad artifact is moved aside to
+        `rejected/` for inspection and never cached as good."""
+        key = recipe.key
+        entry = self.get(key)
+        if entry is not None:
+            return Fetched(self.blob_path(entry.sha256), entry, hit=True)
+        with self.claim(key):
+            entry = self.get(key)
+            if entry is not None:
+                return Fetched(self.blob_path(entry.sha256), entry, hit=True)
+            job = DurableJob(self, key, on_progress)
+            started = time.time()
+            with atomic_path(self.tmp_dir / f"{key}{suffix}") as tmp:
+                try:
+                    result = run(job, tmp)
+                except ProviderError as e:
+                    if not getattr(e, "resumable", False):
+                        self._clear_pending(key)  # the job ended (failed/cancelled): a retry creates anew
+                    raise
+                try:
+                    verify(tmp)
+                except AdspecError:
+                    self._clear_pending(key)
+                    self._quarantine(tmp, key)
+                    raise
+                sha, size = self.put_blob(tmp)
+            entry = Entry(
+                key=key,
+                sha256=sha,
+                size=size,
+                provider=recipe.provider,
+                kind=recipe.kind,
+                model=recipe.model,
+                job_id=result.job_id,
+                cost_usd=round(float(result.cost_usd), 6),
+                created_at=started,
+                seconds=round(time.time() - started, 3),
+                suffix=suffix,
+                meta=dict(result.meta),
+            )
+            self._db.set(_ENTRY + key, entry.to_dict())
+            self._clear_pending(key)
+            return Fetched(self.blob_path(sha), entry, hit=False)
+
+
+_caches: dict[Path, RequestCache] = {}
+_caches_lock = threading.Lock()
+
+
+def open_cache(root: str | Path) -> RequestCache:
+    """One RequestCache per folder per process (diskcache handles are thread-safe)."""
+    root = Path(root).absolute()
+    with _caches_lock:
+        cache = _caches.get(root)
+        if cache is None:
+            cache = _caches[root] = RequestCache(root)
+        return cache
