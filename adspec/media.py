@@ -1,0 +1,569 @@
+"""Every ffmpeg operation adspec performs, in one place.
+
+Why one module: the encoder settings must be identical for every piece that is later joined
+with a stream copy, and the ffmpeg binary must be found the same way everywhere. Only the single
+ffmpeg binary is used (imageio-ffmpeg ships one; there is no ffprobe), so `probe` parses
+`ffmpeg -i` output and exact facts (frame counts) come from decoding.
+
+Every output is written to a temporary name in the target's folder and `os.replace`d into
+place, so a killed build never leaves a half-written target. Failures raise `MediaError` with one
+line naming the file and ffmpeg's reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, NamedTuple, Sequence
+
+import ffmpeg
+
+from .errors import MediaError
+
+# ---- encoder settings: ONE place, so copied and re-encoded pieces concatenate cleanly ---------
+
+VIDEO_CODEC = "h264"
+PIX_FMT = "yuv420p"
+AUDIO_RATE = 48000
+AUDIO_CHANNELS = 2
+GOP_SECONDS = 2  # a keyframe every 2 s (fixed: -g = 2*fps, no scene-cut keyframes)
+LOUDNESS_TARGET = -16.0  # LUFS (integrated), true peak -1.5 dBTP
+TRUE_PEAK = -1.5
+
+
+def timescale(fps: float) -> int:
+    """MP4 video track timescale: a multiple of every fps we use, the same for every piece."""
+    return int(round(fps)) * 1000
+
+
+def video_encoder_args(fps: float) -> dict[str, Any]:
+    """The x264 settings for every video we encode (ffmpeg-python output kwargs)."""
+    gop = max(1, int(round(fps * GOP_SECONDS)))
+    return {
+        "c:v": "libx264",
+        "preset": "veryfast",
+        "crf": 20,
+        "profile:v": "high",
+        "pix_fmt": PIX_FMT,
+        "g": gop,
+        "keyint_min": gop,
+        "sc_threshold": 0,
+        "bf": 2,
+        "video_track_timescale": timescale(fps),
+        "movflags": "+faststart",
+    }
+
+
+AUDIO_ENCODER_ARGS: dict[str, Any] = {"c:a": "aac", "b:a": "192k", "ar": AUDIO_RATE, "ac": AUDIO_CHANNELS}
+
+
+# ---- the binary and running it --------------------------------------------------------------
+
+
+def ffmpeg_exe() -> str:
+    """`ADSPEC_FFMPEG`, else `ffmpeg` on PATH, else imageio-ffmpeg's bundled binary."""
+    env = os.environ.get("ADSPEC_FFMPEG")
+    if env:
+        return env
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+_GENERIC = re.compile(
+    r"^(Conversion failed!|Error opening (input|output) files?|At least one output file|"
+    r"Exiting normally|Press \[q\]|\s*$)",
+    re.I,
+)
+_PREFIX = re.compile(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*")
+
+
+def _reason(stderr: str) -> str:
+    """The last meaningful line of ffmpeg's stderr (generic trailers and [ctx @ 0x..] removed)."""
+    lines = [_PREFIX.sub("", ln).strip() for ln in stderr.splitlines()]
+    meaningful = [ln for ln in lines if ln and not _GENERIC.match(ln)]
+    return meaningful[-1] if meaningful else (lines[-1] if lines else "ffmpeg failed")
+
+
+def _run_args(args: Sequence[str], what: str | Path, *, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run ffmpeg with `args`; MediaError naming `what` on failure."""
+    cmd = [ffmpeg_exe(), "-hide_banner", *(["-nostdin"] if stdin is None else []), "-y", *map(str, args)]
+    try:
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+    except OSError as e:
+        raise MediaError(f"{what}: cannot run ffmpeg ({e.strerror or e})") from None
+    if proc.returncode != 0:
+        raise MediaError(f"{what}: {_reason(proc.stderr.decode('utf-8', 'replace'))}")
+    return proc
+
+
+def _run(stream: Any, what: str | Path) -> subprocess.CompletedProcess[bytes]:
+    """Run an ffmpeg-python graph with our binary."""
+    args = stream.global_args("-loglevel", "error").compile(cmd="ffmpeg")[1:]
+    return _run_args(args, what)
+
+
+@contextmanager
+def _atomic(out: str | Path) -> Iterator[Path]:
+    """A temporary path beside `out` (same suffix, so ffmpeg picks the muxer), renamed on success."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{out.suffix}"
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise MediaError(f"{out}: ffmpeg wrote nothing")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+# ---- facts about media ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration: float
+    width: int
+    height: int
+    fps: float
+    vcodec: str | None
+    acodec: str | None
+    pix_fmt: str | None
+    has_video: bool
+    has_audio: bool
+    audio_rate: int | None
+    audio_channels: int | None
+    vprofile: str | None = None  # e.g. "High": part of what a stream copy must match
+
+
+_DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #\S+.*?: Video: (\w+)(?: \(([^)]*)\))?(.*)$")
+_AUDIO = re.compile(r"Stream #\S+.*?: Audio: (\w+)(.*)$")
+_SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
+_FPS = re.compile(r"([\d.]+)(k?) fps")
+_TBR = re.compile(r"([\d.]+)(k?) tbr")
+_LAYOUTS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "4.0": 4, "5.0": 5, "5.1": 6, "6.1": 7, "7.1": 8}
+
+
+def _num(value: str, k: str) -> float:
+    return float(value) * (1000 if k else 1)
+
+
+def _top_level_split(text: str) -> list[str]:
+    """Split on commas outside parentheses: "h264 (High) (avc1 / x), yuv420p(tv, bt709), ..."."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur.strip())
+    return parts
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Facts about a media file from `ffmpeg -i` alone; MediaError for anything that is not media."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: empty file (0 bytes)")
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, check=False)
+    err = proc.stderr.decode("utf-8", "replace")
+    if "Input #0" not in err:
+        raise MediaError(f"{path}: not a media file ({_reason(err)})")
+    duration = 0.0
+    m = _DURATION.search(err)
+    if m:
+        duration = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    width = height = 0
+    fps = 0.0
+    vcodec = acodec = pix_fmt = vprofile = None
+    rate = channels = None
+    for line in err.splitlines():
+        v = _VIDEO.search(line)
+        if v and vcodec is None and "attached pic" not in line:
+            vcodec, rest = v[1], v[3]
+            vprofile = v[2] if v[2] and "/" not in v[2] else None
+            size = _SIZE.search(rest)
+            if size:
+                width, height = int(size[1]), int(size[2])
+            parts = _top_level_split(rest)
+            pf = re.match(r"([a-z0-9_]+)", parts[1]) if len(parts) > 1 else None
+            pix_fmt = pf[1] if pf else None
+            f = _FPS.search(rest) or _TBR.search(rest)
+            fps = _num(f[1], f[2]) if f else 0.0
+            continue
+        a = _AUDIO.search(line)
+        if a and acodec is None:
+            acodec, rest = a[1], a[2]
+            r = re.search(r"(\d+) Hz", rest)
+            rate = int(r[1]) if r else None
+            parts = _top_level_split(rest)
+            if len(parts) > 2:
+                lay = parts[2].split("(")[0].strip()
+                c = re.match(r"(\d+) channels", lay)
+                channels = int(c[1]) if c else _LAYOUTS.get(lay)
+    if vcodec is None and acodec is None:
+        raise MediaError(f"{path}: no audio or video stream")
+    if vcodec is not None and (width <= 0 or height <= 0):
+        raise MediaError(f"{path}: video stream without a size")
+    return MediaInfo(
+        duration=duration,
+        width=width,
+        height=height,
+        fps=fps,
+        vcodec=vcodec,
+        acodec=acodec,
+        pix_fmt=pix_fmt,
+        has_video=vcodec is not None,
+        has_audio=acodec is not None,
+        audio_rate=rate,
+        audio_channels=channels,
+        vprofile=vprofile,
+    )
+
+
+def _progress(path: str | Path, stream: str) -> dict[str, str]:
+    """Decode one stream to null and return ffmpeg's final -progress values (exact counts)."""
+    proc = _run_args(
+        ["-loglevel", "error", "-nostats", "-i", str(path), "-map", f"0:{stream}:0", "-fps_mode", "passthrough",
+         "-progress", "pipe:1", "-f", "null", "-"],
+        path,
+    )
+    values: dict[str, str] = {}
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        if "=" in line:
+            k, _, v = line.partition("=")
+            values[k.strip()] = v.strip()
+    return values
+
+
+def count_frames(path: str | Path) -> int:
+    """The exact number of decoded video frames (decodes the whole stream: for checks, not hot paths)."""
+    return int(_progress(path, "v").get("frame", "0"))
+
+
+def decoded_duration(path: str | Path, stream: str = "v") -> float:
+    """The decoded end time of a stream in seconds (microsecond precision, unlike `probe`)."""
+    us = _progress(path, stream).get("out_time_us", "0")
+    return int(us) / 1e6 if us.lstrip("-").isdigit() else 0.0
+
+
+def loudness_lufs(path: str | Path) -> float:
+    """Integrated loudness (EBU R128) of the first audio stream, in LUFS."""
+    proc = _run_args(
+        ["-nostats", "-i", str(path), "-map", "0:a:0", "-af", "ebur128=framelog=quiet", "-f", "null", "-"], path
+    )
+    found = re.findall(r"I:\s*(-?[\d.]+|-inf) LUFS", proc.stderr.decode("utf-8", "replace"))
+    if not found:
+        raise MediaError(f"{path}: no loudness measurement")
+    return float(found[-1]) if found[-1] != "-inf" else float("-inf")
+
+
+# ---- frames and images ---------------------------------------------------------------------
+
+
+def last_frame(video: str | Path, out_png: str | Path) -> Path:
+    """The true last decoded frame as PNG: seek near the end, decode every frame, keep the last."""
+    out_png = Path(out_png)
+    with _atomic(out_png) as tmp:
+        _run_args(
+            ["-loglevel", "error", "-sseof", "-3", "-i", str(video), "-map", "0:v:0", "-fps_mode", "passthrough",
+             "-update", "1", "-c:v", "png", "-pix_fmt", "rgb24", "-f", "image2", str(tmp)],
+            video,
+        )
+    return out_png
+
+
+def first_frame(video: str | Path, out_png: str | Path) -> Path:
+    """The first decoded frame as PNG."""
+    out_png = Path(out_png)
+    with _atomic(out_png) as tmp:
+        _run_args(
+            ["-loglevel", "error", "-i", str(video), "-map", "0:v:0", "-frames:v", "1", "-c:v", "png",
+             "-pix_fmt", "rgb24", "-f", "image2", str(tmp)],
+            video,
+        )
+    return out_png
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image; MediaError naming the file if it is not one."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise MediaError(f"{path}: not an image ({e.__class__.__name__})") from None
+
+
+def normalise_image(src: str | Path, out_png: str | Path, width: int, height: int) -> Path:
+    """Cover-crop `src` to exactly width x height (centre crop, Lanczos): a live model may return
+    another size, and every later step relies on the exact frame size."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    out_png = Path(out_png)
+    try:
+        with Image.open(src) as im:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            fitted = im if im.size == (width, height) else ImageOps.fit(im, (width, height), Image.Resampling.LANCZOS)
+    except (UnidentifiedImageError, OSError) as e:
+        raise MediaError(f"{src}: not an image ({e.__class__.__name__})") from None
+    with _atomic(out_png) as tmp:
+        fitted.save(tmp, format="PNG")
+    return out_png
+
+
+# ---- video normalisation and concatenation --------------------------------------------------
+
+
+def _cover_chain(stream: Any, width: int, height: int, fps: float) -> Any:
+    """Cover-crop (fill the frame, crop the overflow) at exact size and fps, yuv420p.
+
+    Cover rather than pad: an ad frame must be full, and live models return sizes a few pixels
+    off the request (e.g. 1280x704), where letterbox bars would be worse than a thin crop."""
+    return (
+        stream.filter("fps", fps=fps)
+        .filter("scale", width, height, force_original_aspect_ratio="increase", flags="bicubic")
+        .filter("crop", width, height)
+        .filter("setsar", 1)
+        .filter("format", PIX_FMT)
+    )
+
+
+def _audio_chain(stream: Any, seconds: float | None) -> Any:
+    a = stream.filter("aresample", AUDIO_RATE).filter("aformat", channel_layouts="stereo", sample_fmts="fltp")
+    if seconds is not None:
+        a = a.filter("apad", whole_dur=seconds).filter("atrim", end=seconds)
+    return a
+
+
+def normalise_clip(
+    src: str | Path,
+    out: str | Path,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    seconds: float | None = None,
+    keep_audio: bool = False,
+) -> Path:
+    """Re-encode `src` with our encoder settings at exact size and fps (cover-crop), optionally
+    trimmed (or held on its last frame) to exactly round(seconds*fps) frames. Audio is dropped
+    unless `keep_audio`; then it is AAC 48 kHz stereo, silent if the source has none."""
+    out = Path(out)
+    info = probe(src)
+    if not info.has_video:
+        raise MediaError(f"{src}: no video stream")
+    inp = ffmpeg.input(str(src))
+    v = inp["v:0"]
+    if seconds is not None:
+        v = v.filter("tpad", stop_mode="clone", stop_duration=seconds)
+    v = _cover_chain(v, width, height, fps)
+    kwargs = dict(video_encoder_args(fps))
+    streams = [v]
+    if seconds is not None:
+        kwargs["frames:v"] = int(round(seconds * fps))
+    if keep_audio:
+        if info.has_audio:
+            a = inp["a:0"]
+        else:
+            a = ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"]
+            if seconds is None:
+                kwargs["shortest"] = None
+        streams.append(_audio_chain(a, seconds))
+        kwargs.update(AUDIO_ENCODER_ARGS)
+    with _atomic(out) as tmp:
+        _run(ffmpeg.output(*streams, str(tmp), f="mp4", **kwargs), src)
+    return out
+
+
+# x264 options that shape the bitstream's structure (parameter sets, reorder delay, GOP): two
+# streams that differ in any of them do not join cleanly with a stream copy (e.g. another
+# `bframes` gives non-monotonic timestamps at the join).
+_STRUCTURAL = ("cabac", "ref", "bframes", "b_pyramid", "weightp", "8x8dct", "keyint", "keyint_min",
+               "open_gop", "interlaced", "constrained_intra", "bluray_compat", "fake_interlaced")
+
+
+def x264_options(path: str | Path) -> dict[str, str] | None:
+    """The x264 settings a file was encoded with (x264 writes them in an SEI message near the
+    start of the stream), or None if it was not encoded by x264."""
+    with open(path, "rb") as f:
+        head = f.read(4 << 20)
+    at = head.find(b"x264 - core")
+    if at < 0:
+        return None
+    opts = head[at: at + 4096].split(b"\x00", 1)[0].decode("ascii", "replace")
+    _, _, tail = opts.partition("options: ")
+    return dict(kv.split("=", 1) for kv in tail.split() if "=" in kv)
+
+
+@lru_cache(maxsize=16)
+def _our_x264_signature(fps: float) -> tuple[tuple[str, str | None], ...]:
+    """The structural x264 options of our own encoder at `fps` (from encoding two tiny frames)."""
+    with tempfile.TemporaryDirectory(prefix="adspec-sig-") as d:
+        ref = Path(d) / "ref.mp4"
+        src = ffmpeg.input(f"color=c=gray:s=64x64:r={fps}", f="lavfi", t=2 / fps)
+        _run(ffmpeg.output(src, str(ref), **video_encoder_args(fps)), "encoder signature")
+        opts = x264_options(ref) or {}
+    return tuple((k, opts.get(k)) for k in _STRUCTURAL)
+
+
+def same_encoder(path: str | Path, fps: float) -> bool:
+    """True if `path` was encoded by x264 with our structural settings (so it can be copied)."""
+    opts = x264_options(path)
+    return opts is not None and tuple((k, opts.get(k)) for k in _STRUCTURAL) == _our_x264_signature(fps)
+
+
+def clip_matches(info: MediaInfo, width: int, height: int, fps: float, *, audio: bool = False) -> bool:
+    """True if a clip has the target stream facts: H.264 High, yuv420p, exact size and fps (and,
+    when audio is kept, AAC 48 kHz stereo). `concat` also requires `same_encoder` to copy."""
+    ok = (
+        info.has_video
+        and info.vcodec == VIDEO_CODEC
+        and (info.vprofile or "High") == "High"
+        and info.pix_fmt == PIX_FMT
+        and (info.width, info.height) == (width, height)
+        and abs(info.fps - fps) < 0.01
+    )
+    if audio:
+        ok = ok and info.acodec == "aac" and info.audio_rate == AUDIO_RATE and info.audio_channels == AUDIO_CHANNELS
+    return bool(ok)
+
+
+class ConcatItem(NamedTuple):
+    path: Path
+    seconds: float
+
+
+@dataclass
+class ConcatReport:
+    out: Path
+    copied: list[Path] = field(default_factory=list)
+    reencoded: list[Path] = field(default_factory=list)
+    seconds: float = 0.0  # the intended total (sum of the items' seconds)
+
+
+def _concat_line(path: Path) -> str:
+    return "file '" + str(path.resolve()).replace("'", "'\\''") + "'\n"
+
+
+def concat(
+    clips: Sequence[ConcatItem | tuple[str | Path, float]],
+    out: str | Path,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    keep_audio: bool = False,
+) -> ConcatReport:
+    """Join clips, each cut to its `seconds`, into one MP4 at exact size/fps.
+
+    A clip that already matches (`clip_matches`), was encoded with our x264 structure
+    (`same_encoder`) and lasts `seconds` (within half a frame) is stream-copied; only the others are re-encoded, with the same encoder settings, then all are
+    joined by the concat demuxer with `-c copy`. The total lasts sum(seconds) within a frame."""
+    out = Path(out)
+    if not clips:
+        raise MediaError(f"{out}: nothing to concatenate")
+    items = [ConcatItem(Path(p), float(s)) for p, s in clips]
+    report = ConcatReport(out=out, seconds=sum(i.seconds for i in items))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.parts-", dir=out.parent) as parts:
+        pieces: list[Path] = []
+        for n, item in enumerate(items):
+            info = probe(item.path)
+            frames = int(round(item.seconds * fps))
+            if frames <= 0:
+                raise MediaError(f"{item.path}: duration {item.seconds} s is less than one frame")
+            same_length = abs(info.duration - frames / fps) <= 0.5 / fps
+            if clip_matches(info, width, height, fps, audio=keep_audio) and same_length and same_encoder(item.path, fps):
+                pieces.append(item.path)
+                report.copied.append(item.path)
+            else:
+                piece = Path(parts) / f"{n:04d}.mp4"
+                normalise_clip(item.path, piece, width=width, height=height, fps=fps, seconds=item.seconds,
+                               keep_audio=keep_audio)
+                pieces.append(piece)
+                report.reencoded.append(item.path)
+        listing = Path(parts) / "list.txt"
+        listing.write_text("".join(_concat_line(p) for p in pieces), encoding="utf-8")
+        args = ["-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v:0"]
+        if keep_audio:
+            args += ["-map", "0:a:0"]
+        args += ["-c", "copy", "-video_track_timescale", str(timescale(fps)), "-movflags", "+faststart", "-f", "mp4"]
+        with _atomic(out) as tmp:
+            _run_args([*args, str(tmp)], out)
+    return report
+
+
+# ---- final mix ------------------------------------------------------------------------------
+
+
+def _fades(a: Any, seconds: float) -> Any:
+    fade_out = min(1.5, seconds / 3)
+    return a.filter("afade", t="in", st=0, d=min(0.5, seconds / 4)).filter(
+        "afade", t="out", st=max(0.0, seconds - fade_out), d=fade_out
+    )
+
+
+def _loudnorm(a: Any, seconds: float) -> Any:
+    a = a.filter("loudnorm", i=LOUDNESS_TARGET, tp=TRUE_PEAK, lra=11)
+    return _audio_chain(a, seconds)
+
+
+def mix(
+    video: str | Path,
+    music: str | Path | None,
+    out: str | Path,
+    *,
+    seconds: float,
+    native_audio: bool,
+) -> Path:
+    """The final ad: video stream COPIED, audio built to exactly `seconds`.
+
+    Music is trimmed/padded to `seconds`, faded in 0.5 s / out 1.5 s. With `native_audio` and a
+    video that has audio, the music is ducked under it (sidechaincompress) and mixed; with no
+    music the native track alone is used. The result is loudness normalised (loudnorm, -16 LUFS,
+    TP -1.5) to AAC 48 kHz stereo. With neither music nor native audio, the track is silent
+    (every final has an audio stream, so players and platforms treat all ads alike)."""
+    out = Path(out)
+    vinfo = probe(video)
+    if not vinfo.has_video:
+        raise MediaError(f"{video}: no video stream")
+    vin = ffmpeg.input(str(video))
+    native = native_audio and vinfo.has_audio
+    if music is not None:
+        probe(music)
+        m = _fades(_audio_chain(ffmpeg.input(str(music))["a:0"], seconds), seconds)
+        if native:
+            voice, key = _audio_chain(vin["a:0"], seconds).filter_multi_output("asplit", 2)
+            ducked = ffmpeg.filter([m, key], "sidechaincompress", threshold=0.03, ratio=8, attack=20, release=400)
+            a = _loudnorm(ffmpeg.filter([ducked, voice], "amix", inputs=2, duration="first", normalize=0), seconds)
+        else:
+            a = _loudnorm(m, seconds)
+    elif native:
+        a = _loudnorm(_audio_chain(vin["a:0"], seconds), seconds)
+    else:
+        a = _audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], seconds)
+    kwargs: dict[str, Any] = {"c:v": "copy", "t": seconds, "movflags": "+faststart", "f": "mp4", **AUDIO_ENCODER_ARGS}
+    with _atomic(out) as tmp:
+        _run(ffmpeg.output(vin["v:0"], a, str(tmp), **kwargs), out)
+    return out
