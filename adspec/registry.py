@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -27,7 +28,21 @@ class ModelEntry:
     uses_reference: bool = False
     max_seconds: int | None = None
     price: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # live input shaping etc.
+    # live input shaping (see models.yaml header): the exact JSON input template, which of its
+    # fields carry local files, spec resolution -> model value, clip lengths per model value
+    input: dict[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+    resolutions: dict[str, str] = field(default_factory=dict)
+    clip_lengths_at: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    output: str = "single"  # "single" (one URI) or "list" ([URI])
+    extra: dict[str, Any] = field(default_factory=dict)  # anything else in the entry
+
+    @property
+    def ref(self) -> str:
+        """The provider reference: "owner/name" or "owner/name:version"."""
+        if self.slug is None:
+            return self.name
+        return f"{self.slug}:{self.version}" if self.version else self.slug
 
 
 @dataclass(frozen=True)
@@ -55,10 +70,14 @@ _KNOWN = {f for f in ModelEntry.__dataclass_fields__} - {"name", "extra"}
 def _entry(name: str, raw: dict[str, Any]) -> ModelEntry:
     known = {k: v for k, v in raw.items() if k in _KNOWN}
     extra = {k: v for k, v in raw.items() if k not in _KNOWN}
-    for key in ("aliases", "clip_lengths", "aspect_ratios"):
+    for key in ("aliases", "clip_lengths", "aspect_ratios", "files"):
         if key in known:
             known[key] = tuple(known[key])
-    return ModelEntry(name=name, extra=extra, **known)
+    if "clip_lengths_at" in known:
+        known["clip_lengths_at"] = {str(k): tuple(v) for k, v in known["clip_lengths_at"].items()}
+    entry = ModelEntry(name=name, extra=extra, **known)
+    _check_entry(entry)
+    return entry
 
 
 def parse_registry(data: dict[str, Any]) -> Registry:
@@ -77,3 +96,196 @@ def parse_registry(data: dict[str, Any]) -> Registry:
 def load_registry() -> Registry:
     text = resources.files("adspec.providers").joinpath("models.yaml").read_text(encoding="utf-8")
     return parse_registry(yaml.safe_load(text))
+
+
+# ---- input shaping ----------------------------------------------------------------------------
+
+PLACEHOLDERS = {
+    "image": {"prompt", "aspect_ratio", "seed", "width", "height", "reference"},
+    "video": {"prompt", "first_frame", "seconds", "resolution", "aspect_ratio", "seed", "fps",
+              "frames", "native_audio"},
+    "music": {"prompt", "seconds", "seed", "bpm"},
+}
+FILE_PLACEHOLDERS = {"reference", "first_frame"}
+PRICE_RULES = ("per_image", "per_second", "per_run", "per_predict_second")
+_PH = re.compile(r"^\{([a-z_]+)\}$")
+
+
+def _placeholder(value: Any) -> str | None:
+    if isinstance(value, str):
+        m = _PH.match(value)
+        if m:
+            return m.group(1)
+    return None
+
+
+def _check_entry(e: ModelEntry) -> None:
+    """Reject a registry entry that could only fail at a paid call."""
+    where = f"models.yaml: {e.name}"
+    if e.kind not in KINDS:
+        raise ValueError(f"{where}: kind {e.kind!r} is not one of {KINDS}")
+    rules = [r for r in PRICE_RULES if r in e.price]
+    if e.provider != "offline" and len(rules) != 1:
+        raise ValueError(f"{where}: price needs exactly one of {PRICE_RULES}, has {rules}")
+    if e.price and e.provider != "offline" and "checked" not in e.price:
+        raise ValueError(f"{where}: price needs a `checked:` date")
+    for fname, value in e.input.items():
+        ph = _placeholder(value)
+        if ph is not None and ph not in PLACEHOLDERS[e.kind]:
+            raise ValueError(f"{where}: input.{fname} uses unknown placeholder {{{ph}}}")
+        if ph in FILE_PLACEHOLDERS and fname not in e.files:
+            raise ValueError(f"{where}: input.{fname} takes a file but is not listed in `files`")
+    for fname in e.files:
+        if fname not in e.input:
+            raise ValueError(f"{where}: files lists {fname!r}, which is not an input field")
+    if e.kind == "video" and e.provider != "offline" and not e.clip_lengths:
+        raise ValueError(f"{where}: a video model needs clip_lengths")
+    if e.output not in ("single", "list"):
+        raise ValueError(f"{where}: output must be 'single' or 'list'")
+
+
+def model_resolution(entry: ModelEntry, resolution: str, seconds: int | None = None) -> str | None:
+    """The model's own resolution value for a spec resolution ("720p"/"1080p"), honouring
+    `clip_lengths_at` (e.g. Hailuo's 1080p allows only 6 s: a 10 s clip falls back to 768p)."""
+    if not entry.resolutions:
+        return None
+    order = list(entry.resolutions)  # spec resolutions, lowest first as written
+    idx = order.index(resolution) if resolution in order else len(order) - 1
+    for spec_res in reversed(order[: idx + 1]):
+        value = entry.resolutions[spec_res]
+        allowed = entry.clip_lengths_at.get(value)
+        if seconds is None or allowed is None or seconds in allowed:
+            return value
+    return entry.resolutions[order[0]]
+
+
+def spec_resolution_for(width: int, height: int) -> str:
+    """"1080p" when the short side is at least 1080 pixels, else "720p"."""
+    return "1080p" if min(width, height) >= 1080 else "720p"
+
+
+def shape_input(entry: ModelEntry, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fill the entry's input template. Returns (params, files): params are the JSON fields sent
+    as they are; files maps input field -> the file value (e.g. a Path) from `values`. A field
+    whose placeholder value is None is left out (the model's default applies)."""
+    params: dict[str, Any] = {}
+    files: dict[str, Any] = {}
+    for fname, template in entry.input.items():
+        ph = _placeholder(template)
+        if ph is None:
+            params[fname] = template
+            continue
+        value = values.get(ph)
+        if value is None:
+            continue
+        if fname in entry.files:
+            files[fname] = value
+        else:
+            params[fname] = value
+    return params, files
+
+
+# ---- prices -----------------------------------------------------------------------------------
+
+
+def _rate(rule: Any, resolution: str | None) -> float:
+    if isinstance(rule, dict):
+        if resolution is not None and resolution in rule:
+            return float(rule[resolution])
+        return float(max(rule.values()))  # unknown resolution: the dearest, never under-estimate
+    return float(rule)
+
+
+def price_for(
+    entry: ModelEntry,
+    seconds: float | None = None,
+    native_audio: bool = False,
+    *,
+    resolution: str | None = None,
+    predict_time: float | None = None,
+) -> float:
+    """USD for one call of `entry`. `seconds` is the output length (video/music); `resolution`
+    the model's own resolution value (see model_resolution); `predict_time` the provider's
+    metrics.predict_time for hardware-billed models (else an estimate from the output length)."""
+    p = entry.price
+    if "per_image" in p:
+        return float(p["per_image"])
+    if "per_run" in p:
+        return _rate(p["per_run"], resolution)
+    if "per_second" in p:
+        rule = p["per_second_audio"] if native_audio and "per_second_audio" in p else p["per_second"]
+        return _rate(rule, resolution) * float(seconds or 0)
+    if "per_predict_second" in p:
+        if predict_time is None:
+            predict_time = float(p.get("estimate_predict_seconds", 1.0)) * float(seconds or 0)
+        return float(p["per_predict_second"]) * float(predict_time)
+    return 0.0
+
+
+def planner_price(model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+    """USD for one chat completion; unknown models are priced like the default planner."""
+    reg = load_registry()
+    prices = reg.planner_prices.get(model) or reg.planner_prices.get(reg.planner_default) or {}
+    if not prices:
+        return 0.0
+    fresh = max(0, prompt_tokens - cached_tokens)
+    cached_rate = prices.get("cached_input", prices.get("input", 0.0))
+    return (fresh * prices.get("input", 0.0) + cached_tokens * cached_rate
+            + completion_tokens * prices.get("output", 0.0)) / 1_000_000
+
+
+def _describe_price(p: dict[str, Any]) -> str:
+    def fmt(rule: Any) -> str:
+        if isinstance(rule, dict):
+            return ", ".join(f"{k} ${float(v):g}" for k, v in rule.items())
+        return f"${float(rule):g}"
+
+    if "per_image" in p:
+        return f"{fmt(p['per_image'])}/image"
+    if "per_run" in p:
+        return f"{fmt(p['per_run'])} per run"
+    if "per_second" in p:
+        text = f"{fmt(p['per_second'])}/s"
+        if "per_second_audio" in p:
+            text += f" ({fmt(p['per_second_audio'])}/s with audio)"
+        return text
+    if "per_predict_second" in p:
+        return f"{fmt(p['per_predict_second'])}/s of compute"
+    return "free"
+
+
+def models_table() -> list[dict[str, Any]]:
+    """One row per model and per known planner, for `adspec models`."""
+    reg = load_registry()
+    rows: list[dict[str, Any]] = []
+    for kind in KINDS:
+        for name in reg.names(kind):
+            e = reg.models[name]
+            rows.append({
+                "name": name,
+                "kind": kind,
+                "provider": e.provider,
+                "ref": e.ref,
+                "aliases": ", ".join(e.aliases),
+                "clip_lengths": ", ".join(str(c) for c in e.clip_lengths),
+                "aspect_ratios": ", ".join(e.aspect_ratios),
+                "native_audio": e.native_audio,
+                "price": _describe_price(e.price),
+                "verified": bool(e.price.get("verified", True)),
+                "checked": e.price.get("checked", ""),
+            })
+    for name, p in sorted(reg.planner_prices.items()):
+        rows.append({
+            "name": name + (" (default)" if name == reg.planner_default else ""),
+            "kind": "planner",
+            "provider": "openai",
+            "ref": name,
+            "aliases": "",
+            "clip_lengths": "",
+            "aspect_ratios": "",
+            "native_audio": False,
+            "price": f"${p.get('input', 0):g} in / ${p.get('output', 0):g} out per 1M tokens",
+            "verified": True,
+            "checked": p.get("checked", ""),
+        })
+    return rows
