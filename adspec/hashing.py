@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +30,17 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(_CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+_memo: dict[tuple[str, int, int, int], str] = {}
+
+
+def sha256_file_memo(path: str | Path) -> str:
+    """sha256 of a file, remembered by (path, inode, size, mtime) for this process: a no-op
+    build asks for the same input hashes many times."""
+    st = os.stat(path)
+    memo_key = (os.fspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    digest = _memo.get(memo_key)
+    if digest is None:
+        digest = _memo[memo_key] = sha256_file(path)
+    return digest

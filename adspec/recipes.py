@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .hashing import sha256_file, sha256_json
+from .hashing import sha256_file_memo, sha256_json
 
 Kind = Literal["plan", "image", "video", "music"]
 
@@ -25,7 +25,7 @@ class FileRef:
 
     @classmethod
     def of(cls, path: str | Path) -> "FileRef":
-        return cls(sha256=sha256_file(path), path=Path(path))
+        return cls(sha256=sha256_file_memo(path), path=Path(path))
 
 
 @dataclass(frozen=True)

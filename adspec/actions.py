@@ -1,0 +1,199 @@
+"""The side of the build that touches the world: what each doit task does when it runs.
+
+Every generation goes through the request cache (`RequestCache.fetch`), so running a task never
+means paying: doit decides whether a task runs, the cache decides whether it pays. Every file is
+written atomically, and every generated artifact gets a receipt beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from . import media
+from .cache import Fetched, RequestCache, open_cache
+from .config import Settings, load_settings
+from .fsutil import atomic_path, write_if_changed, write_json_atomic
+from .hashing import canonical_json, sha256_file
+from .media_requests import image_request, music_request, video_request
+from .paths import AdPaths, receipt_path
+from .providers.base import MediaProvider, PlanProvider
+from .providers.select import media_provider, plan_provider
+from .recipes import Recipe
+from .verify import audio_verifier, image_verifier, video_verifier
+
+log = logging.getLogger("adspec.build")
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    cache: RequestCache
+    media: MediaProvider
+    planner: PlanProvider
+
+
+_ctx_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _context_for(settings: Settings) -> Context:
+    return Context(settings, open_cache(settings.cache_dir), media_provider(settings), plan_provider(settings))
+
+
+def context(settings: Settings | None = None) -> Context:
+    with _ctx_lock:
+        return _context_for(settings or load_settings())
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_receipt(artifact: Path, recipe: Recipe, fetched: Fetched) -> None:
+    """Provenance beside the artifact: what it was made from, by whom, at what cost."""
+    write_json_atomic(
+        receipt_path(artifact),
+        {
+            "artifact": artifact.name,
+            "sha256": sha256_file(artifact),
+            "key": recipe.key,
+            "recipe": recipe.identity(),
+            "job_id": fetched.entry.job_id,
+            "cost_usd": fetched.entry.cost_usd,
+            "cache_hit": fetched.hit,
+            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(fetched.entry.created_at)),
+            "generation_seconds": fetched.entry.seconds,
+        },
+    )
+
+
+def receipt_key(artifact: Path) -> str | None:
+    try:
+        return read_json(receipt_path(artifact)).get("key")
+    except (OSError, ValueError):
+        return None
+
+
+# ---- recipes of the paid steps (pure given the files on disk) -------------------------------------
+
+
+def storyboard_recipe(ctx: Context, ad: str, beat_id: str) -> Recipe:
+    paths = AdPaths.of(ctx.settings.build_dir, ad)
+    beat = read_json(paths.beat_inputs(beat_id))
+    return ctx.media.image_recipe(image_request(ad, beat))
+
+
+def chunk_recipe(ctx: Context, ad: str, beat_id: str, index: int) -> Recipe:
+    paths = AdPaths.of(ctx.settings.build_dir, ad)
+    beat = read_json(paths.beat_inputs(beat_id))
+    return ctx.media.video_recipe(video_request(ad, beat, index, paths))
+
+
+def music_recipe(ctx: Context, ad: str) -> Recipe:
+    paths = AdPaths.of(ctx.settings.build_dir, ad)
+    return ctx.media.music_recipe(music_request(ad, read_json(paths.music_inputs)))
+
+
+def is_current(artifact: str, kind: str, ad: str, *args: Any) -> bool:
+    """doit `uptodate`: the artifact was made from exactly the recipe this task would ask now."""
+    path = Path(artifact)
+    if not path.exists():
+        return False
+    ctx = context()
+    recipe_of = {"storyboard": storyboard_recipe, "chunk": chunk_recipe, "music": music_recipe}[kind]
+    try:
+        return receipt_key(path) == recipe_of(ctx, ad, *args).key
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+# ---- the steps ----------------------------------------------------------------------------------
+
+
+def make_storyboard(ad: str, beat_id: str) -> None:
+    ctx = context()
+    paths = AdPaths.of(ctx.settings.build_dir, ad)
+    beat = read_json(paths.beat_inputs(beat_id))
+    recipe = ctx.media.image_recipe(image_request(ad, beat))
+    what = f"{ad}/{beat_id} storyboard ({beat['image_model']})"
+    fetched = ctx.cache.fetch(recipe, ctx.media.run, image_verifier(what), suffix=".img")
+    target = paths.storyboard(beat_id)
+    media.normalise_image(fetched.path, target, beat["width"], beat["height"])
+    write_receipt(target, recipe, fetched)
+
+
+def make_chunk(ad: str, beat_id: str, index: int) -> None:
+    ctx = context()
+    paths = AdPaths.of(ctx.settings.build_dir, ad)
+    beat = read_json(paths.beat_inputs(beat_id))
+    recipe = ctx.media.video_recipe(video_request(ad, beat, index, paths))
+    seconds = beat["clips"][index]
+    what = f"{ad}/{beat_id} chunk {index} ({beat['video_model']})"
+    fetched = ctx.cache.fetch(recipe, ctx.media.run, video_verifier(what, seconds), suffix=".mp4")
+    target = paths.chunk(beat_id, index)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(fetched.path, tmp)
+    if index + 1 < len(beat["clips"]):
+        media.last_frame(target, paths.last_frame(beat_id, index))
+    write_receipt(target, recipe, fetched)
+
+
+def make_music(ad: str) -> None:
+    ctx = context()
+    paths = AdPaths.of(ctx.settings.build_dir, ad)
+    inputs = read_json(paths.music_inputs)
+    recipe = ctx.media.music_recipe(music_request(ad, inputs))
+    what = f"{ad} music ({inputs['model']})"
+    fetched = ctx.cache.fetch(recipe, ctx.media.run, audio_verifier(what, inputs["seconds"]), suffix=".wav")
+    with atomic_path(paths.music) as tmp:
+        shutil.copyfile(fetched.path, tmp)
+    write_receipt(paths.music, recipe, fetched)
+
+
+def make_stitch(ad: str) -> None:
+    """The chunks in beat order, each beat trimmed to its duration: matching clips are copied."""
+    settings = load_settings()
+    paths = AdPaths.of(settings.build_dir, ad)
+    timeline = read_json(paths.timeline)
+    items = []
+    for beat in timeline["beats"]:
+        left = beat["duration"]
+        for index, clip in enumerate(beat["clips"]):
+            use = min(clip, left)
+            items.append(media.ConcatItem(paths.chunk(beat["id"], index), float(use)))
+            left -= use
+    report = media.concat(
+        items,
+        paths.video,
+        width=timeline["width"],
+        height=timeline["height"],
+        fps=timeline["fps"],
+        keep_audio=timeline["native_audio"],
+    )
+    write_json_atomic(paths.stitch_report, report.to_json())
+
+
+def make_mix(ad: str) -> None:
+    settings = load_settings()
+    paths = AdPaths.of(settings.build_dir, ad)
+    timeline = read_json(paths.timeline)
+    music = None if timeline["native_audio"] else paths.music
+    media.mix(paths.video, music, paths.final, seconds=float(timeline["duration"]), native_audio=timeline["native_audio"])
+
+
+def write_plan_files(paths: AdPaths, plan: "Any") -> None:
+    """Split the resolved plan into the files the render tasks depend on; each is rewritten only
+    when its content changes, so editing one beat touches one beat.json."""
+    for beat in plan.beats:
+        write_if_changed(paths.beat_inputs(beat.id), canonical_json(plan.beat_inputs(beat)) + "\n")
+    write_if_changed(paths.music_inputs, canonical_json(plan.music_inputs()) + "\n")
+    write_if_changed(paths.timeline, canonical_json(plan.timeline()) + "\n")
+    write_if_changed(paths.plan, json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,141 @@
+"""The resolved ad: a spec plus its beat file, turned into everything the build graph needs.
+
+Pure: no provider, no ffmpeg. The plan task writes it to build/<ad>/plan.json and splits it into
+per-beat files (build/<ad>/beats/<id>/beat.json) that change only when that beat's inputs do,
+so doit's file_dep sees an edit of one beat as an edit of one file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .registry import Registry
+
+FPS = 24  # the output frame rate of every ad; model clips at other rates are re-timed in stitch
+
+_SHORT_SIDE = {"720p": 720, "1080p": 1080}
+_RATIOS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1), "4:5": (4, 5)}
+
+
+def output_size(aspect_ratio: str, resolution: str) -> tuple[int, int]:
+    """Width and height (even numbers) with the short side at the resolution's height."""
+    w, h = _RATIOS[aspect_ratio]
+    short = _SHORT_SIDE[resolution]
+    if w >= h:
+        return _even(short * w / h), short
+    return short, _even(short * h / w)
+
+
+def _even(x: float) -> int:
+    return int(round(x / 2.0)) * 2
+
+
+@dataclass(frozen=True)
+class PlannedBeat:
+    id: str
+    type: str
+    start: int
+    duration: int
+    image_prompt: str  # rendered: spec variables filled in
+    motion_prompt: str
+    clips: tuple[int, ...]  # clip lengths of its chunks; the last one is trimmed
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self.clips)
+
+
+@dataclass(frozen=True)
+class AdPlan:
+    ad: str
+    title: str
+    duration: int
+    aspect_ratio: str
+    resolution: str
+    width: int
+    height: int
+    fps: int
+    seed: int
+    style: str
+    palette: tuple[str, ...]
+    brand_name: str | None
+    tagline: str | None
+    reference: str | None  # absolute path of the product reference image
+    image_model: str
+    video_model: str
+    music_model: str
+    native_audio: bool  # chunks carry the model's own audio, no music is made
+    music_prompt: str
+    bpm: int
+    beats: tuple[PlannedBeat, ...]
+
+    def beat(self, beat_id: str) -> PlannedBeat:
+        for b in self.beats:
+            if b.id == beat_id:
+                return b
+        raise KeyError(beat_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "AdPlan":
+        data = dict(data)
+        data["palette"] = tuple(data["palette"])
+        data["beats"] = tuple(
+            PlannedBeat(**{**b, "clips": tuple(b["clips"])}) for b in data["beats"]
+        )
+        return cls(**data)
+
+    def beat_inputs(self, beat: PlannedBeat) -> dict[str, Any]:
+        """Everything a beat's storyboard and chunks are made from: that beat's own fields and
+        the ad-wide look, never its position (moving a beat costs nothing)."""
+        return {
+            "id": beat.id,
+            "type": beat.type,
+            "duration": beat.duration,
+            "clips": list(beat.clips),
+            "image_prompt": beat.image_prompt,
+            "motion_prompt": beat.motion_prompt,
+            "aspect_ratio": self.aspect_ratio,
+            "width": self.width,
+            "height": self.height,
+            "seed": self.seed,
+            "style": self.style,
+            "palette": list(self.palette),
+            "brand_name": self.brand_name,
+            "tagline": self.tagline,
+            "reference": self.reference,
+            "image_model": self.image_model,
+            "video_model": self.video_model,
+            "native_audio": self.native_audio,
+        }
+
+    def music_inputs(self) -> dict[str, Any]:
+        """Music depends on the plan's music fields and the total duration only."""
+        return {
+            "prompt": self.music_prompt,
+            "bpm": self.bpm,
+            "seconds": self.duration,
+            "seed": self.seed,
+            "model": self.music_model,
+        }
+
+    def timeline(self) -> dict[str, Any]:
+        """What stitch and mix are made from: the beats in order, each trimmed to its duration."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "duration": self.duration,
+            "native_audio": self.native_audio,
+            "beats": [
+                {"id": b.id, "start": b.start, "duration": b.duration, "clips": list(b.clips)}
+                for b in self.beats
+            ],
+        }
+
+
+def uses_native_audio(registry: Registry, video_model: str, wanted: bool) -> bool:
+    return wanted and registry.resolve(video_model, "video").native_audio

@@ -1,0 +1,182 @@
+"""The build graph: an ad's plan and its targets as doit task dicts. Pure: reading the plan
+files is the only I/O, so the graph can be checked without running doit.
+
+Per ad `<ad>`:
+  plan:<ad>                      spec -> beat file (the lock) -> build/<ad>/plan.json + beat files
+  storyboard:<ad>/<beat>         beat.json (+ reference image) -> storyboard.png        (paid)
+  chunk:<ad>/<beat>/<k>          beat.json + first frame -> chunk-k.mp4 (+ last frame)    (paid)
+  music:<ad>                     music.json -> music.wav                                  (paid)
+  stitch:<ad>                    chunks in beat order -> video.mp4                        (local)
+  mix:<ad>                       video.mp4 + music.wav -> final.mp4                       (local)
+  <ad>                           everything above
+
+The render tasks exist only once the plan does: they are created after `plan:<ad>` runs
+(doit's delayed task creation), so each carries its exact recipe.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from doit import create_after
+
+from .adplan import AdPlan
+from .paths import AdPaths
+
+TaskDict = dict[str, Any]
+
+# doit commands and our task kinds: an ad of one of these names gets no alias task.
+_RESERVED = {"plan", "storyboard", "chunk", "music", "stitch", "mix", "list", "clean", "info",
+             "forget", "ignore", "help", "run", "auto", "dumpdb", "strace", "reset-dep", "tabcompletion"}
+
+
+def load_plan(paths: AdPaths) -> AdPlan | None:
+    try:
+        return AdPlan.from_json(json.loads(paths.plan.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def plan_task(ad: str, spec_path: Path, build_dir: Path) -> TaskDict:
+    from . import planning
+
+    paths = AdPaths.of(build_dir, ad)
+    return {
+        "name": ad,
+        "doc": f"plan {ad}: spec -> beat file -> build/{ad}/plan.json",
+        "actions": [(planning.plan_action, [ad, str(spec_path)])],
+        "file_dep": [str(spec_path)],
+        "targets": [str(paths.plan)],
+        "uptodate": [(planning.plan_is_current, [ad, str(spec_path)])],
+        "verbosity": 1,
+    }
+
+
+def render_task_names(ad: str, plan: AdPlan | None) -> list[str]:
+    """Names of the tasks the delayed creator makes, so `doit list` and `doit <name>` know them."""
+    names = [f"stitch:{ad}", f"mix:{ad}", f"music:{ad}"]
+    if plan is not None:
+        for beat in plan.beats:
+            names.append(f"storyboard:{ad}/{beat.id}")
+            names += [f"chunk:{ad}/{beat.id}/{k}" for k in range(beat.chunk_count)]
+    return names
+
+
+def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
+    """Every target after the plan, with exact file dependencies."""
+    from . import actions
+
+    paths = AdPaths.of(build_dir, ad)
+    plan_dep = f"plan:{ad}"
+    chunk_files: list[str] = []
+    for beat in plan.beats:
+        beat_json = str(paths.beat_inputs(beat.id))
+        storyboard = str(paths.storyboard(beat.id))
+        ref = [plan.reference] if plan.reference else []
+        yield {
+            "basename": f"storyboard:{ad}/{beat.id}",
+            "doc": f"storyboard image of {ad}/{beat.id} ({plan.image_model})",
+            "actions": [(actions.make_storyboard, [ad, beat.id])],
+            "file_dep": [beat_json, *ref],
+            "targets": [storyboard],
+            "task_dep": [plan_dep],
+            "uptodate": [(actions.is_current, [storyboard, "storyboard", ad, beat.id])],
+            "clean": True,
+        }
+        for k in range(beat.chunk_count):
+            chunk = str(paths.chunk(beat.id, k))
+            first = str(paths.first_frame(beat.id, k))
+            first_task = f"storyboard:{ad}/{beat.id}" if k == 0 else f"chunk:{ad}/{beat.id}/{k - 1}"
+            targets = [chunk]
+            if k + 1 < beat.chunk_count:
+                targets.append(str(paths.last_frame(beat.id, k)))
+            yield {
+                "basename": f"chunk:{ad}/{beat.id}/{k}",
+                "doc": f"video chunk {k + 1} of {beat.chunk_count} of {ad}/{beat.id} ({plan.video_model}, {beat.clips[k]} s)",
+                "actions": [(actions.make_chunk, [ad, beat.id, k])],
+                "file_dep": [beat_json, first],
+                "targets": targets,
+                "task_dep": [plan_dep, first_task],
+                "uptodate": [(actions.is_current, [chunk, "chunk", ad, beat.id, k])],
+                "clean": True,
+            }
+            chunk_files.append(chunk)
+    chunk_tasks = [f"chunk:{ad}/{b.id}/{k}" for b in plan.beats for k in range(b.chunk_count)]
+    yield {
+        "basename": f"stitch:{ad}",
+        "doc": f"stitch {ad}: chunks in beat order, each beat trimmed to its duration",
+        "actions": [(actions.make_stitch, [ad])],
+        "file_dep": [str(paths.timeline), *chunk_files],
+        "targets": [str(paths.video), str(paths.stitch_report)],
+        "task_dep": [plan_dep, *chunk_tasks],
+        "clean": True,
+    }
+    music = str(paths.music)
+    if not plan.native_audio:
+        yield {
+            "basename": f"music:{ad}",
+            "doc": f"music of {ad} ({plan.music_model}, {plan.duration} s at {plan.bpm} bpm)",
+            "actions": [(actions.make_music, [ad])],
+            "file_dep": [str(paths.music_inputs)],
+            "targets": [music],
+            "task_dep": [plan_dep],
+            "uptodate": [(actions.is_current, [music, "music", ad])],
+            "clean": True,
+        }
+    else:  # the model's own audio replaces music: keep the name so `doit music:<ad>` still works
+        yield {"basename": f"music:{ad}", "doc": f"no music for {ad}: {plan.video_model} has native audio",
+               "actions": None, "task_dep": [plan_dep]}
+    yield {
+        "basename": f"mix:{ad}",
+        "doc": f"final mix of {ad} -> build/{ad}/final.mp4",
+        "actions": [(actions.make_mix, [ad])],
+        "file_dep": [str(paths.video), str(paths.timeline)] + ([] if plan.native_audio else [music]),
+        "targets": [str(paths.final)],
+        "task_dep": [f"stitch:{ad}", f"music:{ad}"],
+        "clean": True,
+    }
+
+
+def render_creator(ad: str, build_dir: Path) -> Callable[[], Iterator[TaskDict]]:
+    """A delayed task creator for one ad: runs after `plan:<ad>`, reads the plan it wrote."""
+    paths = AdPaths.of(build_dir, ad)
+
+    @create_after(executed=f"plan:{ad}", creates=render_task_names(ad, load_plan(paths)))
+    def creator() -> Iterator[TaskDict]:
+        plan = load_plan(paths)
+        if plan is None:  # `doit list` before the first plan: nothing to show yet
+            return
+        yield from render_tasks(ad, plan, build_dir)
+
+    creator.__doc__ = f"render {ad}"
+    return creator
+
+
+def ad_alias_task(ad: str) -> TaskDict | None:
+    if ad in _RESERVED:
+        return None
+    return {"basename": ad, "doc": f"build {ad} -> final.mp4", "actions": None, "task_dep": [f"mix:{ad}"]}
+
+
+def task_creators(ads: list[tuple[str, Path]], build_dir: Path) -> dict[str, Callable[..., Any]]:
+    """The `task_*` functions dodo.py exposes: one for all plans, one delayed creator per ad, one
+    for the per-ad aliases (`doit <ad>`)."""
+
+    def task_plan() -> Iterator[TaskDict]:
+        """plan each ad: spec -> beat file (the lock) -> build/<ad>/plan.json"""
+        for ad, spec_path in ads:
+            yield plan_task(ad, spec_path, build_dir)
+
+    def task_ads() -> Iterator[TaskDict]:
+        for ad, _ in ads:
+            alias = ad_alias_task(ad)
+            if alias is not None:
+                yield alias
+
+    creators: dict[str, Callable[..., Any]] = {"task_plan": task_plan}
+    for i, (ad, _) in enumerate(ads):
+        creators[f"task_render_{i:04d}"] = render_creator(ad, build_dir)
+    creators["task_zz_ads"] = task_ads
+    return creators

@@ -1,0 +1,161 @@
+"""The plan step: keep the beat file (the lock) in step with its spec, then resolve the ad.
+
+The lock's rules live in `adspec.lock`; the planners behind one interface; the plan request goes
+through the request cache like every paid call. This module wires them together and writes the
+plan files the render tasks read.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from . import __version__
+from .actions import context, read_json, write_plan_files
+from .adplan import FPS, AdPlan, PlannedBeat, output_size, uses_native_audio
+from .errors import SpecError
+from .fsutil import write_text_atomic
+from .hashing import sha256_bytes, sha256_json
+from .library import LIBRARY_VERSION
+from .loader import ad_name, load_beat_file, load_spec
+from .lock import Decision, content_sha256, decide, plan_shaping_fields, render_beat_file, write_beat_file
+from .paths import AdPaths
+from .planner import default_music, fit_clips, render_beat_prompts
+from .providers.base import PlanRequest
+from .registry import load_registry
+from .spec import BeatFile, BeatPlan, PlannedFrom, Spec
+from .verify import plan_verifier
+
+
+def beat_file_path(spec_path: Path) -> Path:
+    return spec_path.with_name(f"{spec_path.stem}.beats.yaml")
+
+
+def ensure_beat_file(spec_path: Path, *, force: bool = False) -> tuple[Spec, BeatFile]:
+    """The spec and its beat file, planning it when the lock's rules say so (or when forced).
+
+    Never overwrites a hand-edited beat file silently: `lock.decide` raises LockError instead."""
+    spec = load_spec(spec_path)
+    if spec.beats is not None:  # inline beats: no planner at all
+        return spec, BeatFile(music=spec.music or default_music(spec), beats=spec.beats)
+    registry = load_registry()
+    shaping = plan_shaping_fields(spec, registry)
+    spec_sha = sha256_json(shaping)
+    beats_path = beat_file_path(spec_path)
+    text = beats_path.read_text(encoding="utf-8") if beats_path.exists() else None
+    decision = Decision.PLAN if force else decide(spec, spec_sha, text, spec_path=spec_path, beats_path=beats_path)
+    if decision is Decision.PLAN:
+        ctx = context()
+        video = registry.resolve(spec.models.video, "video")
+        request = PlanRequest(ad=ad_name(spec_path), shaping=shaping, clip_lengths=video.clip_lengths,
+                              planner_model=spec.models.planner)
+        recipe = ctx.planner.plan_recipe(request)
+        fetched = ctx.cache.fetch(recipe, ctx.planner.run, plan_verifier(f"{request.ad} plan"), suffix=".json")
+        plan = BeatPlan.model_validate_json(fetched.path.read_bytes())
+        planned_from = PlannedFrom(
+            spec_sha256=spec_sha,
+            planner=recipe.model if recipe.provider != "offline" else "offline",
+            library=LIBRARY_VERSION,
+            content_sha256=content_sha256(plan.music, plan.beats),
+        )
+        write_beat_file(beats_path, render_beat_file(plan, planned_from))
+    return spec, load_beat_file(beats_path)
+
+
+def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile) -> AdPlan:
+    """Spec + beat file -> the AdPlan: prompts rendered with the spec's values, chunking fixed."""
+    registry = load_registry()
+    video = registry.resolve(spec.models.video, "video")
+    image = registry.resolve(spec.models.image, "image")
+    music = registry.resolve(spec.models.music, "music")
+    width, height = output_size(spec.aspect_ratio, spec.resolution)
+    source = beat_file_path(spec_path) if spec.beats is None else spec_path
+    beats = []
+    start = 0
+    for beat in beat_file.beats:
+        image_prompt, motion_prompt = render_beat_prompts(beat, spec, source)
+        clips = tuple(fit_clips(beat.duration, video.clip_lengths))
+        beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips))
+        start += beat.duration
+    if start != spec.duration:
+        raise SpecError(source, None, "beats", f"durations sum to {start} s but the spec's duration is {spec.duration} s")
+    product = spec.assets.get("product")
+    reference = str((spec_path.parent / product).resolve()) if product else None
+    return AdPlan(
+        ad=ad,
+        title=spec.title,
+        duration=spec.duration,
+        aspect_ratio=spec.aspect_ratio,
+        resolution=spec.resolution,
+        width=width,
+        height=height,
+        fps=FPS,
+        seed=spec.seed,
+        style=spec.style,
+        palette=tuple(spec.brand.colors),
+        brand_name=spec.brand.name,
+        tagline=spec.brand.tagline,
+        reference=reference,
+        image_model=image.name,
+        video_model=video.name,
+        music_model=music.name,
+        native_audio=uses_native_audio(registry, video.name, spec.native_audio),
+        music_prompt=beat_file.music.prompt,
+        bpm=beat_file.music.bpm,
+        beats=tuple(beats),
+    )
+
+
+def _stamp_path(paths: AdPaths) -> Path:
+    return paths.root / "plan.inputs"
+
+
+@lru_cache(maxsize=1)
+def _registry_digest() -> str:
+    return sha256_bytes(resources.files("adspec.providers").joinpath("models.yaml").read_bytes())
+
+
+def inputs_stamp(spec_path: Path) -> str:
+    """What the plan files are made from: the spec's and beat file's bytes, the library, the
+    registry and adspec's version."""
+    spec_path = Path(spec_path)
+    beats = beat_file_path(spec_path)
+    parts = [
+        __version__,
+        LIBRARY_VERSION,
+        sha256_bytes(spec_path.read_bytes()),
+        sha256_bytes(beats.read_bytes()) if beats.exists() else "-",
+        _registry_digest(),
+    ]
+    return sha256_json(parts)
+
+
+def plan_is_current(ad: str, spec_path: str) -> bool:
+    """doit `uptodate` of plan:<ad>: the plan files were made from these exact inputs."""
+    paths = AdPaths.of(context().settings.build_dir, ad)
+    try:
+        return _stamp_path(paths).read_text() == inputs_stamp(Path(spec_path)) and paths.plan.exists()
+    except OSError:
+        return False
+
+
+def plan_ad(ad: str, spec_path: Path, *, force: bool = False) -> AdPlan:
+    spec, beat_file = ensure_beat_file(spec_path, force=force)
+    plan = resolve(ad, spec, spec_path, beat_file)
+    paths = AdPaths.of(context().settings.build_dir, ad)
+    write_plan_files(paths, plan)
+    write_text_atomic(_stamp_path(paths), inputs_stamp(spec_path))
+    return plan
+
+
+def plan_action(ad: str, spec_path: str) -> None:
+    plan_ad(ad, Path(spec_path))
+
+
+def read_plan(build_dir: Path, ad: str) -> AdPlan:
+    return AdPlan.from_json(read_json(AdPaths.of(build_dir, ad).plan))
+
+
+__all__ = ["ensure_beat_file", "resolve", "plan_ad", "plan_action", "plan_is_current", "read_plan", "json"]
