@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -26,7 +27,7 @@ import diskcache
 
 from .errors import AdspecError, CacheError, ProviderError
 from .fsutil import atomic_path
-from .hashing import sha256_file
+from .hashing import canonical_json, sha256_file
 from .providers.base import RunResult
 from .recipes import Recipe
 
@@ -109,6 +110,7 @@ class RequestCache:
         if self._db.eviction_policy != "none":  # pragma: no cover - diskcache honours the argument
             raise CacheError(f"cache {self.root} would evict paid results; open it with eviction off")
         self.problems: list[str] = []  # corrupt entries seen by this process, for reporting
+        self.ledger_path = self.root / "ledger.jsonl"
 
     def close(self) -> None:
         self._db.close()
@@ -246,7 +248,28 @@ class RequestCache:
             )
             self._db.set(_ENTRY + key, entry.to_dict())
             self._clear_pending(key)
+            self._append_ledger(entry)
             return Fetched(self.blob_path(sha), entry, hit=False)
+
+    def _append_ledger(self, entry: Entry) -> None:
+        """One line per request actually run (paid or local): the account of what was spent."""
+        line = canonical_json({
+            "time": round(entry.created_at, 3), "key": entry.key, "provider": entry.provider,
+            "kind": entry.kind, "model": entry.model, "job_id": entry.job_id,
+            "cost_usd": entry.cost_usd, "seconds": entry.seconds,
+        }) + "\n"
+        fd = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+
+    def ledger(self) -> list[dict[str, Any]]:
+        try:
+            lines = self.ledger_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(x) for x in lines if x.strip()]
 
 
 _caches: dict[Path, RequestCache] = {}

@@ -1,0 +1,131 @@
+"""The `adspec` command. The one place where errors become messages: an AdspecError is printed
+as one line (file:line: field: message) with a non-zero exit, never as a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import load_settings
+from .errors import AdspecError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _specs_for(names: Sequence[str]) -> list[tuple[str, Path]]:
+    from .errors import SpecError
+    from .loader import ad_name, find_specs
+
+    settings = load_settings()
+    found = {ad_name(p): p for p in find_specs(settings.specs_dir)}
+    if not names:
+        return sorted(found.items())
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise SpecError(settings.specs_dir, None, None, f"no spec named {', '.join(missing)} (known: {', '.join(sorted(found)) or 'none'})")
+    return [(n, found[n]) for n in names]
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import validate_paths
+
+    settings = load_settings()
+    paths = [Path(p) for p in args.paths] or [settings.specs_dir]
+    errors = validate_paths(paths, settings.specs_dir.parent)
+    for e in errors:
+        print(e.one_line(), file=sys.stderr)
+    if not errors:
+        print(f"ok: {', '.join(str(p) for p in paths)}")
+    return EXIT_ERROR if errors else 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .planning import plan_ad
+
+    for ad, spec_path in _specs_for(args.names):
+        plan = plan_ad(ad, spec_path, force=args.force)
+        print(f"{ad}: {len(plan.beats)} beats, {plan.duration} s -> {spec_path.with_name(ad + '.beats.yaml')}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .validate import json_schema
+
+    schema = json_schema()
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, value in schema.items():
+            (out / f"{name}.schema.json").write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {', '.join(f'{n}.schema.json' for n in schema)} to {out}")
+    else:
+        print(json.dumps(schema, indent=2))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .registry import models_table
+
+    rows = models_table()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="adspec model registry")
+    columns = list(rows[0].keys()) if rows else []
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[("" if r[c] is None else str(r[c])) for c in columns])
+    Console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adspec", description="Declarative AI video ads, built like software.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check specs and beat files (file:line: field: message)")
+    p.add_argument("paths", nargs="*", help="spec or beat files, or folders (default: specs/)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plan", help="write specs/NAME.beats.yaml, the lock of the plan")
+    p.add_argument("names", nargs="*", help="ads to plan (default: all)")
+    p.add_argument("--force", action="store_true", help="replan even over hand edits of the beat file")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("schema", help="JSON Schema of the spec and the beat file")
+    p.add_argument("--out", help="write spec.schema.json and beats.schema.json into this folder")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("models", help="the model registry with prices")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except AdspecError as e:
+        print(e.one_line(), file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("adspec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
