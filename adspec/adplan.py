@@ -14,7 +14,7 @@ from .registry import Registry
 
 FPS = 24  # the output frame rate of every ad; model clips at other rates are re-timed in stitch
 
-_SHORT_SIDE = {"720p": 720, "1080p": 1080}
+_SHORT_SIDE = {"360p": 360, "720p": 720, "1080p": 1080}
 _RATIOS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1), "4:5": (4, 5)}
 
 

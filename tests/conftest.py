@@ -1,0 +1,116 @@
+"""Shared fixtures: a throw-away project (specs, build, cache folders) and a way to run the real
+`doit` over it in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Provider variables of the machine running the tests must never leak into a test build.
+_SCRUB = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS",
+          "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL", "ADSPEC_BACKEND", "ADSPEC_SPECS", "ADSPEC_BUILD",
+          "ADSPEC_CACHE_DIR", "ADSPEC_BUDGET_USD", "ADSPEC_SHARD", "ADSPEC_REMOTE_CACHE")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _SCRUB:
+        monkeypatch.delenv(name, raising=False)
+
+
+@dataclass
+class Project:
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def specs(self) -> Path:
+        return self.root / "specs"
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def write_spec(self, name: str, spec: dict) -> Path:
+        path = self.specs / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        return path
+
+    def beats_file(self, name: str) -> Path:
+        return self.specs / f"{name}.beats.yaml"
+
+    def run_env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+        env.update(ADSPEC_SPECS=str(self.specs), ADSPEC_BUILD=str(self.build), ADSPEC_CACHE_DIR=str(self.cache),
+                   ADSPEC_BACKEND="offline", PYTHONPATH=str(REPO))
+        env.update(self.env)
+        env.update(extra)
+        return env
+
+    def doit(self, *args: str, check: bool = True, timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        """Run the real doit with the repo's dodo.py, as `doit ARGS` in a shell would."""
+        cmd = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args]
+        proc = subprocess.run(cmd, cwd=self.root, env=self.run_env(**extra_env), text=True,
+                              capture_output=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"doit {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def adspec(self, *args: str, check: bool = False, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "adspec.cli", *args]
+        return subprocess.run(cmd, cwd=self.root, env=self.run_env(**extra_env), text=True, capture_output=True, timeout=600)
+
+    def ledger(self) -> list[dict]:
+        path = self.cache / "ledger.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    p = Project(tmp_path / "proj")
+    p.specs.mkdir(parents=True)
+    return p
+
+
+def executed_tasks(doit_output: str) -> list[str]:
+    """Task names doit ran (lines '.  name'), not the up-to-date ones ('-- name')."""
+    return [line[3:].strip() for line in doit_output.splitlines() if line.startswith(".  ")]
+
+
+def small_spec(**overrides) -> dict:
+    """A short, low-resolution ad with inline beats: fast to render, no planner involved."""
+    spec = {
+        "title": "Test ad",
+        "prompt": "A test ad for the Zip water bottle",
+        "duration": 8,
+        "aspect_ratio": "16:9",
+        "resolution": "360p",
+        "style": "energetic",
+        "brand": {"name": "Zip", "tagline": "Drink more", "colors": ["#FF5A1F", "#111111"]},
+        "seed": 3,
+        "music": {"prompt": "upbeat electronic", "bpm": 120},
+        "beats": [
+            {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock",
+             "motion_prompt": "slow push in"},
+            {"id": "cta", "type": "cta", "duration": 5, "image_prompt": "The bottle and the logo",
+             "motion_prompt": "pan left"},
+        ],
+    }
+    spec.update(overrides)
+    return spec
