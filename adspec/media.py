@@ -567,3 +567,38 @@ def mix(
     with _atomic(out) as tmp:
         _run(ffmpeg.output(vin["v:0"], a, str(tmp), **kwargs), out)
     return out
+
+
+# ---- camera moves over a still (the offline animatic) ---------------------------------------
+
+
+def camera_clip(
+    src_png: str | Path,
+    out: str | Path,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    seconds: float,
+    zoom: str,
+    x: str,
+    y: str,
+) -> Path:
+    """Render exactly round(seconds*fps) frames of a zoompan camera move over a still, with our
+    encoder settings. `zoom`, `x`, `y` are zoompan expressions of `on` (see render.motion); the
+    still is usually pre-upscaled so zoompan's whole-pixel crops do not visibly jitter."""
+    out = Path(out)
+    frames = int(round(seconds * fps))
+    if frames <= 0:
+        raise MediaError(f"{out}: {seconds} s is less than one frame at {fps} fps")
+    v = (
+        ffmpeg.input(str(src_png))
+        .filter("format", PIX_FMT)  # zoompan rescales every frame: 4:2:0 is 3x cheaper than RGB
+        .filter("zoompan", z=zoom, x=x, y=y, d=frames, s=f"{width}x{height}", fps=fps)
+        .filter("setsar", 1)
+        .filter("format", PIX_FMT)
+    )
+    kwargs = {**video_encoder_args(fps), "frames:v": frames, "f": "mp4"}
+    with _atomic(out) as tmp:
+        _run(ffmpeg.output(v, str(tmp), **kwargs), src_png)
+    return out

@@ -1,0 +1,1 @@
+"""Offline renderers: storyboard frames, camera moves and music for the animatic backend."""
