@@ -1,0 +1,1 @@
+"""Fake provider HTTP servers (Replicate, OpenAI) on 127.0.0.1 for tests and benchmarks."""
