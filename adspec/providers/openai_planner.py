@@ -1,0 +1,276 @@
+"""The LLM planner: a spec -> a BeatPlan through OpenAI chat completions with structured output.
+
+Chat completions with a strict `json_schema` response format is the structured path OpenAI,
+vLLM, LM Studio and Ollama all support; OPENAI_API_KEY and OPENAI_BASE_URL are honoured.
+
+The recipe is the request body itself (messages, response_format, seed, temperature) plus a
+`check` entry (the total duration the plan must fill and the library version) that is used to
+validate the reply and is never sent. We call `chat.completions.create` and validate the reply
+ourselves (rather than `.parse`), so a refusal, a cut-off reply, invalid JSON, a schema breach
+or a plan that breaks the library's rules all take the same path: one re-ask quoting the errors,
+then ProviderError. Nothing is written unless the plan is valid. Cost = token usage of every
+call x the planner price table in models.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import openai
+import pydantic
+from openai.lib._pydantic import to_strict_json_schema
+
+from ..errors import ProviderError
+from ..recipes import Recipe
+from ..registry import load_registry, planner_price
+from ..spec import BeatPlan
+from .base import Job, PlanRequest, RunResult
+
+# JSON-schema keywords OpenAI's strict mode does not document; pydantic re-checks them locally.
+_UNSUPPORTED = ("minLength", "maxLength")
+
+SYSTEM_PROMPT = """\
+You are the planner of adspec, a build system for short video ads. You turn an ad spec into a beat
+plan: the music bed and an ordered list of beats, each rendered later as one storyboard image and
+image-to-video clips. Answer with JSON only, matching the given schema.
+
+Rules a plan must keep (it is rejected otherwise):
+- Use only beat types from the library; each beat's duration (whole seconds) within its type's
+  min..max range.
+- The beat durations add up exactly to the spec's duration.
+- Positions: a `first` type opens the ad (the first beat is the hook); a `last` type (end-card)
+  may only be the final beat; a `closing` type (cta) is the final beat or directly before an
+  end-card; `middle` types are neither first nor last. The ad ends with the cta or the end-card.
+- A type that is not repeatable appears once; repeats of a repeatable type get ids like
+  `feature`, `feature-2`, `feature-3`.
+- Beat ids: lower-case letters, digits and '-', unique; use the type name (plus -n for repeats).
+- image_prompt describes the single storyboard frame (subject, setting, composition, light, style);
+  motion_prompt describes the camera and subject motion of the clip. Follow the library's prompt
+  templates in spirit; keep any {{ variable }} placeholders of the spec as they are.
+- The video model renders clips of the listed lengths; a beat longer than a clip is covered by
+  several clips and the last one is trimmed. Prefer durations that waste little clip time.
+- music.prompt describes the music bed (genre, instruments, mood); music.bpm fits the style.
+"""
+
+
+def _library() -> Any:
+    from ..library import load_library  # the beat library (adspec/library)
+
+    return load_library()
+
+
+def _library_json(lib: Any) -> list[dict[str, Any]]:
+    rows = []
+    for name, b in lib.beats.items():
+        rows.append({
+            "type": name, "purpose": b.purpose, "duration": {"min": b.min, "max": b.max, "ideal": b.ideal},
+            "position": b.position, "repeatable": b.repeatable, "shows_product": b.shows_product,
+            "image_prompt_template": " ".join(b.image_prompt.split()),
+            "motion_prompt_template": " ".join(b.motion_prompt.split()),
+        })
+    return rows
+
+
+def plan_schema(beat_types: list[str]) -> dict[str, Any]:
+    """BeatPlan's strict JSON schema as OpenAI wants it, with the library's types as an enum."""
+    schema = to_strict_json_schema(BeatPlan)
+
+    def strip(node: Any) -> None:
+        if isinstance(node, dict):
+            for k in _UNSUPPORTED:
+                node.pop(k, None)
+            for v in node.values():
+                strip(v)
+        elif isinstance(node, list):
+            for v in node:
+                strip(v)
+
+    strip(schema)
+    beat = schema["$defs"]["Beat"]["properties"]["type"]
+    beat["enum"] = list(beat_types)
+    return {"type": "json_schema", "json_schema": {"name": "BeatPlan", "strict": True, "schema": schema}}
+
+
+def check_plan(plan: BeatPlan, lib: Any, duration: int | None) -> list[str]:
+    """The library's rules a plan must keep; an empty list when it keeps them all."""
+    errors: list[str] = []
+    beats = plan.beats
+    n = len(beats)
+    seen_ids: set[str] = set()
+    counts: dict[str, int] = {}
+    for i, beat in enumerate(beats):
+        where = f"beats[{i}] ({beat.id})"
+        if beat.id in seen_ids:
+            errors.append(f"{where}: duplicate id {beat.id!r}")
+        seen_ids.add(beat.id)
+        bt = lib.beats.get(beat.type)
+        if bt is None:
+            errors.append(f"{where}: unknown beat type {beat.type!r}; use one of: {', '.join(lib.beats)}")
+            continue
+        counts[beat.type] = counts.get(beat.type, 0) + 1
+        if not bt.min <= beat.duration <= bt.max:
+            errors.append(f"{where}: a {beat.type} lasts {bt.min}-{bt.max} s, not {beat.duration} s")
+        pos = bt.position
+        if pos == "first" and i != 0:
+            errors.append(f"{where}: {beat.type} must be the first beat")
+        if pos == "last" and i != n - 1:
+            errors.append(f"{where}: {beat.type} must be the last beat")
+        if pos == "closing":
+            ok = i == n - 1 or (i == n - 2 and getattr(lib.beats.get(beats[-1].type), "position", None) == "last")
+            if not ok:
+                errors.append(f"{where}: {beat.type} must be the last beat or directly before the end-card")
+        if pos == "middle" and (i == 0 or i == n - 1):
+            errors.append(f"{where}: {beat.type} may be neither the first nor the last beat")
+    for t, c in counts.items():
+        bt = lib.beats[t]
+        if c > 1 and not bt.repeatable:
+            errors.append(f"beat type {t} appears {c} times but is not repeatable")
+    if beats and (bt0 := lib.beats.get(beats[0].type)) is not None and bt0.position != "first":
+        errors.append(f"beats[0] ({beats[0].id}): the ad must open with the hook, not {beats[0].type}")
+    if beats and (btl := lib.beats.get(beats[-1].type)) is not None and btl.position not in ("last", "closing"):
+        errors.append(f"beats[{n - 1}] ({beats[-1].id}): the ad must end with the cta or the end-card, not {beats[-1].type}")
+    total = sum(b.duration for b in beats)
+    if duration is not None and total != duration:
+        errors.append(f"the beat durations add up to {total} s; the spec's duration is {duration} s")
+    return errors
+
+
+def _strip_fences(text: str) -> str:
+    m = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", text, re.S)
+    return m.group(1) if m else text
+
+
+class OpenAIPlanner:
+    """The live PlanProvider (chat completions, structured output)."""
+
+    name = "openai"
+
+    def __init__(self, *, temperature: float = 0.2, max_retries: int = 2, timeout_s: float = 120.0) -> None:
+        self.temperature = temperature
+        self.max_retries = max_retries
+        self.timeout_s = timeout_s
+
+    # ---- recipe (pure) --------------------------------------------------------------------
+
+    def plan_recipe(self, req: PlanRequest) -> Recipe:
+        lib = _library()
+        model = req.planner_model or load_registry().planner_default
+        duration = req.shaping.get("duration")
+        user = (
+            f"Plan the ad `{req.ad}`.\n\n"
+            "<spec>\n" + json.dumps(req.shaping, sort_keys=True, ensure_ascii=False, indent=1) + "\n</spec>\n\n"
+            f"<duration>{duration}</duration> seconds in total.\n"
+            f"<clip_lengths>{json.dumps(list(req.clip_lengths))}</clip_lengths> seconds: the video model's clip lengths.\n\n"
+            "<library version=\"" + str(getattr(lib, "version", "")) + "\">\n"
+            + json.dumps(_library_json(lib), ensure_ascii=False, indent=1) + "\n</library>\n\n"
+            "Return the beat plan as JSON."
+        )
+        params = {
+            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],
+            "response_format": plan_schema(list(lib.beats)),
+            "seed": int(req.shaping.get("seed", 0) or 0),
+            "temperature": self.temperature,
+            "check": {"duration": duration, "library": str(getattr(lib, "version", ""))},  # not sent
+        }
+        return Recipe(provider="openai", kind="plan", model=model, version="chat.completions", params=params)
+
+    # ---- run --------------------------------------------------------------------------------
+
+    def run(self, recipe: Recipe, job: Job, out: Path) -> RunResult:
+        key = os.environ.get("OPENAI_API_KEY", "")
+        if not key:
+            raise ProviderError("OPENAI_API_KEY is not set: the live planner needs it (or use ADSPEC_BACKEND=offline)", retryable=False)
+        client = openai.OpenAI(
+            api_key=key,
+            base_url=os.environ.get("OPENAI_BASE_URL") or None,
+            max_retries=self.max_retries,
+            timeout=self.timeout_s,
+        )
+        lib = _library()
+        check = recipe.params.get("check", {})
+        messages = list(recipe.params["messages"])
+        body = {k: v for k, v in recipe.params.items() if k not in ("messages", "check")}
+        usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
+        ids: list[str] = []
+        problems: list[str] = []
+        what = f"openai planner {recipe.model}"
+        for attempt in range(2):  # the request, then one re-ask with the errors
+            job.sending()
+            job.progress("planning" if attempt == 0 else "re-asking")
+            try:
+                resp = client.chat.completions.create(model=recipe.model, messages=messages, **body)
+            except openai.AuthenticationError:
+                raise ProviderError(f"{what}: the API rejected the key (401): check OPENAI_API_KEY", retryable=False) from None
+            except openai.APIStatusError as e:
+                retryable = e.status_code in (408, 409, 429) or e.status_code >= 500
+                raise ProviderError(f"{what}: HTTP {e.status_code}: {_scrub(_api_message(e), key)}", retryable=retryable) from None
+            except openai.APIConnectionError as e:
+                raise ProviderError(f"{what}: cannot reach the API ({type(e).__name__})", retryable=True) from None
+            ids.append(resp.id)
+            _add_usage(usage, resp.usage)
+            content, problems = self._judge(resp, lib, check.get("duration"))
+            if not problems:
+                plan = BeatPlan.model_validate_json(content)
+                Path(out).write_text(plan.model_dump_json(), encoding="utf-8")
+                cost = planner_price(recipe.model, usage["prompt_tokens"], usage["completion_tokens"], usage["cached_tokens"])
+                meta = {"model": recipe.model, "completion_ids": ids, "attempts": attempt + 1, **usage,
+                        "library": str(getattr(lib, "version", ""))}
+                if check.get("library") and check["library"] != meta["library"]:
+                    meta["library_changed"] = True
+                return RunResult(job_id=resp.id, cost_usd=round(cost, 6), meta=meta)
+            messages = messages + [
+                {"role": "assistant", "content": content or "(no answer)"},
+                {"role": "user", "content": "Your reply cannot be used:\n- " + "\n- ".join(problems)
+                 + "\nReply again with the complete corrected plan as JSON matching the schema."},
+            ]
+        raise ProviderError(f"{what}: no valid plan after one re-ask: " + "; ".join(problems[:6]), retryable=True)
+
+    def _judge(self, resp: Any, lib: Any, duration: int | None) -> tuple[str, list[str]]:
+        if not resp.choices:
+            return "", ["the reply has no choices"]
+        choice = resp.choices[0]
+        msg = choice.message
+        refusal = getattr(msg, "refusal", None)
+        if refusal:
+            return "", [f"the model refused: {refusal}"]
+        if choice.finish_reason == "length":
+            return msg.content or "", ["the reply was cut off (finish_reason=length): answer more briefly"]
+        if choice.finish_reason == "content_filter":
+            return "", ["the reply was stopped by the content filter"]
+        content = _strip_fences(msg.content or "")
+        if not content.strip():
+            return "", ["the reply is empty"]
+        try:
+            json.loads(content)
+        except ValueError as e:
+            return content, [f"the reply is not valid JSON: {e}"]
+        try:
+            plan = BeatPlan.model_validate_json(content)
+        except pydantic.ValidationError as e:
+            errs = [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:10]]
+            return content, ["the JSON does not match the schema: " + "; ".join(errs)]
+        return content, check_plan(plan, lib, duration)
+
+
+def _add_usage(total: dict[str, int], usage: Any) -> None:
+    if usage is None:
+        return
+    total["prompt_tokens"] += int(getattr(usage, "prompt_tokens", 0) or 0)
+    total["completion_tokens"] += int(getattr(usage, "completion_tokens", 0) or 0)
+    details = getattr(usage, "prompt_tokens_details", None)
+    total["cached_tokens"] += int(getattr(details, "cached_tokens", 0) or 0) if details else 0
+
+
+def _api_message(e: Any) -> str:
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        return str(body.get("message") or body)
+    return str(getattr(e, "message", "") or e)
+
+
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text

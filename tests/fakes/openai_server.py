@@ -1,0 +1,184 @@
+"""A fake OpenAI API on 127.0.0.1: POST /v1/chat/completions with spec-complete payloads.
+
+    with FakeOpenAI() as fake:
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)      # ends in /v1
+        fake.script.extend(["refusal", "ok"])                      # per-request modes, then "ok"
+
+Modes: "ok" (the responder's plan), "refusal", "invalid_json", "length" (cut off),
+"rule_break" (valid JSON, durations that do not add up), "429" (with retry-after-ms),
+"500", "401". `responder(body) -> dict` makes the plan for "ok" (default: a valid plan built
+from the request's <spec>, <duration> and <library> blocks and the schema's type enum).
+Counters: requests (bodies), count, headers. usage = (prompt_tokens, completion_tokens) per reply.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+
+def default_plan(body: dict[str, Any]) -> dict[str, Any]:
+    """A plan that keeps the library's rules, from what the planner's prompt carries."""
+    text = "\n".join(m.get("content") or "" for m in body.get("messages", []) if m.get("role") == "user")
+    duration = int(re.search(r"<duration>(\d+)</duration>", text).group(1))
+    lib = json.loads(re.search(r"<library[^>]*>\s*(.*?)\s*</library>", text, re.S).group(1))
+    types = {row["type"]: row for row in lib}
+    first = next(t for t, r in types.items() if r["position"] == "first")
+    closing = next(t for t, r in types.items() if r["position"] == "closing")
+    middle = [t for t, r in types.items() if r["position"] == "middle"]
+    repeat = next(t for t in middle if types[t]["repeatable"])
+    seq = [first]
+    rest = duration - types[first]["duration"]["ideal"] - types[closing]["duration"]["ideal"]
+    used = 0
+    for t in middle:
+        if used + types[t]["duration"]["min"] > rest:
+            break
+        seq.append(t)
+        used += types[t]["duration"]["ideal"]
+        if used >= rest:
+            break
+    seq.append(closing)
+    durs = [types[t]["duration"]["ideal"] for t in seq]
+    # fit the total: stretch/shrink within ranges, then add repeats of a repeatable middle type
+    def fit() -> int:
+        diff = duration - sum(durs)
+        for i, t in enumerate(seq):
+            lo, hi = types[t]["duration"]["min"], types[t]["duration"]["max"]
+            step = max(lo - durs[i], min(hi - durs[i], diff))
+            durs[i] += step
+            diff -= step
+        return diff
+
+    while fit() > 0:
+        seq.insert(-1, repeat)
+        durs.insert(-1, types[repeat]["duration"]["min"])
+    seen: dict[str, int] = {}
+    beats = []
+    for t, d in zip(seq, durs):
+        seen[t] = seen.get(t, 0) + 1
+        bid = t if seen[t] == 1 else f"{t}-{seen[t]}"
+        beats.append({"id": bid, "type": t, "duration": d, "image_prompt": f"{t} frame of the product",
+                      "motion_prompt": "slow push-in"})
+    return {"music": {"prompt": "upbeat electronic bed", "bpm": 120}, "beats": beats}
+
+
+class FakeOpenAI:
+    def __init__(self, *, responder: Callable[[dict[str, Any]], dict[str, Any]] = default_plan,
+                 usage: tuple[int, int] = (1000, 500), latency: float = 0.0):
+        self.responder = responder
+        self.usage = usage
+        self.latency = latency
+        self.script: deque[str] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        self._n = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> "FakeOpenAI":
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "FakeOpenAI":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+    def reply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            mode = self.script.popleft() if self.script else "ok"
+            self._n += 1
+            n = self._n
+        if mode in ("429", "500", "401"):
+            status = int(mode)
+            err = {"429": ("Rate limit reached", "requests", "rate_limit_exceeded"),
+                   "500": ("The server had an error", "server_error", None),
+                   "401": ("Incorrect API key provided", "invalid_request_error", "invalid_api_key")}[mode]
+            headers = {"retry-after-ms": "1"} if status == 429 else {}
+            return status, {"error": {"message": err[0], "type": err[1], "param": None, "code": err[2]}}, headers
+        content: str | None
+        refusal = None
+        finish = "stop"
+        if mode == "refusal":
+            content, refusal = None, "I'm sorry, I can't help with that."
+        elif mode == "invalid_json":
+            content = '{"music": {"prompt": "x", "bpm": 120}, "beats": [ {"id": "hook",'
+        elif mode == "length":
+            content, finish = json.dumps(self.responder(body))[:80], "length"
+        elif mode == "rule_break":
+            plan = self.responder(body)
+            plan["beats"][0]["duration"] += 1  # the durations no longer add up (or leave a range)
+            content = json.dumps(plan)
+        else:
+            content = json.dumps(self.responder(body))
+        pt, ct = self.usage
+        return 200, {
+            "id": f"chatcmpl-{n}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "gpt-4.1") + "-2025-04-14", "system_fingerprint": "fp_fake", "service_tier": "default",
+            "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
+                         "message": {"role": "assistant", "content": content, "refusal": refusal, "annotations": []}}],
+            "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct,
+                      "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                      "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                                    "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
+        }, {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeOpenAI
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-request-id", f"req_{int(time.time() * 1000)}")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        if self.path != "/v1/chat/completions":
+            return self._send(404, {"error": {"message": "Not found", "type": "invalid_request_error", "param": None, "code": None}})
+        if not self.headers.get("Authorization", "").startswith("Bearer "):
+            return self._send(401, {"error": {"message": "Missing bearer", "type": "invalid_request_error", "param": None, "code": None}})
+        body = json.loads(raw or b"{}")
+        with self.fake._lock:
+            self.fake.requests.append(body)
+            self.fake.headers.append({k.lower(): v for k, v in self.headers.items()})
+        if self.fake.latency:
+            time.sleep(self.fake.latency)
+        status, payload, headers = self.fake.reply(body)
+        self._send(status, payload, headers)
