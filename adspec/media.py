@@ -461,6 +461,14 @@ class ConcatReport:
     reencoded: list[Path] = field(default_factory=list)
     seconds: float = 0.0  # the intended total (sum of the items' seconds)
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "seconds": self.seconds,
+            "copied": [str(p) for p in self.copied],
+            "reencoded": [str(p) for p in self.reencoded],
+        }
+
 
 def _concat_line(path: Path) -> str:
     return "file '" + str(path.resolve()).replace("'", "'\\''") + "'\n"
@@ -583,10 +591,12 @@ def camera_clip(
     zoom: str,
     x: str,
     y: str,
+    with_audio: bool = False,
 ) -> Path:
     """Render exactly round(seconds*fps) frames of a zoompan camera move over a still, with our
     encoder settings. `zoom`, `x`, `y` are zoompan expressions of `on` (see render.motion); the
-    still is usually pre-upscaled so zoompan's whole-pixel crops do not visibly jitter."""
+    still is usually pre-upscaled so zoompan's whole-pixel crops do not visibly jitter.
+    `with_audio` adds a silent AAC track (a stand-in for a model's native audio)."""
     out = Path(out)
     frames = int(round(seconds * fps))
     if frames <= 0:
@@ -598,7 +608,11 @@ def camera_clip(
         .filter("setsar", 1)
         .filter("format", PIX_FMT)
     )
-    kwargs = {**video_encoder_args(fps), "frames:v": frames, "f": "mp4"}
+    kwargs: dict[str, Any] = {**video_encoder_args(fps), "frames:v": frames, "f": "mp4"}
+    streams = [v]
+    if with_audio:
+        streams.append(_audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], frames / fps))
+        kwargs.update(AUDIO_ENCODER_ARGS)
     with _atomic(out) as tmp:
-        _run(ffmpeg.output(v, str(tmp), **kwargs), src_png)
+        _run(ffmpeg.output(*streams, str(tmp), **kwargs), src_png)
     return out

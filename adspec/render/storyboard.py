@@ -154,6 +154,7 @@ def draw_storyboard(
     palette: Sequence[str] = _DEFAULT_PALETTE,
     reference: Path | str | None = None,
     seed: int = 0,
+    style: str | None = None,
 ) -> Path:
     """Draw one storyboard frame of exactly width x height to `out_png` (atomically)."""
     out_png = Path(out_png)
@@ -175,7 +176,13 @@ def draw_storyboard(
         hfont = _font(head, bold=True)
     draw.text((margin, margin), heading, font=hfont, fill=white)
     bar_y = margin + round(head * 1.25)
-    draw.rectangle((margin, bar_y, margin + round(short * 0.12), bar_y + max(2, short // 160)), fill=white)
+    bar_w = round(short * 0.12)
+    draw.rectangle((margin, bar_y, margin + bar_w, bar_y + max(2, short // 160)), fill=white)
+    if style:
+        sfont = _font(max(9, round(small * 0.85)))
+        text = style if len(style) <= 60 else style[:59] + "…"
+        draw.text((margin + bar_w + round(short * 0.02), bar_y + max(2, short // 160) // 2), text, font=sfont,
+                  fill=soft, anchor="lm")
     brand = brand_name or title
     bfont = _font(small, bold=True)
     label = ""
