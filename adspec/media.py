@@ -562,7 +562,8 @@ def mix(
         probe(music)
         m = _fades(_audio_chain(ffmpeg.input(str(music))["a:0"], seconds), seconds)
         if native:
-            voice, key = _audio_chain(vin["a:0"], seconds).filter_multi_output("asplit", 2)
+            split = _audio_chain(vin["a:0"], seconds).filter_multi_output("asplit", outputs=2)
+            voice, key = split.stream(0), split.stream(1)
             ducked = ffmpeg.filter([m, key], "sidechaincompress", threshold=0.03, ratio=8, attack=20, release=400)
             a = _loudnorm(ffmpeg.filter([ducked, voice], "amix", inputs=2, duration="first", normalize=0), seconds)
         else:

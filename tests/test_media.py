@@ -1,0 +1,232 @@
+"""adspec.media against the real ffmpeg binary and real files: facts, not file existence."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adspec import media
+from adspec.errors import MediaError
+
+W, H, FPS = 320, 180, 24
+FRAME = 1 / FPS
+
+
+def _lavfi(out: Path, video: str | None, seconds: float, *, audio: str | None = None, vargs: tuple[str, ...] = ()) -> Path:
+    """A source clip made by ffmpeg's own generators (not by the code under test)."""
+    args = [media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+    if video:
+        args += ["-f", "lavfi", "-i", video]
+    if audio:
+        args += ["-f", "lavfi", "-i", audio]
+    args += ["-t", str(seconds), *vargs, str(out)]
+    subprocess.run(args, check=True, capture_output=True)
+    return out
+
+
+def _pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 s of moving test pattern + a tone, encoded by ffmpeg with default (foreign) settings."""
+    d = tmp_path_factory.mktemp("src")
+    return _lavfi(d / "src.mp4", f"testsrc2=s={W}x{H}:r={FPS}", 3, audio="sine=f=330:r=44100",
+                  vargs=("-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac"))
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory: pytest.TempPathFactory, src: Path) -> dict[str, Path]:
+    """Clips in our own encoder settings, 2 s and 3 s."""
+    d = tmp_path_factory.mktemp("ours")
+    return {
+        "2s": media.normalise_clip(src, d / "two.mp4", width=W, height=H, fps=FPS, seconds=2),
+        "3s": media.normalise_clip(src, d / "three.mp4", width=W, height=H, fps=FPS, seconds=3),
+    }
+
+
+def test_ffmpeg_exe_honours_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADSPEC_FFMPEG", "/opt/custom/ffmpeg")
+    assert media.ffmpeg_exe() == "/opt/custom/ffmpeg"
+    monkeypatch.delenv("ADSPEC_FFMPEG")
+    assert Path(media.ffmpeg_exe()).is_file()
+
+
+def test_probe_reports_stream_facts(src: Path) -> None:
+    info = media.probe(src)
+    assert (info.vcodec, info.acodec, info.pix_fmt) == ("h264", "aac", "yuv420p")
+    assert (info.width, info.height, info.fps) == (W, H, FPS)
+    assert info.has_video and info.has_audio
+    assert info.audio_rate == 44100 and info.audio_channels == 1
+    assert abs(info.duration - 3) <= FRAME
+    assert media.count_frames(src) == 3 * FPS
+
+
+@pytest.mark.parametrize(
+    "name,content",
+    [("empty.mp4", b""), ("page.mp4", b"<!DOCTYPE html><html><body>404 Not Found</body></html>\n"),
+     ("junk.mp4", bytes(range(256)) * 40)],
+)
+def test_non_media_raises_media_error_naming_the_file(tmp_path: Path, name: str, content: bytes) -> None:
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    with pytest.raises(MediaError) as err:
+        media.probe(bad)
+    assert name in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(MediaError, match=name):
+        media.normalise_clip(bad, tmp_path / "out.mp4", width=W, height=H, fps=FPS)
+    assert not (tmp_path / "out.mp4").exists()
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temp files left behind
+
+
+def test_truncated_video_is_a_one_line_error(tmp_path: Path, ours: dict[str, Path]) -> None:
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(ours["3s"].read_bytes()[:3000])
+    with pytest.raises(MediaError) as err:
+        media.count_frames(cut)
+    assert "cut.mp4" in str(err.value) and "Traceback" not in str(err.value)
+
+
+def test_normalise_clip_exact_size_fps_duration_and_no_audio(tmp_path: Path, src: Path) -> None:
+    out = media.normalise_clip(src, tmp_path / "n.mp4", width=180, height=180, fps=16, seconds=1.5)
+    info = media.probe(out)
+    assert (info.width, info.height, info.fps, info.pix_fmt, info.vcodec) == (180, 180, 16, "yuv420p", "h264")
+    assert not info.has_audio
+    assert media.count_frames(out) == 24
+    kept = media.normalise_clip(src, tmp_path / "k.mp4", width=W, height=H, fps=FPS, seconds=2, keep_audio=True)
+    kinfo = media.probe(kept)
+    assert kinfo.acodec == "aac" and kinfo.audio_rate == 48000 and kinfo.audio_channels == 2
+    assert abs(media.decoded_duration(kept, "a") - 2) <= FRAME
+
+
+def test_normalise_clip_holds_last_frame_when_source_is_short(tmp_path: Path, src: Path) -> None:
+    out = media.normalise_clip(src, tmp_path / "long.mp4", width=W, height=H, fps=FPS, seconds=4)
+    assert media.count_frames(out) == 4 * FPS
+
+
+def test_last_frame_is_the_true_last_decoded_frame(tmp_path: Path, ours: dict[str, Path]) -> None:
+    clip = ours["3s"]
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(clip), "-fps_mode", "passthrough",
+                    str(frames / "%05d.png")], check=True)
+    decoded = sorted(frames.glob("*.png"))
+    assert len(decoded) == media.count_frames(clip) == 72
+    last = media.last_frame(clip, tmp_path / "last.png")
+    assert np.array_equal(_pixels(last), _pixels(decoded[-1]))
+    assert not np.array_equal(_pixels(last), _pixels(decoded[-2]))  # the pattern moves: frames differ
+    first = media.first_frame(clip, tmp_path / "first.png")
+    assert np.array_equal(_pixels(first), _pixels(decoded[0]))
+
+
+def test_concat_copies_matching_clips_and_reencodes_only_the_others(
+    tmp_path: Path, src: Path, ours: dict[str, Path]
+) -> None:
+    other = _lavfi(tmp_path / "other.mp4", "testsrc=s=400x300:r=30", 2, vargs=("-c:v", "libx264"))
+    items = [
+        media.ConcatItem(ours["2s"], 2.0),  # matches: copied
+        media.ConcatItem(ours["3s"], 1.5),  # matches but must be trimmed: re-encoded
+        media.ConcatItem(other, 2.0),  # other size and fps: re-encoded
+        media.ConcatItem(src, 3.0),  # right size/fps but another encoder's settings: re-encoded
+        media.ConcatItem(ours["3s"], 3.0),  # matches: copied
+    ]
+    out = tmp_path / "video.mp4"
+    report = media.concat(items, out, width=W, height=H, fps=FPS)
+    assert report.copied == [ours["2s"], ours["3s"]]
+    assert report.reencoded == [ours["3s"], other, src]
+    info = media.probe(out)
+    assert (info.vcodec, info.width, info.height, info.fps, info.pix_fmt) == ("h264", W, H, FPS, "yuv420p")
+    assert not info.has_audio
+    total = 2 + 1.5 + 2 + 3 + 3
+    assert media.count_frames(out) == round(total * FPS)
+    assert abs(media.decoded_duration(out) - total) <= FRAME
+    assert abs(info.duration - total) <= FRAME
+    # a clean join: decoding the result logs nothing (no timestamp or bitstream complaints)
+    proc = subprocess.run([media.ffmpeg_exe(), "-v", "warning", "-i", str(out), "-f", "null", "-"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr.strip() == ""
+    assert report.to_json()["copied"] == [str(ours["2s"]), str(ours["3s"])]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_concat_all_matching_is_pure_copy(tmp_path: Path, ours: dict[str, Path]) -> None:
+    out = tmp_path / "v.mp4"
+    report = media.concat([(ours["2s"], 2), (ours["2s"], 2)], out, width=W, height=H, fps=FPS)
+    assert report.reencoded == [] and len(report.copied) == 2
+    assert media.count_frames(out) == 4 * FPS
+    # the copied bitstream is the source's: the first frames decode identically
+    a, b = media.first_frame(out, tmp_path / "a.png"), media.first_frame(ours["2s"], tmp_path / "b.png")
+    assert np.array_equal(_pixels(a), _pixels(b))
+
+
+def test_concat_keep_audio_gives_continuous_audio(tmp_path: Path, ours: dict[str, Path], src: Path) -> None:
+    out = tmp_path / "va.mp4"
+    media.concat([(ours["2s"], 2), (src, 1)], out, width=W, height=H, fps=FPS, keep_audio=True)
+    info = media.probe(out)
+    assert info.has_audio and info.acodec == "aac"
+    assert abs(media.decoded_duration(out, "a") - 3) <= 2 * FRAME
+
+
+@pytest.fixture(scope="module")
+def music(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("music")
+    # quiet, long: the mix must trim it and bring it up to about -16 LUFS
+    return _lavfi(d / "m.wav", None, 8, audio="aevalsrc=0.05*sin(2*PI*220*t)+0.03*sin(2*PI*331*t):s=44100")
+
+
+def test_mix_copies_video_and_normalises_music(tmp_path: Path, ours: dict[str, Path], music: Path) -> None:
+    video = media.concat([(ours["2s"], 2), (ours["3s"], 3)], tmp_path / "v.mp4", width=W, height=H, fps=FPS)
+    final = media.mix(video.out, music, tmp_path / "final.mp4", seconds=5, native_audio=False)
+    info = media.probe(final)
+    assert (info.vcodec, info.acodec, info.audio_rate, info.audio_channels) == ("h264", "aac", 48000, 2)
+    assert abs(info.duration - 5) <= FRAME
+    assert abs(media.decoded_duration(final, "a") - 5) <= FRAME
+    assert -20 <= media.loudness_lufs(final) <= -10
+    assert media.loudness_lufs(music) < -22  # it really was brought up
+    # the video stream was copied, not re-encoded: same frames, same x264 settings string, and
+    # the same first decoded frame bit for bit
+    assert media.count_frames(final) == media.count_frames(video.out) == 5 * FPS
+    assert media.x264_options(final) == media.x264_options(video.out)
+    a, b = media.last_frame(final, tmp_path / "a.png"), media.last_frame(video.out, tmp_path / "b.png")
+    assert np.array_equal(_pixels(a), _pixels(b))
+    # faststart: the moov atom comes before the media data
+    head = final.read_bytes()[:4096]
+    assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
+
+
+def test_mix_ducks_music_under_native_audio(tmp_path: Path, ours: dict[str, Path], src: Path, music: Path) -> None:
+    native = media.concat([(src, 3)], tmp_path / "native.mp4", width=W, height=H, fps=FPS, keep_audio=True)
+    ducked = media.mix(native.out, music, tmp_path / "ducked.mp4", seconds=3, native_audio=True)
+    only = media.mix(native.out, None, tmp_path / "only.mp4", seconds=3, native_audio=True)
+    for f in (ducked, only):
+        info = media.probe(f)
+        assert info.has_audio and info.acodec == "aac" and abs(info.duration - 3) <= FRAME
+        assert -20 <= media.loudness_lufs(f) <= -10
+    silent = media.mix(ours["2s"], None, tmp_path / "silent.mp4", seconds=2, native_audio=False)
+    assert media.probe(silent).has_audio and media.loudness_lufs(silent) < -60
+
+
+def test_normalise_image_cover_crops_to_exact_size(tmp_path: Path) -> None:
+    src = tmp_path / "wide.png"
+    img = Image.new("RGB", (400, 100), (255, 0, 0))
+    img.paste((0, 0, 255), (180, 0, 220, 100))  # a blue band in the middle
+    img.save(src)
+    out = media.normalise_image(src, tmp_path / "sq.png", 64, 64)
+    assert media.image_size(out) == (64, 64)
+    px = _pixels(out)
+    assert px[32, 32].tolist() == [0, 0, 255]  # centre kept (cover-crop, not letterbox)
+    assert px[32, 2].tolist()[0] > 200  # red on the sides, no black bars
+    with pytest.raises(MediaError, match="notimg.png"):
+        (tmp_path / "notimg.png").write_text("<html></html>")
+        media.image_size(tmp_path / "notimg.png")
+
+
+def test_loudness_of_a_known_signal(tmp_path: Path) -> None:
+    loud = _lavfi(tmp_path / "loud.wav", None, 3, audio="sine=f=1000:r=48000")  # ffmpeg's sine is 1/8 FS
+    quiet = _lavfi(tmp_path / "quiet.wav", None, 3, audio="aevalsrc=0.01*sin(2*PI*1000*t):s=48000")
+    assert media.loudness_lufs(loud) > media.loudness_lufs(quiet) + 15
