@@ -1,0 +1,362 @@
+"""ReplicateMedia through the real `replicate` client against a fake Replicate server on loopback."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fakes.replicate_server import SCHEMAS, FakeReplicate, make_media, validate_input  # noqa: E402
+
+from adspec.errors import ProviderError  # noqa: E402
+from adspec.providers.base import ImageRequest, MusicRequest, VideoRequest  # noqa: E402
+from adspec.providers.replicate_provider import ReplicateMedia  # noqa: E402
+from adspec.registry import load_registry, price_for  # noqa: E402
+
+TOKEN = "r8_fake_TOPSECRET_0123456789abcdef"
+REG = load_registry()
+
+
+class RecordingJob:
+    def __init__(self, resume_id: str | None = None, sent_before: bool = False):
+        self.resume_id = resume_id
+        self.sent_before = sent_before
+        self.events: list[tuple[str, str | None]] = []
+        self._lock = threading.Lock()
+
+    def sending(self) -> None:
+        self.events.append(("sending", None))
+
+    def started(self, job_id: str) -> None:
+        self.events.append(("started", job_id))
+
+    def progress(self, status: str) -> None:
+        self.events.append(("progress", status))
+
+    def names(self) -> list[str]:
+        return [e[0] for e in self.events]
+
+
+@pytest.fixture()
+def fake(monkeypatch: pytest.MonkeyPatch):
+    with FakeReplicate(latency=0.03) as f:
+        monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
+        monkeypatch.setenv("REPLICATE_BASE_URL", f.base_url)
+        monkeypatch.setenv("REPLICATE_POLL_INTERVAL", "0.01")
+        yield f
+
+
+@pytest.fixture()
+def provider() -> ReplicateMedia:
+    return ReplicateMedia(backoff_base=0.001, backoff_max=0.01)
+
+
+@pytest.fixture(scope="module")
+def frame(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("in") / "frame.png"
+    p.write_bytes(make_media("image", "16:9"))
+    return p
+
+
+@pytest.fixture(scope="module")
+def big_frame(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("in") / "big.png"
+    p.write_bytes(make_media("image", "16:9") + b"\0" * 300_000)  # > 256 kB: must be uploaded
+    return p
+
+
+def image_req(model: str = "flux-dev", reference: Path | None = None, prompt: str = "a trail shoe") -> ImageRequest:
+    return ImageRequest(ad="trail", beat_id="hook", beat_type="hook", prompt=prompt, model=model, aspect_ratio="16:9",
+                        width=1280, height=720, seed=7, style="cinematic", palette=("#112233",), reference=reference)
+
+
+def video_req(model: str, first: Path, seconds: int | None = None, aspect: str = "16:9", native_audio: bool = False,
+              size: tuple[int, int] = (1280, 720)) -> VideoRequest:
+    e = REG.resolve(model, "video")
+    return VideoRequest(ad="trail", beat_id="hook", index=0, prompt="slow push-in", model=model,
+                        seconds=seconds or e.clip_lengths[0], aspect_ratio=aspect, width=size[0], height=size[1],
+                        fps=24, seed=3, first_frame=first, native_audio=native_audio)
+
+
+def music_req(seconds: int = 8) -> MusicRequest:
+    return MusicRequest(ad="trail", prompt="driving electronic", bpm=128, seconds=seconds, seed=1, model="musicgen")
+
+
+# ---- request bodies match each model's schema --------------------------------------------------
+
+VIDEO_MODELS = REG.names("video")
+IMAGE_MODELS = REG.names("image")
+
+
+@pytest.mark.parametrize("model", IMAGE_MODELS)
+def test_image_request_body_matches_schema(fake, provider, tmp_path, frame, model):
+    recipe = provider.image_recipe(image_req(model, reference=frame))
+    res = provider.run(recipe, RecordingJob(), tmp_path / "out.png")
+    assert fake.paid_creates == 1
+    sent = fake.create_bodies[-1]
+    entry = REG.models[model]
+    assert sent["slug"] == entry.slug and sent["path"] == f"/v1/models/{entry.slug}/predictions"
+    assert validate_input(entry.slug, sent["body"]["input"]) == []
+    # the recipe's params are exactly what was sent, less the file fields
+    assert {k: v for k, v in sent["body"]["input"].items() if k not in recipe.files} == recipe.params
+    if entry.uses_reference:
+        assert sent["body"]["input"]["input_image"].startswith("data:image/png;base64,")
+        assert set(recipe.files) == {"input_image"}
+    assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
+    assert res.cost_usd == pytest.approx(entry.price["per_image"])
+
+
+@pytest.mark.parametrize("model", VIDEO_MODELS)
+@pytest.mark.parametrize("resolution", [(1280, 720), (1920, 1080)])
+def test_video_request_body_matches_schema(fake, provider, tmp_path, frame, model, resolution):
+    entry = REG.models[model]
+    aspect = entry.aspect_ratios[0]
+    for seconds in sorted({entry.clip_lengths[0], entry.clip_lengths[-1]}):
+        recipe = provider.video_recipe(video_req(model, frame, seconds, aspect, size=resolution))
+        errors = validate_input(entry.slug, {**recipe.params, **{k: "data:image/png;base64,AA==" for k in recipe.files}})
+        assert errors == [], (model, seconds, errors)
+        assert len(recipe.files) == 1  # the first frame goes in the model's own field
+    res = provider.run(recipe, RecordingJob(), tmp_path / "out.mp4")
+    sent = fake.create_bodies[-1]["body"]["input"]
+    assert validate_input(entry.slug, sent) == []
+    (field,) = recipe.files
+    assert sent[field].startswith("data:image/png;base64,")
+    assert (tmp_path / "out.mp4").read_bytes()[4:8] == b"ftyp"
+    assert res.cost_usd > 0
+
+
+def test_veo_generate_audio_follows_native_audio(provider, frame):
+    off = provider.video_recipe(video_req("veo-3.1-fast", frame, 8))
+    on = provider.video_recipe(video_req("veo-3.1-fast", frame, 8, native_audio=True))
+    assert off.params["generate_audio"] is False and on.params["generate_audio"] is True
+    assert off.key != on.key
+    e = REG.models["veo-3.1-fast"]
+    assert price_for(e, 8, native_audio=True) > price_for(e, 8)
+
+
+def test_hailuo_1080p_ten_seconds_falls_back_to_768p(provider, frame):
+    r10 = provider.video_recipe(video_req("hailuo-2.3-fast", frame, 10, size=(1920, 1080)))
+    r6 = provider.video_recipe(video_req("hailuo-2.3-fast", frame, 6, size=(1920, 1080)))
+    assert r10.params["resolution"] == "768p" and r6.params["resolution"] == "1080p"
+
+
+def test_recipe_rejects_clip_length_the_model_lacks(provider, frame):
+    with pytest.raises(ProviderError, match="clips of 6, 10 s"):
+        provider.video_recipe(video_req("hailuo_fast", frame, 8))
+
+
+def test_recipe_key_follows_file_bytes_not_path(provider, tmp_path, frame):
+    copy = tmp_path / "elsewhere.png"
+    copy.write_bytes(frame.read_bytes())
+    a = provider.video_recipe(video_req("wan", frame))
+    b = provider.video_recipe(video_req("wan", copy))
+    assert a.key == b.key
+    copy.write_bytes(make_media("image", "9:16"))
+    assert provider.video_recipe(video_req("wan", copy)).key != a.key
+
+
+def test_musicgen_uses_pinned_version(fake, provider, tmp_path):
+    recipe = provider.music_recipe(music_req(8))
+    assert recipe.version.startswith("meta/musicgen:671ac645")
+    res = provider.run(recipe, RecordingJob(), tmp_path / "m.wav")
+    body = fake.create_bodies[-1]
+    assert body["path"] == "/v1/predictions" and body["body"]["version"] == REG.models["musicgen"].version
+    assert validate_input("meta/musicgen", body["body"]["input"]) == []
+    data = (tmp_path / "m.wav").read_bytes()
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    # hardware-billed: cost from the prediction's metrics.predict_time
+    assert res.cost_usd == pytest.approx(REG.models["musicgen"].price["per_predict_second"] * 0.5)
+
+
+# ---- outputs: data URI, http URL, list; uploads ------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["data", "url"])
+def test_outputs_downloaded_as_data_uri_or_url(fake, provider, tmp_path, mode):
+    fake.output_mode = mode
+    provider.run(provider.image_recipe(image_req("flux-schnell")), RecordingJob(), tmp_path / "list.png")  # list output
+    provider.run(provider.image_recipe(image_req("flux-1.1-pro")), RecordingJob(), tmp_path / "one.png")  # single
+    assert (tmp_path / "list.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "one.png").read_bytes()[:4] == b"\x89PNG"
+    assert fake.count("GET", "/outputs/") == (2 if mode == "url" else 0)
+
+
+def test_large_input_file_is_uploaded(fake, provider, tmp_path, big_frame):
+    recipe = provider.video_recipe(video_req("hailuo-2.3-fast", big_frame))
+    provider.run(recipe, RecordingJob(), tmp_path / "v.mp4")
+    assert fake.uploads == 1
+    sent = fake.create_bodies[-1]["body"]["input"]["first_frame_image"]
+    assert sent.startswith(fake.base_url + "/v1/files/")
+    assert fake.files[sent.rsplit("/", 1)[1]][0] == big_frame.read_bytes()
+
+
+@pytest.mark.parametrize("fault", ["truncated", "html"])
+def test_bad_download_is_retried(fake, provider, tmp_path, fault):
+    fake.output_mode = "url"
+    fake.download_fault, fake.download_faults = fault, 1
+    provider.run(provider.image_recipe(image_req()), RecordingJob(), tmp_path / "i.png")
+    assert fake.count("GET", "/outputs/") == 2 and fake.paid_creates == 1
+    assert (tmp_path / "i.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_persistent_html_output_is_an_error(fake, provider, tmp_path):
+    fake.output_mode = "url"
+    fake.download_fault, fake.download_faults = "html", 10
+    with pytest.raises(ProviderError, match="HTML"):
+        provider.run(provider.image_recipe(image_req()), RecordingJob(), tmp_path / "i.png")
+
+
+# ---- never paying twice ------------------------------------------------------------------------
+
+
+def test_job_protocol_order(fake, provider, tmp_path):
+    job = RecordingJob()
+    res = provider.run(provider.image_recipe(image_req()), job, tmp_path / "i.png")
+    names = job.names()
+    assert names[0] == "sending" and names[1] == "started"
+    assert job.events[1][1] == res.job_id
+    assert "progress" in names[2:] and job.events[-1] == ("progress", "succeeded")
+    assert any(e == ("progress", "starting") or e == ("progress", "processing") for e in job.events)
+    # no Prefer: wait on create: the id is stored before any waiting happens
+    assert fake.create_bodies[-1]["prefer"] is None
+
+
+def test_resume_polls_without_creating(fake, provider, tmp_path):
+    recipe = provider.image_recipe(image_req())
+    p = fake.create_prediction(REG.models["flux-dev"].slug, None, dict(recipe.params))
+    before = fake.paid_creates
+    res = provider.run(recipe, RecordingJob(resume_id=p["id"]), tmp_path / "i.png")
+    assert res.job_id == p["id"]
+    assert fake.paid_creates == before and fake.count("POST") == 0
+    assert (tmp_path / "i.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sent_before_adopts_earlier_prediction(fake, provider, tmp_path, frame):
+    recipe = provider.video_recipe(video_req("hailuo-2.3-fast", frame))
+    first = RecordingJob()
+    provider.run(recipe, first, tmp_path / "a.mp4")
+    assert fake.paid_creates == 1
+    job = RecordingJob(sent_before=True)
+    res = provider.run(recipe, job, tmp_path / "b.mp4")
+    assert fake.paid_creates == 1 and res.job_id == first.events[1][1]
+    assert "sending" not in job.names() and ("started", res.job_id) in job.events
+    assert fake.count("GET", "/v1/predictions") >= 1
+
+
+def test_sent_before_with_no_match_creates_once(fake, provider, tmp_path, frame):
+    provider.run(provider.video_recipe(video_req("hailuo-2.3-fast", frame)), RecordingJob(), tmp_path / "a.mp4")
+    other = provider.video_recipe(video_req("hailuo-2.3-fast", frame, 10))
+    provider.run(other, RecordingJob(sent_before=True), tmp_path / "b.mp4")
+    assert fake.paid_creates == 2
+
+
+def test_429_then_success_pays_once(fake, provider, tmp_path):
+    fake.create_429 = 2
+    job = RecordingJob()
+    provider.run(provider.image_recipe(image_req()), job, tmp_path / "i.png")
+    assert fake.paid_creates == 1 and fake.count("POST", "/v1/models/") == 3
+    assert job.names().count("sending") == 3 and job.names().count("started") == 1
+
+
+def test_5xx_then_success_pays_once(fake, provider, tmp_path):
+    fake.create_5xx = 1
+    provider.run(provider.image_recipe(image_req()), RecordingJob(), tmp_path / "i.png")
+    assert fake.paid_creates == 1 and fake.count("POST", "/v1/models/") == 2
+
+
+def test_5xx_after_creating_is_looked_up_not_resent(fake, provider, tmp_path):
+    fake.create_5xx_after = 1  # the server made the prediction, then answered 500
+    res = provider.run(provider.image_recipe(image_req()), RecordingJob(), tmp_path / "i.png")
+    assert fake.paid_creates == 1 and fake.count("POST", "/v1/models/") == 1
+    assert res.job_id in fake.predictions
+
+
+def test_poll_5xx_is_survived(fake, provider, tmp_path):
+    fake.poll_5xx = 2
+    provider.run(provider.image_recipe(image_req()), RecordingJob(), tmp_path / "i.png")
+    assert fake.paid_creates == 1 and (tmp_path / "i.png").exists()
+
+
+def test_concurrent_runs_each_pay_once(fake, provider, tmp_path):
+    fake.latency = 0.1
+    recipes = [provider.image_recipe(image_req(prompt=f"shot {i}")) for i in range(8)]
+    errors: list[BaseException] = []
+
+    def go(i: int) -> None:
+        try:
+            provider.run(recipes[i], RecordingJob(), tmp_path / f"{i}.png")
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and fake.paid_creates == 8 and len(fake.creates_by_input) == 8
+
+
+# ---- failures ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("outcome, words", [("failed", "CUDA out of memory"), ("canceled", "canceled"), ("aborted", "aborted")])
+def test_failed_canceled_aborted(fake, provider, tmp_path, outcome, words):
+    fake.outcome = outcome
+    with pytest.raises(ProviderError) as ei:
+        provider.run(provider.image_recipe(image_req()), RecordingJob(), tmp_path / "i.png")
+    msg = str(ei.value)
+    assert "flux-dev" in msg and words in msg and outcome in msg
+    assert ei.value.retryable is True
+    assert not (tmp_path / "i.png").exists()
+
+
+def test_422_is_not_retried_and_names_the_field(fake, provider, tmp_path, monkeypatch):
+    recipe = provider.image_recipe(image_req())
+    bad = type(recipe)(**{**recipe.__dict__, "params": {**recipe.params, "steps": 9}})
+    with pytest.raises(ProviderError) as ei:
+        provider.run(bad, RecordingJob(), tmp_path / "i.png")
+    assert ei.value.retryable is False and "steps" in str(ei.value) and "422" in str(ei.value)
+    assert fake.count("POST", "/v1/models/") == 1 and fake.paid_creates == 0
+
+
+def test_401_names_the_variable_not_the_token(fake, provider, tmp_path):
+    fake.token = "r8_the_right_one"
+    with pytest.raises(ProviderError) as ei:
+        provider.run(provider.image_recipe(image_req()), RecordingJob(), tmp_path / "i.png")
+    msg = str(ei.value)
+    assert "REPLICATE_API_TOKEN" in msg and TOKEN not in msg and ei.value.retryable is False
+    assert fake.count("POST") == 1
+
+
+def test_missing_token(monkeypatch, provider, tmp_path):
+    monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
+    with pytest.raises(ProviderError, match="REPLICATE_API_TOKEN"):
+        provider.run(provider.image_recipe(image_req()), RecordingJob(), tmp_path / "i.png")
+
+
+def test_secrets_never_in_errors_or_meta(fake, provider, tmp_path, caplog):
+    caplog.set_level("DEBUG")
+    res = provider.run(provider.image_recipe(image_req()), RecordingJob(), tmp_path / "ok.png")
+    assert TOKEN not in repr(res)
+    texts = []
+    for outcome in ("failed", "aborted"):
+        fake.outcome = outcome
+        with pytest.raises(ProviderError) as ei:
+            provider.run(provider.image_recipe(image_req(prompt=outcome)), RecordingJob(), tmp_path / "x.png")
+        texts.append(str(ei.value) + repr(ei.value.__cause__) + repr(ei.value.__context__))
+    fake.outcome, fake.create_429 = "succeeded", 100
+    with pytest.raises(ProviderError) as ei:
+        provider.run(provider.image_recipe(image_req(prompt="throttled")), RecordingJob(), tmp_path / "y.png")
+    assert "429" in str(ei.value)
+    texts.append(str(ei.value))
+    assert all(TOKEN not in t for t in texts)
+    assert TOKEN not in caplog.text
+
+
+def test_registry_schemas_cover_every_model():
+    for name in REG.names("image") + REG.names("video") + REG.names("music"):
+        assert REG.models[name].slug in SCHEMAS, name
