@@ -1,56 +1,148 @@
 """The spec and the beat file as pydantic models (extra fields forbidden, versioned).
 
-Loading YAML with file:line errors lives in `adspec.loader`; this module only says what a valid
-spec and beat file are.
+Loading YAML with file:line errors lives in `adspec.loader`; this module says what a valid spec
+and beat file are. Single-field rules are pydantic validators (so their errors carry the field's
+location); rules across fields are `spec_issues` / `beat_file_issues`, which return
+(location, message) pairs the loader maps to lines. Used directly (`Spec.model_validate`), the
+models run those cross-field checks too and fail on the first.
+
+Text fields of a spec (title, prompt, style, brand name and tagline) and every beat prompt may
+hold jinja2 placeholders: `{{ var }}` for the spec's `vars`; beat prompts may also use
+`{{ brand }}`, `{{ tagline }}`, `{{ product }}`, `{{ style }}` and `{{ title }}`. They are
+rendered at build time by `render_beat_prompts` in a sandbox with undefined names as errors.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from typing import Annotated, Literal, Union
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from .errors import SpecError
+from .library import TemplateProblem, load_library, render_template
 
 ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:5")
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:5"]
-Resolution = Literal["360p", "720p", "1080p"]  # 360p: quick drafts
+Resolution = Literal["720p", "1080p"]
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 COLOR_RE = re.compile(r"^#[0-9A-Fa-f]{6}$")
+AD_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+#: names filled from the spec itself in beat prompts; a var may not shadow them
+RESERVED_VARS = ("brand", "tagline", "product", "style", "title")
 
 Slug = Annotated[str, Field(pattern=SLUG_RE.pattern, description="lower-case letters, digits and '-'")]
 Color = Annotated[str, Field(pattern=COLOR_RE.pattern, description='"#RRGGBB"')]
 VarValue = Union[str, int, float, bool]
 
+Loc = tuple[Union[str, int], ...]
+Issue = tuple[Loc, str]  # (location in the document, one-line message)
+
+#: context key that tells the models to skip cross-field checks (the loader runs them itself)
+SKIP_CROSS_CHECKS = "adspec_skip_cross_checks"
+
+
+def _registry():
+    from .registry import load_registry
+
+    return load_registry()
+
+
+def _model_enum(kind: str) -> list[str]:
+    try:
+        reg = _registry()
+        return sorted(reg.names(kind) + [a for a, n in reg.aliases.items() if reg.models[n].kind == kind])
+    except Exception:  # the schema must not depend on the registry being readable
+        return []
+
+
+def _known_models_message(kind: str, name: str) -> str:
+    reg = _registry()
+    names = reg.names(kind)
+    aliases = sorted(a for a, n in reg.aliases.items() if reg.models[n].kind == kind)
+    close = difflib.get_close_matches(name, names + aliases, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    alias_note = f" (aliases: {', '.join(aliases)})" if aliases else ""
+    return f"unknown {kind} model '{name}'{hint}; known: {', '.join(names)}{alias_note}"
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, coerce_numbers_to_str=True)
 
 
 class Brand(Strict):
-    name: str | None = Field(None, max_length=200)
-    tagline: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, min_length=1, max_length=200)
+    tagline: str | None = Field(None, min_length=1, max_length=200)
     colors: list[Color] = Field(default_factory=lambda: ["#111111", "#F5F5F5"], min_length=1, max_length=8)
 
 
 class Models(Strict):
-    planner: str = Field("gpt-4.1", max_length=100)
-    image: str = "flux-dev"
-    video: str = "hailuo-2.3-fast"
-    music: str = "musicgen"
+    planner: str = Field("gpt-4.1", min_length=1, max_length=100, description="any chat model name, or 'offline'")
+    image: str = Field("flux-dev", json_schema_extra={"enum": _model_enum("image")})
+    video: str = Field("hailuo-2.3-fast", json_schema_extra={"enum": _model_enum("video")})
+    music: str = Field("musicgen", json_schema_extra={"enum": _model_enum("music")})
+
+    @field_validator("planner")
+    @classmethod
+    def _planner(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("image", "video", "music")
+    @classmethod
+    def _known_model(cls, v: str, info: ValidationInfo) -> str:
+        kind = info.field_name
+        try:
+            _registry().resolve(v, kind)
+        except KeyError:
+            raise ValueError(_known_models_message(kind, v)) from None
+        return v
+
+
+def _beat_types() -> list[str]:
+    return load_library().types
 
 
 class Beat(Strict):
     id: Slug
-    type: str = Field(max_length=40)
+    type: str = Field(max_length=40, json_schema_extra={"enum": _beat_types()})
     duration: int = Field(ge=1, le=60, description="seconds")
     image_prompt: str = Field(min_length=1, max_length=2000)
     motion_prompt: str = Field(min_length=1, max_length=1000)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
+        types = _beat_types()
+        if v not in types:
+            close = difflib.get_close_matches(v, types, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"unknown beat type '{v}'{hint}; known: {', '.join(types)}")
+        return v
 
 
 class Music(Strict):
     prompt: str = Field(min_length=1, max_length=1000)
     bpm: int = Field(ge=40, le=220)
+
+
+def _beats_issues(beats: list[Beat], duration: int | None, base: Loc, what: str) -> list[Issue]:
+    issues: list[Issue] = []
+    seen: dict[str, int] = {}
+    for i, beat in enumerate(beats):
+        if beat.id in seen:
+            issues.append(((*base, i, "id"), f"duplicate beat id '{beat.id}' (already used by beat {seen[beat.id] + 1})"))
+        else:
+            seen[beat.id] = i
+    total = sum(b.duration for b in beats)
+    if duration is not None and total != duration:
+        issues.append((base, f"{what} last {total} s in total but the spec's duration is {duration} s"))
+    return issues
 
 
 class Spec(Strict):
@@ -62,29 +154,59 @@ class Spec(Strict):
     duration: int = Field(30, ge=5, le=180, description="seconds")
     aspect_ratio: AspectRatio = "16:9"
     resolution: Resolution = "720p"
-    style: str = Field("cinematic", max_length=200)
+    style: str = Field("cinematic", min_length=1, max_length=200)
     brand: Brand = Field(default_factory=Brand)
     models: Models = Field(default_factory=Models)
-    assets: dict[Slug, str] = Field(default_factory=dict, description="name -> path relative to the spec; 'product' is the reference image")
-    vars: dict[str, VarValue] = Field(default_factory=dict)
+    assets: dict[Slug, str] = Field(
+        default_factory=dict,
+        description="name -> image path relative to the spec's folder, inside the project; 'product' is the reference image",
+    )
+    vars: dict[str, VarValue] = Field(default_factory=dict, description="values for {{ name }} placeholders in prompts")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     native_audio: bool = Field(False, description="use the video model's own audio (if it has any) instead of music")
-    music: Music | None = Field(None, description="inline music; with `beats`, no planner runs")
-    beats: list[Beat] | None = Field(None, description="inline beats: no planner runs")
+    music: Music | None = Field(None, description="music for inline beats (default: derived from the style)")
+    beats: list[Beat] | None = Field(None, min_length=1, max_length=60, description="inline beats: no planner runs")
 
     @field_validator("vars")
     @classmethod
     def _var_names(cls, v: dict[str, VarValue]) -> dict[str, VarValue]:
-        for name in v:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
-                raise ValueError(f"variable name {name!r} must be a Python-style identifier")
+        for name, value in v.items():
+            if not VAR_NAME_RE.fullmatch(name):
+                raise ValueError(f"variable name '{name}' must be an identifier (letters, digits, _)")
+            if name in RESERVED_VARS:
+                raise ValueError(f"variable name '{name}' is reserved (it is filled from the spec: {', '.join(RESERVED_VARS)})")
+            if isinstance(value, str) and len(value) > 500:
+                raise ValueError(f"variable '{name}' is longer than 500 characters")
         return v
+
+    @field_validator("assets")
+    @classmethod
+    def _asset_paths(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, rel in v.items():
+            if not rel.strip():
+                raise ValueError(f"asset '{name}': path must not be empty")
+            if rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel) or Path(rel).is_absolute():
+                raise ValueError(f"asset '{name}': path '{rel}' must be relative to the spec's folder, not absolute")
+            if "\x00" in rel:
+                raise ValueError(f"asset '{name}': path contains a NUL character")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self, info: ValidationInfo) -> "Spec":
+        if (info.context or {}).get(SKIP_CROSS_CHECKS):
+            return self
+        issues = spec_issues(self)
+        if issues:
+            loc, message = issues[0]
+            where = ".".join(str(p) for p in loc)
+            raise ValueError(f"{where}: {message}" if where else message)
+        return self
 
 
 class PlannedFrom(Strict):
     spec_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    planner: str
-    library: str
+    planner: str = Field(min_length=1, max_length=100)
+    library: str = Field(min_length=1, max_length=40)
     content_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="hash of music+beats as planned: detects hand edits")
 
 
@@ -96,9 +218,137 @@ class BeatFile(Strict):
     music: Music
     beats: list[Beat] = Field(min_length=1, max_length=60)
 
+    @model_validator(mode="after")
+    def _cross_checks(self, info: ValidationInfo) -> "BeatFile":
+        if (info.context or {}).get(SKIP_CROSS_CHECKS):
+            return self
+        issues = _beats_issues(self.beats, None, ("beats",), "the beats")
+        if issues:
+            raise ValueError(issues[0][1])
+        return self
+
 
 class BeatPlan(Strict):
     """What a planner returns (the LLM's structured output): music and beats."""
 
     music: Music
     beats: list[Beat] = Field(min_length=1, max_length=60)
+
+
+# ---- prompts: the placeholders of a beat file, rendered with the spec's values --------------
+
+
+def spec_text(text: str, spec: Spec) -> str:
+    """A spec text field (title, prompt, style, brand name, tagline) with its {{ var }} filled."""
+    return render_template(text, dict(spec.vars))
+
+
+def product_name(spec: Spec) -> str:
+    """The product's name as the planner sees it: from the prompt, else the brand, else generic.
+
+    The raw text may hold {{ var }} placeholders (the prompt is a template over `vars`)."""
+    from .planner import product_from_prompt  # late: planner imports this module
+
+    return product_from_prompt(spec.prompt, spec.brand.name)
+
+
+def prompt_context(spec: Spec) -> dict[str, Any]:
+    """Every name a beat prompt may use: the spec's vars plus brand, tagline, product, style, title.
+
+    TemplateProblem if one of the spec's own text fields does not render."""
+    ctx: dict[str, Any] = dict(spec.vars)
+    ctx["brand"] = spec_text(spec.brand.name, spec) if spec.brand.name else ""
+    ctx["tagline"] = spec_text(spec.brand.tagline, spec) if spec.brand.tagline else ""
+    ctx["style"] = spec_text(spec.style, spec)
+    ctx["title"] = spec_text(spec.title, spec)
+    ctx["product"] = spec_text(product_name(spec), spec)
+    return ctx
+
+
+def render_beat_prompts(beat: Beat, spec: Spec, source: str | Path = "<beats>") -> tuple[str, str]:
+    """(image_prompt, motion_prompt) of `beat` with its placeholders filled from `spec`.
+
+    Raises SpecError naming `source` (the beat file, or the spec for inline beats), the beat's id
+    and the field."""
+    try:
+        ctx = prompt_context(spec)
+    except TemplateProblem as e:
+        raise SpecError(source, None, None, f"the spec's text fields do not render: {e}") from None
+    out = []
+    for field in ("image_prompt", "motion_prompt"):
+        try:
+            out.append(" ".join(render_template(getattr(beat, field), ctx).split()))
+        except TemplateProblem as e:
+            raise SpecError(source, None, f"beats.{beat.id}.{field}", str(e)) from None
+    return out[0], out[1]
+
+
+# ---- cross-field rules ----------------------------------------------------------------------
+
+
+def spec_issues(spec: Spec) -> list[Issue]:
+    """Rules across fields of a spec that need no files: inline beats, music, model/aspect fit,
+    and that every text field and inline prompt renders."""
+    issues: list[Issue] = []
+    for loc, text in (
+        (("title",), spec.title), (("prompt",), spec.prompt), (("style",), spec.style),
+        (("brand", "name"), spec.brand.name), (("brand", "tagline"), spec.brand.tagline),
+    ):
+        if text is None:
+            continue
+        try:
+            render_template(text, dict(spec.vars))
+        except TemplateProblem as e:
+            issues.append((loc, str(e)))
+    try:
+        video = _registry().resolve(spec.models.video, "video")
+        if video.aspect_ratios and spec.aspect_ratio not in video.aspect_ratios:
+            issues.append((("models", "video"), f"{video.name} does not support aspect ratio {spec.aspect_ratio} "
+                                                f"(it supports {', '.join(video.aspect_ratios)})"))
+    except KeyError:
+        pass
+    if spec.music is not None and spec.beats is None:
+        issues.append((("music",), "only allowed with inline `beats:`; otherwise the music is planned into the beat file"))
+    if spec.beats is not None:
+        issues += _beats_issues(spec.beats, spec.duration, ("beats",), "inline beats")
+        if not issues:
+            issues += prompt_issues(spec.beats, spec, ("beats",))
+    return issues
+
+
+def prompt_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
+    """Render every beat's prompts once with the spec's values: unknown variables, bad syntax."""
+    try:
+        ctx = prompt_context(spec)
+    except TemplateProblem:
+        return []  # reported against the spec's own field
+    issues: list[Issue] = []
+    for i, beat in enumerate(beats):
+        for field in ("image_prompt", "motion_prompt"):
+            try:
+                render_template(getattr(beat, field), ctx)
+            except TemplateProblem as e:
+                issues.append(((*base, i, field), f"beat '{beat.id}': {e}"))
+    return issues
+
+
+def beat_file_issues(beat_file: BeatFile, spec: Spec | None) -> list[Issue]:
+    """The beat file's own rules, and with its spec: the total duration and that prompts render."""
+    issues = _beats_issues(beat_file.beats, spec.duration if spec else None, ("beats",), "the beats")
+    if spec is not None:
+        issues += prompt_issues(beat_file.beats, spec, ("beats",))
+    return issues
+
+
+def default_music(spec: Spec) -> Music:
+    """The music of a spec with inline beats and no `music:`: the style's bed and tempo."""
+    from .planner import music_for  # late: planner imports this module
+
+    return music_for(spec.style, spec.brand.name)
+
+
+def inline_plan(spec: Spec) -> BeatPlan | None:
+    """The plan a spec carries inline (music defaults from the style), or None."""
+    if spec.beats is None:
+        return None
+    return BeatPlan(music=spec.music or default_music(spec), beats=spec.beats)

@@ -1,0 +1,241 @@
+"""The beat library (data in beats.yaml) and the sandboxed template renderer.
+
+Templates, whether the library's or the prompts of a beat file, are rendered by
+`render_template`: a jinja2 SandboxedEnvironment with StrictUndefined and autoescape off, plus a
+whitelist of template constructs (no loops, calls, assignments, includes, or operators that can
+multiply text), so a template cannot escape the sandbox, hang, or blow up memory.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Mapping
+
+import yaml
+from jinja2 import StrictUndefined, TemplateError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+LIBRARY_FILE = "beats.yaml"
+POSITIONS = ("first", "last", "closing", "middle")
+MAX_TEMPLATE_CHARS = 8000
+MAX_OUTPUT_CHARS = 20000
+
+
+class TemplateProblem(ValueError):
+    """A template cannot be rendered; the caller turns it into a SpecError naming file and field."""
+
+
+# ---- the sandbox ---------------------------------------------------------------------------
+
+_ALLOWED_NODES = (
+    nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.If,
+    nodes.CondExpr, nodes.Filter, nodes.Test, nodes.Compare, nodes.Operand, nodes.And, nodes.Or,
+    nodes.Not, nodes.Concat, nodes.Add, nodes.Sub, nodes.Neg, nodes.Pos, nodes.Getattr,
+    nodes.Getitem, nodes.Slice, nodes.List, nodes.Tuple, nodes.Keyword,
+)
+_ALLOWED_FILTERS = {
+    "upper", "lower", "title", "capitalize", "trim", "default", "d", "truncate", "striptags",
+    "length", "count", "string", "first", "last", "join", "wordcount", "round", "int", "float", "abs",
+}
+_ALLOWED_TESTS = {"defined", "undefined", "none", "string", "number", "true", "false", "eq", "ne", "in"}
+
+
+def _make_env() -> SandboxedEnvironment:
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env.globals.clear()
+    env.filters = {k: v for k, v in env.filters.items() if k in _ALLOWED_FILTERS}
+    env.tests = {k: v for k, v in env.tests.items() if k in _ALLOWED_TESTS}
+    return env
+
+
+_ENV = _make_env()
+
+
+def _describe(node: nodes.Node) -> str:
+    names = {
+        "For": "loops ({% for %})", "Call": "function or method calls", "Assign": "assignments ({% set %})",
+        "AssignBlock": "assignments ({% set %})", "Macro": "macros", "Include": "includes",
+        "Import": "imports", "FromImport": "imports", "Extends": "template inheritance",
+        "Mul": "the * operator", "Pow": "the ** operator", "Mod": "the % operator",
+        "Div": "the / operator", "FloorDiv": "the // operator",
+    }
+    return names.get(type(node).__name__, f"{type(node).__name__} expressions")
+
+
+def _check_ast(ast: nodes.Template) -> None:
+    for node in ast.find_all(nodes.Node):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise TemplateProblem(f"templates may not use {_describe(node)} (line {node.lineno} of the template)")
+        if isinstance(node, nodes.Filter) and node.name not in _ALLOWED_FILTERS:
+            raise TemplateProblem(f"filter '{node.name}' is not allowed; allowed: {', '.join(sorted(_ALLOWED_FILTERS))}")
+        if isinstance(node, nodes.Test) and node.name not in _ALLOWED_TESTS:
+            raise TemplateProblem(f"test '{node.name}' is not allowed")
+
+
+def template_variables(text: str) -> set[str]:
+    """The variable names a template refers to (TemplateProblem if it does not parse)."""
+    return meta.find_undeclared_variables(_parse(text))
+
+
+def _parse(text: str) -> nodes.Template:
+    if not isinstance(text, str):
+        raise TemplateProblem("template must be text")
+    if len(text) > MAX_TEMPLATE_CHARS:
+        raise TemplateProblem(f"template is longer than {MAX_TEMPLATE_CHARS} characters")
+    try:
+        ast = _ENV.parse(text)
+    except TemplateError as e:
+        line = getattr(e, "lineno", None)
+        where = f" (line {line} of the template)" if line and "\n" in text else ""
+        raise TemplateProblem(f"template syntax error: {e.message or e}{where}") from None
+    _check_ast(ast)
+    return ast
+
+
+def render_template(text: str, context: Mapping[str, Any]) -> str:
+    """Render `text` in the sandbox with `context`. Undefined variables are errors.
+
+    Raises TemplateProblem (a ValueError) with a one-line message."""
+    ast = _parse(text)
+    unknown = sorted(meta.find_undeclared_variables(ast) - set(context))
+    if unknown:
+        known = ", ".join(sorted(context)) or "none"
+        hint = ""
+        close = difflib.get_close_matches(unknown[0], list(context), n=1)
+        if close:
+            hint = f" (did you mean '{close[0]}'?)"
+        raise TemplateProblem(f"unknown variable '{unknown[0]}'{hint}; known: {known}")
+    try:
+        out = _ENV.from_string(ast).render(dict(context))
+    except TemplateError as e:
+        raise TemplateProblem(f"template error: {e.message or type(e).__name__}") from None
+    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError, OverflowError, RecursionError) as e:
+        raise TemplateProblem(f"template error: {type(e).__name__}: {e}") from None
+    if len(out) > MAX_OUTPUT_CHARS:
+        raise TemplateProblem(f"template renders to more than {MAX_OUTPUT_CHARS} characters")
+    return out
+
+
+# ---- the library ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BeatType:
+    name: str
+    purpose: str
+    min: int
+    max: int
+    ideal: int
+    position: str  # first | last | closing | middle
+    repeatable: bool
+    shows_product: bool
+    image_prompt: str
+    motion_prompt: str
+    favoured_by: tuple[str, ...]  # styles whose arc plays it early (rank <= 3)
+
+
+@dataclass(frozen=True)
+class Style:
+    name: str
+    keywords: tuple[str, ...]
+    bpm: int
+    music: str
+    look: str
+    camera: str
+    arc: tuple[tuple[str, int], ...]  # (beat type, rank) in playing order
+
+
+@dataclass(frozen=True)
+class Library:
+    version: str
+    beats: dict[str, BeatType]
+    styles: dict[str, Style]
+    default_style: str
+
+    @property
+    def types(self) -> list[str]:
+        return list(self.beats)
+
+    def style_for(self, style_text: str) -> Style:
+        """The library style named by the earliest keyword found in the spec's free-text style."""
+        words = "".join(c if c.isalnum() or c == "-" else " " for c in (style_text or "").lower()).split()
+        for word in words:
+            for style in self.styles.values():
+                if word in style.keywords or word == style.name:
+                    return style
+        return self.styles[self.default_style]
+
+
+SAMPLE_CONTEXT = {
+    "product": "Acme Widget", "brand": "Acme", "tagline": "Made to last", "style": "energetic",
+    "look": "soft light", "camera": "slow dolly", "setting": "in {{ city }}", "n": 2,
+}
+
+
+class LibraryError(ValueError):
+    pass
+
+
+def parse_library(data: Any) -> Library:
+    """Check and build the library from its YAML data (LibraryError on any inconsistency)."""
+    if not isinstance(data, dict):
+        raise LibraryError("the library must be a mapping")
+    beats: dict[str, BeatType] = {}
+    raw_styles = data.get("styles") or {}
+    for name, raw in (data.get("beats") or {}).items():
+        dur = raw["duration"]
+        lo, hi, ideal = int(dur["min"]), int(dur["max"]), int(dur.get("ideal", dur["min"]))
+        if not 1 <= lo <= ideal <= hi:
+            raise LibraryError(f"beats.{name}.duration: need 1 <= min <= ideal <= max")
+        if raw["position"] not in POSITIONS:
+            raise LibraryError(f"beats.{name}.position: must be one of {', '.join(POSITIONS)}")
+        for field in ("image_prompt", "motion_prompt"):
+            try:
+                render_template(raw[field], SAMPLE_CONTEXT)
+                render_template(raw[field], {**SAMPLE_CONTEXT, "brand": "", "tagline": "", "setting": "", "n": 1})
+            except TemplateProblem as e:
+                raise LibraryError(f"beats.{name}.{field}: {e}") from None
+        favoured = tuple(
+            s for s, st in raw_styles.items() if any(t == name and int(r) <= 3 for t, r in st.get("arc", []))
+        )
+        beats[name] = BeatType(
+            name=name, purpose=str(raw["purpose"]), min=lo, max=hi, ideal=ideal, position=raw["position"],
+            repeatable=bool(raw.get("repeatable", False)), shows_product=bool(raw.get("shows_product", False)),
+            image_prompt=raw["image_prompt"], motion_prompt=raw["motion_prompt"], favoured_by=favoured,
+        )
+    styles: dict[str, Style] = {}
+    for name, raw in raw_styles.items():
+        arc = tuple((str(t), int(r)) for t, r in raw["arc"])
+        for t, _ in arc:
+            if t not in beats:
+                raise LibraryError(f"styles.{name}.arc: unknown beat type {t!r}")
+        kinds = [t for t, _ in arc]
+        if kinds[0] != "hook" or kinds[-1] not in ("cta", "end-card") or len(set(kinds)) != len(kinds):
+            raise LibraryError(f"styles.{name}.arc: must start with hook, end with cta/end-card, no repeats")
+        if sorted(t for t, r in arc if r == 1) != ["cta", "hook", "product-reveal"]:
+            raise LibraryError(f"styles.{name}.arc: rank 1 must be exactly hook, product-reveal, cta")
+        styles[name] = Style(
+            name=name, keywords=tuple(raw.get("keywords", ())), bpm=int(raw["bpm"]), music=str(raw["music"]),
+            look=str(raw["look"]), camera=str(raw["camera"]), arc=arc,
+        )
+    default = data.get("default_style", "cinematic")
+    if default not in styles:
+        raise LibraryError(f"default_style: unknown style {default!r}")
+    return Library(version=str(data["version"]), beats=beats, styles=styles, default_style=default)
+
+
+@lru_cache(maxsize=1)
+def load_library() -> Library:
+    text = resources.files(__name__).joinpath(LIBRARY_FILE).read_text(encoding="utf-8")
+    return parse_library(yaml.safe_load(text))
+
+
+LIBRARY_VERSION: str = load_library().version
+
+__all__ = [
+    "LIBRARY_VERSION", "Library", "BeatType", "Style", "TemplateProblem", "LibraryError",
+    "load_library", "parse_library", "render_template", "template_variables",
+]

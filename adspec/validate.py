@@ -1,0 +1,102 @@
+"""`adspec validate [PATHS]` and `adspec schema`: the functions behind them (the CLI is thin).
+
+Editor autocomplete: `adspec schema` prints both JSON Schemas; `write_schemas(build/schema)`
+writes `spec.schema.json` and `beats.schema.json`, which the yaml-language-server comment at the
+top of every spec (`# yaml-language-server: $schema=../build/schema/spec.schema.json`) and beat
+file points at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import SpecError
+from .loader import BEATS_SUFFIX, beat_file_errors, find_specs, spec_errors
+from .spec import BeatFile, Spec
+
+__all__ = ["validate_paths", "json_schema", "write_schemas", "SCHEMA_FILES"]
+
+SCHEMA_FILES = {"spec": "spec.schema.json", "beat_file": "beats.schema.json"}
+
+
+def _shown(path: Path) -> Path:
+    """Paths in messages: relative to the working directory when inside it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return Path(rel) if not rel.startswith("..") else path
+
+
+def _expand(paths: Iterable[Path], project_root: Path) -> list[Path]:
+    out: list[Path] = []
+    paths = list(paths)
+    if not paths:
+        paths = [project_root / "specs"]
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out += sorted(p.glob("*.yaml"))
+        else:
+            out.append(p)
+    return out
+
+
+def _spec_of(beats_path: Path) -> Path:
+    return beats_path.with_name(beats_path.name[: -len(BEATS_SUFFIX)] + ".yaml")
+
+
+def _beats_of(spec_path: Path) -> Path:
+    return spec_path.with_name(spec_path.stem + BEATS_SUFFIX)
+
+
+def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
+    """Every error in the given specs and beat files (default: everything in specs/).
+
+    A beat file is validated with its spec (durations must sum to the spec's duration, prompts
+    must render with its vars); naming a spec also validates its beat file when there is one."""
+    project_root = Path(project_root)
+    errors: list[SpecError] = []
+    done: set[Path] = set()
+    for path in _expand(paths, project_root):
+        spec_path = _spec_of(path) if path.name.endswith(BEATS_SUFFIX) else path
+        key = Path(os.path.abspath(spec_path))
+        if key in done:
+            continue
+        done.add(key)
+        beats_path = _beats_of(spec_path)
+        if not spec_path.exists() and path.name.endswith(BEATS_SUFFIX):
+            errors.append(SpecError(_shown(path), None, None, f"no spec {spec_path.name} beside this beat file"))
+            continue
+        spec, errs = spec_errors(_shown(spec_path))
+        errors += errs
+        if beats_path.exists() and (spec is None or spec.beats is None):
+            _, berrs = beat_file_errors(_shown(beats_path), spec)
+            errors += berrs
+    return errors
+
+
+def json_schema() -> dict[str, Any]:
+    """Both JSON Schemas: {"spec": ..., "beat_file": ...} (draft 2020-12, from pydantic)."""
+    out = {}
+    for key, model, title in (("spec", Spec, "adspec spec"), ("beat_file", BeatFile, "adspec beat file")):
+        schema = model.model_json_schema()
+        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
+        out[key] = schema
+    return out
+
+
+def write_schemas(out_dir: str | Path) -> list[Path]:
+    """Write spec.schema.json and beats.schema.json into `out_dir` (e.g. build/schema)."""
+    from .fsutil import write_if_changed
+
+    out_dir = Path(out_dir)
+    written = []
+    for key, schema in json_schema().items():
+        target = out_dir / SCHEMA_FILES[key]
+        write_if_changed(target, json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        written.append(target)
+    return written
