@@ -174,7 +174,8 @@ class OpenAIPlanner:
             "response_format": plan_schema(list(lib.beats)),
             "seed": int(req.shaping.get("seed", 0) or 0),
             "temperature": self.temperature,
-            "check": {"duration": duration, "library": str(getattr(lib, "version", ""))},  # not sent
+            # not sent: what the reply is checked against (derived from the same inputs as the prompt)
+            "check": {"duration": duration, "library": str(getattr(lib, "version", "")), "shaping": req.shaping},
         }
         return Recipe(provider="openai", kind="plan", model=model, version="chat.completions", params=params)
 
@@ -212,7 +213,7 @@ class OpenAIPlanner:
                 raise ProviderError(f"{what}: cannot reach the API ({type(e).__name__})", retryable=True) from None
             ids.append(resp.id)
             _add_usage(usage, resp.usage)
-            content, problems = self._judge(resp, lib, check.get("duration"))
+            content, problems = self._judge(resp, lib, check.get("duration"), check.get("shaping"))
             if not problems:
                 plan = BeatPlan.model_validate_json(content)
                 Path(out).write_text(plan.model_dump_json(), encoding="utf-8")
@@ -229,7 +230,7 @@ class OpenAIPlanner:
             ]
         raise ProviderError(f"{what}: no valid plan after one re-ask: " + "; ".join(problems[:6]), retryable=True)
 
-    def _judge(self, resp: Any, lib: Any, duration: int | None) -> tuple[str, list[str]]:
+    def _judge(self, resp: Any, lib: Any, duration: int | None, shaping: Any = None) -> tuple[str, list[str]]:
         if not resp.choices:
             return "", ["the reply has no choices"]
         choice = resp.choices[0]
@@ -253,7 +254,25 @@ class OpenAIPlanner:
         except pydantic.ValidationError as e:
             errs = [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:10]]
             return content, ["the JSON does not match the schema: " + "; ".join(errs)]
-        return content, check_plan(plan, lib, duration)
+        return content, rule_problems(plan, lib, duration, shaping)
+
+
+def rule_problems(plan: BeatPlan, lib: Any, duration: int | None, shaping: Any = None) -> list[str]:
+    """adspec.planner.validate_plan (the library's own rules for the spec) when a Spec can be
+    rebuilt from the plan-shaping fields, else the local check_plan."""
+    try:
+        from ..planner import validate_plan
+        from ..spec import Spec
+
+        fields = {k: v for k, v in (shaping or {}).items() if k in Spec.model_fields}
+        fields.setdefault("title", "ad")
+        fields.setdefault("prompt", "ad")
+        if duration is not None:
+            fields["duration"] = duration
+        spec = Spec.model_validate(fields)
+    except Exception:  # planner not there yet, or shaping not spec-shaped: use the local rules
+        return check_plan(plan, lib, duration)
+    return list(validate_plan(plan, spec, lib))
 
 
 def _add_usage(total: dict[str, int], usage: Any) -> None:
