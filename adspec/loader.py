@@ -169,8 +169,9 @@ def _parse_yaml(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dic
         raise SpecError(shown, line, None, "not UTF-8 text") from None
     if "\x00" in text:
         raise SpecError(shown, text.count("\n", 0, text.index("\x00")) + 1, None, "binary data (NUL byte), not YAML")
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             raise SpecError(shown, 1, None, f"the file is empty; a {what} is a mapping of fields (key: value)")
@@ -189,7 +190,8 @@ def _parse_yaml(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dic
     except Exception as e:  # e.g. an int with 100 000 digits: never a traceback
         raise SpecError(shown, None, None, f"invalid YAML: {type(e).__name__}: {' '.join(str(e).split())[:160]}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(value, dict):
         raise SpecError(shown, lines[()], None, f"a {what} must be a mapping of fields (key: value)")
     return value, lines

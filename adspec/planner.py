@@ -311,6 +311,13 @@ def validate_plan(plan: BeatPlan, spec: Spec, library: Library | None = None) ->
         if bt.shows_product and product_at is None:
             product_at = start
         start += b.duration
+    counts: dict[str, int] = {}
+    for b in beats:
+        counts[b.type] = counts.get(b.type, 0) + 1
+    for kind, count in counts.items():
+        bt = lib.beats.get(kind)
+        if bt is not None and count > 1 and not bt.repeatable:
+            problems.append(f"beat type '{kind}' appears {count} times but may appear only once")
     if beats and beats[0].type != "hook":
         problems.append(f"the first beat must be a hook, not '{beats[0].type}'")
     if beats and beats[-1].type not in ("cta", "end-card"):

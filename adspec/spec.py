@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .errors import SpecError
 from .library import TemplateProblem, load_library, render_template
@@ -38,6 +38,19 @@ RESERVED_VARS = ("brand", "tagline", "product", "style", "title")
 Slug = Annotated[str, Field(pattern=SLUG_RE.pattern, description="lower-case letters, digits and '-'")]
 Color = Annotated[str, Field(pattern=COLOR_RE.pattern, description='"#RRGGBB"')]
 VarValue = Union[str, int, float, bool]
+
+
+def _relative_path(rel: str) -> str:
+    if not rel.strip():
+        raise ValueError("path must not be empty")
+    if rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel) or Path(rel).is_absolute():
+        raise ValueError(f"path '{rel}' must be relative to the spec's folder, not absolute")
+    if "\x00" in rel:
+        raise ValueError("path contains a NUL character")
+    return rel
+
+
+AssetPath = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_relative_path)]
 
 Loc = tuple[Union[str, int], ...]
 Issue = tuple[Loc, str]  # (location in the document, one-line message)
@@ -157,7 +170,7 @@ class Spec(Strict):
     style: str = Field("cinematic", min_length=1, max_length=200)
     brand: Brand = Field(default_factory=Brand)
     models: Models = Field(default_factory=Models)
-    assets: dict[Slug, str] = Field(
+    assets: dict[Slug, AssetPath] = Field(
         default_factory=dict,
         description="name -> image path relative to the spec's folder, inside the project; 'product' is the reference image",
     )
@@ -177,18 +190,6 @@ class Spec(Strict):
                 raise ValueError(f"variable name '{name}' is reserved (it is filled from the spec: {', '.join(RESERVED_VARS)})")
             if isinstance(value, str) and len(value) > 500:
                 raise ValueError(f"variable '{name}' is longer than 500 characters")
-        return v
-
-    @field_validator("assets")
-    @classmethod
-    def _asset_paths(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, rel in v.items():
-            if not rel.strip():
-                raise ValueError(f"asset '{name}': path must not be empty")
-            if rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel) or Path(rel).is_absolute():
-                raise ValueError(f"asset '{name}': path '{rel}' must be relative to the spec's folder, not absolute")
-            if "\x00" in rel:
-                raise ValueError(f"asset '{name}': path contains a NUL character")
         return v
 
     @model_validator(mode="after")
