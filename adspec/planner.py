@@ -91,7 +91,7 @@ _AFTER_AD = re.compile(
     re.I,
 )
 _AFTER_VERB = re.compile(
-    r"\b(?:for|introducing|launching|meet|presenting|showcasing|promoting)\s+(?:the\s+|an?\s+|our\s+|new\s+)*"
+    r"\b(?i:for|introducing|launching|meet|presenting|showcasing|promoting)\s+(?i:the\s+|an?\s+|our\s+|new\s+)*"
     r"([A-Z0-9\x00][\w'’\x00-]*(?:\s+[A-Z0-9\x00][\w'’\x00-]*){0,5})"
 )
 

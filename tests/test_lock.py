@@ -1,0 +1,234 @@
+"""The lock's rules: the five cases of `decide`, what shapes the plan, and the beat file's text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adspec.errors import LockError, SpecError
+from adspec.hashing import sha256_json
+from adspec.loader import load_beat_file, load_spec, parse_beat_file_text
+from adspec.lock import (
+    Decision,
+    beat_file_path,
+    content_sha256,
+    decide,
+    is_hand_edited,
+    plan_shaping_fields,
+    planned_from_for,
+    render_beat_file,
+    spec_sha256,
+    write_beat_file,
+)
+from adspec.planner import plan_spec_offline
+from adspec.registry import load_registry
+from adspec.spec import Beat, BeatPlan, Music, PlannedFrom, Spec
+
+REG = load_registry()
+
+SPEC = """\
+title: Trail
+prompt: Create a 30-second ad for the TrailRunner X running shoe in {{ city }}.
+duration: 30
+style: energetic
+brand: {name: Stride, tagline: Own every mile, colors: ["#FF5A1F", "#111111"]}
+vars: {city: Denver}
+seed: 7
+"""
+
+
+def project(tmp_path: Path, text: str = SPEC) -> Path:
+    path = tmp_path / "specs" / "trail.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def plan_into(spec_path: Path) -> str:
+    """What the plan step does for PLAN: plan offline, render, write atomically."""
+    spec = load_spec(spec_path)
+    plan = plan_spec_offline(spec)
+    text = render_beat_file(plan, planned_from_for(plan, spec_sha256(spec, REG), "offline"))
+    write_beat_file(beat_file_path(spec_path), text)
+    return text
+
+
+def decide_for(spec_path: Path) -> Decision:
+    spec = load_spec(spec_path)
+    beats = beat_file_path(spec_path)
+    text = beats.read_text(encoding="utf-8") if beats.exists() else None
+    return decide(spec, spec_sha256(spec, REG), text, spec_path=spec_path, beats_path=beats)
+
+
+# ---- the five cases -----------------------------------------------------------------------------
+
+
+def test_missing_beat_file_plans(tmp_path: Path) -> None:
+    spec_path = project(tmp_path)
+    assert decide_for(spec_path) is Decision.PLAN
+
+
+def test_unchanged_spec_keeps_even_when_hand_edited(tmp_path: Path) -> None:
+    spec_path = project(tmp_path)
+    plan_into(spec_path)
+    assert decide_for(spec_path) is Decision.KEEP
+    beats = beat_file_path(spec_path)
+    beats.write_text(beats.read_text().replace("duration: 3\n", "duration: 4\n", 1).replace(
+        "duration: 4\n    image_prompt: >-\n      A relatable", "duration: 3\n    image_prompt: >-\n      A relatable", 1))
+    assert is_hand_edited(load_beat_file(beats))
+    assert decide_for(spec_path) is Decision.KEEP
+
+
+def test_changed_spec_untouched_beat_file_replans(tmp_path: Path) -> None:
+    spec_path = project(tmp_path)
+    plan_into(spec_path)
+    spec_path.write_text(SPEC.replace("duration: 30", "duration: 20"))
+    assert decide_for(spec_path) is Decision.PLAN
+    plan_into(spec_path)
+    assert sum(b.duration for b in load_beat_file(beat_file_path(spec_path)).beats) == 20
+    assert decide_for(spec_path) is Decision.KEEP
+
+
+def test_changed_spec_hand_edited_beat_file_stops(tmp_path: Path) -> None:
+    spec_path = project(tmp_path)
+    text = plan_into(spec_path)
+    beats = beat_file_path(spec_path)
+    beats.write_text(text.replace("slow macro slide along the detail", "a slow orbit of the sole"))
+    spec_path.write_text(SPEC.replace("style: energetic", "style: calm"))
+    with pytest.raises(LockError) as info:
+        decide_for(spec_path)
+    msg = info.value.one_line()
+    assert str(spec_path) in msg and str(beats) in msg and "adspec plan --force trail" in msg
+    assert "\n" not in str(info.value)
+    assert beats.read_text().count("a slow orbit of the sole") == 1  # nothing overwritten
+    spec = load_spec(spec_path)
+    assert decide(spec, spec_sha256(spec, REG), beats.read_text(), force=True) is Decision.PLAN
+
+
+def test_hand_written_beat_file_counts_as_edited(tmp_path: Path) -> None:
+    spec_path = project(tmp_path)
+    beat_file_path(spec_path).write_text(
+        "version: 1\nmusic: {prompt: x, bpm: 90}\nbeats:\n"
+        "  - {id: hook, type: hook, duration: 4, image_prompt: a, motion_prompt: b}\n"
+        "  - {id: cta, type: cta, duration: 26, image_prompt: a, motion_prompt: b}\n")
+    spec_path.write_text(SPEC.replace("seed: 7", "seed: 8"))  # a non-shaping change: still fine
+    with pytest.raises(LockError, match="written by hand"):
+        decide_for(spec_path)
+
+
+def test_inline_beats_never_plan(tmp_path: Path) -> None:
+    inline = SPEC.replace("duration: 30", "duration: 10") + (
+        "beats:\n"
+        "  - {id: hook, type: hook, duration: 4, image_prompt: 'shoe in {{ city }}', motion_prompt: run}\n"
+        "  - {id: cta, type: cta, duration: 6, image_prompt: logo, motion_prompt: hold}\n")
+    spec_path = project(tmp_path, inline)
+    assert decide_for(spec_path) is Decision.INLINE
+    beat_file_path(spec_path).write_text("garbage: [")
+    assert decide_for(spec_path) is Decision.INLINE  # the beat file is not even read
+
+
+def test_broken_beat_file_reports_its_error(tmp_path: Path) -> None:
+    spec_path = project(tmp_path)
+    beat_file_path(spec_path).write_text("version: 1\nmusic: {prompt: x, bpm: 90}\nbeats: [\n")
+    with pytest.raises(SpecError, match=r"trail.beats.yaml:\d+: invalid YAML"):
+        decide_for(spec_path)
+
+
+# ---- what shapes the plan -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("old, new", [
+    ("title: Trail", "title: Something else"),
+    ("seed: 7", "seed: 99"),
+    ('colors: ["#FF5A1F", "#111111"]', 'colors: ["#000000"]'),
+    ("city: Denver", "city: Boulder"),
+    ("seed: 7", "seed: 7\naspect_ratio: '9:16'\nresolution: 1080p\nnative_audio: true"),
+    ("seed: 7", "seed: 7\nmodels: {image: flux-schnell, music: musicgen, video: hailuo-02}"),  # same clip lengths
+])
+def test_non_shaping_changes_do_not_replan(tmp_path: Path, old: str, new: str) -> None:
+    spec_path = project(tmp_path)
+    plan_into(spec_path)
+    assert old in SPEC
+    spec_path.write_text(SPEC.replace(old, new))
+    assert decide_for(spec_path) is Decision.KEEP
+
+
+@pytest.mark.parametrize("old, new", [
+    ("duration: 30", "duration: 45"),
+    ("style: energetic", "style: calm"),
+    ("prompt: Create", "prompt: Please create"),
+    ("tagline: Own every mile", "tagline: Run further"),
+    ("name: Stride", "name: Stryde"),
+    ("city: Denver", "city: Denver, town: Golden"),  # a new var NAME
+    ("seed: 7", "seed: 7\nmodels: {video: veo-3.1}"),  # other clip lengths
+    ("seed: 7", "seed: 7\nmodels: {planner: gpt-4o}"),
+])
+def test_shaping_changes_replan(tmp_path: Path, old: str, new: str) -> None:
+    spec_path = project(tmp_path)
+    plan_into(spec_path)
+    spec_path.write_text(SPEC.replace(old, new))
+    assert decide_for(spec_path) is Decision.PLAN
+
+
+def test_shaping_fields_exactly() -> None:
+    spec = Spec.model_validate(yaml.safe_load(SPEC))
+    fields = plan_shaping_fields(spec, REG)
+    assert fields == {
+        "prompt": spec.prompt, "duration": 30, "style": "energetic",
+        "brand": {"name": "Stride", "tagline": "Own every mile"}, "assets": [], "vars": ["city"],
+        "planner": "gpt-4.1", "clip_lengths": [6, 10],
+    }
+    assert spec_sha256(spec, REG) == sha256_json(fields)
+
+
+# ---- the beat file's text -----------------------------------------------------------------------
+
+
+def test_beat_file_text_round_trips_and_reads_well(tmp_path: Path) -> None:
+    spec = Spec.model_validate(yaml.safe_load(SPEC))
+    plan = plan_spec_offline(spec)
+    pf = planned_from_for(plan, spec_sha256(spec, REG), "offline")
+    text = render_beat_file(plan, pf, clip_lengths=[6, 10])
+    assert text.startswith("# ") and "yaml-language-server: $schema=" in text
+    body = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert body[:2] == ["version: 1", "planned_from:"]
+    keys = [line.strip().split(":")[0].lstrip("- ") for line in text.splitlines() if line.startswith("  - id:") or
+            line.startswith("    ") and ":" in line and not line.startswith("      ")]
+    assert keys[:5] == ["id", "type", "duration", "image_prompt", "motion_prompt"]
+    assert "  # 3 s from 1 clip (6 s), 3 s trimmed" in text
+    assert max(len(line) for line in text.splitlines()) <= 100
+    bf = parse_beat_file_text(text, "x.beats.yaml", spec)
+    assert bf.music == plan.music and bf.beats == plan.beats and bf.planned_from == pf
+    assert not is_hand_edited(bf)
+    assert pf.content_sha256 == content_sha256(plan.music, plan.beats)
+
+
+@pytest.mark.parametrize("prompt", [
+    "plain", "with: a colon", "'quoted' and \"double\"", "#not a comment", "{{ city }} first", "- dash",
+    "x" * 300, "word " * 60 + "end", "ünïcødé — dashes “quotes”", "yes", "123", "null", "a  two  spaces " * 8,
+])
+def test_render_round_trips_odd_prompts(prompt: str) -> None:
+    plan = BeatPlan(music=Music(prompt=prompt.strip() or "x", bpm=100),
+                    beats=[Beat(id="hook", type="hook", duration=4, image_prompt=prompt, motion_prompt=prompt)])
+    pf = PlannedFrom(spec_sha256="0" * 64, planner="offline", library="1", content_sha256="1" * 64)
+    bf = parse_beat_file_text(render_beat_file(plan, pf), "x")
+    assert bf.beats == plan.beats and bf.music == plan.music and bf.planned_from == pf
+
+
+def test_write_beat_file_is_atomic(tmp_path: Path) -> None:
+    target = tmp_path / "specs" / "a.beats.yaml"
+    write_beat_file(target, "version: 1\n")
+    write_beat_file(target, "version: 1\n# second\n")
+    assert target.read_text() == "version: 1\n# second\n"
+    assert [p.name for p in target.parent.iterdir()] == ["a.beats.yaml"]  # no temp files left
+
+
+def test_committed_example_beat_files_are_current() -> None:
+    """A fresh checkout builds without planning: every example's lock says KEEP."""
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("trailrunner", "glowserum", "brewbox"):
+        spec_path = repo / "specs" / f"{name}.yaml"
+        assert decide_for(spec_path) is Decision.KEEP, name
+        assert not is_hand_edited(load_beat_file(beat_file_path(spec_path)))
