@@ -26,7 +26,7 @@ from .library import TemplateProblem, load_library, render_template
 
 ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:5")
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:5"]
-Resolution = Literal["720p", "1080p"]
+Resolution = Literal["360p", "720p", "1080p"]  # 360p: quick drafts
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 COLOR_RE = re.compile(r"^#[0-9A-Fa-f]{6}$")
