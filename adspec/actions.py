@@ -124,7 +124,7 @@ def make_storyboard(ad: str, beat_id: str) -> None:
     beat = read_json(paths.beat_inputs(beat_id))
     recipe = ctx.media.image_recipe(image_request(ad, beat))
     what = f"{ad}/{beat_id} storyboard ({beat['image_model']})"
-    fetched = ctx.cache.fetch(recipe, ctx.media.run, image_verifier(what), suffix=".img")
+    fetched = ctx.cache.fetch(recipe, ctx.media.run, image_verifier(what), suffix=".img", label=what)
     target = paths.storyboard(beat_id)
     media.normalise_image(fetched.path, target, beat["width"], beat["height"])
     write_receipt(target, recipe, fetched)
@@ -137,7 +137,7 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     recipe = ctx.media.video_recipe(video_request(ad, beat, index, paths))
     seconds = beat["clips"][index]
     what = f"{ad}/{beat_id} chunk {index} ({beat['video_model']})"
-    fetched = ctx.cache.fetch(recipe, ctx.media.run, video_verifier(what, seconds), suffix=".mp4")
+    fetched = ctx.cache.fetch(recipe, ctx.media.run, video_verifier(what, seconds), suffix=".mp4", label=what)
     target = paths.chunk(beat_id, index)
     with atomic_path(target) as tmp:
         shutil.copyfile(fetched.path, tmp)
@@ -152,7 +152,7 @@ def make_music(ad: str) -> None:
     inputs = read_json(paths.music_inputs)
     recipe = ctx.media.music_recipe(music_request(ad, inputs))
     what = f"{ad} music ({inputs['model']})"
-    fetched = ctx.cache.fetch(recipe, ctx.media.run, audio_verifier(what, inputs["seconds"]), suffix=".wav")
+    fetched = ctx.cache.fetch(recipe, ctx.media.run, audio_verifier(what, inputs["seconds"]), suffix=".wav", label=what)
     with atomic_path(paths.music) as tmp:
         shutil.copyfile(fetched.path, tmp)
     write_receipt(paths.music, recipe, fetched)

@@ -33,7 +33,7 @@ from .recipes import Recipe
 
 log = logging.getLogger("adspec.cache")
 
-Runner = Callable[["DurableJob", Path], RunResult]
+Runner = Callable[[Recipe, "DurableJob", Path], RunResult]  # a provider's `run`
 Verifier = Callable[[Path], None]
 
 _PENDING = "pending:"
@@ -73,8 +73,10 @@ class Fetched:
 class DurableJob:
     """The Job handed to a provider: every state change is written to the cache at once."""
 
-    def __init__(self, cache: "RequestCache", key: str, on_progress: Callable[[str], None] | None = None):
+    def __init__(self, cache: "RequestCache", key: str, on_progress: Callable[[str], None] | None = None,
+                 label: str | None = None):
         self._cache, self._key, self._on_progress = cache, key, on_progress
+        self.label = label  # e.g. "trailrunner/hook chunk 1": providers put it in their errors
         pending = cache.pending(key) or {}
         self.resume_id: str | None = pending.get("job_id")
         self.sent_before: bool = bool(pending.get("sending")) and not self.resume_id
@@ -203,6 +205,7 @@ class RequestCache:
         *,
         suffix: str,
         on_progress: Callable[[str], None] | None = None,
+        label: str | None = None,
     ) -> Fetched:
         """Serve `recipe` from the cache, or run it once (whoever else asks waits) and keep it.
 
@@ -216,11 +219,11 @@ class RequestCache:
             entry = self.get(key)
             if entry is not None:
                 return Fetched(self.blob_path(entry.sha256), entry, hit=True)
-            job = DurableJob(self, key, on_progress)
+            job = DurableJob(self, key, on_progress, label)
             started = time.time()
             with atomic_path(self.tmp_dir / f"{key}{suffix}") as tmp:
                 try:
-                    result = run(job, tmp)
+                    result = run(recipe, job, tmp)
                 except ProviderError as e:
                     if not getattr(e, "resumable", False):
                         self._clear_pending(key)  # the job ended (failed/cancelled): a retry creates anew

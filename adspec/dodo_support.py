@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import sys
+from typing import Any, Callable, Sequence
 
 from .config import load_settings
 from .graph import task_creators
@@ -21,7 +22,25 @@ def doit_config() -> dict[str, Any]:
     }
 
 
-def task_creators_from_env() -> dict[str, Callable[..., Any]]:
+_LOADER_OPTIONS_WITH_VALUE = {"-f", "--file", "-d", "--dir"}
+
+
+def doit_command(argv: Sequence[str]) -> str:
+    """The doit command being run ('run' unless another is named), found as doit finds it:
+    the first word after the loader's own options."""
+    from doit.doit_cmd import DoitMain
+
+    commands = {c.get_name() for c in DoitMain.DOIT_CMDS}
+    args = list(argv)
+    while args and args[0].startswith("-"):
+        opt = args.pop(0)
+        if opt in _LOADER_OPTIONS_WITH_VALUE and args:
+            args.pop(0)
+    return args[0] if args and args[0] in commands else "run"
+
+
+def creators_from_env() -> dict[str, Callable[..., Any]]:
     settings = load_settings()
     ads = [(ad_name(p), p) for p in find_specs(settings.specs_dir)]
-    return task_creators(ads, settings.build_dir)
+    running = doit_command(sys.argv[1:]) == "run"
+    return task_creators(ads, settings.build_dir, running=running)

@@ -32,6 +32,28 @@ _RESERVED = {"plan", "storyboard", "chunk", "music", "stitch", "mix", "list", "c
              "forget", "ignore", "help", "run", "auto", "dumpdb", "strace", "reset-dep", "tabcompletion"}
 
 
+class Reported:
+    """A task action whose AdspecError becomes doit's TaskFailed with one line: the error's
+    message, not a traceback (bugs still show theirs)."""
+
+    def __init__(self, func: Callable[..., Any]):
+        self.func = func
+        self.__name__ = getattr(func, "__name__", "action")
+
+    def __call__(self, *args: Any) -> Any:
+        from doit.exceptions import TaskFailed
+
+        from .errors import AdspecError
+
+        try:
+            return self.func(*args)
+        except AdspecError as e:
+            return TaskFailed(e.one_line())
+
+    def __repr__(self) -> str:
+        return f"adspec.{self.__name__}"
+
+
 def load_plan(paths: AdPaths) -> AdPlan | None:
     try:
         return AdPlan.from_json(json.loads(paths.plan.read_text(encoding="utf-8")))
@@ -46,7 +68,7 @@ def plan_task(ad: str, spec_path: Path, build_dir: Path) -> TaskDict:
     return {
         "name": ad,
         "doc": f"plan {ad}: spec -> beat file -> build/{ad}/plan.json",
-        "actions": [(planning.plan_action, [ad, str(spec_path)])],
+        "actions": [(Reported(planning.plan_action), [ad, str(spec_path)])],
         "file_dep": [str(spec_path)],
         "targets": [str(paths.plan)],
         "uptodate": [(planning.plan_is_current, [ad, str(spec_path)])],
@@ -78,7 +100,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
         yield {
             "basename": f"storyboard:{ad}/{beat.id}",
             "doc": f"storyboard image of {ad}/{beat.id} ({plan.image_model})",
-            "actions": [(actions.make_storyboard, [ad, beat.id])],
+            "actions": [(Reported(actions.make_storyboard), [ad, beat.id])],
             "file_dep": [beat_json, *ref],
             "targets": [storyboard],
             "task_dep": [plan_dep],
@@ -95,7 +117,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
             yield {
                 "basename": f"chunk:{ad}/{beat.id}/{k}",
                 "doc": f"video chunk {k + 1} of {beat.chunk_count} of {ad}/{beat.id} ({plan.video_model}, {beat.clips[k]} s)",
-                "actions": [(actions.make_chunk, [ad, beat.id, k])],
+                "actions": [(Reported(actions.make_chunk), [ad, beat.id, k])],
                 "file_dep": [beat_json, first],
                 "targets": targets,
                 "task_dep": [plan_dep, first_task],
@@ -107,7 +129,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
     yield {
         "basename": f"stitch:{ad}",
         "doc": f"stitch {ad}: chunks in beat order, each beat trimmed to its duration",
-        "actions": [(actions.make_stitch, [ad])],
+        "actions": [(Reported(actions.make_stitch), [ad])],
         "file_dep": [str(paths.timeline), *chunk_files],
         "targets": [str(paths.video), str(paths.stitch_report)],
         "task_dep": [plan_dep, *chunk_tasks],
@@ -118,7 +140,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
         yield {
             "basename": f"music:{ad}",
             "doc": f"music of {ad} ({plan.music_model}, {plan.duration} s at {plan.bpm} bpm)",
-            "actions": [(actions.make_music, [ad])],
+            "actions": [(Reported(actions.make_music), [ad])],
             "file_dep": [str(paths.music_inputs)],
             "targets": [music],
             "task_dep": [plan_dep],
@@ -131,7 +153,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
     yield {
         "basename": f"mix:{ad}",
         "doc": f"final mix of {ad} -> build/{ad}/final.mp4",
-        "actions": [(actions.make_mix, [ad])],
+        "actions": [(Reported(actions.make_mix), [ad])],
         "file_dep": [str(paths.video), str(paths.timeline)] + ([] if plan.native_audio else [music]),
         "targets": [str(paths.final)],
         "task_dep": [f"stitch:{ad}", f"music:{ad}"],
@@ -139,18 +161,24 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
     }
 
 
-def render_creator(ad: str, build_dir: Path) -> Callable[[], Iterator[TaskDict]]:
-    """A delayed task creator for one ad: runs after `plan:<ad>`, reads the plan it wrote."""
+def render_creator(ad: str, build_dir: Path, *, delayed: bool = True) -> Callable[[], Iterator[TaskDict]]:
+    """The task creator of one ad's render tasks, reading the plan file.
+
+    When running (`delayed`), it runs after `plan:<ad>` (doit's delayed task creation) and names
+    the tasks it will create so `doit mix:<ad>` can be asked for before they exist. For doit's
+    other commands (list, clean, info, forget) it reads the plan already on disk at load time:
+    doit never runs delayed creators that name their tasks outside `doit run`."""
     paths = AdPaths.of(build_dir, ad)
 
-    @create_after(executed=f"plan:{ad}", creates=render_task_names(ad, load_plan(paths)))
     def creator() -> Iterator[TaskDict]:
         plan = load_plan(paths)
-        if plan is None:  # `doit list` before the first plan: nothing to show yet
+        if plan is None:  # before the first plan: nothing to show yet
             return
         yield from render_tasks(ad, plan, build_dir)
 
     creator.__doc__ = f"render {ad}"
+    if delayed:
+        creator = create_after(executed=f"plan:{ad}", creates=render_task_names(ad, load_plan(paths)))(creator)
     return creator
 
 
@@ -160,9 +188,9 @@ def ad_alias_task(ad: str) -> TaskDict | None:
     return {"basename": ad, "doc": f"build {ad} -> final.mp4", "actions": None, "task_dep": [f"mix:{ad}"]}
 
 
-def task_creators(ads: list[tuple[str, Path]], build_dir: Path) -> dict[str, Callable[..., Any]]:
-    """The `task_*` functions dodo.py exposes: one for all plans, one delayed creator per ad, one
-    for the per-ad aliases (`doit <ad>`)."""
+def task_creators(ads: list[tuple[str, Path]], build_dir: Path, *, running: bool = True) -> dict[str, Callable[..., Any]]:
+    """The `task_*` functions dodo.py exposes: one for all plans, one render creator per ad
+    (delayed when `running`), one for the per-ad aliases (`doit <ad>`)."""
 
     def task_plan() -> Iterator[TaskDict]:
         """plan each ad: spec -> beat file (the lock) -> build/<ad>/plan.json"""
@@ -177,6 +205,6 @@ def task_creators(ads: list[tuple[str, Path]], build_dir: Path) -> dict[str, Cal
 
     creators: dict[str, Callable[..., Any]] = {"task_plan": task_plan}
     for i, (ad, _) in enumerate(ads):
-        creators[f"task_render_{i:04d}"] = render_creator(ad, build_dir)
+        creators[f"task_render_{i:04d}"] = render_creator(ad, build_dir, delayed=running)
     creators["task_zz_ads"] = task_ads
     return creators

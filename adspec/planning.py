@@ -22,10 +22,10 @@ from .library import LIBRARY_VERSION
 from .loader import ad_name, load_beat_file, load_spec
 from .lock import Decision, content_sha256, decide, plan_shaping_fields, render_beat_file, write_beat_file
 from .paths import AdPaths
-from .planner import default_music, fit_clips, render_beat_prompts
+from .planner import fit_clips
 from .providers.base import PlanRequest
 from .registry import load_registry
-from .spec import BeatFile, BeatPlan, PlannedFrom, Spec
+from .spec import BeatFile, BeatPlan, PlannedFrom, Spec, default_music, render_beat_prompts
 from .verify import plan_verifier
 
 
@@ -52,7 +52,8 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False) -> tuple[Spec, Bea
         request = PlanRequest(ad=ad_name(spec_path), shaping=shaping, clip_lengths=video.clip_lengths,
                               planner_model=spec.models.planner)
         recipe = ctx.planner.plan_recipe(request)
-        fetched = ctx.cache.fetch(recipe, ctx.planner.run, plan_verifier(f"{request.ad} plan"), suffix=".json")
+        fetched = ctx.cache.fetch(recipe, ctx.planner.run, plan_verifier(f"{request.ad} plan"), suffix=".json",
+                                  label=f"{request.ad} plan")
         plan = BeatPlan.model_validate_json(fetched.path.read_bytes())
         planned_from = PlannedFrom(
             spec_sha256=spec_sha,

@@ -31,7 +31,7 @@ class Counter:
         self.delay = delay
         self.lock = threading.Lock()
 
-    def __call__(self, job, out: Path) -> RunResult:
+    def __call__(self, recipe, job, out: Path) -> RunResult:
         with self.lock:
             self.calls += 1
         time.sleep(self.delay)
@@ -83,7 +83,7 @@ def test_threads_asking_one_key_make_one_call(tmp_path: Path) -> None:
 def _process_fetch(root: str, out: str) -> None:
     cache = RequestCache(root)
 
-    def run(job, path: Path) -> RunResult:
+    def run(recipe, job, path: Path) -> RunResult:
         with open(out, "a") as f:
             f.write(f"{os.getpid()}\n")
         time.sleep(0.5)
@@ -109,7 +109,7 @@ def test_job_id_is_stored_before_waiting_and_resumed(tmp_path: Path) -> None:
     cache = RequestCache(tmp_path / "c")
     seen = []
 
-    def dies_while_waiting(job, out: Path) -> RunResult:
+    def dies_while_waiting(recipe, job, out: Path) -> RunResult:
         job.sending()
         job.started("pred-123")
         raise KeyboardInterrupt  # the build is killed while waiting on the provider
@@ -118,7 +118,7 @@ def test_job_id_is_stored_before_waiting_and_resumed(tmp_path: Path) -> None:
         cache.fetch(recipe(), dies_while_waiting, no_check, suffix=".bin")
     assert cache.pending(recipe().key)["job_id"] == "pred-123"
 
-    def resumes(job, out: Path) -> RunResult:
+    def resumes(recipe, job, out: Path) -> RunResult:
         seen.append((job.resume_id, job.sent_before))
         out.write_bytes(b"done")
         return RunResult(job_id=job.resume_id)
@@ -132,7 +132,7 @@ def test_job_id_is_stored_before_waiting_and_resumed(tmp_path: Path) -> None:
 def test_create_of_unknown_outcome_is_flagged_not_resent(tmp_path: Path) -> None:
     cache = RequestCache(tmp_path / "c")
 
-    def times_out_after_sending(job, out: Path) -> RunResult:
+    def times_out_after_sending(recipe, job, out: Path) -> RunResult:
         job.sending()
         raise TimeoutError("read timed out")
 
@@ -140,7 +140,7 @@ def test_create_of_unknown_outcome_is_flagged_not_resent(tmp_path: Path) -> None
         cache.fetch(recipe(), times_out_after_sending, no_check, suffix=".bin")
     flags = []
 
-    def look_up_first(job, out: Path) -> RunResult:
+    def look_up_first(recipe, job, out: Path) -> RunResult:
         flags.append(job.sent_before)
         out.write_bytes(b"found it")
         return RunResult(job_id="found")
@@ -152,7 +152,7 @@ def test_create_of_unknown_outcome_is_flagged_not_resent(tmp_path: Path) -> None
 def test_failed_job_is_forgotten_so_a_retry_creates_anew(tmp_path: Path) -> None:
     cache = RequestCache(tmp_path / "c")
 
-    def fails(job, out: Path) -> RunResult:
+    def fails(recipe, job, out: Path) -> RunResult:
         job.started("pred-bad")
         raise ProviderError("prediction failed: NSFW")
 
@@ -160,7 +160,7 @@ def test_failed_job_is_forgotten_so_a_retry_creates_anew(tmp_path: Path) -> None
         cache.fetch(recipe(), fails, no_check, suffix=".bin")
     assert cache.pending(recipe().key) is None
 
-    def poll_broke(job, out: Path) -> RunResult:
+    def poll_broke(recipe, job, out: Path) -> RunResult:
         job.started("pred-slow")
         raise ProviderError("polling failed", resumable=True)
 
