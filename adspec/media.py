@@ -34,7 +34,8 @@ VIDEO_CODEC = "h264"
 PIX_FMT = "yuv420p"
 AUDIO_RATE = 48000
 AUDIO_CHANNELS = 2
-GOP_SECONDS = 2  # a keyframe every 2 s (fixed: -g = 2*fps, no scene-cut keyframes)
+GOP_SECONDS = 1  # a closed GOP every second (fixed, no scene cuts): whole-second trims of our
+# own clips are then cut at a keyframe and stream-copied instead of re-encoded
 LOUDNESS_TARGET = -16.0  # LUFS (integrated), true peak -1.5 dBTP
 TRUE_PEAK = -1.5
 
@@ -459,6 +460,7 @@ class ConcatReport:
     out: Path
     copied: list[Path] = field(default_factory=list)
     reencoded: list[Path] = field(default_factory=list)
+    cut: list[Path] = field(default_factory=list)  # copied, but cut short at a keyframe
     seconds: float = 0.0  # the intended total (sum of the items' seconds)
 
     def to_json(self) -> dict[str, Any]:
@@ -467,6 +469,7 @@ class ConcatReport:
             "seconds": self.seconds,
             "copied": [str(p) for p in self.copied],
             "reencoded": [str(p) for p in self.reencoded],
+            "cut": [str(p) for p in self.cut],
         }
 
 
@@ -486,7 +489,8 @@ def concat(
     """Join clips, each cut to its `seconds`, into one MP4 at exact size/fps.
 
     A clip that already matches (`clip_matches`), was encoded with our x264 structure
-    (`same_encoder`) and lasts `seconds` (within half a frame) is stream-copied; only the others are re-encoded, with the same encoder settings, then all are
+    (`same_encoder`) and lasts `seconds` (within half a frame) is stream-copied; so is one cut to
+    a whole number of GOPs (whole seconds: see GOP_SECONDS), by a keyframe-aligned copy; only the others are re-encoded, with the same encoder settings, then all are
     joined by the concat demuxer with `-c copy`. The total lasts sum(seconds) within a frame."""
     out = Path(out)
     if not clips:
@@ -502,9 +506,22 @@ def concat(
             if frames <= 0:
                 raise MediaError(f"{item.path}: duration {item.seconds} s is less than one frame")
             same_length = abs(info.duration - frames / fps) <= 0.5 / fps
-            if clip_matches(info, width, height, fps, audio=keep_audio) and same_length and same_encoder(item.path, fps):
+            copyable = clip_matches(info, width, height, fps, audio=keep_audio) and same_encoder(item.path, fps)
+            gop = video_encoder_args(fps)["g"]
+            cuttable = not keep_audio and frames % gop == 0 and frames < round(info.duration * fps)
+            if copyable and same_length:
                 pieces.append(item.path)
                 report.copied.append(item.path)
+            elif copyable and cuttable:
+                # closed GOPs: the first `frames` packets in decode order are exactly the first
+                # `frames` pictures, so a keyframe-aligned cut needs no re-encode
+                piece = Path(parts) / f"{n:04d}.mp4"
+                _run_args(["-loglevel", "error", "-i", str(item.path), "-map", "0:v:0", "-c", "copy",
+                           "-frames:v", str(frames), "-video_track_timescale", str(timescale(fps)),
+                           "-f", "mp4", str(piece)], item.path)
+                pieces.append(piece)
+                report.copied.append(item.path)
+                report.cut.append(item.path)
             else:
                 piece = Path(parts) / f"{n:04d}.mp4"
                 normalise_clip(item.path, piece, width=width, height=height, fps=fps, seconds=item.seconds,

@@ -134,15 +134,17 @@ def test_concat_copies_matching_clips_and_reencodes_only_the_others(
         media.ConcatItem(other, 2.0),  # other size and fps: re-encoded
         media.ConcatItem(src, 3.0),  # right size/fps but another encoder's settings: re-encoded
         media.ConcatItem(ours["3s"], 3.0),  # matches: copied
+        media.ConcatItem(ours["3s"], 2.0),  # matches, cut at a keyframe (whole GOPs): copied
     ]
     out = tmp_path / "video.mp4"
     report = media.concat(items, out, width=W, height=H, fps=FPS)
-    assert report.copied == [ours["2s"], ours["3s"]]
+    assert report.copied == [ours["2s"], ours["3s"], ours["3s"]]
+    assert report.cut == [ours["3s"]]
     assert report.reencoded == [ours["3s"], other, src]
     info = media.probe(out)
     assert (info.vcodec, info.width, info.height, info.fps, info.pix_fmt) == ("h264", W, H, FPS, "yuv420p")
     assert not info.has_audio
-    total = 2 + 1.5 + 2 + 3 + 3
+    total = 2 + 1.5 + 2 + 3 + 3 + 2
     assert media.count_frames(out) == round(total * FPS)
     assert abs(media.decoded_duration(out) - total) <= FRAME
     assert abs(info.duration - total) <= FRAME
@@ -150,7 +152,19 @@ def test_concat_copies_matching_clips_and_reencodes_only_the_others(
     proc = subprocess.run([media.ffmpeg_exe(), "-v", "warning", "-i", str(out), "-f", "null", "-"],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stderr.strip() == ""
-    assert report.to_json()["copied"] == [str(ours["2s"]), str(ours["3s"])]
+    assert report.to_json()["copied"] == [str(ours["2s"]), str(ours["3s"]), str(ours["3s"])]
+    # the cut piece is the source's first 2 s, bit for bit: its last frame is the source's frame 48
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(out), "-fps_mode", "passthrough",
+                    str(frames / "%05d.png")], check=True)
+    src_frames = tmp_path / "src_frames"
+    src_frames.mkdir()
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(ours["3s"]), "-fps_mode", "passthrough",
+                    "-frames:v", "48", str(src_frames / "%05d.png")], check=True)
+    got, want = sorted(frames.glob("*.png")), sorted(src_frames.glob("*.png"))
+    assert np.array_equal(_pixels(got[-1]), _pixels(want[-1]))
+    assert np.array_equal(_pixels(got[-48]), _pixels(want[0]))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

@@ -208,9 +208,10 @@ def test_stitch_of_offline_chunks_copies_them(tmp_path: Path, provider: OfflineM
         out = tmp_path / f"c{k}.mp4"
         provider.run(provider.video_recipe(_video_req(storyboard, prompt=prompt)), NullJob(), out)
         outs.append(out)
-    report = media.concat([(outs[0], 2), (outs[1], 1)], tmp_path / "v.mp4", width=W, height=H, fps=FPS)
-    assert report.copied == [outs[0]] and report.reencoded == [outs[1]]
-    assert media.count_frames(report.out) == 3 * FPS
+    items = [(outs[0], 2), (outs[1], 1), (outs[0], 1.5)]  # whole, cut at a keyframe, cut mid-GOP
+    report = media.concat(items, tmp_path / "v.mp4", width=W, height=H, fps=FPS)
+    assert report.copied == [outs[0], outs[1]] and report.cut == [outs[1]] and report.reencoded == [outs[0]]
+    assert media.count_frames(report.out) == round(4.5 * FPS)
 
 
 # ---- music --------------------------------------------------------------------------------
