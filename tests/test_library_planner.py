@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adspec.errors import SpecError
 from adspec.library import LIBRARY_VERSION, TemplateProblem, load_library, parse_library, render_template
 from adspec.lock import plan_shaping_fields, planned_from_for, render_beat_file, spec_sha256
 from adspec.planner import (
@@ -80,11 +81,11 @@ def test_library_self_checks_reject_bad_data() -> None:
 
     raw = yaml.safe_load((REPO / "adspec" / "library" / "beats.yaml").read_text())
     raw["beats"]["hook"]["image_prompt"] = "{{ nope }}"
-    with pytest.raises(ValueError, match="beats.hook.image_prompt"):
+    with pytest.raises(SpecError, match=r"beats.yaml: beats.hook.image_prompt: unknown variable 'nope'"):
         parse_library(raw)
     raw = yaml.safe_load((REPO / "adspec" / "library" / "beats.yaml").read_text())
     raw["styles"]["calm"]["arc"][0] = ["cta", 1]
-    with pytest.raises(ValueError, match="styles.calm.arc"):
+    with pytest.raises(SpecError, match="styles.calm.arc"):
         parse_library(raw)
 
 

@@ -18,6 +18,8 @@ import yaml
 from jinja2 import StrictUndefined, TemplateError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from ..errors import SpecError
+
 LIBRARY_FILE = "beats.yaml"
 POSITIONS = ("first", "last", "closing", "middle")
 MAX_TEMPLATE_CHARS = 8000
@@ -175,8 +177,14 @@ SAMPLE_CONTEXT = {
 }
 
 
-class LibraryError(ValueError):
-    pass
+class LibraryError(SpecError):
+    """The library data itself is inconsistent (names beats.yaml and the field)."""
+
+    def __init__(self, message: str):
+        field, _, rest = message.partition(": ")
+        if not rest:
+            field, rest = None, message
+        super().__init__(f"adspec/library/{LIBRARY_FILE}", None, field, rest)
 
 
 def parse_library(data: Any) -> Library:
