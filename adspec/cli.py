@@ -54,17 +54,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .validate import json_schema
+    from .validate import json_schema, write_schemas
 
-    schema = json_schema()
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, value in schema.items():
-            (out / f"{name}.schema.json").write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {', '.join(f'{n}.schema.json' for n in schema)} to {out}")
+    if args.write:
+        written = write_schemas(args.write)
+        print(f"wrote {', '.join(str(p) for p in written)}")
     else:
-        print(json.dumps(schema, indent=2))
+        print(json.dumps(json_schema(), indent=2))
     return 0
 
 
@@ -103,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("schema", help="JSON Schema of the spec and the beat file")
-    p.add_argument("--out", help="write spec.schema.json and beats.schema.json into this folder")
+    p.add_argument("--write", metavar="DIR", help="write spec.schema.json and beats.schema.json into DIR (e.g. build/schema)")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("models", help="the model registry with prices")

@@ -61,7 +61,7 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False) -> tuple[Spec, Bea
             library=LIBRARY_VERSION,
             content_sha256=content_sha256(plan.music, plan.beats),
         )
-        write_beat_file(beats_path, render_beat_file(plan, planned_from))
+        write_beat_file(beats_path, render_beat_file(plan, planned_from, clip_lengths=video.clip_lengths))
     return spec, load_beat_file(beats_path)
 
 

@@ -100,7 +100,7 @@ def small_spec(**overrides) -> dict:
         "prompt": "A test ad for the Zip water bottle",
         "duration": 8,
         "aspect_ratio": "16:9",
-        "resolution": "720p",
+        "resolution": "360p",
         "style": "energetic",
         "brand": {"name": "Zip", "tagline": "Drink more", "colors": ["#FF5A1F", "#111111"]},
         "seed": 3,

@@ -1,0 +1,129 @@
+"""Live mode end to end: the real `doit`, the real `openai` and `replicate` clients, pointed at
+fake servers on 127.0.0.1 that speak the providers' wire format and count every request."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from adspec import media
+from conftest import REPO, Project, executed_tasks, small_spec
+from fakes.openai_server import FakeOpenAI
+from fakes.replicate_server import FakeReplicate
+
+REPLICATE_TOKEN = "r8_FAKEtokenFAKEtokenFAKEtoken000000"
+OPENAI_KEY = "sk-FAKEkeyFAKEkeyFAKEkeyFAKEkey0000000"
+
+
+@pytest.fixture
+def live(project: Project):
+    with FakeReplicate(latency=0.05) as replicate, FakeOpenAI() as openai:
+        project.env.update(
+            ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL=replicate.base_url,
+            REPLICATE_POLL_INTERVAL="0.01", OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=openai.base_url,
+        )
+        yield project, replicate, openai
+
+
+def creates(replicate: FakeReplicate) -> Counter:
+    return Counter({k: v for k, v in replicate.creates_by_model.items() if v})
+
+
+def planned_spec(**overrides) -> dict:
+    spec = small_spec(**overrides)
+    del spec["beats"], spec["music"]
+    return spec
+
+
+def test_live_build_plans_generates_and_never_pays_twice(live) -> None:
+    project, replicate, openai = live
+    project.write_spec("zip", planned_spec(duration=15))
+    out = project.doit("-n", "4", "-P", "thread").stdout
+    final = project.build / "zip" / "final.mp4"
+    info = media.probe(final)
+    assert (info.vcodec, info.acodec, info.width, info.height) == ("h264", "aac", 640, 360)
+    assert abs(info.duration - 15) <= 1 / 24 + 0.03
+    assert openai.count == 1  # one planner call, through chat completions
+    beats = project.beats_file("zip").read_text()
+    assert "planner: gpt-4.1" in beats
+    # every distinct recipe was paid exactly once (equal recipes, e.g. two beats with the same
+    # fake image and motion prompt, are one request)
+    ledger = Counter(e["model"] for e in project.ledger() if e["provider"] == "replicate")
+    assert creates(replicate) == Counter({"black-forest-labs/flux-dev": ledger["flux-dev"],
+                                          "minimax/hailuo-2.3-fast": ledger["hailuo-2.3-fast"],
+                                          "meta/musicgen": 1})
+    assert ledger["flux-dev"] >= 2 and all(n == 1 for n in replicate.creates_by_input.values())
+    paid = replicate.paid_creates
+    assert "plan:zip" in executed_tasks(out)
+
+    # no-op: nothing runs, nothing is asked
+    requests_before = len(replicate.requests)
+    again = project.doit()
+    assert executed_tasks(again.stdout) == [] and len(replicate.requests) == requests_before
+    assert openai.count == 1
+
+    # clean and rebuild: every request comes from the cache
+    project.doit("clean")
+    project.doit()
+    assert replicate.paid_creates == paid and openai.count == 1
+    assert media.probe(final).duration == pytest.approx(15, abs=0.08)
+
+
+def test_live_edit_of_one_beat_pays_for_that_beat_only(live) -> None:
+    project, replicate, openai = live
+    spec = small_spec()
+    project.write_spec("zip", spec)
+    project.doit()
+    paid = replicate.paid_creates
+    assert openai.count == 0  # inline beats: no planner
+    spec["beats"][1]["motion_prompt"] = "orbit around the bottle"
+    project.write_spec("zip", spec)
+    project.doit()
+    new = replicate.create_bodies[paid:]
+    assert [b["slug"] for b in new] == ["minimax/hailuo-2.3-fast"]
+    assert "orbit around the bottle" in new[0]["body"]["input"]["prompt"]
+
+
+def test_build_killed_while_waiting_resumes_the_same_prediction(live) -> None:
+    project, replicate, _ = live
+    replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 3.0  # chunks take a while
+    project.write_spec("zip", small_spec())
+    cmd = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
+    proc = subprocess.Popen(cmd, cwd=project.root, env=project.run_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and replicate.creates_by_model.get("minimax/hailuo-2.3-fast", 0) < 1:
+        time.sleep(0.05)
+    assert replicate.creates_by_model.get("minimax/hailuo-2.3-fast", 0) >= 1
+    proc.send_signal(signal.SIGKILL)  # killed while waiting on the prediction
+    proc.wait(10)
+    video_creates = replicate.creates_by_model["minimax/hailuo-2.3-fast"]
+    replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 0.05
+    project.doit()
+    assert media.probe(project.build / "zip" / "final.mp4").duration == pytest.approx(8, abs=0.08)
+    # the chunk created before the kill was resumed, not paid for again
+    assert replicate.creates_by_model["minimax/hailuo-2.3-fast"] == 2
+    assert video_creates <= 2
+    assert all(n == 1 for n in replicate.creates_by_input.values())
+
+
+def test_secrets_never_reach_build_outputs_or_cache(live) -> None:
+    project, replicate, _ = live
+    project.write_spec("zip", small_spec())
+    replicate.outcome = "failed"
+    failed = project.doit(check=False)
+    assert failed.returncode != 0
+    replicate.outcome = "succeeded"
+    ok = project.doit()
+    text = failed.stdout + failed.stderr + ok.stdout + ok.stderr
+    for root in (project.build, project.cache, project.specs):
+        for path in root.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert REPLICATE_TOKEN.encode() not in data and OPENAI_KEY.encode() not in data, path
+    assert REPLICATE_TOKEN not in text and OPENAI_KEY not in text
