@@ -74,13 +74,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="adspec model registry")
-    columns = list(rows[0].keys()) if rows else []
-    for c in columns:
-        table.add_column(c)
+    table = Table(title="adspec model registry (prices marked * are third-party figures)", show_lines=False)
+    for column in ("name", "kind", "replicate / openai ref", "clips (s)", "price", "checked"):
+        table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(*[("" if r[c] is None else str(r[c])) for c in columns])
-    Console().print(table)
+        name = r["name"] + (f" ({r['aliases']})" if r["aliases"] else "")
+        price = r["price"] + ("" if r["verified"] else " *")
+        table.add_row(name, r["kind"], r["ref"], r["clip_lengths"], price, r["checked"])
+    Console(width=max(Console().width, 120)).print(table)
     return 0
 
 
