@@ -15,6 +15,7 @@ from pathlib import Path
 from . import __version__
 from .actions import context, read_json, write_plan_files
 from .adplan import FPS, AdPlan, PlannedBeat, output_size, uses_native_audio
+from .config import load_settings
 from .errors import SpecError
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
@@ -135,7 +136,7 @@ def inputs_stamp(spec_path: Path) -> str:
 
 def plan_is_current(ad: str, spec_path: str) -> bool:
     """doit `uptodate` of plan:<ad>: the plan files were made from these exact inputs."""
-    paths = AdPaths.of(context().settings.build_dir, ad)
+    paths = AdPaths.of(load_settings().build_dir, ad)
     try:
         return _stamp_path(paths).read_text() == inputs_stamp(Path(spec_path)) and paths.plan.exists()
     except OSError:
