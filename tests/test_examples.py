@@ -1,0 +1,100 @@
+"""The example ads, built offline as the README's main command builds them, checked by the facts
+of the result: codecs, size, duration, where each beat starts, continuity of chunks, audio."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from adspec import media
+from adspec.adplan import output_size
+from adspec.loader import load_spec
+from conftest import REPO, Project
+
+EXAMPLES = ("trailrunner", "glowserum", "brewbox")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    project = Project(tmp_path_factory.mktemp("examples") / "proj")
+    shutil.copytree(REPO / "specs", project.specs)
+    project.doit("-n", "2", "-P", "thread")
+    return project
+
+
+def frame_number(video: Path, n: int, out: Path, fps: int = 24) -> Path:
+    """Frame n of the video (a seek lands on the first frame at or after the time asked)."""
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-y", "-ss", f"{(n - 0.5) / fps:.5f}", "-i", str(video),
+                    "-frames:v", "1", str(out)], check=True)
+    return out
+
+
+def diff(a: Path, b: Path) -> float:
+    """Mean absolute difference per channel, 0..255."""
+    from PIL import Image, ImageChops, ImageStat
+
+    with Image.open(a) as ia, Image.open(b) as ib:
+        ia = ia.convert("RGB")
+        ib = ib.convert("RGB").resize(ia.size)
+        return sum(ImageStat.Stat(ImageChops.difference(ia, ib)).mean) / 3
+
+
+def changed(a: Path, b: Path) -> float:
+    """Share of pixels that differ clearly (text, shapes), insensitive to encoding noise."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(a) as ia, Image.open(b) as ib:
+        x = np.asarray(ia.convert("L"), dtype=np.int16)
+        y = np.asarray(ib.convert("L").resize(ia.size), dtype=np.int16)
+    return float((np.abs(x - y) > 40).mean())
+
+
+@pytest.mark.parametrize("ad", EXAMPLES)
+def test_final_video_facts(built: Project, ad: str) -> None:
+    spec = load_spec(built.specs / f"{ad}.yaml")
+    final = built.build / ad / "final.mp4"
+    info = media.probe(final)
+    assert (info.vcodec, info.acodec, info.pix_fmt) == ("h264", "aac", "yuv420p")
+    assert (info.width, info.height) == output_size(spec.aspect_ratio, spec.resolution)
+    assert abs(media.decoded_duration(final) - spec.duration) <= 1 / 24 + 1e-3
+    assert abs(media.decoded_duration(final, "a") - spec.duration) <= 0.05  # sound over the whole ad
+    assert -20 <= media.loudness_lufs(final) <= -10
+
+
+@pytest.mark.parametrize("ad", EXAMPLES)
+def test_each_beat_starts_on_its_storyboard_at_its_planned_time(built: Project, ad: str, tmp_path: Path) -> None:
+    plan = json.loads((built.build / ad / "plan.json").read_text())
+    final = built.build / ad / "final.mp4"
+    previous = None
+    for beat in plan["beats"]:
+        storyboard = built.build / ad / "beats" / beat["id"] / "storyboard.png"
+        start = frame_number(final, beat["start"] * 24, tmp_path / f"{beat['id']}-start.png")
+        assert changed(start, storyboard) < 0.01, f"{beat['id']} does not open on its storyboard at {beat['start']} s"
+        if previous is not None:  # one frame earlier is still the previous beat
+            before = frame_number(final, beat["start"] * 24 - 1, tmp_path / f"{beat['id']}-before.png")
+            assert changed(before, storyboard) > 0.03, f"{beat['id']} starts early"
+        previous = beat
+
+
+def test_continuation_chunks_start_on_the_previous_last_frame(built: Project, tmp_path: Path) -> None:
+    plan = json.loads((built.build / "brewbox" / "plan.json").read_text())
+    chained = [b for b in plan["beats"] if len(b["clips"]) > 1]
+    assert chained, "an example must show a beat longer than one clip"
+    for beat in chained:
+        folder = built.build / "brewbox" / "beats" / beat["id"]
+        for k in range(1, len(beat["clips"])):
+            first = media.first_frame(folder / f"chunk-{k}.mp4", tmp_path / f"{beat['id']}-{k}-first.png")
+            last = media.last_frame(folder / f"chunk-{k - 1}.mp4", tmp_path / f"{beat['id']}-{k - 1}-last.png")
+            assert diff(first, last) < 3
+            assert diff(last, folder / f"chunk-{k - 1}.last.png") < 1  # the frame handed on is the true last
+
+
+def test_noop_rebuild_runs_nothing(built: Project) -> None:
+    from conftest import executed_tasks
+
+    assert executed_tasks(built.doit().stdout) == []
