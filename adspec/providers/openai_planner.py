@@ -149,7 +149,9 @@ class OpenAIPlanner:
 
     name = "openai"
 
-    def __init__(self, *, temperature: float = 0.2, max_retries: int = 2, timeout_s: float = 120.0) -> None:
+    # 5 retries (the client's backoff, honouring retry-after): a throttled or flaky API must not
+    # fail the plan, and with it the whole ad, after three tries
+    def __init__(self, *, temperature: float = 0.2, max_retries: int = 5, timeout_s: float = 120.0) -> None:
         self.temperature = temperature
         self.max_retries = max_retries
         self.timeout_s = timeout_s
@@ -198,7 +200,8 @@ class OpenAIPlanner:
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
         ids: list[str] = []
         problems: list[str] = []
-        what = f"openai planner {recipe.model}"
+        label = getattr(job, "label", None)  # e.g. "trailrunner plan": which ad failed
+        what = f"{label}: openai planner {recipe.model}" if label else f"openai planner {recipe.model}"
         for attempt in range(2):  # the request, then one re-ask with the errors
             job.sending()
             job.progress("planning" if attempt == 0 else "re-asking")
