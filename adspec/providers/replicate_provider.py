@@ -213,8 +213,11 @@ class _Call:
             text = text[:600] + "..."
         return text
 
-    def _error(self, message: str, retryable: bool = True) -> ProviderError:
-        return ProviderError(self._scrub(f"{self.what}: {message}"), retryable=retryable)
+    def _error(self, message: str, retryable: bool = True, resumable: bool = False) -> ProviderError:
+        """`resumable`: the prediction may still finish or be fetched: the cache keeps its id
+        (or its "sent, outcome unknown" mark) so the next run resumes or looks it up instead of
+        paying for a new one."""
+        return ProviderError(self._scrub(f"{self.what}: {message}"), retryable=retryable, resumable=resumable)
 
     def _backoff(self, attempt: int) -> float:
         with self._lock:
@@ -253,7 +256,7 @@ class _Call:
             except (httpx.TransportError, ValueError) as e:
                 last = e
                 self.p._sleep(self._backoff(attempt))
-        raise self._error(f"{doing} failed: {type(last).__name__}: {last}")
+        raise self._error(f"{doing} failed: {type(last).__name__}: {last}", resumable=True)
 
     # -- the flow --
 
@@ -370,6 +373,7 @@ class _Call:
                 raise self._error(
                     f"the create request's outcome is unknown ({type(e).__name__}) and no matching prediction was found; "
                     "the next run looks again before creating",
+                    resumable=True,
                 ) from None
             self.job.started(pred["id"])
             return pred
@@ -435,6 +439,7 @@ class _Call:
                 raise self._error(
                     f"prediction {pid} still {status} after {self.p.timeout_s:.0f} s; the next run resumes it",
                     retryable=True,
+                    resumable=True,
                 )
             self.p._sleep(self.client.poll_interval)
             pred = self._get_json(f"/v1/predictions/{pid}", f"polling prediction {pid}")
@@ -455,6 +460,7 @@ class _Call:
         if not isinstance(url, str):
             raise self._error(f"unexpected output type {type(item).__name__}")
         last: Exception | None = None
+        expired = False
         for attempt in range(3):
             try:
                 if url.startswith("data:"):
@@ -469,10 +475,13 @@ class _Call:
                 return size
             except _BadOutput as e:
                 last = e
+                expired = str(e).startswith(("HTTP 404", "HTTP 410"))
             except (httpx.HTTPError, ValueError, OSError) as e:
                 last = e
             self.p._sleep(self._backoff(attempt))
-        raise self._error(f"downloading the output failed: {type(last).__name__}: {last}")
+        # The prediction is paid for: keep its id so the next run fetches the output again,
+        # unless the output is gone (Replicate deletes outputs after an hour).
+        raise self._error(f"downloading the output failed: {type(last).__name__}: {last}", resumable=not expired)
 
     def _fetch(self, url: str, out: Path) -> tuple[int, str]:
         parsed = urllib.parse.urlsplit(url)
