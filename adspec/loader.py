@@ -459,6 +459,10 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
         issues = spec_issues(spec)
         if spec_path is not None:
             issues += asset_issues(spec, spec_path)
+        if not issues and spec.variants is not None:
+            from .variants import variant_issues  # late: variants reads specs through this module
+
+            issues += variant_issues(spec, spec_path)
     except Exception as e:
         issues = [((), f"cannot validate: {type(e).__name__}: {e}")]
     errors += _issues_to_errors(issues, lines, shown)

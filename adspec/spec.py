@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from .errors import SpecError
 from .library import TemplateProblem, load_library, render_template
+from .variants import Variants
 
 ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:5")
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:5"]
@@ -179,6 +180,7 @@ class Spec(Strict):
     native_audio: bool = Field(False, description="use the video model's own audio (if it has any) instead of music")
     music: Music | None = Field(None, description="music for inline beats (default: derived from the style)")
     beats: list[Beat] | None = Field(None, min_length=1, max_length=60, description="inline beats: no planner runs")
+    variants: Variants | None = Field(None, description="matrix / include / exclude / named: each variant is an ad <name>@<variant> (see adspec.variants)")
 
     @field_validator("vars")
     @classmethod
