@@ -18,6 +18,8 @@ def doit_config() -> dict[str, Any]:
         "backend": "sqlite3",
         "dep_file": str(settings.build_dir / ".doit.sqlite3"),
         "verbosity": 1,
+        # a failed ad does not stop the others; doit still exits non-zero (CI: every ad gets its chance)
+        "continue": True,
         "action_string_formatting": "new",
     }
 
@@ -40,7 +42,13 @@ def doit_command(argv: Sequence[str]) -> str:
 
 
 def creators_from_env() -> dict[str, Callable[..., Any]]:
+    from .errors import AdspecError
+    from .shard import ads_from_env
+
     settings = load_settings()
-    ads = [(ad_name(p), p) for p in find_specs(settings.specs_dir)]
+    try:  # every ad, variants expanded (adspec.variants), limited to ADSPEC_SHARD (adspec.shard)
+        ads, groups = ads_from_env(settings.specs_dir)
+    except AdspecError as e:  # one line, not doit's traceback of the dodo file
+        raise SystemExit(f"adspec: {e.one_line()}") from None
     running = doit_command(sys.argv[1:]) == "run"
-    return task_creators(ads, settings.build_dir, running=running)
+    return task_creators(ads, settings.build_dir, running=running, groups=groups)

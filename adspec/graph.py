@@ -188,9 +188,19 @@ def ad_alias_task(ad: str) -> TaskDict | None:
     return {"basename": ad, "doc": f"build {ad} -> final.mp4", "actions": None, "task_dep": [f"mix:{ad}"]}
 
 
-def task_creators(ads: list[tuple[str, Path]], build_dir: Path, *, running: bool = True) -> dict[str, Callable[..., Any]]:
+def group_alias_task(base: str, ads: list[str]) -> TaskDict | None:
+    """`doit <base>` for a spec with variants: every variant of it (that this shard builds)."""
+    if base in _RESERVED or not ads:
+        return None
+    return {"basename": base, "doc": f"build every variant of {base} ({len(ads)})", "actions": None,
+            "task_dep": [f"mix:{ad}" for ad in ads]}
+
+
+def task_creators(ads: list[tuple[str, Path]], build_dir: Path, *, running: bool = True,
+                  groups: dict[str, list[str]] | None = None) -> dict[str, Callable[..., Any]]:
     """The `task_*` functions dodo.py exposes: one for all plans, one render creator per ad
-    (delayed when `running`), one for the per-ad aliases (`doit <ad>`)."""
+    (delayed when `running`), one for the per-ad aliases (`doit <ad>`), and with `groups`
+    (spec name -> its variants, see adspec.variants) one alias per spec with variants."""
 
     def task_plan() -> Iterator[TaskDict]:
         """plan each ad: spec -> beat file (the lock) -> build/<ad>/plan.json"""
@@ -202,6 +212,10 @@ def task_creators(ads: list[tuple[str, Path]], build_dir: Path, *, running: bool
             alias = ad_alias_task(ad)
             if alias is not None:
                 yield alias
+        for base, members in (groups or {}).items():
+            group = group_alias_task(base, members)
+            if group is not None:
+                yield group
 
     creators: dict[str, Callable[..., Any]] = {"task_plan": task_plan}
     for i, (ad, _) in enumerate(ads):

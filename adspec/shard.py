@@ -1,0 +1,67 @@
+"""`ADSPEC_SHARD=i/n`: build one stable shard of the ads (variants expanded), for CI runners.
+
+The split: the ad names sorted, cut into n contiguous blocks of sizes that differ by at most one;
+shard i (1-based) is block i. So every ad is in exactly one shard, the shards are balanced, every
+runner computes the same split from the same specs, and neighbours stay together: the variants of
+one spec sit side by side, and so do the variants sharing a first matrix value
+(`trailrunner@9x16-austin`, `trailrunner@9x16-denver` share the storyboard images and chunks of
+every beat that does not mention the city), so most shared requests are paid on one runner.
+Adding an ad can move a neighbour to the next shard; with the request cache shared (actions/cache,
+or ADSPEC_REMOTE_CACHE) that costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .errors import AdspecError
+
+ENV = "ADSPEC_SHARD"
+_SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+class ShardError(AdspecError):
+    """ADSPEC_SHARD is not `i/n` with 1 <= i <= n."""
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'2/4' -> (2, 4); None or '' -> None (everything). ShardError otherwise."""
+    if text is None or not text.strip():
+        return None
+    m = _SHARD_RE.match(text)
+    if not m:
+        raise ShardError(f"{ENV}={text!r}: write i/n, e.g. 2/4 (shard 2 of 4)")
+    i, n = int(m.group(1)), int(m.group(2))
+    if n < 1 or not 1 <= i <= n:
+        raise ShardError(f"{ENV}={text!r}: i must be between 1 and n (shards are numbered 1..n)")
+    return i, n
+
+
+def shard_of(names: Sequence[str], i: int, n: int) -> list[str]:
+    """The names in shard i of n (see the module doc), sorted."""
+    ordered = sorted(set(names))
+    total = len(ordered)
+    return ordered[(i - 1) * total // n: i * total // n]
+
+
+def take(ads: list[tuple[str, Path]], groups: dict[str, list[str]], shard: tuple[int, int] | None
+         ) -> tuple[list[tuple[str, Path]], dict[str, list[str]]]:
+    """Keep the ads of `shard` (all when None); groups keep only their members in it."""
+    if shard is None:
+        return ads, groups
+    keep = set(shard_of([a for a, _ in ads], *shard))
+    kept_groups = {base: [a for a in members if a in keep] for base, members in groups.items()}
+    return [(a, p) for a, p in ads if a in keep], {b: m for b, m in kept_groups.items() if m}
+
+
+def ads_from_env(specs_dir: str | Path, env: Mapping[str, str] | None = None
+                 ) -> tuple[list[tuple[str, Path]], dict[str, list[str]]]:
+    """Every ad to build (variants expanded) and the spec groups, limited to ADSPEC_SHARD."""
+    from .variants import list_ads
+
+    env = os.environ if env is None else env
+    shard = parse_shard(env.get(ENV))
+    return take(*list_ads(specs_dir), shard)
