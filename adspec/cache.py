@@ -94,8 +94,9 @@ class DurableJob:
 
 
 class RequestCache:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, remote: Any = None):
         self.root = Path(root)
+        self.remote = remote  # adspec.remote.RemoteCache (ADSPEC_REMOTE_CACHE) or None
         self.blob_dir = self.root / "blobs"
         self.lock_dir = self.root / "locks"
         self.tmp_dir = self.root / "tmp"
@@ -219,6 +220,10 @@ class RequestCache:
             entry = self.get(key)
             if entry is not None:
                 return Fetched(self.blob_path(entry.sha256), entry, hit=True)
+            if self.remote is not None:  # another machine may have paid for it already
+                fetched = self._from_remote(key, verify)
+                if fetched is not None:
+                    return fetched
             job = DurableJob(self, key, on_progress, label)
             started = time.time()
             with atomic_path(self.tmp_dir / f"{key}{suffix}") as tmp:
@@ -252,7 +257,39 @@ class RequestCache:
             self._db.set(_ENTRY + key, entry.to_dict())
             self._clear_pending(key)
             self._append_ledger(entry)
+            if self.remote is not None:  # share what was paid for; a failed push only warns
+                self.remote.put(entry, self.blob_path(sha))
+                self._take_remote_problems()
             return Fetched(self.blob_path(sha), entry, hit=False)
+
+    def _from_remote(self, key: str, verify: Verifier) -> Fetched | None:
+        """The remote's entry for `key`, its blob checked (sha256, then `verify`) and kept
+        locally; None on a miss or anything wrong (reported by the remote)."""
+        got = self.remote.get(key, self.tmp_dir)
+        self._take_remote_problems()
+        if got is None:
+            return None
+        raw, local = got
+        try:
+            try:
+                verify(local)
+            except AdspecError as e:
+                message = f"remote cache entry {key[:12]} rejected: {e.one_line()}; it will be regenerated"
+                log.warning(message)
+                self.problems.append(message)
+                return None
+            sha, _ = self.put_blob(local)
+        finally:
+            local.unlink(missing_ok=True)
+        entry = Entry(**raw)
+        self._db.set(_ENTRY + key, entry.to_dict())
+        log.info("remote cache hit %s (%s %s)", key[:12], entry.kind, entry.model)
+        return Fetched(self.blob_path(sha), entry, hit=True)
+
+    def _take_remote_problems(self) -> None:
+        if self.remote is not None and self.remote.problems:
+            self.problems += self.remote.problems
+            self.remote.problems.clear()
 
     def _append_ledger(self, entry: Entry) -> None:
         """One line per request actually run (paid or local): the account of what was spent."""
@@ -285,5 +322,7 @@ def open_cache(root: str | Path) -> RequestCache:
     with _caches_lock:
         cache = _caches.get(root)
         if cache is None:
-            cache = _caches[root] = RequestCache(root)
+            from .remote import from_env
+
+            cache = _caches[root] = RequestCache(root, remote=from_env())
         return cache
