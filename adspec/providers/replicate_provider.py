@@ -475,13 +475,17 @@ class _Call:
                 return size
             except _BadOutput as e:
                 last = e
-                expired = str(e).startswith(("HTTP 404", "HTTP 410"))
+                # 410 says the output is gone; a 404 may be a passing glitch of the file host: the
+                # next run re-reads the prediction, whose output is null once Replicate removed it
+                expired = str(e).startswith("HTTP 410")
             except (httpx.HTTPError, ValueError, OSError) as e:
                 last = e
             self.p._sleep(self._backoff(attempt))
         # The prediction is paid for: keep its id so the next run fetches the output again,
         # unless the output is gone (Replicate deletes outputs after an hour).
-        raise self._error(f"downloading the output failed: {type(last).__name__}: {last}", resumable=not expired)
+        then = "the output is gone; the next run creates a new prediction" if expired else (
+            "the prediction is paid for: the next run downloads its output again")
+        raise self._error(f"downloading the output failed: {type(last).__name__}: {last}; {then}", resumable=not expired)
 
     def _fetch(self, url: str, out: Path) -> tuple[int, str]:
         parsed = urllib.parse.urlsplit(url)
