@@ -27,6 +27,7 @@ from .planner import fit_clips
 from .providers.base import PlanRequest
 from .registry import load_registry
 from .spec import BeatFile, BeatPlan, PlannedFrom, Spec, default_music, render_beat_prompts
+from .variants import SEPARATOR, ad_source, beats_path_of
 from .verify import plan_verifier
 
 
@@ -34,17 +35,19 @@ def beat_file_path(spec_path: Path) -> Path:
     return spec_path.with_name(f"{spec_path.stem}.beats.yaml")
 
 
-def ensure_beat_file(spec_path: Path, *, force: bool = False) -> tuple[Spec, BeatFile]:
+def ensure_beat_file(spec_path: Path, *, force: bool = False, ad: str | None = None) -> tuple[Spec, BeatFile]:
     """The spec and its beat file, planning it when the lock's rules say so (or when forced).
 
+    `ad` may name a variant (`<ad>@<variant>`): its spec and beat file (shared by the variants
+    whose plan-shaping fields are equal, see adspec.variants); the plan request names the base ad,
+    so variants with equal shaping fields ask the planner the same thing (paid once).
     Never overwrites a hand-edited beat file silently: `lock.decide` raises LockError instead."""
-    spec = load_spec(spec_path)
+    spec, beats_path = ad_source(ad or ad_name(spec_path), spec_path)
     if spec.beats is not None:  # inline beats: no planner at all
         return spec, BeatFile(music=spec.music or default_music(spec), beats=spec.beats)
     registry = load_registry()
     shaping = plan_shaping_fields(spec, registry)
     spec_sha = sha256_json(shaping)
-    beats_path = beat_file_path(spec_path)
     text = beats_path.read_text(encoding="utf-8") if beats_path.exists() else None
     decision = Decision.PLAN if force else decide(spec, spec_sha, text, spec_path=spec_path, beats_path=beats_path)
     if decision is Decision.PLAN:
@@ -66,14 +69,14 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False) -> tuple[Spec, Bea
     return spec, load_beat_file(beats_path)
 
 
-def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile) -> AdPlan:
+def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_path: Path | None = None) -> AdPlan:
     """Spec + beat file -> the AdPlan: prompts rendered with the spec's values, chunking fixed."""
     registry = load_registry()
     video = registry.resolve(spec.models.video, "video")
     image = registry.resolve(spec.models.image, "image")
     music = registry.resolve(spec.models.music, "music")
     width, height = output_size(spec.aspect_ratio, spec.resolution)
-    source = beat_file_path(spec_path) if spec.beats is None else spec_path
+    source = (beats_path or beat_file_path(spec_path)) if spec.beats is None else spec_path
     beats = []
     start = 0
     for beat in beat_file.beats:
@@ -119,11 +122,11 @@ def _registry_digest() -> str:
     return sha256_bytes(resources.files("adspec.providers").joinpath("models.yaml").read_bytes())
 
 
-def inputs_stamp(spec_path: Path) -> str:
+def inputs_stamp(spec_path: Path, beats_path: Path | None = None) -> str:
     """What the plan files are made from: the spec's and beat file's bytes, the library, the
     registry and adspec's version."""
     spec_path = Path(spec_path)
-    beats = beat_file_path(spec_path)
+    beats = beats_path or beat_file_path(spec_path)
     parts = [
         __version__,
         LIBRARY_VERSION,
@@ -138,17 +141,19 @@ def plan_is_current(ad: str, spec_path: str) -> bool:
     """doit `uptodate` of plan:<ad>: the plan files were made from these exact inputs."""
     paths = AdPaths.of(load_settings().build_dir, ad)
     try:
-        return _stamp_path(paths).read_text() == inputs_stamp(Path(spec_path)) and paths.plan.exists()
-    except OSError:
+        beats = beats_path_of(ad, spec_path) if SEPARATOR in ad else None
+        return _stamp_path(paths).read_text() == inputs_stamp(Path(spec_path), beats) and paths.plan.exists()
+    except (OSError, SpecError):
         return False
 
 
 def plan_ad(ad: str, spec_path: Path, *, force: bool = False) -> AdPlan:
-    spec, beat_file = ensure_beat_file(spec_path, force=force)
-    plan = resolve(ad, spec, spec_path, beat_file)
+    spec, beat_file = ensure_beat_file(spec_path, force=force, ad=ad)
+    beats_path = beats_path_of(ad, spec_path) if SEPARATOR in ad else None
+    plan = resolve(ad, spec, spec_path, beat_file, beats_path)
     paths = AdPaths.of(context().settings.build_dir, ad)
     write_plan_files(paths, plan)
-    write_text_atomic(_stamp_path(paths), inputs_stamp(spec_path))
+    write_text_atomic(_stamp_path(paths), inputs_stamp(spec_path, beats_path))
     return plan
 
 
