@@ -8,12 +8,17 @@ Modes: "ok" (the responder's plan), "refusal", "invalid_json", "length" (cut off
 "rule_break" (valid JSON, durations that do not add up), "429" (with retry-after-ms),
 "500", "401". `responder(body) -> dict` makes the plan for "ok" (default: a valid plan built
 from the request's <spec>, <duration> and <library> blocks and the schema's type enum).
-Counters: requests (bodies), count, headers. usage = (prompt_tokens, completion_tokens) per reply.
+`rates` (e.g. {"429": 0.2, "500": 0.1}) draws a mode per request (seeded RNG) when the script
+is empty; `echo_auth` makes error messages quote the request's Authorization header (a careless
+server: adspec must still never show the key).
+Counters: requests (bodies), count, headers, answered (replies with a plan or refusal: billed).
+usage = (prompt_tokens, completion_tokens) per reply.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 import time
@@ -74,6 +79,10 @@ class FakeOpenAI:
         self.usage = usage
         self.latency = latency
         self.script: deque[str] = deque()
+        self.rates: dict[str, float] = {}
+        self.echo_auth = False
+        self.answered = 0
+        self._rng = random.Random(0)
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -109,9 +118,19 @@ class FakeOpenAI:
     def count(self) -> int:
         return len(self.requests)
 
+    def _draw(self) -> str:
+        x = self._rng.random()
+        for mode, rate in self.rates.items():
+            if x < rate:
+                return mode
+            x -= rate
+        return "ok"
+
     def reply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
-            mode = self.script.popleft() if self.script else "ok"
+            mode = self.script.popleft() if self.script else self._draw()
+            if mode not in ("429", "500", "401"):
+                self.answered += 1
             self._n += 1
             n = self._n
         if mode in ("429", "500", "401"):
@@ -181,4 +200,6 @@ class _Handler(BaseHTTPRequestHandler):
         if self.fake.latency:
             time.sleep(self.fake.latency)
         status, payload, headers = self.fake.reply(body)
+        if status >= 400 and self.fake.echo_auth:
+            payload["error"]["message"] += f" (request authorization: {self.headers.get('Authorization', '')})"
         self._send(status, payload, headers)

@@ -21,12 +21,22 @@ Knobs (attributes; change them between requests):
   create_429         the next N creates answer 429 with Retry-After: retry_after
   create_5xx         the next N creates answer 500 without creating anything
   create_5xx_after   the next N creates make the prediction, then answer 500 (outcome unknown)
+  create_422         the next N creates answer 422 (input validation failed)
   poll_5xx           the next N GET /v1/predictions/{id} answer 500
   download_fault     None | "truncated" | "html" | "404" for the next download_faults downloads
   rate_429, rate_5xx probabilistic faults on create (seeded RNG), for benchmarks
+  rate_5xx_after     probability that a create makes the prediction, then answers 500
+  rate_poll_5xx      probability that a GET /v1/predictions/{id} answers 500
+  outcome_rates      e.g. {"failed": 0.1, "canceled": 0.05}: drawn per create (else `outcome`)
+  download_rates     e.g. {"truncated": 0.1, "html": 0.05}: drawn per download
+  download_delay     seconds a download stalls half-way (a slow download)
   token              when set, any other bearer token gets 401
+  echo_auth          every error body quotes the request's Authorization header (a careless
+                     server): what adspec shows must still never contain the secret
 Counters: requests (log of dicts), creates_by_model, creates_by_input, paid_creates,
-  count(method, path_prefix), uploads.
+  count(method, path_prefix), uploads; succeeded_by_input() counts predictions that ran to
+  success (what "paid twice for one recipe" means: two succeeded predictions of one input);
+  succeeded_ids() their ids.
 """
 
 from __future__ import annotations
@@ -222,11 +232,18 @@ class FakeReplicate:
         self.create_429 = 0
         self.create_5xx = 0
         self.create_5xx_after = 0
+        self.create_422 = 0
         self.poll_5xx = 0
         self.download_fault: str | None = None
         self.download_faults = 1
         self.rate_429 = 0.0
         self.rate_5xx = 0.0
+        self.rate_5xx_after = 0.0
+        self.rate_poll_5xx = 0.0
+        self.outcome_rates: dict[str, float] = {}
+        self.download_rates: dict[str, float] = {}
+        self.download_delay = 0.0
+        self.echo_auth = False
         self.retry_after = "0"
         self.token = token
         self._rng = random.Random(seed)
@@ -280,13 +297,34 @@ class FakeReplicate:
     def input_hash(data: dict[str, Any]) -> str:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
+    def _succeeds(self, p: dict[str, Any]) -> bool:
+        return p["outcome"] == "succeeded" and not p["canceled"]
+
+    def succeeded_by_input(self) -> Counter:
+        """Predictions that ran (or are running) to success, by input: each is a paid result."""
+        with self._lock:
+            return Counter(self.input_hash(p["input"]) for p in self.predictions.values() if self._succeeds(p))
+
+    def succeeded_ids(self) -> set[str]:
+        with self._lock:
+            return {pid for pid, p in self.predictions.items() if self._succeeds(p)}
+
+    def _draw(self, rates: dict[str, float]) -> str | None:
+        """One of `rates`' keys with its probability (seeded), or None."""
+        x = self._rng.random()
+        for name, rate in rates.items():
+            if x < rate:
+                return name
+            x -= rate
+        return None
+
     # -- predictions --
     def _latency(self, slug: str) -> float:
         return self.latency_by_model.get(slug, self.latency)
 
     def create_prediction(self, slug: str, version: str | None, data: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            outcome = self.outcomes.popleft() if self.outcomes else self.outcome
+            outcome = self.outcomes.popleft() if self.outcomes else (self._draw(self.outcome_rates) or self.outcome)
             pid = uuid.uuid4().hex[:26]
             self.predictions[pid] = {
                 "id": pid, "slug": slug, "version": version or "hidden", "input": data, "created": _now(),
@@ -378,6 +416,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._log(status)
 
     def _problem(self, status: int, detail: str, title: str = "", headers: dict[str, str] | None = None) -> None:
+        if self.fake.echo_auth:
+            detail = f"{detail} (request authorization: {self.headers.get('Authorization', '')})"
         self._send(status, {"type": "about:blank", "title": title or detail, "status": status, "detail": detail},
                    headers=headers, content_type="application/problem+json")
 
@@ -411,8 +451,8 @@ class _Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/v1/predictions/([^/]+)", path)
         if m:
             with f._lock:
-                if f.poll_5xx > 0:
-                    f.poll_5xx -= 1
+                if f.poll_5xx > 0 or (f.rate_poll_5xx and f._rng.random() < f.rate_poll_5xx):
+                    f.poll_5xx = max(0, f.poll_5xx - 1)
                     return self._problem(500, "Internal server error")
                 p = f.predictions.get(m.group(1))
                 body = f.prediction_json(p) if p else None
@@ -448,6 +488,8 @@ class _Handler(BaseHTTPRequestHandler):
             if f.download_fault and f.download_faults > 0:
                 fault = f.download_fault
                 f.download_faults -= 1
+            elif f.download_rates:
+                fault = f._draw(f.download_rates)
         if item is None:
             return self._problem(404, "Not found")
         blob, mime = item
@@ -455,6 +497,19 @@ class _Handler(BaseHTTPRequestHandler):
             return self._problem(404, "Not found")
         if fault == "html":
             return self._send(200, raw=b"<!doctype html><html><body>Gateway error</body></html>", content_type="text/html")
+        if fault == "garbage":  # not media at all, served as if it were
+            return self._send(200, raw=b"\x00garbage" * 64, content_type=mime)
+        if f.download_delay:  # slow: half the bytes, a stall, the rest
+            self.send_response(200)
+            self.send_header("Content-Type", mime)
+            self.send_header("Content-Length", str(len(blob)))
+            self.end_headers()
+            self.wfile.write(blob[: len(blob) // 2])
+            self.wfile.flush()
+            time.sleep(f.download_delay)
+            self.wfile.write(blob[len(blob) // 2:])
+            self._log(200)
+            return
         if fault == "truncated":
             self.send_response(200)
             self.send_header("Content-Type", mime)
@@ -520,7 +575,14 @@ class _Handler(BaseHTTPRequestHandler):
             if f.create_5xx > 0 or (f.rate_5xx and f._rng.random() < f.rate_5xx):
                 f.create_5xx = max(0, f.create_5xx - 1)
                 return self._problem(500, "Internal server error")
+            fail_after = f.rate_5xx_after and f._rng.random() < f.rate_5xx_after
         errors = validate_input(slug, body["input"], file_exists=self._file_exists)
+        with f._lock:
+            if f.create_422 > 0:
+                f.create_422 -= 1
+                errors = errors or ["input.prompt: flagged by the input checker (fake)"]
+        if errors and f.echo_auth:
+            errors = errors + [f"request authorization: {self.headers.get('Authorization', '')}"]
         if errors:
             return self._send(422, {"type": "about:blank", "title": "Input validation failed", "status": 422,
                                     "detail": "\n".join("- " + e for e in errors),
@@ -528,8 +590,8 @@ class _Handler(BaseHTTPRequestHandler):
                               content_type="application/problem+json")
         p = f.create_prediction(slug, version, body["input"])
         with f._lock:
-            if f.create_5xx_after > 0:
-                f.create_5xx_after -= 1
+            if f.create_5xx_after > 0 or fail_after:
+                f.create_5xx_after = max(0, f.create_5xx_after - 1)
                 return self._problem(500, "Internal server error")
         wait = self._prefer_wait()
         if wait is not None:
