@@ -57,12 +57,18 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def write_receipt(artifact: Path, recipe: Recipe, fetched: Fetched) -> None:
-    """Provenance beside the artifact: what it was made from, by whom, at what cost."""
+def write_receipt(artifact: Path, recipe: Recipe, fetched: Fetched, task: str | None = None) -> None:
+    """Provenance beside the artifact: what it was made from, by whom, at what cost.
+
+    `cost_usd` is what the request cost when it was paid (for a cache hit: what this build was
+    saved); `run` is the doit run that wrote the receipt (see adspec.cost.run_id)."""
+    from .cost import run_id
+
     write_json_atomic(
         receipt_path(artifact),
         {
             "artifact": artifact.name,
+            "task": task,
             "sha256": sha256_file(artifact),
             "key": recipe.key,
             "recipe": recipe.identity(),
@@ -71,8 +77,21 @@ def write_receipt(artifact: Path, recipe: Recipe, fetched: Fetched) -> None:
             "cache_hit": fetched.hit,
             "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(fetched.entry.created_at)),
             "generation_seconds": fetched.entry.seconds,
+            "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "run": run_id(),
         },
     )
+
+
+def paid_fetch(ctx: Context, recipe: Recipe, run: Any, verify: Any, *, suffix: str, label: str, ad: str,
+               task: str) -> Fetched:
+    """`ctx.cache.fetch` with the run's budget in front of the provider (reserve the price before
+    a paid call, settle after) and the provider's waits reported to status.json and the reporter."""
+    from .cost import guarded
+    from .progress import on_progress
+
+    return ctx.cache.fetch(recipe, guarded(run, label), verify, suffix=suffix, label=label,
+                           on_progress=on_progress(ad, task))
 
 
 def receipt_key(artifact: Path) -> str | None:
@@ -124,10 +143,11 @@ def make_storyboard(ad: str, beat_id: str) -> None:
     beat = read_json(paths.beat_inputs(beat_id))
     recipe = ctx.media.image_recipe(image_request(ad, beat))
     what = f"{ad}/{beat_id} storyboard ({beat['image_model']})"
-    fetched = ctx.cache.fetch(recipe, ctx.media.run, image_verifier(what), suffix=".img", label=what)
+    task = f"storyboard:{ad}/{beat_id}"
+    fetched = paid_fetch(ctx, recipe, ctx.media.run, image_verifier(what), suffix=".img", label=what, ad=ad, task=task)
     target = paths.storyboard(beat_id)
     media.normalise_image(fetched.path, target, beat["width"], beat["height"])
-    write_receipt(target, recipe, fetched)
+    write_receipt(target, recipe, fetched, task)
 
 
 def make_chunk(ad: str, beat_id: str, index: int) -> None:
@@ -137,13 +157,15 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     recipe = ctx.media.video_recipe(video_request(ad, beat, index, paths))
     seconds = beat["clips"][index]
     what = f"{ad}/{beat_id} chunk {index} ({beat['video_model']})"
-    fetched = ctx.cache.fetch(recipe, ctx.media.run, video_verifier(what, seconds), suffix=".mp4", label=what)
+    task = f"chunk:{ad}/{beat_id}/{index}"
+    fetched = paid_fetch(ctx, recipe, ctx.media.run, video_verifier(what, seconds), suffix=".mp4", label=what,
+                         ad=ad, task=task)
     target = paths.chunk(beat_id, index)
     with atomic_path(target) as tmp:
         shutil.copyfile(fetched.path, tmp)
     if index + 1 < len(beat["clips"]):
         media.last_frame(target, paths.last_frame(beat_id, index))
-    write_receipt(target, recipe, fetched)
+    write_receipt(target, recipe, fetched, task)
 
 
 def make_music(ad: str) -> None:
@@ -152,10 +174,11 @@ def make_music(ad: str) -> None:
     inputs = read_json(paths.music_inputs)
     recipe = ctx.media.music_recipe(music_request(ad, inputs))
     what = f"{ad} music ({inputs['model']})"
-    fetched = ctx.cache.fetch(recipe, ctx.media.run, audio_verifier(what, inputs["seconds"]), suffix=".wav", label=what)
+    fetched = paid_fetch(ctx, recipe, ctx.media.run, audio_verifier(what, inputs["seconds"]), suffix=".wav",
+                         label=what, ad=ad, task=f"music:{ad}")
     with atomic_path(paths.music) as tmp:
         shutil.copyfile(fetched.path, tmp)
-    write_receipt(paths.music, recipe, fetched)
+    write_receipt(paths.music, recipe, fetched, f"music:{ad}")
 
 
 def make_stitch(ad: str) -> None:

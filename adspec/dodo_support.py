@@ -11,9 +11,16 @@ from .loader import ad_name, find_specs
 
 
 def doit_config() -> dict[str, Any]:
+    from .cost import RunBudget, new_run_id
+    from .progress import AdspecReporter
+
     settings = load_settings()
     settings.build_dir.mkdir(parents=True, exist_ok=True)
+    new_run_id()  # one id per doit run, inherited by its workers: receipts, status and the budget use it
+    RunBudget.prune(settings.build_dir)
     return {
+        # progress per ad, one line per failed target, cost summary, build/<ad>/status.json
+        "reporter": AdspecReporter,
         # sqlite3: two doit processes at once must not corrupt the state DB (dbm.dumb would)
         "backend": "sqlite3",
         "dep_file": str(settings.build_dir / ".doit.sqlite3"),

@@ -8,7 +8,10 @@ Per ad `<ad>`:
   music:<ad>                     music.json -> music.wav                                  (paid)
   stitch:<ad>                    chunks in beat order -> video.mp4                        (local)
   mix:<ad>                       video.mp4 + music.wav -> final.mp4                       (local)
+  report:<ad>                    the review page index.html + storyboard.png contact sheet (local)
   <ad>                           everything above
+and for the run: `budget` (every plan waits on it: stops a live run whose estimate is over
+ADSPEC_BUDGET_USD before anything is paid) and `report` (build/index.html, all ads).
 
 The render tasks exist only once the plan does: they are created after `plan:<ad>` runs
 (doit's delayed task creation), so each carries its exact recipe.
@@ -28,7 +31,7 @@ from .paths import AdPaths
 TaskDict = dict[str, Any]
 
 # doit commands and our task kinds: an ad of one of these names gets no alias task.
-_RESERVED = {"plan", "storyboard", "chunk", "music", "stitch", "mix", "list", "clean", "info",
+_RESERVED = {"plan", "storyboard", "chunk", "music", "stitch", "mix", "report", "budget", "list", "clean", "info",
              "forget", "ignore", "help", "run", "auto", "dumpdb", "strace", "reset-dep", "tabcompletion"}
 
 
@@ -72,13 +75,14 @@ def plan_task(ad: str, spec_path: Path, build_dir: Path) -> TaskDict:
         "file_dep": [str(spec_path)],
         "targets": [str(paths.plan)],
         "uptodate": [(planning.plan_is_current, [ad, str(spec_path)])],
+        "task_dep": ["budget"],
         "verbosity": 1,
     }
 
 
 def render_task_names(ad: str, plan: AdPlan | None) -> list[str]:
     """Names of the tasks the delayed creator makes, so `doit list` and `doit <name>` know them."""
-    names = [f"stitch:{ad}", f"mix:{ad}", f"music:{ad}"]
+    names = [f"stitch:{ad}", f"mix:{ad}", f"music:{ad}", f"report:{ad}"]
     if plan is not None:
         for beat in plan.beats:
             names.append(f"storyboard:{ad}/{beat.id}")
@@ -159,6 +163,47 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
         "task_dep": [f"stitch:{ad}", f"music:{ad}"],
         "clean": True,
     }
+    yield report_task(ad, plan, build_dir)
+
+
+def report_task(ad: str, plan: AdPlan, build_dir: Path) -> TaskDict:
+    from . import report
+
+    paths = AdPaths.of(build_dir, ad)
+    return {
+        "basename": f"report:{ad}",
+        "doc": f"review page of {ad} -> build/{ad}/index.html, storyboard.png",
+        "actions": [(Reported(report.make_report), [ad])],
+        "file_dep": [str(paths.final), str(paths.plan), *[str(paths.storyboard(b.id)) for b in plan.beats]],
+        "targets": [str(paths.root / report.PAGE), str(paths.root / report.SHEET)],
+        "task_dep": [f"mix:{ad}"],
+        "uptodate": [(report.report_is_current, [ad])],
+        "clean": True,
+    }
+
+
+def run_tasks(ads: list[tuple[str, Path]], build_dir: Path) -> Iterator[TaskDict]:
+    """`budget` (the estimate against ADSPEC_BUDGET_USD before any paid call; up to date when it
+    fits, so a run within budget executes nothing for it) and `report` (build/index.html)."""
+    from . import estimate, report
+
+    yield {
+        "basename": "budget",
+        "doc": "stop before paying anything when the run's estimate is over ADSPEC_BUDGET_USD",
+        "actions": [(Reported(estimate.budget_action), [ads])],
+        "uptodate": [(estimate.within_budget, [ads])],
+        "verbosity": 1,
+    }
+    names = [ad for ad, _ in ads]
+    yield {
+        "basename": "report",
+        "doc": "review page of all ads -> build/index.html",
+        "actions": [(Reported(report.make_index), [names])],
+        "file_dep": [str(AdPaths.of(build_dir, ad).root / report.PAGE) for ad in names],
+        "targets": [str(Path(build_dir) / report.PAGE)],
+        "task_dep": [f"report:{ad}" for ad in names],
+        "clean": True,
+    }
 
 
 def render_creator(ad: str, build_dir: Path, *, delayed: bool = True) -> Callable[[], Iterator[TaskDict]]:
@@ -185,7 +230,8 @@ def render_creator(ad: str, build_dir: Path, *, delayed: bool = True) -> Callabl
 def ad_alias_task(ad: str) -> TaskDict | None:
     if ad in _RESERVED:
         return None
-    return {"basename": ad, "doc": f"build {ad} -> final.mp4", "actions": None, "task_dep": [f"mix:{ad}"]}
+    return {"basename": ad, "doc": f"build {ad} -> final.mp4", "actions": None,
+            "task_dep": [f"mix:{ad}", f"report:{ad}"]}
 
 
 def group_alias_task(base: str, ads: list[str]) -> TaskDict | None:
@@ -221,4 +267,9 @@ def task_creators(ads: list[tuple[str, Path]], build_dir: Path, *, running: bool
     for i, (ad, _) in enumerate(ads):
         creators[f"task_render_{i:04d}"] = render_creator(ad, build_dir, delayed=running)
     creators["task_zz_ads"] = task_ads
+
+    def task_zz_run() -> Iterator[TaskDict]:
+        yield from run_tasks(ads, build_dir)
+
+    creators["task_zz_run"] = task_zz_run
     return creators

@@ -8,12 +8,17 @@ plan files the render tasks read.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from . import __version__
-from .actions import context, read_json, write_plan_files
+from .actions import context, read_json, write_plan_files, write_receipt
+from .cache import Fetched
+from .paths import receipt_path
+from .recipes import Recipe
 from .adplan import FPS, AdPlan, PlannedBeat, output_size, uses_native_audio
 from .config import load_settings
 from .errors import SpecError
@@ -35,38 +40,117 @@ def beat_file_path(spec_path: Path) -> Path:
     return spec_path.with_name(f"{spec_path.stem}.beats.yaml")
 
 
-def ensure_beat_file(spec_path: Path, *, force: bool = False, ad: str | None = None) -> tuple[Spec, BeatFile]:
-    """The spec and its beat file, planning it when the lock's rules say so (or when forced).
+@dataclass
+class PlanStep:
+    """What the plan step would do for a spec, decided without calling any planner."""
 
-    `ad` may name a variant (`<ad>@<variant>`): its spec and beat file (shared by the variants
-    whose plan-shaping fields are equal, see adspec.variants); the plan request names the base ad,
-    so variants with equal shaping fields ask the planner the same thing (paid once).
-    Never overwrites a hand-edited beat file silently: `lock.decide` raises LockError instead."""
+    spec: Spec
+    decision: Decision
+    beats_path: Path
+    spec_sha: str | None = None
+    shaping: dict[str, Any] | None = None
+    clip_lengths: tuple[int, ...] = ()
+    recipe: Recipe | None = None  # the planner request, when decision is PLAN
+
+
+def plan_step(spec_path: Path, *, force: bool = False, ad: str | None = None) -> PlanStep:
+    """The lock's decision for `spec_path` and, when it is PLAN, the planner's recipe (pure:
+    reads the spec and beat file, writes nothing, calls nothing)."""
+    # `ad` may name a variant (`<ad>@<variant>`): its spec and beat file (shared by the variants whose
+    # plan-shaping fields are equal, see adspec.variants); the plan request names the base ad, so
+    # variants with equal shaping fields ask the planner the same thing (paid once)
     spec, beats_path = ad_source(ad or ad_name(spec_path), spec_path)
     if spec.beats is not None:  # inline beats: no planner at all
-        return spec, BeatFile(music=spec.music or default_music(spec), beats=spec.beats)
+        return PlanStep(spec, Decision.INLINE, beats_path)
     registry = load_registry()
     shaping = plan_shaping_fields(spec, registry)
     spec_sha = sha256_json(shaping)
     text = beats_path.read_text(encoding="utf-8") if beats_path.exists() else None
     decision = Decision.PLAN if force else decide(spec, spec_sha, text, spec_path=spec_path, beats_path=beats_path)
+    step = PlanStep(spec, decision, beats_path, spec_sha, shaping)
     if decision is Decision.PLAN:
-        ctx = context()
         video = registry.resolve(spec.models.video, "video")
         request = PlanRequest(ad=ad_name(spec_path), shaping=shaping, clip_lengths=video.clip_lengths,
                               planner_model=spec.models.planner)
-        recipe = ctx.planner.plan_recipe(request)
-        fetched = ctx.cache.fetch(recipe, ctx.planner.run, plan_verifier(f"{request.ad} plan"), suffix=".json",
-                                  label=f"{request.ad} plan")
+        step.clip_lengths = tuple(video.clip_lengths)
+        step.recipe = context().planner.plan_recipe(request)
+    return step
+
+
+def planned_beat_text(step: PlanStep, plan: BeatPlan) -> str:
+    """The beat file the plan step writes for a planner's `plan`."""
+    assert step.recipe is not None and step.spec_sha is not None
+    planned_from = PlannedFrom(
+        spec_sha256=step.spec_sha,
+        planner=step.recipe.model if step.recipe.provider != "offline" else "offline",
+        library=LIBRARY_VERSION,
+        content_sha256=content_sha256(plan.music, plan.beats),
+    )
+    return render_beat_file(plan, planned_from, clip_lengths=step.clip_lengths)
+
+
+def ensure_beat_file(spec_path: Path, *, force: bool = False,
+                     fetched_out: list[tuple[Recipe, Fetched]] | None = None, ad: str | None = None) -> tuple[Spec, BeatFile]:
+    """The spec and its beat file, planning it when the lock's rules say so (or when forced).
+    When the planner is asked, (recipe, fetched) is appended to `fetched_out`.
+
+    Never overwrites a hand-edited beat file silently: `lock.decide` raises LockError instead."""
+    from .cost import guarded
+    from .progress import on_progress
+
+    step = plan_step(spec_path, force=force, ad=ad)
+    spec = step.spec
+    if step.decision is Decision.INLINE:
+        return spec, BeatFile(music=spec.music or default_music(spec), beats=spec.beats)
+    if step.decision is Decision.PLAN:
+        ctx = context()
+        recipe = step.recipe
+        assert recipe is not None
+        ad = ad_name(spec_path)
+        fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, f"{ad} plan"), plan_verifier(f"{ad} plan"),
+                                  suffix=".json", label=f"{ad} plan", on_progress=on_progress(ad, f"plan:{ad}"))
         plan = BeatPlan.model_validate_json(fetched.path.read_bytes())
-        planned_from = PlannedFrom(
-            spec_sha256=spec_sha,
-            planner=recipe.model if recipe.provider != "offline" else "offline",
-            library=LIBRARY_VERSION,
-            content_sha256=content_sha256(plan.music, plan.beats),
-        )
-        write_beat_file(beats_path, render_beat_file(plan, planned_from, clip_lengths=video.clip_lengths))
-    return spec, load_beat_file(beats_path)
+        write_beat_file(step.beats_path, planned_beat_text(step, plan))
+        if fetched_out is not None:
+            fetched_out.append((recipe, fetched))
+    return spec, load_beat_file(step.beats_path)
+
+
+@dataclass
+class DryPlan:
+    """The plan a build would use now, made in memory (nothing written, no planner called)."""
+
+    plan: AdPlan
+    step: PlanStep
+    planner_cached: bool = False  # the planner's answer is in the request cache
+    stand_in: bool = False  # the live planner would run: beats are the offline planner's, as a stand-in
+
+
+def dry_plan(ad: str, spec_path: Path) -> DryPlan:
+    """The AdPlan `plan:<ad>` would produce now. When a live planner would have to be asked,
+    the offline planner's plan stands in for it (same spec, same rules; the live planner may
+    choose other beats), and `stand_in` says so."""
+    from .loader import parse_beat_file_text
+    from .planner import plan_offline
+
+    step = plan_step(Path(spec_path), ad=ad)
+    cached = stand_in = False
+    if step.decision is Decision.INLINE:
+        beat_file = BeatFile(music=step.spec.music or default_music(step.spec), beats=step.spec.beats)
+    elif step.decision is Decision.KEEP:
+        beat_file = load_beat_file(step.beats_path)
+    else:
+        assert step.recipe is not None
+        cache = context().cache
+        entry = cache.get(step.recipe.key)
+        if entry is not None:
+            plan = BeatPlan.model_validate_json(cache.blob_path(entry.sha256).read_bytes())
+            cached = True
+        else:
+            plan = plan_offline(step.shaping, sorted(int(x) for x in step.clip_lengths))
+            stand_in = step.recipe.provider != "offline"
+        beat_file = parse_beat_file_text(planned_beat_text(step, plan), str(step.beats_path))
+    return DryPlan(resolve(ad, step.spec, Path(spec_path), beat_file, step.beats_path), step, cached, stand_in)
 
 
 def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_path: Path | None = None) -> AdPlan:
@@ -148,11 +232,16 @@ def plan_is_current(ad: str, spec_path: str) -> bool:
 
 
 def plan_ad(ad: str, spec_path: Path, *, force: bool = False) -> AdPlan:
-    spec, beat_file = ensure_beat_file(spec_path, force=force, ad=ad)
+    asked: list[tuple[Recipe, Fetched]] = []
+    spec, beat_file = ensure_beat_file(spec_path, force=force, fetched_out=asked, ad=ad)
     beats_path = beats_path_of(ad, spec_path) if SEPARATOR in ad else None
     plan = resolve(ad, spec, spec_path, beat_file, beats_path)
     paths = AdPaths.of(context().settings.build_dir, ad)
     write_plan_files(paths, plan)
+    if asked:  # the planner was asked in this step: its receipt sits beside plan.json
+        write_receipt(paths.plan, asked[0][0], asked[0][1], f"plan:{ad}")
+    elif spec.beats is not None:  # inline beats: no planner made this plan
+        receipt_path(paths.plan).unlink(missing_ok=True)
     write_text_atomic(_stamp_path(paths), inputs_stamp(spec_path, beats_path))
     return plan
 
@@ -165,4 +254,4 @@ def read_plan(build_dir: Path, ad: str) -> AdPlan:
     return AdPlan.from_json(read_json(AdPaths.of(build_dir, ad).plan))
 
 
-__all__ = ["ensure_beat_file", "resolve", "plan_ad", "plan_action", "plan_is_current", "read_plan", "json"]
+__all__ = ["ensure_beat_file", "plan_step", "dry_plan", "DryPlan", "PlanStep", "resolve", "plan_ad", "plan_action", "plan_is_current", "read_plan", "json"]

@@ -1,0 +1,315 @@
+"""What things cost: the price of one recipe, the cost ledger of an ad's build (cost.json), and
+the per-run budget (ADSPEC_BUDGET_USD).
+
+- `recipe_price` prices a request *before* it is made, from the registry's price rule (exact for
+  per-image, per-second and per-run prices; an estimate for compute-time and token prices).
+  The provider's own figure (predict time, token usage) is what the receipt records afterwards.
+- `ad_cost` reads the receipts of an ad's current artifacts: what the build that made them spent,
+  and what the cache saved it (a hit's value is what the request cost when it was paid).
+- `RunBudget` is shared by the threads and processes of one `doit` run (a JSON file under a
+  file lock): a paid call reserves its price first and settles with the real cost after, so
+  spent + in flight never exceeds the cap.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .errors import BudgetError
+from .fsutil import write_json_atomic
+from .paths import AdPaths, receipt_path
+from .recipes import Recipe
+
+PHASES = ("plan", "storyboard", "chunks", "music")
+PHASE_OF_KIND = {"plan": "plan", "image": "storyboard", "video": "chunks", "music": "music"}
+RUN_ID_ENV = "ADSPEC_RUN_ID"
+
+
+def usd(x: float) -> float:
+    """Money as stored: rounded to a millionth of a dollar."""
+    return round(float(x) + 0.0, 6)
+
+
+def fmt_usd(x: float) -> str:
+    x = float(x)
+    if x == 0:
+        return "$0.00"
+    if abs(x) < 0.01:
+        return f"${x:.4f}"
+    return f"${x:.2f}" if abs(x) >= 1 else f"${x:.3f}"
+
+
+# ---- prices -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Price:
+    usd: float
+    exact: bool  # False: an estimate (billed by compute time or tokens)
+    rule: str  # how it was priced, for people
+
+
+def _template_values(entry: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """placeholder -> the value sent, read back from the recipe's params via the input template."""
+    out: dict[str, Any] = {}
+    for field, template in entry.input.items():
+        if isinstance(template, str) and template.startswith("{") and template.endswith("}"):
+            if field in params:
+                out[template[1:-1]] = params[field]
+    return out
+
+
+def _seconds(entry: Any, values: dict[str, Any]) -> float | None:
+    if values.get("seconds") is not None:
+        return float(values["seconds"])
+    if values.get("frames") is not None:
+        return (float(values["frames"]) - 1) / float(values.get("fps") or entry.fps)
+    return None
+
+
+# Planner replies: about this many tokens per beat of JSON, plus the envelope.
+_PLAN_TOKENS_PER_BEAT = 90
+_PLAN_TOKENS_BASE = 60
+
+
+def planner_estimate(recipe: Recipe) -> Price:
+    """A chat completion's price before it is made: the prompt's tokens (about 4 characters
+    each) and a reply of about 90 tokens per beat (one beat per ~5 s)."""
+    from .registry import planner_price
+
+    sent = {k: v for k, v in recipe.params.items() if k != "check"}
+    prompt_tokens = math.ceil(len(json.dumps(sent, ensure_ascii=False)) / 4)
+    duration = int((recipe.params.get("check") or {}).get("duration") or 30)
+    completion = _PLAN_TOKENS_BASE + _PLAN_TOKENS_PER_BEAT * (duration // 5 + 2)
+    return Price(usd(planner_price(recipe.model, prompt_tokens, completion)), False,
+                 f"~{prompt_tokens} prompt + ~{completion} reply tokens")
+
+
+def recipe_price(recipe: Recipe) -> Price:
+    """What running `recipe` would cost, from the registry's price rule."""
+    from .registry import load_registry, price_for
+
+    if recipe.provider == "offline":
+        return Price(0.0, True, "offline (free)")
+    if recipe.kind == "plan":
+        return planner_estimate(recipe)
+    entry = load_registry().models.get(recipe.model)
+    if entry is None:
+        return Price(0.0, False, f"unknown model {recipe.model}")
+    values = _template_values(entry, recipe.params)
+    seconds = _seconds(entry, values)
+    price = price_for(entry, seconds=seconds, native_audio=bool(values.get("native_audio")),
+                      resolution=values.get("resolution"))
+    exact = "per_predict_second" not in entry.price
+    rule = next((r for r in ("per_image", "per_second", "per_run", "per_predict_second") if r in entry.price), "free")
+    what = f"{rule.replace('_', ' ')}" + (f", {seconds:g} s" if seconds is not None and rule != "per_image" else "")
+    if values.get("resolution"):
+        what += f", {values['resolution']}"
+    if not exact:
+        what += " (estimated compute time)"
+    return Price(usd(price), exact, what)
+
+
+# ---- the cost ledger of an ad: build/<ad>/cost.json ---------------------------------------------
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def ad_artifacts(build_dir: Path, ad: str) -> list[dict[str, Any]]:
+    """The paid artifacts of the ad's current plan, in order: target, phase, path (relative to
+    build/<ad>), and the receipt when the artifact exists."""
+    from .graph import load_plan
+
+    paths = AdPaths.of(build_dir, ad)
+    out: list[dict[str, Any]] = []
+
+    def add(target: str, phase: str, path: Path, **extra: Any) -> None:
+        receipt = read_json(receipt_path(path)) if path.exists() else None
+        out.append({"target": target, "phase": phase, "path": str(path.relative_to(paths.root)),
+                    "exists": path.exists(), "receipt": receipt, **extra})
+
+    if paths.plan.exists() and receipt_path(paths.plan).exists():
+        add(f"plan:{ad}", "plan", paths.plan)
+    plan = load_plan(paths)
+    if plan is None:
+        return out
+    for beat in plan.beats:
+        add(f"storyboard:{ad}/{beat.id}", "storyboard", paths.storyboard(beat.id), beat=beat.id)
+        for k in range(beat.chunk_count):
+            add(f"chunk:{ad}/{beat.id}/{k}", "chunks", paths.chunk(beat.id, k), beat=beat.id, index=k)
+    if not plan.native_audio:
+        add(f"music:{ad}", "music", paths.music)
+    return out
+
+
+def _totals(items: list[dict[str, Any]]) -> dict[str, float]:
+    spent = sum(i["cost_usd"] for i in items if not i["cache_hit"])
+    saved = sum(i["cost_usd"] for i in items if i["cache_hit"])
+    return {"spent_usd": usd(spent), "saved_usd": usd(saved), "total_usd": usd(spent + saved)}
+
+
+def ad_cost(build_dir: Path, ad: str) -> dict[str, Any]:
+    """cost.json: per phase and in total, what the build of the current artifacts spent
+    (`spent_usd`: requests it paid for), what came from the cache (`saved_usd`: what those
+    requests cost when they were paid), and `total_usd` = spent + saved (what the ad is worth)."""
+    items = []
+    missing = []
+    for a in ad_artifacts(build_dir, ad):
+        r = a["receipt"]
+        if not a["exists"] or not r:
+            missing.append(a["target"])
+            continue
+        items.append({
+            "target": a["target"], "phase": a["phase"], "path": a["path"],
+            "cost_usd": usd(r.get("cost_usd") or 0.0), "cache_hit": bool(r.get("cache_hit")),
+            "model": (r.get("recipe") or {}).get("model"), "provider": (r.get("recipe") or {}).get("provider"),
+            "job_id": r.get("job_id"), "key": r.get("key"), "generated_at": r.get("generated_at"),
+        })
+    phases = {}
+    for phase in PHASES:
+        mine = [i for i in items if i["phase"] == phase]
+        phases[phase] = {**_totals(mine), "requests": len(mine), "from_cache": sum(1 for i in mine if i["cache_hit"])}
+    return {"ad": ad, "currency": "USD", **_totals(items), "phases": phases, "items": items, "not_built": missing}
+
+
+def write_cost(build_dir: Path, ad: str, last_run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Recompute build/<ad>/cost.json from the receipts (keeping or replacing `last_run`)."""
+    from .status import ad_lock
+
+    paths = AdPaths.of(build_dir, ad)
+    if not paths.root.exists():
+        return {}
+    with ad_lock(paths.root):
+        data = ad_cost(build_dir, ad)
+        old = read_json(paths.root / "cost.json") or {}
+        run = last_run if last_run is not None else old.get("last_run")
+        if run is not None:
+            data["last_run"] = run
+        data["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_json_atomic(paths.root / "cost.json", data)
+    return data
+
+
+# ---- the budget of one run --------------------------------------------------------------------
+
+
+def run_id() -> str:
+    """The id of this `doit` run: set by dodo.py for the run (inherited by worker processes);
+    a process outside a doit run is a run of its own."""
+    rid = os.environ.get(RUN_ID_ENV)
+    if not rid:
+        rid = os.environ[RUN_ID_ENV] = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return rid
+
+
+def new_run_id() -> str:
+    os.environ.pop(RUN_ID_ENV, None)
+    return run_id()
+
+
+def raise_hint(needed: float) -> str:
+    return f"raise it with ADSPEC_BUDGET_USD={max(needed, 0.01) * 1.2:.2f} (e.g. `ADSPEC_BUDGET_USD={max(needed, 0.01) * 1.2:.2f} doit`)"
+
+
+class RunBudget:
+    """Spent and reserved USD of one run, in build/.adspec/runs/<run>.json under a file lock."""
+
+    def __init__(self, build_dir: Path, cap: float, rid: str | None = None):
+        self.cap = float(cap)
+        self.rid = rid or run_id()
+        self.dir = Path(build_dir) / ".adspec" / "runs"
+        self.path = self.dir / f"{self.rid}.json"
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                state = read_json(self.path) or {"run": self.rid, "cap_usd": self.cap, "spent_usd": 0.0,
+                                                  "reserved": {}, "calls": 0}
+                yield state
+                write_json_atomic(self.path, state)
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def state(self) -> dict[str, Any]:
+        return read_json(self.path) or {"spent_usd": 0.0, "reserved": {}}
+
+    def reserve(self, token: str, amount: float, label: str) -> None:
+        """Hold `amount` for a call about to be made, or raise BudgetError if spent + in flight
+        + amount would pass the cap."""
+        with self._locked() as s:
+            in_flight = sum(r["usd"] for r in s["reserved"].values())
+            if s["spent_usd"] + in_flight + amount > self.cap + 1e-9:
+                would = s["spent_usd"] + in_flight + amount
+                raise BudgetError(
+                    f"budget: {label} ({fmt_usd(amount)}) would bring this run to {fmt_usd(would)} "
+                    f"(spent {fmt_usd(s['spent_usd'])}, in flight {fmt_usd(in_flight)}), over the cap "
+                    f"of {fmt_usd(self.cap)}; {raise_hint(would)}"
+                )
+            s["reserved"][token] = {"usd": usd(amount), "label": label, "pid": os.getpid()}
+            s["calls"] += 1
+
+    def settle(self, token: str, spent: float) -> None:
+        with self._locked() as s:
+            s["reserved"].pop(token, None)
+            s["spent_usd"] = usd(s["spent_usd"] + spent)
+
+    def remove(self) -> None:
+        for p in (self.path, self.path.with_suffix(".lock")):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+    @staticmethod
+    def prune(build_dir: Path, older_than_s: float = 86400) -> None:
+        d = Path(build_dir) / ".adspec" / "runs"
+        now = time.time()
+        for p in d.glob("*") if d.exists() else []:
+            try:
+                if now - p.stat().st_mtime > older_than_s:
+                    p.unlink()
+            except OSError:
+                pass
+
+
+def guarded(run: Callable[..., Any], label: str) -> Callable[..., Any]:
+    """`run` (a provider's) behind the run's budget: reserve the price before the call, settle
+    with the provider's own figure after. Free recipes pass straight through."""
+
+    def call(recipe: Recipe, job: Any, out: Path) -> Any:
+        price = recipe_price(recipe)
+        if price.usd <= 0:
+            return run(recipe, job, out)
+        from .config import load_settings
+
+        settings = load_settings()
+        budget = RunBudget(settings.build_dir, settings.budget_usd)
+        token = f"{recipe.key}:{uuid.uuid4().hex[:8]}"
+        budget.reserve(token, price.usd, label)
+        try:
+            result = run(recipe, job, out)
+        except BaseException:
+            # a prediction that was created may be billed even though it failed: count it
+            budget.settle(token, price.usd if getattr(job, "resume_id", None) else 0.0)
+            raise
+        budget.settle(token, float(getattr(result, "cost_usd", 0.0) or 0.0))
+        return result
+
+    return call

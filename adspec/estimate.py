@@ -1,0 +1,359 @@
+"""`adspec estimate`: what `doit` would run now and what it would pay, without paying anything.
+
+Like `terraform plan`: per ad and phase, the stale targets (missing, or made from another recipe
+than the one the build would ask now), which of them the request cache already holds (free), and
+the total. Nothing is written and no paid service is called.
+
+How the unknowns are handled:
+- The plan is made in memory (`planning.dry_plan`): inline beats and a kept beat file are exact;
+  when the planner would run, a cached answer is used if there is one (exact); the offline
+  planner is exact offline; a live planner that would be asked is priced from its prompt's size
+  and the beats are the offline planner's stand-in plan (flagged: `exact: false`).
+- Storyboards and music: their recipes follow from the plan alone, so "cached or not" is exact.
+- Chunk k's recipe needs its first frame (the storyboard, or chunk k-1's last frame). When that
+  input is on disk and current, the key is exact; when it is stale but its producer is cached,
+  the input is derived in a temporary folder exactly as the build would make it; when its
+  producer must be paid for, the chunk is priced by its rule (its price does not depend on the
+  frame) and counted as paid, keyed symbolically by its producer so identical beats still count once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .cost import fmt_usd, recipe_price, usd
+from .errors import AdspecError, BudgetError
+from .paths import AdPaths
+
+ACTIONS = ("pay", "cache", "free")
+PHASE_ORDER = ("plan", "storyboard", "chunks", "music", "stitch", "mix", "report")
+
+
+@dataclass
+class Item:
+    target: str
+    phase: str
+    action: str  # "pay": a paid request; "cache": served by the request cache; "free": local or offline work
+    usd: float = 0.0
+    exact: bool = True
+    model: str | None = None
+    key: str | None = None
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class AdEstimate:
+    ad: str
+    items: list[Item] = field(default_factory=list)
+    up_to_date: int = 0
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def total_usd(self) -> float:
+        return usd(sum(i.usd for i in self.items if i.action == "pay"))
+
+    @property
+    def exact(self) -> bool:
+        return self.error is None and all(i.exact for i in self.items)
+
+    def to_json(self) -> dict[str, Any]:
+        phases = {}
+        for phase in PHASE_ORDER:
+            mine = [i for i in self.items if i.phase == phase]
+            phases[phase] = {
+                "usd": usd(sum(i.usd for i in mine if i.action == "pay")),
+                "stale": len(mine),
+                "cached": sum(1 for i in mine if i.action == "cache"),
+                "to_pay": sum(1 for i in mine if i.action == "pay"),
+                "targets": [i.target for i in mine],
+            }
+        return {"ad": self.ad, "total_usd": self.total_usd, "exact": self.exact, "error": self.error,
+                "notes": self.notes, "up_to_date": self.up_to_date, "phases": phases,
+                "targets": [i.to_json() for i in self.items]}
+
+
+@dataclass
+class RunEstimate:
+    ads: list[AdEstimate]
+    budget_usd: float
+    backend: dict[str, str]
+
+    @property
+    def total_usd(self) -> float:
+        return usd(sum(a.total_usd for a in self.ads))
+
+    @property
+    def exact(self) -> bool:
+        return all(a.exact for a in self.ads)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"total_usd": self.total_usd, "exact": self.exact, "budget_usd": self.budget_usd,
+                "within_budget": self.total_usd <= self.budget_usd + 1e-9, "backend": self.backend,
+                "ads": [a.to_json() for a in self.ads]}
+
+
+class _Estimator:
+    def __init__(self, tmp: Path):
+        from .actions import context
+
+        self.ctx = context()
+        self.build_dir = self.ctx.settings.build_dir
+        self.tmp = tmp
+        self.made: set[str] = set()  # keys this run would make (paid or free): asked once
+        self._n = 0
+
+    def _tmpfile(self, suffix: str) -> Path:
+        self._n += 1
+        return self.tmp / f"derived-{self._n}{suffix}"
+
+    def _state(self, recipe: Any, target: Path) -> str:
+        from .actions import receipt_key
+
+        if target.exists() and receipt_key(target) == recipe.key:
+            return "current"
+        if recipe.key in self.made or self.ctx.cache.peek(recipe.key):
+            return "cache"
+        return "pay" if recipe_price(recipe).usd > 0 else "free"
+
+    def _blob(self, key: str) -> Path | None:
+        entry = self.ctx.cache.get(key)
+        return self.ctx.cache.blob_path(entry.sha256) if entry is not None else None
+
+    def _item(self, est: AdEstimate, target: str, phase: str, state: str, recipe: Any, note: str = "",
+              exact: bool = True) -> None:
+        price = recipe_price(recipe)
+        paying = state == "pay"
+        est.items.append(Item(target, phase, state, price.usd if paying else 0.0, exact and (price.exact or not paying),
+                              recipe.model, recipe.key, "; ".join(x for x in (price.rule if paying else "", note) if x)))
+        self.made.add(recipe.key)
+
+    def ad(self, ad: str, spec_path: Path) -> AdEstimate:
+        from . import planning
+        from .planning import Decision
+
+        est = AdEstimate(ad)
+        try:
+            dry = planning.dry_plan(ad, spec_path)
+        except AdspecError as e:
+            est.error = e.one_line()
+            return est
+        plan, step = dry.plan, dry.step
+        paths = AdPaths.of(self.build_dir, ad)
+        plan_current = planning.plan_is_current(ad, str(spec_path))
+        if plan_current:
+            est.up_to_date += 1
+        elif step.decision is Decision.PLAN and step.recipe is not None:
+            state = "cache" if dry.planner_cached or step.recipe.key in self.made else (
+                "pay" if recipe_price(step.recipe).usd > 0 else "free")
+            self._item(est, f"plan:{ad}", "plan", state, step.recipe,
+                       "the planner writes the beat file" if state != "cache" else "the planner's answer is cached")
+        else:
+            est.items.append(Item(f"plan:{ad}", "plan", "free", note="resolve the plan files (no planner call)"))
+        if dry.stand_in:
+            est.notes.append("the live planner would write the beat file: the beats and chunks below are the offline "
+                             "planner's plan standing in for it; the real ones are known once planned (`adspec plan`)")
+        exact_beats = not dry.stand_in
+        stale_chunks = False
+        for beat in plan.beats:
+            stale_chunks |= self._beat(est, ad, plan, beat, paths, exact_beats)
+        music_stale = False
+        if not plan.native_audio:
+            from .media_requests import music_request
+
+            recipe = self.ctx.media.music_recipe(music_request(ad, plan.music_inputs()))
+            state = self._state(recipe, paths.music)
+            if state == "current":
+                est.up_to_date += 1
+            else:
+                music_stale = True
+                self._item(est, f"music:{ad}", "music", state, recipe)
+        self._local(est, ad, plan, paths, stale_chunks, music_stale, plan_current)
+        return est
+
+    def _beat(self, est: AdEstimate, ad: str, plan: Any, beat: Any, paths: AdPaths, exact: bool) -> bool:
+        from . import media
+        from .media_requests import image_request, video_request
+        from .recipes import FileRef
+
+        inputs = plan.beat_inputs(beat)
+        sb = self.ctx.media.image_recipe(image_request(ad, inputs))
+        target = paths.storyboard(beat.id)
+        state = self._state(sb, target)
+        first: Path | None = None
+        symbol = f"storyboard-of:{sb.key}:{plan.width}x{plan.height}"
+        if state == "current":
+            est.up_to_date += 1
+            first = target
+        else:
+            self._item(est, f"storyboard:{ad}/{beat.id}", "storyboard", state, sb, exact=exact)
+            blob = self._blob(sb.key) if state == "cache" else None
+            if blob is not None:
+                first = media.normalise_image(blob, self._tmpfile(".png"), plan.width, plan.height)
+        stale = False
+        for k in range(beat.chunk_count):
+            req = video_request(ad, inputs, k, paths)
+            chunk = paths.chunk(beat.id, k)
+            if first is not None:
+                recipe = self.ctx.media.video_recipe(dataclasses.replace(req, first_frame=first))
+                state = self._state(recipe, chunk)
+                note = ""
+            else:
+                dummy = Path(__file__)  # any file: its hash is replaced by the symbol of its producer
+                recipe = self.ctx.media.video_recipe(dataclasses.replace(req, first_frame=dummy))
+                recipe = dataclasses.replace(recipe, files={
+                    name: (FileRef(sha256=symbol, path=v.path) if v.path == dummy else v)
+                    for name, v in recipe.files.items()})
+                state = "cache" if recipe.key in self.made else ("pay" if recipe_price(recipe).usd > 0 else "free")
+                note = "its first frame is made earlier in this build"
+            if state == "current":
+                est.up_to_date += 1
+            else:
+                stale = True
+                self._item(est, f"chunk:{ad}/{beat.id}/{k}", "chunks", state, recipe, note, exact=exact)
+            if k + 1 >= beat.chunk_count:
+                break
+            symbol = f"last-frame-of:{recipe.key}"
+            last = paths.last_frame(beat.id, k)
+            if state == "current":
+                first = last if last.exists() else media.last_frame(chunk, self._tmpfile(".png"))
+            elif state == "cache" and first is not None:
+                blob = self._blob(recipe.key)
+                first = media.last_frame(blob, self._tmpfile(".png")) if blob is not None else None
+            else:
+                first = None
+        return stale
+
+    def _local(self, est: AdEstimate, ad: str, plan: Any, paths: AdPaths, stale_chunks: bool, music_stale: bool,
+               plan_current: bool) -> None:
+        from .hashing import canonical_json
+
+        try:
+            timeline_same = paths.timeline.read_text(encoding="utf-8") == canonical_json(plan.timeline()) + "\n"
+        except OSError:
+            timeline_same = False
+        stitch = stale_chunks or not timeline_same or not paths.video.exists()
+        if stitch:
+            est.items.append(Item(f"stitch:{ad}", "stitch", "free", note="local"))
+        else:
+            est.up_to_date += 1
+        mix = stitch or music_stale or not paths.final.exists()
+        if mix:
+            est.items.append(Item(f"mix:{ad}", "mix", "free", note="local"))
+        else:
+            est.up_to_date += 1
+        page = paths.root / "index.html"
+        if mix or not page.exists():
+            est.items.append(Item(f"report:{ad}", "report", "free", note="review page"))
+        else:
+            est.up_to_date += 1
+
+
+def estimate(ads: Sequence[tuple[str, Path]]) -> RunEstimate:
+    """The estimate of building `ads` now (in order: an earlier ad's requests are free for later ones)."""
+    from .config import load_settings
+
+    settings = load_settings()
+    tmp = Path(tempfile.mkdtemp(prefix="adspec-estimate-"))
+    try:
+        est = _Estimator(tmp)
+        results = [est.ad(ad, Path(p)) for ad, p in ads]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    backend = {"media": "replicate" if settings.live_media else "offline",
+               "planner": "openai" if settings.live_planner else "offline"}
+    return RunEstimate(results, settings.budget_usd, backend)
+
+
+# ---- text --------------------------------------------------------------------------------------
+
+
+def render_text(run: RunEstimate) -> str:
+    lines = [f"adspec estimate (media: {run.backend['media']}, planner: {run.backend['planner']}; "
+             f"budget {fmt_usd(run.budget_usd)} per run, ADSPEC_BUDGET_USD)", ""]
+    for a in run.ads:
+        if a.error:
+            lines.append(f"{a.ad}: cannot estimate: {a.error}")
+            lines.append("")
+            continue
+        pay = [i for i in a.items if i.action == "pay"]
+        cached = [i for i in a.items if i.action == "cache"]
+        if not a.items:
+            lines.append(f"{a.ad}: up to date ({a.up_to_date} targets), nothing to pay")
+            lines.append("")
+            continue
+        approx = "" if a.exact else "about "
+        lines.append(f"{a.ad}: {len(a.items)} to make: {len(pay)} to pay ({approx}{fmt_usd(a.total_usd)}), "
+                     f"{len(cached)} from the cache, {len(a.items) - len(pay) - len(cached)} free; {a.up_to_date} up to date")
+        for note in a.notes:
+            lines.append(f"  note: {note}")
+        width = max(len(i.target) for i in a.items)
+        for i in a.items:
+            price = fmt_usd(i.usd) + ("~" if not i.exact else "") if i.action == "pay" else ""
+            label = {"pay": "pay", "cache": "cache", "free": "free"}[i.action]
+            detail = ", ".join(x for x in ((i.model or "") if i.action != "free" else "", i.note) if x)
+            lines.append(f"  {label:<5} {i.target:<{width}}  {price:>9}  {detail}".rstrip())
+        lines.append("")
+    total = run.total_usd
+    approx = "" if run.exact else "about "
+    verdict = "within" if total <= run.budget_usd + 1e-9 else "OVER"
+    lines.append(f"Total to pay: {approx}{fmt_usd(total)} ({verdict} the budget of {fmt_usd(run.budget_usd)} per run)")
+    return "\n".join(lines) + "\n"
+
+
+# ---- the budget check before a run ------------------------------------------------------------------
+
+_last: dict[str, Any] = {}
+
+
+def selected_ads(argv: Sequence[str], ads: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """The ads a `doit` command line asks for (all when it names none of theirs)."""
+    from .progress import split_task
+
+    names = {a for a, _ in ads}
+    wanted: set[str] = set()
+    for arg in argv:
+        parts = split_task(arg)
+        if parts is not None and parts[1] in names:
+            wanted.add(parts[1])
+        elif arg in names:
+            wanted.add(arg)
+    return [(a, p) for a, p in ads if a in wanted] or list(ads)
+
+
+def within_budget(ads: Sequence[tuple[str, Path]]) -> bool:
+    """doit `uptodate` of the `budget` task: true (nothing to do) when the run's estimate fits
+    ADSPEC_BUDGET_USD; offline runs cost nothing and always fit."""
+    from .config import load_settings
+
+    settings = load_settings()
+    if not (settings.live_media or settings.live_planner):
+        return True
+    run = estimate(selected_ads(sys.argv[1:], ads))
+    _last["run"] = run
+    return run.total_usd <= settings.budget_usd + 1e-9
+
+
+def budget_action(ads: Sequence[tuple[str, Path]]) -> None:
+    """Runs only when the estimate is over the cap: stop the run before its first paid call."""
+    run = _last.get("run") or estimate(selected_ads(sys.argv[1:], ads))
+    total = run.total_usd
+    if total <= run.budget_usd + 1e-9:
+        return
+    from .cost import raise_hint
+
+    paid = sum(1 for a in run.ads for i in a.items if i.action == "pay")
+    raise BudgetError(
+        f"budget: this run would pay {'about ' if not run.exact else ''}{fmt_usd(total)} for {paid} requests, "
+        f"over the cap of {fmt_usd(run.budget_usd)} per run (ADSPEC_BUDGET_USD); nothing was paid. "
+        f"See `adspec estimate`; {raise_hint(total)}"
+    )

@@ -1,0 +1,452 @@
+"""The doit reporter: per-ad progress while `doit` runs, one line per failed target, a cost
+summary at the end, and build/<ad>/status.json kept up to date.
+
+On a terminal it draws a live table (rich): one line per ad with a progress bar (tasks done /
+total), the current phase, chunk i of n, money spent, and the provider's status and elapsed time
+of every long wait. Elsewhere (CI logs, pipes) it prints plain lines, the way doit's console
+reporter does: `.  <task>` when a task runs, `-- <task>` when it is up to date, then
+`FAILED <task>: <one line>` and the per-ad summary. `ADSPEC_PROGRESS=plain|live` forces either.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import cost as costmod
+from .config import load_settings
+from .paths import AdPaths, receipt_path
+from .status import now_iso, provider_wait, update_status
+
+KINDS = ("plan", "storyboard", "chunk", "music", "stitch", "mix", "report")
+PHASE = {"plan": "plan", "storyboard": "storyboard", "chunk": "chunks", "music": "music", "stitch": "stitch",
+         "mix": "mix", "report": "report"}
+PAID_KINDS = {"plan", "storyboard", "chunk", "music"}
+WAIT_NOTICE_S = 10.0  # plain mode: provider waits longer than this get a line ...
+WAIT_REPEAT_S = 30.0  # ... and another every this many seconds, or when the status changes
+
+_reporter: "AdspecReporter | None" = None
+
+
+def split_task(name: str) -> tuple[str, str, str] | None:
+    """'chunk:zip/hook/1' -> ('chunk', 'zip', 'hook/1'); None for tasks of no ad."""
+    if ":" not in name:
+        return None
+    kind, rest = name.split(":", 1)
+    if kind not in KINDS or not rest:
+        return None
+    ad, _, sub = rest.partition("/")
+    return kind, ad, sub
+
+
+@dataclass
+class AdState:
+    ad: str
+    names: set[str] = field(default_factory=set)
+    done: set[str] = field(default_factory=set)
+    executed: set[str] = field(default_factory=set)
+    uptodate: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
+    running: dict[str, float] = field(default_factory=dict)
+    waits: dict[str, tuple[str, float]] = field(default_factory=dict)  # task -> (provider status, since)
+    paid: dict[str, float] = field(default_factory=dict)  # task -> USD paid this run
+    hits: dict[str, float] = field(default_factory=dict)  # task -> USD saved this run
+    artifacts: dict[str, str] = field(default_factory=dict)
+    last_kind: str = "plan"
+    touched: bool = False
+
+    def chunk_names(self) -> list[str]:
+        return [n for n in self.names if n.startswith("chunk:")]
+
+    @property
+    def phase(self) -> str:
+        if self.running:
+            latest = max(self.running, key=lambda n: self.running[n])
+            return PHASE[latest.split(":", 1)[0]]
+        if self.failed:
+            return PHASE[next(iter(self.failed)).split(":", 1)[0]]
+        if self.names and self.done >= self.names:
+            return "done"
+        return PHASE.get(self.last_kind, self.last_kind)
+
+    @property
+    def pct(self) -> float:
+        return 100.0 * len(self.done & self.names) / len(self.names) if self.names else 0.0
+
+
+class AdspecReporter:
+    """doit reporter (DOIT_CONFIG['reporter']). Thread-safe: with `-P thread` doit calls
+    execute_task from worker threads."""
+
+    desc = "adspec: progress per ad, one line per failure, cost summary, status.json"
+
+    def __init__(self, outstream: Any, options: dict[str, Any]):
+        global _reporter
+        self.out = outstream
+        self.options = options
+        self.lock = threading.RLock()
+        self.settings = load_settings()
+        self.build_dir = self.settings.build_dir
+        mode = os.environ.get("ADSPEC_PROGRESS", "auto").strip().lower()
+        tty = bool(getattr(outstream, "isatty", lambda: False)()) and os.environ.get("TERM", "") != "dumb"
+        self.live_mode = mode == "live" or (mode not in ("plain",) and tty and mode != "plain")
+        self.tasks: dict[str, Any] = {}
+        self.ads: dict[str, AdState] = {}
+        self.failures: list[tuple[str, str]] = []
+        self.runtime_errors: list[str] = []
+        self.started = time.time()
+        self.run_id = costmod.run_id()
+        self._live = None
+        self._console = None
+        _reporter = self
+
+    # ---- output ---------------------------------------------------------------------------------
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            if self._console is not None:
+                self._console.print(text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+            else:
+                self.out.write(text)
+                try:
+                    self.out.flush()
+                except (OSError, ValueError):
+                    pass
+
+    def _start_live(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self._console = Console(file=self.out, force_terminal=True)
+        self._live = Live(get_renderable=self._render, console=self._console, refresh_per_second=4,
+                          redirect_stdout=False, redirect_stderr=False, transient=False)
+        self._live.start()
+
+    def _render(self) -> Any:
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 1))
+        with self.lock:
+            ads = [s for s in self.ads.values() if s.touched]
+            for s in ads:
+                total, done = len(s.names), len(s.done & s.names)
+                chunks = s.chunk_names()
+                chunk_done = len([n for n in chunks if n in s.done])
+                waits = []
+                for task, start in sorted(s.running.items(), key=lambda kv: kv[1]):
+                    st = s.waits.get(task)
+                    what = task.split(":", 1)[1]
+                    if st:
+                        waits.append(f"{what} {st[0]} {int(time.time() - start)}s")
+                    elif time.time() - start >= 2:
+                        waits.append(f"{what} {int(time.time() - start)}s")
+                state = "[red]failed[/]" if s.failed else ("[green]done[/]" if s.phase == "done" else s.phase)
+                table.add_row(
+                    f"[bold]{s.ad}[/]", ProgressBar(total=max(total, 1), completed=done, width=28),
+                    f"{done}/{total}", state,
+                    f"chunk {chunk_done}/{len(chunks)}" if chunks else "",
+                    costmod.fmt_usd(sum(s.paid.values())), "; ".join(waits[:3]),
+                )
+        return table
+
+    # ---- bookkeeping ------------------------------------------------------------------------------
+
+    def _state(self, task_name: str) -> tuple[AdState, str] | None:
+        parts = split_task(task_name)
+        if parts is None:
+            return None
+        kind, ad, _ = parts
+        s = self.ads.get(ad)
+        if s is None:
+            s = self.ads[ad] = AdState(ad)
+        return s, kind
+
+    def _refresh_names(self) -> None:
+        for name in list(self.tasks):
+            parts = split_task(name)
+            if parts is not None:
+                st = self.ads.setdefault(parts[1], AdState(parts[1]))
+                st.names.add(name)
+
+    def _status_change(self, s: AdState) -> Callable[[dict[str, Any]], None]:
+        total, done = len(s.names), len(s.done & s.names)
+        chunks = sorted(s.chunk_names())
+        running = {t: {"since": since, **({"provider_status": s.waits[t][0], "status_since": s.waits[t][1]}
+                                           if t in s.waits else {})}
+                   for t, since in s.running.items()}
+        failed = bool(s.failed)
+        finished = not s.running and (failed or (total and done >= total))
+        paths = AdPaths.of(self.build_dir, s.ad)
+        snapshot = {
+            "state": "failed" if failed and not s.running else ("done" if finished else "running"),
+            "phase": s.phase,
+            "progress_pct": round(s.pct, 1),
+            "tasks": {"total": total, "done": done, "run": len(s.executed), "up_to_date": len(s.uptodate),
+                      "failed": len(s.failed)},
+            "chunks": {"done": len([c for c in chunks if c in s.done]), "total": len(chunks),
+                       "current": [c.split(":", 1)[1] for c in chunks if c in s.running]},
+            "running": running,
+            "artifacts": dict(sorted(s.artifacts.items())),
+            "run": self.run_id,
+            "pid": os.getpid(),
+            "started_at": now_iso(self.started),
+            "run_cost": {"spent_usd": costmod.usd(sum(s.paid.values())), "saved_usd": costmod.usd(sum(s.hits.values()))},
+        }
+        if paths.final.exists() and f"mix:{s.ad}" in s.done:
+            snapshot["final"] = "final.mp4"
+        if (paths.root / "index.html").exists():
+            snapshot["review"] = "index.html"
+        last_error = None
+        if s.failed:
+            task, message = next(reversed(s.failed.items()))
+            last_error = {"task": task, "message": message, "time": now_iso()}
+
+        def change(d: dict[str, Any]) -> None:
+            if d.get("run") != self.run_id:  # a new run: drop the last run's live fields
+                for k in ("running", "last_error", "artifacts"):
+                    d.pop(k, None)
+            d.update(snapshot)
+            d["last_error"] = last_error
+            c = costmod.read_json(paths.root / "cost.json") or {}
+            d["cost"] = {"spent_usd": c.get("spent_usd", 0.0), "saved_usd": c.get("saved_usd", 0.0),
+                         "total_usd": c.get("total_usd", 0.0), **{f"run_{k}": v for k, v in snapshot["run_cost"].items()}}
+
+        return change
+
+    def _write_status(self, s: AdState) -> None:
+        try:
+            update_status(self.build_dir, s.ad, self._status_change(s))
+        except OSError:
+            pass
+
+    def _receipt(self, task: Any) -> dict[str, Any] | None:
+        for t in task.targets:
+            r = costmod.read_json(receipt_path(Path(t)))
+            if r is not None:
+                return r
+        return None
+
+    # ---- doit's reporter interface ------------------------------------------------------------------
+
+    def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
+        self.tasks = tasks
+        with self.lock:
+            self._refresh_names()
+        if self.live_mode:
+            self._start_live()
+
+    def get_status(self, task: Any) -> None:
+        pass
+
+    def execute_task(self, task: Any) -> None:
+        with self.lock:
+            if task.actions and task.name[0] != "_" and self._console is None:
+                self.write(f".  {task.title()}\n")
+            got = self._state(task.name)
+            if got is None:
+                return
+            s, kind = got
+            self._refresh_names()
+            s.touched = True
+            s.running[task.name] = time.time()
+            s.last_kind = kind
+            self._write_status(s)
+
+    def add_success(self, task: Any) -> None:
+        with self.lock:
+            got = self._state(task.name)
+            if got is None:
+                return
+            s, kind = got
+            self._refresh_names()
+            s.touched = True
+            s.running.pop(task.name, None)
+            s.waits.pop(task.name, None)
+            s.done.add(task.name)
+            s.executed.add(task.name)
+            self._note_artifacts(s, task)
+            if kind in PAID_KINDS:
+                r = self._receipt(task)
+                if r is not None and r.get("run") == self.run_id:
+                    (s.hits if r.get("cache_hit") else s.paid)[task.name] = float(r.get("cost_usd") or 0.0)
+                    costmod.write_cost(self.build_dir, s.ad)
+            if self._console is not None and task.actions:
+                extra = ""
+                if task.name in s.paid:
+                    extra = f"  {costmod.fmt_usd(s.paid[task.name])}"
+                elif task.name in s.hits:
+                    extra = "  (cache)"
+                self.write(f"✓  {task.name}{extra}\n")
+            self._write_status(s)
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        with self.lock:
+            message = " ".join(str(getattr(fail, "message", "") or fail.get_name()).split())
+            name = fail.get_name()
+            if name == "UnmetDependency":
+                message = f"not run: a task it needs failed ({message})"
+            got = self._state(task.name)
+            if getattr(fail, "report", True) and name != "UnmetDependency":
+                self.failures.append((task.name, message))
+                self.write(f"FAILED {task.name}: {message}\n")
+                if name != "TaskFailed":  # a bug, not a reported error: keep its traceback
+                    self.write("".join(getattr(fail, "traceback", []) or []))
+            if got is None:
+                return
+            s, _ = got
+            s.touched = True
+            s.running.pop(task.name, None)
+            s.waits.pop(task.name, None)
+            if name != "UnmetDependency" or not s.failed:
+                s.failed[task.name] = message
+            self._write_status(s)
+
+    def skip_uptodate(self, task: Any) -> None:
+        with self.lock:
+            if task.name[0] != "_" and self._console is None:
+                self.write(f"-- {task.title()}\n")
+            got = self._state(task.name)
+            if got is None:
+                return
+            s, _ = got
+            self._refresh_names()
+            s.touched = True
+            s.done.add(task.name)
+            s.uptodate.add(task.name)
+            self._note_artifacts(s, task)
+            self._write_status(s)
+
+    def skip_ignore(self, task: Any) -> None:
+        if self._console is None:
+            self.write(f"!! {task.title()}\n")
+
+    def teardown_task(self, task: Any) -> None:
+        pass
+
+    def cleanup_error(self, exception: Any) -> None:
+        self.write(exception.get_msg())
+
+    def runtime_error(self, msg: str) -> None:
+        self.runtime_errors.append(msg)
+
+    def complete_run(self) -> None:
+        if self._live is not None:
+            try:
+                self._live.stop()
+            except Exception:  # pragma: no cover - a terminal gone away
+                pass
+        with self.lock:
+            for s in self.ads.values():
+                if not s.touched:
+                    continue
+                s.running.clear()
+                s.waits.clear()
+                last_run = {
+                    "run": self.run_id, "started_at": now_iso(self.started), "finished_at": now_iso(),
+                    "spent_usd": costmod.usd(sum(s.paid.values())), "saved_usd": costmod.usd(sum(s.hits.values())),
+                    "ran": len(s.executed), "up_to_date": len(s.uptodate), "failed": len(s.failed),
+                    "paid_requests": len(s.paid), "from_cache": len(s.hits),
+                }
+                try:
+                    costmod.write_cost(self.build_dir, s.ad, last_run=last_run)
+                except OSError:
+                    pass
+                self._write_status(s)
+            self._summary()
+            if self.runtime_errors:
+                self.write("adspec: doit stopped: " + " ".join("\n".join(self.runtime_errors).split()) + "\n")
+        try:
+            costmod.RunBudget(self.build_dir, self.settings.budget_usd, self.run_id).remove()
+        except OSError:
+            pass
+
+    # ---- the end ------------------------------------------------------------------------------------
+
+    def _note_artifacts(self, s: AdState, task: Any) -> None:
+        root = AdPaths.of(self.build_dir, s.ad).root
+        for t in task.targets:
+            p = Path(t)
+            if p.suffix in (".png", ".mp4", ".wav", ".html") and not p.name.endswith(".last.png"):
+                try:
+                    s.artifacts[task.name] = str(p.relative_to(root))
+                except ValueError:
+                    s.artifacts[task.name] = str(p)
+                break
+
+    def _summary(self) -> None:
+        touched = [s for s in self.ads.values() if s.touched]
+        if not touched:
+            return
+        total_spent = total_saved = 0.0
+        for s in touched:
+            ran = sorted(s.executed)
+            kinds: dict[str, int] = {}
+            for n in ran:
+                k = n.split(":", 1)[0]
+                kinds[k] = kinds.get(k, 0) + 1
+            built = ", ".join(f"{v} {k}{'s' if v > 1 and k in ('storyboard', 'chunk') else ''}" if k in ("storyboard", "chunk") else k
+                              for k, v in sorted(kinds.items(), key=lambda kv: KINDS.index(kv[0])))
+            spent, saved = sum(s.paid.values()), sum(s.hits.values())
+            total_spent += spent
+            total_saved += saved
+            parts = [f"built {built}" if built else "nothing to build"]
+            if s.hits:
+                parts.append(f"{len(s.hits)} from the cache")
+            if s.uptodate:
+                parts.append(f"{len(s.uptodate)} up to date")
+            if s.failed:
+                parts.append(f"{len(s.failed)} FAILED")
+            parts.append(f"spent {costmod.fmt_usd(spent)}")
+            parts.append(f"saved {costmod.fmt_usd(saved)}")
+            final = AdPaths.of(self.build_dir, s.ad).final
+            where = ""
+            if not s.failed and final.exists():
+                try:
+                    where = f" -> {final.relative_to(Path.cwd())}"
+                except ValueError:
+                    where = f" -> {final}"
+            self.write(f"adspec: {s.ad}: " + "; ".join(parts) + where + "\n")
+        if len(touched) > 1:
+            self.write(f"adspec: all ads: spent {costmod.fmt_usd(total_spent)}, saved {costmod.fmt_usd(total_saved)}\n")
+
+    # ---- provider waits (called from action threads) --------------------------------------------
+
+    def provider_status(self, ad: str, task: str, status: str) -> None:
+        with self.lock:
+            s = self.ads.setdefault(ad, AdState(ad))
+            prev = s.waits.get(task)
+            now = time.time()
+            if prev is None or prev[0] != status:
+                s.waits[task] = (status, now)
+            if self._console is None:
+                started = s.running.get(task, now)
+                elapsed = now - started
+                last = getattr(self, "_last_wait_line", {}).get(task)
+                if elapsed >= WAIT_NOTICE_S and (last is None or last[0] != status or now - last[1] >= WAIT_REPEAT_S):
+                    self.__dict__.setdefault("_last_wait_line", {})[task] = (status, now)
+                    self.write(f"   {task}: {status} ({int(elapsed)}s)\n")
+
+
+def on_progress(ad: str, task: str) -> Callable[[str], None]:
+    """The callback a provider's job.progress(status) reaches: status.json and the reporter."""
+    settings = load_settings()
+    last: dict[str, Any] = {"status": None, "t": 0.0}
+
+    def callback(status: str) -> None:
+        now = time.time()
+        if status != last["status"] or now - last["t"] >= 5.0:
+            last.update(status=status, t=now)
+            try:
+                provider_wait(settings.build_dir, ad, task, status)
+            except OSError:
+                pass
+        rep = _reporter
+        if rep is not None:
+            rep.provider_status(ad, task, status)
+
+    return callback

@@ -1,0 +1,232 @@
+"""The review page: build/<ad>/index.html (and build/index.html for all ads), static and
+self-contained (inline CSS, no scripts or fonts from elsewhere; media by relative path), plus
+build/<ad>/storyboard.png, a contact sheet of the storyboard for quick looks and PR comments.
+
+`report:<ad>` (after `mix:<ad>`) writes the ad's page and contact sheet; `report` writes the
+index of all ads. The pages show the final video in a player, each beat's storyboard frame with
+its type, timing and prompts, the cost table (cost.json's figures) and the status.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+from .cost import PHASES, ad_cost, fmt_usd
+from .fsutil import atomic_path, write_text_atomic
+from .hashing import sha256_json
+from .paths import AdPaths
+
+PAGE = "index.html"
+SHEET = "storyboard.png"
+_STAMP = "<!-- adspec-report-inputs: {} -->"
+
+
+@lru_cache(maxsize=1)
+def _env() -> Any:
+    from importlib import resources
+
+    import jinja2
+
+    loader = jinja2.FunctionLoader(
+        lambda name: resources.files("adspec").joinpath("report", name).read_text(encoding="utf-8"))
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["usd"] = fmt_usd
+    return env
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# ---- contact sheet -------------------------------------------------------------------------------
+
+THUMB_W = 320
+PAD = 12
+CAPTION_H = 46
+
+
+def contact_sheet(plan: Any, paths: AdPaths, out: Path) -> Path:
+    """A grid of the storyboard frames (up to 4 per row), each captioned with its number, beat
+    id, type and timing."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    beats = list(plan.beats)
+    thumb_h = max(1, round(THUMB_W * plan.height / plan.width))
+    cols = min(4, max(1, len(beats)))
+    rows = max(1, (len(beats) + cols - 1) // cols)
+    header = 40
+    sheet = Image.new("RGB", (PAD + cols * (THUMB_W + PAD), header + rows * (thumb_h + CAPTION_H + PAD) + PAD),
+                      (24, 24, 28))
+    draw = ImageDraw.Draw(sheet)
+    title_font = ImageFont.load_default(size=20)
+    font = ImageFont.load_default(size=14)
+    draw.text((PAD, 10), f"{plan.ad} - {plan.title} ({plan.duration} s, {plan.aspect_ratio})", fill=(240, 240, 240),
+              font=title_font)
+    for i, beat in enumerate(beats):
+        r, c = divmod(i, cols)
+        x = PAD + c * (THUMB_W + PAD)
+        y = header + r * (thumb_h + CAPTION_H + PAD)
+        src = paths.storyboard(beat.id)
+        if src.exists():
+            with Image.open(src) as im:
+                sheet.paste(im.convert("RGB").resize((THUMB_W, thumb_h), Image.Resampling.LANCZOS), (x, y))
+        else:
+            draw.rectangle((x, y, x + THUMB_W - 1, y + thumb_h - 1), outline=(120, 120, 120))
+            draw.text((x + 8, y + 8), "not built", fill=(200, 200, 200), font=font)
+        end = beat.start + beat.duration
+        draw.text((x, y + thumb_h + 4), f"{i + 1}. {beat.id}  [{beat.type}]", fill=(240, 240, 240), font=font)
+        draw.text((x, y + thumb_h + 24), f"{beat.start}-{end} s ({beat.duration} s, {beat.chunk_count} chunk"
+                  f"{'s' if beat.chunk_count != 1 else ''})", fill=(170, 170, 180), font=font)
+    with atomic_path(out) as tmp:
+        sheet.save(tmp, format="PNG", optimize=True)
+    return out
+
+
+# ---- the ad's page -----------------------------------------------------------------------------------
+
+
+def page_inputs(build_dir: Path, ad: str) -> str:
+    """What the page shows, hashed: the plan, the cost ledger's per-target figures and the final
+    video's identity (size and mtime). The page is rewritten only when this changes."""
+    paths = AdPaths.of(build_dir, ad)
+    cost = ad_cost(build_dir, ad)
+    items = [(i["target"], i["cost_usd"], i["cache_hit"], i["key"]) for i in cost["items"]]
+    try:
+        st = paths.final.stat()
+        final = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        final = None
+    plan = _read(paths.plan)
+    return sha256_json({"plan": plan, "items": items, "final": final, "v": 1})
+
+
+def report_is_current(ad: str) -> bool:
+    """doit `uptodate` of report:<ad>: the page and sheet exist and show what is built now."""
+    from .config import load_settings
+
+    build_dir = load_settings().build_dir
+    paths = AdPaths.of(build_dir, ad)
+    page, sheet = paths.root / PAGE, paths.root / SHEET
+    if not (page.exists() and sheet.exists()):
+        return False
+    try:
+        text = page.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return _STAMP.format(page_inputs(build_dir, ad)) in text
+
+
+def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
+    from . import media
+    from .graph import load_plan
+
+    paths = AdPaths.of(build_dir, ad)
+    plan = load_plan(paths)
+    cost = ad_cost(build_dir, ad)
+    status = _read(paths.root / "status.json") or {}
+    by_target = {i["target"]: i for i in cost["items"]}
+    beats = []
+    if plan is not None:
+        for i, b in enumerate(plan.beats):
+            chunks = [by_target.get(f"chunk:{ad}/{b.id}/{k}") for k in range(b.chunk_count)]
+            sb = by_target.get(f"storyboard:{ad}/{b.id}")
+            beat_cost = sum(x["cost_usd"] for x in [sb, *chunks] if x)
+            beats.append({
+                "n": i + 1, "id": b.id, "type": b.type, "start": b.start, "end": b.start + b.duration,
+                "duration": b.duration, "clips": list(b.clips), "image_prompt": b.image_prompt,
+                "motion_prompt": b.motion_prompt, "image": f"beats/{b.id}/storyboard.png",
+                "image_exists": paths.storyboard(b.id).exists(), "cost_usd": beat_cost,
+                "from_cache": all(x["cache_hit"] for x in [sb, *chunks] if x) and any([sb, *chunks]),
+            })
+    final = None
+    if paths.final.exists():
+        try:
+            info = media.probe(paths.final)
+            final = {"src": "final.mp4", "duration": round(info.duration, 3), "width": info.width,
+                     "height": info.height, "vcodec": info.vcodec, "acodec": info.acodec}
+        except Exception:  # a broken file still gets a page that says so
+            final = {"src": "final.mp4", "duration": None, "width": None, "height": None, "vcodec": None, "acodec": None}
+    phases = [{"name": p, **cost["phases"][p]} for p in PHASES]
+    return {
+        "ad": ad, "plan": plan, "beats": beats, "final": final, "cost": cost, "phases": phases,
+        "status": {
+            "state": "built" if final else (status.get("state") or "not built"),
+            "updated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "tasks": status.get("tasks") or {},
+            "last_error": status.get("last_error"),
+            "run": status.get("run"),
+            "run_cost": status.get("run_cost") or {},
+        },
+        "sheet": SHEET,
+        "music": plan is not None and not plan.native_audio,
+    }
+
+
+def write_ad_page(build_dir: Path, ad: str) -> Path:
+    """build/<ad>/storyboard.png and build/<ad>/index.html."""
+    from .graph import load_plan
+
+    paths = AdPaths.of(build_dir, ad)
+    plan = load_plan(paths)
+    if plan is not None:
+        contact_sheet(plan, paths, paths.root / SHEET)
+    ctx = ad_context(build_dir, ad)
+    ctx["stamp"] = _STAMP.format(page_inputs(build_dir, ad))
+    html = _env().get_template("ad.html.j2").render(**ctx)
+    write_text_atomic(paths.root / PAGE, html)
+    return paths.root / PAGE
+
+
+def make_report(ad: str) -> None:
+    """The action of report:<ad>."""
+    from .config import load_settings
+
+    write_ad_page(load_settings().build_dir, ad)
+
+
+# ---- all ads ----------------------------------------------------------------------------------------
+
+
+def write_index(build_dir: Path, ads: Sequence[str]) -> Path:
+    from .graph import load_plan
+
+    rows = []
+    for ad in ads:
+        paths = AdPaths.of(build_dir, ad)
+        plan = load_plan(paths)
+        cost = _read(paths.root / "cost.json") or ad_cost(build_dir, ad)
+        status = _read(paths.root / "status.json") or {}
+        poster = None
+        if plan is not None and plan.beats and paths.storyboard(plan.beats[0].id).exists():
+            poster = f"{ad}/beats/{plan.beats[0].id}/storyboard.png"
+        rows.append({
+            "ad": ad, "title": plan.title if plan else ad, "duration": plan.duration if plan else None,
+            "aspect": plan.aspect_ratio if plan else "", "beats": len(plan.beats) if plan else 0,
+            "page": f"{ad}/{PAGE}" if (paths.root / PAGE).exists() else None,
+            "final": f"{ad}/final.mp4" if paths.final.exists() else None, "poster": poster,
+            "state": "built" if paths.final.exists() and status.get("state") != "failed" else (status.get("state") or "not built"),
+            "last_error": (status.get("last_error") or {}).get("message"),
+            "spent_usd": cost.get("spent_usd", 0.0), "saved_usd": cost.get("saved_usd", 0.0),
+            "total_usd": cost.get("total_usd", 0.0),
+        })
+    totals = {k: sum(r[k] for r in rows) for k in ("spent_usd", "saved_usd", "total_usd")}
+    html = _env().get_template("index.html.j2").render(
+        rows=rows, totals=totals, updated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    out = Path(build_dir) / PAGE
+    write_text_atomic(out, html)
+    return out
+
+
+def make_index(ads: Sequence[str]) -> None:
+    """The action of `report`."""
+    from .config import load_settings
+
+    write_index(load_settings().build_dir, list(ads))
