@@ -18,17 +18,11 @@ EXIT_USAGE = 2
 
 
 def _specs_for(names: Sequence[str]) -> list[tuple[str, Path]]:
-    from .errors import SpecError
-    from .loader import ad_name, find_specs
+    """(ad, spec file) of the ads named, variants expanded (a spec with variants names them all);
+    every ad when none is named. SpecError for a name that is no ad."""
+    from .variants import select_ads
 
-    settings = load_settings()
-    found = {ad_name(p): p for p in find_specs(settings.specs_dir)}
-    if not names:
-        return sorted(found.items())
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise SpecError(settings.specs_dir, None, None, f"no spec named {', '.join(missing)} (known: {', '.join(sorted(found)) or 'none'})")
-    return [(n, found[n]) for n in names]
+    return select_ads(list(names), load_settings().specs_dir)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -46,11 +40,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from .planning import plan_ad
+    from .variants import beats_path_of
 
     for ad, spec_path in _specs_for(args.names):
         plan = plan_ad(ad, spec_path, force=args.force)
-        print(f"{ad}: {len(plan.beats)} beats, {plan.duration} s -> {spec_path.with_name(ad + '.beats.yaml')}")
+        beats = beats_path_of(ad, spec_path) if "@" in ad else spec_path.with_name(ad + ".beats.yaml")
+        print(f"{ad}: {len(plan.beats)} beats, {plan.duration} s -> {beats}")
     return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .ci import run_build
+
+    return run_build(args.names, jobs=max(1, args.jobs), as_json=args.json)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -106,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="the model registry with prices")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("build", help="build ads for CI: finishes the others when one fails, non-zero exit if any "
+                                     "failed; honours ADSPEC_SHARD=i/n")
+    p.add_argument("names", nargs="*", metavar="AD", help="ads, variants, or specs with variants (default: all)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (doit's output goes to stderr)")
+    p.add_argument("-n", "--jobs", type=int, default=1, metavar="N", help="run N tasks at once (threads)")
+    p.set_defaults(func=cmd_build)
     return parser
 
 

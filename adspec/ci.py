@@ -1,0 +1,278 @@
+"""`adspec build [AD...] [--json] [-n N]`: the build for CI. Non-interactive; a failed ad does
+not stop the others (doit's `--continue`); exits 1 when any ad failed; `--json` prints one JSON
+summary on stdout (doit's own output goes to stderr then).
+
+doit runs in a child process (`python -m adspec.ci`): the same task graph `doit` builds from
+dodo.py (adspec.dodo_support), with doit's configured reporter wrapped so every task's outcome
+is recorded for the summary. ADSPEC_SHARD applies as it does for `doit`.
+
+The summary (`--json`):
+
+    {"ok": false, "exit_code": 1, "shard": "1/2",
+     "ads": [{"ad": "trailrunner@9x16-denver", "spec": "specs/trailrunner.yaml", "status": "ok",
+              "final": "build/trailrunner@9x16-denver/final.mp4", "error": null, "failed_task": null,
+              "tasks": {"run": 9, "up_to_date": 0, "failed": 0}}, ...],
+     "totals": {"ads": 6, "ok": 5, "failed": 1, "tasks_run": 40, "tasks_up_to_date": 3,
+                "tasks_failed": 4, "requests_run": 14, "spent_usd": 0.42, "seconds": 61.2}}
+
+`requests_run` and `spent_usd` come from the request cache's ledger (requests actually run during
+this build, by any process sharing the cache folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+KINDS = ("plan", "storyboard", "chunk", "music", "stitch", "mix")
+
+
+def ad_of_task(task_name: str, ads: set[str]) -> str | None:
+    """The ad a task belongs to: `chunk:<ad>/<beat>/<k>` -> <ad>; the alias `<ad>` -> <ad>."""
+    head, sep, rest = task_name.partition(":")
+    candidate = rest.split("/", 1)[0] if sep else task_name
+    return candidate if candidate in ads else None
+
+
+def _first_line(text: str) -> str:
+    for line in (text or "").splitlines():
+        if line.strip():
+            return " ".join(line.split())[:500]
+    return ""
+
+
+def _shown(path: Path) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if not rel.startswith("..") else str(path)
+
+
+def _ledger_lines(cache_dir: Path) -> list[dict[str, Any]]:
+    try:
+        text = (cache_dir / "ledger.jsonl").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def summarize(ads: list[tuple[str, Path]], records: dict[str, dict[str, Any]] | None, build_dir: Path,
+              doit_code: int, note: str | None = None) -> list[dict[str, Any]]:
+    """Per-ad outcome from the recorded task results."""
+    names = {a for a, _ in ads}
+    per_ad: dict[str, list[tuple[str, dict[str, Any]]]] = {a: [] for a in names}
+    for task, rec in (records or {}).items():
+        ad = ad_of_task(task, names)
+        if ad is not None:
+            per_ad[ad].append((task, rec))
+    rows = []
+    for ad, spec_path in ads:
+        tasks = per_ad[ad]
+        counts = {"run": 0, "up_to_date": 0, "failed": 0}
+        for _, rec in tasks:
+            result = rec.get("result")
+            if result == "success":
+                counts["run"] += 1
+            elif result == "up-to-date":
+                counts["up_to_date"] += 1
+            elif result == "fail":
+                counts["failed"] += 1
+        failures = [(t, r) for t, r in tasks if r.get("result") == "fail"]
+        # the root cause, not the tasks that only waited on it
+        root = [(t, r) for t, r in failures if r.get("kind") != "UnmetDependency"] or failures
+        final = build_dir / ad / "final.mp4"
+        error = failed_task = None
+        if root:
+            failed_task, rec = root[0]
+            error = rec.get("error") or "failed"
+        elif not tasks:
+            error = note or "not built: its tasks did not run (see doit's output)"
+        elif not final.is_file():
+            error = "no final.mp4 was produced"
+        status = "failed" if error else "ok"
+        rows.append({
+            "ad": ad,
+            "spec": _shown(spec_path),
+            "status": status,
+            "final": _shown(final) if status == "ok" else None,
+            "error": error,
+            "failed_task": failed_task,
+            "tasks": counts,
+        })
+    return rows
+
+
+def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out: TextIO | None = None,
+              err: TextIO | None = None) -> int:
+    """`adspec build`: returns the exit code (0: every ad built; 1: any ad failed)."""
+    from .config import load_settings
+    from .shard import ENV as SHARD_ENV
+    from .shard import parse_shard, take
+    from .variants import list_ads, select_ads
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    started = time.time()
+    settings = load_settings()
+    shard = parse_shard(os.environ.get(SHARD_ENV))
+    wanted = select_ads(list(names), settings.specs_dir)  # SpecError for an unknown name
+    in_shard = {a for a, _ in take(*list_ads(settings.specs_dir), shard)[0]}
+    selected = [(a, p) for a, p in wanted if a in in_shard]
+    ledger_before = len(_ledger_lines(settings.cache_dir))
+
+    code = 0
+    records: dict[str, dict[str, Any]] | None = {}
+    note = None
+    if selected:
+        from .graph import _RESERVED
+
+        targets = [] if not names else [a if a not in _RESERVED else f"mix:{a}" for a, _ in selected]
+        doit_args = ["run", "--continue"]
+        if jobs > 1:
+            doit_args += ["-n", str(jobs), "-P", "thread"]
+        doit_args += targets
+        fd, record_path = tempfile.mkstemp(prefix="adspec-build-", suffix=".json")
+        os.close(fd)
+        os.unlink(record_path)
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        cmd = [sys.executable, "-m", "adspec.ci", record_path, "--", *doit_args]
+        try:
+            stdout: Any = None
+            if as_json:  # stdout carries the JSON only: doit's output goes to stderr
+                try:
+                    stdout = err.fileno()
+                except (AttributeError, OSError, ValueError):
+                    stdout = subprocess.DEVNULL
+            else:
+                out.flush()
+            code = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=stdout).returncode
+            try:
+                records = json.loads(Path(record_path).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                records = None
+                note = f"not built: doit stopped before running tasks (exit {code}; see its output)"
+        finally:
+            Path(record_path).unlink(missing_ok=True)
+
+    rows = summarize(selected, records, settings.build_dir, code, note)
+    new = _ledger_lines(settings.cache_dir)[ledger_before:]
+    failed = [r for r in rows if r["status"] != "ok"]
+    exit_code = 1 if failed else (code if code else 0)
+    summary = {
+        "ok": exit_code == 0,
+        "exit_code": exit_code,
+        "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+        "ads": rows,
+        "totals": {
+            "ads": len(rows),
+            "ok": len(rows) - len(failed),
+            "failed": len(failed),
+            "tasks_run": sum(r["tasks"]["run"] for r in rows),
+            "tasks_up_to_date": sum(r["tasks"]["up_to_date"] for r in rows),
+            "tasks_failed": sum(r["tasks"]["failed"] for r in rows),
+            "requests_run": len(new),
+            "spent_usd": round(sum(float(e.get("cost_usd") or 0) for e in new), 6),
+            "seconds": round(time.time() - started, 3),
+        },
+    }
+    if as_json:
+        out.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        where = f" (shard {summary['shard']})" if shard else ""
+        t = summary["totals"]
+        out.write(f"adspec build{where}: {t['ok']} of {t['ads']} ads built, {t['failed']} failed\n")
+        for r in rows:
+            detail = r["final"] if r["status"] == "ok" else r["error"]
+            out.write(f"  {'ok' if r['status'] == 'ok' else 'FAILED':6}  {r['ad']}  {detail}\n")
+    out.flush()
+    return exit_code
+
+
+# ---- the child: doit with a recording reporter ----------------------------------------------------
+
+
+def _recording(base: type) -> type:
+    """A subclass of doit reporter `base` that also records each task's outcome."""
+
+    class Recording(base):  # type: ignore[misc, valid-type]
+        record_path: str = ""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._adspec_results: dict[str, dict[str, Any]] = {}
+
+        def _note(self, task: Any, result: str, **extra: Any) -> None:
+            self._adspec_results[task.name] = {"result": result, **extra}
+
+        def add_failure(self, task: Any, exception: Any) -> None:
+            message = _first_line(getattr(exception, "message", "") or "")
+            if not message or message.startswith(("PythonAction Error", "Python Task failed")):
+                tb = "".join(getattr(exception, "traceback", []) or [])
+                lines = [x for x in tb.strip().splitlines() if x.strip()]
+                message = " ".join(lines[-1].split())[:500] if lines else message or type(exception).__name__
+            self._note(task, "fail", kind=type(exception).__name__, error=message)
+            super().add_failure(task, exception)
+
+        def add_success(self, task: Any) -> None:
+            self._note(task, "success")
+            super().add_success(task)
+
+        def skip_uptodate(self, task: Any) -> None:
+            self._note(task, "up-to-date")
+            super().skip_uptodate(task)
+
+        def skip_ignore(self, task: Any) -> None:
+            self._note(task, "ignore")
+            super().skip_ignore(task)
+
+        def complete_run(self) -> None:
+            try:
+                super().complete_run()
+            finally:
+                from .fsutil import write_text_atomic
+
+                write_text_atomic(Path(self.record_path), json.dumps(self._adspec_results))
+
+    return Recording
+
+
+def _child(argv: list[str]) -> int:
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+    from doit.reporter import ConsoleReporter, ExecutedOnlyReporter, JsonReporter, ZeroReporter
+
+    record_path = argv[0]
+    doit_args = argv[argv.index("--") + 1:] if "--" in argv else argv[1:]
+    sys.argv = ["adspec-build", *doit_args]  # dodo_support reads the doit command from argv
+    from .dodo_support import creators_from_env, doit_config
+
+    config = dict(doit_config())
+    base = config.get("reporter") or ConsoleReporter
+    if isinstance(base, str):
+        base = {"console": ConsoleReporter, "executed-only": ExecutedOnlyReporter, "json": JsonReporter,
+                "zero": ZeroReporter}.get(base, ConsoleReporter)
+    reporter = _recording(base)
+    reporter.record_path = record_path
+    config["reporter"] = reporter
+    config["continue"] = True
+    namespace: dict[str, Any] = {"DOIT_CONFIG": config, **creators_from_env()}
+    return DoitMain(ModuleTaskLoader(namespace)).run(doit_args)
+
+
+if __name__ == "__main__":  # pragma: no cover - run by run_build
+    sys.exit(_child(sys.argv[1:]))
