@@ -87,6 +87,60 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_ads(names: Sequence[str]) -> list[tuple[str, Path]]:
+    """The ads `doit` would build (variants expanded, ADSPEC_SHARD applied), or the named ones
+    (an ad, or a spec name standing for all its variants)."""
+    from .errors import SpecError
+    from .shard import ads_from_env
+
+    settings = load_settings()
+    ads, groups = ads_from_env(settings.specs_dir)
+    if not names:
+        return list(ads)
+    known = dict(ads)
+    wanted: list[str] = []
+    for n in names:
+        members = [n] if n in known else list((groups or {}).get(n, []))
+        if not members:
+            raise SpecError(settings.specs_dir, None, None, f"no ad named {n} (known: {', '.join(sorted(known)) or 'none'})")
+        wanted += [m for m in members if m not in wanted]
+    return [(n, known[n]) for n in wanted]
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .estimate import estimate, render_text
+
+    run = estimate(_build_ads(args.names))
+    if args.json:
+        print(json.dumps(run.to_json(), indent=2))
+    else:
+        print(render_text(run), end="")
+    return EXIT_ERROR if any(a.error for a in run.ads) else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import known_ads, print_table, read_status, watch
+
+    settings = load_settings()
+    if args.watch:
+        if len(args.names) != 1:
+            print("adspec status --watch follows one ad: adspec status --watch AD", file=sys.stderr)
+            return EXIT_USAGE
+        return watch(settings.build_dir, args.names[0], interval=args.interval)
+    names = list(args.names) or known_ads(settings.build_dir)
+    statuses = []
+    for n in names:
+        d = read_status(settings.build_dir, n)
+        statuses.append(d if d is not None else {"ad": n, "state": "not built"})
+    if args.json:
+        print(json.dumps(statuses, indent=2))
+    elif not statuses:
+        print(f"no builds under {settings.build_dir} yet (run doit)")
+    else:
+        print_table(statuses)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adspec", description="Declarative AI video ads, built like software.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -104,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="JSON Schema of the spec and the beat file")
     p.add_argument("--write", metavar="DIR", help="write spec.schema.json and beats.schema.json into DIR (e.g. build/schema)")
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("estimate", help="what doit would run and pay now (cache-aware; calls nothing paid)")
+    p.add_argument("names", nargs="*", help="ads to estimate (default: every ad doit would build)")
+    p.add_argument("--json", action="store_true", help="machine-readable, with a top-level total_usd")
+    p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("status", help="table of ads from build/<ad>/status.json; --watch AD follows one")
+    p.add_argument("names", nargs="*", help="ads to show (default: all with a status)")
+    p.add_argument("--watch", action="store_true", help="follow one ad until its build finishes")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between looks with --watch")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("models", help="the model registry with prices")
     p.add_argument("--json", action="store_true")
