@@ -46,7 +46,8 @@ def _expand(paths: Iterable[Path], project_root: Path) -> list[Path]:
 
 
 def _spec_of(beats_path: Path) -> Path:
-    return beats_path.with_name(beats_path.name[: -len(BEATS_SUFFIX)] + ".yaml")
+    """specs/x.beats.yaml and a variant's specs/x@tag.beats.yaml -> specs/x.yaml"""
+    return beats_path.with_name(beats_path.name[: -len(BEATS_SUFFIX)].split("@", 1)[0] + ".yaml")
 
 
 def _beats_of(spec_path: Path) -> Path:
@@ -76,6 +77,12 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
         if beats_path.exists() and (spec is None or spec.beats is None):
             _, berrs = beat_file_errors(_shown(beats_path), spec)
             errors += berrs
+        if spec is not None and spec.variants is not None and spec.beats is None:
+            from .variants import beat_files  # a variant's own beat file, against that variant's spec
+
+            for variant_beats, variant_spec in beat_files(spec_path):
+                if variant_beats != beats_path and variant_beats.exists():
+                    errors += beat_file_errors(_shown(variant_beats), variant_spec)[1]
     return errors
 
 
