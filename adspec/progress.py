@@ -26,8 +26,10 @@ KINDS = ("plan", "storyboard", "chunk", "music", "stitch", "mix", "report")
 PHASE = {"plan": "plan", "storyboard": "storyboard", "chunk": "chunks", "music": "music", "stitch": "stitch",
          "mix": "mix", "report": "report"}
 PAID_KINDS = {"plan", "storyboard", "chunk", "music"}
-WAIT_NOTICE_S = 10.0  # plain mode: provider waits longer than this get a line ...
-WAIT_REPEAT_S = 30.0  # ... and another every this many seconds, or when the status changes
+# plain mode: a provider wait longer than ADSPEC_WAIT_NOTICE seconds (default 10) gets a line,
+# and another when its status changes or every WAIT_REPEAT_S seconds
+WAIT_NOTICE_S = float(os.environ.get("ADSPEC_WAIT_NOTICE", "10") or 10)
+WAIT_REPEAT_S = 30.0
 
 _reporter: "AdspecReporter | None" = None
 
@@ -406,10 +408,7 @@ class AdspecReporter:
             final = AdPaths.of(self.build_dir, s.ad).final
             where = ""
             if not s.failed and final.exists():
-                try:
-                    where = f" -> {final.relative_to(Path.cwd())}"
-                except ValueError:
-                    where = f" -> {final}"
+                where = f" -> {os.path.relpath(final)}" if str(final).startswith(os.getcwd()) else f" -> {final}"
             self.write(f"adspec: {s.ad}: " + "; ".join(parts) + where + "\n")
         if len(touched) > 1:
             self.write(f"adspec: all ads: spent {costmod.fmt_usd(total_spent)}, saved {costmod.fmt_usd(total_saved)}\n")
