@@ -282,8 +282,15 @@ def expand(spec: "Spec") -> tuple[list[Variant], list[Issue]]:
             issues.append((v.origin, f"variant name '{v.name}' {why}{hint}"))
         elif v.name in seen:
             other = seen[v.name]
-            issues.append((v.origin, f"variant name '{v.name}' is used twice ({other.kind} and {v.kind} variants "
-                                     f"collide: their values make the same name); rename one under `named:`"))
+            if v.kind != "named" and other.kind != "named":
+                theirs = dict(other.overrides)
+                at = next((loc for (k, val), (_, loc) in zip(v.overrides, v.locs)
+                           if k not in theirs or not _same(theirs[k], val)), v.origin)
+                issues.append((at, f"variant name '{v.name}' is made twice (values that differ only in case or "
+                                   f"punctuation make the same name); change one value"))
+            else:
+                issues.append((v.origin, f"variant name '{v.name}' is used twice (by a {other.kind} and a {v.kind} "
+                                         f"variant); rename the named one"))
         else:
             seen[v.name] = v
     return variants, issues
@@ -542,10 +549,13 @@ def list_ads(specs_dir: str | Path) -> tuple[list[tuple[str, Path]], dict[str, l
             ads += [(v.ad, path) for v in exp.variants]
         else:
             ads.append((base, path))
-    names = [a for a, _ in ads]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:  # cannot happen with '@' in variant names and not in file names; checked anyway
-        raise SpecError(specs_dir, None, None, f"ad name {dupes[0]} is used twice")
+    seen: dict[str, Path] = {}
+    for ad, path in ads:  # only a spec file whose (invalid) name holds '@' can collide with a variant
+        if ad in seen:
+            first, second = sorted([seen[ad], path], key=lambda p: SEPARATOR in p.stem)
+            raise SpecError(second, None, None, f"ad name '{ad}' collides with the variant {ad} of {first}; "
+                                                f"rename the file (a spec's name may not contain '{SEPARATOR}')")
+        seen[ad] = path
     return ads, groups
 
 
