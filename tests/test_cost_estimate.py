@@ -1,0 +1,326 @@
+"""Cost, estimate and budget against the fake providers with known prices: the estimate equals
+what the build that follows pays, is 0 on a no-op, names exactly an edited beat's targets; the
+budget cap stops a run before any request reaches a server; receipts match the cache."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+from pathlib import Path
+
+import pytest
+
+from adspec.cost import RunBudget, guarded, recipe_price
+from adspec.errors import BudgetError
+from adspec.providers.base import RunResult
+from adspec.recipes import Recipe
+from adspec.registry import load_registry, price_for
+from conftest import Project, executed_tasks, small_spec
+from fakes.openai_server import FakeOpenAI
+from fakes.replicate_server import FakeReplicate
+
+REPLICATE_TOKEN = "r8_FAKEtokenFAKEtokenFAKEtoken000000"
+OPENAI_KEY = "sk-FAKEkeyFAKEkeyFAKEkeyFAKEkey0000000"
+
+
+def _unique_media(kind: str, data: dict, seconds: float) -> bytes:
+    """An image or clip whose pixels depend on the whole input, as a real model's would."""
+    import hashlib
+    import subprocess
+    import tempfile
+
+    import imageio_ffmpeg
+
+    colour = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:6]
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / ("o.png" if kind == "image" else "o.mp4")
+        args = ["-f", "lavfi", "-i", f"color=c=0x{colour}:size=320x180:rate=24:duration={seconds}"]
+        args += ["-frames:v", "1"] if kind == "image" else ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args, str(out)],
+                       check=True, capture_output=True)
+        return out.read_bytes()
+
+
+class PricedReplicate(FakeReplicate):
+    """Reports the compute time the registry's musicgen rule expects (2 s per second of audio),
+    so every price in a build is known before it is paid; images and clips differ with their
+    input (the base fake returns one picture per aspect ratio), as a real model's do."""
+
+    def _output_for(self, p):
+        import base64
+
+        from fakes.replicate_server import SCHEMAS
+
+        schema = SCHEMAS[p["slug"]]
+        if p["output"] is None and schema["kind"] in ("image", "video"):
+            seconds = float(p["input"].get("duration", 5))
+            blob = _unique_media(schema["kind"], p["input"], seconds)
+            mime = "image/png" if schema["kind"] == "image" else "video/mp4"
+            item = f"data:{mime};base64," + base64.b64encode(blob).decode()
+            p["output"] = [item] if schema["output"] == "list" else item
+        return super()._output_for(p)
+
+    def prediction_json(self, p):
+        out = super().prediction_json(p)
+        if out.get("metrics") and p["slug"] == "meta/musicgen":
+            entry = load_registry().models["musicgen"]
+            out["metrics"]["predict_time"] = float(entry.price["estimate_predict_seconds"]) * p["input"]["duration"]
+        return out
+
+
+@pytest.fixture
+def live(project: Project):
+    with PricedReplicate(latency=0.05) as replicate, FakeOpenAI() as openai:
+        project.env.update(
+            ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL=replicate.base_url,
+            REPLICATE_POLL_INTERVAL="0.01", OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=openai.base_url,
+        )
+        yield project, replicate, openai
+
+
+def estimate(project: Project, *names: str) -> dict:
+    proc = project.adspec("estimate", "--json", *names)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def spent(project: Project, since: int = 0) -> float:
+    return round(sum(e["cost_usd"] for e in project.ledger()[since:]), 6)
+
+
+def pay_targets(est: dict) -> list[str]:
+    return sorted(t["target"] for a in est["ads"] for t in a["targets"] if t["action"] == "pay")
+
+
+def two_chunk_spec() -> dict:
+    spec = small_spec(duration=15)
+    spec["beats"][1]["duration"] = 12  # two 6 s clips: chunk 1 starts from chunk 0's last frame
+    return spec
+
+
+def test_estimate_equals_spend_is_zero_on_noop_and_names_an_edited_beat(live) -> None:
+    project, replicate, openai = live
+    spec = two_chunk_spec()
+    project.write_spec("zip", spec)
+
+    est = estimate(project)
+    assert est["within_budget"] is True
+    # every price is exact but musicgen's, which is billed by compute time (estimated by its rule)
+    assert [t["target"] for t in est["ads"][0]["targets"] if not t["exact"]] == ["music:zip"]
+    assert pay_targets(est) == ["chunk:zip/cta/0", "chunk:zip/cta/1", "chunk:zip/hook/0", "music:zip",
+                                "storyboard:zip/cta", "storyboard:zip/hook"]
+    assert replicate.requests == [] and openai.count == 0  # estimating called nothing
+    # known prices: flux-dev $0.025/image, hailuo-2.3-fast 768p $0.032/s x 6 s, musicgen 2 s x 15 s x $0.0014
+    expected = 2 * 0.025 + 3 * 0.032 * 6 + 0.0014 * 2 * 15
+    assert est["total_usd"] == pytest.approx(expected, abs=1e-6)
+
+    out = project.doit("-n", "2", "-P", "thread").stdout
+    assert spent(project) == pytest.approx(est["total_usd"], abs=1e-6)
+    assert replicate.paid_creates == len(pay_targets(est))
+    assert "adspec: zip: built" in out and "spent $0.668; saved $0.00" in out  # the reporter's summary
+
+    cost = json.loads((project.build / "zip" / "cost.json").read_text())
+    assert cost["spent_usd"] == pytest.approx(expected, abs=1e-6) and cost["saved_usd"] == 0
+    assert cost["total_usd"] == pytest.approx(cost["spent_usd"] + cost["saved_usd"])
+    assert cost["phases"]["storyboard"]["spent_usd"] == pytest.approx(0.05)
+    assert cost["phases"]["chunks"]["spent_usd"] == pytest.approx(3 * 0.192)
+    assert cost["phases"]["music"]["requests"] == 1 and cost["phases"]["plan"]["requests"] == 0
+    assert cost["last_run"]["spent_usd"] == pytest.approx(expected, abs=1e-6)
+
+    # no-op: nothing stale, nothing to pay, nothing run
+    noop = estimate(project)
+    assert noop["total_usd"] == 0 and all(not a["targets"] for a in noop["ads"])
+    assert executed_tasks(project.doit().stdout) == []
+
+    # edit one beat: exactly its image and chunks are paid (then the local stitch, mix, page)
+    before, creates = len(project.ledger()), replicate.paid_creates
+    spec["beats"][1]["image_prompt"] = "The bottle and the logo on a beach"
+    project.write_spec("zip", spec)
+    edited = estimate(project)
+    assert pay_targets(edited) == ["chunk:zip/cta/0", "chunk:zip/cta/1", "storyboard:zip/cta"]
+    stale = {t["target"] for t in edited["ads"][0]["targets"]}
+    assert stale == {"plan:zip", "storyboard:zip/cta", "chunk:zip/cta/0", "chunk:zip/cta/1", "stitch:zip",
+                     "mix:zip", "report:zip"}
+    assert edited["ads"][0]["phases"]["chunks"]["to_pay"] == 2
+    project.doit()
+    assert spent(project, before) == pytest.approx(edited["total_usd"], abs=1e-6) == pytest.approx(0.025 + 2 * 0.192)
+    assert replicate.paid_creates - creates == 3
+
+    # clean: every target is stale, and every one comes from the cache: 0 to pay, then 0 paid
+    project.doit("clean")
+    cleaned = estimate(project)
+    assert cleaned["total_usd"] == 0
+    assert {t["action"] for t in cleaned["ads"][0]["targets"]} <= {"cache", "free"}
+    assert len([t for t in cleaned["ads"][0]["targets"] if t["action"] == "cache"]) == 6
+    creates = replicate.paid_creates
+    project.doit()
+    assert replicate.paid_creates == creates
+    cost = json.loads((project.build / "zip" / "cost.json").read_text())
+    assert cost["spent_usd"] == 0 and cost["saved_usd"] == pytest.approx(cost["total_usd"])
+    assert cost["saved_usd"] > 0.5
+
+    # receipts match the cache: same key, job id and cost as the entry, and the artifact's bytes
+    from adspec.cache import RequestCache
+    from adspec.hashing import sha256_file
+
+    cache = RequestCache(project.cache)
+    try:
+        receipts = sorted((project.build / "zip").rglob("*.receipt.json"))
+        assert len(receipts) == 6
+        for path in receipts:
+            r = json.loads(path.read_text())
+            entry = cache.get(r["key"])
+            assert entry is not None, path
+            assert (r["job_id"], r["cost_usd"]) == (entry.job_id, entry.cost_usd)
+            assert r["job_id"] and r["cache_hit"] is True and r["run"]
+            assert r["recipe"]["model"] in ("flux-dev", "hailuo-2.3-fast", "musicgen")
+            artifact = path.with_name(r["artifact"])
+            assert sha256_file(artifact) == r["sha256"]
+            if r["recipe"]["kind"] != "image":  # copied as they are; images are normalised
+                assert r["sha256"] == entry.sha256
+    finally:
+        cache.close()
+
+
+def test_budget_cap_stops_the_run_before_any_request(live) -> None:
+    project, replicate, openai = live
+    spec = small_spec()
+    del spec["beats"], spec["music"]  # the live planner would be asked first
+    project.write_spec("zip", spec)
+    est = estimate(project)
+    plan = est["ads"][0]["targets"][0]
+    assert plan["target"] == "plan:zip" and plan["action"] == "pay" and plan["exact"] is False
+    assert est["exact"] is False and est["ads"][0]["notes"]  # the stand-in plan is said
+    assert est["total_usd"] > 0.2
+
+    run = project.doit(check=False, ADSPEC_BUDGET_USD="0.10")
+    assert run.returncode != 0
+    assert replicate.requests == [] and openai.count == 0
+    lines = [x for x in run.stdout.splitlines() if x.startswith("FAILED ")]
+    assert len(lines) == 1 and lines[0].startswith("FAILED budget: budget: this run would pay about $")
+    assert "over the cap of $0.100" in lines[0] and "ADSPEC_BUDGET_USD=" in lines[0]
+    assert "####" not in run.stdout + run.stderr and "Traceback" not in run.stdout + run.stderr
+    assert not (project.build / "zip" / "plan.json").exists()
+
+    # within the cap the same run goes through
+    project.doit(ADSPEC_BUDGET_USD="5")
+    assert openai.count == 1 and replicate.paid_creates > 0
+
+
+def test_estimate_before_any_build_counts_a_shared_request_once(project: Project) -> None:
+    one = small_spec()
+    two = small_spec(title="Another title")  # same requests as `one`
+    project.write_spec("one", one)
+    project.write_spec("two", two)
+    est = estimate(project)  # offline: free, but what would run is still listed
+    assert est["total_usd"] == 0 and est["backend"] == {"media": "offline", "planner": "offline"}
+    one_t = {t["target"]: t["action"] for t in est["ads"][0]["targets"]}
+    two_t = {t["target"]: t["action"] for t in est["ads"][1]["targets"]}
+    assert one_t["storyboard:one/hook"] == "free" and two_t["storyboard:two/hook"] == "cache"
+    assert two_t["chunk:two/cta/0"] == "cache"  # keyed by the same (not yet made) first frame
+    text = project.adspec("estimate").stdout
+    assert "one: 9 to make" in text and "Total to pay: $0.00" in text
+
+
+# ---- prices and the run budget ---------------------------------------------------------------------
+
+
+def test_recipe_price_matches_the_replicate_providers_own_figure() -> None:
+    """The estimate prices a recipe as the provider prices the call it makes (same rule, same
+    inputs read back from the recipe), for every model in the registry."""
+    from adspec.providers.replicate_provider import _Call
+
+    reg = load_registry()
+    checked = 0
+    for name, entry in reg.models.items():
+        if entry.provider != "replicate":
+            continue
+        values = {"prompt": "p", "aspect_ratio": (entry.aspect_ratios or ("16:9",))[0], "seed": 1, "width": 1280,
+                  "height": 720, "seconds": (entry.clip_lengths or (8,))[0], "fps": entry.fps, "bpm": 100,
+                  "frames": (entry.clip_lengths or (8,))[0] * entry.fps + 1, "native_audio": entry.native_audio,
+                  "resolution": next(iter(entry.resolutions.values()), None)}
+        from adspec.registry import shape_input
+
+        params, _ = shape_input(entry, values)
+        recipe = Recipe("replicate", entry.kind, name, entry.ref, params)
+        call = object.__new__(_Call)
+        call.entry, call.recipe = entry, recipe
+        theirs = price_for(entry, seconds=call._seconds(), native_audio=bool(call._template_value("native_audio")),
+                           resolution=call._template_value("resolution"))
+        mine = recipe_price(recipe)
+        assert mine.usd == pytest.approx(theirs, abs=1e-6), name
+        assert mine.exact == ("per_predict_second" not in entry.price)
+        checked += 1
+    assert checked >= 10
+
+
+def test_guarded_calls_never_exceed_the_cap_across_threads(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ADSPEC_BUILD", str(tmp_path / "build"))
+    monkeypatch.setenv("ADSPEC_BUDGET_USD", "0.10")
+    monkeypatch.setenv("ADSPEC_RUN_ID", "test-run")
+    budget = RunBudget(tmp_path / "build", 0.10, "test-run")
+    lock = threading.Lock()
+    peak = {"now": 0.0, "max": 0.0, "done": 0, "refused": 0}
+    recipe = Recipe("replicate", "image", "flux-dev", "black-forest-labs/flux-dev", {"prompt": "x"})  # $0.025
+
+    def provider(recipe, job, out):
+        with lock:
+            peak["now"] += 0.025
+            peak["max"] = max(peak["max"], peak["now"])
+        threading.Event().wait(0.02)
+        with lock:
+            peak["now"] -= 0.025
+        return RunResult(job_id="j", cost_usd=0.025)
+
+    def worker() -> None:
+        try:
+            guarded(provider, "test image")(recipe, object(), tmp_path / "x")
+            with lock:
+                peak["done"] += 1
+        except BudgetError as e:
+            assert "over the cap of $0.100" in str(e) and "ADSPEC_BUDGET_USD=" in str(e)
+            with lock:
+                peak["refused"] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak["done"] == 4 and peak["refused"] == 4  # 4 x $0.025 = the cap
+    state = budget.state()
+    assert state["spent_usd"] == pytest.approx(0.10) and state["reserved"] == {}
+    assert peak["max"] <= 0.10 + 1e-9
+
+
+def _reserve_many(build: str, n: int, q) -> None:
+    b = RunBudget(Path(build), 1.0, "proc-run")
+    ok = 0
+    for i in range(n):
+        try:
+            b.reserve(f"{i}-{multiprocessing.current_process().pid}", 0.1, "x")
+        except BudgetError:
+            continue
+        s = b.state()
+        q.put(s["spent_usd"] + sum(r["usd"] for r in s["reserved"].values()))
+        b.settle(f"{i}-{multiprocessing.current_process().pid}", 0.1)
+        ok += 1
+    q.put(("ok", ok))
+
+
+def test_run_budget_is_shared_by_processes(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_reserve_many, args=(str(tmp_path), 6, q)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = []
+    while len([r for r in results if isinstance(r, tuple)]) < 3:
+        results.append(q.get(timeout=30))
+    for p in procs:
+        p.join(10)
+    seen = [r for r in results if not isinstance(r, tuple)]
+    assert sum(r[1] for r in results if isinstance(r, tuple)) == 10  # $1.00 cap / $0.10
+    assert max(seen) <= 1.0 + 1e-9
+    assert RunBudget(tmp_path, 1.0, "proc-run").state()["spent_usd"] == pytest.approx(1.0)
