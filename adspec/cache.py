@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -183,6 +184,24 @@ class RequestCache:
         except OSError:
             pass
 
+    @contextmanager
+    def _scratch(self, key: str, suffix: str) -> Iterator[Path]:
+        """A temporary file for the provider's output, removed afterwards (its bytes live on as
+        the blob). Call with the key claimed: leftovers of a killed run for this key (nobody else
+        writes them while we hold the key) are swept first."""
+        for stale in [*self.tmp_dir.glob(f".{key}.*"), self.tmp_dir / f"{key}{suffix}"]:
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+        fd, name = tempfile.mkstemp(prefix=f".{key}.", suffix=suffix, dir=self.tmp_dir)
+        os.close(fd)
+        path = Path(name)
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
     # ---- locking -------------------------------------------------------------------------------
 
     @contextmanager
@@ -226,7 +245,7 @@ class RequestCache:
                     return fetched
             job = DurableJob(self, key, on_progress, label)
             started = time.time()
-            with atomic_path(self.tmp_dir / f"{key}{suffix}") as tmp:
+            with self._scratch(key, suffix) as tmp:
                 try:
                     result = run(recipe, job, tmp)
                 except ProviderError as e:
