@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -68,6 +69,8 @@ def describe_error(e: BaseException) -> str:
         status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         code = err.get("Code") or "error"
         return _redact(f"{code}{f' (HTTP {status})' if status else ''}")
+    if type(e).__name__ == "NoCredentialsError":
+        return "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile"
     return type(e).__name__  # e.g. EndpointConnectionError, ReadTimeoutError: no text, no secrets
 
 
@@ -96,6 +99,7 @@ class RemoteCache:
         self._lock = threading.Lock()
         self._bad_blobs: set[str] = set()  # corrupt in the remote: the next push replaces them
         self._bad_keys: dict[str, str] = {}  # key -> the corrupt blob its remote entry names
+        self._down_until = 0.0  # after a connection failure the remote is skipped for a while
         self.problems: list[str] = []
 
     def __repr__(self) -> str:
@@ -112,7 +116,7 @@ class RemoteCache:
                     from botocore.config import Config
                 except ImportError:
                     raise RemoteConfigError(f"{ENV} needs boto3: pip install 'adspec[remote]'") from None
-                config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=60,
+                config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60,
                                 s3={"addressing_style": "path"} if self.endpoint_url else {})
                 session = boto3.session.Session()
                 self._client = session.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
@@ -140,6 +144,18 @@ class RemoteCache:
                 return False
             raise
 
+    #: after the store could not be reached, skip it for this long (each try costs the retries)
+    DOWN_SECONDS = 120.0
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, e: BaseException) -> None:
+        from botocore.exceptions import ClientError
+
+        if not isinstance(e, ClientError):  # not an answer from the store: it is down or unreachable
+            self._down_until = time.monotonic() + self.DOWN_SECONDS
+
     def _report(self, message: str) -> None:
         message = _redact(message)
         log.warning(message)
@@ -150,10 +166,12 @@ class RemoteCache:
     def get(self, key: str, tmp_dir: Path) -> tuple[dict[str, Any], Path] | None:
         """(the entry, a verified local copy of its blob in `tmp_dir`) or None: a miss, an
         unreachable remote, or a corrupt blob (reported; the caller makes the request)."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
         from .cache import Entry
 
+        if not self._available():
+            return None
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self.entry_name(key))["Body"].read(1 << 20)
         except ClientError as e:
@@ -161,8 +179,10 @@ class RemoteCache:
             if code not in ("NoSuchKey", "404", "NotFound"):
                 self._report(f"remote cache {self.url}: cannot read entry {key[:12]}: {describe_error(e)}")
             return None
-        except (BotoCoreError, OSError) as e:
-            self._report(f"remote cache {self.url}: unreachable ({describe_error(e)}); going on without it")
+        except Exception as e:  # noqa: BLE001 - unreachable, timeouts, bad config: go on without it
+            self._failed(e)
+            self._report(f"remote cache {self.url}: cannot be reached ({describe_error(e)}); going on without it "
+                         f"for {self.DOWN_SECONDS:.0f} s")
             return None
         try:
             raw = json.loads(body)
@@ -178,8 +198,9 @@ class RemoteCache:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         local = tmp_dir / f"remote-{sha}-{os.getpid()}-{threading.get_ident()}"
         try:
-            self.client.download_file(self.bucket, self.blob_name(sha), str(local))
-        except (ClientError, BotoCoreError, OSError) as e:
+            self._download(self.blob_name(sha), local)
+        except Exception as e:  # noqa: BLE001 - whatever the store says, the build goes on without it
+            self._failed(e)
             local.unlink(missing_ok=True)
             self._report(f"remote cache {self.url}: entry {key[:12]} has no readable artifact ({describe_error(e)}); "
                          f"it will be regenerated")
@@ -199,12 +220,13 @@ class RemoteCache:
         """Push an entry and its blob (blob first). Existing objects are kept (they are
         immutable), except a blob found corrupt. Returns False when the remote could not be
         written (reported; the build goes on)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        if not self._available():
+            return False
         try:
             name = self.blob_name(entry.sha256)
             if entry.sha256 in self._bad_blobs or not self._exists(name):
-                self.client.upload_file(str(blob), self.bucket, name)
+                with open(blob, "rb") as f:
+                    self.client.put_object(Bucket=self.bucket, Key=name, Body=f, ContentLength=entry.size)
                 self._bad_blobs.discard(entry.sha256)
             healing = self._bad_keys.pop(entry.key, None) is not None  # its entry named a corrupt blob
             if healing or not self._exists(self.entry_name(entry.key)):
@@ -212,9 +234,19 @@ class RemoteCache:
                                        Body=canonical_json(entry.to_dict()).encode("utf-8"),
                                        ContentType="application/json")
             return True
-        except (ClientError, BotoCoreError, OSError) as e:
+        except Exception as e:  # noqa: BLE001 - a failed push costs only the sharing
+            self._failed(e)
             self._report(f"remote cache {self.url}: cannot push {entry.key[:12]}: {describe_error(e)}")
             return False
+
+    def _download(self, name: str, dest: Path) -> None:
+        body = self.client.get_object(Bucket=self.bucket, Key=name)["Body"]
+        try:
+            with open(dest, "wb") as f:
+                for chunk in body.iter_chunks(1 << 20):
+                    f.write(chunk)
+        finally:
+            body.close()
 
 
 def from_env(env: Mapping[str, str] | None = None) -> RemoteCache | None:
@@ -223,6 +255,10 @@ def from_env(env: Mapping[str, str] | None = None) -> RemoteCache | None:
     url = (env.get(ENV) or "").strip()
     if not url:
         return None
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        raise RemoteConfigError(f"{ENV} is set but boto3 is not installed: pip install 'adspec[remote]'") from None
     endpoint = (env.get(ENDPOINT_ENV) or "").strip() or None
     region = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None
     return RemoteCache(url, endpoint_url=endpoint, region=region)
