@@ -31,6 +31,7 @@ Knobs (attributes; change them between requests):
   download_rates     e.g. {"truncated": 0.1, "html": 0.05}: drawn per download
   download_delay     seconds a download stalls half-way (a slow download)
   token              when set, any other bearer token gets 401
+  unique_outputs     each input gets outputs of its own (a hue/pitch shift), not shared bytes
   echo_auth          every error body quotes the request's Authorization header (a careless
                      server): what adspec shows must still never contain the secret
 Counters: requests (log of dicts), creates_by_model, creates_by_input, paid_creates,
@@ -182,9 +183,11 @@ _media_lock = threading.Lock()
 _SIZES = {"16:9": (320, 180), "9:16": (180, 320), "1:1": (256, 256), "4:5": (256, 320)}
 
 
-def make_media(kind: str, aspect: str = "16:9", seconds: float = 1.0, audio: bool = False, fmt: str = "png") -> bytes:
-    """Real media bytes (PNG/JPEG image, H.264 MP4, WAV), cached per arguments."""
-    key = (kind, aspect, round(seconds, 3), audio, fmt)
+def make_media(kind: str, aspect: str = "16:9", seconds: float = 1.0, audio: bool = False, fmt: str = "png",
+               tint: int = 0) -> bytes:
+    """Real media bytes (PNG/JPEG image, H.264 MP4, WAV), cached per arguments. `tint` (0-359)
+    shifts the hue of pictures and the pitch of sounds, so different inputs give different bytes."""
+    key = (kind, aspect, round(seconds, 3), audio, fmt, tint)
     with _media_lock:
         if key in _media_cache:
             return _media_cache[key]
@@ -193,16 +196,18 @@ def make_media(kind: str, aspect: str = "16:9", seconds: float = 1.0, audio: boo
     with tempfile.TemporaryDirectory() as d:
         if kind == "image":
             out = Path(d) / ("o.jpg" if fmt == "jpg" else "o.png")
-            args = ["-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=1", "-frames:v", "1", str(out)]
+            args = ["-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=1", "-frames:v", "1"]
+            args += (["-vf", f"hue=h={tint}"] if tint else []) + [str(out)]
         elif kind == "video":
             out = Path(d) / "o.mp4"
             args = ["-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=24:duration={seconds}"]
+            args += ["-vf", f"hue=h={tint}"] if tint else []
             if audio:
                 args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}", "-c:a", "aac"]
             args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(out)]
         else:
             out = Path(d) / "o.wav"
-            args = ["-f", "lavfi", "-i", f"sine=frequency=220:sample_rate=32000:duration={seconds}", "-ac", "2", str(out)]
+            args = ["-f", "lavfi", "-i", f"sine=frequency={220 + tint}:sample_rate=32000:duration={seconds}", "-ac", "2", str(out)]
         subprocess.run([ff, "-hide_banner", "-loglevel", "error", "-y", *args], check=True, capture_output=True)
         data = out.read_bytes()
     with _media_lock:
@@ -244,6 +249,7 @@ class FakeReplicate:
         self.download_rates: dict[str, float] = {}
         self.download_delay = 0.0
         self.echo_auth = False
+        self.unique_outputs = False
         self.retry_after = "0"
         self.token = token
         self._rng = random.Random(seed)
@@ -353,20 +359,21 @@ class FakeReplicate:
         schema = SCHEMAS[p["slug"]]
         data = p["input"]
         kind = schema["kind"]
+        tint = 1 + int(self.input_hash(data)[:4], 16) % 359 if self.unique_outputs else 0
         if kind == "image":
             fmt = data.get("output_format", "webp")
             fmt = "jpg" if fmt == "jpg" else "png"
-            blob = make_media("image", data.get("aspect_ratio", "16:9"), fmt=fmt)
+            blob = make_media("image", data.get("aspect_ratio", "16:9"), fmt=fmt, tint=tint)
             mime, ext = ("image/jpeg", "jpg") if fmt == "jpg" else ("image/png", "png")
         elif kind == "video":
             if "num_frames" in data:
                 seconds = (data["num_frames"] - 1) / data.get("frames_per_second", 16)
             else:
                 seconds = float(data.get("duration", 5))
-            blob = make_media("video", data.get("aspect_ratio", "16:9"), seconds, audio=bool(data.get("generate_audio")))
+            blob = make_media("video", data.get("aspect_ratio", "16:9"), seconds, audio=bool(data.get("generate_audio")), tint=tint)
             mime, ext = "video/mp4", "mp4"
         else:
-            blob = make_media("music", seconds=float(data.get("duration", 8)))
+            blob = make_media("music", seconds=float(data.get("duration", 8)), tint=tint)
             mime, ext = "audio/wav", "wav"
         if self.output_mode == "data":
             item: Any = f"data:{mime};base64," + base64.b64encode(blob).decode()

@@ -1,0 +1,117 @@
+"""Kills (issue 8, item 2): 20 live builds, each SIGKILLed at a random moment (seeded) — after a
+random delay, while waiting on a prediction, while a download streams into the cache, while
+ffmpeg writes the stitched or final video — each followed by a normal `doit`. Every final video
+is valid, no target is half-written, and no recipe is paid twice: a stored prediction id is
+resumed, an unknown create outcome is looked up."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from conftest import REPO, Project, small_spec
+from fakes.replicate_server import FakeReplicate
+from reliability import (
+    assert_no_traceback,
+    broken_targets,
+    cache_problems,
+    check_final,
+    live_env,
+    lost_artifacts,
+    paid_twice,
+    report_row,
+    temp_files,
+)
+
+CYCLES = 20
+VIDEO = "minimax/hailuo-2.3-fast"
+MODES = ("delay", "waiting", "download", "writing")
+
+
+def _spec(cycle: int) -> dict:
+    """A 5 s ad of one beat; every cycle asks new recipes (new prompts) so each build pays."""
+    spec = small_spec(duration=5, seed=cycle)
+    spec["music"] = {"prompt": f"upbeat electronic take {cycle}", "bpm": 120}
+    spec["beats"] = [{"id": "hook", "type": "hook", "duration": 5, "image_prompt": f"A bottle on a rock, take {cycle}",
+                      "motion_prompt": f"slow push in, take {cycle}"}]
+    return spec
+
+
+def _wait_for(cond, proc: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.01)
+    return False
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # doit and its ffmpeg children, as a killed job would be
+    except ProcessLookupError:
+        pass
+    proc.wait(10)
+
+
+def test_twenty_builds_killed_at_random_moments(project: Project) -> None:
+    rng = random.Random(20261125)
+    killed_at: Counter = Counter()
+    with FakeReplicate(latency=0.1, output_mode="url") as rep:
+        rep.latency_by_model[VIDEO] = 0.6  # chunks take a while: time to be killed while waiting
+        rep.download_delay = 0.1  # downloads stall half-way: time to be killed while writing
+        rep.unique_outputs = True  # new chunks, new bytes: the stitch and the mix run every cycle
+        live_env(project, rep)
+        cmd = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
+        for cycle in range(CYCLES):
+            project.write_spec("zip", _spec(cycle))
+            mode = MODES[cycle % len(MODES)]
+            args = ["-n", "2", "-P", "thread"] if cycle % 2 else []
+            video_creates = rep.creates_by_model[VIDEO]
+            cache_tmp = project.cache / "tmp"
+            ad_dir = project.build / "zip"
+            proc = subprocess.Popen(cmd + args, cwd=project.root, env=project.run_env(), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+            if mode == "delay":
+                hit = _wait_for(lambda: False, proc, rng.uniform(0.3, 2.2)) or proc.poll() is None
+            elif mode == "waiting":  # the chunk's prediction exists and is being polled
+                hit = _wait_for(lambda: rep.creates_by_model[VIDEO] > video_creates, proc, 30)
+                time.sleep(rng.uniform(0.0, 0.3))
+            elif mode == "download":  # a download is streaming into the cache's temp folder
+                hit = _wait_for(lambda: any(p for p in cache_tmp.glob(".*") if not p.name.startswith(".probe")), proc, 30)
+                time.sleep(rng.uniform(0.0, 0.05))
+            else:  # ffmpeg is writing the stitched or the final video
+                hit = _wait_for(lambda: any(ad_dir.glob(".video*")) or any(ad_dir.glob(".final*")), proc, 30)
+                time.sleep(rng.uniform(0.0, 0.03))
+            assert proc.poll() is None, f"cycle {cycle}: the build ended before it could be killed ({mode})"
+            assert hit, f"cycle {cycle}: never reached the moment {mode}"
+            _kill(proc)
+            killed_at[mode] += 1
+
+            done = project.doit()  # a normal run finishes the job
+            assert_no_traceback(done.stdout, done.stderr)
+            check_final(ad_dir / "final.mp4", 5)
+            assert broken_targets(project.build) == [], cycle
+            # litter of the killed run is never a target: every target decodes (above), and
+            # nothing temporary is left under a target's name
+            assert all(not p.name.startswith(("final", "video", "storyboard", "chunk", "music"))
+                       for p in temp_files(project.build)), cycle
+            assert paid_twice(rep) == {}, cycle
+            assert all(n == 1 for n in rep.creates_by_input.values()), cycle
+        assert set(killed_at) == set(MODES)
+        assert cache_problems(project.cache) == []
+        assert lost_artifacts(rep, project.cache) == set()
+        # the cache's temp folder holds no stale downloads of the killed runs
+        assert [p for p in (project.cache / "tmp").iterdir() if not p.name.startswith(".probe")] == []
+        total_creates = rep.paid_creates
+    assert total_creates == CYCLES * 3  # per cycle: one image, one chunk, one music, each paid once
+    report_row("SIGKILL", "20 builds killed: random delay, waiting on a prediction, mid-download, mid-ffmpeg write",
+               2 * CYCLES, CYCLES, CYCLES, 0, 0)
