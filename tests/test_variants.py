@@ -319,3 +319,32 @@ def test_a_3x2_matrix_pays_for_shared_work_once(project: Project) -> None:
         assert built(again.stdout) == [] and len(replicate.requests) == before and openai.count == 1
         beats = yaml.safe_load(project.beats_file("zip").read_text())
         assert "{{ city }}" in beats["beats"][0]["image_prompt"]
+
+
+def test_lock_rules_hold_per_beat_file(project: Project) -> None:
+    """A matrix over duration: one beat file per duration (one planner call each); each keeps the
+    lock's rules on its own: an edited one is never replanned over, the untouched one is."""
+    spec = small_spec(prompt="A short ad for the Zip bottle")
+    del spec["beats"], spec["music"]
+    spec["variants"] = {"matrix": {"duration": [8, 15], "aspect_ratio": ["16:9", "9:16"]}}
+    project.write_spec("zip", spec)
+    planned = project.adspec("plan", "zip")
+    assert planned.returncode == 0, planned.stderr
+    assert "zip@15-9x16: " in planned.stdout and "zip@15.beats.yaml" in planned.stdout
+    assert sorted(p.name for p in project.specs.iterdir()) == ["zip.beats.yaml", "zip.yaml", "zip@15.beats.yaml"]
+    assert [e["kind"] for e in project.ledger()] == ["plan", "plan"]  # one per beat file, not per variant
+    assert sum(b["duration"] for b in yaml.safe_load(project.beats_file("zip@15").read_text())["beats"]) == 15
+    # a person edits the 15 s beat file; then the prompt (plan-shaping) changes
+    doc = yaml.safe_load(project.beats_file("zip@15").read_text())
+    doc["beats"][0]["image_prompt"] = "Sunlit " + doc["beats"][0]["image_prompt"]
+    edited = yaml.safe_dump(doc, sort_keys=False)
+    project.beats_file("zip@15").write_text(edited)
+    assert project.adspec("validate").returncode == 0
+    spec["prompt"] = "A short ad for the Zip bottle, now in red"
+    project.write_spec("zip", spec)
+    replanned = project.adspec("plan", "zip@8-16x9")
+    assert replanned.returncode == 0 and len(project.ledger()) == 3  # untouched: replanned
+    refused = project.adspec("plan", "zip@15-16x9")
+    assert refused.returncode == 1
+    assert "zip@15.beats.yaml was edited by hand" in refused.stderr and "Traceback" not in refused.stderr
+    assert project.beats_file("zip@15").read_text() == edited
