@@ -161,8 +161,12 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     fetched = paid_fetch(ctx, recipe, ctx.media.run, video_verifier(what, seconds), suffix=".mp4", label=what,
                          ad=ad, task=task)
     target = paths.chunk(beat_id, index)
-    with atomic_path(target) as tmp:
-        shutil.copyfile(fetched.path, tmp)
+    # made stitch-ready here (copied if it already is): a live clip is re-encoded once, while
+    # other chunks are still being generated, not by every stitch on the critical path (bench/)
+    from .adplan import FPS
+
+    media.conform_clip(fetched.path, target, width=beat["width"], height=beat["height"], fps=FPS, seconds=seconds,
+                       keep_audio=bool(beat["native_audio"]))
     if index + 1 < len(beat["clips"]):
         media.last_frame(target, paths.last_frame(beat_id, index))
     write_receipt(target, recipe, fetched, task)
