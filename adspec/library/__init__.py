@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import yaml
 from jinja2 import StrictUndefined, TemplateError, meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from ..errors import SpecError
@@ -45,8 +46,25 @@ _ALLOWED_FILTERS = {
 _ALLOWED_TESTS = {"defined", "undefined", "none", "string", "number", "true", "false", "eq", "ne", "in"}
 
 
+class _Sandbox(SandboxedEnvironment):
+    """No attribute that is a method or function: templates cannot call anything, and rendering
+    one (`{{ brand.upper }}`) would put a memory address into a prompt, changing its recipe key,
+    and so paying again, on every run."""
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        return not callable(value) and super().is_safe_attribute(obj, attr, value)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        # at once, not as an Undefined that a list or a test would render silently
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+
+
+#: names jinja2 resolves to its own objects whatever the context holds (`self` is the template)
+_RESERVED_NAMES = {"self"}
+
+
 def _make_env() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.globals.clear()
     env.filters = {k: v for k, v in env.filters.items() if k in _ALLOWED_FILTERS}
     env.tests = {k: v for k, v in env.tests.items() if k in _ALLOWED_TESTS}
@@ -75,6 +93,8 @@ def _check_ast(ast: nodes.Template) -> None:
             raise TemplateProblem(f"filter '{node.name}' is not allowed; allowed: {', '.join(sorted(_ALLOWED_FILTERS))}")
         if isinstance(node, nodes.Test) and node.name not in _ALLOWED_TESTS:
             raise TemplateProblem(f"test '{node.name}' is not allowed")
+        if isinstance(node, nodes.Name) and node.name in _RESERVED_NAMES:
+            raise TemplateProblem(f"'{node.name}' is reserved in templates (jinja2's own object); use another name")
 
 
 def template_variables(text: str) -> set[str]:
