@@ -161,11 +161,12 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     fetched = paid_fetch(ctx, recipe, ctx.media.run, video_verifier(what, seconds), suffix=".mp4", label=what,
                          ad=ad, task=task)
     target = paths.chunk(beat_id, index)
-    # made stitch-ready here (copied if it already is): a live clip is re-encoded once, while
-    # other chunks are still being generated, not by every stitch on the critical path (bench/)
+    # made stitch-ready here (copied if it already is): a live clip is re-encoded once, to the
+    # part the beat uses, while other chunks are still being generated, not by every stitch
     from .adplan import FPS
 
-    media.conform_clip(fetched.path, target, width=beat["width"], height=beat["height"], fps=FPS, seconds=seconds,
+    used = min(seconds, beat["duration"] - sum(beat["clips"][:index]))
+    media.conform_clip(fetched.path, target, width=beat["width"], height=beat["height"], fps=FPS, seconds=used,
                        keep_audio=bool(beat["native_audio"]))
     if index + 1 < len(beat["clips"]):
         media.last_frame(target, paths.last_frame(beat_id, index))

@@ -413,18 +413,20 @@ def conform_clip(
     width: int,
     height: int,
     fps: float,
-    seconds: float | None = None,
+    seconds: float,
     keep_audio: bool = False,
 ) -> bool:
-    """A provider's clip made ready for a stream-copy stitch, as soon as it arrives: copied as it
-    is when it already matches (`clip_matches`, `same_encoder`, and `seconds` long within half a
-    frame), else re-encoded by `normalise_clip` to exactly round(seconds*fps) frames. Done per
-    chunk, the re-encode of a live model's clip runs while other chunks are still being
-    generated, and only once per clip, instead of inside every stitch. True if re-encoded."""
+    """A provider's clip made ready for a stream-copy stitch as soon as it arrives.
+
+    A clip in our own encoder settings (`clip_matches` and `same_encoder`: the offline backend's)
+    is copied whole: the stitch cuts it by stream copy. Any other (a live model's) is re-encoded
+    by `normalise_clip` to exactly round(seconds*fps) frames, `seconds` being the part of it the
+    ad uses, so the stitch copies it as it is. Done per chunk, the re-encode runs while other
+    chunks are still being generated, and once per clip instead of inside every stitch (an edit
+    of one beat re-encodes that beat's clips only). True if re-encoded."""
     out = Path(out)
     info = probe(src)
-    exact = seconds is None or abs(info.duration - seconds) <= 0.5 / fps
-    if exact and clip_matches(info, width, height, fps, audio=keep_audio) and same_encoder(src, fps):
+    if clip_matches(info, width, height, fps, audio=keep_audio) and same_encoder(src, fps):
         with _atomic(out) as tmp:
             shutil.copyfile(src, tmp)
         return False
