@@ -12,7 +12,7 @@ class AdPaths:
 
     @classmethod
     def of(cls, build_dir: Path, ad: str) -> "AdPaths":
-        return cls(Path(build_dir) / ad)
+        return cls(Path(build_dir) / ad_folder(ad))
 
     @property
     def plan(self) -> Path:
@@ -66,3 +66,15 @@ def receipt_path(artifact: Path) -> Path:
     """The provenance receipt beside an artifact: storyboard.png -> storyboard.receipt.json."""
     name = artifact.name.split(".")[0]
     return artifact.with_name(f"{name}.receipt.json")
+
+
+def ad_folder(ad: str) -> str:
+    """The name of an ad's folder in build/: the ad's name, unless that cannot be one folder
+    inside build/ (a spec file `..yaml` or `...yaml` is the ad '.' or '..'; a name with a path
+    separator or NUL): then a stand-in inside build/. Such a spec only fails its plan (its name
+    is invalid), but status and cost files written for it must stay inside build/."""
+    if ad in ("", ".", "..") or any(c in ad for c in "/\\\0"):
+        import hashlib
+
+        return "_invalid-" + hashlib.sha256(ad.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return ad
