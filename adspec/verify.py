@@ -29,11 +29,20 @@ def image_verifier(what: str) -> Callable[[Path], None]:
     return verify
 
 
+def _probe(path: Path, what: str, noun: str):
+    """ffprobe-level facts, or MediaError naming the target (not the cache's scratch file)."""
+    from . import media
+
+    try:
+        return media.probe(path)
+    except MediaError as e:
+        reason = str(e).split(": ", 1)[-1] if str(e).startswith(str(path)) else str(e)
+        raise MediaError(f"{what}: the provider's {noun} is not readable media ({reason})") from None
+
+
 def video_verifier(what: str, seconds: float) -> Callable[[Path], None]:
     def verify(path: Path) -> None:
-        from . import media
-
-        info = media.probe(path)
+        info = _probe(path, what, "clip")
         if not info.has_video:
             raise MediaError(f"{what}: the provider's clip has no video stream")
         if info.duration + _SHORT_TOLERANCE_S < seconds:
@@ -44,9 +53,7 @@ def video_verifier(what: str, seconds: float) -> Callable[[Path], None]:
 
 def audio_verifier(what: str, seconds: float) -> Callable[[Path], None]:
     def verify(path: Path) -> None:
-        from . import media
-
-        info = media.probe(path)
+        info = _probe(path, what, "music")
         if not info.has_audio:
             raise MediaError(f"{what}: the provider's music has no audio stream")
         if info.duration + _SHORT_TOLERANCE_S < min(seconds, 1.0):

@@ -199,7 +199,7 @@ def snapshot(roots: Iterable[Path], skip: Iterable[Path] = ()) -> dict[str, tupl
                 if any(real == s or s in real.parents for s in skip):
                     continue
                 st = path.lstat()
-            except OSError:
+            except (OSError, RuntimeError):  # RuntimeError: a symlink loop
                 continue
             out[str(path)] = (st.st_size, st.st_mtime_ns)
     return out

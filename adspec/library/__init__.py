@@ -54,6 +54,9 @@ class _Sandbox(SandboxedEnvironment):
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         return not callable(value) and super().is_safe_attribute(obj, attr, value)
 
+    def wrap_str_format(self, value: Any) -> None:
+        return None  # str.format / format_map are methods like any other here: refused
+
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
         # at once, not as an Undefined that a list or a test would render silently
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
