@@ -161,16 +161,23 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     fetched = paid_fetch(ctx, recipe, ctx.media.run, video_verifier(what, seconds), suffix=".mp4", label=what,
                          ad=ad, task=task)
     target = paths.chunk(beat_id, index)
+    place_chunk(fetched.path, target, beat, index)
+    if index + 1 < len(beat["clips"]):
+        media.last_frame(target, paths.last_frame(beat_id, index))
+    write_receipt(target, recipe, fetched, task)
+
+
+def place_chunk(src: Path, target: Path, beat: dict[str, Any], index: int) -> None:
+    """The chunk target from the provider's clip (also used by `adspec estimate` to derive a
+    continuation's first frame exactly as the build would)."""
     # made stitch-ready here (copied if it already is): a live clip is re-encoded once, to the
     # part the beat uses, while other chunks are still being generated, not by every stitch
     from .adplan import FPS
 
+    seconds = beat["clips"][index]
     used = min(seconds, beat["duration"] - sum(beat["clips"][:index]))
-    media.conform_clip(fetched.path, target, width=beat["width"], height=beat["height"], fps=FPS, seconds=used,
+    media.conform_clip(src, target, width=beat["width"], height=beat["height"], fps=FPS, seconds=used,
                        keep_audio=bool(beat["native_audio"]))
-    if index + 1 < len(beat["clips"]):
-        media.last_frame(target, paths.last_frame(beat_id, index))
-    write_receipt(target, recipe, fetched, task)
 
 
 def make_music(ad: str) -> None:

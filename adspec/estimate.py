@@ -227,8 +227,15 @@ class _Estimator:
             if state == "current":
                 first = last if last.exists() else media.last_frame(chunk, self._tmpfile(".png"))
             elif state == "cache" and first is not None:
+                from .actions import place_chunk
+
                 blob = self._blob(recipe.key)
-                first = media.last_frame(blob, self._tmpfile(".png")) if blob is not None else None
+                if blob is not None:
+                    placed = self._tmpfile(".mp4")
+                    place_chunk(blob, placed, inputs, k)  # the chunk as the build places it
+                    first = media.last_frame(placed, self._tmpfile(".png"))
+                else:
+                    first = None
             else:
                 first = None
         return stale
