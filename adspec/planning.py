@@ -106,9 +106,9 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
         ctx = context()
         recipe = step.recipe
         assert recipe is not None
-        ad = ad_name(spec_path)
-        fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, f"{ad} plan"), plan_verifier(f"{ad} plan"),
-                                  suffix=".json", label=f"{ad} plan", on_progress=on_progress(ad, f"plan:{ad}"))
+        base, shown = ad_name(spec_path), ad or ad_name(spec_path)  # the request names the base ad
+        fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, f"{base} plan"), plan_verifier(f"{base} plan"),
+                                  suffix=".json", label=f"{base} plan", on_progress=on_progress(shown, f"plan:{shown}"))
         plan = BeatPlan.model_validate_json(fetched.path.read_bytes())
         write_beat_file(step.beats_path, planned_beat_text(step, plan))
         if fetched_out is not None:
