@@ -169,6 +169,11 @@ class AdspecReporter:
         return s, kind
 
     def _refresh_names(self) -> None:
+        # tasks only ever get added (delayed creation): rescan only when there are new ones, or
+        # every event would walk every task (quadratic: seconds for a no-op over 100 ads, bench/)
+        if len(self.tasks) == getattr(self, "_names_seen", -1):
+            return
+        self._names_seen = len(self.tasks)
         for name in list(self.tasks):
             parts = split_task(name)
             if parts is not None:
@@ -321,7 +326,8 @@ class AdspecReporter:
             s.done.add(task.name)
             s.uptodate.add(task.name)
             self._note_artifacts(s, task)
-            self._write_status(s)
+            # no status.json write per up-to-date task (one atomic write each made a no-op over 20
+            # ads take seconds, bench/): the ad's next event or complete_run writes it
 
     def skip_ignore(self, task: Any) -> None:
         if self._console is None:

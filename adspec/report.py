@@ -86,7 +86,7 @@ def contact_sheet(plan: Any, paths: AdPaths, out: Path) -> Path:
         draw.text((x, y + thumb_h + 24), f"{beat.start}-{end} s ({beat.duration} s, {beat.chunk_count} chunk"
                   f"{'s' if beat.chunk_count != 1 else ''})", fill=(170, 170, 180), font=font)
     with atomic_path(out) as tmp:
-        sheet.save(tmp, format="PNG", optimize=True)
+        sheet.save(tmp, format="PNG")  # not optimize=True: 9x slower (0.8 s per ad, bench/) for 5 % fewer bytes
     return out
 
 
