@@ -24,9 +24,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Sequence
 
-import ffmpeg
-
 from .errors import MediaError
+
+
+class _LazyFfmpeg:
+    """ffmpeg-python, imported on first use: `import adspec.media` sits on the no-op path
+    (actions imports it) and needs no ffmpeg there."""
+
+    def __getattr__(self, name: str) -> Any:
+        import ffmpeg as module
+
+        globals()["ffmpeg"] = module
+        return getattr(module, name)
+
+
+ffmpeg: Any = _LazyFfmpeg()
 
 # ---- encoder settings: ONE place, so copied and re-encoded pieces concatenate cleanly ---------
 
