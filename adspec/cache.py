@@ -12,10 +12,13 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -39,6 +42,10 @@ Verifier = Callable[[Path], None]
 
 _PENDING = "pending:"
 _ENTRY = "entry:"
+_CHECK = "check"  # a digest of the rest of an entry's record: an edited record is not served
+# what unpickling a value edited behind our back raises
+_UNPICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
+                    KeyError, UnicodeDecodeError, MemoryError)
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,84 @@ class DurableJob:
             self._on_progress(status)
 
 
+def _check_of(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=repr).encode("utf-8")).hexdigest()
+
+
+def _entry_of(raw: Any) -> Entry | None:
+    """The Entry a stored record describes, or None when the record is damaged or was edited
+    (its check digest differs; records written before the digest existed have none)."""
+    if not isinstance(raw, dict):
+        return None
+    fields = dict(raw)
+    check = fields.pop(_CHECK, None)
+    if check is not None and check != _check_of(fields):
+        return None
+    try:
+        entry = Entry(**fields)
+    except TypeError:
+        return None
+    sha = entry.sha256
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
+            and isinstance(entry.size, int)):
+        return None
+    return entry
+
+
+def _db_failure(root: Path, e: BaseException) -> CacheError:
+    if "full" in str(e):
+        what = "is full: free some space"
+    else:
+        what = "is damaged: move it aside to start afresh (the paid artifacts in blobs/ stay)"
+    return CacheError(f"the request cache's database {root / 'requests'} {what} ({e}); then run doit again")
+
+
+class _Guarded:
+    """The diskcache.Cache, its failures in adspec's terms: a damaged or full database is a
+    CacheError (one line, what to do); a value that no longer unpickles is reported and
+    dropped, a miss."""
+
+    def __init__(self, db: diskcache.Cache, root: Path, on_damage: Callable[[str, BaseException], None]):
+        self._inner, self._root, self._on_damage = db, root, on_damage
+
+    @property
+    def eviction_policy(self) -> str:
+        return self._inner.eviction_policy
+
+    def _failure(self, e: BaseException) -> CacheError:
+        return _db_failure(self._root, e)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self._inner.get(name, default)
+        except sqlite3.DatabaseError as e:
+            raise self._failure(e) from None
+        except _UNPICKLE_ERRORS as e:
+            self._on_damage(name, e)
+            return default
+
+    def set(self, name: str, value: Any) -> bool:
+        try:
+            return self._inner.set(name, value)
+        except sqlite3.DatabaseError as e:
+            raise self._failure(e) from None
+
+    def delete(self, name: str) -> bool:
+        try:
+            return self._inner.delete(name)
+        except sqlite3.DatabaseError as e:
+            raise self._failure(e) from None
+
+    def iterkeys(self) -> Iterator[Any]:
+        try:
+            yield from self._inner.iterkeys()
+        except sqlite3.DatabaseError as e:
+            raise self._failure(e) from None
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 class RequestCache:
     def __init__(self, root: str | Path, remote: Any = None):
         self.root = Path(root)
@@ -108,9 +193,12 @@ class RequestCache:
             probe = self.tmp_dir / f".probe-{os.getpid()}-{threading.get_ident()}"
             probe.write_bytes(b"")
             probe.unlink()
-            self._db = diskcache.Cache(str(self.root / "requests"), eviction_policy="none", size_limit=2**62)
+            db = diskcache.Cache(str(self.root / "requests"), eviction_policy="none", size_limit=2**62)
         except OSError as e:
             raise CacheError(f"cache folder {self.root} is not writable ({e.strerror}); set ADSPEC_CACHE_DIR") from None
+        except sqlite3.DatabaseError as e:
+            raise _db_failure(self.root, e) from None
+        self._db = _Guarded(db, self.root, self._damaged)
         if self._db.eviction_policy != "none":  # pragma: no cover - diskcache honours the argument
             raise CacheError(f"cache {self.root} would evict paid results; open it with eviction off")
         self.problems: list[str] = []  # corrupt entries seen by this process, for reporting
@@ -118,6 +206,20 @@ class RequestCache:
 
     def close(self) -> None:
         self._db.close()
+
+    def _damaged(self, name: str, e: BaseException) -> None:
+        """A record that no longer unpickles: reported and dropped, never served."""
+        message = f"cache record {name[:20]} dropped: it is unreadable ({type(e).__name__}); it will be regenerated"
+        log.warning(message)
+        self.problems.append(message)
+        try:
+            self._db._inner.delete(name)
+        except Exception:  # noqa: BLE001 - the report above is what matters
+            pass
+
+    def _put_entry(self, key: str, entry: Entry) -> None:
+        fields = entry.to_dict()
+        self._db.set(_ENTRY + key, {**fields, _CHECK: _check_of(fields)})
 
     # ---- entries -------------------------------------------------------------------------------
 
@@ -130,7 +232,13 @@ class RequestCache:
         raw = self._db.get(_ENTRY + key)
         if raw is None:
             return None
-        entry = Entry(**raw)
+        entry = _entry_of(raw)
+        if entry is None or entry.key != key:
+            message = f"cache entry {key[:12]} dropped: its record is damaged or was edited; it will be regenerated"
+            log.warning(message)
+            self.problems.append(message)
+            self._db.delete(_ENTRY + key)
+            return None
         blob = self.blob_path(entry.sha256)
         problem = None
         if not blob.is_file():
@@ -149,11 +257,12 @@ class RequestCache:
 
     def peek(self, key: str) -> bool:
         """Whether `key` is cached, without hashing the blob (for estimates)."""
-        raw = self._db.get(_ENTRY + key)
-        return raw is not None and self.blob_path(raw["sha256"]).is_file()
+        entry = _entry_of(self._db.get(_ENTRY + key))
+        return entry is not None and entry.key == key and self.blob_path(entry.sha256).is_file()
 
     def pending(self, key: str) -> dict[str, Any] | None:
-        return self._db.get(_PENDING + key)
+        value = self._db.get(_PENDING + key)
+        return value if isinstance(value, dict) else None  # anything else was not written by us
 
     def _set_pending(self, key: str, value: dict[str, Any]) -> None:
         self._db.set(_PENDING + key, value)
@@ -164,9 +273,9 @@ class RequestCache:
     def entries(self) -> Iterator[Entry]:
         for k in self._db.iterkeys():
             if isinstance(k, str) and k.startswith(_ENTRY):
-                raw = self._db.get(k)
-                if raw is not None:
-                    yield Entry(**raw)
+                entry = _entry_of(self._db.get(k))
+                if entry is not None:
+                    yield entry
 
     # ---- blobs ---------------------------------------------------------------------------------
 
@@ -273,7 +382,7 @@ class RequestCache:
                 suffix=suffix,
                 meta=dict(result.meta),
             )
-            self._db.set(_ENTRY + key, entry.to_dict())
+            self._put_entry(key, entry)
             self._clear_pending(key)
             self._append_ledger(entry)
             if self.remote is not None:  # share what was paid for; a failed push only warns
@@ -301,7 +410,7 @@ class RequestCache:
         finally:
             local.unlink(missing_ok=True)
         entry = Entry(**raw)
-        self._db.set(_ENTRY + key, entry.to_dict())
+        self._put_entry(key, entry)
         log.info("remote cache hit %s (%s %s)", key[:12], entry.kind, entry.model)
         return Fetched(self.blob_path(sha), entry, hit=True)
 

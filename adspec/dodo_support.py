@@ -15,7 +15,11 @@ def doit_config() -> dict[str, Any]:
     from .progress import AdspecReporter
 
     settings = load_settings()
-    settings.build_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.build_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # one line, not doit's traceback of the dodo file
+        raise SystemExit(f"adspec: build folder {settings.build_dir} cannot be created ({e.strerror}); "
+                         "set ADSPEC_BUILD") from None
     new_run_id()  # one id per doit run, inherited by its workers: receipts, status and the budget use it
     RunBudget.prune(settings.build_dir)
     return {

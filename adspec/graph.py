@@ -19,6 +19,7 @@ The render tasks exist only once the plan does: they are created after `plan:<ad
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -52,9 +53,26 @@ class Reported:
             return self.func(*args)
         except AdspecError as e:
             return TaskFailed(e.one_line())
+        except OSError as e:  # the machine's fault (disk full, read-only, no permission), not a bug
+            if e.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            return TaskFailed(os_error_line(e))
 
     def __repr__(self) -> str:
         return f"adspec.{self.__name__}"
+
+
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTDIR,
+                       errno.EMFILE, errno.ENFILE, errno.EFBIG}
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError of the machine: the file, the reason, what to do."""
+    where = e.filename2 or e.filename
+    text = f"{where}: {e.strerror}" if where else f"{e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += " (free some space, then run doit again: nothing half-written is kept)"
+    return " ".join(text.split())
 
 
 def load_plan(paths: AdPaths) -> AdPlan | None:
