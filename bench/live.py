@@ -1,0 +1,175 @@
+"""Live mode against the loopback fakes: makespan vs critical path, speed-up over the seed's
+sequential schedule, and the cost of editing one beat.
+
+The real `doit`, the real `openai` and `replicate` clients, and the fake OpenAI / Replicate
+servers of tests/fakes running in this process on 127.0.0.1. Every model answers after its
+realistic latency times one scale factor (`REAL_LATENCY` x `scale`); the client's poll interval
+(0.5 s by default) is scaled by the same factor.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from .project import REPO, Project, Workspace, ad_names, iter_plans
+
+sys.path.insert(0, str(REPO / "tests"))
+from fakes.openai_server import FakeOpenAI, default_plan  # noqa: E402
+from fakes.replicate_server import FakeReplicate  # noqa: E402
+
+# seconds a real call takes (order of magnitude seen on the services; the seed's own numbers)
+REAL_LATENCY = {
+    "planner": 10.0,   # gpt-4.1 chat completion with the beat library and structured output
+    "image": 3.0,      # flux-dev, 1 MP
+    "video": 60.0,     # hailuo-2.3-fast, one 6 s clip
+    "music": 30.0,     # musicgen stereo-large, 30 s
+}
+SLUGS = {"image": "black-forest-labs/flux-dev", "video": "minimax/hailuo-2.3-fast", "music": "meta/musicgen"}
+REAL_POLL_INTERVAL = 0.5  # the replicate client's default
+TOKEN = "r8_BENCHtokenBENCHtokenBENCHtoken0000"
+KEY = "sk-BENCHkeyBENCHkeyBENCHkeyBENCHkey00000"
+
+
+def distinct_plan(body: dict[str, Any]) -> dict[str, Any]:
+    """The fake planner's plan with prompts of its own per beat and per ad (the stock fake gives
+    every beat the same prompts, which the cache would rightly serve as one request)."""
+    import hashlib
+
+    plan = default_plan(body)
+    text = "\n".join(m.get("content") or "" for m in body.get("messages", []) if m.get("role") == "user")
+    tag = hashlib.sha256(text.encode()).hexdigest()[:8]
+    for b in plan["beats"]:
+        b["image_prompt"] = f"{b['id']} frame of the product, take {tag}"
+        b["motion_prompt"] = f"slow push-in on the {b['id']}, take {tag}"
+    plan["music"]["prompt"] += f", take {tag}"
+    return plan
+
+
+def latencies(scale: float) -> dict[str, float]:
+    return {k: v * scale for k, v in REAL_LATENCY.items()}
+
+
+@contextmanager
+def fakes(scale: float) -> Iterator[tuple[FakeReplicate, FakeOpenAI, dict[str, str]]]:
+    lat = latencies(scale)
+    with FakeReplicate(latency=lat["video"]) as rep, FakeOpenAI(latency=lat["planner"], responder=distinct_plan) as oai:
+        rep.unique_outputs = True  # outputs differ with their input: an edited beat really gets new pictures
+        for kind, slug in SLUGS.items():
+            rep.latency_by_model[slug] = lat[kind]
+        env = {
+            "ADSPEC_BACKEND": "", "REPLICATE_API_TOKEN": TOKEN, "REPLICATE_BASE_URL": rep.base_url,
+            "REPLICATE_POLL_INTERVAL": f"{REAL_POLL_INTERVAL * scale:.4f}", "OPENAI_API_KEY": KEY,
+            "OPENAI_BASE_URL": oai.base_url,
+            "ADSPEC_BUDGET_USD": "100000",  # the fakes are free; 10 ads would pass the default $5 cap
+        }
+        yield rep, oai, env
+
+
+def _plan_figures(plan: dict[str, Any], lat: dict[str, float], stitch: float, mix: float) -> dict[str, Any]:
+    beats = plan["beats"]
+    longest = max(len(b["clips"]) for b in beats)
+    chunks = sum(len(b["clips"]) for b in beats)
+    music = 0.0 if plan.get("native_audio") else lat["music"]
+    cp = lat["planner"] + lat["image"] + longest * lat["video"] + stitch + mix
+    seq = lat["planner"] + len(beats) * lat["image"] + chunks * lat["video"] + music + stitch + mix
+    return {"beats": len(beats), "chunks": chunks, "longest_chain": longest, "stitch_s": stitch, "mix_s": mix,
+            "critical_path_s": cp, "sequential_s": seq}
+
+
+def build_ads(ws: Workspace, n: int, scale: float, jobs: int = 8, *, keep_open: bool = False,
+              duration: int | None = None) -> dict[str, Any]:
+    """A cold live build of `n` distinct 30 s ads (or `duration` s) with `doit -n jobs -P thread`."""
+    lat = latencies(scale)
+    with fakes(scale) as (rep, oai, env):
+        project = ws.project(f"live-{n}")
+        ads = project.add_ads(ad_names(n), distinct=True, beats=False, duration=duration)  # the planner plans each ad
+        project.env.update(env)
+        run = project.doit("-n", str(jobs), "-P", "thread").check()
+        per_ad = {}
+        for ad, plan in iter_plans(project, ads):
+            per_ad[ad] = _plan_figures(plan, lat, run.duration(f"stitch:{ad}") or 0.0, run.duration(f"mix:{ad}") or 0.0)
+        cp = max(f["critical_path_s"] for f in per_ad.values())
+        seq = sum(f["sequential_s"] for f in per_ad.values())
+        bound = max(cp, seq / jobs)  # no schedule on `jobs` workers beats this
+        chunk_overhead = []
+        for ad, plan in iter_plans(project, ads):
+            for b in plan["beats"]:
+                for k in range(len(b["clips"])):
+                    d = run.duration(f"chunk:{ad}/{b['id']}/{k}")
+                    if d is not None:
+                        chunk_overhead.append(d - lat["video"])
+        result = {
+            "ads": n,
+            "jobs": jobs,
+            "scale": scale,
+            "latencies_s": lat,
+            "makespan_s": run.wall,
+            "cpu_s": run.cpu_s,  # doit + ffmpeg CPU seconds: all local work of the build
+            "critical_path_s": cp,
+            "makespan_over_critical_path": run.wall / cp,
+            "lower_bound_s": bound,
+            "makespan_over_lower_bound": run.wall / bound,
+            "sequential_s": seq,
+            "speedup_over_sequential": seq / run.wall,
+            "paid_calls": {"replicate": rep.paid_creates, "openai": oai.count},
+            "chunk_task_overhead_s": {
+                "mean": sum(chunk_overhead) / len(chunk_overhead) if chunk_overhead else None,
+                "max": max(chunk_overhead) if chunk_overhead else None,
+            },
+            "per_ad": per_ad if n <= 3 else {ads[0]: per_ad[ads[0]]},
+        }
+        if keep_open:
+            result["_project"] = project
+            result["_edit"] = edit_one_beat(project, ads[0], rep, oai, lat)
+        return result
+
+
+def edit_one_beat(project: Project, ad: str, rep: FakeReplicate, oai: FakeOpenAI, lat: dict[str, float]) -> dict[str, Any]:
+    """Rewrite the image and motion prompts of the ad's longest beat (as a person rewriting the
+    beat would), rebuild, count what was paid."""
+    plan = next(p for _, p in iter_plans(project, [ad]))
+    beat = max(plan["beats"], key=lambda b: (len(b["clips"]), b["duration"]))
+    chunks = len(beat["clips"])
+    before_rep, before_oai = rep.paid_creates, oai.count
+    project.edit_beat(ad, beat["id"], "image_prompt", f"{beat['image_prompt']} -- edited: seen from a drone")
+    project.edit_beat(ad, beat["id"], "motion_prompt", f"{beat['motion_prompt']} -- edited: faster")
+    run = project.doit("-n", "8", "-P", "thread").check()
+    paid = (rep.paid_creates - before_rep) + (oai.count - before_oai)
+    minimal = 1 + chunks  # its storyboard image and its chunks; no plan, no music, no other beat
+    chain = lat["image"] + chunks * lat["video"]
+    stitch, mix = run.duration(f"stitch:{ad}") or 0.0, run.duration(f"mix:{ad}") or 0.0
+    local = run.wall - chain
+    real_chain = REAL_LATENCY["image"] + chunks * REAL_LATENCY["video"]
+    return {
+        "beat": beat["id"],
+        "beat_chunks": chunks,
+        "paid_requests": paid,
+        "minimal_requests": minimal,
+        "paid_over_minimal": paid / minimal,
+        "by_model": {k: v for k, v in rep.creates_by_model.items() if v},
+        "executed_tasks": run.executed(),
+        "wall_s": run.wall,
+        "cpu_s": run.cpu_s,
+        "task_s": {k: round(v["end"] - v["start"], 3) for k, v in run.timings.get("tasks", {}).items()
+                   if "start" in v and "end" in v},
+        "beat_chain_s": chain,
+        "wall_over_beat_chain": run.wall / chain,
+        "stitch_s": stitch,
+        "mix_s": mix,
+        "local_overhead_s": local,
+        "wall_over_beat_chain_at_real_latency": (real_chain + local) / real_chain,
+    }
+
+
+def makespan(ws: Workspace, sizes: list[int], scale: float, jobs: int = 8, duration: int | None = None) -> dict[str, Any]:
+    """Makespan for each number of ads in `sizes`; the first (1 ad) also gives the edit figures."""
+    runs = []
+    edit = None
+    for n in sizes:
+        r = build_ads(ws, n, scale, jobs, keep_open=(n == sizes[0]), duration=duration)
+        r.pop("_project", None)
+        edit = r.pop("_edit", edit)
+        runs.append(r)
+    return {"scale": scale, "jobs": jobs, "runs": runs, "edit": edit}
