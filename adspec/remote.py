@@ -100,6 +100,7 @@ class RemoteCache:
         self._bad_blobs: set[str] = set()  # corrupt in the remote: the next push replaces them
         self._bad_keys: dict[str, str] = {}  # key -> the corrupt blob its remote entry names
         self._down_until = 0.0  # after a connection failure the remote is skipped for a while
+        self._reported: set[str] = set()
         self.problems: list[str] = []
 
     def __repr__(self) -> str:
@@ -156,8 +157,15 @@ class RemoteCache:
         if not isinstance(e, ClientError):  # not an answer from the store: it is down or unreachable
             self._down_until = time.monotonic() + self.DOWN_SECONDS
 
-    def _report(self, message: str) -> None:
+    def _report(self, message: str, once: str | None = None) -> None:
+        """Warn (and keep for the build's report); with `once`, only the first time per process
+        (e.g. AccessDenied would otherwise repeat for every request)."""
         message = _redact(message)
+        if once is not None:
+            if once in self._reported:
+                log.debug(message)
+                return
+            self._reported.add(once)
         log.warning(message)
         self.problems.append(message)
 
@@ -177,7 +185,8 @@ class RemoteCache:
         except ClientError as e:
             code = (e.response.get("Error") or {}).get("Code")
             if code not in ("NoSuchKey", "404", "NotFound"):
-                self._report(f"remote cache {self.url}: cannot read entry {key[:12]}: {describe_error(e)}")
+                self._report(f"remote cache {self.url}: cannot read entry {key[:12]}: {describe_error(e)}",
+                             once=f"read {describe_error(e)}")
             return None
         except Exception as e:  # noqa: BLE001 - unreachable, timeouts, bad config: go on without it
             self._failed(e)
@@ -236,7 +245,8 @@ class RemoteCache:
             return True
         except Exception as e:  # noqa: BLE001 - a failed push costs only the sharing
             self._failed(e)
-            self._report(f"remote cache {self.url}: cannot push {entry.key[:12]}: {describe_error(e)}")
+            self._report(f"remote cache {self.url}: cannot push {entry.key[:12]}: {describe_error(e)}",
+                         once=f"push {describe_error(e)}")
             return False
 
     def _download(self, name: str, dest: Path) -> None:
