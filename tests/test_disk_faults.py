@@ -108,9 +108,19 @@ def test_full_cache_disk_then_room_again(project: Project) -> None:
 
 # ---- the cache edited behind adspec's back -----------------------------------------------------
 
-def _built(project: Project) -> tuple[dict[str, dict], bytes]:
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """One offline build, copied by each case below (a build costs seconds, a copy nothing)."""
+    project = Project(tmp_path_factory.mktemp("built") / "proj")
     project.write_spec("zip", small_spec())
     project.doit()
+    return project
+
+
+def _built(project: Project, template: Project) -> tuple[dict[str, dict], bytes]:
+    shutil.rmtree(project.root)
+    shutil.copytree(template.root, project.root, symlinks=True)
+    (project.build / ".doit.sqlite3").unlink(missing_ok=True)  # its paths are the template's
     cache = RequestCache(project.cache)
     try:
         entries = {e.kind + ":" + e.key: e.to_dict() for e in cache.entries()}
@@ -132,8 +142,8 @@ def _db(project: Project) -> sqlite3.Connection:
 
 @pytest.mark.parametrize("damage", ["blob-deleted", "blob-truncated", "blob-swapped", "row-pointing-elsewhere",
                                     "row-garbage", "row-deleted", "pending-garbage"])
-def test_cache_edited_behind_our_back_is_never_served(project: Project, damage: str) -> None:
-    entries, storyboard = _built(project)
+def test_cache_edited_behind_our_back_is_never_served(project: Project, built_once: Project, damage: str) -> None:
+    entries, storyboard = _built(project, built_once)
     hook_key = next(k.split(":", 1)[1] for k, e in entries.items()
                     if k.startswith("image:") and e["sha256"] == __import__("hashlib").sha256(
                         _blob(project, e["sha256"]).read_bytes()).hexdigest() and _is_hook(project, k.split(":", 1)[1]))
@@ -187,8 +197,8 @@ def _is_hook(project: Project, key: str) -> bool:
     return receipt["key"] == key
 
 
-def test_damaged_cache_database_is_one_clear_line(project: Project) -> None:
-    _built(project)
+def test_damaged_cache_database_is_one_clear_line(project: Project, built_once: Project) -> None:
+    _built(project, built_once)
     db = project.cache / "requests" / "cache.db"
     with open(db, "r+b") as f:
         f.seek(0)
