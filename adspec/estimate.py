@@ -360,7 +360,7 @@ def budget_action(ads: Sequence[tuple[str, Path]]) -> None:
 
     paid = sum(1 for a in run.ads for i in a.items if i.action == "pay")
     raise BudgetError(
-        f"budget: this run would pay {'about ' if not run.exact else ''}{fmt_usd(total)} for {paid} requests, "
+        f"this run would pay {'about ' if not run.exact else ''}{fmt_usd(total)} for {paid} requests, "
         f"over the cap of {fmt_usd(run.budget_usd)} per run (ADSPEC_BUDGET_USD); nothing was paid. "
         f"See `adspec estimate`; {raise_hint(total)}"
     )

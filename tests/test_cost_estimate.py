@@ -198,7 +198,7 @@ def test_budget_cap_stops_the_run_before_any_request(live) -> None:
     assert run.returncode != 0
     assert replicate.requests == [] and openai.count == 0
     lines = [x for x in run.stdout.splitlines() if x.startswith("FAILED ")]
-    assert len(lines) == 1 and lines[0].startswith("FAILED budget: budget: this run would pay about $")
+    assert len(lines) == 1 and lines[0].startswith("FAILED budget: this run would pay about $")
     assert "over the cap of $0.100" in lines[0] and "ADSPEC_BUDGET_USD=" in lines[0]
     assert "####" not in run.stdout + run.stderr and "Traceback" not in run.stdout + run.stderr
     assert not (project.build / "zip" / "plan.json").exists()
