@@ -208,6 +208,28 @@ def test_budget_cap_stops_the_run_before_any_request(live) -> None:
     assert openai.count == 1 and replicate.paid_creates > 0
 
 
+def test_the_cap_holds_during_a_run_whose_plan_turns_out_dearer(live) -> None:
+    """The live planner picks more beats than the offline stand-in the estimate priced: the run
+    starts (estimate under the cap), then every paid call reserves its price first, and the
+    calls that would pass the cap fail with one line each; spent never exceeds the cap."""
+    project, replicate, openai = live
+    spec = small_spec(duration=30)
+    del spec["beats"], spec["music"]
+    project.write_spec("zip", spec)
+    est = estimate(project)
+    cap = 1.45
+    assert est["total_usd"] < cap
+    run = project.doit("-n", "3", "-P", "thread", check=False, ADSPEC_BUDGET_USD=str(cap))
+    assert run.returncode != 0 and openai.count == 1
+    refused = [x for x in run.stdout.splitlines() if x.startswith("FAILED ")]
+    assert refused and all(": budget: " in x and "over the cap of $1.45" in x for x in refused), run.stdout
+    assert all(x.startswith(("FAILED chunk:zip/", "FAILED storyboard:zip/", "FAILED music:zip")) for x in refused)
+    assert spent(project) <= cap + 1e-9
+    assert replicate.paid_creates == len(project.ledger()) - 1  # the planner's call is the other one
+    assert "####" not in run.stdout + run.stderr and "Traceback" not in run.stdout + run.stderr
+    assert not list((project.build / ".adspec" / "runs").glob("*.json"))  # the run's budget file is gone
+
+
 def test_estimate_before_any_build_counts_a_shared_request_once(project: Project) -> None:
     one = small_spec()
     two = small_spec(title="Another title")  # same requests as `one`
