@@ -31,6 +31,8 @@ def test_status_json_is_valid_at_every_moment_of_a_build(project: Project) -> No
     cmd = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-n", "2", "-P", "thread"]
     proc = subprocess.Popen(cmd, cwd=project.root, env=project.run_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen([sys.executable, "-m", "adspec.cli", "status", "--watch", "zip", "--interval", "0.1"],
+                               cwd=project.root, env=project.run_env(), stdout=subprocess.PIPE, text=True)
     reads, states, phases, progress = 0, set(), set(), []
     while proc.poll() is None:
         try:
@@ -58,6 +60,10 @@ def test_status_json_is_valid_at_every_moment_of_a_build(project: Project) -> No
     assert len(set(progress)) >= 4 and max(progress) == 100  # it moves as the build does
     # one summary line per ad at the end
     assert [x for x in out.splitlines() if x.startswith("adspec: zip: built plan, 3 storyboards, 3 chunks, music")]
+
+    followed = watcher.communicate(timeout=60)[0].splitlines()
+    assert watcher.returncode == 0 and len(followed) >= 3, followed  # it followed the build ...
+    assert followed[0].startswith("zip: running") and followed[-1].startswith("zip: done done 100% (11/11)")  # ... to its end
 
     table = project.adspec("status")
     assert table.returncode == 0 and "zip" in table.stdout and "done" in table.stdout and "100% (11/11)" in table.stdout
