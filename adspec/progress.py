@@ -131,6 +131,7 @@ class AdspecReporter:
     def _render(self) -> Any:
         from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
         table = Table.grid(padding=(0, 1))
         with self.lock:
@@ -142,14 +143,17 @@ class AdspecReporter:
                 waits = []
                 for task, start in sorted(s.running.items(), key=lambda kv: kv[1]):
                     st = s.waits.get(task)
-                    what = task.split(":", 1)[1]
+                    kind, _, sub = task.partition(":")
+                    sub = sub.partition("/")[2]
+                    what = f"{kind} {sub}".strip()
                     if st:
                         waits.append(f"{what} {st[0]} {int(time.time() - start)}s")
                     elif time.time() - start >= 2:
                         waits.append(f"{what} {int(time.time() - start)}s")
-                state = "[red]failed[/]" if s.failed else ("[green]done[/]" if s.phase == "done" else s.phase)
+                state = Text("failed", style="red") if s.failed else (
+                    Text("done", style="green") if s.phase == "done" else Text(s.phase))
                 table.add_row(
-                    f"[bold]{s.ad}[/]", ProgressBar(total=max(total, 1), completed=done, width=28),
+                    Text(s.ad, style="bold"), ProgressBar(total=max(total, 1), completed=done, width=28),
                     f"{done}/{total}", state,
                     f"chunk {chunk_done}/{len(chunks)}" if chunks else "",
                     costmod.fmt_usd(sum(s.paid.values())), "; ".join(waits[:3]),
