@@ -132,5 +132,6 @@ def test_live_display_on_a_terminal(project: Project) -> None:
     run = project.doit(ADSPEC_PROGRESS="live")
     assert "\x1b[" in run.stdout  # drawn with terminal control codes
     assert "━" in run.stdout and "zip" in run.stdout and "chunk 2/2" in run.stdout
+    assert "[bold]" not in run.stdout and "[/]" not in run.stdout  # styles, not literal markup
     assert "adspec: zip: built" in run.stdout
     assert not [x for x in run.stdout.splitlines() if x.startswith(".  ")]  # no plain task lines
