@@ -413,6 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None,
               content_type: str = "application/json") -> None:
         data = raw if raw is not None else json.dumps(body).encode()
+        self._log(status)  # before answering: a client that got its answer sees its request counted
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -420,7 +421,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
-        self._log(status)
 
     def _problem(self, status: int, detail: str, title: str = "", headers: dict[str, str] | None = None) -> None:
         if self.fake.echo_auth:
