@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from typing import Any, Callable, Sequence
 
 from .config import load_settings
@@ -17,8 +19,12 @@ def doit_config() -> dict[str, Any]:
     settings = load_settings()
     try:
         settings.build_dir.mkdir(parents=True, exist_ok=True)
+        # doit's state DB lives here: a folder it cannot write is doit's traceback otherwise
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=settings.build_dir)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:  # one line, not doit's traceback of the dodo file
-        raise SystemExit(f"adspec: build folder {settings.build_dir} cannot be created ({e.strerror}); "
+        raise SystemExit(f"adspec: build folder {settings.build_dir} is not writable ({e.strerror}); "
                          "set ADSPEC_BUILD") from None
     new_run_id()  # one id per doit run, inherited by its workers: receipts, status and the budget use it
     RunBudget.prune(settings.build_dir)

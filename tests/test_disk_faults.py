@@ -58,7 +58,7 @@ def test_unwritable_build_folder_is_one_clear_line(project: Project) -> None:
     assert out.returncode != 0
     assert_no_traceback(out.stdout, out.stderr)
     message = (out.stdout + out.stderr).strip().splitlines()
-    assert any("not-a-folder" in ln and "ADSPEC_BUILD" in ln for ln in message), message
+    assert any("not-a-folder" in ln and "not writable" in ln and "ADSPEC_BUILD" in ln for ln in message), message
     assert blocker.read_text().startswith("a file")
 
 
@@ -104,6 +104,19 @@ def test_full_cache_disk_then_room_again(project: Project) -> None:
         keys = [e["key"] for e in project.ledger()]
         assert len(keys) == len(set(keys)) == 5
     report_row("full disk (cache)", "cache on a 300 KiB tmpfs, then grown", 2, 1, 2, 0, 0)
+
+
+def test_read_only_build_disk_is_one_line_per_target(project: Project) -> None:
+    project.write_spec("zip", small_spec())
+    with tiny_fs(project.build, "8m"):
+        subprocess.run(["mount", "-o", "remount,ro", str(project.build)], check=True, capture_output=True)
+        out = project.doit(check=False)
+        lines = _clear_failure(out, "Read-only file system")
+        assert all("Read-only file system" in ln for ln in lines), lines
+        assert not any(project.build.iterdir())
+        subprocess.run(["mount", "-o", "remount,rw", str(project.build)], check=True, capture_output=True)
+        project.doit()
+        check_final(project.build / "zip" / "final.mp4", 8)
 
 
 # ---- the cache edited behind adspec's back -----------------------------------------------------
