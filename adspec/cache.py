@@ -101,6 +101,18 @@ class DurableJob:
             self._on_progress(status)
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+        # some filesystems cannot sync a folder: the rename is still atomic
+    finally:
+        os.close(fd)
+
+
 def _check_of(fields: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=repr).encode("utf-8")).hexdigest()
 
@@ -285,6 +297,8 @@ class RequestCache:
         if not (dest.is_file() and sha256_file(dest) == sha):
             with atomic_path(dest) as tmp:
                 shutil.copyfile(src, tmp)
+                _fsync(tmp)  # a paid artifact is on disk before its entry says so (power loss)
+            _fsync(dest.parent)
         return sha, dest.stat().st_size
 
     def _quarantine(self, path: Path, name: str) -> None:
