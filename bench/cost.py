@@ -19,7 +19,7 @@ import yaml
 from .project import EXAMPLE, EXAMPLE_BEATS, Workspace
 
 SEED_COST_USD = 0.51  # the seed's own figure for one 30 s ad
-FAKE_KEYS = {"REPLICATE_API_TOKEN": "r8_BENCHnotArealTokenBENCH0000000000", "OPENAI_API_KEY": "sk-BENCHnotArealKey000000000000",
+FAKE_KEYS = {"REPLICATE_API_TOKEN": "r8_BENCH-not-a-real-token-0000", "OPENAI_API_KEY": "sk-BENCH-not-a-real-key-0000",
              "ADSPEC_BACKEND": ""}
 
 

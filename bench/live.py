@@ -28,8 +28,8 @@ REAL_LATENCY = {
 }
 SLUGS = {"image": "black-forest-labs/flux-dev", "video": "minimax/hailuo-2.3-fast", "music": "meta/musicgen"}
 REAL_POLL_INTERVAL = 0.5  # the replicate client's default
-TOKEN = "r8_BENCHtokenBENCHtokenBENCHtoken0000"
-KEY = "sk-BENCHkeyBENCHkeyBENCHkeyBENCHkey00000"
+TOKEN = "r8_BENCH-token-not-real-0000"
+KEY = "sk-BENCH-key-not-real-00000"
 
 
 def distinct_plan(body: dict[str, Any]) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from PIL import Image
 from adspec import media
 from conftest import REPO, Project
 
-REPLICATE_TOKEN = "r8_RELIABILITYfakeTOKEN0123456789abcdef"
-OPENAI_KEY = "sk-RELIABILITYfakeKEY0123456789abcdefABCDEF"
+REPLICATE_TOKEN = "r8_RELIABILITY-fake-TOKEN-0123456789"
+OPENAI_KEY = "sk-RELIABILITY-fake-KEY-0123456789ABCDEF"
 
 # temp names adspec uses before a rename: mkstemp's `.stem.XXXXXXXX.suffix` (fsutil), media's
 # `.stem.tmp-PID-HEX.suffix`, concat's `.stem.parts-XXXX` folder, the offline renderer's `.offline-`

@@ -20,8 +20,8 @@ from conftest import Project, executed_tasks, small_spec
 from fakes.openai_server import FakeOpenAI
 from fakes.replicate_server import FakeReplicate
 
-REPLICATE_TOKEN = "r8_FAKEtokenFAKEtokenFAKEtoken000000"
-OPENAI_KEY = "sk-FAKEkeyFAKEkeyFAKEkeyFAKEkey0000000"
+REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
+OPENAI_KEY = "sk-FAKE-key-not-real-0000000"
 
 
 def _unique_media(kind: str, data: dict, seconds: float) -> bytes:

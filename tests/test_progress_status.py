@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, Project, executed_tasks, small_spec
 from fakes.replicate_server import FakeReplicate
 
-REPLICATE_TOKEN = "r8_FAKEtokenFAKEtokenFAKEtoken000000"
+REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
 
 
 def three_beat_spec() -> dict:

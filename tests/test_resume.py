@@ -14,7 +14,7 @@ from adspec.providers.replicate_provider import ReplicateMedia
 from adspec.verify import image_verifier
 from fakes.replicate_server import FakeReplicate
 
-TOKEN = "r8_RESUMEtestRESUMEtestRESUMEtest0000"
+TOKEN = "r8_RESUME-test-token-not-real-0000"
 
 
 @pytest.fixture()

@@ -258,8 +258,8 @@ def test_doit_lists_each_variant_with_its_own_tasks(project: Project) -> None:
 
 # ---- the 3 x 2 matrix against the fakes: exact requests ------------------------------------------------
 
-REPLICATE_TOKEN = "r8_FAKEtokenFAKEtokenFAKEtoken000000"
-OPENAI_KEY = "sk-FAKEkeyFAKEkeyFAKEkeyFAKEkey0000000"
+REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
+OPENAI_KEY = "sk-FAKE-key-not-real-0000000"
 
 
 def city_plan(body: dict) -> dict:
