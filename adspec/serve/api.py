@@ -204,7 +204,8 @@ def edit_beat(ad: str, beat_id: str, body: BeatEdit, request: Request) -> Any:
     except project.NotFound as e:
         raise ApiError(404, str(e), "beat_id") from None
     except project.SpecError as e:
-        raise ApiError(422, e.one_line(), f"fields.{e.field}" if e.field in body.fields else e.field) from None
+        last = (e.field or "").rsplit(".", 1)[-1]  # beats.0.image_prompt -> the request's fields.image_prompt
+        raise ApiError(422, e.one_line(), f"fields.{last}" if last in body.fields else e.field) from None
     out: dict[str, Any] = {**saved, "build": None, "estimate": None, "refusal": None}
     if body.build:
         out.update(start_build(c, ad, spec, f"edit of {beat_id}"))
