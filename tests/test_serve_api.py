@@ -124,7 +124,7 @@ def test_seed_flow_live_on_the_fakes_and_the_budget(live) -> None:
                                              "resolution": "360p"})
         assert r.status_code == 402
         body = r.json()
-        assert "over the cap of $0.01 per run (ADSPEC_BUDGET_USD); nothing was paid" in body["error"]
+        assert "over the cap of $0.010 per run (ADSPEC_BUDGET_USD); nothing was paid" in body["error"]
         assert body["video_id"] and poor.get(f"/api/status/{body['video_id']}").json()["status"] == "failed"
         time.sleep(1)
         assert len(replicate.requests) == requests and openai.count == 1  # nothing asked of the providers

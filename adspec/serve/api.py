@@ -31,9 +31,9 @@ class Context:
 class ApiError(Exception):
     """A request the server refuses: becomes `{"error", "field", ...}` with `status`."""
 
-    def __init__(self, status: int, message: str, field: str | None = None, **extra: Any):
+    def __init__(self, http_status: int, message: str, field: str | None = None, **extra: Any):
         super().__init__(message)
-        self.status, self.message, self.field, self.extra = status, message, field, extra
+        self.status, self.message, self.field, self.extra = http_status, message, field, extra
 
 
 def ctx(request: Request) -> Context:
