@@ -15,7 +15,6 @@ keeps every other byte of the file as the person left it.
 from __future__ import annotations
 
 import hashlib
-import json
 import textwrap
 from typing import Any, Mapping
 
@@ -101,7 +100,22 @@ def _plain(value: str) -> str | None:
 
 
 def _double(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+    """A YAML double-quoted scalar holding any string: line breaks, control and format characters
+    escaped (YAML would fold a raw U+2028 or NEL), everything else as written."""
+    out = ['"']
+    for ch in value:
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif o < 0x20 or 0x7F <= o <= 0x9F or o in (0x2028, 0x2029, 0xFEFF) or 0xD800 <= o <= 0xDFFF or o in (0xFFFE, 0xFFFF):
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out) + '"'
 
 
 def _single(value: str) -> str | None:

@@ -39,7 +39,7 @@ def create_server() -> MCPServer:
     from .serve.builds import DONE, FAILED, BuildQueue, estimate_ad
 
     settings = load_settings()
-    queue = BuildQueue(settings.specs_dir.parent)
+    queue = BuildQueue(Path.cwd(), settings=settings)
     started = False
 
     def ensure_queue() -> None:

@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, token: str | None = None, wa
                queue: BuildQueue | None = None) -> FastAPI:
     """The server over the project of `settings` (default: from the environment and cwd)."""
     settings = settings or load_settings()
-    queue = queue or BuildQueue(settings.specs_dir.parent)
+    queue = queue or BuildQueue(Path.cwd(), settings=settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

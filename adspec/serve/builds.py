@@ -52,8 +52,8 @@ def build_command(ad: str) -> list[str]:
     return [sys.executable, "-m", "adspec.cli", "build", ad, "--json"]
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
+def _child_env(folders: dict[str, str]) -> dict[str, str]:
+    env = {**os.environ, **folders}
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("ADSPEC_PROGRESS", "plain")
@@ -81,8 +81,12 @@ def _outcome(ad: str, code: int, stdout: str, stderr: str) -> str | None:
 class BuildQueue:
     """One worker thread; builds run one after another, at most one per ad at a time."""
 
-    def __init__(self, cwd: Path, on_change: Callable[[], None] | None = None):
+    def __init__(self, cwd: Path, on_change: Callable[[], None] | None = None, settings: Any = None):
         self.cwd = Path(cwd)
+        # the child builds exactly the folders this process sees, whatever its working directory
+        self.folders = {} if settings is None else {
+            "ADSPEC_SPECS": str(settings.specs_dir), "ADSPEC_BUILD": str(settings.build_dir),
+            "ADSPEC_CACHE_DIR": str(settings.cache_dir)}
         self.runs: dict[str, AdRun] = {}
         self.order: list[str] = []
         self.cond = threading.Condition()
@@ -188,7 +192,7 @@ class BuildQueue:
     def _build(self, run: AdRun) -> str | None:
         log.info("adspec serve: building %s%s", run.ad, f" ({run.reason})" if run.reason else "")
         try:
-            proc = subprocess.Popen(build_command(run.ad), cwd=self.cwd, env=_child_env(), stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(build_command(run.ad), cwd=self.cwd, env=_child_env(self.folders), stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         except OSError as e:
             return f"cannot start the build: {e.strerror}"
