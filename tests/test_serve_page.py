@@ -161,3 +161,11 @@ def test_live_page_updates_and_edits_one_beat(project: Project, browser: Browser
             spent = json.loads((project.build / "zip" / "status.json").read_text())["cost"]["spent_usd"]
             assert rows == [["ad-zip", "done", f"${spent:.2f}", 640, "/ads/zip"]] and spent > 0
             assert browser.problems() == []
+
+            # the API's description, rendered by Swagger UI served from the package (no CDN)
+            browser.open(f"{server.url}/docs")
+            ops = browser.evaluate("""(async () => {
+                for (let i = 0; i < 100 && !document.querySelector('.opblock'); i++) await new Promise(ok => setTimeout(ok, 100));
+                return [...document.querySelectorAll('.opblock-summary-path')].map(e => e.textContent.replace(/\u200b/g, '')); })()""")
+            assert {"/api/generate", "/api/status/{video_id}", "/api/upload"} <= set(ops), ops
+            assert browser.problems() == []

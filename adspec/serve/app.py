@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Settings, load_settings
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None, *, token: str | None = None, wa
                 watcher.stop()
             queue.stop()
 
-    app = FastAPI(title="adspec", summary="Live studio and the seed's REST API over adspec's build",
+    # /docs and /redoc with Swagger UI and ReDoc served from the package: no CDN, works offline
+    app = FastAPIOffline(title="adspec", summary="Live studio and the seed's REST API over adspec's build",
                   description="Every build goes through the specs, the beat files, the request cache and the budget. "
                               "Errors are JSON: {\"error\": \"...\", \"field\": \"...\"}.",
                   version="1", lifespan=lifespan, max_body_size=1024 * 1024)
