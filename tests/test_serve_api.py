@@ -150,6 +150,10 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
             assert 400 <= r.status_code < 500, (body, r.status_code, r.text)
             assert r.headers["content-type"] == "application/json" and r.json()["field"] == field, (body, r.text)
             assert "Traceback" not in r.text
+        r = server.post("/api/generate", json={"prompt": "x" * (2 * 1024 * 1024)})
+        assert r.status_code == 413 and r.json()["field"] == "body"
+        r = server.post("/api/generate", content=iter([b'{"prompt": "x"}']), headers={"Content-Type": "application/json"})
+        assert r.status_code == 411 and r.json()["field"] == "Content-Length"  # no unbounded bodies
         r = server.post("/api/generate", content=b"{not json", headers={"Content-Type": "application/json"})
         assert r.status_code == 422 and r.json()["field"] == "body"
         assert "did you mean 'hailuo-02'" in server.post("/api/generate", json={"prompt": "x", "model": "hailou"}).json()["error"]

@@ -16,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..config import Settings
 from . import live, project, seed
 from .builds import BuildQueue, estimate_ad
-from .security import MAX_UPLOAD_BYTES, image_suffix
+from .security import MAX_UPLOAD_BODY, MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES, image_suffix
 
 router = APIRouter(prefix="/api")
-MAX_UPLOAD_FILES = 8
 
 
 @dataclass
@@ -88,7 +87,7 @@ def status(video_id: str, request: Request) -> Any:
 
 @router.post("/upload", response_model=seed.UploadResponse, tags=["seed"],
              summary="Upload reference images (PNG, JPEG, WebP); returns asset ids for reference_assets",
-             max_body_size=MAX_UPLOAD_FILES * MAX_UPLOAD_BYTES + 64 * 1024)
+             max_body_size=MAX_UPLOAD_BODY)
 def upload(request: Request, files: list[UploadFile] = File(..., description="one or more images")) -> Any:
     c = ctx(request)
     if len(files) > MAX_UPLOAD_FILES:

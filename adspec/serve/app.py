@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None, *, token: str | None = None, wa
     app = FastAPIOffline(title="adspec", summary="Live studio and the seed's REST API over adspec's build",
                   description="Every build goes through the specs, the beat files, the request cache and the budget. "
                               "Errors are JSON: {\"error\": \"...\", \"field\": \"...\"}.",
-                  version="1", lifespan=lifespan, max_body_size=1024 * 1024)
+                  version="1", lifespan=lifespan)
     app.state.ctx = api.Context(settings, queue)
     app.add_middleware(Guard, token=token)
     app.include_router(api.router)

@@ -8,6 +8,7 @@
   cannot reach the server through DNS rebinding; and a request that changes something and comes
   from a page of another origin (its Origin header) is refused, so no other site can post to it.
 - Files: only under specs/ and build/, resolved (symlinks included) before the check.
+- Bodies: at most 1 MiB (uploads: 10 MiB an image), with a Content-Length.
 - Uploads: size-limited, and must decode as a PNG, JPEG or WebP image.
 """
 
@@ -26,7 +27,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 TOKEN_ENV = "ADSPEC_SERVE_TOKEN"
 COOKIE = "adspec_token"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one image
+MAX_UPLOAD_FILES = 8
+MAX_BODY_BYTES = 1024 * 1024  # any other request body
+MAX_UPLOAD_BODY = MAX_UPLOAD_FILES * MAX_UPLOAD_BYTES + 64 * 1024
 IMAGE_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
 
 
@@ -87,6 +91,12 @@ class Guard:
         if method not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null":
             if urlsplit(origin).netloc != host:
                 return _json(403, {"error": f"cross-origin request from {origin} refused", "field": "Origin"})
+        length = headers.get("content-length", "")
+        limit = MAX_UPLOAD_BODY if scope.get("path") == "/api/upload" else MAX_BODY_BYTES
+        if length.isdigit() and int(length) > limit:
+            return _json(413, {"error": f"the request body is larger than {limit // 1024} KiB", "field": "body"})
+        if not length and "chunked" in headers.get("transfer-encoding", "").lower():
+            return _json(411, {"error": "send the body with a Content-Length", "field": "Content-Length"})
         if self.token is None:
             return None
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
