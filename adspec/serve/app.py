@@ -162,5 +162,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, watch: bool = False) -> 
     shown = f"[{host}]" if ":" in host else host
     print(f"adspec serve: http://{shown}:{port}/ (API: /docs){' — watching specs/' if watch else ''}"
           f"{' — token required' if token else ''}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # open event streams would hold a graceful shutdown forever: give them 3 s
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
     return 0
