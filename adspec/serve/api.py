@@ -5,7 +5,8 @@ the live pages (ads, beats, edits, estimates, builds, event streams). Every 4xx 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, File, Request, UploadFile
@@ -25,6 +26,7 @@ router = APIRouter(prefix="/api")
 class Context:
     settings: Settings
     queue: BuildQueue
+    closing: threading.Event = field(default_factory=threading.Event)  # set when the server stops: streams end
 
 
 class ApiError(Exception):
@@ -138,6 +140,13 @@ def ad_detail(ad: str, request: Request) -> Any:
     return _full_view(c, ad)
 
 
+def _gone(c: Context, request: Request) -> Any:
+    async def gone() -> bool:
+        return c.closing.is_set() or await request.is_disconnected()
+
+    return gone
+
+
 @router.get("/ads/{ad}/events", response_class=EventSourceResponse, tags=["studio"],
             summary="Server-sent events: the ad's view each time its build writes")
 async def ad_events(ad: str, request: Request) -> Any:
@@ -152,7 +161,7 @@ async def ad_events(ad: str, request: Request) -> Any:
             pass
         return live.stamp(c.settings, c.queue, [ad], [spec, *src])
 
-    async for view in live.events(lambda: _full_view(c, ad), stamp, request.is_disconnected):
+    async for view in live.events(lambda: _full_view(c, ad), stamp, _gone(c, request)):
         yield ServerSentEvent(comment="keep-alive") if view is None else ServerSentEvent(data=view, event="ad")
 
 
@@ -165,7 +174,7 @@ async def all_events(request: Request) -> Any:
         ads = project.list_ads(c.settings)
         return live.stamp(c.settings, c.queue, [a for a, _ in ads], [p for _, p in ads])
 
-    async for view in live.events(lambda: ads_view(c), stamp, request.is_disconnected):
+    async for view in live.events(lambda: ads_view(c), stamp, _gone(c, request)):
         yield ServerSentEvent(comment="keep-alive") if view is None else ServerSentEvent(data=view, event="ads")
 
 

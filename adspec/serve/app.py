@@ -162,6 +162,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, watch: bool = False) -> 
     shown = f"[{host}]" if ":" in host else host
     print(f"adspec serve: http://{shown}:{port}/ (API: /docs){' — watching specs/' if watch else ''}"
           f"{' — token required' if token else ''}", flush=True)
-    # open event streams would hold a graceful shutdown forever: give them 3 s
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+    closing = app.state.ctx.closing
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            closing.set()  # end the event streams, or they would hold the graceful shutdown open
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=5)
+    _Server(config).run()
     return 0
