@@ -85,6 +85,11 @@ def test_live_page_updates_and_edits_one_beat(project: Project, browser: Browser
         with Server(project, **env) as server:
             browser.open(f"{server.url}/ads/zip")
             assert _watch(browser, "s.state !== ''", timeout=30)[-1]["state"] == "not built"
+            price = browser.evaluate("""(async () => {
+                const c = document.querySelector('#build-cost');
+                for (let i = 0; i < 300 && !c.textContent; i++) await new Promise(ok => setTimeout(ok, 100));
+                return c.textContent; })()""")
+            assert price.startswith("a build now pays about $") and price.endswith("to make)"), price  # before any build
             browser.evaluate("document.querySelector('#build').click()")
             seen = _watch(browser, "s.state === 'done' && s.final")
             # it moved while the build ran: running with partial progress, frames before the video

@@ -104,7 +104,18 @@ const adspecStudio = (() => {
       return [...document.querySelectorAll("#storyboard textarea")].some((t) => t.value !== t.dataset.saved);
     }
 
+    let lastState = null;
+    async function priceBuild() {  // what the Build button would pay now (adspec estimate)
+      const r = await api("POST", `/api/ads/${encodeURIComponent(name)}/estimate`);
+      if (!r.ok) { $("#build-cost").textContent = ""; return; }
+      const e = r.data;
+      $("#build-cost").textContent = e.refusal ? `over the budget: ${usd(e.total_usd)} of ${usd(e.budget_usd)}`
+        : `a build now pays ${e.exact ? "" : "about "}${usd(e.total_usd)} (${e.targets.length} to make)`;
+    }
+
     function update(view) {
+      if (view.state !== lastState && !["queued", "running"].includes(view.state)) priceBuild();
+      lastState = view.state;
       $("#title").textContent = view.title || name;
       const st = $("#state");
       st.className = "pill " + view.state.replace(" ", "-");
