@@ -172,7 +172,7 @@ def place_chunk(src: Path, target: Path, beat: dict[str, Any], index: int) -> No
     continuation's first frame exactly as the build would)."""
     # made stitch-ready here (copied if it already is): a live clip is re-encoded once, to the
     # part the beat uses, while other chunks are still being generated, not by every stitch
-    from .adplan import FPS
+    from .plan_file import FPS
 
     seconds = beat["clips"][index]
     used = min(seconds, beat["duration"] - sum(beat["clips"][:index]))

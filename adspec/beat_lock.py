@@ -155,7 +155,7 @@ def render_beat_file(plan: BeatPlan, planned_from: PlannedFrom, *, clip_lengths:
     """The beat file's YAML text: stable key order (version, planned_from, music, beats with id,
     type, duration, image_prompt, motion_prompt), long prompts folded. With `clip_lengths`, each
     beat gets a comment saying how it is cut from the video model's clips."""
-    from .planner import fit_clips
+    from .offline_planner import fit_clips
 
     parts = [HEADER + SCHEMA_COMMENT_BEATS + "\n", "version: 1\n"]
     pf = {"spec_sha256": planned_from.spec_sha256, "planner": planned_from.planner, "library": planned_from.library}

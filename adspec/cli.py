@@ -39,7 +39,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .planning import plan_ad
+    from .plan_step import plan_ad
     from .variants import beats_path_of
 
     for ad, spec_path in _specs_for(args.names):

@@ -5,7 +5,7 @@ than the one the build would ask now), which of them the request cache already h
 the total. Nothing is written and no paid service is called.
 
 How the unknowns are handled:
-- The plan is made in memory (`planning.dry_plan`): inline beats and a kept beat file are exact;
+- The plan is made in memory (`plan_step.dry_plan`): inline beats and a kept beat file are exact;
   when the planner would run, a cached answer is used if there is one (exact); the offline
   planner is exact offline; a live planner that would be asked is priced from its prompt's size
   and the beats are the offline planner's stand-in plan (flagged: `exact: false`).
@@ -138,18 +138,18 @@ class _Estimator:
         self.made.add(recipe.key)
 
     def ad(self, ad: str, spec_path: Path) -> AdEstimate:
-        from . import planning
-        from .planning import Decision
+        from . import plan_step
+        from .plan_step import Decision
 
         est = AdEstimate(ad)
         try:
-            dry = planning.dry_plan(ad, spec_path)
+            dry = plan_step.dry_plan(ad, spec_path)
         except AdspecError as e:
             est.error = e.one_line()
             return est
         plan, step = dry.plan, dry.step
         paths = AdPaths.of(self.build_dir, ad)
-        plan_current = planning.plan_is_current(ad, str(spec_path))
+        plan_current = plan_step.plan_is_current(ad, str(spec_path))
         if plan_current:
             est.up_to_date += 1
         elif step.decision is Decision.PLAN and step.recipe is not None:

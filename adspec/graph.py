@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 from doit import create_after
 
-from .adplan import AdPlan
+from .plan_file import AdPlan
 from .paths import AdPaths
 
 TaskDict = dict[str, Any]
@@ -83,16 +83,16 @@ def load_plan(paths: AdPaths) -> AdPlan | None:
 
 
 def plan_task(ad: str, spec_path: Path, build_dir: Path) -> TaskDict:
-    from . import planning
+    from . import plan_step
 
     paths = AdPaths.of(build_dir, ad)
     return {
         "name": ad,
         "doc": f"plan {ad}: spec -> beat file -> build/{ad}/plan.json",
-        "actions": [(Reported(planning.plan_action), [ad, str(spec_path)])],
+        "actions": [(Reported(plan_step.plan_action), [ad, str(spec_path)])],
         "file_dep": [str(spec_path)],
         "targets": [str(paths.plan)],
-        "uptodate": [(planning.plan_is_current, [ad, str(spec_path)])],
+        "uptodate": [(plan_step.plan_is_current, [ad, str(spec_path)])],
         "task_dep": ["budget"],
         "verbosity": 1,
     }

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .adplan import FPS
+from .plan_file import FPS
 from .paths import AdPaths
 from .providers.base import ImageRequest, MusicRequest, VideoRequest
 from .registry import load_registry

@@ -208,7 +208,7 @@ def choose_durations(types: Sequence[str], duration: int, clip_lengths: Sequence
 
 
 def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: Library | None = None) -> BeatPlan:
-    """The offline plan from the plan-shaping fields alone (see adspec.lock.plan_shaping_fields)."""
+    """The offline plan from the plan-shaping fields alone (see adspec.beat_lock.plan_shaping_fields)."""
     lib = library or load_library()
     duration = int(shaping["duration"])
     style_text = str(shaping.get("style") or "")
@@ -241,7 +241,7 @@ def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: 
 
 def plan_spec_offline(spec: Spec, registry=None) -> BeatPlan:
     """Convenience: the offline plan of a spec (what `adspec plan` writes without an API key)."""
-    from .lock import plan_shaping_fields
+    from .beat_lock import plan_shaping_fields
     from .registry import load_registry
 
     registry = registry or load_registry()

@@ -1,6 +1,6 @@
 """The plan step: keep the beat file (the lock) in step with its spec, then resolve the ad.
 
-The lock's rules live in `adspec.lock`; the planners behind one interface; the plan request goes
+The lock's rules live in `adspec.beat_lock`; the planners behind one interface; the plan request goes
 through the request cache like every paid call. This module wires them together and writes the
 plan files the render tasks read.
 """
@@ -19,16 +19,16 @@ from .actions import context, read_json, write_plan_files, write_receipt
 from .cache import Fetched
 from .paths import receipt_path
 from .recipes import Recipe
-from .adplan import FPS, AdPlan, PlannedBeat, output_size, uses_native_audio
+from .plan_file import FPS, AdPlan, PlannedBeat, output_size, uses_native_audio
 from .config import load_settings
 from .errors import SpecError
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
 from .library import LIBRARY_VERSION
 from .loader import ad_name, load_beat_file, load_spec
-from .lock import Decision, content_sha256, decide, plan_shaping_fields, render_beat_file, write_beat_file
+from .beat_lock import Decision, content_sha256, decide, plan_shaping_fields, render_beat_file, write_beat_file
 from .paths import AdPaths
-from .planner import fit_clips
+from .offline_planner import fit_clips
 from .providers.base import PlanRequest
 from .registry import load_registry
 from .spec import BeatFile, BeatPlan, PlannedFrom, Spec, default_music, render_beat_prompts
@@ -53,7 +53,7 @@ class PlanStep:
     recipe: Recipe | None = None  # the planner request, when decision is PLAN
 
 
-def plan_step(spec_path: Path, *, force: bool = False, ad: str | None = None) -> PlanStep:
+def decide_step(spec_path: Path, *, force: bool = False, ad: str | None = None) -> PlanStep:
     """The lock's decision for `spec_path` and, when it is PLAN, the planner's recipe (pure:
     reads the spec and beat file, writes nothing, calls nothing)."""
     # `ad` may name a variant (`<ad>@<variant>`): its spec and beat file (shared by the variants whose
@@ -94,11 +94,11 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
     """The spec and its beat file, planning it when the lock's rules say so (or when forced).
     When the planner is asked, (recipe, fetched) is appended to `fetched_out`.
 
-    Never overwrites a hand-edited beat file silently: `lock.decide` raises LockError instead."""
+    Never overwrites a hand-edited beat file silently: `beat_lock.decide` raises LockError instead."""
     from .cost import guarded
     from .progress import on_progress
 
-    step = plan_step(spec_path, force=force, ad=ad)
+    step = decide_step(spec_path, force=force, ad=ad)
     spec = step.spec
     if step.decision is Decision.INLINE:
         return spec, BeatFile(music=spec.music or default_music(spec), beats=spec.beats)
@@ -131,9 +131,9 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
     the offline planner's plan stands in for it (same spec, same rules; the live planner may
     choose other beats), and `stand_in` says so."""
     from .loader import parse_beat_file_text
-    from .planner import plan_offline
+    from .offline_planner import plan_offline
 
-    step = plan_step(Path(spec_path), ad=ad)
+    step = decide_step(Path(spec_path), ad=ad)
     cached = stand_in = False
     if step.decision is Decision.INLINE:
         beat_file = BeatFile(music=step.spec.music or default_music(step.spec), beats=step.spec.beats)
@@ -254,4 +254,4 @@ def read_plan(build_dir: Path, ad: str) -> AdPlan:
     return AdPlan.from_json(read_json(AdPaths.of(build_dir, ad).plan))
 
 
-__all__ = ["ensure_beat_file", "plan_step", "dry_plan", "DryPlan", "PlanStep", "resolve", "plan_ad", "plan_action", "plan_is_current", "read_plan", "json"]
+__all__ = ["ensure_beat_file", "dry_plan", "DryPlan", "PlanStep", "resolve", "plan_ad", "plan_action", "plan_is_current", "read_plan", "json"]

@@ -250,7 +250,7 @@ def product_name(spec: Spec) -> str:
     """The product's name as the planner sees it: from the prompt, else the brand, else generic.
 
     The raw text may hold {{ var }} placeholders (the prompt is a template over `vars`)."""
-    from .planner import product_from_prompt  # late: planner imports this module
+    from .offline_planner import product_from_prompt  # late: planner imports this module
 
     return product_from_prompt(spec.prompt, spec.brand.name)
 
@@ -345,7 +345,7 @@ def beat_file_issues(beat_file: BeatFile, spec: Spec | None) -> list[Issue]:
 
 def default_music(spec: Spec) -> Music:
     """The music of a spec with inline beats and no `music:`: the style's bed and tempo."""
-    from .planner import music_for  # late: planner imports this module
+    from .offline_planner import music_for  # late: planner imports this module
 
     return music_for(spec.style, spec.brand.name)
 

@@ -28,7 +28,7 @@ shell, doit and every file system. A spec with variants builds only its variants
 builds them all.
 
 Beat files (the lock) are per plan: a variant whose plan-shaping fields (see
-`lock.plan_shaping_fields`: prompt, duration, style, brand name/tagline, var and asset names, the
+`beat_lock.plan_shaping_fields`: prompt, duration, style, brand name/tagline, var and asset names, the
 planner, the video model's clip lengths) equal the base spec's uses `specs/<ad>.beats.yaml`, so
 variants over var values, aspect ratios, resolution, seed, title or colours share one beat file
 and one planner call. A variant that changes a plan-shaping field gets `specs/<ad>@<tag>.beats.yaml`:
@@ -394,7 +394,7 @@ def resolve_variants(spec: "Spec", base_ad: str, spec_path: str | Path | None = 
             resolved.append((v, vspec))
     if issues:
         return [], issues
-    from .lock import plan_shaping_fields
+    from .beat_lock import plan_shaping_fields
     from .registry import load_registry
 
     registry = load_registry()
@@ -495,7 +495,7 @@ def ad_source(ad: str, spec_path: str | Path) -> tuple["Spec", Path]:
     variant's spec for `<base>@<variant>`. Raises SpecError."""
     from .errors import SpecError
     from .loader import load_spec
-    from .lock import beat_file_path
+    from .beat_lock import beat_file_path
 
     spec_path = Path(spec_path)
     if SEPARATOR not in ad:

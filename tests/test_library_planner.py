@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from adspec.errors import SpecError
 from adspec.library import LIBRARY_VERSION, TemplateProblem, load_library, parse_library, render_template
-from adspec.lock import plan_shaping_fields, planned_from_for, render_beat_file, spec_sha256
-from adspec.planner import (
+from adspec.beat_lock import plan_shaping_fields, planned_from_for, render_beat_file, spec_sha256
+from adspec.offline_planner import (
     OfflinePlanner,
     choose_beats,
     choose_durations,

@@ -10,7 +10,7 @@ import yaml
 from adspec.errors import LockError, SpecError
 from adspec.hashing import sha256_json
 from adspec.loader import load_beat_file, load_spec, parse_beat_file_text
-from adspec.lock import (
+from adspec.beat_lock import (
     Decision,
     beat_file_path,
     content_sha256,
@@ -22,7 +22,7 @@ from adspec.lock import (
     spec_sha256,
     write_beat_file,
 )
-from adspec.planner import plan_spec_offline
+from adspec.offline_planner import plan_spec_offline
 from adspec.registry import load_registry
 from adspec.spec import Beat, BeatPlan, Music, PlannedFrom, Spec
 

@@ -261,10 +261,10 @@ class OpenAIPlanner:
 
 
 def rule_problems(plan: BeatPlan, lib: Any, duration: int | None, shaping: Any = None) -> list[str]:
-    """adspec.planner.validate_plan (the library's own rules for the spec) when a Spec can be
+    """adspec.plan_rules.validate_plan (the library's own rules for the spec) when a Spec can be
     rebuilt from the plan-shaping fields, else the local check_plan."""
     try:
-        from ..planner import validate_plan
+        from ..offline_planner import validate_plan
         from ..spec import Spec
 
         fields = {k: v for k, v in (shaping or {}).items() if k in Spec.model_fields}

@@ -25,7 +25,7 @@ def _planner(live: bool) -> PlanProvider:
         from .openai_planner import OpenAIPlanner
 
         return OpenAIPlanner()
-    from ..planner import OfflinePlanner
+    from ..offline_planner import OfflinePlanner
 
     return OfflinePlanner()
 
