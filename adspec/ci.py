@@ -118,19 +118,14 @@ def summarize(ads: list[tuple[str, Path]], records: dict[str, dict[str, Any]] | 
 def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out: TextIO | None = None,
               err: TextIO | None = None) -> int:
     """`adspec build`: returns the exit code (0: every ad built; 1: any ad failed)."""
+    from .ads import choose_ads
     from .config import load_settings
-    from .shard import ENV as SHARD_ENV
-    from .shard import parse_shard, take
-    from .variants import list_ads, select_ads
 
     out = out or sys.stdout
     err = err or sys.stderr
     started = time.time()
     settings = load_settings()
-    shard = parse_shard(os.environ.get(SHARD_ENV))
-    wanted = select_ads(list(names), settings.specs_dir)  # SpecError for an unknown name
-    in_shard = {a for a, _ in take(*list_ads(settings.specs_dir), shard)[0]}
-    selected = [(a, p) for a, p in wanted if a in in_shard]
+    selected = choose_ads(settings.specs_dir, tuple(names), settings.shard)[0]  # SpecError for an unknown name
     ledger_before = len(_ledger_lines(settings.cache_dir))
 
     code = 0

@@ -22,6 +22,7 @@ class Settings:
     has_openai_key: bool
     has_replicate_token: bool
     budget_usd: float
+    shard: str | None = None  # ADSPEC_SHARD, `i/n` (parsed by adspec.shard where ads are chosen)
 
     @property
     def live_planner(self) -> bool:
@@ -45,4 +46,5 @@ def load_settings(env: Mapping[str, str] | None = None, root: Path | None = None
         has_openai_key=bool(env.get("OPENAI_API_KEY")),
         has_replicate_token=bool(env.get("REPLICATE_API_TOKEN")),
         budget_usd=float(env.get("ADSPEC_BUDGET_USD", "5.00")),
+        shard=env.get("ADSPEC_SHARD"),
     )

@@ -9,7 +9,6 @@ from typing import Any, Callable, Sequence
 
 from .config import load_settings
 from .graph import task_creators
-from .loader import ad_name, find_specs
 
 
 def doit_config() -> dict[str, Any]:
@@ -59,12 +58,12 @@ def doit_command(argv: Sequence[str]) -> str:
 
 
 def creators_from_env() -> dict[str, Callable[..., Any]]:
+    from .ads import choose_ads
     from .errors import AdspecError
-    from .shard import ads_from_env
 
     settings = load_settings()
     try:  # every ad, variants expanded (adspec.variants), limited to ADSPEC_SHARD (adspec.shard)
-        ads, groups = ads_from_env(settings.specs_dir)
+        ads, groups = choose_ads(settings.specs_dir, shard=settings.shard)
     except AdspecError as e:  # one line, not doit's traceback of the dodo file
         raise SystemExit(f"adspec: {e.one_line()}") from None
     running = doit_command(sys.argv[1:]) == "run"

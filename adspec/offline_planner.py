@@ -5,20 +5,22 @@ spec's style, gives them whole-second durations that sum exactly to the spec's d
 each beat type's range, wasting the least video-model clip time), and fills their prompts from
 the library's templates. References to spec `vars` stay `{{ name }}` placeholders, so the plan
 depends on var names, never on their values. The LLM planner (adspec.providers) sits behind the
-same PlanProvider interface and is checked with the same `validate_plan`.
+same PlanProvider interface and is checked with the same rules (adspec.plan_rules).
 """
 
 from __future__ import annotations
 
-import math
-import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .beat_lock import plan_shaping_fields
 from .library import LIBRARY_VERSION, Library, Style, load_library, render_template
+from .plan_rules import clip_waste, plan_waste
+from .prompt_text import product_from_prompt
 from .providers.base import Job, PlanRequest, RunResult
 from .recipes import Recipe
-from .spec import Beat, BeatPlan, Music, Spec, default_music, render_beat_prompts
+from .registry import Registry, load_registry
+from .spec import Beat, BeatPlan, Spec, music_for
 
 #: bump when the offline planner's output for the same inputs changes
 PLANNER_CODE_VERSION = "1"
@@ -31,115 +33,8 @@ VARIATIONS = ("from a new low angle", "in an overhead view", "as a tight macro d
               "from over the shoulder", "in silhouette against the light")
 
 __all__ = [
-    "fit_clips", "clip_waste", "choose_beats", "choose_durations", "plan_offline", "plan_spec_offline",
-    "OfflinePlanner", "validate_plan", "plan_waste", "product_from_prompt", "music_for", "default_music",
-    "render_beat_prompts", "PLANNER_CODE_VERSION",
+    "choose_beats", "choose_durations", "plan_offline", "plan_spec_offline", "OfflinePlanner", "PLANNER_CODE_VERSION",
 ]
-
-
-# ---- clips ----------------------------------------------------------------------------------
-
-
-def fit_clips(duration: int, clip_lengths: Iterable[int]) -> list[int]:
-    """The fewest clips of the allowed lengths that cover `duration`, and among those the least
-    waste; longest first, so only the last clip is trimmed. [] for duration <= 0."""
-    lengths = sorted({int(x) for x in clip_lengths}, reverse=True)
-    if not lengths or lengths[-1] <= 0:
-        raise ValueError("clip lengths must be positive integers")
-    if duration <= 0:
-        return []
-    count = math.ceil(duration / lengths[0])
-    # best[s] = clips (descending) reaching sum s with k clips; prefer the lexicographically
-    # largest tuple so the choice is deterministic
-    best: dict[int, tuple[int, ...]] = {0: ()}
-    for _ in range(count):
-        nxt: dict[int, tuple[int, ...]] = {}
-        for total, clips in best.items():
-            for length in lengths:
-                if clips and length > clips[-1]:
-                    continue  # keep tuples descending: each multiset once
-                s = total + length
-                cand = clips + (length,)
-                if s not in nxt or cand > nxt[s]:
-                    nxt[s] = cand
-        best = nxt
-    total = min(s for s in best if s >= duration)
-    return list(best[total])
-
-
-def clip_waste(duration: int, clip_lengths: Iterable[int]) -> int:
-    """Seconds of generated video trimmed away when a beat of `duration` is cut from clips."""
-    lengths = tuple(clip_lengths)
-    if not lengths:
-        return 0
-    return sum(fit_clips(duration, lengths)) - duration
-
-
-def plan_waste(plan: BeatPlan, clip_lengths: Sequence[int]) -> dict[str, int]:
-    """Trimmed seconds per beat id (0 for a perfect fit)."""
-    return {b.id: clip_waste(b.duration, clip_lengths) for b in plan.beats}
-
-
-# ---- text from the spec ---------------------------------------------------------------------
-
-_PLACEHOLDER = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
-_STOP = r"(?:in|with|that|which|who|where|showing|featuring|ending|using|at|on|to|from|by|and|as|so|while|set|targeting|aimed)"
-_AFTER_AD = re.compile(
-    r"\b(?:ad|ads|advert|advertisement|commercial|spot|video|promo|campaign|teaser)\s+"
-    r"(?:for|about|of|introducing|launching|showcasing|promoting)\s+(?:the\s+|an?\s+|our\s+|new\s+)*"
-    r"(.+?)(?=\s*[,.;:!?()\n\"“”]|\s+[-–—]\s|\s+" + _STOP + r"\b|$)",
-    re.I,
-)
-_AFTER_VERB = re.compile(
-    r"\b(?i:for|introducing|launching|meet|presenting|showcasing|promoting)\s+(?i:the\s+|an?\s+|our\s+|new\s+)*"
-    r"([A-Z0-9\x00][\w'’\x00-]*(?:\s+[A-Z0-9\x00][\w'’\x00-]*){0,5})"
-)
-
-
-def product_from_prompt(prompt: str, brand: str | None = None) -> str:
-    """The product's name from the spec's prompt ("... ad for the TrailRunner X running shoe,
-    ..." -> "TrailRunner X running shoe"), else the brand's product, else "the product".
-    {{ placeholders }} in the prompt are kept whole."""
-    saved: list[str] = []
-
-    def protect(m: re.Match[str]) -> str:
-        saved.append(m.group(0))
-        return f"\x00{len(saved) - 1}\x00"
-
-    text = _PLACEHOLDER.sub(protect, prompt or "")
-    name = ""
-    m = _AFTER_AD.search(text)
-    if m:
-        name = m.group(1)
-    else:
-        m = _AFTER_VERB.search(text)
-        if m:
-            name = m.group(1)
-    words = name.split()
-    if len(words) > 8 or not words:
-        name = ""
-    else:
-        name = " ".join(words)
-    name = re.sub(r"\x00(\d+)\x00", lambda m: saved[int(m.group(1))], name).strip(" -–—'\"")
-    if name:
-        return name
-    if brand:
-        return f"the {brand} product" if not _PLACEHOLDER.search(brand) else brand
-    return "the product"
-
-
-def _plain(text: str) -> str:
-    """Text without placeholders, collapsed to one line (for the music prompt, never rendered)."""
-    return " ".join(_PLACEHOLDER.sub(" ", text or "").split())
-
-
-def music_for(style_text: str, brand: str | None = None, library: Library | None = None) -> Music:
-    """The music bed for a style: the library style's music and tempo, plus the spec's words."""
-    lib = library or load_library()
-    style = lib.style_for(style_text)
-    words = _plain(style_text)[:80]
-    mood = f", {words} mood" if words and words.lower() != style.name else f", {style.name} mood"
-    return Music(prompt=f"{style.music}{mood}, instrumental, no vocals, {style.bpm} bpm", bpm=style.bpm)
 
 
 def setting_phrase(var_names: Iterable[str]) -> str:
@@ -239,11 +134,8 @@ def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: 
     return BeatPlan(music=music_for(style_text, brand.get("name"), lib), beats=out)
 
 
-def plan_spec_offline(spec: Spec, registry=None) -> BeatPlan:
+def plan_spec_offline(spec: Spec, registry: Registry | None = None) -> BeatPlan:
     """Convenience: the offline plan of a spec (what `adspec plan` writes without an API key)."""
-    from .beat_lock import plan_shaping_fields
-    from .registry import load_registry
-
     registry = registry or load_registry()
     shaping = plan_shaping_fields(spec, registry)
     return plan_offline(shaping, shaping["clip_lengths"])
@@ -269,61 +161,3 @@ class OfflinePlanner:
         Path(out).write_text(plan.model_dump_json(), encoding="utf-8")
         waste = plan_waste(plan, clip_lengths) if clip_lengths else {}
         return RunResult(meta={"waste_seconds": sum(waste.values()), "waste_by_beat": waste})
-
-
-# ---- the plan's rules -----------------------------------------------------------------------
-
-
-def validate_plan(plan: BeatPlan, spec: Spec, library: Library | None = None) -> list[str]:
-    """Every way `plan` breaks the library's rules for `spec`, as readable one-line messages
-    (empty when it is fine). The LLM planner feeds these back when it re-asks."""
-    lib = library or load_library()
-    problems: list[str] = []
-    beats = plan.beats
-    total = sum(b.duration for b in beats)
-    if total != spec.duration:
-        problems.append(f"the beats last {total} s but the ad must last exactly {spec.duration} s")
-    seen: set[str] = set()
-    for b in beats:
-        if b.id in seen:
-            problems.append(f"beat id '{b.id}' is used more than once; ids must be unique")
-        seen.add(b.id)
-    last = len(beats) - 1
-    start = 0
-    product_at: int | None = None
-    for i, b in enumerate(beats):
-        bt = lib.beats.get(b.type)
-        label = f"beat {i + 1} '{b.id}'"
-        if bt is None:
-            problems.append(f"{label}: unknown beat type '{b.type}'; known: {', '.join(lib.types)}")
-            start += b.duration
-            continue
-        if not bt.min <= b.duration <= bt.max:
-            problems.append(f"{label}: {b.duration} s is outside the {b.type} range of {bt.min}-{bt.max} s")
-        if bt.position == "first" and i != 0:
-            problems.append(f"{label}: a {b.type} must be the first beat")
-        elif bt.position == "last" and i != last:
-            problems.append(f"{label}: a {b.type} must be the last beat")
-        elif bt.position == "closing" and not (i == last or (i == last - 1 and beats[last].type == "end-card")):
-            problems.append(f"{label}: a {b.type} must be the last beat or come just before the end-card")
-        elif bt.position == "middle" and (i == 0 or i == last):
-            problems.append(f"{label}: a {b.type} cannot open or close the ad")
-        if bt.shows_product and product_at is None:
-            product_at = start
-        start += b.duration
-    counts: dict[str, int] = {}
-    for b in beats:
-        counts[b.type] = counts.get(b.type, 0) + 1
-    for kind, count in counts.items():
-        bt = lib.beats.get(kind)
-        if bt is not None and count > 1 and not bt.repeatable:
-            problems.append(f"beat type '{kind}' appears {count} times but may appear only once")
-    if beats and beats[0].type != "hook":
-        problems.append(f"the first beat must be a hook, not '{beats[0].type}'")
-    if beats and beats[-1].type not in ("cta", "end-card"):
-        problems.append(f"the last beat must be a cta or an end-card, not '{beats[-1].type}'")
-    if product_at is None:
-        problems.append("no beat shows the product")
-    elif product_at > 3:
-        problems.append(f"the product first appears at {product_at} s; it must be visible within the first 3 s")
-    return problems

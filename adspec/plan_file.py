@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .registry import Registry
-
 FPS = 24  # the output frame rate of every ad; model clips at other rates are re-timed in stitch
 
 _SHORT_SIDE = {"360p": 360, "720p": 720, "1080p": 1080}
@@ -136,6 +134,3 @@ class AdPlan:
             ],
         }
 
-
-def uses_native_audio(registry: Registry, video_model: str, wanted: bool) -> bool:
-    return wanted and registry.resolve(video_model, "video").native_audio

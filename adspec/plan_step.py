@@ -17,27 +17,25 @@ from typing import Any
 from . import __version__
 from .actions import context, read_json, write_plan_files, write_receipt
 from .cache import Fetched
-from .paths import receipt_path
-from .recipes import Recipe
-from .plan_file import FPS, AdPlan, PlannedBeat, output_size, uses_native_audio
+from .ads import beats_path_of, resolve_ad
+from .beat_lock import Decision, content_sha256, decide, render_beat_file, write_beat_file
 from .config import load_settings
+from .cost import guarded
 from .errors import SpecError
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
 from .library import LIBRARY_VERSION
-from .loader import ad_name, load_beat_file, load_spec
-from .beat_lock import Decision, content_sha256, decide, plan_shaping_fields, render_beat_file, write_beat_file
-from .paths import AdPaths
-from .offline_planner import fit_clips
+from .loader import load_beat_file, parse_beat_file_text
+from .offline_planner import plan_offline
+from .paths import AdPaths, ad_name, beat_file_path, receipt_path
+from .plan_file import FPS, AdPlan, PlannedBeat, output_size
+from .plan_rules import fit_clips, plan_shaping_fields
+from .progress import on_progress
 from .providers.base import PlanRequest
+from .recipes import Recipe
 from .registry import load_registry
 from .spec import BeatFile, BeatPlan, PlannedFrom, Spec, default_music, render_beat_prompts
-from .variants import SEPARATOR, ad_source, beats_path_of
 from .verify import plan_verifier
-
-
-def beat_file_path(spec_path: Path) -> Path:
-    return spec_path.with_name(f"{spec_path.stem}.beats.yaml")
 
 
 @dataclass
@@ -59,7 +57,8 @@ def decide_step(spec_path: Path, *, force: bool = False, ad: str | None = None) 
     # `ad` may name a variant (`<ad>@<variant>`): its spec and beat file (shared by the variants whose
     # plan-shaping fields are equal, see adspec.variants); the plan request names the base ad, so
     # variants with equal shaping fields ask the planner the same thing (paid once)
-    spec, beats_path = ad_source(ad or ad_name(spec_path), spec_path)
+    resolved = resolve_ad(ad or ad_name(spec_path), spec_path)
+    spec, beats_path = resolved.spec, resolved.beats_path
     if spec.beats is not None:  # inline beats: no planner at all
         return PlanStep(spec, Decision.INLINE, beats_path)
     registry = load_registry()
@@ -70,7 +69,7 @@ def decide_step(spec_path: Path, *, force: bool = False, ad: str | None = None) 
     step = PlanStep(spec, decision, beats_path, spec_sha, shaping)
     if decision is Decision.PLAN:
         video = registry.resolve(spec.models.video, "video")
-        request = PlanRequest(ad=ad_name(spec_path), shaping=shaping, clip_lengths=video.clip_lengths,
+        request = PlanRequest(ad=resolved.base, shaping=shaping, clip_lengths=video.clip_lengths,
                               planner_model=spec.models.planner)
         step.clip_lengths = tuple(video.clip_lengths)
         step.recipe = context().planner.plan_recipe(request)
@@ -95,9 +94,6 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
     When the planner is asked, (recipe, fetched) is appended to `fetched_out`.
 
     Never overwrites a hand-edited beat file silently: `beat_lock.decide` raises LockError instead."""
-    from .cost import guarded
-    from .progress import on_progress
-
     step = decide_step(spec_path, force=force, ad=ad)
     spec = step.spec
     if step.decision is Decision.INLINE:
@@ -130,9 +126,6 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
     """The AdPlan `plan:<ad>` would produce now. When a live planner would have to be asked,
     the offline planner's plan stands in for it (same spec, same rules; the live planner may
     choose other beats), and `stand_in` says so."""
-    from .loader import parse_beat_file_text
-    from .offline_planner import plan_offline
-
     step = decide_step(Path(spec_path), ad=ad)
     cached = stand_in = False
     if step.decision is Decision.INLINE:
@@ -190,7 +183,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         image_model=image.name,
         video_model=video.name,
         music_model=music.name,
-        native_audio=uses_native_audio(registry, video.name, spec.native_audio),
+        native_audio=spec.native_audio and video.native_audio,  # the model's own audio, when it has any
         music_prompt=beat_file.music.prompt,
         bpm=beat_file.music.bpm,
         beats=tuple(beats),
@@ -225,7 +218,7 @@ def plan_is_current(ad: str, spec_path: str) -> bool:
     """doit `uptodate` of plan:<ad>: the plan files were made from these exact inputs."""
     paths = AdPaths.of(load_settings().build_dir, ad)
     try:
-        beats = beats_path_of(ad, spec_path) if SEPARATOR in ad else None
+        beats = beats_path_of(ad, spec_path)
         return _stamp_path(paths).read_text() == inputs_stamp(Path(spec_path), beats) and paths.plan.exists()
     except (OSError, SpecError):
         return False
@@ -234,7 +227,7 @@ def plan_is_current(ad: str, spec_path: str) -> bool:
 def plan_ad(ad: str, spec_path: Path, *, force: bool = False) -> AdPlan:
     asked: list[tuple[Recipe, Fetched]] = []
     spec, beat_file = ensure_beat_file(spec_path, force=force, fetched_out=asked, ad=ad)
-    beats_path = beats_path_of(ad, spec_path) if SEPARATOR in ad else None
+    beats_path = beats_path_of(ad, spec_path)
     plan = resolve(ad, spec, spec_path, beat_file, beats_path)
     paths = AdPaths.of(context().settings.build_dir, ad)
     write_plan_files(paths, plan)

@@ -22,7 +22,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .errors import SpecError
-from .library import TemplateProblem, load_library, render_template
+from .library import Library, TemplateProblem, load_library, render_template
+from .prompt_text import plain_text, product_from_prompt
 from .variants import Variants
 
 ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:5")
@@ -250,8 +251,6 @@ def product_name(spec: Spec) -> str:
     """The product's name as the planner sees it: from the prompt, else the brand, else generic.
 
     The raw text may hold {{ var }} placeholders (the prompt is a template over `vars`)."""
-    from .offline_planner import product_from_prompt  # late: planner imports this module
-
     return product_from_prompt(spec.prompt, spec.brand.name)
 
 
@@ -343,10 +342,17 @@ def beat_file_issues(beat_file: BeatFile, spec: Spec | None) -> list[Issue]:
     return issues
 
 
+def music_for(style_text: str, brand: str | None = None, library: Library | None = None) -> Music:
+    """The music bed for a style: the library style's music and tempo, plus the spec's words."""
+    lib = library or load_library()
+    style = lib.style_for(style_text)
+    words = plain_text(style_text)[:80]
+    mood = f", {words} mood" if words and words.lower() != style.name else f", {style.name} mood"
+    return Music(prompt=f"{style.music}{mood}, instrumental, no vocals, {style.bpm} bpm", bpm=style.bpm)
+
+
 def default_music(spec: Spec) -> Music:
     """The music of a spec with inline beats and no `music:`: the style's bed and tempo."""
-    from .offline_planner import music_for  # late: planner imports this module
-
     return music_for(spec.style, spec.brand.name)
 
 

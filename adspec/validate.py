@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import SpecError
-from .loader import BEATS_SUFFIX, beat_file_errors, find_specs, spec_errors
+from .ads import beat_files
+from .loader import beat_file_errors, spec_errors
+from .paths import BEATS_SUFFIX, beat_file_path, spec_of_beat_file
 from .spec import BeatFile, Spec
 
 __all__ = ["validate_paths", "json_schema", "write_schemas", "SCHEMA_FILES"]
@@ -45,15 +47,6 @@ def _expand(paths: Iterable[Path], project_root: Path) -> list[Path]:
     return out
 
 
-def _spec_of(beats_path: Path) -> Path:
-    """specs/x.beats.yaml and a variant's specs/x@tag.beats.yaml -> specs/x.yaml"""
-    return beats_path.with_name(beats_path.name[: -len(BEATS_SUFFIX)].split("@", 1)[0] + ".yaml")
-
-
-def _beats_of(spec_path: Path) -> Path:
-    return spec_path.with_name(spec_path.stem + BEATS_SUFFIX)
-
-
 def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
     """Every error in the given specs and beat files (default: everything in specs/).
 
@@ -63,12 +56,12 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
     errors: list[SpecError] = []
     done: set[Path] = set()
     for path in _expand(paths, project_root):
-        spec_path = _spec_of(path) if path.name.endswith(BEATS_SUFFIX) else path
+        spec_path = spec_of_beat_file(path) if path.name.endswith(BEATS_SUFFIX) else path
         key = Path(os.path.abspath(spec_path))
         if key in done:
             continue
         done.add(key)
-        beats_path = _beats_of(spec_path)
+        beats_path = beat_file_path(spec_path)
         if not spec_path.exists() and path.name.endswith(BEATS_SUFFIX):
             errors.append(SpecError(_shown(path), None, None, f"no spec {spec_path.name} beside this beat file"))
             continue
@@ -78,8 +71,7 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
             _, berrs = beat_file_errors(_shown(beats_path), spec)
             errors += berrs
         if spec is not None and spec.variants is not None and spec.beats is None:
-            from .variants import beat_files  # a variant's own beat file, against that variant's spec
-
+            # a variant's own beat file, against that variant's spec
             for variant_beats, variant_spec in beat_files(spec_path):
                 if variant_beats != beats_path and variant_beats.exists():
                     errors += beat_file_errors(_shown(variant_beats), variant_spec)[1]

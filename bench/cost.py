@@ -24,7 +24,7 @@ FAKE_KEYS = {"REPLICATE_API_TOKEN": "r8_BENCH-not-a-real-token-0000", "OPENAI_AP
 
 
 def _clips_of(beat_durations: list[int], clip_lengths: tuple[int, ...]) -> list[list[int]]:
-    from adspec.offline_planner import fit_clips
+    from adspec.plan_rules import fit_clips
 
     return [fit_clips(d, clip_lengths) for d in beat_durations]
 

@@ -12,17 +12,17 @@ from adspec.hashing import sha256_json
 from adspec.loader import load_beat_file, load_spec, parse_beat_file_text
 from adspec.beat_lock import (
     Decision,
-    beat_file_path,
     content_sha256,
     decide,
     is_hand_edited,
-    plan_shaping_fields,
     planned_from_for,
     render_beat_file,
     spec_sha256,
     write_beat_file,
 )
 from adspec.offline_planner import plan_spec_offline
+from adspec.paths import beat_file_path
+from adspec.plan_rules import plan_shaping_fields
 from adspec.registry import load_registry
 from adspec.spec import Beat, BeatPlan, Music, PlannedFrom, Spec
 
