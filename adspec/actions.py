@@ -20,13 +20,17 @@ from typing import Any
 from . import media
 from .cache import Fetched, RequestCache, open_cache
 from .config import Settings, load_settings
+from .cost import guarded, run_id
 from .fsutil import atomic_path, write_if_changed, write_json_atomic
 from .hashing import canonical_json, sha256_file
 from .media_requests import image_request, music_request, video_request
 from .paths import AdPaths, receipt_path
+from .plan_file import FPS
+from .progress import on_progress
 from .providers.base import MediaProvider, PlanProvider
 from .providers.select import media_provider, plan_provider
 from .recipes import Recipe
+from .tasknames import task_name
 from .verify import audio_verifier, image_verifier, video_verifier
 
 log = logging.getLogger("adspec.build")
@@ -62,8 +66,6 @@ def write_receipt(artifact: Path, recipe: Recipe, fetched: Fetched, task: str | 
 
     `cost_usd` is what the request cost when it was paid (for a cache hit: what this build was
     saved); `run` is the doit run that wrote the receipt (see adspec.cost.run_id)."""
-    from .cost import run_id
-
     write_json_atomic(
         receipt_path(artifact),
         {
@@ -87,9 +89,6 @@ def paid_fetch(ctx: Context, recipe: Recipe, run: Any, verify: Any, *, suffix: s
                task: str) -> Fetched:
     """`ctx.cache.fetch` with the run's budget in front of the provider (reserve the price before
     a paid call, settle after) and the provider's waits reported to status.json and the reporter."""
-    from .cost import guarded
-    from .progress import on_progress
-
     return ctx.cache.fetch(recipe, guarded(run, label), verify, suffix=suffix, label=label,
                            on_progress=on_progress(ad, task))
 
@@ -143,7 +142,7 @@ def make_storyboard(ad: str, beat_id: str) -> None:
     beat = read_json(paths.beat_inputs(beat_id))
     recipe = ctx.media.image_recipe(image_request(ad, beat))
     what = f"{ad}/{beat_id} storyboard ({beat['image_model']})"
-    task = f"storyboard:{ad}/{beat_id}"
+    task = task_name("storyboard", ad, beat_id)
     fetched = paid_fetch(ctx, recipe, ctx.media.run, image_verifier(what), suffix=".img", label=what, ad=ad, task=task)
     target = paths.storyboard(beat_id)
     media.normalise_image(fetched.path, target, beat["width"], beat["height"])
@@ -157,7 +156,7 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     recipe = ctx.media.video_recipe(video_request(ad, beat, index, paths))
     seconds = beat["clips"][index]
     what = f"{ad}/{beat_id} chunk {index} ({beat['video_model']})"
-    task = f"chunk:{ad}/{beat_id}/{index}"
+    task = task_name("chunk", ad, beat_id, index)
     fetched = paid_fetch(ctx, recipe, ctx.media.run, video_verifier(what, seconds), suffix=".mp4", label=what,
                          ad=ad, task=task)
     target = paths.chunk(beat_id, index)
@@ -172,8 +171,6 @@ def place_chunk(src: Path, target: Path, beat: dict[str, Any], index: int) -> No
     continuation's first frame exactly as the build would)."""
     # made stitch-ready here (copied if it already is): a live clip is re-encoded once, to the
     # part the beat uses, while other chunks are still being generated, not by every stitch
-    from .plan_file import FPS
-
     seconds = beat["clips"][index]
     used = min(seconds, beat["duration"] - sum(beat["clips"][:index]))
     media.conform_clip(src, target, width=beat["width"], height=beat["height"], fps=FPS, seconds=used,
@@ -187,10 +184,10 @@ def make_music(ad: str) -> None:
     recipe = ctx.media.music_recipe(music_request(ad, inputs))
     what = f"{ad} music ({inputs['model']})"
     fetched = paid_fetch(ctx, recipe, ctx.media.run, audio_verifier(what, inputs["seconds"]), suffix=".wav",
-                         label=what, ad=ad, task=f"music:{ad}")
+                         label=what, ad=ad, task=task_name("music", ad))
     with atomic_path(paths.music) as tmp:
         shutil.copyfile(fetched.path, tmp)
-    write_receipt(paths.music, recipe, fetched, f"music:{ad}")
+    write_receipt(paths.music, recipe, fetched, task_name("music", ad))
 
 
 def make_stitch(ad: str) -> None:

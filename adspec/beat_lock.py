@@ -18,7 +18,6 @@ from .fsutil import write_text_atomic
 from .hashing import sha256_json
 from .library import LIBRARY_VERSION
 from .loader import parse_beat_file_text
-from .paths import beat_file_path
 from .plan_rules import fit_clips, plan_shaping_fields
 from .spec import Beat, BeatFile, BeatPlan, Music, PlannedFrom, Spec
 

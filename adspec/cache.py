@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -23,17 +22,20 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import diskcache
 
+from .cache_entry import Entry
 from .errors import AdspecError, CacheError, ProviderError
+from .file_locks import exclusive
 from .fsutil import atomic_path
 from .hashing import canonical_json, sha256_file
 from .providers.base import RunResult
 from .recipes import Recipe
+from .remote import from_env
 
 log = logging.getLogger("adspec.cache")
 
@@ -46,27 +48,6 @@ _CHECK = "check"  # a digest of the rest of an entry's record: an edited record 
 # what unpickling a value edited behind our back raises
 _UNPICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
                     KeyError, UnicodeDecodeError, MemoryError)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """What the cache knows about one paid (or free) request that completed."""
-
-    key: str
-    sha256: str
-    size: int
-    provider: str
-    kind: str
-    model: str
-    job_id: str | None
-    cost_usd: float
-    created_at: float
-    seconds: float
-    suffix: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -330,13 +311,8 @@ class RequestCache:
     @contextmanager
     def claim(self, key: str) -> Iterator[None]:
         """Hold the key: one caller at a time, across threads and processes."""
-        path = self.lock_dir / f"{key}.lock"
-        with open(path, "a+b") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with exclusive(self.lock_dir / f"{key}.lock"):
+            yield
 
     # ---- the one entry point for every request --------------------------------------------------
 
@@ -464,7 +440,5 @@ def open_cache(root: str | Path) -> RequestCache:
     with _caches_lock:
         cache = _caches.get(root)
         if cache is None:
-            from .remote import from_env
-
             cache = _caches[root] = RequestCache(root, remote=from_env())
         return cache

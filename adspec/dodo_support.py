@@ -7,14 +7,15 @@ import sys
 import tempfile
 from typing import Any, Callable, Sequence
 
+from .ads import choose_ads
 from .config import load_settings
+from .cost import RunBudget, new_run_id
+from .errors import error_line
 from .graph import task_creators
+from .progress import AdspecReporter
 
 
 def doit_config() -> dict[str, Any]:
-    from .cost import RunBudget, new_run_id
-    from .progress import AdspecReporter
-
     settings = load_settings()
     try:
         settings.build_dir.mkdir(parents=True, exist_ok=True)
@@ -58,13 +59,13 @@ def doit_command(argv: Sequence[str]) -> str:
 
 
 def creators_from_env() -> dict[str, Callable[..., Any]]:
-    from .ads import choose_ads
-    from .errors import AdspecError
-
     settings = load_settings()
     try:  # every ad, variants expanded (adspec.variants), limited to ADSPEC_SHARD (adspec.shard)
         ads, groups = choose_ads(settings.specs_dir, shard=settings.shard)
-    except AdspecError as e:  # one line, not doit's traceback of the dodo file
-        raise SystemExit(f"adspec: {e.one_line()}") from None
+    except Exception as e:  # one line, not doit's traceback of the dodo file (bugs keep theirs)
+        line = error_line(e)
+        if line is None:
+            raise
+        raise SystemExit(f"adspec: {line}") from None
     running = doit_command(sys.argv[1:]) == "run"
     return task_creators(ads, settings.build_dir, running=running, groups=groups)

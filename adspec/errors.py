@@ -1,8 +1,29 @@
-"""Typed errors. They carry facts; the CLI edge (adspec.cli / the doit reporter) turns them
-into one-line messages. Nothing here may contain a secret: messages are built from our own
-data, never from request headers or environment values."""
+"""Typed errors, and the one place an error becomes the line a user sees (`error_line`).
+
+The tree:
+
+    AdspecError                  anything adspec reports as one line, without a traceback
+    ├── SpecError                a spec or beat file is invalid: file, line, field
+    │   └── LibraryError         the beat library's own data (adspec.library)
+    ├── LockError                the beat file was edited by hand and the spec changed
+    ├── MediaError               ffmpeg failed, or an artifact is not the media it claims to be
+    ├── ProviderError            a provider call failed (retryable / resumable)
+    ├── CacheError               the request cache or blob store cannot be used
+    ├── BudgetError              a run would spend more than ADSPEC_BUDGET_USD
+    ├── ShardError               ADSPEC_SHARD is not i/n
+    └── RemoteConfigError        ADSPEC_REMOTE_CACHE is malformed or cannot be used
+    OSError of the machine       disk full, read-only, no permission...: also one line
+    anything else                a bug: its traceback is shown
+
+`error_line` is used by every edge: the `adspec` commands, doit's task actions (adspec.graph)
+and the dodo file, so the same fault reads the same under `adspec plan`, `adspec build` and
+`doit`. Nothing here may contain a secret: messages are built from our own data, never from
+request headers or environment values.
+"""
 
 from __future__ import annotations
+
+import errno
 
 
 class AdspecError(Exception):
@@ -49,3 +70,34 @@ class CacheError(AdspecError):
 
 class BudgetError(AdspecError):
     """A run would spend more than ADSPEC_BUDGET_USD."""
+
+
+class ShardError(AdspecError):
+    """ADSPEC_SHARD is not `i/n` with 1 <= i <= n."""
+
+
+class RemoteConfigError(AdspecError):
+    """ADSPEC_REMOTE_CACHE cannot be used (malformed, carries credentials, boto3 missing)."""
+
+
+#: OSErrors that are the machine's fault, not a bug: reported as one line
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                            errno.ENOTDIR, errno.EMFILE, errno.ENFILE, errno.EFBIG})
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError of the machine: the file, the reason, what to do."""
+    where = e.filename2 or e.filename
+    text = f"{where}: {e.strerror}" if where else f"{e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += " (free some space, then run doit again: nothing half-written is kept)"
+    return " ".join(text.split())
+
+
+def error_line(e: BaseException) -> str | None:
+    """The one line a user sees for `e`, or None when `e` is a bug (show its traceback)."""
+    if isinstance(e, AdspecError):
+        return e.one_line()
+    if isinstance(e, OSError) and e.errno in MACHINE_ERRNOS:
+        return os_error_line(e)
+    return None

@@ -65,6 +65,11 @@ class AdPaths:
         return self.root / "plan.json"
 
     @property
+    def plan_inputs(self) -> Path:
+        """The stamp of what plan.json was made from (adspec.plan_step.inputs_stamp)."""
+        return self.root / "plan.inputs"
+
+    @property
     def music_inputs(self) -> Path:
         return self.root / "music.json"
 
@@ -88,6 +93,30 @@ class AdPaths:
     def stitch_report(self) -> Path:
         return self.root / "stitch.json"
 
+    @property
+    def status(self) -> Path:
+        """Live progress of the ad (adspec.status)."""
+        return self.root / "status.json"
+
+    @property
+    def status_lock(self) -> Path:
+        """Held while status.json or cost.json is rewritten."""
+        return self.root / ".status.lock"
+
+    @property
+    def cost(self) -> Path:
+        """The ad's cost ledger (adspec.cost)."""
+        return self.root / "cost.json"
+
+    @property
+    def review_page(self) -> Path:
+        return self.root / "index.html"
+
+    @property
+    def contact_sheet(self) -> Path:
+        """Every beat's storyboard image on one sheet, shown on the review page."""
+        return self.root / "storyboard.png"
+
     def beat_dir(self, beat_id: str) -> Path:
         return self.root / "beats" / beat_id
 
@@ -106,6 +135,16 @@ class AdPaths:
     def first_frame(self, beat_id: str, index: int) -> Path:
         """Chunk 0 starts from the storyboard image, chunk k>0 from chunk k-1's last frame."""
         return self.storyboard(beat_id) if index == 0 else self.last_frame(beat_id, index - 1)
+
+
+def build_index(build_dir: str | Path) -> Path:
+    """build/index.html: the review page of every ad."""
+    return Path(build_dir) / "index.html"
+
+
+def runs_dir(build_dir: str | Path) -> Path:
+    """build/.adspec/runs/: one budget file per doit run (adspec.cost.RunBudget)."""
+    return Path(build_dir) / ".adspec" / "runs"
 
 
 def receipt_path(artifact: Path) -> Path:

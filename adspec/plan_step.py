@@ -7,7 +7,6 @@ plan files the render tasks read.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -15,10 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .actions import context, read_json, write_plan_files, write_receipt
-from .cache import Fetched
+from .actions import context, write_plan_files, write_receipt
 from .ads import beats_path_of, resolve_ad
-from .beat_lock import Decision, content_sha256, decide, render_beat_file, write_beat_file
+from .beat_lock import (
+    Decision,
+    content_sha256,
+    decide,
+    render_beat_file,
+    write_beat_file,
+)
+from .cache import Fetched
 from .config import load_settings
 from .cost import guarded
 from .errors import SpecError
@@ -34,7 +39,15 @@ from .progress import on_progress
 from .providers.base import PlanRequest
 from .recipes import Recipe
 from .registry import load_registry
-from .spec import BeatFile, BeatPlan, PlannedFrom, Spec, default_music, render_beat_prompts
+from .spec import (
+    BeatFile,
+    BeatPlan,
+    PlannedFrom,
+    Spec,
+    default_music,
+    render_beat_prompts,
+)
+from .tasknames import task_name
 from .verify import plan_verifier
 
 
@@ -104,7 +117,7 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
         assert recipe is not None
         base, shown = ad_name(spec_path), ad or ad_name(spec_path)  # the request names the base ad
         fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, f"{base} plan"), plan_verifier(f"{base} plan"),
-                                  suffix=".json", label=f"{base} plan", on_progress=on_progress(shown, f"plan:{shown}"))
+                                  suffix=".json", label=f"{base} plan", on_progress=on_progress(shown, task_name("plan", shown)))
         plan = BeatPlan.model_validate_json(fetched.path.read_bytes())
         write_beat_file(step.beats_path, planned_beat_text(step, plan))
         if fetched_out is not None:
@@ -190,10 +203,6 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     )
 
 
-def _stamp_path(paths: AdPaths) -> Path:
-    return paths.root / "plan.inputs"
-
-
 @lru_cache(maxsize=1)
 def _registry_digest() -> str:
     return sha256_bytes(resources.files("adspec.providers").joinpath("models.yaml").read_bytes())
@@ -219,7 +228,7 @@ def plan_is_current(ad: str, spec_path: str) -> bool:
     paths = AdPaths.of(load_settings().build_dir, ad)
     try:
         beats = beats_path_of(ad, spec_path)
-        return _stamp_path(paths).read_text() == inputs_stamp(Path(spec_path), beats) and paths.plan.exists()
+        return paths.plan_inputs.read_text() == inputs_stamp(Path(spec_path), beats) and paths.plan.exists()
     except (OSError, SpecError):
         return False
 
@@ -232,10 +241,10 @@ def plan_ad(ad: str, spec_path: Path, *, force: bool = False) -> AdPlan:
     paths = AdPaths.of(context().settings.build_dir, ad)
     write_plan_files(paths, plan)
     if asked:  # the planner was asked in this step: its receipt sits beside plan.json
-        write_receipt(paths.plan, asked[0][0], asked[0][1], f"plan:{ad}")
+        write_receipt(paths.plan, asked[0][0], asked[0][1], task_name("plan", ad))
     elif spec.beats is not None:  # inline beats: no planner made this plan
         receipt_path(paths.plan).unlink(missing_ok=True)
-    write_text_atomic(_stamp_path(paths), inputs_stamp(spec_path, beats_path))
+    write_text_atomic(paths.plan_inputs, inputs_stamp(spec_path, beats_path))
     return plan
 
 
@@ -243,8 +252,4 @@ def plan_action(ad: str, spec_path: str) -> None:
     plan_ad(ad, Path(spec_path))
 
 
-def read_plan(build_dir: Path, ad: str) -> AdPlan:
-    return AdPlan.from_json(read_json(AdPaths.of(build_dir, ad).plan))
-
-
-__all__ = ["ensure_beat_file", "dry_plan", "DryPlan", "PlanStep", "resolve", "plan_ad", "plan_action", "plan_is_current", "read_plan", "json"]
+__all__ = ["ensure_beat_file", "dry_plan", "DryPlan", "PlanStep", "resolve", "plan_ad", "plan_action", "plan_is_current"]

@@ -16,14 +16,10 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from .errors import AdspecError
+from .errors import ShardError
 
 ENV = "ADSPEC_SHARD"
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
-
-
-class ShardError(AdspecError):
-    """ADSPEC_SHARD is not `i/n` with 1 <= i <= n."""
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -19,11 +19,20 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import SpecError
 from .library import Library, TemplateProblem, load_library, render_template
 from .prompt_text import plain_text, product_from_prompt
+from .registry import Registry, load_registry
 from .variants import Variants
 
 ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:5")
@@ -61,9 +70,7 @@ Issue = tuple[Loc, str]  # (location in the document, one-line message)
 SKIP_CROSS_CHECKS = "adspec_skip_cross_checks"
 
 
-def _registry():
-    from .registry import load_registry
-
+def _registry() -> Registry:
     return load_registry()
 
 

@@ -22,7 +22,14 @@ from .paths import ad_name
 from .plan_rules import plan_shaping_fields
 from .registry import load_registry
 from .spec import COLOR_RE, SKIP_CROSS_CHECKS, SLUG_RE, Issue, Loc, Spec, spec_issues
-from .variants import SEPARATOR, VARIANT_NAME_RE, Variant, name_of_values, expand, field_path
+from .variants import (
+    SEPARATOR,
+    VARIANT_NAME_RE,
+    Variant,
+    expand,
+    field_path,
+    name_of_values,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 

@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import SpecError
 from .ads import beat_files
+from .errors import SpecError
+from .fsutil import write_if_changed
 from .loader import beat_file_errors, spec_errors
 from .paths import BEATS_SUFFIX, beat_file_path, spec_of_beat_file
 from .spec import BeatFile, Spec
@@ -90,8 +91,6 @@ def json_schema() -> dict[str, Any]:
 
 def write_schemas(out_dir: str | Path) -> list[Path]:
     """Write spec.schema.json and beats.schema.json into `out_dir` (e.g. build/schema)."""
-    from .fsutil import write_if_changed
-
     out_dir = Path(out_dir)
     written = []
     for key, schema in json_schema().items():

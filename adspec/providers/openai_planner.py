@@ -25,6 +25,7 @@ import pydantic
 from openai.lib._pydantic import to_strict_json_schema
 
 from ..errors import ProviderError
+from ..library import load_library
 from ..plan_rules import plan_problems
 from ..recipes import Recipe
 from ..registry import load_registry, planner_price
@@ -59,8 +60,6 @@ Rules a plan must keep (it is rejected otherwise):
 
 
 def _library() -> Any:
-    from ..library import load_library  # the beat library (adspec/library)
-
     return load_library()
 
 
