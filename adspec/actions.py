@@ -49,7 +49,8 @@ _ctx_lock = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _context_for(settings: Settings) -> Context:
-    return Context(settings, open_cache(settings.cache_dir), media_provider(settings), plan_provider(settings))
+    cache = open_cache(settings.cache_dir, settings.remote_cache, settings.remote_endpoint)
+    return Context(settings, cache, media_provider(settings), plan_provider(settings))
 
 
 def context(settings: Settings | None = None) -> Context:

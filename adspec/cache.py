@@ -35,7 +35,7 @@ from .fsutil import atomic_path
 from .hashing import canonical_json, sha256_file
 from .providers.base import RunResult
 from .recipes import Recipe
-from .remote import from_env
+from .remote import open_remote
 
 log = logging.getLogger("adspec.cache")
 
@@ -434,11 +434,12 @@ _caches: dict[Path, RequestCache] = {}
 _caches_lock = threading.Lock()
 
 
-def open_cache(root: str | Path) -> RequestCache:
-    """One RequestCache per folder per process (diskcache handles are thread-safe)."""
+def open_cache(root: str | Path, remote_url: str | None = None, remote_endpoint: str | None = None) -> RequestCache:
+    """One RequestCache per folder per process (diskcache handles are thread-safe), sharing with
+    the remote cache at `remote_url` (ADSPEC_REMOTE_CACHE) when one is given."""
     root = Path(root).absolute()
     with _caches_lock:
         cache = _caches.get(root)
         if cache is None:
-            cache = _caches[root] = RequestCache(root, remote=from_env())
+            cache = _caches[root] = RequestCache(root, remote=open_remote(remote_url, remote_endpoint))
         return cache

@@ -251,7 +251,6 @@ def _child(argv: list[str]) -> int:
 
     record_path = argv[0]
     doit_args = argv[argv.index("--") + 1:] if "--" in argv else argv[1:]
-    sys.argv = ["adspec-build", *doit_args]  # dodo_support reads the doit command from argv
     config = dict(doit_config())
     base = config.get("reporter") or ConsoleReporter
     if isinstance(base, str):
@@ -261,7 +260,7 @@ def _child(argv: list[str]) -> int:
     reporter.record_path = record_path
     config["reporter"] = reporter
     config["continue"] = True
-    namespace: dict[str, Any] = {"DOIT_CONFIG": config, **creators_from_env()}
+    namespace: dict[str, Any] = {"DOIT_CONFIG": config, **creators_from_env(doit_args)}
     return DoitMain(ModuleTaskLoader(namespace)).run(doit_args)
 
 

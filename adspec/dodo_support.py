@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .ads import choose_ads
@@ -13,6 +14,7 @@ from .cost import RunBudget, new_run_id
 from .errors import error_line
 from .graph import task_creators
 from .progress import AdspecReporter
+from .tasknames import split_task
 
 
 def doit_config() -> dict[str, Any]:
@@ -58,7 +60,23 @@ def doit_command(argv: Sequence[str]) -> str:
     return args[0] if args and args[0] in commands else "run"
 
 
-def creators_from_env() -> dict[str, Callable[..., Any]]:
+def asked_ads(argv: Sequence[str], ads: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """The ads a `doit` command line asks for (all when it names none of theirs)."""
+    names = {a for a, _ in ads}
+    wanted: set[str] = set()
+    for arg in argv:
+        parts = split_task(arg)
+        if parts is not None and parts[1] in names:
+            wanted.add(parts[1])
+        elif arg in names:
+            wanted.add(arg)
+    return [(a, p) for a, p in ads if a in wanted] or list(ads)
+
+
+def creators_from_env(argv: Sequence[str] | None = None) -> dict[str, Callable[..., Any]]:
+    """The task creators for the doit command line `argv` (default: this process's): every ad
+    (variants expanded, ADSPEC_SHARD applied); the budget covers the ads the command asks for."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     settings = load_settings()
     try:  # every ad, variants expanded (adspec.variants), limited to ADSPEC_SHARD (adspec.shard)
         ads, groups = choose_ads(settings.specs_dir, shard=settings.shard)
@@ -67,5 +85,5 @@ def creators_from_env() -> dict[str, Callable[..., Any]]:
         if line is None:
             raise
         raise SystemExit(f"adspec: {line}") from None
-    running = doit_command(sys.argv[1:]) == "run"
-    return task_creators(ads, settings.build_dir, running=running, groups=groups)
+    running = doit_command(argv) == "run"
+    return task_creators(ads, settings.build_dir, running=running, groups=groups, asked=asked_ads(argv, ads))

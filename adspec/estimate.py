@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from .money import fmt_usd, usd
 from .paths import AdPaths
 from .plan_step import Decision
 from .recipes import FileRef
-from .tasknames import PHASES, split_task, task_name
+from .tasknames import PHASES, task_name
 
 
 @dataclass
@@ -309,33 +308,21 @@ def render_text(run: RunEstimate) -> str:
 _last: dict[str, Any] = {}
 
 
-def selected_ads(argv: Sequence[str], ads: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:
-    """The ads a `doit` command line asks for (all when it names none of theirs)."""
-    names = {a for a, _ in ads}
-    wanted: set[str] = set()
-    for arg in argv:
-        parts = split_task(arg)
-        if parts is not None and parts[1] in names:
-            wanted.add(parts[1])
-        elif arg in names:
-            wanted.add(arg)
-    return [(a, p) for a, p in ads if a in wanted] or list(ads)
-
-
 def within_budget(ads: Sequence[tuple[str, Path]]) -> bool:
-    """doit `uptodate` of the `budget` task: true (nothing to do) when the run's estimate fits
+    """doit `uptodate` of the `budget` task (`ads`: the ones this doit command asks for): true
+    (nothing to do) when the run's estimate fits
     ADSPEC_BUDGET_USD; offline runs cost nothing and always fit."""
     settings = load_settings()
     if not (settings.live_media or settings.live_planner):
         return True
-    run = estimate(selected_ads(sys.argv[1:], ads))
+    run = estimate(ads)
     _last["run"] = run
     return run.total_usd <= settings.budget_usd + 1e-9
 
 
 def budget_action(ads: Sequence[tuple[str, Path]]) -> None:
     """Runs only when the estimate is over the cap: stop the run before its first paid call."""
-    run = _last.get("run") or estimate(selected_ads(sys.argv[1:], ads))
+    run = _last.get("run") or estimate(ads)
     total = run.total_usd
     if total <= run.budget_usd + 1e-9:
         return

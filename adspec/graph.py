@@ -167,14 +167,15 @@ def report_task(ad: str, plan: AdPlan, build_dir: Path) -> TaskDict:
     }
 
 
-def run_tasks(ads: list[tuple[str, Path]], build_dir: Path) -> Iterator[TaskDict]:
+def run_tasks(ads: list[tuple[str, Path]], build_dir: Path, asked: list[tuple[str, Path]] | None = None
+              ) -> Iterator[TaskDict]:
     """`budget` (the estimate against ADSPEC_BUDGET_USD before any paid call; up to date when it
     fits, so a run within budget executes nothing for it) and `report` (build/index.html)."""
     yield {
         "basename": "budget",
         "doc": "stop before paying anything when the run's estimate is over ADSPEC_BUDGET_USD",
-        "actions": [(Reported(estimate.budget_action), [ads])],
-        "uptodate": [(estimate.within_budget, [ads])],
+        "actions": [(Reported(estimate.budget_action), [asked or ads])],
+        "uptodate": [(estimate.within_budget, [asked or ads])],
         "verbosity": 1,
     }
     names = [ad for ad, _ in ads]
@@ -226,7 +227,8 @@ def group_alias_task(base: str, ads: list[str]) -> TaskDict | None:
 
 
 def task_creators(ads: list[tuple[str, Path]], build_dir: Path, *, running: bool = True,
-                  groups: dict[str, list[str]] | None = None) -> dict[str, Callable[..., Any]]:
+                  groups: dict[str, list[str]] | None = None, asked: list[tuple[str, Path]] | None = None
+                  ) -> dict[str, Callable[..., Any]]:
     """The `task_*` functions dodo.py exposes: one for all plans, one render creator per ad
     (delayed when `running`), one for the per-ad aliases (`doit <ad>`), and with `groups`
     (spec name -> its variants, see adspec.variants) one alias per spec with variants."""
@@ -252,7 +254,7 @@ def task_creators(ads: list[tuple[str, Path]], build_dir: Path, *, running: bool
     creators["task_zz_ads"] = task_ads
 
     def task_zz_run() -> Iterator[TaskDict]:
-        yield from run_tasks(ads, build_dir)
+        yield from run_tasks(ads, build_dir, asked)
 
     creators["task_zz_run"] = task_zz_run
     return creators

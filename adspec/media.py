@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Sequence
 
+from .config import load_settings
 from .errors import MediaError
 
 
@@ -92,9 +93,9 @@ AUDIO_ENCODER_ARGS: dict[str, Any] = {"c:a": "aac", "aac_coder": "fast", "b:a": 
 
 def ffmpeg_exe() -> str:
     """`ADSPEC_FFMPEG`, else `ffmpeg` on PATH, else imageio-ffmpeg's bundled binary."""
-    env = os.environ.get("ADSPEC_FFMPEG")
-    if env:
-        return env
+    configured = load_settings().ffmpeg
+    if configured:
+        return configured
     found = shutil.which("ffmpeg")
     if found:
         return found

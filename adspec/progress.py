@@ -24,9 +24,8 @@ from .paths import AdPaths, receipt_path
 from .status import now_iso, provider_wait, update_status
 from .tasknames import KINDS, PAID_KINDS, PHASE_OF, split_task, task_name
 
-# plain mode: a provider wait longer than ADSPEC_WAIT_NOTICE seconds (default 10) gets a line,
-# and another when its status changes or every WAIT_REPEAT_S seconds
-WAIT_NOTICE_S = float(os.environ.get("ADSPEC_WAIT_NOTICE", "10") or 10)
+# plain mode: a provider wait longer than ADSPEC_WAIT_NOTICE seconds (settings.wait_notice_s) gets
+# a line, and another when its status changes or every WAIT_REPEAT_S seconds
 WAIT_REPEAT_S = 30.0
 
 _reporter: "AdspecReporter | None" = None
@@ -80,7 +79,7 @@ class AdspecReporter:
         self.lock = threading.RLock()
         self.settings = load_settings()
         self.build_dir = self.settings.build_dir
-        mode = os.environ.get("ADSPEC_PROGRESS", "auto").strip().lower()
+        mode = self.settings.progress
         tty = bool(getattr(outstream, "isatty", lambda: False)()) and os.environ.get("TERM", "") != "dumb"
         self.live_mode = mode == "live" or (mode not in ("plain",) and tty and mode != "plain")
         self.tasks: dict[str, Any] = {}
@@ -423,7 +422,7 @@ class AdspecReporter:
                 started = s.running.get(task, now)
                 elapsed = now - started
                 last = getattr(self, "_last_wait_line", {}).get(task)
-                if elapsed >= WAIT_NOTICE_S and (last is None or last[0] != status or now - last[1] >= WAIT_REPEAT_S):
+                if elapsed >= self.settings.wait_notice_s and (last is None or last[0] != status or now - last[1] >= WAIT_REPEAT_S):
                     self.__dict__.setdefault("_last_wait_line", {})[task] = (status, now)
                     self.write(f"   {task}: {status} ({int(elapsed)}s)\n")
 

@@ -254,16 +254,22 @@ class RemoteCache:
 def from_env(env: Mapping[str, str] | None = None) -> RemoteCache | None:
     """The remote cache ADSPEC_REMOTE_CACHE names, or None. RemoteConfigError when malformed."""
     env = os.environ if env is None else env
-    url = (env.get(ENV) or "").strip()
+    return open_remote((env.get(ENV) or "").strip() or None, (env.get(ENDPOINT_ENV) or "").strip() or None, env)
+
+
+def open_remote(url: str | None, endpoint: str | None = None, env: Mapping[str, str] | None = None
+                ) -> RemoteCache | None:
+    """The remote cache at `url` (settings.remote_cache), or None without one. The AWS region
+    comes from the AWS variables, as boto3 reads them. RemoteConfigError when it cannot be used."""
     if not url:
         return None
     try:
         import boto3  # noqa: F401
     except ImportError:
         raise RemoteConfigError(f"{ENV} is set but boto3 is not installed: pip install 'adspec[remote]'") from None
-    endpoint = (env.get(ENDPOINT_ENV) or "").strip() or None
+    env = os.environ if env is None else env
     region = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None
     return RemoteCache(url, endpoint_url=endpoint, region=region)
 
 
-__all__ = ["RemoteCache", "from_env", "parse_url", "describe_error", "ENV", "ENDPOINT_ENV"]
+__all__ = ["RemoteCache", "from_env", "open_remote", "parse_url", "describe_error", "ENV", "ENDPOINT_ENV"]

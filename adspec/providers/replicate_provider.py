@@ -34,6 +34,7 @@ import httpx
 import replicate
 from replicate.exceptions import ReplicateError
 
+from ..config import load_settings
 from ..errors import ProviderError
 from ..recipes import FileRef, Recipe
 from ..registry import (
@@ -96,7 +97,7 @@ class ReplicateMedia:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.poll_error_attempts = poll_error_attempts
-        self.timeout_s = timeout_s if timeout_s is not None else float(os.environ.get("ADSPEC_REPLICATE_TIMEOUT", "1800"))
+        self.timeout_s = timeout_s if timeout_s is not None else load_settings().replicate_timeout_s
         self._sleep = sleep
 
     # ---- recipes (pure) ---------------------------------------------------------------------
