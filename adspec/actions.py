@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import media
 from .cache import Fetched, RequestCache, open_cache
@@ -127,7 +127,8 @@ def is_current(artifact: str, kind: str, ad: str, *args: Any) -> bool:
     if not path.exists():
         return False
     ctx = context()
-    recipe_of = {"storyboard": storyboard_recipe, "chunk": chunk_recipe, "music": music_recipe}[kind]
+    recipes: dict[str, Callable[..., Recipe]] = {"storyboard": storyboard_recipe, "chunk": chunk_recipe, "music": music_recipe}
+    recipe_of = recipes[kind]
     try:
         return receipt_key(path) == recipe_of(ctx, ad, *args).key
     except (OSError, ValueError, KeyError):

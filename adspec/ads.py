@@ -168,8 +168,10 @@ def select_ads(names: list[str] | tuple[str, ...], specs_dir: str | Path) -> lis
         close = difflib.get_close_matches(missing[0], known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise SpecError(specs_dir, None, None, f"no ad named {', '.join(missing)}{hint} (known: {', '.join(known) or 'none'})")
-    seen: set[str] = set()
-    return [(a, p) for a, p in out if not (a in seen or seen.add(a))]
+    unique: dict[str, Path] = {}
+    for a, p in out:
+        unique.setdefault(a, p)
+    return list(unique.items())
 
 
 def resolve_ad(ad: str, spec_path: str | Path) -> ResolvedAd:

@@ -184,7 +184,7 @@ def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out
         out.write(json.dumps(summary, indent=2) + "\n")
     else:
         where = f" (shard {summary['shard']})" if shard else ""
-        t = summary["totals"]
+        t: dict[str, Any] = summary["totals"]  # type: ignore[assignment]
         out.write(f"adspec build{where}: {t['ok']} of {t['ads']} ads built, {t['failed']} failed\n")
         for r in rows:
             detail = r["final"] if r["status"] == "ok" else r["error"]
@@ -199,7 +199,7 @@ def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out
 def _recording(base: type) -> type:
     """A subclass of doit reporter `base` that also records each task's outcome."""
 
-    class Recording(base):  # type: ignore[misc, valid-type]
+    class Recording(base):
         record_path: str = ""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -256,7 +256,7 @@ def _child(argv: list[str]) -> int:
     if isinstance(base, str):
         base = {"console": ConsoleReporter, "executed-only": ExecutedOnlyReporter, "json": JsonReporter,
                 "zero": ZeroReporter}.get(base, ConsoleReporter)
-    reporter = _recording(base)
+    reporter: Any = _recording(base)
     reporter.record_path = record_path
     config["reporter"] = reporter
     config["continue"] = True

@@ -24,6 +24,7 @@ request headers or environment values.
 from __future__ import annotations
 
 import errno
+from os import PathLike
 
 
 class AdspecError(Exception):
@@ -36,7 +37,7 @@ class AdspecError(Exception):
 class SpecError(AdspecError):
     """A spec or beat file is invalid: names the file, the line and the field."""
 
-    def __init__(self, path: str, line: int | None, field: str | None, message: str):
+    def __init__(self, path: str | PathLike[str], line: int | None, field: str | None, message: str):
         self.path, self.line, self.field, self.message = str(path), line, field, message
         where = self.path if line is None else f"{self.path}:{line}"
         what = f"{field}: {message}" if field else message

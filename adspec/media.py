@@ -12,12 +12,10 @@ line naming the file and ffmpeg's reason.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 import tempfile
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,6 +24,7 @@ from typing import Any, Iterator, NamedTuple, Sequence
 
 from .config import load_settings
 from .errors import MediaError
+from .fsutil import atomic_path
 
 
 class _LazyFfmpeg:
@@ -140,17 +139,10 @@ def _run(stream: Any, what: str | Path) -> subprocess.CompletedProcess[bytes]:
 @contextmanager
 def _atomic(out: str | Path) -> Iterator[Path]:
     """A temporary path beside `out` (same suffix, so ffmpeg picks the muxer), renamed on success."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{out.suffix}"
-    try:
+    with atomic_path(out) as tmp:
         yield tmp
-        if not tmp.exists():
+        if not tmp.exists() or tmp.stat().st_size == 0:
             raise MediaError(f"{out}: ffmpeg wrote nothing")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ---- facts about media ----------------------------------------------------------------------

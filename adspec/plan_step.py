@@ -146,7 +146,7 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
     elif step.decision is Decision.KEEP:
         beat_file = load_beat_file(step.beats_path)
     else:
-        assert step.recipe is not None
+        assert step.recipe is not None and step.shaping is not None
         cache = context().cache
         entry = cache.get(step.recipe.key)
         if entry is not None:

@@ -88,8 +88,8 @@ class AdspecReporter:
         self.runtime_errors: list[str] = []
         self.started = time.time()
         self.run_id = costmod.run_id()
-        self._live = None
-        self._console = None
+        self._live: Any = None  # rich.live.Live while the live display runs
+        self._console: Any = None  # its rich.console.Console
         _reporter = self
 
     # ---- output ---------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ class AdspecReporter:
         failed = bool(s.failed)
         finished = not s.running and (failed or (total and done >= total))
         paths = AdPaths.of(self.build_dir, s.ad)
-        snapshot = {
+        snapshot: dict[str, Any] = {
             "state": "failed" if failed and not s.running else ("done" if finished else "running"),
             "phase": s.phase,
             "progress_pct": round(s.pct, 1),

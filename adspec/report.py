@@ -35,7 +35,7 @@ def _env() -> Any:
     import jinja2
 
     loader = jinja2.FunctionLoader(
-        lambda name: resources.files("adspec").joinpath("report", name).read_text(encoding="utf-8"))
+        lambda name: resources.files("adspec").joinpath("report").joinpath(name).read_text(encoding="utf-8"))
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["usd"] = fmt_usd

@@ -82,6 +82,11 @@ def _model_enum(kind: str) -> list[str]:
         return []
 
 
+def _enum(values: list[str]) -> dict[str, Any]:
+    """A JSON-schema enum for an editor's completion (the validators give the real errors)."""
+    return {"enum": values}
+
+
 def _known_models_message(kind: str, name: str) -> str:
     reg = _registry()
     names = reg.names(kind)
@@ -104,9 +109,9 @@ class Brand(Strict):
 
 class Models(Strict):
     planner: str = Field("gpt-4.1", min_length=1, max_length=100, description="any chat model name, or 'offline'")
-    image: str = Field("flux-dev", json_schema_extra={"enum": _model_enum("image")})
-    video: str = Field("hailuo-2.3-fast", json_schema_extra={"enum": _model_enum("video")})
-    music: str = Field("musicgen", json_schema_extra={"enum": _model_enum("music")})
+    image: str = Field("flux-dev", json_schema_extra=_enum(_model_enum("image")))
+    video: str = Field("hailuo-2.3-fast", json_schema_extra=_enum(_model_enum("video")))
+    music: str = Field("musicgen", json_schema_extra=_enum(_model_enum("music")))
 
     @field_validator("planner")
     @classmethod
@@ -118,7 +123,7 @@ class Models(Strict):
     @field_validator("image", "video", "music")
     @classmethod
     def _known_model(cls, v: str, info: ValidationInfo) -> str:
-        kind = info.field_name
+        kind = str(info.field_name)
         try:
             _registry().resolve(v, kind)
         except KeyError:
@@ -132,7 +137,7 @@ def _beat_types() -> list[str]:
 
 class Beat(Strict):
     id: Slug
-    type: str = Field(max_length=40, json_schema_extra={"enum": _beat_types()})
+    type: str = Field(max_length=40, json_schema_extra=_enum(_beat_types()))
     duration: int = Field(ge=1, le=60, description="seconds")
     image_prompt: str = Field(min_length=1, max_length=2000)
     motion_prompt: str = Field(min_length=1, max_length=1000)

@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 import annotated_types
 from pydantic import BaseModel, ValidationError
@@ -117,7 +117,7 @@ _PATTERN_TEXT = {
 }
 
 
-def field_message(err: dict[str, Any], model: type[BaseModel], loc: Loc) -> str:
+def field_message(err: Mapping[str, Any], model: type[BaseModel], loc: Loc) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     value = err.get("input")
@@ -154,7 +154,7 @@ def field_message(err: dict[str, Any], model: type[BaseModel], loc: Loc) -> str:
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected', '?')}{_got(value)}"
     if kind == "string_pattern_mismatch":
-        return _PATTERN_TEXT.get(ctx.get("pattern"), f"must match {ctx.get('pattern')}") + _got(value)
+        return _PATTERN_TEXT.get(str(ctx.get("pattern")), f"must match {ctx.get('pattern')}") + _got(value)
     if kind == "string_too_short":
         return "must not be empty"
     if kind == "string_too_long":
@@ -233,6 +233,13 @@ def _copy_with(spec: Spec, path: tuple[str, ...], value: Any) -> Spec:
     if isinstance(current, dict):
         return spec.model_copy(update={head: {**current, field: value}})
     return spec.model_copy(update={head: current.model_copy(update={field: value})})
+
+
+def _path_of(key: str, spec: Spec) -> tuple[str, ...]:
+    """The field path of a key already checked by `expand`."""
+    path, why = field_path(key, spec)
+    assert path is not None, why
+    return path
 
 
 def _relocate(variant: Variant, field_loc: Loc) -> Loc:
@@ -317,7 +324,7 @@ def resolve_variants(spec: Spec, base_ad: str, spec_path: str | Path | None = No
                 tag = v.name
             else:
                 shaping_keys = [(k, val) for k, val in v.overrides
-                                if plan_shaping_fields(_copy_with(spec, field_path(k, spec)[0], val), registry) != base_shaping]
+                                if plan_shaping_fields(_copy_with(spec, _path_of(k, spec), val), registry) != base_shaping]
                 tag = name_of_values(shaping_keys)
                 if not VARIANT_NAME_RE.fullmatch(tag):
                     tag = v.name

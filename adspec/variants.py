@@ -240,21 +240,20 @@ def expand(spec: "Spec") -> tuple[list[Variant], list[Issue]]:
 
     variants: list[Variant] = []
     for c, extra in zip(combos, added):
-        values = [(k, c[k][0]) for k in matrix_keys]
         all_items = {**c, **extra}
         variants.append(Variant(
-            name=name_of_values(values),
+            name=name_of_values([(k, c[k][0]) for k in matrix_keys]),
             overrides=tuple((k, v) for k, (v, _) in all_items.items()),
             locs=tuple((k, loc) for k, (_, loc) in all_items.items()),
             origin=(*base, "matrix"),
             kind="matrix",
         ))
-    for i, entry in new:
-        ordered = [k for k in matrix_keys if k in entry] + [k for k in entry if k not in matrix_keys]
+    for i, located in new:
+        ordered = [k for k in matrix_keys if k in located] + [k for k in located if k not in matrix_keys]
         variants.append(Variant(
-            name=name_of_values([(k, entry[k][0]) for k in ordered]),
-            overrides=tuple((k, entry[k][0]) for k in ordered),
-            locs=tuple((k, entry[k][1]) for k in ordered),
+            name=name_of_values([(k, located[k][0]) for k in ordered]),
+            overrides=tuple((k, located[k][0]) for k in ordered),
+            locs=tuple((k, located[k][1]) for k in ordered),
             origin=(*base, "include", i),
             kind="include",
         ))
@@ -272,25 +271,25 @@ def expand(spec: "Spec") -> tuple[list[Variant], list[Issue]]:
 
     # names: valid, unique within the spec
     seen: dict[str, Variant] = {}
-    for v in variants:
-        if not VARIANT_NAME_RE.fullmatch(v.name):
-            why = ("is empty" if not v.name else "is longer than 64 characters" if len(v.name) > 64
+    for var in variants:
+        if not VARIANT_NAME_RE.fullmatch(var.name):
+            why = ("is empty" if not var.name else "is longer than 64 characters" if len(var.name) > 64
                    else "must be lower-case letters, digits, '-' or '_', starting with a letter or digit")
-            hint = "; give it a name under `named:`" if v.kind != "named" else ""
-            issues.append((v.origin, f"variant name '{v.name}' {why}{hint}"))
-        elif v.name in seen:
-            other = seen[v.name]
-            if v.kind != "named" and other.kind != "named":
+            hint = "; give it a name under `named:`" if var.kind != "named" else ""
+            issues.append((var.origin, f"variant name '{var.name}' {why}{hint}"))
+        elif var.name in seen:
+            other = seen[var.name]
+            if var.kind != "named" and other.kind != "named":
                 theirs = dict(other.overrides)
-                at = next((loc for (k, val), (_, loc) in zip(v.overrides, v.locs)
-                           if k not in theirs or not _same(theirs[k], val)), v.origin)
-                issues.append((at, f"variant name '{v.name}' is made twice (values that differ only in case or "
+                at = next((loc for (k, val), (_, loc) in zip(var.overrides, var.locs)
+                           if k not in theirs or not _same(theirs[k], val)), var.origin)
+                issues.append((at, f"variant name '{var.name}' is made twice (values that differ only in case or "
                                    f"punctuation make the same name); change one value"))
             else:
-                issues.append((v.origin, f"variant name '{v.name}' is used twice (by a {other.kind} and a {v.kind} "
-                                         f"variant); rename the named one"))
+                issues.append((var.origin, f"variant name '{var.name}' is used twice (by a {other.kind} and a "
+                                           f"{var.kind} variant); rename the named one"))
         else:
-            seen[v.name] = v
+            seen[var.name] = var
     return variants, issues
 
 

@@ -31,7 +31,7 @@ def image_verifier(what: str) -> Callable[[Path], None]:
     return verify
 
 
-def _probe(path: Path, what: str, noun: str):
+def _probe(path: Path, what: str, noun: str) -> media.MediaInfo:
     """ffprobe-level facts, or MediaError naming the target (not the cache's scratch file)."""
     try:
         return media.probe(path)

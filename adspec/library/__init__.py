@@ -204,7 +204,8 @@ class LibraryError(SpecError):
     """The library data itself is inconsistent (names beats.yaml and the field)."""
 
     def __init__(self, message: str):
-        field, _, rest = message.partition(": ")
+        head, _, rest = message.partition(": ")
+        field: str | None = head
         if not rest:
             field, rest = None, message
         super().__init__(f"adspec/library/{LIBRARY_FILE}", None, field, rest)
