@@ -35,7 +35,6 @@ from .registry import load_registry, planner_price, price_for
 from .status import ad_lock
 from .tasknames import PAID_PHASES, task_name
 
-PHASE_OF_KIND = {"plan": "plan", "image": "storyboard", "video": "chunks", "music": "music"}
 RUN_ID_ENV = "ADSPEC_RUN_ID"
 
 

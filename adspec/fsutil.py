@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,8 +52,3 @@ def write_if_changed(target: str | Path, text: str) -> bool:
         pass
     write_text_atomic(target, text)
     return True
-
-
-def copy_atomic(src: str | Path, target: str | Path) -> None:
-    with atomic_path(target) as tmp:
-        shutil.copyfile(src, tmp)

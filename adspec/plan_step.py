@@ -18,8 +18,8 @@ from .actions import context, write_plan_files, write_receipt
 from .ads import beats_path_of, resolve_ad
 from .beat_lock import (
     Decision,
-    content_sha256,
     decide,
+    planned_from_for,
     render_beat_file,
     write_beat_file,
 )
@@ -42,7 +42,6 @@ from .registry import load_registry
 from .spec import (
     BeatFile,
     BeatPlan,
-    PlannedFrom,
     Spec,
     default_music,
     render_beat_prompts,
@@ -92,12 +91,8 @@ def decide_step(spec_path: Path, *, force: bool = False, ad: str | None = None) 
 def planned_beat_text(step: PlanStep, plan: BeatPlan) -> str:
     """The beat file the plan step writes for a planner's `plan`."""
     assert step.recipe is not None and step.spec_sha is not None
-    planned_from = PlannedFrom(
-        spec_sha256=step.spec_sha,
-        planner=step.recipe.model if step.recipe.provider != "offline" else "offline",
-        library=LIBRARY_VERSION,
-        content_sha256=content_sha256(plan.music, plan.beats),
-    )
+    planner = step.recipe.model if step.recipe.provider != "offline" else "offline"
+    planned_from = planned_from_for(plan, step.spec_sha, planner, LIBRARY_VERSION)
     return render_beat_file(plan, planned_from, clip_lengths=step.clip_lengths)
 
 

@@ -35,7 +35,6 @@ from .prompt_text import plain_text, product_from_prompt
 from .registry import Registry, load_registry
 from .variants import Variants
 
-ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:5")
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:5"]
 Resolution = Literal["360p", "720p", "1080p"]  # 360p: quick drafts
 

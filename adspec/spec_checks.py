@@ -18,12 +18,12 @@ from typing import Any, Mapping, Union
 import annotated_types
 from pydantic import BaseModel, ValidationError
 
+from .paths import VARIANT_SEPARATOR as SEPARATOR
 from .paths import ad_name
 from .plan_rules import plan_shaping_fields
 from .registry import load_registry
 from .spec import COLOR_RE, SKIP_CROSS_CHECKS, SLUG_RE, Issue, Loc, Spec, spec_issues
 from .variants import (
-    SEPARATOR,
     VARIANT_NAME_RE,
     Variant,
     expand,

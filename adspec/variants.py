@@ -47,8 +47,6 @@ from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .paths import VARIANT_SEPARATOR as SEPARATOR
-
 if TYPE_CHECKING:  # pragma: no cover
     from .spec import Spec
 
@@ -291,8 +289,3 @@ def expand(spec: "Spec") -> tuple[list[Variant], list[Issue]]:
         else:
             seen[var.name] = var
     return variants, issues
-
-
-def base_of(ad: str) -> str:
-    """The spec an ad comes from: `trailrunner@9x16-denver` -> `trailrunner`."""
-    return ad.split(SEPARATOR, 1)[0]
