@@ -11,7 +11,6 @@ import json
 import logging
 import shutil
 import threading
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,15 +19,16 @@ from typing import Any, Callable
 from . import media
 from .cache import Fetched, RequestCache, open_cache
 from .config import Settings, load_settings
-from .cost import guarded, run_id
+from .cost import guarded
 from .fsutil import atomic_path, write_if_changed, write_json_atomic
-from .hashing import canonical_json, sha256_file
+from .hashing import canonical_json
 from .media_requests import image_request, music_request, video_request
-from .paths import AdPaths, receipt_path
+from .paths import AdPaths
 from .plan_file import FPS
 from .progress import on_progress
 from .providers.base import MediaProvider, PlanProvider
 from .providers.select import media_provider, plan_provider
+from .receipts import receipt_key, write_receipt
 from .recipes import Recipe
 from .tasknames import task_name
 from .verify import audio_verifier, image_verifier, video_verifier
@@ -62,43 +62,12 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def write_receipt(artifact: Path, recipe: Recipe, fetched: Fetched, task: str | None = None) -> None:
-    """Provenance beside the artifact: what it was made from, by whom, at what cost.
-
-    `cost_usd` is what the request cost when it was paid (for a cache hit: what this build was
-    saved); `run` is the doit run that wrote the receipt (see adspec.cost.run_id)."""
-    write_json_atomic(
-        receipt_path(artifact),
-        {
-            "artifact": artifact.name,
-            "task": task,
-            "sha256": sha256_file(artifact),
-            "key": recipe.key,
-            "recipe": recipe.identity(),
-            "job_id": fetched.entry.job_id,
-            "cost_usd": fetched.entry.cost_usd,
-            "cache_hit": fetched.hit,
-            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(fetched.entry.created_at)),
-            "generation_seconds": fetched.entry.seconds,
-            "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "run": run_id(),
-        },
-    )
-
-
 def paid_fetch(ctx: Context, recipe: Recipe, run: Any, verify: Any, *, suffix: str, label: str, ad: str,
                task: str) -> Fetched:
     """`ctx.cache.fetch` with the run's budget in front of the provider (reserve the price before
     a paid call, settle after) and the provider's waits reported to status.json and the reporter."""
     return ctx.cache.fetch(recipe, guarded(run, label), verify, suffix=suffix, label=label,
                            on_progress=on_progress(ad, task))
-
-
-def receipt_key(artifact: Path) -> str | None:
-    try:
-        return read_json(receipt_path(artifact)).get("key")
-    except (OSError, ValueError):
-        return None
 
 
 # ---- recipes of the paid steps (pure given the files on disk) -------------------------------------

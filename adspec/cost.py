@@ -30,13 +30,12 @@ from .fsutil import write_json_atomic
 from .money import fmt_usd, usd
 from .paths import AdPaths, receipt_path, runs_dir
 from .plan_file import load_plan
+from .receipts import read_receipt
 from .recipes import Recipe
 from .registry import load_registry, planner_price, price_for
+from .runs import run_id
 from .status import ad_lock
 from .tasknames import PAID_PHASES, task_name
-
-RUN_ID_ENV = "ADSPEC_RUN_ID"
-
 
 # ---- prices -----------------------------------------------------------------------------------
 
@@ -122,7 +121,8 @@ def ad_artifacts(build_dir: Path, ad: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(target: str, phase: str, path: Path, **extra: Any) -> None:
-        receipt = read_json(receipt_path(path)) if path.exists() else None
+        found = read_receipt(path) if path.exists() else None
+        receipt = found.to_json() if found is not None else None
         out.append({"target": target, "phase": phase, "path": str(path.relative_to(paths.root)),
                     "exists": path.exists(), "receipt": receipt, **extra})
 
@@ -187,20 +187,6 @@ def write_cost(build_dir: Path, ad: str, last_run: dict[str, Any] | None = None)
 
 
 # ---- the budget of one run --------------------------------------------------------------------
-
-
-def run_id() -> str:
-    """The id of this `doit` run: set by dodo.py for the run (inherited by worker processes);
-    a process outside a doit run is a run of its own."""
-    rid = os.environ.get(RUN_ID_ENV)
-    if not rid:
-        rid = os.environ[RUN_ID_ENV] = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    return rid
-
-
-def new_run_id() -> str:
-    os.environ.pop(RUN_ID_ENV, None)
-    return run_id()
 
 
 def raise_hint(needed: float) -> str:

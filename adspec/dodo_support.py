@@ -10,10 +10,11 @@ from typing import Any, Callable, Sequence
 
 from .ads import choose_ads
 from .config import load_settings
-from .cost import RunBudget, new_run_id
+from .cost import RunBudget
 from .errors import error_line
 from .graph import task_creators
 from .progress import AdspecReporter
+from .runs import new_run_id
 from .tasknames import split_task
 
 

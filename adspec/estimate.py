@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import media, plan_step
-from .actions import context, place_chunk, receipt_key
+from .actions import context, place_chunk
 from .config import load_settings
 from .cost import raise_hint, recipe_price
 from .errors import AdspecError, BudgetError
@@ -36,6 +36,7 @@ from .media_requests import image_request, music_request, video_request
 from .money import fmt_usd, usd
 from .paths import AdPaths
 from .plan_step import Decision
+from .receipts import receipt_key
 from .recipes import FileRef
 from .tasknames import PHASES, task_name
 

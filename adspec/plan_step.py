@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .actions import context, write_plan_files, write_receipt
+from .actions import context, write_plan_files
 from .ads import beats_path_of, resolve_ad
 from .beat_lock import (
     Decision,
@@ -37,6 +37,7 @@ from .plan_file import FPS, AdPlan, PlannedBeat, output_size
 from .plan_rules import fit_clips, plan_shaping_fields
 from .progress import on_progress
 from .providers.base import PlanRequest
+from .receipts import write_receipt
 from .recipes import Recipe
 from .registry import load_registry
 from .spec import (

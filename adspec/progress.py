@@ -20,7 +20,9 @@ from typing import Any, Callable
 from . import cost as costmod
 from .config import load_settings
 from .money import fmt_usd, usd
-from .paths import AdPaths, receipt_path
+from .paths import AdPaths
+from .receipts import read_receipt
+from .runs import run_id
 from .status import now_iso, provider_wait, update_status
 from .tasknames import KINDS, PAID_KINDS, PHASE_OF, split_task, task_name
 
@@ -87,7 +89,7 @@ class AdspecReporter:
         self.failures: list[tuple[str, str]] = []
         self.runtime_errors: list[str] = []
         self.started = time.time()
-        self.run_id = costmod.run_id()
+        self.run_id = run_id()
         self._live: Any = None  # rich.live.Live while the live display runs
         self._console: Any = None  # its rich.console.Console
         _reporter = self
@@ -223,9 +225,9 @@ class AdspecReporter:
 
     def _receipt(self, task: Any) -> dict[str, Any] | None:
         for t in task.targets:
-            r = costmod.read_json(receipt_path(Path(t)))
+            r = read_receipt(Path(t))
             if r is not None:
-                return r
+                return r.to_json()
         return None
 
     # ---- doit's reporter interface ------------------------------------------------------------------
