@@ -117,6 +117,36 @@ class DurableJob:
             self._on_progress(status)
 
 
+def describe_pending(pending: dict[str, Any] | None) -> str | None:
+    """For people (`adspec estimate`, `adspec cache show`): what the next run does with a
+    request that has a pending record, or None when there is none."""
+    if not pending:
+        return None
+    corrupt = [str(x) for x in pending.get("corrupt") or []]
+    retries = int(pending.get("corrupt_retries") or 0)
+    bad = pending.get("bad_output") if isinstance(pending.get("bad_output"), dict) else None
+    job = pending.get("job_id")
+    if bad and retries:
+        return (f"prediction {job}, the paid re-request of corrupt {', '.join(corrupt)}, gave a file that is not media: "
+                "the next run downloads it again and stops if it is the same (no third payment)")
+    if bad and job in corrupt:
+        return (f"stopped: prediction {job}'s output is corrupt, after one paid re-request "
+                f"({', '.join(corrupt)}); `adspec cache forget KEY` to pay for another")
+    if bad:
+        return (f"prediction {job} gave a file that is not media: the next run downloads it again and, if it is "
+                "the same file, re-requests it once (a paid retry)")
+    if job:
+        return f"prediction {job} is paid for and pending: the next run resumes it (no new payment)"
+    if pending.get("sending"):
+        when = pending.get("time")
+        at = time.strftime(" at %Y-%m-%d %H:%M UTC", time.gmtime(when)) if isinstance(when, (int, float)) else ""
+        return (f"a create was sent{at} and its answer lost: the next run looks for that prediction before "
+                "paying, and stops if it cannot tell")
+    if retries:
+        return f"re-requesting corrupt output of {', '.join(corrupt)} (a paid retry)"
+    return None
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
