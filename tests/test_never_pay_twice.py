@@ -283,3 +283,42 @@ def test_one_client_per_process_reuses_its_connection(fake: FakeReplicate, cache
     assert fake.count("GET", "/outputs/") == 12
     assert fake.connections <= 2, fake.connections  # was one (never closed) per request
     rp.close_clients()
+
+
+# ---- 1, as a user meets it: a killed live build, a run with an expired token, a good run -------
+
+
+def test_killed_build_then_expired_token_then_good_run_pays_once(project) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO, small_spec
+    from reliability import REPLICATE_TOKEN, assert_no_traceback, check_final, live_env, lost_artifacts, paid_twice
+
+    project.write_spec("zip", small_spec())
+    with FakeReplicate(latency=2.0, output_mode="url", token=REPLICATE_TOKEN) as rep:
+        live_env(project, rep)
+        cmd = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-n", "4", "-P", "thread"]
+        proc = subprocess.Popen(cmd, cwd=project.root, env=project.run_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while rep.paid_creates < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        in_flight = rep.paid_creates
+        assert in_flight >= 3 and proc.poll() is None  # both storyboards and the music are being waited on
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        rep.latency = 0.05
+
+        expired = project.doit("--continue", check=False, REPLICATE_API_TOKEN="r8_EXPIRED-token-not-real-9999")
+        assert expired.returncode != 0
+        assert_no_traceback(expired.stdout, expired.stderr)
+        assert "401" in expired.stdout + expired.stderr and rep.paid_creates == in_flight
+
+        project.doit()
+        check_final(project.build / "zip" / "final.mp4", 8)
+        assert rep.paid_creates == 5 and set(rep.creates_by_input.values()) == {1}  # 2 images, 2 chunks, music
+        assert paid_twice(rep) == {} and lost_artifacts(rep, project.cache) == set()
