@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adspec.cache import RequestCache, describe_pending
+from adspec.cache import RequestCache
 from adspec.errors import ProviderError
 from adspec.providers import replicate_provider as rp
 from adspec.providers.base import ImageRequest, VideoRequest
@@ -241,6 +241,8 @@ def test_corrupt_output_is_rerequested_once_and_counted(fake: FakeReplicate, cac
     assert "media" in e.value.one_line() and "next run downloads" in e.value.one_line()
     [bad] = prediction_of(fake, "corrupt once")
     assert cache.pending(recipe.key)["job_id"] == bad and fake.paid_creates == 1
+    from adspec.cache import describe_pending
+
     assert "re-requests it once (a paid retry)" in describe_pending(cache.pending(recipe.key))  # the estimate's note
     got = fetch_image(cache, p, "corrupt once")  # the same bad file again: re-requested once
     assert fake.paid_creates == 2
