@@ -126,12 +126,12 @@ def describe_pending(pending: dict[str, Any] | None) -> str | None:
     retries = int(pending.get("corrupt_retries") or 0)
     bad = pending.get("bad_output") if isinstance(pending.get("bad_output"), dict) else None
     job = pending.get("job_id")
-    if bad and retries:
-        return (f"prediction {job}, the paid re-request of corrupt {', '.join(corrupt)}, gave a file that is not media: "
-                "the next run downloads it again and stops if it is the same (no third payment)")
     if bad and job in corrupt:
         return (f"stopped: prediction {job}'s output is corrupt, after one paid re-request "
                 f"({', '.join(corrupt)}); `adspec cache forget KEY` to pay for another")
+    if bad and retries:
+        return (f"prediction {job}, the paid re-request of corrupt {', '.join(corrupt)}, gave a file that is not media: "
+                "the next run downloads it again and stops if it is the same (no third payment)")
     if bad:
         return (f"prediction {job} gave a file that is not media: the next run downloads it again and, if it is "
                 "the same file, re-requests it once (a paid retry)")
@@ -429,9 +429,12 @@ class RequestCache:
                     try:
                         result = run(recipe, job, tmp)
                     except BadOutputError as e:
-                        if job.resume_id and self._bad_output(recipe, job.resume_id, e.sha256, e.cost_usd, e):
-                            continue
-                        raise
+                        if not job.resume_id:
+                            raise
+                        problem = self._bad_output(recipe, job.resume_id, e.sha256, e.cost_usd, e)
+                        if problem is not None:
+                            raise problem from None
+                        continue
                     except ProviderError as e:
                         if getattr(e, "ended", False):
                             self._clear_pending(key)  # the provider ended the job: a retry creates anew
@@ -444,11 +447,14 @@ class RequestCache:
                         if not job.resume_id:  # nothing to fetch again (a local render): run it anew
                             self._clear_pending(key)
                             raise
-                        if self._bad_output(recipe, job.resume_id, bad, result.cost_usd, e):
-                            continue
-                        raise AssertionError("unreachable")  # pragma: no cover - _bad_output raises
+                        problem = self._bad_output(recipe, job.resume_id, bad, result.cost_usd, e)
+                        if problem is not None:
+                            raise problem from None
+                        continue
                     sha, size = self.put_blob(tmp)
                 break
+            else:  # pragma: no cover - _bad_output allows one re-request per fetch at most
+                raise CacheError(f"request {key[:12]}: re-requested more than once in one run")
             entry = Entry(
                 key=key,
                 sha256=sha,
@@ -471,8 +477,8 @@ class RequestCache:
                 self._take_remote_problems()
             return Fetched(self.blob_path(sha), entry, hit=False)
 
-    def _bad_output(self, recipe: Recipe, job_id: str, sha: str, cost: float, error: AdspecError) -> bool:
-        """The corrupt-output rule. True: re-request now (once). Otherwise raises.
+    def _bad_output(self, recipe: Recipe, job_id: str, sha: str, cost: float, error: AdspecError) -> ProviderError | None:
+        """The corrupt-output rule: None to re-request now (once), else the error to stop with.
 
         A succeeded prediction whose file is not media is paid for, and a bad download can pass:
         the first time, its id is kept and the next run downloads it again. The same bad bytes
@@ -493,7 +499,7 @@ class RequestCache:
             else:
                 note = ("if it is the same file again, the output is corrupt at the provider and adspec "
                         "re-requests it once (a paid retry)")
-            raise ProviderError(f"{what}; {note}", retryable=True, resumable=True) from None
+            return ProviderError(f"{what}; {note}", retryable=True, resumable=True)
         corrupt = list(pending.get("corrupt") or [])
         if job_id not in corrupt:
             corrupt.append(job_id)
@@ -509,12 +515,12 @@ class RequestCache:
                        f"not pay a third time: see `adspec cache show {key}`, and `adspec cache forget {key}` "
                        "lets the next run request it again (paid)")
             log.warning(message)
-            raise ProviderError(message, retryable=False, resumable=True) from None
+            return ProviderError(message, retryable=False, resumable=True)
         log.warning("%s: prediction %s's output is corrupt at the provider (the same bad file twice): "
                     "re-requesting it once (a paid retry)", key[:12], job_id)
         self._set_pending(key, {"sending": False, "job_id": None, "time": time.time(), "corrupt_retries": retries + 1,
                                 "corrupt": corrupt})
-        return True
+        return None
 
     def _from_remote(self, key: str, verify: Verifier) -> Fetched | None:
         """The remote's entry for `key`, its blob checked (sha256, then `verify`) and kept
