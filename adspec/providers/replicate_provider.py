@@ -245,8 +245,8 @@ class _Call:
         text = str(text)
         if self._token:
             text = text.replace(self._token, "***")
-        if len(text) > 600:
-            text = text[:600] + "..."
+        if len(text) > 1000:  # bounds what a provider's reply can put into one line
+            text = text[:1000] + "..."
         return text
 
     def _error(self, message: str, retryable: bool = True, resumable: bool = False, ended: bool = False) -> ProviderError:
@@ -281,8 +281,9 @@ class _Call:
             )
         if status in (403, 404):
             what = "refused access (403 Forbidden)" if status == 403 else "answered 404 Not Found"
+            gone = f" (if it is gone for good: `adspec cache forget {self.recipe.key}`)" if self.job.resume_id else ""
             return self._error(f"Replicate {what} while {doing}: check REPLICATE_API_TOKEN and REPLICATE_BASE_URL"
-                               + self._kept(), retryable=False)
+                               + self._kept() + gone, retryable=False)
         if status == 422:
             return self._error(f"invalid input (422) while {doing}: {e.detail or e.title or 'input validation failed'}", retryable=False)
         if status == 402:
@@ -464,7 +465,7 @@ class _Call:
             else:
                 sha, why = self._file_sha(value)
                 if why:
-                    return f"prediction {p.get('id')} has this request's model and prompt, and its {field} ({why})"
+                    return f"prediction {p.get('id')} has this request's model and inputs, but its {field} {why}"
             if sha != ref.sha256:
                 return None
         return "match"
@@ -526,6 +527,7 @@ class _Call:
                 page = self._get_json(path, "looking up earlier predictions")
             except ProviderError as e:
                 why = str(e).removeprefix(f"{self.what}: ").removeprefix("looking up earlier predictions failed: ")
+                why = why.split("; the create that was sent", 1)[0]
                 raise self._undecided(since, f"listing predictions failed: {why}") from None
             pages += 1
             reached = False
