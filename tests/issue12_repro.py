@@ -1,9 +1,13 @@
 """Issue 12 repro figures, before and after: `PYTHONPATH=<repo with adspec>:tests python tests/issue12_repro.py`
 (run it with an old checkout first on PYTHONPATH to see the old figures). One line per case."""
-import os, sys, tempfile, warnings
+import os
+import tempfile
+import warnings
 from pathlib import Path
+
 warnings.simplefilter("ignore")
 from fakes.replicate_server import FakeReplicate, make_media
+
 from adspec.cache import RequestCache
 from adspec.errors import ProviderError
 from adspec.providers import replicate_provider as rp
@@ -55,18 +59,18 @@ def case1(wrong, state):
         else:
             fake.create_drop, fake.list_5xx = 3, 10_000; first = prov()
         for pr in prompts:
-            tries(lambda: fetch(cache, first, pr))
+            tries(lambda pr=pr: fetch(cache, first, pr))
         if wrong == "401":
             env(fake, token="r8_EXPIRED-not-real")
         else:
             env(fake, base=fake.base_url + "/elsewhere")
         fake.list_5xx = 0
         for pr in prompts:
-            tries(lambda: fetch(cache, prov(), pr))
+            tries(lambda pr=pr: fetch(cache, prov(), pr))
         env(fake); fake.latency = 0.05
         keys = [first.image_recipe(image(pr)).key for pr in prompts]
         for pr in prompts:
-            tries(lambda: fetch(cache, prov(), pr))
+            tries(lambda pr=pr: fetch(cache, prov(), pr))
         firsts = {pr: min((p for p in fake.predictions.values() if p["input"]["prompt"].startswith(pr)), key=lambda p: p["created"])["id"] for pr in prompts}
         kept = sum(held(fake, cache, k) == firsts[pr] for k, pr in zip(keys, prompts))
         print(f"1 {wrong} resuming a stored {state}: creates {fake.paid_creates} for 3 inputs, "

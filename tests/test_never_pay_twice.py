@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fakes.replicate_server import FakeReplicate, make_media
 
 from adspec.cache import RequestCache
 from adspec.errors import ProviderError
@@ -15,7 +16,6 @@ from adspec.providers import replicate_provider as rp
 from adspec.providers.base import ImageRequest, VideoRequest
 from adspec.providers.replicate_provider import ReplicateMedia
 from adspec.verify import image_verifier, video_verifier
-from fakes.replicate_server import FakeReplicate, make_media
 
 TOKEN = "r8_NEVER-TWICE-test-token-not-real-0000"
 EXPIRED = "r8_NEVER-TWICE-expired-token-not-real-1111"
@@ -298,7 +298,14 @@ def test_killed_build_then_expired_token_then_good_run_pays_once(project) -> Non
     import time
 
     from conftest import REPO, small_spec
-    from reliability import REPLICATE_TOKEN, assert_no_traceback, check_final, live_env, lost_artifacts, paid_twice
+    from reliability import (
+        REPLICATE_TOKEN,
+        assert_no_traceback,
+        check_final,
+        live_env,
+        lost_artifacts,
+        paid_twice,
+    )
 
     project.write_spec("zip", small_spec())
     with FakeReplicate(latency=2.0, output_mode="url", token=REPLICATE_TOKEN) as rep:

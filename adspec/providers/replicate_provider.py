@@ -30,8 +30,8 @@ from __future__ import annotations
 import atexit
 import base64
 import email.utils
-import json
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -87,7 +87,7 @@ def shared_client(token: str, base_url: str | None) -> replicate.Client:
         client = _clients.get(key)
         if client is None:
             client = replicate.Client(api_token=token, base_url=base_url, event_hooks={"response": [_on_response]})
-            client._client  # built here, under the lock, not lazily by two threads at once
+            _ = client._client  # built here, under the lock, not lazily by two threads at once
             _clients[key] = client
         return client
 
