@@ -8,6 +8,7 @@ The tree:
     ├── LockError                the beat file was edited by hand and the spec changed
     ├── MediaError               ffmpeg failed, or an artifact is not the media it claims to be
     ├── ProviderError            a provider call failed (retryable / resumable)
+    │   └── BadOutputError       a paid prediction served a file that is not media
     ├── CacheError               the request cache or blob store cannot be used
     ├── BudgetError              a run would spend more than ADSPEC_BUDGET_USD
     ├── ShardError               ADSPEC_SHARD is not i/n
@@ -56,13 +57,27 @@ class ProviderError(AdspecError):
     """A provider call failed (the target can be retried by running doit again).
 
     `retryable`: running doit again may succeed (false for bad input such as a 422).
-    `resumable`: the provider's job may still finish (e.g. polling failed): the cache keeps its
-    stored job id so the next run resumes it instead of paying for a new one."""
+    `resumable`: the provider's job may still finish or be fetched (e.g. polling failed).
+    `ended`: the provider itself answered that this request is over (its prediction failed, was
+    cancelled, or its output expired): only then does the cache forget the stored job id or
+    "a create was sent" mark, so a retry creates anew. Any other failure (401, 403, 404, a
+    dropped connection, a failing list) says nothing about the prediction: the mark stays."""
 
-    def __init__(self, message: str, *, retryable: bool = True, resumable: bool = False):
+    def __init__(self, message: str, *, retryable: bool = True, resumable: bool = False, ended: bool = False):
         self.retryable = retryable
         self.resumable = resumable
+        self.ended = ended
         super().__init__(message)
+
+
+class BadOutputError(ProviderError):
+    """A prediction succeeded (it is paid for) but the file it serves is not media: `sha256` of
+    the bytes served and what the prediction cost, for the cache's corrupt-output rule."""
+
+    def __init__(self, message: str, *, sha256: str, cost_usd: float):
+        super().__init__(message, retryable=True, resumable=True)
+        self.sha256 = sha256
+        self.cost_usd = cost_usd
 
 
 class CacheError(AdspecError):
