@@ -13,9 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .beat_lock import plan_shaping_fields
 from .library import LIBRARY_VERSION, Library, Style, load_library, render_template
-from .plan_rules import clip_waste, plan_waste
+from .plan_rules import clip_waste, plan_shaping_fields, plan_waste
 from .prompt_text import product_from_prompt
 from .providers.base import Job, PlanRequest, RunResult
 from .recipes import Recipe
@@ -103,7 +102,7 @@ def choose_durations(types: Sequence[str], duration: int, clip_lengths: Sequence
 
 
 def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: Library | None = None) -> BeatPlan:
-    """The offline plan from the plan-shaping fields alone (see adspec.beat_lock.plan_shaping_fields)."""
+    """The offline plan from the plan-shaping fields alone (see adspec.plan_rules.plan_shaping_fields)."""
     lib = library or load_library()
     duration = int(shaping["duration"])
     style_text = str(shaping.get("style") or "")

@@ -28,7 +28,7 @@ shell, doit and every file system. A spec with variants builds only its variants
 builds them all.
 
 Beat files (the lock) are per plan: a variant whose plan-shaping fields (see
-`beat_lock.plan_shaping_fields`: prompt, duration, style, brand name/tagline, var and asset names, the
+`plan_rules.plan_shaping_fields`: prompt, duration, style, brand name/tagline, var and asset names, the
 planner, the video model's clip lengths) equal the base spec's uses `specs/<ad>.beats.yaml`, so
 variants over var values, aspect ratios, resolution, seed, title or colours share one beat file
 and one planner call. A variant that changes a plan-shaping field gets `specs/<ad>@<tag>.beats.yaml`:
