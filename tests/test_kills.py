@@ -115,3 +115,36 @@ def test_twenty_builds_killed_at_random_moments(project: Project) -> None:
     assert total_creates == CYCLES * 3  # per cycle: one image, one chunk, one music, each paid once
     report_row("SIGKILL", "20 builds killed: random delay, waiting on a prediction, mid-download, mid-ffmpeg write",
                2 * CYCLES, CYCLES, CYCLES, 0, 0)
+
+
+_KILL_AT_BEAT_FILE_RENAME = """
+import os, runpy, signal, sys
+real_replace = os.replace
+def replace(src, dst, *args, **kw):
+    if str(dst).endswith(".beats.yaml"):  # the beat file is written in full, not yet renamed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst, *args, **kw)
+os.replace = replace
+sys.argv = ["doit", "-f", sys.argv[1]]
+runpy.run_module("doit", run_name="__main__")
+"""
+
+
+def test_kill_while_the_beat_file_is_written_leaves_no_ad_behind(project: Project) -> None:
+    """Issue 12, 6b: SIGKILL between writing the beat file's temp file and renaming it. The
+    leftover is never taken for an ad (the next doit builds), and it is swept."""
+    spec = small_spec(duration=5)
+    del spec["beats"], spec["music"]  # the planner writes specs/zip.beats.yaml
+    project.write_spec("zip", spec)
+    killed = subprocess.run([sys.executable, "-c", _KILL_AT_BEAT_FILE_RENAME, str(REPO / "dodo.py")],
+                            cwd=project.root, env=project.run_env(), capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    litter = [p.name for p in project.specs.iterdir() if p.name != "zip.yaml"]
+    assert len(litter) == 1 and litter[0].startswith(".zip.beats.") and not project.beats_file("zip").exists(), litter
+
+    done = project.doit(check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert_no_traceback(done.stdout, done.stderr)
+    check_final(project.build / "zip" / "final.mp4", 5)
+    assert sorted(p.name for p in project.specs.iterdir()) == ["zip.beats.yaml", "zip.yaml"]  # swept
+    assert project.adspec("validate").returncode == 0
