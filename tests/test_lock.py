@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import Project, small_spec
+from fakes.openai_server import FakeOpenAI
+from reliability import OPENAI_KEY
 
 from adspec.errors import LockError, SpecError
 from adspec.hashing import sha256_json
@@ -232,3 +238,56 @@ def test_committed_example_beat_files_are_current() -> None:
         spec_path = repo / "specs" / f"{name}.yaml"
         assert decide_for(spec_path) is Decision.KEEP, name
         assert not is_hand_edited(load_beat_file(beat_file_path(spec_path)))
+
+
+# ---- a hand edit made while the planner answers (issue 12, point 5) ------------------------------
+
+
+def _wait(cond, proc: subprocess.Popen, what: str) -> None:
+    for _ in range(6000):
+        if cond():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"`adspec plan` ended before {what}: {proc.communicate()}")
+        time.sleep(0.01)
+    raise AssertionError(f"never {what}")
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_hand_edit_during_the_planner_call_is_kept(project: Project, force: bool) -> None:
+    """The lock decides PLAN (the spec's duration changed, the beat file is as planned), the
+    planner is asked, and while it answers the user edits the beat file: the edit is kept, the
+    command stops with the lock's message, and the planner's answer is not lost (replanning with
+    --force pays nothing)."""
+    spec = small_spec(duration=15)
+    del spec["beats"], spec["music"]
+    project.write_spec("zip", spec)
+    beats = project.beats_file("zip")
+    with FakeOpenAI() as oai:
+        project.env.update(ADSPEC_BACKEND="", OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=oai.base_url)
+        assert project.adspec("plan", "zip").returncode == 0 and oai.count == 1
+        spec["duration"] = 20  # shapes the plan: the lock says PLAN
+        project.write_spec("zip", spec)
+        oai.hold.clear()  # the planner "thinks" until the test lets it answer
+        args = ["plan", "zip", *(["--force"] if force else [])]
+        proc = subprocess.Popen([sys.executable, "-m", "adspec.cli", *args], cwd=project.root,
+                                env=project.run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait(lambda: oai.count == 2, proc, "the planner was asked")
+            edited = beats.read_text().replace("image_prompt:", "image_prompt: MY OWN WORDS", 1)
+            beats.write_text(edited)  # the user's edit, made while the planner answers
+        finally:
+            oai.hold.set()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0, out + err
+        assert beats.read_text() == edited  # the hand edit stands
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert str(beats.name) in lines[0] and "your file is kept" in lines[0]
+        if not force:
+            assert "not replanning over your edits" in lines[0]  # the lock's own message
+        assert oai.count == 2
+        # the answer was paid for and kept: replanning over the edit asks nothing new
+        assert project.adspec("plan", "--force", "zip").returncode == 0
+        assert oai.count == 2 and "MY OWN WORDS" not in beats.read_text()
+        assert sum(b.duration for b in load_beat_file(beats).beats) == 20
