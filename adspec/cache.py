@@ -374,6 +374,8 @@ class RequestCache:
                 except ProviderError as e:
                     if not getattr(e, "resumable", False):
                         self._clear_pending(key)  # the job ended (failed/cancelled): a retry creates anew
+                    if e.spent_usd > 0 or e.maybe_billed:  # billed (or maybe) all the same: on the account
+                        self._append_failed(recipe, e, started)
                     raise
                 try:
                     verify(tmp)
@@ -435,16 +437,32 @@ class RequestCache:
 
     def _append_ledger(self, entry: Entry) -> None:
         """One line per request actually run (paid or local): the account of what was spent."""
-        line = canonical_json({
+        record = {
             "time": round(entry.created_at, 3), "key": entry.key, "provider": entry.provider,
             "kind": entry.kind, "model": entry.model, "job_id": entry.job_id,
             "cost_usd": entry.cost_usd, "seconds": entry.seconds,
-        }) + "\n"
+        }
+        if isinstance(entry.meta.get("requests"), int):  # requests sent, the unbilled resends included
+            record["requests"] = entry.meta["requests"]
+        self._write_ledger_line(record)
+
+    def _write_ledger_line(self, record: dict[str, Any]) -> None:
+        line = canonical_json(record) + "\n"
         fd = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line.encode("utf-8"))
         finally:
             os.close(fd)
+
+    def _append_failed(self, recipe: Recipe, error: ProviderError, started: float) -> None:
+        """The ledger line of a call that failed but was (or may have been) billed: `cost_usd`
+        is what is known to be billed, `maybe_billed` says a lost answer may add to it."""
+        self._write_ledger_line({
+            "time": round(started, 3), "key": recipe.key, "provider": recipe.provider, "kind": recipe.kind,
+            "model": recipe.model, "job_id": None, "cost_usd": round(float(error.spent_usd), 6),
+            "seconds": round(time.time() - started, 3), "outcome": "failed", "requests": error.attempts,
+            "maybe_billed": bool(error.maybe_billed),
+        })
 
     def ledger(self) -> list[dict[str, Any]]:
         try:

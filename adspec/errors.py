@@ -35,11 +35,18 @@ class ProviderError(AdspecError):
 
     `retryable`: running doit again may succeed (false for bad input such as a 422).
     `resumable`: the provider's job may still finish (e.g. polling failed): the cache keeps its
-    stored job id so the next run resumes it instead of paying for a new one."""
+    stored job id so the next run resumes it instead of paying for a new one.
+    `spent_usd`: what the failed call was billed for all the same (e.g. planner replies that
+    could not be used); `maybe_billed`: its last request went out and the answer was lost, so
+    it may have been billed too. The budget and the cache's ledger count both."""
 
-    def __init__(self, message: str, *, retryable: bool = True, resumable: bool = False):
+    def __init__(self, message: str, *, retryable: bool = True, resumable: bool = False, spent_usd: float = 0.0,
+                 maybe_billed: bool = False, attempts: int = 0):
         self.retryable = retryable
         self.resumable = resumable
+        self.spent_usd = spent_usd
+        self.maybe_billed = maybe_billed
+        self.attempts = attempts  # requests sent (0: not counted by this provider)
         super().__init__(message)
 
 
