@@ -36,6 +36,7 @@ from replicate.exceptions import ReplicateError
 
 from ..errors import ProviderError
 from ..recipes import FileRef, Recipe
+from ..redact import redact_url
 from ..registry import (
     ModelEntry,
     Registry,
@@ -469,7 +470,7 @@ class _Call:
                     out.write_bytes(data)
                     size = len(data)
                 else:
-                    self.meta["output_url"] = url
+                    self.meta["output_url"] = redact_url(url)  # signed URLs carry their token in the query
                     size, content_type = self._fetch(url, out)
                 _check_media(out, self.entry.kind, content_type)
                 return size
