@@ -9,7 +9,9 @@ validate the reply and is never sent. We call `chat.completions.create` and vali
 ourselves (rather than `.parse`), so a refusal, a cut-off reply, invalid JSON, a schema breach
 or a plan that breaks the library's rules all take the same path: one re-ask quoting the errors,
 then ProviderError. Nothing is written unless the plan is valid. Cost = token usage of every
-call x the planner price table in models.yaml.
+call x the planner price table in models.yaml. Retries are adspec's, never the client's (see
+OpenAIPlanner): a request is sent again only when its answer proves it was not billed. Text
+that comes back (a refusal, a reply) is scrubbed of credentials before it is shown or kept.
 """
 
 from __future__ import annotations
