@@ -27,6 +27,9 @@ __all__ = [
 _TEMP_NAME = re.compile(r"^\..+\.tmp-(?P<pid>\d+)-[0-9a-f]{8}(?:\.[A-Za-z0-9]{1,8})?$")
 #: a temp file older than this is litter even when its pid is alive again (pids are reused)
 STALE_AFTER_S = 86400.0
+#: untouched this long and its pid gone: litter (the grace keeps a live file of another machine
+#: or container sharing the folder, whose pids mean nothing here, from being swept mid-write)
+GRACE_S = 60.0
 
 
 def temp_path_for(target: str | Path, suffix: str | None = None) -> Path:
@@ -113,8 +116,8 @@ def _alive(pid: int) -> bool:
 
 
 def is_leftover(path: Path, now: float | None = None) -> bool:
-    """Whether `path` is a temp file of ours whose writer is gone (killed mid-write): its pid is
-    no running process, or it is older than a day."""
+    """Whether `path` is a temp file of ours whose writer is gone (killed mid-write): untouched
+    for a minute and its pid no running process, or older than a day."""
     m = _TEMP_NAME.match(path.name)
     if m is None:
         return False
@@ -124,7 +127,7 @@ def is_leftover(path: Path, now: float | None = None) -> bool:
         age = (now if now is not None else time.time()) - path.stat().st_mtime
     except OSError:
         return False
-    return age > STALE_AFTER_S or not _alive(int(m.group("pid")))
+    return age > STALE_AFTER_S or (age > GRACE_S and not _alive(int(m.group("pid"))))
 
 
 def sweep_leftovers(folder: str | Path, *, recursive: bool = False) -> list[Path]:

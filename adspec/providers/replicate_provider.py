@@ -36,7 +36,7 @@ from replicate.exceptions import ReplicateError
 
 from ..errors import ProviderError
 from ..recipes import FileRef, Recipe
-from ..redact import redact_url
+from ..redact import redact_url, scrub
 from ..registry import (
     ModelEntry,
     Registry,
@@ -207,9 +207,7 @@ class _Call:
             self.retry_after[threading.get_ident()] = _parse_retry_after(value) if value else None
 
     def _scrub(self, text: str) -> str:
-        text = str(text)
-        if self._token:
-            text = text.replace(self._token, "***")
+        text = scrub(str(text), (self._token,))  # the token, and any other credential of the environment
         if len(text) > 600:
             text = text[:600] + "..."
         return text
