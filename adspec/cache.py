@@ -374,7 +374,7 @@ class RequestCache:
                 except ProviderError as e:
                     if not getattr(e, "resumable", False):
                         self._clear_pending(key)  # the job ended (failed/cancelled): a retry creates anew
-                    if e.spent_usd > 0 or e.maybe_billed:  # billed (or maybe) all the same: on the account
+                    if getattr(e, "spent_usd", 0) > 0 or getattr(e, "maybe_billed", False):  # billed (or maybe) all the same: on the account
                         self._append_failed(recipe, e, started)
                     raise
                 try:

@@ -134,6 +134,7 @@ def recheck(
     spec_path: str | Path | None = None,
     beats_path: str | Path | None = None,
     force: bool = False,
+    planned_text: str | None = None,
 ) -> bool:
     """Just before a planned beat file is written: True to write it, False to keep the one there.
 
@@ -145,6 +146,8 @@ def recheck(
     stops: the edit is newer than the command."""
     if text_sha256(current_text) == seen_sha256:
         return True
+    if planned_text is not None and current_text == planned_text:
+        return False  # another run wrote this very plan meanwhile
     shown_beats = str(beats_path) if beats_path is not None else "the beat file"
     name = Path(spec_path).stem if spec_path is not None else "NAME"
     kept = ("it changed while the planner was being asked: your file is kept and the new plan is not written "

@@ -117,7 +117,7 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
         # the planner took a while: a hand edit made meanwhile is kept (LockError), never overwritten
         current = step.beats_path.read_text(encoding="utf-8") if step.beats_path.exists() else None
         if recheck(spec, step.spec_sha, step.seen_sha256, current, spec_path=spec_path, beats_path=step.beats_path,
-                   force=step.force):
+                   force=step.force, planned_text=text):
             write_beat_file(step.beats_path, text)
         if fetched_out is not None:
             fetched_out.append((recipe, fetched))

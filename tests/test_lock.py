@@ -291,3 +291,30 @@ def test_hand_edit_during_the_planner_call_is_kept(project: Project, force: bool
         assert project.adspec("plan", "--force", "zip").returncode == 0
         assert oai.count == 2 and "MY OWN WORDS" not in beats.read_text()
         assert sum(b.duration for b in load_beat_file(beats).beats) == 20
+
+
+def test_recheck_rules(tmp_path: Path) -> None:
+    """What `recheck` does with each state the beat file can be in when the planner answers."""
+    from adspec.lock import recheck, text_sha256
+
+    spec_path = project(tmp_path)
+    old_text = plan_into(spec_path)  # planned for the 30 s spec
+    spec_path.write_text(SPEC.replace("duration: 30", "duration: 20"))
+    spec = load_spec(spec_path)
+    sha = spec_sha256(spec, REG)
+    seen = text_sha256(old_text)
+    new_plan = plan_spec_offline(spec)
+    new_text = render_beat_file(new_plan, planned_from_for(new_plan, sha, "offline"))
+    kw = dict(spec_path=spec_path, beats_path=beat_file_path(spec_path), planned_text=new_text)
+    assert recheck(spec, sha, seen, old_text, **kw) is True  # untouched: write
+    assert recheck(spec, sha, seen, None, **kw) is True  # deleted meanwhile: write
+    assert recheck(spec, sha, seen, new_text, **kw) is False  # another run wrote this plan: keep
+    edited = old_text.replace("slow macro slide along the detail", "a slow orbit of the sole")
+    assert edited != old_text
+    with pytest.raises(LockError, match="edited by hand.*your file is kept"):
+        recheck(spec, sha, seen, edited, **kw)
+    with pytest.raises(LockError, match="written by hand"):  # there was none; one was written by hand
+        recheck(spec, sha, None, "version: 1\nmusic: {prompt: x, bpm: 90}\nbeats:\n"
+                "  - {id: hook, type: hook, duration: 20, image_prompt: a, motion_prompt: b}\n", **kw)
+    with pytest.raises(LockError, match="your file is kept"):
+        recheck(spec, sha, seen, edited, force=True, **kw)
