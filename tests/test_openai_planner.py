@@ -137,10 +137,11 @@ def test_429_is_asked_again_by_adspec_not_the_client(fake, tmp_path):
 # ---- never paid twice per call (issue 12, point 6) ----------------------------------------------
 
 
-@pytest.mark.parametrize("fault", ["drop", "500", "slow"])
+@pytest.mark.parametrize("fault", ["drop", "500", "slow", "html"])
 def test_a_request_whose_answer_is_lost_is_never_sent_again(fake, tmp_path, fault):
     """The request reached the server and its answer was lost (connection dropped after the
-    request was read, a 5xx, a reply slower than the timeout): the model may have run and
+    request was read, a 5xx, a reply slower than the timeout, a 200 that is no chat completion,
+    e.g. a proxy's HTML page): the model may have run and
     billed, so it is sent once, and the error says so. (The client's own retries sent it up
     to 6 times.)"""
     if fault == "slow":

@@ -272,6 +272,12 @@ class OpenAIPlanner:
                     continue
                 raise calls.error(f"the request went out and its answer was lost ({_cause_name(e)}); {_LOST}",
                                   retryable=True, maybe_billed=True) from None
+            except openai.OpenAIError as e:  # e.g. an answer that is not a chat completion
+                raise calls.error(f"the answer cannot be read ({type(e).__name__}); {_LOST}", retryable=True,
+                                  maybe_billed=True) from None
+            if not hasattr(resp, "choices"):  # e.g. an HTML page with status 200 (a proxy's)
+                raise calls.error(f"the answer is not a chat completion ({type(resp).__name__}); {_LOST}",
+                                  retryable=True, maybe_billed=True)
             calls.answered(resp)
             return resp
         raise calls.error("no answer after retries")  # pragma: no cover

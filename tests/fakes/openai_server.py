@@ -7,7 +7,7 @@
 Modes: "ok" (the responder's plan), "refusal", "invalid_json", "length" (cut off),
 "rule_break" (valid JSON, durations that do not add up), "429" (with retry-after-ms),
 "500", "401", "drop" (the request is read, then the connection is closed without an answer:
-the model may have run and billed). `responder(body) -> dict` makes the plan for "ok" (default: a valid plan built
+the model may have run and billed), "html" (status 200, an HTML page: a proxy's). `responder(body) -> dict` makes the plan for "ok" (default: a valid plan built
 from the request's <spec>, <duration> and <library> blocks and the schema's type enum).
 `rates` (e.g. {"429": 0.2, "500": 0.1}) draws a mode per request (seeded RNG) when the script
 is empty; `echo_auth` makes error messages quote the request's Authorization header (a careless
@@ -224,6 +224,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self.fake.dropped += 1
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if mode == "html":  # a proxy's error page with status 200: not a chat completion
+            with self.fake._lock:
+                self.fake.answered += 1  # the model may have run behind the proxy
+            page = b"<html><body>upstream said something</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
             return
         status, payload, headers = self.fake.reply(body, mode, self.headers.get("Authorization", ""))
         if status >= 400 and self.fake.echo_auth:
