@@ -438,6 +438,8 @@ class RequestCache:
                     except ProviderError as e:
                         if getattr(e, "ended", False):
                             self._clear_pending(key)  # the provider ended the job: a retry creates anew
+                        if getattr(e, "spent_usd", 0) > 0 or getattr(e, "maybe_billed", False):
+                            self._append_failed(recipe, e, started)  # billed (or maybe): on the account
                         raise
                     try:
                         verify(tmp)
@@ -503,7 +505,7 @@ class RequestCache:
         corrupt = list(pending.get("corrupt") or [])
         if job_id not in corrupt:
             corrupt.append(job_id)
-            self._append_ledger_line({
+            self._write_ledger_line({
                 "time": round(time.time(), 3), "key": key, "provider": recipe.provider, "kind": recipe.kind,
                 "model": recipe.model, "job_id": job_id, "cost_usd": round(float(cost), 6), "seconds": 0.0,
                 "outcome": "corrupt output",
@@ -561,15 +563,27 @@ class RequestCache:
         retries = int(entry.meta.get("corrupt_retries") or 0)
         if retries:
             record["paid_retry"] = retries  # this request was paid again after a corrupt output
-        self._append_ledger_line(record)
+        if isinstance(entry.meta.get("requests"), int):  # requests sent, the unbilled resends included
+            record["requests"] = entry.meta["requests"]
+        self._write_ledger_line(record)
 
-    def _append_ledger_line(self, record: dict[str, Any]) -> None:
+    def _write_ledger_line(self, record: dict[str, Any]) -> None:
         line = canonical_json(record) + "\n"
         fd = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line.encode("utf-8"))
         finally:
             os.close(fd)
+
+    def _append_failed(self, recipe: Recipe, error: ProviderError, started: float) -> None:
+        """The ledger line of a call that failed but was (or may have been) billed: `cost_usd`
+        is what is known to be billed, `maybe_billed` says a lost answer may add to it."""
+        self._write_ledger_line({
+            "time": round(started, 3), "key": recipe.key, "provider": recipe.provider, "kind": recipe.kind,
+            "model": recipe.model, "job_id": None, "cost_usd": round(float(error.spent_usd), 6),
+            "seconds": round(time.time() - started, 3), "outcome": "failed", "requests": error.attempts,
+            "maybe_billed": bool(error.maybe_billed),
+        })
 
     def ledger(self) -> list[dict[str, Any]]:
         try:

@@ -8,6 +8,7 @@ import tempfile
 from typing import Any, Callable, Sequence
 
 from .config import load_settings
+from .fsutil import sweep_leftovers
 from .graph import task_creators
 from .loader import ad_name, find_specs
 
@@ -63,6 +64,9 @@ def creators_from_env() -> dict[str, Callable[..., Any]]:
     from .shard import ads_from_env
 
     settings = load_settings()
+    # temp files of a run killed mid-write (their writer is gone): never ads, never targets
+    sweep_leftovers(settings.specs_dir)
+    sweep_leftovers(settings.build_dir, recursive=True)
     try:  # every ad, variants expanded (adspec.variants), limited to ADSPEC_SHARD (adspec.shard)
         ads, groups = ads_from_env(settings.specs_dir)
     except AdspecError as e:  # one line, not doit's traceback of the dodo file

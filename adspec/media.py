@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Sequence
 
 from .errors import MediaError
+from .redact import child_env
 
 
 class _LazyFfmpeg:
@@ -122,7 +123,7 @@ def _run_args(args: Sequence[str], what: str | Path, *, stdin: bytes | None = No
     """Run ffmpeg with `args`; MediaError naming `what` on failure."""
     cmd = [ffmpeg_exe(), "-hide_banner", *(["-nostdin"] if stdin is None else []), "-y", *map(str, args)]
     try:
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False, env=child_env())
     except OSError as e:
         raise MediaError(f"{what}: cannot run ffmpeg ({e.strerror or e})") from None
     if proc.returncode != 0:
@@ -206,7 +207,8 @@ def probe(path: str | Path) -> MediaInfo:
         raise MediaError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: empty file (0 bytes)")
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, check=False)
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, check=False,
+                          env=child_env())
     err = proc.stderr.decode("utf-8", "replace")
     if "Input #0" not in err:
         raise MediaError(f"{path}: not a media file ({_reason(err)})")

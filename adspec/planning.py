@@ -26,7 +26,8 @@ from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
 from .library import LIBRARY_VERSION
 from .loader import ad_name, load_beat_file, load_spec
-from .lock import Decision, content_sha256, decide, plan_shaping_fields, render_beat_file, write_beat_file
+from .lock import (Decision, content_sha256, decide, plan_shaping_fields, recheck, render_beat_file, text_sha256,
+                   write_beat_file)
 from .paths import AdPaths
 from .planner import fit_clips
 from .providers.base import PlanRequest
@@ -51,6 +52,8 @@ class PlanStep:
     shaping: dict[str, Any] | None = None
     clip_lengths: tuple[int, ...] = ()
     recipe: Recipe | None = None  # the planner request, when decision is PLAN
+    seen_sha256: str | None = None  # the beat file's content hash when the lock decided (None: absent)
+    force: bool = False
 
 
 def plan_step(spec_path: Path, *, force: bool = False, ad: str | None = None) -> PlanStep:
@@ -67,7 +70,7 @@ def plan_step(spec_path: Path, *, force: bool = False, ad: str | None = None) ->
     spec_sha = sha256_json(shaping)
     text = beats_path.read_text(encoding="utf-8") if beats_path.exists() else None
     decision = Decision.PLAN if force else decide(spec, spec_sha, text, spec_path=spec_path, beats_path=beats_path)
-    step = PlanStep(spec, decision, beats_path, spec_sha, shaping)
+    step = PlanStep(spec, decision, beats_path, spec_sha, shaping, seen_sha256=text_sha256(text), force=force)
     if decision is Decision.PLAN:
         video = registry.resolve(spec.models.video, "video")
         request = PlanRequest(ad=ad_name(spec_path), shaping=shaping, clip_lengths=video.clip_lengths,
@@ -110,7 +113,12 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
         fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, f"{base} plan"), plan_verifier(f"{base} plan"),
                                   suffix=".json", label=f"{base} plan", on_progress=on_progress(shown, f"plan:{shown}"))
         plan = BeatPlan.model_validate_json(fetched.path.read_bytes())
-        write_beat_file(step.beats_path, planned_beat_text(step, plan))
+        text = planned_beat_text(step, plan)
+        # the planner took a while: a hand edit made meanwhile is kept (LockError), never overwritten
+        current = step.beats_path.read_text(encoding="utf-8") if step.beats_path.exists() else None
+        if recheck(spec, step.spec_sha, step.seen_sha256, current, spec_path=spec_path, beats_path=step.beats_path,
+                   force=step.force, planned_text=text):
+            write_beat_file(step.beats_path, text)
         if fetched_out is not None:
             fetched_out.append((recipe, fetched))
     return spec, load_beat_file(step.beats_path)

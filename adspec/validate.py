@@ -39,7 +39,7 @@ def _expand(paths: Iterable[Path], project_root: Path) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out += sorted(p.glob("*.yaml"))
+            out += sorted(q for q in p.glob("*.yaml") if not q.name.startswith("."))  # dotfiles are never ads
         else:
             out.append(p)
     return out
