@@ -25,7 +25,7 @@ from .errors import SpecError
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
 from .library import LIBRARY_VERSION
-from .loader import ad_name, load_beat_file, load_spec
+from .loader import ad_name, load_beat_file, load_spec, path_exists, read_file
 from .lock import Decision, content_sha256, decide, plan_shaping_fields, render_beat_file, write_beat_file
 from .paths import AdPaths
 from .planner import fit_clips
@@ -65,7 +65,7 @@ def plan_step(spec_path: Path, *, force: bool = False, ad: str | None = None) ->
     registry = load_registry()
     shaping = plan_shaping_fields(spec, registry)
     spec_sha = sha256_json(shaping)
-    text = beats_path.read_text(encoding="utf-8") if beats_path.exists() else None
+    text = read_file(beats_path).decode("utf-8") if path_exists(beats_path) else None
     decision = Decision.PLAN if force else decide(spec, spec_sha, text, spec_path=spec_path, beats_path=beats_path)
     step = PlanStep(spec, decision, beats_path, spec_sha, shaping)
     if decision is Decision.PLAN:
@@ -214,8 +214,8 @@ def inputs_stamp(spec_path: Path, beats_path: Path | None = None) -> str:
     parts = [
         __version__,
         LIBRARY_VERSION,
-        sha256_bytes(spec_path.read_bytes()),
-        sha256_bytes(beats.read_bytes()) if beats.exists() else "-",
+        sha256_bytes(read_file(spec_path)),
+        sha256_bytes(read_file(beats)) if path_exists(beats) else "-",
         _registry_digest(),
     ]
     return sha256_json(parts)
