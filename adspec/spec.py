@@ -319,7 +319,8 @@ def spec_issues(spec: Spec) -> list[Issue]:
         except TemplateProblem as e:
             issues.append((loc, str(e)))
             continue
-        problem = control_character_problem(rendered) if loc in ON_SCREEN_FIELDS else None
+        # the text as written, then as rendered (a var may bring one in; jinja turns \r into \n)
+        problem = (control_character_problem(text) or control_character_problem(rendered)) if loc in ON_SCREEN_FIELDS else None
         if problem is not None:
             issues.append((loc, problem))
     try:
