@@ -412,7 +412,7 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
         elif not real.exists():
             issues.append((loc, f"file '{rel}' not found (looked for {os.path.relpath(lexical, root)} in the project)"))
         elif not real.is_file():
-            issues.append((loc, f"'{rel}' is {file_kind(real.stat().st_mode)}, not an image file"))
+            issues.append((loc, f"'{rel}' is {file_kind(real.stat().st_mode)}, not a file"))
         elif real.suffix.lower() not in IMAGE_SUFFIXES:
             issues.append((loc, f"'{rel}' must be an image ({', '.join(IMAGE_SUFFIXES)})"))
         else:
