@@ -141,7 +141,7 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
         beat_file = load_beat_file(step.beats_path)
     else:
         assert step.recipe is not None
-        cache = context().cache
+        cache = context().cache_for_reading()  # a dry plan writes nothing
         entry = cache.get(step.recipe.key)
         if entry is not None:
             plan = BeatPlan.model_validate_json(cache.blob_path(entry.sha256).read_bytes())
