@@ -44,7 +44,12 @@ class CacheView:
                 self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
                 self._conn.execute("SELECT 1 FROM Cache LIMIT 1").fetchall()
             except sqlite3.DatabaseError as e:
-                raise _db_failure(self.root, e) from None
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                if "no such table" not in str(e):
+                    raise _db_failure(self.root, e) from None
+                return  # a database being created this instant: nothing is in it yet
             self._disk = diskcache.Disk(str(self._db_dir))
 
     def close(self) -> None:
