@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from adspec.cache import RequestCache
-from adspec.cache_view import CacheView
 from conftest import REPO, Project, executed_tasks, small_spec
 from reliability import assert_no_traceback, check_final, live_env, snapshot
 
@@ -53,6 +52,7 @@ def test_estimate_writes_nothing(project: Project) -> None:
 # ---- du and gc ----------------------------------------------------------------------------------
 
 def test_du_and_gc_keep_what_receipts_use_and_remove_the_rest(project: Project) -> None:
+    from adspec.cache_view import CacheView
     from fakes.replicate_server import FakeReplicate
 
     project.write_spec("zip", small_spec())
@@ -132,6 +132,7 @@ def test_du_and_gc_keep_what_receipts_use_and_remove_the_rest(project: Project) 
 # ---- show and forget -------------------------------------------------------------------------
 
 def test_show_and_forget_a_stuck_request(project: Project) -> None:
+    from adspec.cache_view import CacheView
     from fakes.replicate_server import FakeReplicate
 
     project.write_spec("zip", small_spec())
