@@ -121,10 +121,10 @@ def usage(root: Path, build_dirs: Iterable[Path]) -> dict[str, Any]:
     shas_by_ad: dict[str, set[str]] = {}
     used: set[str] = set()
     for ad, _, data in receipts(build_dirs):
-        e = entry_of.get(data["key"])
-        if e is not None and e.sha256 in blobs:
-            shas_by_ad.setdefault(ad, set()).add(e.sha256)
-            used.add(e.sha256)
+        found = entry_of.get(data["key"])
+        if found is not None and found.sha256 in blobs:
+            shas_by_ad.setdefault(ad, set()).add(found.sha256)
+            used.add(found.sha256)
     by_ad = {ad: {"artifacts": len(s), "bytes": sum(blobs[x] for x in s)} for ad, s in sorted(shas_by_ad.items())}
     rest = set(blobs) - used
     if rest:
@@ -208,7 +208,7 @@ def collect(root: Path, build_dirs: Iterable[Path], *, max_age_days: float = DEF
     finally:
         view.close()
     keep_keys = {data["key"] for _, _, data in receipts(build_dirs)} | pending
-    keep_keys |= {str(x.get("key")) for x in ledger_lines(root) if float(x.get("time") or 0) >= cutoff}
+    keep_keys |= {str(x.get("key")) for x in ledger_lines(root) if _time_of(x) >= cutoff}
     keep_keys |= {e.key for e in entries if e.created_at >= cutoff}
     kept = [e for e in entries if e.key in keep_keys]
     keep_shas = {e.sha256 for e in kept}
@@ -230,6 +230,21 @@ def collect(root: Path, build_dirs: Iterable[Path], *, max_age_days: float = DEF
     finally:
         cache.close()
     return out
+
+
+def _time_of(line: dict[str, Any]) -> float:
+    """A ledger line's time; a line without a readable one counts as new (kept: the safe side)."""
+    try:
+        return float(line["time"])
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
+
+
+def _usd_of(line: dict[str, Any]) -> float:
+    try:
+        return float(line.get("cost_usd") or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _held(lock: Path) -> bool:
@@ -368,8 +383,9 @@ def render_show(info: dict[str, Any]) -> str:
     if info["pending"] is not None:
         lines.append(f"pending   {json.dumps(info['pending'], sort_keys=True)}")
     for x in info["ledger"]:
-        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(x.get("time") or 0)))
-        lines.append(f"ledger    {when}: {x.get('kind')} {x.get('model')} {fmt_usd(float(x.get('cost_usd') or 0))} "
+        t = _time_of(x)
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if t != float("inf") else "?"
+        lines.append(f"ledger    {when}: {x.get('kind')} {x.get('model')} {fmt_usd(_usd_of(x))} "
                      f"job {x.get('job_id') or '-'}")
     for u in info["used_by"]:
         lines.append(f"used by   {u['receipt']} ({u['task'] or u['ad']})")
