@@ -341,7 +341,7 @@ class RequestCache:
         with _locked(self.lock_dir / f"{key}.lock", wait=False) as held:
             yield held
 
-    def forget(self, key: str) -> tuple[Entry | None, dict[str, Any] | None]:
+    def drop_records(self, key: str) -> tuple[Entry | None, dict[str, Any] | None]:
         """Drop the key's entry and pending request records (call with the key claimed); what was
         there is returned. The next build asks the provider again: it may pay again. The blob
         stays until `adspec cache gc`."""

@@ -268,7 +268,7 @@ def _remove(cache: RequestCache, out: Collection) -> None:
             if not held or cache.pending(e.key) is not None:  # a build is asking for it right now
                 out.skipped.append(e.key)
                 continue
-            cache.forget(e.key)
+            cache.drop_records(e.key)
             gone.append(e)
     out.entries = gone
     still_named = {e.sha256 for e in cache.entries()}  # a build may have recorded the same bytes meanwhile
@@ -363,11 +363,22 @@ def show(root: Path, build_dirs: Iterable[Path], key_text: str) -> dict[str, Any
     if claimed:
         state += "; claimed: a running build holds its lock now"
     info["state"] = state
+    info["next_run"] = _next_run(pending)
     info["claimed"] = claimed
     info["ledger"] = [x for x in ledger_lines(root) if x.get("key") == key]
     info["used_by"] = [{"ad": ad, "receipt": str(path), "artifact": data.get("artifact"), "task": data.get("task"),
                         "recipe": data.get("recipe")} for ad, path, data in receipts(build_dirs) if data["key"] == key]
     return info
+
+
+def _next_run(pending: dict[str, Any] | None) -> str | None:
+    """What the next run does with a pending request, in the provider rules' own words (issue 12's
+    resume and corrupt-output rules: `adspec.cache.describe_pending`, where that exists)."""
+    try:
+        from .cache import describe_pending  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return describe_pending(pending)
 
 
 def render_show(info: dict[str, Any]) -> str:
@@ -382,6 +393,8 @@ def render_show(info: dict[str, Any]) -> str:
             lines.append(f"meta      {json.dumps(e['meta'], sort_keys=True)}")
     if info["pending"] is not None:
         lines.append(f"pending   {json.dumps(info['pending'], sort_keys=True)}")
+    if info.get("next_run"):
+        lines.append(f"next run  {info['next_run']}")
     for x in info["ledger"]:
         t = _time_of(x)
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if t != float("inf") else "?"
@@ -405,7 +418,7 @@ def forget(root: Path, build_dirs: Iterable[Path], key_text: str) -> str:
             if not held:
                 raise CacheError(f"cache key {key[:12]} is claimed by a running build (its lock is held): let it "
                                  f"finish or stop it, then forget it")
-            entry, pending = cache.forget(key)
+            entry, pending = cache.drop_records(key)
     finally:
         cache.close()
     if entry is None and pending is None:
