@@ -203,3 +203,47 @@ def test_cache_commands_on_an_empty_project(project: Project) -> None:
     out = project.adspec("cache", "show", "abcdef")
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "no cache record" in out.stderr
     assert_no_traceback(out.stderr)
+
+
+def test_a_lock_file_removed_between_open_and_flock_is_not_a_second_lock(tmp_path: Path, monkeypatch) -> None:
+    """gc removes lock files nobody holds. A build that opened the lock file just before it was
+    removed, and locks it just after, must not think it holds the key while another build holds
+    the new lock file: `claim` re-checks that the path still names the file it locked."""
+    import threading
+
+    import adspec.cache as cache_module
+
+    cache = RequestCache(tmp_path / "cache")
+    key = "k" * 64
+    with cache.claim(key):
+        pass  # the lock file exists, nobody holds it
+    opened, go = threading.Event(), threading.Event()
+    real_flock = cache_module.fcntl.flock
+    waiter = threading.get_ident()
+    events: list[str] = []
+
+    def flock(fd, op):
+        if threading.get_ident() == waiter and op == cache_module.fcntl.LOCK_EX and not opened.is_set():
+            opened.set()  # the waiter has opened the old lock file and is about to lock it
+            go.wait(10)
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(cache_module.fcntl, "flock", flock)
+
+    def waiting_build() -> None:
+        nonlocal waiter
+        waiter = threading.get_ident()
+        with cache.claim(key):
+            events.append("waiter holds the key")
+
+    t = threading.Thread(target=waiting_build)
+    t.start()
+    assert opened.wait(10)
+    assert cache.remove_stale_lock(key)  # gc: nobody holds it
+    with cache.claim(key):  # another build takes the new lock file
+        go.set()  # the waiter now locks the old, removed file
+        time.sleep(0.5)
+        events.append("other build releases")
+    t.join(10)
+    assert events == ["other build releases", "waiter holds the key"]
+    cache.close()
