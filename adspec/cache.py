@@ -386,13 +386,36 @@ class RequestCache:
     @contextmanager
     def claim(self, key: str) -> Iterator[None]:
         """Hold the key: one caller at a time, across threads and processes."""
+        with _locked(self.lock_dir / f"{key}.lock", wait=True):
+            yield
+
+    # ---- seeing and clearing records (`adspec cache show/forget/gc`) -----------------------------
+
+    @contextmanager
+    def try_claim(self, key: str) -> Iterator[bool]:
+        """Hold the key if nobody does (True), else yield False at once: a running build has it."""
+        with _locked(self.lock_dir / f"{key}.lock", wait=False) as held:
+            yield held
+
+    def drop_records(self, key: str) -> tuple[Entry | None, dict[str, Any] | None]:
+        """Drop the key's entry and pending request records (call with the key claimed); what was
+        there is returned. The next build asks the provider again: it may pay again. The blob
+        stays until `adspec cache gc`."""
+        entry = _entry_of(self._db.get(_ENTRY + key))
+        pending = self.pending(key)
+        self._db.delete(_ENTRY + key)
+        self._db.delete(_PENDING + key)
+        return entry, pending
+
+    def remove_stale_lock(self, key: str) -> bool:
+        """Remove the key's lock file when nobody holds it and no request is pending; `claim`
+        notices a lock file unlinked under it and takes the new one, so two holders never meet."""
         path = self.lock_dir / f"{key}.lock"
-        with open(path, "a+b") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with _locked(path, wait=False, create=False) as held:
+            if not held or self.pending(key) is not None:
+                return False
+            path.unlink(missing_ok=True)
+            return True
 
     # ---- the one entry point for every request --------------------------------------------------
 
@@ -591,6 +614,40 @@ class RequestCache:
         except FileNotFoundError:
             return []
         return [json.loads(x) for x in lines if x.strip()]
+
+
+@contextmanager
+def _locked(path: Path, *, wait: bool, create: bool = True) -> Iterator[bool]:
+    """flock `path` (exclusive); yields whether it is held. The lock counts only while `path`
+    still names the locked file: a lock file removed by `adspec cache gc` between our open and our
+    flock is let go and the new one taken, so two holders never hold different files."""
+    while True:
+        try:
+            fh = open(path, "a+b") if create else open(path, "rb")
+        except FileNotFoundError:
+            if create:
+                raise
+            yield False
+            return
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                try:
+                    same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    yield True
+                    return
+                if not create:
+                    yield False
+                    return
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 _caches: dict[Path, RequestCache] = {}

@@ -151,3 +151,38 @@ def sweep_leftovers(folder: str | Path, *, recursive: bool = False) -> list[Path
                 except OSError:
                     pass
     return removed
+
+
+class NotARegularFile(OSError):
+    """A path that is a named pipe, socket, device or folder where a file was expected."""
+
+
+def file_kind(mode: int) -> str:
+    """What a stat mode describes, in words for a message."""
+    import stat
+
+    for test, words in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                        (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def read_regular(path: str | Path, limit: int | None = None) -> bytes:
+    """The bytes of `path` (at most `limit` + 1 of them), only if it is a regular file.
+
+    Opened non-blocking and checked on the open descriptor: a plain open() of a named pipe named
+    like a spec waits forever for a writer, which would hang validate, estimate and doit."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(0, f"is {file_kind(mode)}, not a file", str(path))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read() if limit is None else f.read(limit + 1)
+    finally:
+        os.close(fd)

@@ -330,13 +330,10 @@ def first_frame(video: str | Path, out_png: str | Path) -> Path:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of an image; MediaError naming the file if it is not one."""
-    from PIL import Image, UnidentifiedImageError
+    from .images import open_image
 
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise MediaError(f"{path}: not an image ({e.__class__.__name__})") from None
+    with open_image(path) as im:
+        return im.size
 
 
 def normalise_image(src: str | Path, out_png: str | Path, width: int, height: int) -> Path:
@@ -344,9 +341,11 @@ def normalise_image(src: str | Path, out_png: str | Path, width: int, height: in
     another size, and every later step relies on the exact frame size."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from .images import open_image
+
     out_png = Path(out_png)
     try:
-        with Image.open(src) as im:
+        with open_image(src) as im:
             im = ImageOps.exif_transpose(im).convert("RGB")
             fitted = im if im.size == (width, height) else ImageOps.fit(im, (width, height), Image.Resampling.LANCZOS)
     except (UnidentifiedImageError, OSError) as e:

@@ -25,7 +25,7 @@ from .errors import SpecError
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
 from .library import LIBRARY_VERSION
-from .loader import ad_name, load_beat_file, load_spec
+from .loader import ad_name, load_beat_file, load_spec, path_exists, read_file
 from .lock import (Decision, content_sha256, decide, plan_shaping_fields, recheck, render_beat_file, text_sha256,
                    write_beat_file)
 from .paths import AdPaths
@@ -68,7 +68,7 @@ def plan_step(spec_path: Path, *, force: bool = False, ad: str | None = None) ->
     registry = load_registry()
     shaping = plan_shaping_fields(spec, registry)
     spec_sha = sha256_json(shaping)
-    text = beats_path.read_text(encoding="utf-8") if beats_path.exists() else None
+    text = read_file(beats_path).decode("utf-8") if path_exists(beats_path) else None
     decision = Decision.PLAN if force else decide(spec, spec_sha, text, spec_path=spec_path, beats_path=beats_path)
     step = PlanStep(spec, decision, beats_path, spec_sha, shaping, seen_sha256=text_sha256(text), force=force)
     if decision is Decision.PLAN:
@@ -115,7 +115,7 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
         plan = BeatPlan.model_validate_json(fetched.path.read_bytes())
         text = planned_beat_text(step, plan)
         # the planner took a while: a hand edit made meanwhile is kept (LockError), never overwritten
-        current = step.beats_path.read_text(encoding="utf-8") if step.beats_path.exists() else None
+        current = read_file(step.beats_path).decode("utf-8") if path_exists(step.beats_path) else None
         if recheck(spec, step.spec_sha, step.seen_sha256, current, spec_path=spec_path, beats_path=step.beats_path,
                    force=step.force, planned_text=text):
             write_beat_file(step.beats_path, text)
@@ -149,7 +149,7 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
         beat_file = load_beat_file(step.beats_path)
     else:
         assert step.recipe is not None
-        cache = context().cache
+        cache = context().cache_for_reading()  # a dry plan writes nothing
         entry = cache.get(step.recipe.key)
         if entry is not None:
             plan = BeatPlan.model_validate_json(cache.blob_path(entry.sha256).read_bytes())
@@ -222,8 +222,8 @@ def inputs_stamp(spec_path: Path, beats_path: Path | None = None) -> str:
     parts = [
         __version__,
         LIBRARY_VERSION,
-        sha256_bytes(spec_path.read_bytes()),
-        sha256_bytes(beats.read_bytes()) if beats.exists() else "-",
+        sha256_bytes(read_file(spec_path)),
+        sha256_bytes(read_file(beats)) if path_exists(beats) else "-",
         _registry_digest(),
     ]
     return sha256_json(parts)
