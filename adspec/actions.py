@@ -12,12 +12,13 @@ import logging
 import shutil
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 from . import media
 from .cache import Fetched, RequestCache, open_cache
+from .cache_view import CacheView
 from .config import Settings, load_settings
 from .cost import guarded
 from .fsutil import atomic_path, write_if_changed, write_json_atomic
@@ -39,9 +40,20 @@ log = logging.getLogger("adspec.build")
 @dataclass(frozen=True)
 class Context:
     settings: Settings
-    cache: RequestCache
     media: MediaProvider
     planner: PlanProvider
+
+    @cached_property
+    def cache(self) -> RequestCache:
+        """Opened (created if need be) on first use: `adspec estimate` never opens it."""
+        return open_cache(self.settings.cache_dir, self.settings.remote_cache, self.settings.remote_endpoint)
+
+    def cache_for_reading(self) -> "RequestCache | CacheView":
+        """The cache as a reader that writes nothing sees it: the open cache when this process
+        opened it already (a doit run), else a read-only view (estimate: no folder, no database)."""
+        if "cache" in self.__dict__:
+            return self.cache
+        return CacheView(self.settings.cache_dir)
 
 
 _ctx_lock = threading.Lock()
@@ -49,8 +61,8 @@ _ctx_lock = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _context_for(settings: Settings) -> Context:
-    cache = open_cache(settings.cache_dir, settings.remote_cache, settings.remote_endpoint)
-    return Context(settings, cache, media_provider(settings), plan_provider(settings))
+    return Context(settings, media_provider(settings), plan_provider(settings))
+
 
 
 def context(settings: Settings | None = None) -> Context:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SpecError
+from .fsutil import read_regular
 from .loader import load_spec
 from .paths import VARIANT_SEPARATOR as SEPARATOR
 from .paths import ad_name, beat_file_path, find_specs
@@ -64,7 +65,7 @@ def expansion(spec_path: str | Path) -> Expansion:
     """Load a spec and its variants (memoised on the file's bytes). Raises SpecError."""
     spec_path = Path(spec_path)
     try:
-        digest = hashlib.sha256(spec_path.read_bytes()).hexdigest()
+        digest = hashlib.sha256(read_regular(spec_path)).hexdigest()
     except OSError:
         digest = ""
     key = str(spec_path.absolute())

@@ -35,7 +35,7 @@ import diskcache
 
 from .cache_entry import Entry
 from .errors import AdspecError, BadOutputError, CacheError, ProviderError
-from .file_locks import exclusive
+from .file_locks import locked
 from .fsutil import atomic_path
 from .hashing import canonical_json, sha256_file
 from .providers.base import RunResult
@@ -367,8 +367,36 @@ class RequestCache:
     @contextmanager
     def claim(self, key: str) -> Iterator[None]:
         """Hold the key: one caller at a time, across threads and processes."""
-        with exclusive(self.lock_dir / f"{key}.lock"):
+        with locked(self.lock_dir / f"{key}.lock", wait=True):
             yield
+
+    # ---- seeing and clearing records (`adspec cache show/forget/gc`) -----------------------------
+
+    @contextmanager
+    def try_claim(self, key: str) -> Iterator[bool]:
+        """Hold the key if nobody does (True), else yield False at once: a running build has it."""
+        with locked(self.lock_dir / f"{key}.lock", wait=False) as held:
+            yield held
+
+    def drop_records(self, key: str) -> tuple[Entry | None, dict[str, Any] | None]:
+        """Drop the key's entry and pending request records (call with the key claimed); what was
+        there is returned. The next build asks the provider again: it may pay again. The blob
+        stays until `adspec cache gc`."""
+        entry = _entry_of(self._db.get(_ENTRY + key))
+        pending = self.pending(key)
+        self._db.delete(_ENTRY + key)
+        self._db.delete(_PENDING + key)
+        return entry, pending
+
+    def remove_stale_lock(self, key: str) -> bool:
+        """Remove the key's lock file when nobody holds it and no request is pending; `claim`
+        notices a lock file unlinked under it and takes the new one, so two holders never meet."""
+        path = self.lock_dir / f"{key}.lock"
+        with locked(path, wait=False, create=False) as held:
+            if not held or self.pending(key) is not None:
+                return False
+            path.unlink(missing_ok=True)
+            return True
 
     # ---- the one entry point for every request --------------------------------------------------
 
@@ -414,6 +442,8 @@ class RequestCache:
                     except ProviderError as e:
                         if getattr(e, "ended", False):
                             self._clear_pending(key)  # the provider ended the job: a retry creates anew
+                        if getattr(e, "spent_usd", 0) > 0 or getattr(e, "maybe_billed", False):
+                            self._append_failed(recipe, e, started)  # billed (or maybe): on the account
                         raise
                     try:
                         verify(tmp)
@@ -480,7 +510,7 @@ class RequestCache:
         corrupt = list(pending.get("corrupt") or [])
         if job_id not in corrupt:
             corrupt.append(job_id)
-            self._append_ledger_line({
+            self._write_ledger_line({
                 "time": round(time.time(), 3), "key": key, "provider": recipe.provider, "kind": recipe.kind,
                 "model": recipe.model, "job_id": job_id, "cost_usd": round(float(cost), 6), "seconds": 0.0,
                 "outcome": "corrupt output",
@@ -538,15 +568,27 @@ class RequestCache:
         retries = int(entry.meta.get("corrupt_retries") or 0)
         if retries:
             record["paid_retry"] = retries  # this request was paid again after a corrupt output
-        self._append_ledger_line(record)
+        if isinstance(entry.meta.get("requests"), int):  # requests sent, the unbilled resends included
+            record["requests"] = entry.meta["requests"]
+        self._write_ledger_line(record)
 
-    def _append_ledger_line(self, record: dict[str, Any]) -> None:
+    def _write_ledger_line(self, record: dict[str, Any]) -> None:
         line = canonical_json(record) + "\n"
         fd = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line.encode("utf-8"))
         finally:
             os.close(fd)
+
+    def _append_failed(self, recipe: Recipe, error: ProviderError, started: float) -> None:
+        """The ledger line of a call that failed but was (or may have been) billed: `cost_usd`
+        is what is known to be billed, `maybe_billed` says a lost answer may add to it."""
+        self._write_ledger_line({
+            "time": round(started, 3), "key": recipe.key, "provider": recipe.provider, "kind": recipe.kind,
+            "model": recipe.model, "job_id": None, "cost_usd": round(float(error.spent_usd), 6),
+            "seconds": round(time.time() - started, 3), "outcome": "failed", "requests": error.attempts,
+            "maybe_billed": bool(error.maybe_billed),
+        })
 
     def ledger(self) -> list[dict[str, Any]]:
         try:

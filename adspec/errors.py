@@ -25,7 +25,11 @@ request headers or environment values.
 from __future__ import annotations
 
 import errno
+import os
 from os import PathLike
+from pathlib import Path
+
+from .config import load_settings
 
 
 class AdspecError(Exception):
@@ -61,12 +65,19 @@ class ProviderError(AdspecError):
     `ended`: the provider itself answered that this request is over (its prediction failed, was
     cancelled, or its output expired): only then does the cache forget the stored job id or
     "a create was sent" mark, so a retry creates anew. Any other failure (401, 403, 404, a
-    dropped connection, a failing list) says nothing about the prediction: the mark stays."""
+    dropped connection, a failing list) says nothing about the prediction: the mark stays.
+    `spent_usd`: what the failed call was billed for all the same (e.g. planner replies that
+    could not be used); `maybe_billed`: its last request went out and the answer was lost, so
+    it may have been billed too. The budget and the cache's ledger count both."""
 
-    def __init__(self, message: str, *, retryable: bool = True, resumable: bool = False, ended: bool = False):
+    def __init__(self, message: str, *, retryable: bool = True, resumable: bool = False, ended: bool = False,
+                 spent_usd: float = 0.0, maybe_billed: bool = False, attempts: int = 0):
         self.retryable = retryable
         self.resumable = resumable
         self.ended = ended
+        self.spent_usd = spent_usd
+        self.maybe_billed = maybe_billed
+        self.attempts = attempts  # requests sent (0: not counted by this provider)
         super().__init__(message)
 
 
@@ -110,10 +121,22 @@ def os_error_line(e: OSError) -> str:
     return " ".join(text.split())
 
 
+def removed_meanwhile(e: OSError) -> bool:
+    """Whether a missing file is one of the build's own (under the build folder): something
+    removed it while the task ran. A missing file elsewhere is a bug and keeps its traceback."""
+    build = Path(load_settings().build_dir).absolute()
+    for name in (e.filename, e.filename2):
+        if name is not None and Path(os.fsdecode(name)).absolute().is_relative_to(build):
+            return True
+    return False
+
+
 def error_line(e: BaseException) -> str | None:
     """The one line a user sees for `e`, or None when `e` is a bug (show its traceback)."""
     if isinstance(e, AdspecError):
         return e.one_line()
     if isinstance(e, OSError) and e.errno in MACHINE_ERRNOS:
         return os_error_line(e)
+    if isinstance(e, OSError) and e.errno == errno.ENOENT and removed_meanwhile(e):
+        return os_error_line(e) + " (removed during the run: `rm -rf build` or `doit clean`?); run doit again"
     return None

@@ -111,6 +111,7 @@ class RunEstimate:
 class _Estimator:
     def __init__(self, tmp: Path):
         self.ctx = context()
+        self.cache = self.ctx.cache_for_reading()  # estimate writes nothing, not even a new cache
         self.build_dir = self.ctx.settings.build_dir
         self.tmp = tmp
         self.made: set[str] = set()  # keys this run would make (paid or free): asked once
@@ -123,13 +124,13 @@ class _Estimator:
     def _state(self, recipe: Any, target: Path) -> str:
         if target.exists() and receipt_key(target) == recipe.key:
             return "current"
-        if recipe.key in self.made or self.ctx.cache.peek(recipe.key):
+        if recipe.key in self.made or self.cache.peek(recipe.key):
             return "cache"
         return "pay" if recipe_price(recipe).usd > 0 else "free"
 
     def _blob(self, key: str) -> Path | None:
-        entry = self.ctx.cache.get(key)
-        return self.ctx.cache.blob_path(entry.sha256) if entry is not None else None
+        entry = self.cache.get(key)
+        return self.cache.blob_path(entry.sha256) if entry is not None else None
 
     def _item(self, est: AdEstimate, target: str, phase: str, state: str, recipe: Any, note: str = "",
               exact: bool = True) -> None:

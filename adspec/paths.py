@@ -25,11 +25,13 @@ def ad_name(path: str | Path) -> str:
 
 
 def find_specs(specs_dir: str | Path) -> list[Path]:
-    """Every spec in `specs_dir`: `*.yaml` except `*.beats.yaml`, sorted by name."""
+    """Every spec in `specs_dir`: `*.yaml` except `*.beats.yaml` and dotfiles (temp files,
+    editors' swap files: never ads), sorted by name."""
     d = Path(specs_dir)
     if not d.is_dir():
         return []
-    return sorted(p for p in d.glob("*.yaml") if not p.name.endswith(BEATS_SUFFIX) and p.is_file())
+    return sorted(p for p in d.glob("*.yaml")
+                  if not p.name.startswith(".") and not p.name.endswith(BEATS_SUFFIX) and p.is_file())
 
 
 def beat_file_path(spec_path: str | Path, tag: str | None = None) -> Path:

@@ -18,6 +18,8 @@ from typing import Any, Mapping, Union
 import annotated_types
 from pydantic import BaseModel, ValidationError
 
+from .fsutil import file_kind
+from .images import asset_problem
 from .paths import VARIANT_SEPARATOR as SEPARATOR
 from .paths import ad_name
 from .plan_rules import plan_shaping_fields
@@ -206,9 +208,13 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
         elif not real.exists():
             issues.append((loc, f"file '{rel}' not found (looked for {os.path.relpath(lexical, root)} in the project)"))
         elif not real.is_file():
-            issues.append((loc, f"'{rel}' is not a file"))
+            issues.append((loc, f"'{rel}' is {file_kind(real.stat().st_mode)}, not a file"))
         elif real.suffix.lower() not in IMAGE_SUFFIXES:
             issues.append((loc, f"'{rel}' must be an image ({', '.join(IMAGE_SUFFIXES)})"))
+        else:
+            problem = asset_problem(real)  # from its header: nothing huge is decoded
+            if problem is not None:
+                issues.append((loc, f"'{rel}' {problem}"))
     return issues
 
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from .ads import beat_files
 from .errors import SpecError
 from .fsutil import write_if_changed
-from .loader import beat_file_errors, spec_errors
+from .loader import beat_file_errors, path_exists, spec_errors
 from .paths import BEATS_SUFFIX, beat_file_path, spec_of_beat_file
 from .spec import BeatFile, Spec
 
@@ -42,7 +42,7 @@ def _expand(paths: Iterable[Path], project_root: Path) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out += sorted(p.glob("*.yaml"))
+            out += sorted(q for q in p.glob("*.yaml") if not q.name.startswith("."))  # dotfiles are never ads
         else:
             out.append(p)
     return out
@@ -63,18 +63,18 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
             continue
         done.add(key)
         beats_path = beat_file_path(spec_path)
-        if not spec_path.exists() and path.name.endswith(BEATS_SUFFIX):
+        if not path_exists(spec_path) and path.name.endswith(BEATS_SUFFIX):
             errors.append(SpecError(_shown(path), None, None, f"no spec {spec_path.name} beside this beat file"))
             continue
         spec, errs = spec_errors(_shown(spec_path))
         errors += errs
-        if beats_path.exists() and (spec is None or spec.beats is None):
+        if path_exists(beats_path) and (spec is None or spec.beats is None):
             _, berrs = beat_file_errors(_shown(beats_path), spec)
             errors += berrs
         if spec is not None and spec.variants is not None and spec.beats is None:
             # a variant's own beat file, against that variant's spec
             for variant_beats, variant_spec in beat_files(spec_path):
-                if variant_beats != beats_path and variant_beats.exists():
+                if variant_beats != beats_path and path_exists(variant_beats):
                     errors += beat_file_errors(_shown(variant_beats), variant_spec)[1]
     return errors
 

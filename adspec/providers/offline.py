@@ -17,6 +17,7 @@ from pathlib import Path
 from .. import media
 from ..errors import ProviderError
 from ..hashing import sha256_file
+from ..images import open_image
 from ..recipes import FileRef, Recipe
 from ..render import motion
 from .base import ImageRequest, Job, MusicRequest, RunResult, VideoRequest
@@ -157,7 +158,7 @@ class OfflineMedia:
         move, strength = p["move"], float(p["strength"])
         first = _input(recipe, "first_frame")
         frames = int(round(seconds * fps))
-        with Image.open(first) as im:
+        with open_image(first, f"{recipe.kind} first frame") as im:
             frame = ImageOps.exif_transpose(im).convert("RGB")
         if frame.size != (width, height):
             frame = ImageOps.fit(frame, (width, height), Image.Resampling.LANCZOS)

@@ -47,6 +47,7 @@ from replicate.exceptions import ReplicateError
 from ..config import load_settings
 from ..errors import BadOutputError, ProviderError
 from ..recipes import FileRef, Recipe
+from ..redact import redact_url, scrub
 from ..registry import (
     ModelEntry,
     Registry,
@@ -243,9 +244,7 @@ class _Call:
     # -- helpers --
 
     def _scrub(self, text: str) -> str:
-        text = str(text)
-        if self._token:
-            text = text.replace(self._token, "***")
+        text = scrub(str(text), (self._token,))  # the token, and any other credential of the environment
         if len(text) > 1000:  # bounds what a provider's reply can put into one line
             text = text[:1000] + "..."
         return text
@@ -600,7 +599,7 @@ class _Call:
                     out.write_bytes(data)
                     size = len(data)
                 else:
-                    self.meta["output_url"] = url
+                    self.meta["output_url"] = redact_url(url)  # signed URLs carry their token in the query
                     size, content_type = self._fetch(url, out)
                 _check_media(out, self.entry.kind, content_type)
                 return size

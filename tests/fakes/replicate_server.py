@@ -38,6 +38,7 @@ Knobs (attributes; change them between requests):
   download_delay     seconds a download stalls half-way (a slow download)
   token              when set, any other bearer token gets 401 (change it: an expired token)
   unique_outputs     each input gets outputs of its own (a hue/pitch shift), not shared bytes
+  output_query       a query string on output URLs (a signed URL's token, e.g. "sig=...")
   echo_auth          every error body quotes the request's Authorization header (a careless
                      server): what adspec shows must still never contain the secret
 add_traffic(n, slug) makes n predictions of other inputs, as another app on the same account
@@ -262,6 +263,7 @@ class FakeReplicate:
         self.download_delay = 0.0
         self.echo_auth = False
         self.unique_outputs = False
+        self.output_query = ""
         self.retry_after = "0"
         self.token = token
         self._rng = random.Random(seed)
@@ -413,7 +415,7 @@ class FakeReplicate:
         else:
             name = f"{p['id']}.{ext}"
             self.outputs[name] = (blob, mime)
-            item = f"{self.base_url}/outputs/{name}"
+            item = f"{self.base_url}/outputs/{name}" + (f"?{self.output_query}" if self.output_query else "")
         p["output"] = [item] if schema["output"] == "list" else item
         return p["output"]
 
