@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import load_settings
-from .errors import AdspecError
+from .errors import error_line
+
+# Each command imports what it needs when it runs (start-up time: `adspec status` loads no provider).
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -20,9 +22,9 @@ EXIT_USAGE = 2
 def _specs_for(names: Sequence[str]) -> list[tuple[str, Path]]:
     """(ad, spec file) of the ads named, variants expanded (a spec with variants names them all);
     every ad when none is named. SpecError for a name that is no ad."""
-    from .variants import select_ads
+    from .ads import choose_ads
 
-    return select_ads(list(names), load_settings().specs_dir)
+    return choose_ads(load_settings().specs_dir, tuple(names))[0]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -39,12 +41,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .planning import plan_ad
-    from .variants import beats_path_of
+    from .ads import resolve_ad
+    from .plan_step import plan_ad
 
     for ad, spec_path in _specs_for(args.names):
         plan = plan_ad(ad, spec_path, force=args.force)
-        beats = beats_path_of(ad, spec_path) if "@" in ad else spec_path.with_name(ad + ".beats.yaml")
+        beats = resolve_ad(ad, spec_path).beats_path
         print(f"{ad}: {len(plan.beats)} beats, {plan.duration} s -> {beats}")
     return 0
 
@@ -90,21 +92,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _build_ads(names: Sequence[str]) -> list[tuple[str, Path]]:
     """The ads `doit` would build (variants expanded, ADSPEC_SHARD applied), or the named ones
     (an ad, or a spec name standing for all its variants)."""
-    from .errors import SpecError
-    from .shard import ads_from_env
+    from .ads import choose_ads
 
     settings = load_settings()
-    ads, groups = ads_from_env(settings.specs_dir)
-    if not names:
-        return list(ads)
-    known = dict(ads)
-    wanted: list[str] = []
-    for n in names:
-        members = [n] if n in known else list((groups or {}).get(n, []))
-        if not members:
-            raise SpecError(settings.specs_dir, None, None, f"no ad named {n} (known: {', '.join(sorted(known)) or 'none'})")
-        wanted += [m for m in members if m not in wanted]
-    return [(n, known[n]) for n in wanted]
+    return choose_ads(settings.specs_dir, tuple(names), settings.shard)[0]
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -138,6 +129,31 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no builds under {settings.build_dir} yet (run doit)")
     else:
         print_table(statuses)
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from . import cache_admin
+
+    settings = load_settings()
+    root, builds = settings.cache_dir, [settings.build_dir]
+    if args.cache_command == "du":
+        u = cache_admin.usage(root, builds)
+        print(json.dumps(u, indent=2) if args.json else cache_admin.render_usage(u), end="\n" if args.json else "")
+    elif args.cache_command == "gc":
+        if not args.older_than >= 0:
+            print("adspec cache gc: --older-than takes a number of days (0 or more)", file=sys.stderr)
+            return EXIT_USAGE
+        out = cache_admin.collect(root, builds, max_age_days=args.older_than, dry_run=args.dry_run)
+        if args.json:
+            print(json.dumps({"dry_run": args.dry_run, **out.to_json()}, indent=2))
+        else:
+            print(cache_admin.render_gc(out, dry_run=args.dry_run, max_age_days=args.older_than), end="")
+    elif args.cache_command == "show":
+        info = cache_admin.show(root, builds, args.key)
+        print(json.dumps(info, indent=2, default=str) if args.json else cache_admin.render_show(info), end="\n" if args.json else "")
+    else:
+        print(cache_admin.forget(root, builds, args.key), end="")
     return 0
 
 
@@ -196,6 +212,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
+    p = sub.add_parser("cache", help="see and bound the request cache: du, gc [--dry-run], show KEY, forget KEY")
+    cache_sub = p.add_subparsers(dest="cache_command", required=True)
+    c = cache_sub.add_parser("du", help="size of the cache by kind and by ad (reads only)")
+    c.add_argument("--json", action="store_true")
+    c = cache_sub.add_parser("gc", help="remove artifacts no receipt under build/ and no recent ledger line uses; "
+                                        "blobs no entry names, old rejected outputs, leftovers, unheld lock files")
+    c.add_argument("--dry-run", action="store_true", help="say what would be removed; change nothing")
+    c.add_argument("--older-than", type=float, default=30.0, metavar="DAYS",
+                   help="keep whatever was made or used in the last DAYS days (default 30)")
+    c.add_argument("--json", action="store_true")
+    c = cache_sub.add_parser("show", help="one key: state (cached, corrupt, pending, claimed), artifact, cost, job id, "
+                                          "ledger lines, receipts and recipe (reads only)")
+    c.add_argument("key", help="a cache key, or its first 6+ characters")
+    c.add_argument("--json", action="store_true")
+    c = cache_sub.add_parser("forget", help="clear a key's records (e.g. a stuck request) so the next build asks "
+                                            "again: this may pay again")
+    c.add_argument("key", help="a cache key, or its first 6+ characters")
+    p.set_defaults(func=cmd_cache)
+
     p = sub.add_parser("build", help="build ads for CI: finishes the others when one fails, non-zero exit if any "
                                      "failed; honours ADSPEC_SHARD=i/n")
     p.add_argument("names", nargs="*", metavar="AD", help="ads, variants, or specs with variants (default: all)")
@@ -221,8 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except AdspecError as e:
-        print(e.one_line(), file=sys.stderr)
+    except Exception as e:  # the one line of adspec.errors.error_line; a bug keeps its traceback
+        line = error_line(e)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("adspec: interrupted", file=sys.stderr)

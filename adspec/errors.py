@@ -1,8 +1,35 @@
-"""Typed errors. They carry facts; the CLI edge (adspec.cli / the doit reporter) turns them
-into one-line messages. Nothing here may contain a secret: messages are built from our own
-data, never from request headers or environment values."""
+"""Typed errors, and the one place an error becomes the line a user sees (`error_line`).
+
+The tree:
+
+    AdspecError                  anything adspec reports as one line, without a traceback
+    ├── SpecError                a spec or beat file is invalid: file, line, field
+    │   └── LibraryError         the beat library's own data (adspec.library)
+    ├── LockError                the beat file was edited by hand and the spec changed
+    ├── MediaError               ffmpeg failed, or an artifact is not the media it claims to be
+    ├── ProviderError            a provider call failed (retryable / resumable)
+    │   └── BadOutputError       a paid prediction served a file that is not media
+    ├── CacheError               the request cache or blob store cannot be used
+    ├── BudgetError              a run would spend more than ADSPEC_BUDGET_USD
+    ├── ShardError               ADSPEC_SHARD is not i/n
+    └── RemoteConfigError        ADSPEC_REMOTE_CACHE is malformed or cannot be used
+    OSError of the machine       disk full, read-only, no permission...: also one line
+    anything else                a bug: its traceback is shown
+
+`error_line` is used by every edge: the `adspec` commands, doit's task actions (adspec.graph)
+and the dodo file, so the same fault reads the same under `adspec plan`, `adspec build` and
+`doit`. Nothing here may contain a secret: messages are built from our own data, never from
+request headers or environment values.
+"""
 
 from __future__ import annotations
+
+import errno
+import os
+from os import PathLike
+from pathlib import Path
+
+from .config import load_settings
 
 
 class AdspecError(Exception):
@@ -15,7 +42,7 @@ class AdspecError(Exception):
 class SpecError(AdspecError):
     """A spec or beat file is invalid: names the file, the line and the field."""
 
-    def __init__(self, path: str, line: int | None, field: str | None, message: str):
+    def __init__(self, path: str | PathLike[str], line: int | None, field: str | None, message: str):
         self.path, self.line, self.field, self.message = str(path), line, field, message
         where = self.path if line is None else f"{self.path}:{line}"
         what = f"{field}: {message}" if field else message
@@ -34,13 +61,34 @@ class ProviderError(AdspecError):
     """A provider call failed (the target can be retried by running doit again).
 
     `retryable`: running doit again may succeed (false for bad input such as a 422).
-    `resumable`: the provider's job may still finish (e.g. polling failed): the cache keeps its
-    stored job id so the next run resumes it instead of paying for a new one."""
+    `resumable`: the provider's job may still finish or be fetched (e.g. polling failed).
+    `ended`: the provider itself answered that this request is over (its prediction failed, was
+    cancelled, or its output expired): only then does the cache forget the stored job id or
+    "a create was sent" mark, so a retry creates anew. Any other failure (401, 403, 404, a
+    dropped connection, a failing list) says nothing about the prediction: the mark stays.
+    `spent_usd`: what the failed call was billed for all the same (e.g. planner replies that
+    could not be used); `maybe_billed`: its last request went out and the answer was lost, so
+    it may have been billed too. The budget and the cache's ledger count both."""
 
-    def __init__(self, message: str, *, retryable: bool = True, resumable: bool = False):
+    def __init__(self, message: str, *, retryable: bool = True, resumable: bool = False, ended: bool = False,
+                 spent_usd: float = 0.0, maybe_billed: bool = False, attempts: int = 0):
         self.retryable = retryable
         self.resumable = resumable
+        self.ended = ended
+        self.spent_usd = spent_usd
+        self.maybe_billed = maybe_billed
+        self.attempts = attempts  # requests sent (0: not counted by this provider)
         super().__init__(message)
+
+
+class BadOutputError(ProviderError):
+    """A prediction succeeded (it is paid for) but the file it serves is not media: `sha256` of
+    the bytes served and what the prediction cost, for the cache's corrupt-output rule."""
+
+    def __init__(self, message: str, *, sha256: str, cost_usd: float):
+        super().__init__(message, retryable=True, resumable=True)
+        self.sha256 = sha256
+        self.cost_usd = cost_usd
 
 
 class CacheError(AdspecError):
@@ -49,3 +97,46 @@ class CacheError(AdspecError):
 
 class BudgetError(AdspecError):
     """A run would spend more than ADSPEC_BUDGET_USD."""
+
+
+class ShardError(AdspecError):
+    """ADSPEC_SHARD is not `i/n` with 1 <= i <= n."""
+
+
+class RemoteConfigError(AdspecError):
+    """ADSPEC_REMOTE_CACHE cannot be used (malformed, carries credentials, boto3 missing)."""
+
+
+#: OSErrors that are the machine's fault, not a bug: reported as one line
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                            errno.ENOTDIR, errno.EMFILE, errno.ENFILE, errno.EFBIG})
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError of the machine: the file, the reason, what to do."""
+    where = e.filename2 or e.filename
+    text = f"{where}: {e.strerror}" if where else f"{e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += " (free some space, then run doit again: nothing half-written is kept)"
+    return " ".join(text.split())
+
+
+def removed_meanwhile(e: OSError) -> bool:
+    """Whether a missing file is one of the build's own (under the build folder): something
+    removed it while the task ran. A missing file elsewhere is a bug and keeps its traceback."""
+    build = Path(load_settings().build_dir).absolute()
+    for name in (e.filename, e.filename2):
+        if name is not None and Path(os.fsdecode(name)).absolute().is_relative_to(build):
+            return True
+    return False
+
+
+def error_line(e: BaseException) -> str | None:
+    """The one line a user sees for `e`, or None when `e` is a bug (show its traceback)."""
+    if isinstance(e, AdspecError):
+        return e.one_line()
+    if isinstance(e, OSError) and e.errno in MACHINE_ERRNOS:
+        return os_error_line(e)
+    if isinstance(e, OSError) and e.errno == errno.ENOENT and removed_meanwhile(e):
+        return os_error_line(e) + " (removed during the run: `rm -rf build` or `doit clean`?); run doit again"
+    return None

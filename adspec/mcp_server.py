@@ -18,7 +18,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from .config import load_settings
-from .errors import AdspecError
+from .errors import error_line
 
 log = logging.getLogger("adspec.mcp")
 
@@ -29,7 +29,7 @@ budget (ADSPEC_BUDGET_USD): an over-budget build is refused with the reason."""
 
 
 def _error(e: Exception) -> dict[str, Any]:
-    text = e.one_line() if isinstance(e, AdspecError) else f"{type(e).__name__}: {e}"
+    text = error_line(e) or f"{type(e).__name__}: {e}"
     return {"ok": False, "error": text, "field": getattr(e, "field", None)}
 
 
@@ -82,7 +82,7 @@ def create_server() -> MCPServer:
         """The plan a build of `ad` would use now: beats, timing, chunks, rendered prompts. Made in
         memory: nothing is written and no planner is paid (`stand_in` is true when the live planner
         would still have to run and the offline planner's plan is shown in its place)."""
-        from .planning import dry_plan
+        from .plan_step import dry_plan
 
         try:
             dp = dry_plan(ad, project.spec_of(settings, ad))

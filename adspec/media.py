@@ -12,19 +12,20 @@ line naming the file and ffmpeg's reason.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 import tempfile
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Sequence
 
+from .config import load_settings
 from .errors import MediaError
+from .fsutil import atomic_path
+from .redact import child_env
 
 
 class _LazyFfmpeg:
@@ -92,9 +93,9 @@ AUDIO_ENCODER_ARGS: dict[str, Any] = {"c:a": "aac", "aac_coder": "fast", "b:a": 
 
 def ffmpeg_exe() -> str:
     """`ADSPEC_FFMPEG`, else `ffmpeg` on PATH, else imageio-ffmpeg's bundled binary."""
-    env = os.environ.get("ADSPEC_FFMPEG")
-    if env:
-        return env
+    configured = load_settings().ffmpeg
+    if configured:
+        return configured
     found = shutil.which("ffmpeg")
     if found:
         return found
@@ -122,7 +123,7 @@ def _run_args(args: Sequence[str], what: str | Path, *, stdin: bytes | None = No
     """Run ffmpeg with `args`; MediaError naming `what` on failure."""
     cmd = [ffmpeg_exe(), "-hide_banner", *(["-nostdin"] if stdin is None else []), "-y", *map(str, args)]
     try:
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False, env=child_env())
     except OSError as e:
         raise MediaError(f"{what}: cannot run ffmpeg ({e.strerror or e})") from None
     if proc.returncode != 0:
@@ -139,17 +140,10 @@ def _run(stream: Any, what: str | Path) -> subprocess.CompletedProcess[bytes]:
 @contextmanager
 def _atomic(out: str | Path) -> Iterator[Path]:
     """A temporary path beside `out` (same suffix, so ffmpeg picks the muxer), renamed on success."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{out.suffix}"
-    try:
+    with atomic_path(out) as tmp:
         yield tmp
-        if not tmp.exists():
+        if not tmp.exists() or tmp.stat().st_size == 0:
             raise MediaError(f"{out}: ffmpeg wrote nothing")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ---- facts about media ----------------------------------------------------------------------
@@ -206,7 +200,8 @@ def probe(path: str | Path) -> MediaInfo:
         raise MediaError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: empty file (0 bytes)")
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, check=False)
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, check=False,
+                          env=child_env())
     err = proc.stderr.decode("utf-8", "replace")
     if "Input #0" not in err:
         raise MediaError(f"{path}: not a media file ({_reason(err)})")
@@ -328,13 +323,10 @@ def first_frame(video: str | Path, out_png: str | Path) -> Path:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of an image; MediaError naming the file if it is not one."""
-    from PIL import Image, UnidentifiedImageError
+    from .images import open_image
 
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise MediaError(f"{path}: not an image ({e.__class__.__name__})") from None
+    with open_image(path) as im:
+        return im.size
 
 
 def normalise_image(src: str | Path, out_png: str | Path, width: int, height: int) -> Path:
@@ -342,9 +334,11 @@ def normalise_image(src: str | Path, out_png: str | Path, width: int, height: in
     another size, and every later step relies on the exact frame size."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from .images import open_image
+
     out_png = Path(out_png)
     try:
-        with Image.open(src) as im:
+        with open_image(src) as im:
             im = ImageOps.exif_transpose(im).convert("RGB")
             fitted = im if im.size == (width, height) else ImageOps.fit(im, (width, height), Image.Resampling.LANCZOS)
     except (UnidentifiedImageError, OSError) as e:

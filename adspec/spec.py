@@ -16,16 +16,26 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import SpecError
-from .library import TemplateProblem, load_library, render_template
+from .library import Library, TemplateProblem, load_library, render_template
+from .prompt_text import plain_text, product_from_prompt
+from .registry import Registry, load_registry
 from .variants import Variants
 
-ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:5")
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:5"]
 Resolution = Literal["360p", "720p", "1080p"]  # 360p: quick drafts
 
@@ -60,9 +70,7 @@ Issue = tuple[Loc, str]  # (location in the document, one-line message)
 SKIP_CROSS_CHECKS = "adspec_skip_cross_checks"
 
 
-def _registry():
-    from .registry import load_registry
-
+def _registry() -> Registry:
     return load_registry()
 
 
@@ -72,6 +80,11 @@ def _model_enum(kind: str) -> list[str]:
         return sorted(reg.names(kind) + [a for a, n in reg.aliases.items() if reg.models[n].kind == kind])
     except Exception:  # the schema must not depend on the registry being readable
         return []
+
+
+def _enum(values: list[str]) -> dict[str, Any]:
+    """A JSON-schema enum for an editor's completion (the validators give the real errors)."""
+    return {"enum": values}
 
 
 def _known_models_message(kind: str, name: str) -> str:
@@ -96,9 +109,9 @@ class Brand(Strict):
 
 class Models(Strict):
     planner: str = Field("gpt-4.1", min_length=1, max_length=100, description="any chat model name, or 'offline'")
-    image: str = Field("flux-dev", json_schema_extra={"enum": _model_enum("image")})
-    video: str = Field("hailuo-2.3-fast", json_schema_extra={"enum": _model_enum("video")})
-    music: str = Field("musicgen", json_schema_extra={"enum": _model_enum("music")})
+    image: str = Field("flux-dev", json_schema_extra=_enum(_model_enum("image")))
+    video: str = Field("hailuo-2.3-fast", json_schema_extra=_enum(_model_enum("video")))
+    music: str = Field("musicgen", json_schema_extra=_enum(_model_enum("music")))
 
     @field_validator("planner")
     @classmethod
@@ -110,7 +123,7 @@ class Models(Strict):
     @field_validator("image", "video", "music")
     @classmethod
     def _known_model(cls, v: str, info: ValidationInfo) -> str:
-        kind = info.field_name
+        kind = str(info.field_name)
         try:
             _registry().resolve(v, kind)
         except KeyError:
@@ -124,7 +137,7 @@ def _beat_types() -> list[str]:
 
 class Beat(Strict):
     id: Slug
-    type: str = Field(max_length=40, json_schema_extra={"enum": _beat_types()})
+    type: str = Field(max_length=40, json_schema_extra=_enum(_beat_types()))
     duration: int = Field(ge=1, le=60, description="seconds")
     image_prompt: str = Field(min_length=1, max_length=2000)
     motion_prompt: str = Field(min_length=1, max_length=1000)
@@ -250,8 +263,6 @@ def product_name(spec: Spec) -> str:
     """The product's name as the planner sees it: from the prompt, else the brand, else generic.
 
     The raw text may hold {{ var }} placeholders (the prompt is a template over `vars`)."""
-    from .planner import product_from_prompt  # late: planner imports this module
-
     return product_from_prompt(spec.prompt, spec.brand.name)
 
 
@@ -289,9 +300,23 @@ def render_beat_prompts(beat: Beat, spec: Spec, source: str | Path = "<beats>") 
 # ---- cross-field rules ----------------------------------------------------------------------
 
 
+#: fields drawn on screen by code: a control character there breaks the text layout
+ON_SCREEN_FIELDS = (("brand", "name"), ("brand", "tagline"))
+
+
+def control_character_problem(text: str) -> str | None:
+    """Words on screen may not hold control characters (\\r, \\x1b, ...) or line/paragraph
+    separators: text layout fails on them (`raqm_layout() failed`) or draws boxes."""
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            code = ch.encode("unicode_escape").decode("ascii") if ch.isascii() else f"\\u{ord(ch):04x}"
+            return (f"holds the control character {code} at position {i + 1}; words on screen must be plain text")
+    return None
+
+
 def spec_issues(spec: Spec) -> list[Issue]:
     """Rules across fields of a spec that need no files: inline beats, music, model/aspect fit,
-    and that every text field and inline prompt renders."""
+    that every text field and inline prompt renders, and that words on screen are plain text."""
     issues: list[Issue] = []
     for loc, text in (
         (("title",), spec.title), (("prompt",), spec.prompt), (("style",), spec.style),
@@ -300,9 +325,14 @@ def spec_issues(spec: Spec) -> list[Issue]:
         if text is None:
             continue
         try:
-            render_template(text, dict(spec.vars))
+            rendered = render_template(text, dict(spec.vars))
         except TemplateProblem as e:
             issues.append((loc, str(e)))
+            continue
+        # the text as written, then as rendered (a var may bring one in; jinja turns \r into \n)
+        problem = (control_character_problem(text) or control_character_problem(rendered)) if loc in ON_SCREEN_FIELDS else None
+        if problem is not None:
+            issues.append((loc, problem))
     try:
         video = _registry().resolve(spec.models.video, "video")
         if video.aspect_ratios and spec.aspect_ratio not in video.aspect_ratios:
@@ -343,10 +373,17 @@ def beat_file_issues(beat_file: BeatFile, spec: Spec | None) -> list[Issue]:
     return issues
 
 
+def music_for(style_text: str, brand: str | None = None, library: Library | None = None) -> Music:
+    """The music bed for a style: the library style's music and tempo, plus the spec's words."""
+    lib = library or load_library()
+    style = lib.style_for(style_text)
+    words = plain_text(style_text)[:80]
+    mood = f", {words} mood" if words and words.lower() != style.name else f", {style.name} mood"
+    return Music(prompt=f"{style.music}{mood}, instrumental, no vocals, {style.bpm} bpm", bpm=style.bpm)
+
+
 def default_music(spec: Spec) -> Music:
     """The music of a spec with inline beats and no `music:`: the style's bed and tempo."""
-    from .planner import music_for  # late: planner imports this module
-
     return music_for(spec.style, spec.brand.name)
 
 

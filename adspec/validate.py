@@ -13,8 +13,11 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from .ads import beat_files
 from .errors import SpecError
-from .loader import BEATS_SUFFIX, beat_file_errors, find_specs, spec_errors
+from .fsutil import write_if_changed
+from .loader import beat_file_errors, path_exists, spec_errors
+from .paths import BEATS_SUFFIX, beat_file_path, spec_of_beat_file
 from .spec import BeatFile, Spec
 
 __all__ = ["validate_paths", "json_schema", "write_schemas", "SCHEMA_FILES"]
@@ -39,19 +42,10 @@ def _expand(paths: Iterable[Path], project_root: Path) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out += sorted(p.glob("*.yaml"))
+            out += sorted(q for q in p.glob("*.yaml") if not q.name.startswith("."))  # dotfiles are never ads
         else:
             out.append(p)
     return out
-
-
-def _spec_of(beats_path: Path) -> Path:
-    """specs/x.beats.yaml and a variant's specs/x@tag.beats.yaml -> specs/x.yaml"""
-    return beats_path.with_name(beats_path.name[: -len(BEATS_SUFFIX)].split("@", 1)[0] + ".yaml")
-
-
-def _beats_of(spec_path: Path) -> Path:
-    return spec_path.with_name(spec_path.stem + BEATS_SUFFIX)
 
 
 def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
@@ -63,25 +57,24 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
     errors: list[SpecError] = []
     done: set[Path] = set()
     for path in _expand(paths, project_root):
-        spec_path = _spec_of(path) if path.name.endswith(BEATS_SUFFIX) else path
+        spec_path = spec_of_beat_file(path) if path.name.endswith(BEATS_SUFFIX) else path
         key = Path(os.path.abspath(spec_path))
         if key in done:
             continue
         done.add(key)
-        beats_path = _beats_of(spec_path)
-        if not spec_path.exists() and path.name.endswith(BEATS_SUFFIX):
+        beats_path = beat_file_path(spec_path)
+        if not path_exists(spec_path) and path.name.endswith(BEATS_SUFFIX):
             errors.append(SpecError(_shown(path), None, None, f"no spec {spec_path.name} beside this beat file"))
             continue
         spec, errs = spec_errors(_shown(spec_path))
         errors += errs
-        if beats_path.exists() and (spec is None or spec.beats is None):
+        if path_exists(beats_path) and (spec is None or spec.beats is None):
             _, berrs = beat_file_errors(_shown(beats_path), spec)
             errors += berrs
         if spec is not None and spec.variants is not None and spec.beats is None:
-            from .variants import beat_files  # a variant's own beat file, against that variant's spec
-
+            # a variant's own beat file, against that variant's spec
             for variant_beats, variant_spec in beat_files(spec_path):
-                if variant_beats != beats_path and variant_beats.exists():
+                if variant_beats != beats_path and path_exists(variant_beats):
                     errors += beat_file_errors(_shown(variant_beats), variant_spec)[1]
     return errors
 
@@ -98,8 +91,6 @@ def json_schema() -> dict[str, Any]:
 
 def write_schemas(out_dir: str | Path) -> list[Path]:
     """Write spec.schema.json and beats.schema.json into `out_dir` (e.g. build/schema)."""
-    from .fsutil import write_if_changed
-
     out_dir = Path(out_dir)
     written = []
     for key, schema in json_schema().items():

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adspec.errors import SpecError
-from adspec.loader import ad_name, check_ad_name, find_specs, load_beat_file, load_spec, parse_spec_text
+from adspec.loader import check_ad_name, load_beat_file, load_spec, parse_spec_text
+from adspec.paths import ad_name, find_specs
 from adspec.spec import Beat, BeatFile, Spec, render_beat_prompts
 from adspec.validate import json_schema, validate_paths, write_schemas
 
@@ -200,10 +201,23 @@ def spec_with_asset(rel: str) -> str:
     return GOOD + f"assets:\n  product: {rel}\n"
 
 
+def _tiny_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+TINY_PNG = _tiny_png()
+
+
 def test_asset_inside_project_ok(tmp_path: Path) -> None:
     (tmp_path / "specs" / "assets").mkdir(parents=True)
-    (tmp_path / "specs" / "assets" / "p.png").write_bytes(b"\x89PNG")
-    (tmp_path / "logo.png").write_bytes(b"\x89PNG")
+    (tmp_path / "specs" / "assets" / "p.png").write_bytes(TINY_PNG)  # a real image: assets are opened
+    (tmp_path / "logo.png").write_bytes(TINY_PNG)
     assert load_spec(write(tmp_path, "a.yaml", spec_with_asset("assets/p.png"))).assets == {"product": "assets/p.png"}
     assert load_spec(write(tmp_path, "b.yaml", spec_with_asset("../logo.png"))).assets["product"] == "../logo.png"
 
@@ -223,7 +237,7 @@ def test_asset_inside_project_ok(tmp_path: Path) -> None:
 def test_bad_assets(tmp_path: Path, rel: str, words: str) -> None:
     project = tmp_path / "proj"
     (project / "specs" / "assets").mkdir(parents=True)
-    (tmp_path / "outside.png").write_bytes(b"\x89PNG")
+    (tmp_path / "outside.png").write_bytes(TINY_PNG)
     (project / "specs" / "assets" / "notes.txt").write_text("x")
     os.symlink(tmp_path / "outside.png", project / "specs" / "assets" / "link.png")
     err = error_of(write(project, "a.yaml", spec_with_asset(rel)))

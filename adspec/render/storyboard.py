@@ -9,15 +9,16 @@ only randomness is a `random.Random(seed)` for the background texture).
 from __future__ import annotations
 
 import math
-import os
 import random
-import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+
+from ..fsutil import atomic_path
+from ..images import open_image
 
 _FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu", "/usr/share/fonts/TTF")
 _DEFAULT_PALETTE = ("#111111", "#F5F5F5")
@@ -126,7 +127,9 @@ def _fit_text(
 def _reference(ref: Path, box: tuple[int, int, int, int], canvas: Image.Image) -> None:
     """Composite the product image, contained in `box`, with a soft shadow and a thin border."""
     x0, y0, x1, y1 = box
-    with Image.open(ref) as im:
+    with open_image(ref, "the product reference image") as im:
+        if im.format in ("JPEG", "MPO"):  # decode a big photo at a fraction of its size: cheap
+            im.draft("RGB", (max(1, x1 - x0), max(1, y1 - y0)))
         im = ImageOps.exif_transpose(im).convert("RGBA")
     im = ImageOps.contain(im, (max(1, x1 - x0), max(1, y1 - y0)), Image.Resampling.LANCZOS)
     px = x0 + (x1 - x0 - im.width) // 2
@@ -235,14 +238,8 @@ def draw_storyboard(
     for i, line in enumerate(lines):
         draw.text((x0 + pad, y0 + pad + i * line_h), line, font=font, fill=white)
 
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.parent / f".{out_png.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.png"
-    try:
+    with atomic_path(out_png, suffix=".png") as tmp:
         img.save(tmp, format="PNG")
-        os.replace(tmp, out_png)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out_png
 
 

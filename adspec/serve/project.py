@@ -39,7 +39,7 @@ def shown(path: Path, settings: Settings) -> str:
 
 
 def list_ads(settings: Settings) -> list[tuple[str, Path]]:
-    from ..variants import list_ads as _list
+    from ..ads import list_ads as _list
 
     return _list(settings.specs_dir)[0]
 
@@ -58,7 +58,7 @@ class BeatSource:
 
 
 def beat_source(ad: str, spec_path: Path) -> BeatSource:
-    from ..variants import ad_source
+    from ..ads import ad_source
 
     spec, beats_path = ad_source(ad, spec_path)  # SpecError when the spec does not load
     if spec.beats is not None:
@@ -88,7 +88,7 @@ def edit_beat(settings: Settings, ad: str, beat_id: str, changes: Mapping[str, s
     hash `base_sha256`. Returns the file and its new hash. Raises StaleEdit, NotFound, SpecError."""
     from ..fsutil import write_bytes_atomic
     from ..loader import beat_file_errors_text, parse_spec_text
-    from ..variants import ad_source
+    from ..ads import ad_source
 
     spec_path = spec_of(settings, ad)
     src = beat_source(ad, spec_path)

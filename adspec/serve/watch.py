@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from ..config import Settings
-from ..loader import BEATS_SUFFIX
+from ..paths import BEATS_SUFFIX
 from .builds import BuildQueue, estimate_ad
 
 log = logging.getLogger("adspec.serve")
@@ -25,7 +25,7 @@ DEBOUNCE_MS = 400
 
 def ads_of(settings: Settings, changed: Path) -> list[tuple[str, Path]]:
     """The ads a changed file under specs/ shapes."""
-    from ..variants import beats_path_of, list_ads
+    from ..ads import beats_path_of, list_ads
 
     name = changed.name
     if changed.parent != settings.specs_dir or name.startswith(".") or not name.endswith(".yaml"):
