@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse
@@ -90,7 +90,7 @@ def status(video_id: str, request: Request) -> Any:
 @router.post("/upload", response_model=seed.UploadResponse, tags=["seed"],
              summary="Upload reference images (PNG, JPEG, WebP); returns asset ids for reference_assets",
              max_body_size=MAX_UPLOAD_BODY)
-def upload(request: Request, files: list[UploadFile] = File(..., description="one or more images")) -> Any:
+def upload(request: Request, files: Annotated[list[UploadFile], File(description="one or more images")]) -> Any:
     c = ctx(request)
     if len(files) > MAX_UPLOAD_FILES:
         raise ApiError(413, f"at most {MAX_UPLOAD_FILES} files per upload", "files")

@@ -36,7 +36,7 @@ for _type, _ext in (("video/mp4", ".mp4"), ("audio/wav", ".wav"), ("image/webp",
 
 
 def _static(name: str) -> str:
-    return resources.files("adspec.serve").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("adspec.serve").joinpath("static").joinpath(name).read_text(encoding="utf-8")
 
 
 def _field_of(loc: tuple[Any, ...]) -> str | None:
@@ -132,7 +132,7 @@ def create_app(settings: Settings | None = None, *, token: str | None = None, wa
             raise api.ApiError(404, f"no static file {name}", "name")
         if name.endswith(".js"):
             return HTMLResponse(_static(name), media_type="text/javascript")
-        report_css = resources.files("adspec").joinpath("report", "style.css.j2").read_text(encoding="utf-8")
+        report_css = resources.files("adspec").joinpath("report").joinpath("style.css.j2").read_text(encoding="utf-8")
         return HTMLResponse(report_css + "\n" + _static(name), media_type="text/css")  # the review page's look
 
     @app.get("/files/{path:path}", include_in_schema=True, tags=["seed"],

@@ -86,9 +86,9 @@ _edit_lock = threading.Lock()
 def edit_beat(settings: Settings, ad: str, beat_id: str, changes: Mapping[str, str], base_sha256: str | None) -> dict[str, Any]:
     """Set beat `beat_id`'s text fields of `ad` to `changes`, if its file is still the one with
     hash `base_sha256`. Returns the file and its new hash. Raises StaleEdit, NotFound, SpecError."""
+    from ..ads import ad_source
     from ..fsutil import write_bytes_atomic
     from ..loader import beat_file_errors_text, parse_spec_text
-    from ..ads import ad_source
 
     spec_path = spec_of(settings, ad)
     src = beat_source(ad, spec_path)

@@ -105,8 +105,8 @@ class Guard:
             # open the page once as /?token=...: keep it in a cookie, drop it from the address bar
             rest = urlencode([(k, v) for k, vs in query.items() if k != "token" for v in vs], doseq=True)
             location = scope.get("path", "/") + (f"?{rest}" if rest else "")
-            cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
-            return 303, b"", [(b"location", location.encode("latin-1")), (b"set-cookie", cookie.encode("latin-1")),
+            set_cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+            return 303, b"", [(b"location", location.encode("latin-1")), (b"set-cookie", set_cookie.encode("latin-1")),
                               (b"content-length", b"0")]
         auth = headers.get("authorization", "")
         bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
