@@ -19,7 +19,6 @@ import os
 import pickle
 import shutil
 import sqlite3
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from typing import Any, Callable, Iterator
 import diskcache
 
 from .errors import AdspecError, CacheError, ProviderError
-from .fsutil import atomic_path
+from .fsutil import atomic_path, new_temp_file
 from .hashing import canonical_json, sha256_file
 from .providers.base import RunResult
 from .recipes import Recipe
@@ -317,9 +316,7 @@ class RequestCache:
                 stale.unlink()
             except OSError:
                 pass
-        fd, name = tempfile.mkstemp(prefix=f".{key}.", suffix=suffix, dir=self.tmp_dir)
-        os.close(fd)
-        path = Path(name)
+        path = new_temp_file(self.tmp_dir, prefix=f".{key}.", suffix=suffix)
         try:
             yield path
         finally:

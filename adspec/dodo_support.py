@@ -8,11 +8,12 @@ import tempfile
 from typing import Any, Callable, Sequence
 
 from .config import load_settings
-from .graph import task_creators
+from .graph import default_run, task_creators
 from .loader import ad_name, find_specs
 
 
-def doit_config() -> dict[str, Any]:
+def doit_config(default_tasks: list[str] | None = None) -> dict[str, Any]:
+    """doit's config; `default_tasks` (see `default_task_names`) is what a bare `doit` runs."""
     from .cost import RunBudget, new_run_id
     from .progress import AdspecReporter
 
@@ -28,7 +29,7 @@ def doit_config() -> dict[str, Any]:
                          "set ADSPEC_BUILD") from None
     new_run_id()  # one id per doit run, inherited by its workers: receipts, status and the budget use it
     RunBudget.prune(settings.build_dir)
-    return {
+    config: dict[str, Any] = {
         # progress per ad, one line per failed target, cost summary, build/<ad>/status.json
         "reporter": AdspecReporter,
         # sqlite3: two doit processes at once must not corrupt the state DB (dbm.dumb would)
@@ -39,6 +40,15 @@ def doit_config() -> dict[str, Any]:
         "continue": True,
         "action_string_formatting": "new",
     }
+    if default_tasks is not None:
+        config["default_tasks"] = default_tasks
+    return config
+
+
+def default_task_names(creators: dict[str, Callable[..., Any]]) -> list[str]:
+    """What a bare `doit` runs: each ad through its alias `<ad>` (so `doit ignore <ad>` skips
+    everything of that ad: doit ignores what an ignored task needs), then the all-ads page."""
+    return list(getattr(creators, "default_tasks", None) or [])
 
 
 _LOADER_OPTIONS_WITH_VALUE = {"-f", "--file", "-d", "--dir"}
@@ -58,6 +68,12 @@ def doit_command(argv: Sequence[str]) -> str:
     return args[0] if args and args[0] in commands else "run"
 
 
+class Creators(dict):
+    """The task creators dodo.py exposes, and the tasks a bare `doit` runs."""
+
+    default_tasks: list[str]
+
+
 def creators_from_env() -> dict[str, Callable[..., Any]]:
     from .errors import AdspecError
     from .shard import ads_from_env
@@ -67,5 +83,8 @@ def creators_from_env() -> dict[str, Callable[..., Any]]:
         ads, groups = ads_from_env(settings.specs_dir)
     except AdspecError as e:  # one line, not doit's traceback of the dodo file
         raise SystemExit(f"adspec: {e.one_line()}") from None
-    running = doit_command(sys.argv[1:]) == "run"
-    return task_creators(ads, settings.build_dir, running=running, groups=groups)
+    # `doit auto` runs the build over and over: it needs the delayed creators too
+    running = doit_command(sys.argv[1:]) in ("run", "auto")
+    creators = Creators(task_creators(ads, settings.build_dir, running=running, groups=groups))
+    creators.default_tasks = default_run(ads)
+    return creators

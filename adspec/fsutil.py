@@ -5,11 +5,28 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+
+def new_temp_file(folder: str | Path, *, prefix: str, suffix: str = "") -> Path:
+    """Create an empty file of a fresh name in `folder` with the mode a plain `open()` would give
+    (0666 less the user's umask), unlike `tempfile.mkstemp`'s 0600: outputs renamed into place
+    from it must be readable by whoever the user lets read their files (a web server, a CI
+    upload step)."""
+    folder = Path(folder)
+    for _ in range(100):
+        path = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return path
+    raise FileExistsError(f"no free temporary name in {folder}")
 
 
 @contextmanager
@@ -19,9 +36,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     The temp name keeps the target's extension (ffmpeg picks formats by extension)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=suffix or target.suffix, dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = new_temp_file(target.parent, prefix=f".{target.stem}.", suffix=suffix or target.suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, target)

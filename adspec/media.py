@@ -77,8 +77,30 @@ def video_encoder_args(fps: float) -> dict[str, Any]:
         "sc_threshold": 0,
         "bf": 2,
         "video_track_timescale": timescale(fps),
-        "movflags": "+faststart",
+        # BT.709 tagged (and converted with its matrix: `_to_bt709`), as HD video is: a player or
+        # platform decodes the brand colours as written in the spec, not 601-shifted
+        "colorspace": "bt709",
+        "color_primaries": "bt709",
+        "color_trc": "bt709",
+        "color_range": "tv",
+        **MP4_ARGS,
     }
+
+
+# No MP4 edit list (`elst`): some platforms and editors ignore or mishandle one (a B-frame delay
+# or AAC priming shown as a gap); negative composition offsets keep the first frame at t=0.
+MP4_ARGS: dict[str, Any] = {"movflags": "+faststart+negative_cts_offsets", "use_editlist": 0}
+
+
+def _to_bt709(stream: Any) -> Any:
+    """RGB (a still, a PNG) or another YUV to yuv420p with the BT.709 matrix, limited range:
+    ffmpeg's implicit conversion would use BT.601's and the tags would lie."""
+    return stream.filter("scale", out_color_matrix="bt709", out_range="tv").filter("format", PIX_FMT)
+
+
+def _tag_bt709(stream: Any) -> Any:
+    """Say so in every frame (ffmpeg's encoder takes the tags from the frames)."""
+    return stream.filter("setparams", color_primaries="bt709", color_trc="bt709", colorspace="bt709", range="tv")
 
 
 # aac_coder fast: FFmpeg's own advice for 192 kb/s and up ("better and much faster at higher
@@ -367,7 +389,9 @@ def _cover_chain(stream: Any, width: int, height: int, fps: float) -> Any:
         .filter("scale", width, height, force_original_aspect_ratio="increase", flags="bicubic")
         .filter("crop", width, height)
         .filter("setsar", 1)
+        .filter("scale", out_color_matrix="bt709", out_range="tv")
         .filter("format", PIX_FMT)
+        .filter("setparams", color_primaries="bt709", color_trc="bt709", colorspace="bt709", range="tv")
     )
 
 
@@ -582,7 +606,8 @@ def concat(
         args = ["-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v:0"]
         if keep_audio:
             args += ["-map", "0:a:0"]
-        args += ["-c", "copy", "-video_track_timescale", str(timescale(fps)), "-movflags", "+faststart", "-f", "mp4"]
+        args += ["-c", "copy", "-video_track_timescale", str(timescale(fps)), "-movflags", MP4_ARGS["movflags"],
+                 "-use_editlist", "0", "-f", "mp4"]
         with _atomic(out) as tmp:
             _run_args([*args, str(tmp)], out)
     return report
@@ -663,7 +688,7 @@ def mix(
         a = _audio_chain(audio(vin).filter("volume", f"{gain:.2f}dB"), seconds)
     else:
         a = _audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], seconds)
-    kwargs: dict[str, Any] = {"c:v": "copy", "t": seconds, "movflags": "+faststart", "f": "mp4", **AUDIO_ENCODER_ARGS}
+    kwargs: dict[str, Any] = {"c:v": "copy", "t": seconds, "f": "mp4", **MP4_ARGS, **AUDIO_ENCODER_ARGS}
     with _atomic(out) as tmp:
         _run(ffmpeg.output(vin["v:0"], a, str(tmp), **kwargs), out)
     return out
@@ -694,12 +719,12 @@ def camera_clip(
     if frames <= 0:
         raise MediaError(f"{out}: {seconds} s is less than one frame at {fps} fps")
     v = (
-        ffmpeg.input(str(src_png))
-        .filter("format", PIX_FMT)  # zoompan rescales every frame: 4:2:0 is 3x cheaper than RGB
+        _to_bt709(ffmpeg.input(str(src_png)))  # zoompan rescales every frame: 4:2:0 is 3x cheaper than RGB
         .filter("zoompan", z=zoom, x=x, y=y, d=frames, s=f"{width}x{height}", fps=fps)
         .filter("setsar", 1)
         .filter("format", PIX_FMT)
     )
+    v = _tag_bt709(v)
     kwargs: dict[str, Any] = {**video_encoder_args(fps), "frames:v": frames, "f": "mp4"}
     streams = [v]
     if with_audio:
