@@ -38,7 +38,7 @@ def test_doit_commands_on_a_fresh_checkout(project: Project) -> None:
 
     ignored = project.doit("ignore", "beta", check=False)
     assert ignored.returncode == 0 and "Traceback" not in ignored.stderr, ignored.stderr
-    info = project.doit("info", "plan:alpha").stdout
+    info = project.doit("info", "plan:alpha", check=False).stdout  # exit 1: it would run
     assert "<function" not in info and "the plan is out of date" in info, info
 
     run = project.doit("-n", "2", "-P", "thread")
@@ -54,11 +54,11 @@ def test_doit_commands_on_a_fresh_checkout(project: Project) -> None:
         if path.is_file() and not path.name.startswith("."):
             mode = stat.S_IMODE(path.stat().st_mode)
             assert mode & 0o044 == 0o044, f"{path.relative_to(project.build)} is {oct(mode)}"
-    assert stat.S_IMODE((project.build / "index.html").stat().st_mode) & 0o044 == 0o044
+    assert {"index.html", "music.wav", "final.mp4", "music.receipt.json"} <= {p.name for p in (project.build / "alpha").iterdir()}
 
     # kind groups: `doit mix` is every ad's mix; `doit clean chunk` removes every chunk and nothing else
     project.doit("forget", "beta")
-    project.doit("mix", "-n", "2", "-P", "thread")
+    project.doit("-n", "2", "-P", "thread", "mix")
     assert (project.build / "beta" / "final.mp4").exists()
     chunks = sorted(project.build.glob("*/beats/*/chunk-*.mp4"))
     assert len(chunks) == 4
@@ -91,10 +91,10 @@ def test_clean_info_and_status_after_a_build(project: Project) -> None:
     spec = small_spec(seed=1)
     spec["beats"][0]["image_prompt"] = "A bottle on a mossy rock"
     project.write_spec("alpha", spec)
-    info = project.doit("info", "chunk:alpha/hook/0").stdout
+    info = project.doit("info", "chunk:alpha/hook/0", check=False).stdout
     assert "status     : run" in info and "beat hook is planned differently now" in info, info
     assert "<function" not in info
-    untouched = project.doit("info", "chunk:alpha/cta/0").stdout
+    untouched = project.doit("info", "chunk:alpha/cta/0", check=False).stdout
     assert "up-to-date" in untouched, untouched
 
 
