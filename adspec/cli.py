@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("schema", help="JSON Schema of the spec and the beat file")
-    p.add_argument("--write", metavar="DIR", help="write spec.schema.json and beats.schema.json into DIR (e.g. build/schema)")
+    p.add_argument("--write", metavar="DIR", help="write spec.schema.json and beats.schema.json into DIR (e.g. schema: where the modelines of specs/ point)")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("estimate", help="what doit would run and pay now (cache-aware; calls nothing paid)")
