@@ -60,6 +60,7 @@ CASES = {
     "aspect ratio unquoted": (BASE + "aspect_ratio: 16:9\n", True),
     "country code NO": (BASE + "vars: {country: NO, answer: yes, flag: off}\n", True),
     "octal-looking seed is ten": (BASE + "seed: 010\n", True),
+    "variant aspect ratios unquoted": (BASE + "variants:\n  matrix:\n    aspect_ratio: [16:9, 9:16, 1:1]\n", True),
     # refused by both
     "seed as text": (BASE + 'seed: "7"\n', False),
     "title as a number": ("title: 2024\nprompt: An ad\n", False),
