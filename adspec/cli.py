@@ -141,6 +141,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache_merge(args: argparse.Namespace) -> int:
+    """Fold other request caches (CI shards' results) into one: nothing paid for is lost."""
+    from .cache import RequestCache
+    from .errors import CacheError
+
+    into = Path(args.into) if args.into else load_settings().cache_dir
+    dest = RequestCache(into)
+    total = {"entries": 0, "pending": 0, "bytes": 0}
+    for src in args.sources:
+        if not (Path(src) / "requests").is_dir():
+            raise CacheError(f"{src}: not a request cache (no requests/ folder)")
+        got = dest.absorb(RequestCache(Path(src)), since=args.since)
+        total = {k: total[k] + got[k] for k in total}
+        if not args.json:
+            print(f"{src}: {got['entries']} entries ({got['bytes']} bytes), {got['pending']} pending jobs -> {into}")
+    if args.json:
+        print(json.dumps({"into": str(into), **total}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adspec", description="Declarative AI video ads, built like software.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -181,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (doit's output goes to stderr)")
     p.add_argument("-n", "--jobs", type=int, default=1, metavar="N", help="run N tasks at once (threads)")
     p.set_defaults(func=cmd_build)
+
+    cache = sub.add_parser("cache", help="the request cache").add_subparsers(dest="cache_command", required=True)
+    p = cache.add_parser("merge", help="copy into one cache what other caches have and it lacks (CI shards' results)")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="request cache folders to copy from")
+    p.add_argument("--into", metavar="DIR", help="the cache to copy into (default: ADSPEC_CACHE_DIR)")
+    p.add_argument("--since", type=float, metavar="UNIX_TIME", help="only entries made at or after this time")
+    p.add_argument("--json", action="store_true", help='print {"entries", "pending", "bytes"} added')
+    p.set_defaults(func=cmd_cache_merge)
     return parser
 
 
