@@ -313,3 +313,23 @@ def test_brand_colour_round_trips_bt709_tagged_without_edit_lists(tmp_path: Path
         got = _bt709_rgb(path, W, H)
         assert max(abs(a - b) for a, b in zip(got, brand)) <= 4, (path.name, got)
     assert abs(media.probe(final).duration - 3) < 0.05
+
+
+def test_video_bitrate_is_at_least_the_platforms_recommendation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """720p: YouTube asks for 5 Mb/s (SDR, 24-30 fps); ADSPEC_VIDEO_KBPS is the documented knob."""
+    busy = _lavfi(tmp_path / "busy.mp4", "testsrc2=s=1280x720:r=24", 2,
+                  vargs=("-c:v", "libx264", "-crf", "10", "-pix_fmt", "yuv420p"))
+
+    def kbps(path: Path) -> float:
+        return path.stat().st_size * 8 / media.probe(path).duration / 1000
+
+    monkeypatch.delenv("ADSPEC_VIDEO_KBPS", raising=False)
+    assert media.video_kbps(1280, 720) == 5000 and media.video_kbps(1080, 1920) == 8000 and media.video_kbps(640, 360) == 1000
+    out = media.normalise_clip(busy, tmp_path / "out.mp4", width=1280, height=720, fps=FPS, seconds=2)
+    assert kbps(out) >= 0.95 * 5000, kbps(out)
+    monkeypatch.setenv("ADSPEC_VIDEO_KBPS", "1500")
+    lower = media.normalise_clip(busy, tmp_path / "lower.mp4", width=1280, height=720, fps=FPS, seconds=2)
+    assert 0.8 * 1500 <= kbps(lower) <= 1.2 * 1500, kbps(lower)
+    monkeypatch.setenv("ADSPEC_VIDEO_KBPS", "lots")
+    with pytest.raises(MediaError, match="ADSPEC_VIDEO_KBPS"):
+        media.video_kbps(1280, 720)

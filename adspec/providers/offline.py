@@ -29,6 +29,13 @@ PULL_OUT_CANVAS = 1.25  # pull-out shows the frame inside a blurred surround thi
 MIN_FPS, MAX_FPS = 16, 30
 
 
+def _kbps(width: int, height: int) -> int | str:
+    from .. import media
+
+    kbps = media.video_kbps(width, height)
+    return "crf" if kbps is None else kbps
+
+
 def _version(kind: str) -> str:
     return f"offline/{kind}/{_VERSIONS[kind]}"
 
@@ -91,6 +98,8 @@ class OfflineMedia:
                 "width": req.width,
                 "height": req.height,
                 "audio": bool(req.native_audio),
+                # the encoder's bitrate (ADSPEC_VIDEO_KBPS): another one is another clip
+                "kbps": _kbps(req.width, req.height),
             },
             files={"first_frame": FileRef.of(req.first_frame)},
         )
