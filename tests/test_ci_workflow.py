@@ -238,9 +238,13 @@ def test_the_example_workflow_never_pays_twice_when_ads_move_between_shards(tmp_
     assert first == len(paid_first) == 4 * 5, (first, len(paid_first))  # 4 ads x (2 images, 2 chunks, music)
     caches_after_first = len(gh.caches)
 
-    # a new ad sorts last: the 5 ads are cut 2/1/1/1, so charlie, delta and echo each move to
-    # the shard before theirs. Only the new ad's own requests are paid for; nothing paid before.
-    add_ad("foxtrot", 5)
+    # a new ad sorts first: the 5 ads are cut 1/1/1/2, so bravo, charlie and delta each move to
+    # the shard after theirs. Only the new ad's own requests are paid for; nothing paid before.
+    add_ad("alpha", 5)
+    from adspec.shard import shard_of
+
+    names = ["alpha", "bravo", "charlie", "delta", "echo"]
+    assert [shard_of(names, i, 4) for i in range(1, 5)] == [["alpha"], ["bravo"], ["charlie"], ["delta", "echo"]]
     jobs = run_workflow(gh, workflow, repo, env)
     assert not any(j.failed for j in jobs), "\n".join(line for j in jobs for line in j.log)
     again = {k for k, n in replicate.creates_by_input.items() if k in paid_first and n > 1}
@@ -248,7 +252,7 @@ def test_the_example_workflow_never_pays_twice_when_ads_move_between_shards(tmp_
     assert caches_after_first == 1, gh.caches  # one merged cache, saved once per run that paid
     second = creates(replicate)
     new = len(set(replicate.creates_by_input) - paid_first)
-    assert second - first == new == 5, (second - first, new)  # foxtrot's own, once each
+    assert second - first == new == 5, (second - first, new)  # alpha's own, once each
     assert len(gh.caches) == 2
 
     # nothing changed: nothing paid, and no cache saved for nothing
