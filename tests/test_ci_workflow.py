@@ -247,12 +247,12 @@ def test_the_example_workflow_never_pays_twice_when_ads_move_between_shards(tmp_
     assert [shard_of(names, i, 4) for i in range(1, 5)] == [["alpha"], ["bravo"], ["charlie"], ["delta", "echo"]]
     jobs = run_workflow(gh, workflow, repo, env)
     assert not any(j.failed for j in jobs), "\n".join(line for j in jobs for line in j.log)
+    second = creates(replicate)
+    new = len(set(replicate.creates_by_input) - paid_first)
+    assert second - first == new == 5, (second - first, new)  # alpha's own, once each: nothing paid twice
     again = {k for k, n in replicate.creates_by_input.items() if k in paid_first and n > 1}
     assert not again, f"{len(again)} requests paid in the first run were paid again after ads moved shard"
     assert caches_after_first == 1, gh.caches  # one merged cache, saved once per run that paid
-    second = creates(replicate)
-    new = len(set(replicate.creates_by_input) - paid_first)
-    assert second - first == new == 5, (second - first, new)  # alpha's own, once each
     assert len(gh.caches) == 2
 
     # nothing changed: nothing paid, and no cache saved for nothing
