@@ -211,7 +211,7 @@ def creates(replicate: FakeReplicate) -> int:
     return len(replicate.predictions)  # every prediction created at the fake
 
 
-@pytest.mark.timeout(900)  # three runs of four shards, each a few `adspec` commands
+@pytest.mark.timeout(1800)  # three runs of four shards, each a few `adspec` commands (slow on a busy machine)
 def test_the_example_workflow_never_pays_twice_when_ads_move_between_shards(tmp_path: Path, machine) -> None:
     replicate, env = machine
     workflow = YAML(typ="safe", pure=True).load(WORKFLOW.read_text(encoding="utf-8"))
