@@ -26,7 +26,7 @@ __all__ = [
     "planned_from_for", "render_beat_file", "write_beat_file", "SCHEMA_COMMENT_BEATS",
 ]
 
-SCHEMA_COMMENT_BEATS = "# yaml-language-server: $schema=../build/schema/beats.schema.json"
+SCHEMA_COMMENT_BEATS = "# yaml-language-server: $schema=../schema/beats.schema.json"
 
 
 class Decision(enum.Enum):

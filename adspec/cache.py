@@ -578,6 +578,43 @@ class RequestCache:
         finally:
             os.close(fd)
 
+    def absorb(self, other: "RequestCache", *, since: float | None = None) -> dict[str, int]:
+        """Copy into this cache what `other` has and this one lacks: each intact entry (made at
+        or after `since`) with its blob and ledger line, and each provider job still pending
+        (so a run elsewhere that was stopped mid-wait is resumed here, not paid again). What
+        CI's shards paid for becomes one cache (`adspec cache merge`). Entries already here
+        are kept as they are: both describe the same request."""
+        added = {"entries": 0, "pending": 0, "bytes": 0}
+        for found in list(other.entries()):
+            if since is not None and found.created_at < since:
+                continue
+            if self.get(found.key) is not None:
+                continue
+            entry = other.get(found.key)  # its blob checked against its sha256
+            if entry is None:
+                continue
+            with self.claim(entry.key):
+                if self.get(entry.key) is not None:
+                    continue
+                self.put_blob(other.blob_path(entry.sha256))
+                self._put_entry(entry.key, entry)
+                self._clear_pending(entry.key)
+                self._append_ledger(entry)
+            added["entries"] += 1
+            added["bytes"] += entry.size
+        for name in list(other._db.iterkeys()):
+            if not (isinstance(name, str) and name.startswith(_PENDING)):
+                continue
+            key = name[len(_PENDING):]
+            pending = other.pending(key)
+            if pending is None or not pending.get("job_id") or self.get(key) is not None or self.pending(key):
+                continue
+            if since is not None and float(pending.get("time") or 0) < since:
+                continue
+            self._set_pending(key, pending)
+            added["pending"] += 1
+        return added
+
     def _append_failed(self, recipe: Recipe, error: ProviderError, started: float) -> None:
         """The ledger line of a call that failed but was (or may have been) billed: `cost_usd`
         is what is known to be billed, `maybe_billed` says a lost answer may add to it."""

@@ -132,6 +132,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache_merge(args: argparse.Namespace) -> int:
+    """Fold other request caches (CI shards' results) into one: nothing paid for is lost."""
+    from .cache import RequestCache
+    from .errors import CacheError
+
+    into = Path(args.into) if args.into else load_settings().cache_dir
+    dest = RequestCache(into)
+    total = {"entries": 0, "pending": 0, "bytes": 0}
+    for src in args.sources:
+        if not (Path(src) / "requests").is_dir():
+            raise CacheError(f"{src}: not a request cache (no requests/ folder)")
+        got = dest.absorb(RequestCache(Path(src)), since=args.since)
+        total = {k: total[k] + got[k] for k in total}
+        if not args.json:
+            print(f"{src}: {got['entries']} entries ({got['bytes']} bytes), {got['pending']} pending jobs -> {into}")
+    if args.json:
+        print(json.dumps({"into": str(into), **total}))
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from . import cache_admin
 
@@ -193,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("schema", help="JSON Schema of the spec and the beat file")
-    p.add_argument("--write", metavar="DIR", help="write spec.schema.json and beats.schema.json into DIR (e.g. build/schema)")
+    p.add_argument("--write", metavar="DIR", help="write spec.schema.json and beats.schema.json into DIR (e.g. schema: where the modelines of specs/ point)")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("estimate", help="what doit would run and pay now (cache-aware; calls nothing paid)")
@@ -212,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("cache", help="see and bound the request cache: du, gc [--dry-run], show KEY, forget KEY")
+    p = sub.add_parser("cache", help="see and bound the request cache: du, gc [--dry-run], show KEY, forget KEY, merge SRC...")
     cache_sub = p.add_subparsers(dest="cache_command", required=True)
     c = cache_sub.add_parser("du", help="size of the cache by kind and by ad (reads only)")
     c.add_argument("--json", action="store_true")
@@ -230,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
                                             "again: this may pay again")
     c.add_argument("key", help="a cache key, or its first 6+ characters")
     p.set_defaults(func=cmd_cache)
+    c = cache_sub.add_parser("merge", help="copy into one cache what other caches have and it lacks (CI shards' results)")
+    c.add_argument("sources", nargs="+", metavar="SRC", help="request cache folders to copy from")
+    c.add_argument("--into", metavar="DIR", help="the cache to copy into (default: ADSPEC_CACHE_DIR)")
+    c.add_argument("--since", type=float, metavar="UNIX_TIME", help="only entries made at or after this time")
+    c.add_argument("--json", action="store_true", help='print {"entries", "pending", "bytes"} added')
+    c.set_defaults(func=cmd_cache_merge)
 
     p = sub.add_parser("build", help="build ads for CI: finishes the others when one fails, non-zero exit if any "
                                      "failed; honours ADSPEC_SHARD=i/n")

@@ -15,13 +15,14 @@ from .config import load_settings
 from .cost import RunBudget
 from .errors import error_line
 from .fsutil import sweep_leftovers
-from .graph import task_creators
+from .graph import default_run, task_creators
 from .progress import AdspecReporter
 from .runs import new_run_id
-from .tasknames import split_task
+from .tasknames import aggregate_ad, split_task
 
 
-def doit_config() -> dict[str, Any]:
+def doit_config(default_tasks: list[str] | None = None) -> dict[str, Any]:
+    """doit's config; `default_tasks` (see `default_task_names`) is what a bare `doit` runs."""
     settings = load_settings()
     try:
         settings.build_dir.mkdir(parents=True, exist_ok=True)
@@ -34,7 +35,7 @@ def doit_config() -> dict[str, Any]:
                          "set ADSPEC_BUILD") from None
     new_run_id()  # one id per doit run, inherited by its workers: receipts, status and the budget use it
     RunBudget.prune(settings.build_dir)
-    return {
+    config: dict[str, Any] = {
         # progress per ad, one line per failed target, cost summary, build/<ad>/status.json
         "reporter": AdspecReporter,
         # sqlite3: two doit processes at once must not corrupt the state DB (dbm.dumb would)
@@ -45,6 +46,15 @@ def doit_config() -> dict[str, Any]:
         "continue": True,
         "action_string_formatting": "new",
     }
+    if default_tasks is not None:
+        config["default_tasks"] = default_tasks
+    return config
+
+
+def default_task_names(creators: dict[str, Callable[..., Any]]) -> list[str]:
+    """What a bare `doit` runs: each ad through its alias `<ad>` (so `doit ignore <ad>` skips
+    everything of that ad: doit ignores what an ignored task needs), then the all-ads page."""
+    return list(getattr(creators, "default_tasks", None) or [])
 
 
 _LOADER_OPTIONS_WITH_VALUE = {"-f", "--file", "-d", "--dir"}
@@ -70,11 +80,16 @@ def asked_ads(argv: Sequence[str], ads: Sequence[tuple[str, Path]]) -> list[tupl
     wanted: set[str] = set()
     for arg in argv:
         parts = split_task(arg)
-        if parts is not None and parts[1] in names:
-            wanted.add(parts[1])
-        elif arg in names:
-            wanted.add(arg)
+        ad = parts.ad if parts is not None else (aggregate_ad(arg) or arg)  # `chunk:<ad>` asks for <ad>
+        if ad in names:
+            wanted.add(ad)
     return [(a, p) for a, p in ads if a in wanted] or list(ads)
+
+
+class Creators(dict):
+    """The task creators dodo.py exposes, and the tasks a bare `doit` runs."""
+
+    default_tasks: list[str]
 
 
 def creators_from_env(argv: Sequence[str] | None = None) -> dict[str, Callable[..., Any]]:
@@ -92,9 +107,12 @@ def creators_from_env(argv: Sequence[str] | None = None) -> dict[str, Callable[.
         if line is None:
             raise
         raise SystemExit(f"adspec: {line}") from None
-    running = doit_command(argv) == "run"
-    creators = task_creators(ads, settings.build_dir, running=running, groups=groups, asked=asked_ads(argv, ads))
+    # `doit auto` runs the build over and over: it needs the delayed creators too
+    running = doit_command(argv) in ("run", "auto")
+    creators = Creators(task_creators(ads, settings.build_dir, running=running, groups=groups,
+                                      asked=asked_ads(argv, ads)))
     creators["task_zz_run"] = _guarding_state_db(creators["task_zz_run"])
+    creators.default_tasks = default_run(ads)
     return creators
 
 

@@ -41,7 +41,7 @@ def temp_path_for(target: str | Path, suffix: str | None = None) -> Path:
     while True:
         tmp = target.parent / f".{base}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix or ''}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # less the umask, as open() does
         except FileExistsError:  # pragma: no cover - 32 random bits
             continue
         os.close(fd)

@@ -24,16 +24,77 @@ from typing import Any, Callable, Iterator
 
 from doit import create_after
 from doit.exceptions import TaskFailed
+from doit.task import Task, dict_to_task
 
-from . import actions, estimate, plan_step, report
-from .errors import error_line
+from . import actions, cleaning, estimate, plan_step, report
+from .config import load_settings
+from .errors import AdspecError, error_line
+from .hashing import canonical_json
 from .paths import AdPaths, build_index
 from .plan_file import AdPlan, load_plan
-from .tasknames import RESERVED, task_name
+from .tasknames import AGGREGATE_KINDS, RESERVED, task_name
 
 TaskDict = dict[str, Any]
 
-# doit commands and our task kinds: an ad of one of these names gets no alias task.
+# Each kind of task (tasknames.KINDS) is a doit group (`doit chunk`, `doit clean chunk`, `doit chunk:<TAB>`).
+# Kinds with one task per beat (or per clip): `storyboard:<ad>` and `chunk:<ad>` stand for all of an ad's.
+PER_BEAT_KINDS = AGGREGATE_KINDS
+
+
+class Check:
+    """A doit `uptodate` check that says in words what it checks, so `doit info <task>` prints
+    "the plan is out of date: …" instead of `<function … at 0x…>`."""
+
+    def __init__(self, words: str, func: Callable[..., bool], *args: Any):
+        self.words, self.func, self.args = words, func, args
+
+    def __call__(self) -> bool:
+        return bool(self.func(*self.args))
+
+    def __repr__(self) -> str:
+        return self.words
+
+    __str__ = __repr__
+
+
+class Membership(str):
+    """The group a task belongs to, for doit's `subtask_of`: its kind, and its ad too.
+
+    doit compares `subtask_of` with a group's name to find the group's members (list --all,
+    clean, ignore, forget). An ad's task belongs to two groups: its kind (`doit list --all chunk`
+    and so bash completion after `doit chunk:`, `doit clean chunk`) and its ad (`doit ignore
+    <ad>`, `doit clean <ad>`). It reads as its kind everywhere else."""
+
+    ad: str
+
+    def __new__(cls, kind: str, ad: str) -> "Membership":
+        made = super().__new__(cls, kind)
+        made.ad = ad
+        return made
+
+    def __eq__(self, other: object) -> bool:
+        # and a beat's task is a member of `storyboard:<ad>` / `chunk:<ad>` (`doit ignore chunk:<ad>`)
+        return str.__eq__(self, other) or (isinstance(other, str) and (
+            other == self.ad or (str(self) in PER_BEAT_KINDS and other == f"{str(self)}:{self.ad}")))
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = str.__hash__
+
+    def __reduce__(self) -> tuple[Any, ...]:  # -P process pickles tasks
+        return (Membership, (str(self), self.ad))
+
+
+def member(task: TaskDict, kind: str, ad: str) -> Task:
+    """An ad's task as a doit subtask of its kind's group and of its ad (see `Membership`)."""
+    fields = dict(task)
+    fields["name"] = fields.pop("basename")
+    made = dict_to_task(fields)
+    made.subtask_of = Membership(kind, ad)
+    return made
+
+
 class Reported:
     """A task action whose error becomes doit's TaskFailed with the one line of
     adspec.errors.error_line, not a traceback (bugs still show theirs)."""
@@ -55,23 +116,33 @@ class Reported:
         return f"adspec.{self.__name__}"
 
 
-def plan_task(ad: str, spec_path: Path, build_dir: Path) -> TaskDict:
+def plan_task(ad: str, spec_path: Path, build_dir: Path) -> Task:
     paths = AdPaths.of(build_dir, ad)
-    return {
-        "name": ad,
+    return member({
+        "basename": task_name("plan", ad),
         "doc": f"plan {ad}: spec -> beat file -> build/{ad}/plan.json",
         "actions": [(Reported(plan_step.plan_action), [ad, str(spec_path)])],
         "file_dep": [str(spec_path)],
         "targets": [str(paths.plan)],
-        "uptodate": [(plan_step.plan_is_current, [ad, str(spec_path)])],
+        "uptodate": [Check(f"the plan is out of date: {spec_path.name} or its beat file changed since "
+                           f"build/{paths.root.name}/plan.json was written", plan_step.plan_is_current, ad, str(spec_path))],
         "task_dep": ["budget"],
+        # `doit auto` (the doit-auto1 plug-in) also rebuilds when a beat file is edited
+        "watch": [str(p) for p in beat_files_of(spec_path) if p.exists()],
         "verbosity": 1,
-    }
+    }, "plan", ad)
+
+
+def beat_files_of(spec_path: Path) -> list[Path]:
+    """The beat files a spec's ads are planned from: `<stem>.beats.yaml` and its variants'
+    `<stem>@<tag>.beats.yaml`."""
+    stem = spec_path.name[: -len(spec_path.suffix)] if spec_path.suffix else spec_path.name
+    return [spec_path.with_name(f"{stem}.beats.yaml"), *sorted(spec_path.parent.glob(f"{stem}@*.beats.yaml"))]
 
 
 def render_task_names(ad: str, plan: AdPlan | None) -> list[str]:
     """Names of the tasks the delayed creator makes, so `doit list` and `doit <name>` know them."""
-    names = [task_name("stitch", ad), task_name("mix", ad), task_name("music", ad), task_name("report", ad)]
+    names = [task_name("stitch", ad), task_name("mix", ad), task_name("music", ad), task_name("report", ad), *[task_name(k, ad) for k in PER_BEAT_KINDS]]
     if plan is not None:
         for beat in plan.beats:
             names.append(task_name("storyboard", ad, beat.id))
@@ -79,25 +150,36 @@ def render_task_names(ad: str, plan: AdPlan | None) -> list[str]:
     return names
 
 
-def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
-    """Every target after the plan, with exact file dependencies."""
+def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | None = None) -> Iterator[Task]:
+    """Every target after the plan, with exact file dependencies, each a member of its kind's
+    group. With `spec_path` (doit's commands other than run, where the plan does not run first),
+    a beat's storyboard and chunks are also stale when the spec or beat file would plan that
+    beat differently from its beat.json, so `doit info` tells the truth before the plan runs."""
     paths = AdPaths.of(build_dir, ad)
     plan_dep = task_name("plan", ad)
     chunk_files: list[str] = []
+    storyboard_tasks: list[str] = []
+    chunk_tasks: list[str] = []
     for beat in plan.beats:
         beat_json = str(paths.beat_inputs(beat.id))
         storyboard = str(paths.storyboard(beat.id))
         ref = [plan.reference] if plan.reference else []
-        yield {
+        replanned = [] if spec_path is None else [
+            Check(f"beat {beat.id} is planned differently now: its entry in the beat file (or the spec) changed "
+                  f"since {beat_json} was written", beat_is_planned, ad, str(spec_path), beat.id)]
+        made_from = "was made from another recipe than it would be asked with now (or is missing)"
+        yield member({
             "basename": task_name("storyboard", ad, beat.id),
             "doc": f"storyboard image of {ad}/{beat.id} ({plan.image_model})",
             "actions": [(Reported(actions.make_storyboard), [ad, beat.id])],
             "file_dep": [beat_json, *ref],
             "targets": [storyboard],
             "task_dep": [plan_dep],
-            "uptodate": [(actions.is_current, [storyboard, "storyboard", ad, beat.id])],
+            "uptodate": [*replanned, Check(f"{storyboard} {made_from}", actions.is_current, storyboard, "storyboard",
+                                           ad, beat.id)],
             "clean": True,
-        }
+        }, "storyboard", ad)
+        storyboard_tasks.append(task_name("storyboard", ad, beat.id))
         for k in range(beat.chunk_count):
             chunk = str(paths.chunk(beat.id, k))
             first = str(paths.first_frame(beat.id, k))
@@ -105,19 +187,23 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
             targets = [chunk]
             if k + 1 < beat.chunk_count:
                 targets.append(str(paths.last_frame(beat.id, k)))
-            yield {
+            yield member({
                 "basename": task_name("chunk", ad, beat.id, k),
                 "doc": f"video chunk {k + 1} of {beat.chunk_count} of {ad}/{beat.id} ({plan.video_model}, {beat.clips[k]} s)",
                 "actions": [(Reported(actions.make_chunk), [ad, beat.id, k])],
                 "file_dep": [beat_json, first],
                 "targets": targets,
                 "task_dep": [plan_dep, first_task],
-                "uptodate": [(actions.is_current, [chunk, "chunk", ad, beat.id, k])],
+                "uptodate": [*replanned, Check(f"{chunk} {made_from}", actions.is_current, chunk, "chunk", ad, beat.id, k)],
                 "clean": True,
-            }
+            }, "chunk", ad)
             chunk_files.append(chunk)
-    chunk_tasks = [task_name("chunk", ad, b.id, k) for b in plan.beats for k in range(b.chunk_count)]
-    yield {
+            chunk_tasks.append(task_name("chunk", ad, beat.id, k))
+    yield member({"basename": task_name("storyboard", ad), "doc": f"every storyboard image of {ad}", "actions": None,
+                  "task_dep": storyboard_tasks}, "storyboard", ad)
+    yield member({"basename": task_name("chunk", ad), "doc": f"every video chunk of {ad}", "actions": None,
+                  "task_dep": chunk_tasks}, "chunk", ad)
+    yield member({
         "basename": task_name("stitch", ad),
         "doc": f"stitch {ad}: chunks in beat order, each beat trimmed to its duration",
         "actions": [(Reported(actions.make_stitch), [ad])],
@@ -125,46 +211,107 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
         "targets": [str(paths.video), str(paths.stitch_report)],
         "task_dep": [plan_dep, *chunk_tasks],
         "clean": True,
-    }
+    }, "stitch", ad)
     music = str(paths.music)
     if not plan.native_audio:
-        yield {
+        yield member({
             "basename": task_name("music", ad),
             "doc": f"music of {ad} ({plan.music_model}, {plan.duration} s at {plan.bpm} bpm)",
             "actions": [(Reported(actions.make_music), [ad])],
             "file_dep": [str(paths.music_inputs)],
             "targets": [music],
             "task_dep": [plan_dep],
-            "uptodate": [(actions.is_current, [music, "music", ad])],
+            "uptodate": [Check(f"{music} was made from another recipe than it would be asked with now (or is missing)",
+                               actions.is_current, music, "music", ad)],
             "clean": True,
-        }
+        }, "music", ad)
     else:  # the model's own audio replaces music: keep the name so `doit music:<ad>` still works
-        yield {"basename": task_name("music", ad), "doc": f"no music for {ad}: {plan.video_model} has native audio",
-               "actions": None, "task_dep": [plan_dep]}
-    yield {
+        yield member({"basename": task_name("music", ad), "doc": f"no music for {ad}: {plan.video_model} has native audio",
+                      "actions": None, "task_dep": [plan_dep]}, "music", ad)
+    final = str(paths.final)
+    yield member({
         "basename": task_name("mix", ad),
         "doc": f"final mix of {ad} -> build/{ad}/final.mp4",
         "actions": [(Reported(actions.make_mix), [ad])],
         "file_dep": [str(paths.video), str(paths.timeline)] + ([] if plan.native_audio else [music]),
-        "targets": [str(paths.final)],
+        "targets": [final],
+        # cleaning the final says so in status.json (not "done" with no final)
+        "clean": [(cleaning.remove_files, [[final]]), (cleaning.mark_cleaned, [str(build_dir), ad])],
         "task_dep": [task_name("stitch", ad), task_name("music", ad)],
-        "clean": True,
-    }
+    }, "mix", ad)
     yield report_task(ad, plan, build_dir)
 
 
-def report_task(ad: str, plan: AdPlan, build_dir: Path) -> TaskDict:
+def unplanned_tasks(ad: str, build_dir: Path) -> Iterator[Task]:
+    """Before an ad's first plan, for doit's commands other than run: its tasks of fixed names,
+    with the targets they will make, so `doit clean`, `doit ignore <ad>`, `doit info mix:<ad>`
+    and the `<ad>` alias work on a fresh checkout (the beats' tasks appear once it is planned)."""
     paths = AdPaths.of(build_dir, ad)
-    return {
+    later = f"(not planned yet: `doit plan:{ad}` plans it)"
+    plan_dep = [task_name("plan", ad)]
+    yield member({"basename": task_name("storyboard", ad), "doc": f"every storyboard image of {ad} {later}", "actions": None,
+                  "task_dep": plan_dep}, "storyboard", ad)
+    yield member({"basename": task_name("chunk", ad), "doc": f"every video chunk of {ad} {later}", "actions": None,
+                  "task_dep": plan_dep}, "chunk", ad)
+    yield member({"basename": task_name("stitch", ad), "doc": f"stitch {ad} {later}", "actions": None, "task_dep": plan_dep,
+                  "targets": [str(paths.video), str(paths.stitch_report)], "clean": True}, "stitch", ad)
+    yield member({"basename": task_name("music", ad), "doc": f"music of {ad} {later}", "actions": None, "task_dep": plan_dep,
+                  "targets": [str(paths.music)], "clean": True}, "music", ad)
+    yield member({"basename": task_name("mix", ad), "doc": f"final mix of {ad} {later}", "actions": None,
+                  "task_dep": [task_name("stitch", ad), task_name("music", ad)], "targets": [str(paths.final)],
+                  "clean": [(cleaning.remove_files, [[str(paths.final)]]),
+                            (cleaning.mark_cleaned, [str(build_dir), ad])]}, "mix", ad)
+    yield member({"basename": task_name("report", ad), "doc": f"review page of {ad} {later}", "actions": None,
+                  "task_dep": [task_name("mix", ad)], "targets": [str(paths.review_page), str(paths.contact_sheet)],
+                  "clean": True}, "report", ad)
+
+
+def beat_is_planned(ad: str, spec_path: str, beat_id: str) -> bool:
+    """Whether beat `beat_id`'s beat.json is what the plan step would write now (computed in
+    memory, no planner called): false after an edit of that beat in the beat file."""
+    if plan_step.plan_is_current(ad, spec_path):
+        return True
+    try:
+        plan = _dry_plans(ad, spec_path)
+    except (AdspecError, OSError, ValueError):
+        return False
+    paths = AdPaths.of(_build_dir(), ad)
+    for beat in plan.beats:
+        if beat.id == beat_id:
+            try:
+                return paths.beat_inputs(beat_id).read_text(encoding="utf-8") == canonical_json(plan.beat_inputs(beat)) + "\n"
+            except OSError:
+                return False
+    return False
+
+
+_dry: dict[tuple[str, str], AdPlan] = {}
+
+
+def _dry_plans(ad: str, spec_path: str) -> AdPlan:
+    """The plan `plan:<ad>` would make now, once per ad and process (doit info asks per task)."""
+    if (ad, spec_path) not in _dry:
+        _dry[(ad, spec_path)] = plan_step.dry_plan(ad, Path(spec_path)).plan
+    return _dry[(ad, spec_path)]
+
+
+def _build_dir() -> Path:
+    return load_settings().build_dir
+
+
+def report_task(ad: str, plan: AdPlan, build_dir: Path) -> Task:
+    paths = AdPaths.of(build_dir, ad)
+    return member({
         "basename": task_name("report", ad),
         "doc": f"review page of {ad} -> build/{ad}/index.html, storyboard.png",
         "actions": [(Reported(report.make_report), [ad])],
         "file_dep": [str(paths.final), str(paths.plan), *[str(paths.storyboard(b.id)) for b in plan.beats]],
         "targets": [str(paths.review_page), str(paths.contact_sheet)],
         "task_dep": [task_name("mix", ad)],
-        "uptodate": [(report.report_is_current, [ad])],
+        "uptodate": [Check(f"the review page of {ad} does not show what is built now (or is missing)",
+                           report.report_is_current, ad)],
         "clean": True,
-    }
+    }, "report", ad)
 
 
 def run_tasks(ads: list[tuple[str, Path]], build_dir: Path, asked: list[tuple[str, Path]] | None = None
@@ -175,7 +322,8 @@ def run_tasks(ads: list[tuple[str, Path]], build_dir: Path, asked: list[tuple[st
         "basename": "budget",
         "doc": "stop before paying anything when the run's estimate is over ADSPEC_BUDGET_USD",
         "actions": [(Reported(estimate.budget_action), [asked or ads])],
-        "uptodate": [(estimate.within_budget, [asked or ads])],
+        "uptodate": [Check("the run's estimate is over ADSPEC_BUDGET_USD (see `adspec estimate`)",
+                           estimate.within_budget, asked or ads)],
         "verbosity": 1,
     }
     names = [ad for ad, _ in ads]
@@ -190,20 +338,23 @@ def run_tasks(ads: list[tuple[str, Path]], build_dir: Path, asked: list[tuple[st
     }
 
 
-def render_creator(ad: str, build_dir: Path, *, delayed: bool = True) -> Callable[[], Iterator[TaskDict]]:
+def render_creator(ad: str, build_dir: Path, *, delayed: bool = True,
+                   spec_path: Path | None = None) -> Callable[[], Iterator[Task]]:
     """The task creator of one ad's render tasks, reading the plan file.
 
     When running (`delayed`), it runs after `plan:<ad>` (doit's delayed task creation) and names
     the tasks it will create so `doit mix:<ad>` can be asked for before they exist. For doit's
-    other commands (list, clean, info, forget) it reads the plan already on disk at load time:
-    doit never runs delayed creators that name their tasks outside `doit run`."""
+    other commands (list, clean, info, ignore, forget) it reads the plan already on disk at load
+    time (doit never runs delayed creators that name their tasks outside `doit run`); an ad not
+    planned yet gets its tasks of fixed names, so those commands work on a fresh checkout."""
     paths = AdPaths.of(build_dir, ad)
 
-    def creator() -> Iterator[TaskDict]:
+    def creator() -> Iterator[Task]:
         plan = load_plan(paths)
-        if plan is None:  # before the first plan: nothing to show yet
-            return
-        yield from render_tasks(ad, plan, build_dir)
+        if plan is not None:
+            yield from render_tasks(ad, plan, build_dir, spec_path=None if delayed else spec_path)
+        elif not delayed:
+            yield from unplanned_tasks(ad, build_dir)
 
     creator.__doc__ = f"render {ad}"
     if delayed:
@@ -211,19 +362,66 @@ def render_creator(ad: str, build_dir: Path, *, delayed: bool = True) -> Callabl
     return creator
 
 
-def ad_alias_task(ad: str) -> TaskDict | None:
+def kind_groups(ads: list[str], build_dir: Path, *, running: bool) -> Iterator[Task]:
+    """One doit group per kind of task (`doit mix` mixes every ad; `doit clean chunk`). Its
+    members are the ads' tasks of that kind; while running only those certain to exist (an
+    ad's plan may change its beats), for the other commands every one the plans on disk name."""
+    docs = {"storyboard": "every storyboard image", "chunk": "every video chunk", "music": "every music bed",
+            "stitch": "every stitched video", "mix": "every final mix"}
+    for kind, doc in docs.items():
+        members: list[str] = []
+        for ad in ads:
+            members.append(task_name(kind, ad))
+            if kind in PER_BEAT_KINDS and not running:
+                members += [n for n in render_task_names(ad, load_plan(AdPaths.of(build_dir, ad)))
+                            if n.startswith(f"{kind}:{ad}/")]
+        yield Task(kind, None, task_dep=members, has_subtask=True, doc=doc)
+
+
+def ad_alias_task(ad: str, build_dir: Path, *, running: bool = True) -> Task | None:
+    """`doit <ad>` builds the ad. Its task_dep names every task of the ad, which are its
+    members too (see `Membership`), so `doit clean <ad>`, `doit ignore <ad>` and `doit forget
+    <ad>` act on all of them; while running, the beats' tasks come through `storyboard:<ad>`
+    and `chunk:<ad>` (the plan may still change them)."""
     if ad in RESERVED:
         return None
-    return {"basename": ad, "doc": f"build {ad} -> final.mp4", "actions": None,
-            "task_dep": [task_name("mix", ad), task_name("report", ad)]}
+    names = render_task_names(ad, None if running else load_plan(AdPaths.of(build_dir, ad)))
+    return Task(ad, None, task_dep=[task_name("plan", ad), *names], has_subtask=True, doc=f"build {ad} -> final.mp4")
 
 
-def group_alias_task(base: str, ads: list[str]) -> TaskDict | None:
-    """`doit <base>` for a spec with variants: every variant of it (that this shard builds)."""
+def ad_targets(build_dir: str, ad: str) -> list[str]:
+    """Every file the tasks of `ad` make, from the plan on disk (or the fixed names before one)."""
+    paths = AdPaths.of(Path(build_dir), ad)
+    plan = load_plan(paths)
+    tasks = render_tasks(ad, plan, Path(build_dir)) if plan is not None else unplanned_tasks(ad, Path(build_dir))
+    return [t for task in tasks for t in task.targets]
+
+
+def clean_ad(build_dir: str, ad: str, dryrun: bool = False) -> None:
+    """doit clean action of a spec's variants alias: that ad's files, then its status says so."""
+    cleaning.remove_files(ad_targets(build_dir, ad), dryrun)
+    if not dryrun:
+        cleaning.mark_cleaned(build_dir, ad)
+
+
+def group_alias_task(base: str, ads: list[str], build_dir: Path) -> TaskDict | None:
+    """`doit <base>` for a spec with variants: every variant of it (that this shard builds);
+    `doit clean <base>` cleans them all."""
     if base in RESERVED or not ads:
         return None
     return {"basename": base, "doc": f"build every variant of {base} ({len(ads)})", "actions": None,
-            "task_dep": [task_name("mix", ad) for ad in ads]}
+            "task_dep": [task_name(kind, ad) for ad in ads for kind in ("mix", "report")],
+            "clean": [(clean_ad, [str(build_dir), ad]) for ad in ads]}
+
+
+def default_run(ads: list[tuple[str, Path]]) -> list[str]:
+    """The tasks a bare `doit` runs, in order: every ad through its alias (an ad whose name is
+    reserved through its mix and review page), then `report`. Going through `<ad>` makes
+    `doit ignore <ad>` skip all of that ad's work: doit ignores what an ignored task needs."""
+    names: list[str] = []
+    for ad, _ in ads:
+        names += [ad] if ad not in RESERVED else [task_name("mix", ad), task_name("report", ad)]
+    return [*names, "report"]
 
 
 def task_creators(ads: list[tuple[str, Path]], build_dir: Path, *, running: bool = True,
@@ -233,24 +431,26 @@ def task_creators(ads: list[tuple[str, Path]], build_dir: Path, *, running: bool
     (delayed when `running`), one for the per-ad aliases (`doit <ad>`), and with `groups`
     (spec name -> its variants, see adspec.variants) one alias per spec with variants."""
 
-    def task_plan() -> Iterator[TaskDict]:
-        """plan each ad: spec -> beat file (the lock) -> build/<ad>/plan.json"""
+    def task_plan() -> Iterator[Task]:
+        yield Task("plan", None, task_dep=[task_name("plan", ad) for ad, _ in ads], has_subtask=True,
+                   doc="plan each ad: spec -> beat file (the lock) -> build/<ad>/plan.json")
         for ad, spec_path in ads:
             yield plan_task(ad, spec_path, build_dir)
 
-    def task_ads() -> Iterator[TaskDict]:
+    def task_ads() -> Iterator[TaskDict | Task]:
+        yield from kind_groups([ad for ad, _ in ads], build_dir, running=running)
         for ad, _ in ads:
-            alias = ad_alias_task(ad)
+            alias = ad_alias_task(ad, build_dir, running=running)
             if alias is not None:
                 yield alias
         for base, members in (groups or {}).items():
-            group = group_alias_task(base, members)
+            group = group_alias_task(base, members, build_dir)
             if group is not None:
                 yield group
 
     creators: dict[str, Callable[..., Any]] = {"task_plan": task_plan}
-    for i, (ad, _) in enumerate(ads):
-        creators[f"task_render_{i:04d}"] = render_creator(ad, build_dir, delayed=running)
+    for i, (ad, spec_path) in enumerate(ads):
+        creators[f"task_render_{i:04d}"] = render_creator(ad, build_dir, delayed=running, spec_path=spec_path)
     creators["task_zz_ads"] = task_ads
 
     def task_zz_run() -> Iterator[TaskDict]:

@@ -9,6 +9,7 @@ any input bytes.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,40 @@ def check_ad_name(path: str | Path) -> str:
 # ---- YAML with lines ----------------------------------------------------------------------------
 
 
+# YAML 1.2's core schema, as the YAML language server and check-jsonschema read these files: `16:9`
+# is a string (not YAML 1.1's base-60 number 969), `yes`/`no`/`on`/`off`/`NO` are strings (a
+# country code stays one), only true/false are booleans, `010` is ten, and there are no timestamps.
+_CORE_1_2 = {
+    "tag:yaml.org,2002:bool": (re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")),
+    "tag:yaml.org,2002:int": (re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")),
+    "tag:yaml.org,2002:float": (re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+        list("-+.0123456789")),
+    "tag:yaml.org,2002:null": (re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]),
+}
+
+
+def _core_resolvers() -> dict[Any, list[tuple[str, Any]]]:
+    kept = {first: [(tag, rx) for tag, rx in rules if tag not in _CORE_1_2 and tag != "tag:yaml.org,2002:timestamp"]
+            for first, rules in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    for tag, (rx, firsts) in _CORE_1_2.items():
+        for first in firsts:
+            kept.setdefault(first, []).append((tag, rx))
+    return kept
+
+
+def _construct_int_1_2(loader: yaml.SafeLoader, node: ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
 class _Loader(yaml.SafeLoader):
+    yaml_implicit_resolvers = _core_resolvers()
+
     def __init__(self, stream: str):
         super().__init__(stream)
         self._depth = 0
@@ -80,6 +114,9 @@ class _Loader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int_1_2)
 
 
 def _line(node: Node) -> int:

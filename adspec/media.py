@@ -12,6 +12,7 @@ line naming the file and ffmpeg's reason.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -19,8 +20,11 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Sequence
+
+import yaml
 
 from .config import load_settings
 from .errors import MediaError
@@ -58,19 +62,47 @@ def timescale(fps: float) -> int:
     return int(round(fps)) * 1000
 
 
-def video_encoder_args(fps: float) -> dict[str, Any]:
-    """The x264 settings for every video we encode (ffmpeg-python output kwargs).
+def video_kbps(width: int, height: int) -> int | None:
+    """The video bitrate for a frame size: the platforms' recommendation for its short side
+    (render/bitrates.yaml: the next size up from the table), or ADSPEC_VIDEO_KBPS; None for
+    constant quality (ADSPEC_VIDEO_KBPS=crf)."""
+    knob = os.environ.get("ADSPEC_VIDEO_KBPS", "").strip().lower()
+    if knob == "crf":
+        return None
+    if knob:
+        try:
+            return max(100, int(float(knob)))
+        except ValueError:
+            raise MediaError(f"ADSPEC_VIDEO_KBPS={knob!r}: write a number of kb/s or 'crf'") from None
+    table = _bitrate_table()
+    short = min(width, height)
+    return next((kbps for side, kbps in table if short <= side), table[-1][1])
+
+
+@lru_cache(maxsize=1)
+def _bitrate_table() -> list[tuple[int, int]]:
+    data = yaml.safe_load(resources.files("adspec.render").joinpath("bitrates.yaml").read_text(encoding="utf-8"))
+    return sorted((int(k), int(v)) for k, v in data["kbps_by_short_side"].items())
+
+
+def video_encoder_args(fps: float, size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The x264 settings for every video we encode (ffmpeg-python output kwargs). With the
+    frame `size`, the bitrate of `video_kbps` (average; peaks up to twice it), so a platform
+    takes the ad at the quality it asks for; without it (or ADSPEC_VIDEO_KBPS=crf), CRF 20.
 
     `superfast` with veryfast's rate control put back (mbtree over a 10-frame lookahead): a
     quarter less CPU than `veryfast` for the same SSIM (0.994 on a 720p camera move, bench/) and
     ~13 % more bytes. Its stream structure (CABAC, 1 reference, 2 B-frames, weightp 1, 8x8dct:
     `_STRUCTURAL`) is veryfast's, so clips encoded before still join ours by stream copy."""
     gop = max(1, int(round(fps * GOP_SECONDS)))
+    kbps = video_kbps(*size) if size else None
+    rate: dict[str, Any] = {"crf": 20} if kbps is None else {
+        "b:v": f"{kbps}k", "maxrate": f"{2 * kbps}k", "bufsize": f"{2 * kbps}k"}
     return {
         "c:v": "libx264",
         "preset": "superfast",
         "x264-params": "mbtree=1:rc-lookahead=10",
-        "crf": 20,
+        **rate,
         "profile:v": "high",
         "pix_fmt": PIX_FMT,
         "g": gop,
@@ -78,8 +110,30 @@ def video_encoder_args(fps: float) -> dict[str, Any]:
         "sc_threshold": 0,
         "bf": 2,
         "video_track_timescale": timescale(fps),
-        "movflags": "+faststart",
+        # BT.709 tagged (and converted with its matrix: `_to_bt709`), as HD video is: a player or
+        # platform decodes the brand colours as written in the spec, not 601-shifted
+        "colorspace": "bt709",
+        "color_primaries": "bt709",
+        "color_trc": "bt709",
+        "color_range": "tv",
+        **MP4_ARGS,
     }
+
+
+# No MP4 edit list (`elst`): some platforms and editors ignore or mishandle one (a B-frame delay
+# or AAC priming shown as a gap); negative composition offsets keep the first frame at t=0.
+MP4_ARGS: dict[str, Any] = {"movflags": "+faststart+negative_cts_offsets", "use_editlist": 0}
+
+
+def _to_bt709(stream: Any) -> Any:
+    """RGB (a still, a PNG) or another YUV to yuv420p with the BT.709 matrix, limited range:
+    ffmpeg's implicit conversion would use BT.601's and the tags would lie."""
+    return stream.filter("scale", out_color_matrix="bt709", out_range="tv").filter("format", PIX_FMT)
+
+
+def _tag_bt709(stream: Any) -> Any:
+    """Say so in every frame (ffmpeg's encoder takes the tags from the frames)."""
+    return stream.filter("setparams", color_primaries="bt709", color_trc="bt709", colorspace="bt709", range="tv")
 
 
 # aac_coder fast: FFmpeg's own advice for 192 kb/s and up ("better and much faster at higher
@@ -361,7 +415,9 @@ def _cover_chain(stream: Any, width: int, height: int, fps: float) -> Any:
         .filter("scale", width, height, force_original_aspect_ratio="increase", flags="bicubic")
         .filter("crop", width, height)
         .filter("setsar", 1)
+        .filter("scale", out_color_matrix="bt709", out_range="tv")
         .filter("format", PIX_FMT)
+        .filter("setparams", color_primaries="bt709", color_trc="bt709", colorspace="bt709", range="tv")
     )
 
 
@@ -394,7 +450,7 @@ def normalise_clip(
     if seconds is not None:
         v = v.filter("tpad", stop_mode="clone", stop_duration=seconds)
     v = _cover_chain(v, width, height, fps)
-    kwargs = dict(video_encoder_args(fps))
+    kwargs = dict(video_encoder_args(fps, (width, height)))
     streams = [v]
     if seconds is not None:
         kwargs["frames:v"] = int(round(seconds * fps))
@@ -576,7 +632,8 @@ def concat(
         args = ["-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v:0"]
         if keep_audio:
             args += ["-map", "0:a:0"]
-        args += ["-c", "copy", "-video_track_timescale", str(timescale(fps)), "-movflags", "+faststart", "-f", "mp4"]
+        args += ["-c", "copy", "-video_track_timescale", str(timescale(fps)), "-movflags", MP4_ARGS["movflags"],
+                 "-use_editlist", "0", "-f", "mp4"]
         with _atomic(out) as tmp:
             _run_args([*args, str(tmp)], out)
     return report
@@ -657,7 +714,7 @@ def mix(
         a = _audio_chain(audio(vin).filter("volume", f"{gain:.2f}dB"), seconds)
     else:
         a = _audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], seconds)
-    kwargs: dict[str, Any] = {"c:v": "copy", "t": seconds, "movflags": "+faststart", "f": "mp4", **AUDIO_ENCODER_ARGS}
+    kwargs: dict[str, Any] = {"c:v": "copy", "t": seconds, "f": "mp4", **MP4_ARGS, **AUDIO_ENCODER_ARGS}
     with _atomic(out) as tmp:
         _run(ffmpeg.output(vin["v:0"], a, str(tmp), **kwargs), out)
     return out
@@ -688,13 +745,13 @@ def camera_clip(
     if frames <= 0:
         raise MediaError(f"{out}: {seconds} s is less than one frame at {fps} fps")
     v = (
-        ffmpeg.input(str(src_png))
-        .filter("format", PIX_FMT)  # zoompan rescales every frame: 4:2:0 is 3x cheaper than RGB
+        _to_bt709(ffmpeg.input(str(src_png)))  # zoompan rescales every frame: 4:2:0 is 3x cheaper than RGB
         .filter("zoompan", z=zoom, x=x, y=y, d=frames, s=f"{width}x{height}", fps=fps)
         .filter("setsar", 1)
         .filter("format", PIX_FMT)
     )
-    kwargs: dict[str, Any] = {**video_encoder_args(fps), "frames:v": frames, "f": "mp4"}
+    v = _tag_bt709(v)
+    kwargs: dict[str, Any] = {**video_encoder_args(fps, (width, height)), "frames:v": frames, "f": "mp4"}
     streams = [v]
     if with_audio:
         streams.append(_audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], frames / fps))

@@ -93,6 +93,11 @@ def decide_step(spec_path: Path, *, force: bool = False, ad: str | None = None) 
     return step
 
 
+def inline_beat_file(spec: Spec) -> BeatFile:
+    """The beat file a spec with inline `beats:` stands for (Decision.INLINE: its beats are there)."""
+    return BeatFile(music=spec.music or default_music(spec), beats=list(spec.beats or []))
+
+
 def planned_beat_text(step: PlanStep, plan: BeatPlan) -> str:
     """The beat file the plan step writes for a planner's `plan`."""
     assert step.recipe is not None and step.spec_sha is not None
@@ -110,7 +115,7 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
     step = decide_step(spec_path, force=force, ad=ad)
     spec = step.spec
     if step.decision is Decision.INLINE:
-        return spec, BeatFile(music=spec.music or default_music(spec), beats=spec.beats)
+        return spec, inline_beat_file(spec)
     if step.decision is Decision.PLAN:
         ctx = context()
         recipe = step.recipe
@@ -148,7 +153,7 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
     step = decide_step(Path(spec_path), ad=ad)
     cached = stand_in = False
     if step.decision is Decision.INLINE:
-        beat_file = BeatFile(music=step.spec.music or default_music(step.spec), beats=step.spec.beats)
+        beat_file = inline_beat_file(step.spec)
     elif step.decision is Decision.KEEP:
         beat_file = load_beat_file(step.beats_path)
     else:

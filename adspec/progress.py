@@ -41,6 +41,7 @@ class AdState:
     executed: set[str] = field(default_factory=set)
     uptodate: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
+    ignored: set[str] = field(default_factory=set)  # `doit ignore`: skipped on purpose
     running: dict[str, float] = field(default_factory=dict)
     waits: dict[str, tuple[str, float]] = field(default_factory=dict)  # task -> (provider status, since)
     paid: dict[str, float] = field(default_factory=dict)  # task -> USD paid this run
@@ -48,6 +49,7 @@ class AdState:
     artifacts: dict[str, str] = field(default_factory=dict)
     last_kind: str = "plan"
     touched: bool = False
+    stopped: bool = False  # the run is over: what is not finished now was interrupted
 
     def chunk_names(self) -> list[str]:
         return [n for n in self.names if n.startswith("chunk:")]
@@ -59,8 +61,8 @@ class AdState:
             return PHASE_OF[latest.split(":", 1)[0]]
         if self.failed:
             return PHASE_OF[next(iter(self.failed)).split(":", 1)[0]]
-        if self.names and self.done >= self.names:
-            return "done"
+        if self.names and (self.done | self.ignored) >= self.names:
+            return "ignored" if self.ignored else "done"
         return PHASE_OF.get(self.last_kind, self.last_kind)
 
     @property
@@ -179,10 +181,17 @@ class AdspecReporter:
                                            if t in s.waits else {})}
                    for t, since in s.running.items()}
         failed = bool(s.failed)
-        finished = not s.running and (failed or (total and done >= total))
+        settled = len((s.done | s.ignored) & s.names)
+        finished = not s.running and (failed or (total and settled >= total))
+        ignored = sorted(s.ignored & s.names)
         paths = AdPaths.of(self.build_dir, s.ad)
         snapshot: dict[str, Any] = {
-            "state": "failed" if failed and not s.running else ("done" if finished else "running"),
+            # `doit ignore`d work is settled too (not "running 76 %" forever); an ad whose final
+            # was ignored is "ignored", not "done"
+            "state": "failed" if failed and not s.running else (
+                ("ignored" if f"mix:{s.ad}" in s.ignored else "done") if finished
+                else ("interrupted" if s.stopped else "running")),
+            "ignored": ignored,
             "phase": s.phase,
             "progress_pct": round(s.pct, 1),
             "tasks": {"total": total, "done": done, "run": len(s.executed), "up_to_date": len(s.uptodate),
@@ -233,6 +242,7 @@ class AdspecReporter:
     # ---- doit's reporter interface ------------------------------------------------------------------
 
     def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
+        _interrupt_on_sigterm()
         self.tasks = tasks
         with self.lock:
             self._refresh_names()
@@ -322,8 +332,16 @@ class AdspecReporter:
             # ads take seconds, bench/): the ad's next event or complete_run writes it
 
     def skip_ignore(self, task: Any) -> None:
-        if self._console is None:
-            self.write(f"!! {task.title()}\n")
+        with self.lock:
+            if self._console is None:
+                self.write(f"!! {task.title()}\n")
+            got = self._state(task.name)
+            if got is None:
+                return
+            s, _ = got
+            self._refresh_names()
+            s.touched = True
+            s.ignored.add(task.name)
 
     def teardown_task(self, task: Any) -> None:
         pass
@@ -346,6 +364,7 @@ class AdspecReporter:
                     continue
                 s.running.clear()
                 s.waits.clear()
+                s.stopped = True
                 last_run = {
                     "run": self.run_id, "started_at": now_iso(self.started), "finished_at": now_iso(),
                     "spent_usd": usd(sum(s.paid.values())), "saved_usd": usd(sum(s.hits.values())),
@@ -427,6 +446,24 @@ class AdspecReporter:
                 if elapsed >= self.settings.wait_notice_s and (last is None or last[0] != status or now - last[1] >= WAIT_REPEAT_S):
                     self.__dict__.setdefault("_last_wait_line", {})[task] = (status, now)
                     self.write(f"   {task}: {status} ({int(elapsed)}s)\n")
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a CI job cancelled, `kill`) stops doit as Ctrl-C does, so the run ends through
+    complete_run and status.json says "interrupted" instead of "running" forever."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):  # not the main thread of the main interpreter
+        pass
 
 
 def on_progress(ad: str, task: str) -> Callable[[str], None]:

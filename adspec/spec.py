@@ -98,20 +98,30 @@ def _known_models_message(kind: str, name: str) -> str:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, coerce_numbers_to_str=True)
+    # strict: a number is never silently a string nor a string a number ("7" for a seed, `2024`
+    # for a title): the JSON Schema editors use says the same, and so does `adspec validate`
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
 
 class Brand(Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    tagline: str | None = Field(None, min_length=1, max_length=200)
-    colors: list[Color] = Field(default_factory=lambda: ["#111111", "#F5F5F5"], min_length=1, max_length=8)
+    """The brand on screen: name, tagline and palette (words and colours are drawn locally, never paid for)."""
+
+    name: str | None = Field(None, min_length=1, max_length=200, description="the brand's name, as shown on screen")
+    tagline: str | None = Field(None, min_length=1, max_length=200, description="the closing line, e.g. 'Own every mile'")
+    colors: list[Color] = Field(default_factory=lambda: ["#111111", "#F5F5F5"], min_length=1, max_length=8,
+                                description='the palette, 1-8 colours as "#RRGGBB"; the first is the main one')
 
 
 class Models(Strict):
-    planner: str = Field("gpt-4.1", min_length=1, max_length=100, description="any chat model name, or 'offline'")
-    image: str = Field("flux-dev", json_schema_extra=_enum(_model_enum("image")))
-    video: str = Field("hailuo-2.3-fast", json_schema_extra=_enum(_model_enum("video")))
-    music: str = Field("musicgen", json_schema_extra=_enum(_model_enum("music")))
+    """Which model makes each part; names from `adspec models` (clip lengths and prices there)."""
+
+    planner: str = Field("gpt-4.1", min_length=1, max_length=100,
+                         description="any OpenAI chat model name (writes the beat file), or 'offline'")
+    image: str = Field("flux-dev", description="the storyboard image model",
+                       json_schema_extra=_enum(_model_enum("image")))
+    video: str = Field("hailuo-2.3-fast", description="the image-to-video model; its clip lengths set the chunking",
+                       json_schema_extra=_enum(_model_enum("video")))
+    music: str = Field("musicgen", description="the music model", json_schema_extra=_enum(_model_enum("music")))
 
     @field_validator("planner")
     @classmethod
@@ -136,11 +146,15 @@ def _beat_types() -> list[str]:
 
 
 class Beat(Strict):
-    id: Slug
-    type: str = Field(max_length=40, json_schema_extra=_enum(_beat_types()))
-    duration: int = Field(ge=1, le=60, description="seconds")
-    image_prompt: str = Field(min_length=1, max_length=2000)
-    motion_prompt: str = Field(min_length=1, max_length=1000)
+    """One beat of the ad: a storyboard image, then image-to-video chunks from it."""
+
+    id: Slug = Field(description="stable, unique slug; names the beat's targets (lower-case letters, digits, '-')")
+    type: str = Field(max_length=40, description="one of the library's beat types (purpose and seconds in each one's description)",
+                      json_schema_extra=_enum(_beat_types()))
+    duration: int = Field(ge=1, le=60, description="whole seconds; within the beat type's range")
+    image_prompt: str = Field(min_length=1, max_length=2000,
+                              description="what the storyboard image shows; may use {{ var }}, {{ brand }}, {{ product }}…")
+    motion_prompt: str = Field(min_length=1, max_length=1000, description="the camera and motion of the beat's video")
 
     @field_validator("type")
     @classmethod
@@ -154,8 +168,10 @@ class Beat(Strict):
 
 
 class Music(Strict):
-    prompt: str = Field(min_length=1, max_length=1000)
-    bpm: int = Field(ge=40, le=220)
+    """The music bed: one request for the whole ad."""
+
+    prompt: str = Field(min_length=1, max_length=1000, description="what the music model is asked for")
+    bpm: int = Field(ge=40, le=220, description="tempo in beats per minute")
 
 
 def _beats_issues(beats: list[Beat], duration: int | None, base: Loc, what: str) -> list[Issue]:
@@ -175,21 +191,33 @@ def _beats_issues(beats: list[Beat], duration: int | None, base: Loc, what: str)
 class Spec(Strict):
     """What a person writes in specs/<ad>.yaml."""
 
-    version: Literal[1] = 1
-    title: str = Field(min_length=1, max_length=200)
-    prompt: str = Field(min_length=1, max_length=4000)
-    duration: int = Field(30, ge=5, le=180, description="seconds")
-    aspect_ratio: AspectRatio = "16:9"
-    resolution: Resolution = "720p"
-    style: str = Field("cinematic", min_length=1, max_length=200)
-    brand: Brand = Field(default_factory=Brand)
-    models: Models = Field(default_factory=Models)
+    version: Literal[1] = Field(1, description="the spec format's version")
+    title: str = Field(min_length=1, max_length=200, description="a name for people; shapes nothing the providers see")
+    prompt: str = Field(min_length=1, max_length=4000,
+                        description="what the ad is about; the planner works from it (may use {{ var }})")
+    duration: int = Field(30, ge=5, le=180, description="seconds, 5-180; the beats' durations sum to it exactly")
+    aspect_ratio: AspectRatio = Field("16:9", description="16:9, 9:16, 1:1 or 4:5",
+                                      json_schema_extra={"enumDescriptions": ["landscape (YouTube, TV)", "vertical (Shorts, Reels, TikTok)",
+                                                                              "square (feeds)", "portrait (feeds)"]})
+    resolution: Resolution = Field("720p", description="the short side of the frame: 720p, 1080p, or 360p for quick drafts",
+                                   json_schema_extra={"enumDescriptions": ["quick drafts: not for delivery", "HD", "full HD"]})
+    style: str = Field("cinematic", min_length=1, max_length=200,
+                       description="free text; keywords (energetic, calm, luxury, playful, minimal, urgent, cinematic) "
+                                   "pick the beat arc, look, camera language and tempo")
+    brand: Brand = Field(default_factory=Brand, description="name, tagline and colours (drawn locally, never paid for)")
+    models: Models = Field(default_factory=Models, description="planner, image, video and music models (`adspec models`)")
     assets: dict[Slug, AssetPath] = Field(
         default_factory=dict,
         description="name -> image path relative to the spec's folder, inside the project; 'product' is the reference image",
+        json_schema_extra={"propertyNames": {"pattern": SLUG_RE.pattern,
+                                             "description": "lower-case letters, digits and '-'"}},
     )
-    vars: dict[str, VarValue] = Field(default_factory=dict, description="values for {{ name }} placeholders in prompts")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    vars: dict[str, VarValue] = Field(default_factory=dict, description="values for {{ name }} placeholders in prompts",
+                                      json_schema_extra={"propertyNames": {
+                                          "pattern": VAR_NAME_RE.pattern, "not": {"enum": list(RESERVED_VARS)},
+                                          "description": "an identifier (letters, digits, _), not one of "
+                                                         + ", ".join(RESERVED_VARS)}})
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="passed to every model that takes one")
     native_audio: bool = Field(False, description="use the video model's own audio (if it has any) instead of music")
     music: Music | None = Field(None, description="music for inline beats (default: derived from the style)")
     beats: list[Beat] | None = Field(None, min_length=1, max_length=60, description="inline beats: no planner runs")
@@ -220,19 +248,21 @@ class Spec(Strict):
 
 
 class PlannedFrom(Strict):
-    spec_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    planner: str = Field(min_length=1, max_length=100)
-    library: str = Field(min_length=1, max_length=40)
+    """What the planner planned from (the lock): written by the planner, not meant to be edited."""
+
+    spec_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hash of the spec's plan-shaping fields")
+    planner: str = Field(min_length=1, max_length=100, description="the planner model that wrote the beats")
+    library: str = Field(min_length=1, max_length=40, description="the beat library's version")
     content_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="hash of music+beats as planned: detects hand edits")
 
 
 class BeatFile(Strict):
     """specs/<ad>.beats.yaml: the lock of the plan, written by the planner, owned by the person."""
 
-    version: Literal[1] = 1
-    planned_from: PlannedFrom | None = None
-    music: Music
-    beats: list[Beat] = Field(min_length=1, max_length=60)
+    version: Literal[1] = Field(1, description="the beat file format's version")
+    planned_from: PlannedFrom | None = Field(None, description="the lock: what this plan was made from (written by the planner)")
+    music: Music = Field(description="the music bed")
+    beats: list[Beat] = Field(min_length=1, max_length=60, description="the beats in playing order; durations sum to the spec's")
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> "BeatFile":

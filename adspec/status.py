@@ -5,7 +5,7 @@ merge their fields under a per-ad file lock and replace the file atomically (tem
 reader sees valid, complete JSON at every moment.
 
 status.json:
-    {"ad", "state": "running"|"done"|"failed", "phase", "progress_pct",
+    {"ad", "state": "running"|"done"|"failed"|"interrupted"|"ignored"|"cleaned", "phase", "progress_pct",
      "tasks": {"total", "done", "run", "cached", "failed"}, "chunks": {"done", "total", "current"},
      "running": {task: {"since", "provider_status", "status_since"}},
      "cost": {"spent_usd", "saved_usd", "total_usd", "run_spent_usd", "run_saved_usd"},
@@ -42,10 +42,15 @@ def status_path(build_dir: Path, ad: str) -> Path:
 
 
 def read_status(build_dir: Path, ad: str) -> dict[str, Any] | None:
+    """build/<ad>/status.json as its readers should see it: a "running" status whose build
+    process is gone (SIGKILL, a reboot: it could not say so itself) reads "interrupted"."""
     try:
-        return json.loads(status_path(build_dir, ad).read_text(encoding="utf-8"))
+        d = json.loads(status_path(build_dir, ad).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    if isinstance(d, dict) and d.get("state") == "running" and not owner_alive(d):
+        d["state"] = "interrupted"
+    return d if isinstance(d, dict) else None
 
 
 def update_status(build_dir: Path, ad: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -101,7 +106,7 @@ def row(d: dict[str, Any]) -> dict[str, str]:
     err = d.get("last_error") or {}
     return {
         "ad": d.get("ad", "?"),
-        "state": d.get("state", "?"),
+        "state": state_of(d),
         "phase": d.get("phase") or "",
         "progress": f"{d.get('progress_pct', 0):.0f}% ({tasks.get('done', 0)}/{tasks.get('total', 0)})",
         "chunks": f"{chunks.get('done', 0)}/{chunks.get('total', 0)}" if chunks.get("total") else "",
@@ -111,6 +116,15 @@ def row(d: dict[str, Any]) -> dict[str, str]:
         "error": err.get("message", "") if d.get("state") == "failed" or err else "",
         "updated": d.get("updated_at", ""),
     }
+
+
+def state_of(d: dict[str, Any]) -> str:
+    """The state a status says, corrected for a build that is gone: a "running" status whose
+    process no longer exists (killed, machine rebooted) is "interrupted"."""
+    state = str(d.get("state", "?"))
+    if state == "running" and not owner_alive(d):
+        return "interrupted"
+    return state
 
 
 def print_table(statuses: list[dict[str, Any]], file: Any = None) -> None:
@@ -124,7 +138,7 @@ def print_table(statuses: list[dict[str, Any]], file: Any = None) -> None:
     for c in cols:
         table.add_column(c, overflow="fold")
     for r in rows:
-        style = {"failed": "red", "done": "green", "running": "yellow"}.get(r["state"])
+        style = {"failed": "red", "interrupted": "red", "done": "green", "running": "yellow"}.get(r["state"])
         table.add_row(*[r[c] for c in cols], style=style)
     console.print(table)
 

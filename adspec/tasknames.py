@@ -18,6 +18,8 @@ PHASE_OF = {"plan": "plan", "storyboard": "storyboard", "chunk": "chunks", "musi
 #: every phase, in build order; the paid ones first
 PHASES = tuple(PHASE_OF.values())
 PAID_PHASES = tuple(PHASE_OF[k] for k in KINDS if k in PAID_KINDS)
+#: kinds with an aggregate task `<kind>:<ad>` (all of an ad's storyboards/chunks, no work of its own)
+AGGREGATE_KINDS = ("storyboard", "chunk")
 #: doit's own commands and the run's tasks: an ad of one of these names gets no alias task
 RESERVED = frozenset({*KINDS, "budget", "list", "clean", "info", "forget", "ignore", "help", "run", "auto", "dumpdb",
                       "strace", "reset-dep", "tabcompletion"})
@@ -40,14 +42,23 @@ def task_name(kind: str, ad: str, beat: str | None = None, index: int | None = N
 
 
 def split_task(name: str) -> TaskName | None:
-    """'chunk:zip/hook/1' -> TaskName('chunk', 'zip', 'hook/1'); None for tasks of no ad."""
+    """'chunk:zip/hook/1' -> TaskName('chunk', 'zip', 'hook/1'); None for tasks of no ad and for
+    the aggregates `storyboard:<ad>` and `chunk:<ad>` (they do no work of their own)."""
     if ":" not in name:
         return None
     kind, rest = name.split(":", 1)
     if kind not in KINDS or not rest:
         return None
     ad, _, sub = rest.partition("/")
+    if kind in AGGREGATE_KINDS and not sub:
+        return None
     return TaskName(kind, ad, sub)
+
+
+def aggregate_ad(name: str) -> str | None:
+    """'chunk:zip' -> 'zip' (the ad an aggregate task stands for); None for any other name."""
+    kind, sep, ad = name.partition(":")
+    return ad if sep and kind in AGGREGATE_KINDS and ad and "/" not in ad else None
 
 
 def ad_of_task(name: str, ads: Iterable[str]) -> str | None:

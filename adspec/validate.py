@@ -1,8 +1,8 @@
 """`adspec validate [PATHS]` and `adspec schema`: the functions behind them (the CLI is thin).
 
-Editor autocomplete: `adspec schema` prints both JSON Schemas; `write_schemas(build/schema)`
+Editor autocomplete: `adspec schema` prints both JSON Schemas; `write_schemas(schema)`
 writes `spec.schema.json` and `beats.schema.json`, which the yaml-language-server comment at the
-top of every spec (`# yaml-language-server: $schema=../build/schema/spec.schema.json`) and beat
+top of every spec (`# yaml-language-server: $schema=../schema/spec.schema.json`) and beat
 file points at.
 """
 
@@ -16,8 +16,10 @@ from typing import Any, Iterable
 from .ads import beat_files
 from .errors import SpecError
 from .fsutil import write_if_changed
+from .library import load_library
 from .loader import beat_file_errors, path_exists, spec_errors
 from .paths import BEATS_SUFFIX, beat_file_path, spec_of_beat_file
+from .registry import load_registry, models_table
 from .spec import BeatFile, Spec
 
 __all__ = ["validate_paths", "json_schema", "write_schemas", "SCHEMA_FILES"]
@@ -80,17 +82,52 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
 
 
 def json_schema() -> dict[str, Any]:
-    """Both JSON Schemas: {"spec": ..., "beat_file": ...} (draft 2020-12, from pydantic)."""
+    """Both JSON Schemas: {"spec": ..., "beat_file": ...} (draft 2020-12, from pydantic), with
+    each model's clip lengths and price and each beat type's purpose and seconds as the
+    descriptions of their names, so an editor's hover and completion explain them."""
     out = {}
     for key, model, title in (("spec", Spec, "adspec spec"), ("beat_file", BeatFile, "adspec beat file")):
         schema = model.model_json_schema()
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
+        _describe_names(schema)
         out[key] = schema
     return out
 
 
+def _model_words(kind: str) -> dict[str, str]:
+    reg = load_registry()
+    words: dict[str, str] = {}
+    for row in models_table():
+        if row["kind"] != kind:
+            continue
+        clips = f"clips of {row['clip_lengths']} s; " if row["clip_lengths"] else ""
+        audio = "native audio; " if row["native_audio"] else ""
+        price = row["price"] + ("" if row["verified"] else " (third-party price)")
+        words[row["name"]] = f"{row['ref']}: {clips}{audio}{price}"
+    for alias, name in reg.aliases.items():
+        if name in words:
+            words[alias] = f"alias of {name}: {words[name]}"
+    return words
+
+
+def _beat_words() -> dict[str, str]:
+    where = {"first": "first", "last": "last", "closing": "closing", "middle": "middle"}
+    return {b.name: f"{b.purpose} ({b.min}-{b.max} s, {where.get(b.position, b.position)}"
+                    f"{', repeatable' if b.repeatable else ''})" for b in load_library().beats.values()}
+
+
+def _describe_names(schema: dict[str, Any]) -> None:
+    """`enumDescriptions` (read by the YAML language server and VS Code) for model and beat type names."""
+    defs = schema.get("$defs", {})
+    named = [(defs.get("Models", {}).get("properties", {}).get(kind), _model_words(kind)) for kind in ("image", "video", "music")]
+    named.append((defs.get("Beat", {}).get("properties", {}).get("type"), _beat_words()))
+    for prop, words in named:
+        if prop and prop.get("enum"):
+            prop["enumDescriptions"] = [words.get(name, name) for name in prop["enum"]]
+
+
 def write_schemas(out_dir: str | Path) -> list[Path]:
-    """Write spec.schema.json and beats.schema.json into `out_dir` (e.g. build/schema)."""
+    """Write spec.schema.json and beats.schema.json into `out_dir` (e.g. schema/, where the modelines point)."""
     out_dir = Path(out_dir)
     written = []
     for key, schema in json_schema().items():

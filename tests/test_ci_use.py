@@ -131,16 +131,20 @@ def test_example_workflow_renders_shards_with_a_budget_cache_and_artifacts() -> 
     env = job["env"]
     assert env["ADSPEC_SHARD"] == "${{ matrix.shard }}/" + str(n)
     assert float(env["ADSPEC_BUDGET_USD"]) > 0
-    cache_dir = env["ADSPEC_CACHE_DIR"]
+    assert doc["permissions"] == {"contents": "read"}
+    cache_dir = doc["env"]["ADSPEC_CACHE_DIR"]  # one place for every job
     steps = job["steps"]
     uses = {s.get("uses", "").split("@")[0]: s for s in steps if "uses" in s}
-    restore, save = uses["actions/cache/restore"], uses["actions/cache/save"]
-    assert restore["with"]["path"] == save["with"]["path"] == cache_dir
-    assert save["if"] == "always()"  # what was paid for is kept even when an ad failed
-    assert restore["with"]["restore-keys"].strip()
-    upload = uses["actions/upload-artifact"]
+    restore = uses["actions/cache/restore"]
+    assert restore["with"]["path"] == "${{ env.ADSPEC_CACHE_DIR }}" and cache_dir.endswith(".adspec-cache")
+    assert restore["with"]["restore-keys"].strip() == "adspec-requests-"  # the same merged cache on every shard
+    assert "actions/cache/save" not in uses  # shards never save: the cache job merges and saves
+    merged = {s.get("uses", "").split("@")[0]: s for s in doc["jobs"]["cache"]["steps"] if "uses" in s}
+    assert "paid.outputs.any" in merged["actions/cache/save"]["if"]  # only when something was paid
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact") and "ads-" in s["with"]["name"])
     paths = upload["with"]["path"].split()
-    assert "build/*/final.mp4" in paths and "build/**/index.html" in paths and upload["if"] == "always()"
+    assert {"build/*/final.mp4", "build/*/index.html", "build/*/beats/*/storyboard.png"} <= set(paths)
+    assert upload["if"] == "always()"
     runs = "\n".join(s.get("run", "") for s in steps)
     assert "adspec build --json" in runs and "adspec validate" in runs
     commands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001

@@ -41,7 +41,7 @@ LAYERS: dict[str, int] = {
     "adspec.verify": 4, "adspec.providers": 4, "adspec.render": 4,
     # 5 records
     "adspec.prices": 5, "adspec.cost": 5, "adspec.status": 5, "adspec.progress": 5,
-    "adspec.receipts": 5, "adspec.runs": 5, "adspec.report": 5, "adspec.cache_admin": 5,
+    "adspec.receipts": 5, "adspec.runs": 5, "adspec.report": 5, "adspec.cache_admin": 5, "adspec.cleaning": 5,
     # 6 build
     "adspec.actions": 6, "adspec.plan_step": 6, "adspec.estimate": 6, "adspec.graph": 6,
     # 7 edges

@@ -244,3 +244,92 @@ def test_loudness_of_a_known_signal(tmp_path: Path) -> None:
     loud = _lavfi(tmp_path / "loud.wav", None, 3, audio="sine=f=1000:r=48000")  # ffmpeg's sine is 1/8 FS
     quiet = _lavfi(tmp_path / "quiet.wav", None, 3, audio="aevalsrc=0.01*sin(2*PI*1000*t):s=48000")
     assert media.loudness_lufs(loud) > media.loudness_lufs(quiet) + 15
+
+
+# ---- what platforms take as is: BT.709, no edit list ------------------------------------------
+
+
+def _mp4_boxes(path: Path) -> set[bytes]:
+    """Every box type in an MP4's box tree (containers walked, media data skipped)."""
+    containers = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"udta"}
+    found: set[bytes] = set()
+    data = path.read_bytes()
+
+    def walk(start: int, end: int) -> None:
+        at = start
+        while at + 8 <= end:
+            size = int.from_bytes(data[at:at + 4], "big")
+            kind = data[at + 4:at + 8]
+            header = 8
+            if size == 1:
+                size, header = int.from_bytes(data[at + 8:at + 16], "big"), 16
+            elif size == 0:
+                size = end - at
+            found.add(kind)
+            if kind in containers:
+                walk(at + header, at + size)
+            at += max(size, header)
+
+    walk(0, len(data))
+    return found
+
+
+def _bt709_rgb(path: Path, width: int, height: int) -> tuple[int, int, int]:
+    """The centre pixel of the first frame, decoded from its raw Y'CbCr with the BT.709 matrix
+    (limited range) by hand, as a player honouring the tags does."""
+    raw = subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "yuv420p", "-"], check=True, capture_output=True).stdout
+    n = width * height
+    y = np.frombuffer(raw[:n], np.uint8).reshape(height, width)[height // 2, width // 2]
+    u = np.frombuffer(raw[n:n + n // 4], np.uint8).reshape(height // 2, width // 2)[height // 4, width // 4]
+    v = np.frombuffer(raw[n + n // 4:n + n // 2], np.uint8).reshape(height // 2, width // 2)[height // 4, width // 4]
+    luma, cb, cr = (float(y) - 16) / 219, (float(u) - 128) / 224, (float(v) - 128) / 224
+    kr, kb = 0.2126, 0.0722
+    r, b = luma + 2 * (1 - kr) * cr, luma + 2 * (1 - kb) * cb
+    g = (luma - kr * r - kb * b) / (1 - kr - kb)
+    return tuple(int(round(c * 255)) for c in (r, g, b))  # type: ignore[return-value]
+
+
+def _colour_tags(path: Path) -> str:
+    err = subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    return next(line for line in err.splitlines() if "Video:" in line)
+
+
+def test_brand_colour_round_trips_bt709_tagged_without_edit_lists(tmp_path: Path) -> None:
+    brand = (0xFF, 0x5A, 0x1F)  # the spec's "#FF5A1F"
+    Image.new("RGB", (W, H), brand).save(tmp_path / "brand.png")
+    clip = media.camera_clip(tmp_path / "brand.png", tmp_path / "clip.mp4", width=W, height=H, fps=FPS, seconds=2,
+                             zoom="1", x="0", y="0")
+    foreign = _lavfi(tmp_path / "foreign.mp4", f"color=c=0xFF5A1F:s={W}x{H}:r={FPS}", 2,
+                     vargs=("-c:v", "libx264", "-pix_fmt", "yuv420p"))
+    media.concat([(clip, 2.0), (foreign, 1.0)], tmp_path / "video.mp4", width=W, height=H, fps=FPS)
+    music = _lavfi(tmp_path / "music.wav", None, 3, audio="sine=f=220:r=48000")
+    final = media.mix(tmp_path / "video.mp4", music, tmp_path / "final.mp4", seconds=3, native_audio=False)
+    for path in (clip, tmp_path / "video.mp4", final):
+        assert "bt709" in _colour_tags(path) and "tv" in _colour_tags(path), _colour_tags(path)
+        assert "unknown" not in _colour_tags(path), _colour_tags(path)
+        boxes = _mp4_boxes(path)
+        assert b"moov" in boxes and b"elst" not in boxes and b"edts" not in boxes, (path.name, sorted(boxes))
+        got = _bt709_rgb(path, W, H)
+        assert max(abs(a - b) for a, b in zip(got, brand)) <= 4, (path.name, got)
+    assert abs(media.probe(final).duration - 3) < 0.05
+
+
+def test_video_bitrate_is_at_least_the_platforms_recommendation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """720p: YouTube asks for 5 Mb/s (SDR, 24-30 fps); ADSPEC_VIDEO_KBPS is the documented knob."""
+    busy = _lavfi(tmp_path / "busy.mp4", "testsrc2=s=1280x720:r=24", 2,
+                  vargs=("-c:v", "libx264", "-crf", "10", "-pix_fmt", "yuv420p"))
+
+    def kbps(path: Path) -> float:
+        return path.stat().st_size * 8 / media.probe(path).duration / 1000
+
+    monkeypatch.delenv("ADSPEC_VIDEO_KBPS", raising=False)
+    assert media.video_kbps(1280, 720) == 5000 and media.video_kbps(1080, 1920) == 8000 and media.video_kbps(640, 360) == 1000
+    out = media.normalise_clip(busy, tmp_path / "out.mp4", width=1280, height=720, fps=FPS, seconds=2)
+    assert kbps(out) >= 0.95 * 5000, kbps(out)
+    monkeypatch.setenv("ADSPEC_VIDEO_KBPS", "1500")
+    lower = media.normalise_clip(busy, tmp_path / "lower.mp4", width=1280, height=720, fps=FPS, seconds=2)
+    assert 0.8 * 1500 <= kbps(lower) <= 1.2 * 1500, kbps(lower)
+    monkeypatch.setenv("ADSPEC_VIDEO_KBPS", "lots")
+    with pytest.raises(MediaError, match="ADSPEC_VIDEO_KBPS"):
+        media.video_kbps(1280, 720)

@@ -168,8 +168,8 @@ def test_variants_share_the_beat_file_unless_they_change_the_plan(tmp_path: Path
     ("""\
      variants:
        matrix:
-         aspect_ratio: [16:9, "9:16"]
-     """, 9, "variants.matrix.aspect_ratio.0", 'write it quoted, e.g. "16:9"'),
+         aspect_ratio: [16:10, "9:16"]
+     """, 9, "variants.matrix.aspect_ratio.0", "16:10"),
     ("""\
      variants:
        matrix:

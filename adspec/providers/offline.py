@@ -25,10 +25,17 @@ from .base import ImageRequest, Job, MusicRequest, RunResult, VideoRequest
 # The renderers (numpy, Pillow, ffmpeg-python) are imported where they run: a no-op `doit` only
 # builds recipes here, and importing them cost it ~0.1 s (bench/).
 
-_VERSIONS = {"image": 1, "video": 3, "music": 1}  # video 2: 1 s GOP; 3: superfast+mbtree x264
+_VERSIONS = {"image": 1, "video": 4, "music": 1}  # video 2: 1 s GOP; 3: superfast+mbtree x264; 4: BT.709
 UPSCALE = 2  # zoompan crops on whole pixels of its input: a 2x input halves the visible jitter
 PULL_OUT_CANVAS = 1.25  # pull-out shows the frame inside a blurred surround this much larger
 MIN_FPS, MAX_FPS = 16, 30
+
+
+def _kbps(width: int, height: int) -> int | str:
+    from .. import media
+
+    kbps = media.video_kbps(width, height)
+    return "crf" if kbps is None else kbps
 
 
 def _version(kind: str) -> str:
@@ -93,6 +100,8 @@ class OfflineMedia:
                 "width": req.width,
                 "height": req.height,
                 "audio": bool(req.native_audio),
+                # the encoder's bitrate (ADSPEC_VIDEO_KBPS): another one is another clip
+                "kbps": _kbps(req.width, req.height),
             },
             files={"first_frame": FileRef.of(req.first_frame)},
         )

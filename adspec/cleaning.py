@@ -1,0 +1,39 @@
+"""`doit clean`: remove the files adspec's tasks made, and say so in status.json.
+
+Only targets are removed (the files the ad's tasks declare); receipts, the request cache, beat
+files and anything else in build/ stay, so the next `doit` rebuilds from the cache and pays
+nothing, and a file adspec did not make is never touched. (Which files an ad's tasks make is the
+graph's to say: graph.ad_targets, graph.clean_ad.)"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from .status import now_iso, status_path, update_status
+
+
+def remove_files(paths: Iterable[str], dryrun: bool = False) -> None:
+    """doit clean action: remove these files (when they exist), printing each as doit does."""
+    for path in sorted(set(paths), reverse=True):
+        if os.path.isfile(path):
+            print(f"removing file '{path}'")
+            if not dryrun:
+                os.remove(path)
+
+
+def mark_cleaned(build_dir: str, ad: str, dryrun: bool = False) -> None:
+    """After its final is removed, build/<ad>/status.json says "cleaned" (not "done" with no final)."""
+    if dryrun or not status_path(Path(build_dir), ad).exists():
+        return
+
+    def change(d: dict[str, Any]) -> None:
+        d.update(state="cleaned", phase="cleaned", progress_pct=0.0, running={}, final=None, review=None,
+                 artifacts={}, cleaned_at=now_iso())
+        d.pop("pid", None)
+
+    try:
+        update_status(Path(build_dir), ad, change)
+    except OSError:
+        pass
