@@ -11,23 +11,27 @@ import json
 import logging
 import shutil
 import threading
-import time
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import media
 from .cache import Fetched, RequestCache, open_cache
 from .cache_view import CacheView
 from .config import Settings, load_settings
+from .cost import guarded
 from .fsutil import atomic_path, write_if_changed, write_json_atomic
-from .hashing import canonical_json, sha256_file
+from .hashing import canonical_json
 from .media_requests import image_request, music_request, video_request
-from .paths import AdPaths, receipt_path
+from .paths import AdPaths
+from .plan_file import FPS
+from .progress import on_progress
 from .providers.base import MediaProvider, PlanProvider
 from .providers.select import media_provider, plan_provider
+from .receipts import receipt_key, write_receipt
 from .recipes import Recipe
+from .tasknames import task_name
 from .verify import audio_verifier, image_verifier, video_verifier
 
 log = logging.getLogger("adspec.build")
@@ -42,7 +46,7 @@ class Context:
     @cached_property
     def cache(self) -> RequestCache:
         """Opened (created if need be) on first use: `adspec estimate` never opens it."""
-        return open_cache(self.settings.cache_dir)
+        return open_cache(self.settings.cache_dir, self.settings.remote_cache, self.settings.remote_endpoint)
 
     def cache_for_reading(self) -> "RequestCache | CacheView":
         """The cache as a reader that writes nothing sees it: the open cache when this process
@@ -70,48 +74,12 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def write_receipt(artifact: Path, recipe: Recipe, fetched: Fetched, task: str | None = None) -> None:
-    """Provenance beside the artifact: what it was made from, by whom, at what cost.
-
-    `cost_usd` is what the request cost when it was paid (for a cache hit: what this build was
-    saved); `run` is the doit run that wrote the receipt (see adspec.cost.run_id)."""
-    from .cost import run_id
-
-    write_json_atomic(
-        receipt_path(artifact),
-        {
-            "artifact": artifact.name,
-            "task": task,
-            "sha256": sha256_file(artifact),
-            "key": recipe.key,
-            "recipe": recipe.identity(),
-            "job_id": fetched.entry.job_id,
-            "cost_usd": fetched.entry.cost_usd,
-            "cache_hit": fetched.hit,
-            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(fetched.entry.created_at)),
-            "generation_seconds": fetched.entry.seconds,
-            "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "run": run_id(),
-        },
-    )
-
-
 def paid_fetch(ctx: Context, recipe: Recipe, run: Any, verify: Any, *, suffix: str, label: str, ad: str,
                task: str) -> Fetched:
     """`ctx.cache.fetch` with the run's budget in front of the provider (reserve the price before
     a paid call, settle after) and the provider's waits reported to status.json and the reporter."""
-    from .cost import guarded
-    from .progress import on_progress
-
     return ctx.cache.fetch(recipe, guarded(run, label), verify, suffix=suffix, label=label,
                            on_progress=on_progress(ad, task))
-
-
-def receipt_key(artifact: Path) -> str | None:
-    try:
-        return read_json(receipt_path(artifact)).get("key")
-    except (OSError, ValueError):
-        return None
 
 
 # ---- recipes of the paid steps (pure given the files on disk) -------------------------------------
@@ -140,7 +108,8 @@ def is_current(artifact: str, kind: str, ad: str, *args: Any) -> bool:
     if not path.exists():
         return False
     ctx = context()
-    recipe_of = {"storyboard": storyboard_recipe, "chunk": chunk_recipe, "music": music_recipe}[kind]
+    recipes: dict[str, Callable[..., Recipe]] = {"storyboard": storyboard_recipe, "chunk": chunk_recipe, "music": music_recipe}
+    recipe_of = recipes[kind]
     try:
         return receipt_key(path) == recipe_of(ctx, ad, *args).key
     except (OSError, ValueError, KeyError):
@@ -156,7 +125,7 @@ def make_storyboard(ad: str, beat_id: str) -> None:
     beat = read_json(paths.beat_inputs(beat_id))
     recipe = ctx.media.image_recipe(image_request(ad, beat))
     what = f"{ad}/{beat_id} storyboard ({beat['image_model']})"
-    task = f"storyboard:{ad}/{beat_id}"
+    task = task_name("storyboard", ad, beat_id)
     fetched = paid_fetch(ctx, recipe, ctx.media.run, image_verifier(what), suffix=".img", label=what, ad=ad, task=task)
     target = paths.storyboard(beat_id)
     media.normalise_image(fetched.path, target, beat["width"], beat["height"])
@@ -170,7 +139,7 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     recipe = ctx.media.video_recipe(video_request(ad, beat, index, paths))
     seconds = beat["clips"][index]
     what = f"{ad}/{beat_id} chunk {index} ({beat['video_model']})"
-    task = f"chunk:{ad}/{beat_id}/{index}"
+    task = task_name("chunk", ad, beat_id, index)
     fetched = paid_fetch(ctx, recipe, ctx.media.run, video_verifier(what, seconds), suffix=".mp4", label=what,
                          ad=ad, task=task)
     target = paths.chunk(beat_id, index)
@@ -185,8 +154,6 @@ def place_chunk(src: Path, target: Path, beat: dict[str, Any], index: int) -> No
     continuation's first frame exactly as the build would)."""
     # made stitch-ready here (copied if it already is): a live clip is re-encoded once, to the
     # part the beat uses, while other chunks are still being generated, not by every stitch
-    from .adplan import FPS
-
     seconds = beat["clips"][index]
     used = min(seconds, beat["duration"] - sum(beat["clips"][:index]))
     media.conform_clip(src, target, width=beat["width"], height=beat["height"], fps=FPS, seconds=used,
@@ -200,10 +167,10 @@ def make_music(ad: str) -> None:
     recipe = ctx.media.music_recipe(music_request(ad, inputs))
     what = f"{ad} music ({inputs['model']})"
     fetched = paid_fetch(ctx, recipe, ctx.media.run, audio_verifier(what, inputs["seconds"]), suffix=".wav",
-                         label=what, ad=ad, task=f"music:{ad}")
+                         label=what, ad=ad, task=task_name("music", ad))
     with atomic_path(paths.music) as tmp:
         shutil.copyfile(fetched.path, tmp)
-    write_receipt(paths.music, recipe, fetched, f"music:{ad}")
+    write_receipt(paths.music, recipe, fetched, task_name("music", ad))
 
 
 def make_stitch(ad: str) -> None:

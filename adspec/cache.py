@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -28,17 +27,20 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import diskcache
 
+from .cache_entry import Entry
 from .errors import AdspecError, BadOutputError, CacheError, ProviderError
+from .file_locks import locked
 from .fsutil import atomic_path
 from .hashing import canonical_json, sha256_file
 from .providers.base import RunResult
 from .recipes import Recipe
+from .remote import open_remote
 
 log = logging.getLogger("adspec.cache")
 
@@ -51,27 +53,6 @@ _CHECK = "check"  # a digest of the rest of an entry's record: an edited record 
 # what unpickling a value edited behind our back raises
 _UNPICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
                     KeyError, UnicodeDecodeError, MemoryError)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """What the cache knows about one paid (or free) request that completed."""
-
-    key: str
-    sha256: str
-    size: int
-    provider: str
-    kind: str
-    model: str
-    job_id: str | None
-    cost_usd: float
-    created_at: float
-    seconds: float
-    suffix: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -97,7 +78,7 @@ class DurableJob:
         sent_at = pending.get("time")
         self.sent_at: float | None = float(sent_at) if self.sent_before and isinstance(sent_at, (int, float)) else None
         # what outlives one prediction: the corrupt-output rule's record
-        self._history = {k: pending[k] for k in ("corrupt_retries", "corrupt") if k in pending}
+        self._history: dict[str, Any] = {k: pending[k] for k in ("corrupt_retries", "corrupt") if k in pending}
         self._first_send: float | None = None
 
     def sending(self) -> None:
@@ -333,10 +314,8 @@ class RequestCache:
         id, a "create was sent" mark, a corrupt-output record). The blob stays (gc removes it).
         The next request of `key` creates anew and pays. True if anything was dropped."""
         with self.claim(key):
-            had = self._db.get(_ENTRY + key) is not None or self.pending(key) is not None
-            self._db.delete(_ENTRY + key)
-            self._clear_pending(key)
-        return had
+            entry, pending = self.drop_records(key)
+        return entry is not None or pending is not None
 
     def entries(self) -> Iterator[Entry]:
         for k in self._db.iterkeys():
@@ -386,7 +365,7 @@ class RequestCache:
     @contextmanager
     def claim(self, key: str) -> Iterator[None]:
         """Hold the key: one caller at a time, across threads and processes."""
-        with _locked(self.lock_dir / f"{key}.lock", wait=True):
+        with locked(self.lock_dir / f"{key}.lock", wait=True):
             yield
 
     # ---- seeing and clearing records (`adspec cache show/forget/gc`) -----------------------------
@@ -394,7 +373,7 @@ class RequestCache:
     @contextmanager
     def try_claim(self, key: str) -> Iterator[bool]:
         """Hold the key if nobody does (True), else yield False at once: a running build has it."""
-        with _locked(self.lock_dir / f"{key}.lock", wait=False) as held:
+        with locked(self.lock_dir / f"{key}.lock", wait=False) as held:
             yield held
 
     def drop_records(self, key: str) -> tuple[Entry | None, dict[str, Any] | None]:
@@ -411,7 +390,7 @@ class RequestCache:
         """Remove the key's lock file when nobody holds it and no request is pending; `claim`
         notices a lock file unlinked under it and takes the new one, so two holders never meet."""
         path = self.lock_dir / f"{key}.lock"
-        with _locked(path, wait=False, create=False) as held:
+        with locked(path, wait=False, create=False) as held:
             if not held or self.pending(key) is not None:
                 return False
             path.unlink(missing_ok=True)
@@ -513,7 +492,8 @@ class RequestCache:
         `adspec cache forget KEY`."""
         key = recipe.key
         pending = self.pending(key) or {}
-        seen = pending.get("bad_output") if isinstance(pending.get("bad_output"), dict) else {}
+        raw_seen = pending.get("bad_output")
+        seen: dict[str, Any] = raw_seen if isinstance(raw_seen, dict) else {}
         retries = int(pending.get("corrupt_retries") or 0)
         what = error.one_line()
         if not (seen.get("job_id") == job_id and seen.get("sha256") == sha):
@@ -616,51 +596,16 @@ class RequestCache:
         return [json.loads(x) for x in lines if x.strip()]
 
 
-@contextmanager
-def _locked(path: Path, *, wait: bool, create: bool = True) -> Iterator[bool]:
-    """flock `path` (exclusive); yields whether it is held. The lock counts only while `path`
-    still names the locked file: a lock file removed by `adspec cache gc` between our open and our
-    flock is let go and the new one taken, so two holders never hold different files."""
-    while True:
-        try:
-            fh = open(path, "a+b") if create else open(path, "rb")
-        except FileNotFoundError:
-            if create:
-                raise
-            yield False
-            return
-        with fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                try:
-                    same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
-                except FileNotFoundError:
-                    same = False
-                if same:
-                    yield True
-                    return
-                if not create:
-                    yield False
-                    return
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 _caches: dict[Path, RequestCache] = {}
 _caches_lock = threading.Lock()
 
 
-def open_cache(root: str | Path) -> RequestCache:
-    """One RequestCache per folder per process (diskcache handles are thread-safe)."""
+def open_cache(root: str | Path, remote_url: str | None = None, remote_endpoint: str | None = None) -> RequestCache:
+    """One RequestCache per folder per process (diskcache handles are thread-safe), sharing with
+    the remote cache at `remote_url` (ADSPEC_REMOTE_CACHE) when one is given."""
     root = Path(root).absolute()
     with _caches_lock:
         cache = _caches.get(root)
         if cache is None:
-            from .remote import from_env
-
-            cache = _caches[root] = RequestCache(root, remote=from_env())
+            cache = _caches[root] = RequestCache(root, remote=open_remote(remote_url, remote_endpoint))
         return cache

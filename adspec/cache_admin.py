@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .cache import Entry, RequestCache, describe_pending
+from .cache import RequestCache, describe_pending
+from .cache_entry import Entry
 from .cache_view import CacheView
-from .cost import fmt_usd
 from .errors import CacheError
 from .hashing import sha256_file
+from .money import fmt_usd
 
 __all__ = ["usage", "render_usage", "collect", "render_gc", "show", "render_show", "forget", "resolve_key",
            "DEFAULT_MAX_AGE_DAYS"]

@@ -30,14 +30,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-KINDS = ("plan", "storyboard", "chunk", "music", "stitch", "mix")
-
-
-def ad_of_task(task_name: str, ads: set[str]) -> str | None:
-    """The ad a task belongs to: `chunk:<ad>/<beat>/<k>` -> <ad>; the alias `<ad>` -> <ad>."""
-    head, sep, rest = task_name.partition(":")
-    candidate = rest.split("/", 1)[0] if sep else task_name
-    return candidate if candidate in ads else None
+from .ads import choose_ads
+from .config import load_settings
+from .dodo_support import creators_from_env, doit_config
+from .fsutil import write_text_atomic
+from .paths import AdPaths
+from .shard import parse_shard
+from .tasknames import ad_of_task, alias_target
 
 
 def _first_line(text: str) -> str:
@@ -93,7 +92,7 @@ def summarize(ads: list[tuple[str, Path]], records: dict[str, dict[str, Any]] | 
         failures = [(t, r) for t, r in tasks if r.get("result") == "fail"]
         # the root cause, not the tasks that only waited on it
         root = [(t, r) for t, r in failures if r.get("kind") != "UnmetDependency"] or failures
-        final = build_dir / ad / "final.mp4"
+        final = AdPaths.of(build_dir, ad).final
         error = failed_task = None
         if root:
             failed_task, rec = root[0]
@@ -118,28 +117,19 @@ def summarize(ads: list[tuple[str, Path]], records: dict[str, dict[str, Any]] | 
 def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out: TextIO | None = None,
               err: TextIO | None = None) -> int:
     """`adspec build`: returns the exit code (0: every ad built; 1: any ad failed)."""
-    from .config import load_settings
-    from .shard import ENV as SHARD_ENV
-    from .shard import parse_shard, take
-    from .variants import list_ads, select_ads
-
     out = out or sys.stdout
     err = err or sys.stderr
     started = time.time()
     settings = load_settings()
-    shard = parse_shard(os.environ.get(SHARD_ENV))
-    wanted = select_ads(list(names), settings.specs_dir)  # SpecError for an unknown name
-    in_shard = {a for a, _ in take(*list_ads(settings.specs_dir), shard)[0]}
-    selected = [(a, p) for a, p in wanted if a in in_shard]
+    selected = choose_ads(settings.specs_dir, tuple(names), settings.shard)[0]  # SpecError for an unknown name
+    shard = parse_shard(settings.shard)
     ledger_before = len(_ledger_lines(settings.cache_dir))
 
     code = 0
     records: dict[str, dict[str, Any]] | None = {}
     note = None
     if selected:
-        from .graph import _RESERVED
-
-        targets = [] if not names else [a if a not in _RESERVED else f"mix:{a}" for a, _ in selected]
+        targets = [] if not names else [alias_target(a) for a, _ in selected]
         doit_args = ["run", "--continue"]
         if jobs > 1:
             doit_args += ["-n", str(jobs), "-P", "thread"]
@@ -194,7 +184,7 @@ def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out
         out.write(json.dumps(summary, indent=2) + "\n")
     else:
         where = f" (shard {summary['shard']})" if shard else ""
-        t = summary["totals"]
+        t: dict[str, Any] = summary["totals"]  # type: ignore[assignment]
         out.write(f"adspec build{where}: {t['ok']} of {t['ads']} ads built, {t['failed']} failed\n")
         for r in rows:
             detail = r["final"] if r["status"] == "ok" else r["error"]
@@ -209,7 +199,7 @@ def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out
 def _recording(base: type) -> type:
     """A subclass of doit reporter `base` that also records each task's outcome."""
 
-    class Recording(base):  # type: ignore[misc, valid-type]
+    class Recording(base):
         record_path: str = ""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -244,8 +234,6 @@ def _recording(base: type) -> type:
             try:
                 super().complete_run()
             finally:
-                from .fsutil import write_text_atomic
-
                 write_text_atomic(Path(self.record_path), json.dumps(self._adspec_results))
 
     return Recording
@@ -254,23 +242,25 @@ def _recording(base: type) -> type:
 def _child(argv: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
-    from doit.reporter import ConsoleReporter, ExecutedOnlyReporter, JsonReporter, ZeroReporter
+    from doit.reporter import (
+        ConsoleReporter,
+        ExecutedOnlyReporter,
+        JsonReporter,
+        ZeroReporter,
+    )
 
     record_path = argv[0]
     doit_args = argv[argv.index("--") + 1:] if "--" in argv else argv[1:]
-    sys.argv = ["adspec-build", *doit_args]  # dodo_support reads the doit command from argv
-    from .dodo_support import creators_from_env, doit_config
-
     config = dict(doit_config())
     base = config.get("reporter") or ConsoleReporter
     if isinstance(base, str):
         base = {"console": ConsoleReporter, "executed-only": ExecutedOnlyReporter, "json": JsonReporter,
                 "zero": ZeroReporter}.get(base, ConsoleReporter)
-    reporter = _recording(base)
+    reporter: Any = _recording(base)
     reporter.record_path = record_path
     config["reporter"] = reporter
     config["continue"] = True
-    namespace: dict[str, Any] = {"DOIT_CONFIG": config, **creators_from_env()}
+    namespace: dict[str, Any] = {"DOIT_CONFIG": config, **creators_from_env(doit_args)}
     return DoitMain(ModuleTaskLoader(namespace)).run(doit_args)
 
 

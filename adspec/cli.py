@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import load_settings
-from .errors import AdspecError
+from .errors import error_line
+
+# Each command imports what it needs when it runs (start-up time: `adspec status` loads no provider).
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -20,9 +22,9 @@ EXIT_USAGE = 2
 def _specs_for(names: Sequence[str]) -> list[tuple[str, Path]]:
     """(ad, spec file) of the ads named, variants expanded (a spec with variants names them all);
     every ad when none is named. SpecError for a name that is no ad."""
-    from .variants import select_ads
+    from .ads import choose_ads
 
-    return select_ads(list(names), load_settings().specs_dir)
+    return choose_ads(load_settings().specs_dir, tuple(names))[0]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -39,12 +41,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .planning import plan_ad
-    from .variants import beats_path_of
+    from .ads import resolve_ad
+    from .plan_step import plan_ad
 
     for ad, spec_path in _specs_for(args.names):
         plan = plan_ad(ad, spec_path, force=args.force)
-        beats = beats_path_of(ad, spec_path) if "@" in ad else spec_path.with_name(ad + ".beats.yaml")
+        beats = resolve_ad(ad, spec_path).beats_path
         print(f"{ad}: {len(plan.beats)} beats, {plan.duration} s -> {beats}")
     return 0
 
@@ -90,21 +92,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _build_ads(names: Sequence[str]) -> list[tuple[str, Path]]:
     """The ads `doit` would build (variants expanded, ADSPEC_SHARD applied), or the named ones
     (an ad, or a spec name standing for all its variants)."""
-    from .errors import SpecError
-    from .shard import ads_from_env
+    from .ads import choose_ads
 
     settings = load_settings()
-    ads, groups = ads_from_env(settings.specs_dir)
-    if not names:
-        return list(ads)
-    known = dict(ads)
-    wanted: list[str] = []
-    for n in names:
-        members = [n] if n in known else list((groups or {}).get(n, []))
-        if not members:
-            raise SpecError(settings.specs_dir, None, None, f"no ad named {n} (known: {', '.join(sorted(known)) or 'none'})")
-        wanted += [m for m in members if m not in wanted]
-    return [(n, known[n]) for n in wanted]
+    return choose_ads(settings.specs_dir, tuple(names), settings.shard)[0]
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -235,8 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except AdspecError as e:
-        print(e.one_line(), file=sys.stderr)
+    except Exception as e:  # the one line of adspec.errors.error_line; a bug keeps its traceback
+        line = error_line(e)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("adspec: interrupted", file=sys.stderr)

@@ -1,4 +1,6 @@
-"""Settings from the environment: folders, backend, budget. Read in one place."""
+"""Settings: every ADSPEC_* variable (and whether the providers' keys are set), read here only and
+passed down as one value. The keys themselves stay in the environment, where the provider clients
+read them: a secret never travels through adspec's own values."""
 
 from __future__ import annotations
 
@@ -22,6 +24,13 @@ class Settings:
     has_openai_key: bool
     has_replicate_token: bool
     budget_usd: float
+    shard: str | None = None  # ADSPEC_SHARD, `i/n` (parsed by adspec.shard where ads are chosen)
+    progress: str = "auto"  # ADSPEC_PROGRESS: plain | live | auto (live on a terminal)
+    wait_notice_s: float = 10.0  # ADSPEC_WAIT_NOTICE: a provider wait this long gets a line (plain mode)
+    ffmpeg: str | None = None  # ADSPEC_FFMPEG: the ffmpeg binary
+    replicate_timeout_s: float = 1800.0  # ADSPEC_REPLICATE_TIMEOUT: the longest wait for one prediction
+    remote_cache: str | None = None  # ADSPEC_REMOTE_CACHE: s3://bucket/prefix (adspec.remote)
+    remote_endpoint: str | None = None  # ADSPEC_REMOTE_ENDPOINT: an S3-compatible server
 
     @property
     def live_planner(self) -> bool:
@@ -45,4 +54,11 @@ def load_settings(env: Mapping[str, str] | None = None, root: Path | None = None
         has_openai_key=bool(env.get("OPENAI_API_KEY")),
         has_replicate_token=bool(env.get("REPLICATE_API_TOKEN")),
         budget_usd=float(env.get("ADSPEC_BUDGET_USD", "5.00")),
+        shard=env.get("ADSPEC_SHARD"),
+        progress=env.get("ADSPEC_PROGRESS", "auto").strip().lower(),
+        wait_notice_s=float(env.get("ADSPEC_WAIT_NOTICE", "10") or 10),
+        ffmpeg=env.get("ADSPEC_FFMPEG") or None,
+        replicate_timeout_s=float(env.get("ADSPEC_REPLICATE_TIMEOUT", "1800")),
+        remote_cache=(env.get("ADSPEC_REMOTE_CACHE") or "").strip() or None,
+        remote_endpoint=(env.get("ADSPEC_REMOTE_ENDPOINT") or "").strip() or None,
     )

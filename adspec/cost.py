@@ -13,7 +13,6 @@ the per-run budget (ADSPEC_BUDGET_USD).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -24,29 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .config import load_settings
 from .errors import BudgetError
+from .file_locks import exclusive
 from .fsutil import write_json_atomic
-from .paths import AdPaths, receipt_path
+from .money import fmt_usd, usd
+from .paths import AdPaths, receipt_path, runs_dir
+from .plan_file import load_plan
+from .receipts import read_receipt
 from .recipes import Recipe
-
-PHASES = ("plan", "storyboard", "chunks", "music")
-PHASE_OF_KIND = {"plan": "plan", "image": "storyboard", "video": "chunks", "music": "music"}
-RUN_ID_ENV = "ADSPEC_RUN_ID"
-
-
-def usd(x: float) -> float:
-    """Money as stored: rounded to a millionth of a dollar."""
-    return round(float(x) + 0.0, 6)
-
-
-def fmt_usd(x: float) -> str:
-    x = float(x)
-    if x == 0:
-        return "$0.00"
-    if abs(x) < 0.01:
-        return f"${x:.4f}"
-    return f"${x:.2f}" if abs(x) >= 1 else f"${x:.3f}"
-
+from .registry import load_registry, planner_price, price_for
+from .runs import run_id
+from .status import ad_lock
+from .tasknames import PAID_PHASES, task_name
 
 # ---- prices -----------------------------------------------------------------------------------
 
@@ -84,8 +73,6 @@ _PLAN_TOKENS_BASE = 60
 def planner_estimate(recipe: Recipe) -> Price:
     """A chat completion's price before it is made: the prompt's tokens (about 4 characters
     each) and a reply of about 90 tokens per beat (one beat per ~5 s)."""
-    from .registry import planner_price
-
     sent = {k: v for k, v in recipe.params.items() if k != "check"}
     prompt_tokens = math.ceil(len(json.dumps(sent, ensure_ascii=False)) / 4)
     duration = int((recipe.params.get("check") or {}).get("duration") or 30)
@@ -96,8 +83,6 @@ def planner_estimate(recipe: Recipe) -> Price:
 
 def recipe_price(recipe: Recipe) -> Price:
     """What running `recipe` would cost, from the registry's price rule."""
-    from .registry import load_registry, price_for
-
     if recipe.provider == "offline":
         return Price(0.0, True, "offline (free)")
     if recipe.kind == "plan":
@@ -132,27 +117,26 @@ def read_json(path: Path) -> Any:
 def ad_artifacts(build_dir: Path, ad: str) -> list[dict[str, Any]]:
     """The paid artifacts of the ad's current plan, in order: target, phase, path (relative to
     build/<ad>), and the receipt when the artifact exists."""
-    from .graph import load_plan
-
     paths = AdPaths.of(build_dir, ad)
     out: list[dict[str, Any]] = []
 
     def add(target: str, phase: str, path: Path, **extra: Any) -> None:
-        receipt = read_json(receipt_path(path)) if path.exists() else None
+        found = read_receipt(path) if path.exists() else None
+        receipt = found.to_json() if found is not None else None
         out.append({"target": target, "phase": phase, "path": str(path.relative_to(paths.root)),
                     "exists": path.exists(), "receipt": receipt, **extra})
 
     if paths.plan.exists() and receipt_path(paths.plan).exists():
-        add(f"plan:{ad}", "plan", paths.plan)
+        add(task_name("plan", ad), "plan", paths.plan)
     plan = load_plan(paths)
     if plan is None:
         return out
     for beat in plan.beats:
-        add(f"storyboard:{ad}/{beat.id}", "storyboard", paths.storyboard(beat.id), beat=beat.id)
+        add(task_name("storyboard", ad, beat.id), "storyboard", paths.storyboard(beat.id), beat=beat.id)
         for k in range(beat.chunk_count):
-            add(f"chunk:{ad}/{beat.id}/{k}", "chunks", paths.chunk(beat.id, k), beat=beat.id, index=k)
+            add(task_name("chunk", ad, beat.id, k), "chunks", paths.chunk(beat.id, k), beat=beat.id, index=k)
     if not plan.native_audio:
-        add(f"music:{ad}", "music", paths.music)
+        add(task_name("music", ad), "music", paths.music)
     return out
 
 
@@ -180,7 +164,7 @@ def ad_cost(build_dir: Path, ad: str) -> dict[str, Any]:
             "job_id": r.get("job_id"), "key": r.get("key"), "generated_at": r.get("generated_at"),
         })
     phases = {}
-    for phase in PHASES:
+    for phase in PAID_PHASES:
         mine = [i for i in items if i["phase"] == phase]
         phases[phase] = {**_totals(mine), "requests": len(mine), "from_cache": sum(1 for i in mine if i["cache_hit"])}
     return {"ad": ad, "currency": "USD", **_totals(items), "phases": phases, "items": items, "not_built": missing}
@@ -188,37 +172,21 @@ def ad_cost(build_dir: Path, ad: str) -> dict[str, Any]:
 
 def write_cost(build_dir: Path, ad: str, last_run: dict[str, Any] | None = None) -> dict[str, Any]:
     """Recompute build/<ad>/cost.json from the receipts (keeping or replacing `last_run`)."""
-    from .status import ad_lock
-
     paths = AdPaths.of(build_dir, ad)
     if not paths.root.exists():
         return {}
     with ad_lock(paths.root):
         data = ad_cost(build_dir, ad)
-        old = read_json(paths.root / "cost.json") or {}
+        old = read_json(paths.cost) or {}
         run = last_run if last_run is not None else old.get("last_run")
         if run is not None:
             data["last_run"] = run
         data["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write_json_atomic(paths.root / "cost.json", data)
+        write_json_atomic(paths.cost, data)
     return data
 
 
 # ---- the budget of one run --------------------------------------------------------------------
-
-
-def run_id() -> str:
-    """The id of this `doit` run: set by dodo.py for the run (inherited by worker processes);
-    a process outside a doit run is a run of its own."""
-    rid = os.environ.get(RUN_ID_ENV)
-    if not rid:
-        rid = os.environ[RUN_ID_ENV] = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    return rid
-
-
-def new_run_id() -> str:
-    os.environ.pop(RUN_ID_ENV, None)
-    return run_id()
 
 
 def raise_hint(needed: float) -> str:
@@ -231,21 +199,16 @@ class RunBudget:
     def __init__(self, build_dir: Path, cap: float, rid: str | None = None):
         self.cap = float(cap)
         self.rid = rid or run_id()
-        self.dir = Path(build_dir) / ".adspec" / "runs"
+        self.dir = runs_dir(build_dir)
         self.path = self.dir / f"{self.rid}.json"
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a+b") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                state = read_json(self.path) or {"run": self.rid, "cap_usd": self.cap, "spent_usd": 0.0,
-                                                  "reserved": {}, "calls": 0}
-                yield state
-                write_json_atomic(self.path, state)
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with exclusive(self.path.with_suffix(".lock")):
+            state = read_json(self.path) or {"run": self.rid, "cap_usd": self.cap, "spent_usd": 0.0,
+                                              "reserved": {}, "calls": 0}
+            yield state
+            write_json_atomic(self.path, state)
 
     def state(self) -> dict[str, Any]:
         return read_json(self.path) or {"spent_usd": 0.0, "reserved": {}}
@@ -279,7 +242,7 @@ class RunBudget:
 
     @staticmethod
     def prune(build_dir: Path, older_than_s: float = 86400) -> None:
-        d = Path(build_dir) / ".adspec" / "runs"
+        d = runs_dir(build_dir)
         now = time.time()
         for p in d.glob("*") if d.exists() else []:
             try:
@@ -307,8 +270,6 @@ def guarded(run: Callable[..., Any], label: str) -> Callable[..., Any]:
         price = recipe_price(recipe)
         if price.usd <= 0:
             return run(recipe, job, out)
-        from .config import load_settings
-
         settings = load_settings()
         budget = RunBudget(settings.build_dir, settings.budget_usd)
         token = f"{recipe.key}:{uuid.uuid4().hex[:8]}"

@@ -7,18 +7,21 @@ import os
 import sqlite3
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .ads import choose_ads
 from .config import load_settings
+from .cost import RunBudget
+from .errors import error_line
 from .fsutil import sweep_leftovers
 from .graph import task_creators
-from .loader import ad_name, find_specs
+from .progress import AdspecReporter
+from .runs import new_run_id
+from .tasknames import split_task
 
 
 def doit_config() -> dict[str, Any]:
-    from .cost import RunBudget, new_run_id
-    from .progress import AdspecReporter
-
     settings = load_settings()
     try:
         settings.build_dir.mkdir(parents=True, exist_ok=True)
@@ -61,20 +64,36 @@ def doit_command(argv: Sequence[str]) -> str:
     return args[0] if args and args[0] in commands else "run"
 
 
-def creators_from_env() -> dict[str, Callable[..., Any]]:
-    from .errors import AdspecError
-    from .shard import ads_from_env
+def asked_ads(argv: Sequence[str], ads: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """The ads a `doit` command line asks for (all when it names none of theirs)."""
+    names = {a for a, _ in ads}
+    wanted: set[str] = set()
+    for arg in argv:
+        parts = split_task(arg)
+        if parts is not None and parts[1] in names:
+            wanted.add(parts[1])
+        elif arg in names:
+            wanted.add(arg)
+    return [(a, p) for a, p in ads if a in wanted] or list(ads)
 
+
+def creators_from_env(argv: Sequence[str] | None = None) -> dict[str, Callable[..., Any]]:
+    """The task creators for the doit command line `argv` (default: this process's): every ad
+    (variants expanded, ADSPEC_SHARD applied); the budget covers the ads the command asks for."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     settings = load_settings()
     # temp files of a run killed mid-write (their writer is gone): never ads, never targets
     sweep_leftovers(settings.specs_dir)
     sweep_leftovers(settings.build_dir, recursive=True)
     try:  # every ad, variants expanded (adspec.variants), limited to ADSPEC_SHARD (adspec.shard)
-        ads, groups = ads_from_env(settings.specs_dir)
-    except AdspecError as e:  # one line, not doit's traceback of the dodo file
-        raise SystemExit(f"adspec: {e.one_line()}") from None
-    running = doit_command(sys.argv[1:]) == "run"
-    creators = task_creators(ads, settings.build_dir, running=running, groups=groups)
+        ads, groups = choose_ads(settings.specs_dir, shard=settings.shard)
+    except Exception as e:  # one line, not doit's traceback of the dodo file (bugs keep theirs)
+        line = error_line(e)
+        if line is None:
+            raise
+        raise SystemExit(f"adspec: {line}") from None
+    running = doit_command(argv) == "run"
+    creators = task_creators(ads, settings.build_dir, running=running, groups=groups, asked=asked_ads(argv, ads))
     creators["task_zz_run"] = _guarding_state_db(creators["task_zz_run"])
     return creators
 
@@ -98,7 +117,7 @@ def guard_state_db() -> None:
     next run rebuilds what is missing, and what was paid for is served by the cache."""
     from doit.globals import Globals
 
-    backend = getattr(Globals.dep_manager, "backend", None)
+    backend: Any = getattr(Globals.dep_manager, "backend", None)
     dump = getattr(backend, "dump", None)
     if dump is None or getattr(dump, "adspec_guarded", False):
         return

@@ -1,8 +1,35 @@
-"""Typed errors. They carry facts; the CLI edge (adspec.cli / the doit reporter) turns them
-into one-line messages. Nothing here may contain a secret: messages are built from our own
-data, never from request headers or environment values."""
+"""Typed errors, and the one place an error becomes the line a user sees (`error_line`).
+
+The tree:
+
+    AdspecError                  anything adspec reports as one line, without a traceback
+    ├── SpecError                a spec or beat file is invalid: file, line, field
+    │   └── LibraryError         the beat library's own data (adspec.library)
+    ├── LockError                the beat file was edited by hand and the spec changed
+    ├── MediaError               ffmpeg failed, or an artifact is not the media it claims to be
+    ├── ProviderError            a provider call failed (retryable / resumable)
+    │   └── BadOutputError       a paid prediction served a file that is not media
+    ├── CacheError               the request cache or blob store cannot be used
+    ├── BudgetError              a run would spend more than ADSPEC_BUDGET_USD
+    ├── ShardError               ADSPEC_SHARD is not i/n
+    └── RemoteConfigError        ADSPEC_REMOTE_CACHE is malformed or cannot be used
+    OSError of the machine       disk full, read-only, no permission...: also one line
+    anything else                a bug: its traceback is shown
+
+`error_line` is used by every edge: the `adspec` commands, doit's task actions (adspec.graph)
+and the dodo file, so the same fault reads the same under `adspec plan`, `adspec build` and
+`doit`. Nothing here may contain a secret: messages are built from our own data, never from
+request headers or environment values.
+"""
 
 from __future__ import annotations
+
+import errno
+import os
+from os import PathLike
+from pathlib import Path
+
+from .config import load_settings
 
 
 class AdspecError(Exception):
@@ -15,7 +42,7 @@ class AdspecError(Exception):
 class SpecError(AdspecError):
     """A spec or beat file is invalid: names the file, the line and the field."""
 
-    def __init__(self, path: str, line: int | None, field: str | None, message: str):
+    def __init__(self, path: str | PathLike[str], line: int | None, field: str | None, message: str):
         self.path, self.line, self.field, self.message = str(path), line, field, message
         where = self.path if line is None else f"{self.path}:{line}"
         what = f"{field}: {message}" if field else message
@@ -70,3 +97,46 @@ class CacheError(AdspecError):
 
 class BudgetError(AdspecError):
     """A run would spend more than ADSPEC_BUDGET_USD."""
+
+
+class ShardError(AdspecError):
+    """ADSPEC_SHARD is not `i/n` with 1 <= i <= n."""
+
+
+class RemoteConfigError(AdspecError):
+    """ADSPEC_REMOTE_CACHE cannot be used (malformed, carries credentials, boto3 missing)."""
+
+
+#: OSErrors that are the machine's fault, not a bug: reported as one line
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                            errno.ENOTDIR, errno.EMFILE, errno.ENFILE, errno.EFBIG})
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError of the machine: the file, the reason, what to do."""
+    where = e.filename2 or e.filename
+    text = f"{where}: {e.strerror}" if where else f"{e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += " (free some space, then run doit again: nothing half-written is kept)"
+    return " ".join(text.split())
+
+
+def removed_meanwhile(e: OSError) -> bool:
+    """Whether a missing file is one of the build's own (under the build folder): something
+    removed it while the task ran. A missing file elsewhere is a bug and keeps its traceback."""
+    build = Path(load_settings().build_dir).absolute()
+    for name in (e.filename, e.filename2):
+        if name is not None and Path(os.fsdecode(name)).absolute().is_relative_to(build):
+            return True
+    return False
+
+
+def error_line(e: BaseException) -> str | None:
+    """The one line a user sees for `e`, or None when `e` is a bug (show its traceback)."""
+    if isinstance(e, AdspecError):
+        return e.one_line()
+    if isinstance(e, OSError) and e.errno in MACHINE_ERRNOS:
+        return os_error_line(e)
+    if isinstance(e, OSError) and e.errno == errno.ENOENT and removed_meanwhile(e):
+        return os_error_line(e) + " (removed during the run: `rm -rf build` or `doit clean`?); run doit again"
+    return None

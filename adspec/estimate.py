@@ -5,7 +5,7 @@ than the one the build would ask now), which of them the request cache already h
 the total. Nothing is written and no paid service is called.
 
 How the unknowns are handled:
-- The plan is made in memory (`planning.dry_plan`): inline beats and a kept beat file are exact;
+- The plan is made in memory (`plan_step.dry_plan`): inline beats and a kept beat file are exact;
   when the planner would run, a cached answer is used if there is one (exact); the offline
   planner is exact offline; a live planner that would be asked is priced from its prompt's size
   and the beats are the offline planner's stand-in plan (flagged: `exact: false`).
@@ -21,18 +21,24 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cost import fmt_usd, recipe_price, usd
+from . import media, plan_step
+from .actions import context, place_chunk
+from .config import load_settings
+from .cost import raise_hint, recipe_price
 from .errors import AdspecError, BudgetError
+from .hashing import canonical_json
+from .media_requests import image_request, music_request, video_request
+from .money import fmt_usd, usd
 from .paths import AdPaths
-
-ACTIONS = ("pay", "cache", "free")
-PHASE_ORDER = ("plan", "storyboard", "chunks", "music", "stitch", "mix", "report")
+from .plan_step import Decision
+from .receipts import receipt_key
+from .recipes import FileRef
+from .tasknames import PHASES, task_name
 
 
 @dataclass
@@ -68,7 +74,7 @@ class AdEstimate:
 
     def to_json(self) -> dict[str, Any]:
         phases = {}
-        for phase in PHASE_ORDER:
+        for phase in PHASES:
             mine = [i for i in self.items if i.phase == phase]
             phases[phase] = {
                 "usd": usd(sum(i.usd for i in mine if i.action == "pay")),
@@ -104,8 +110,6 @@ class RunEstimate:
 
 class _Estimator:
     def __init__(self, tmp: Path):
-        from .actions import context
-
         self.ctx = context()
         self.cache = self.ctx.cache_for_reading()  # estimate writes nothing, not even a new cache
         self.build_dir = self.ctx.settings.build_dir
@@ -118,8 +122,6 @@ class _Estimator:
         return self.tmp / f"derived-{self._n}{suffix}"
 
     def _state(self, recipe: Any, target: Path) -> str:
-        from .actions import receipt_key
-
         if target.exists() and receipt_key(target) == recipe.key:
             return "current"
         if recipe.key in self.made or self.cache.peek(recipe.key):
@@ -143,27 +145,24 @@ class _Estimator:
         self.made.add(recipe.key)
 
     def ad(self, ad: str, spec_path: Path) -> AdEstimate:
-        from . import planning
-        from .planning import Decision
-
         est = AdEstimate(ad)
         try:
-            dry = planning.dry_plan(ad, spec_path)
+            dry = plan_step.dry_plan(ad, spec_path)
         except AdspecError as e:
             est.error = e.one_line()
             return est
         plan, step = dry.plan, dry.step
         paths = AdPaths.of(self.build_dir, ad)
-        plan_current = planning.plan_is_current(ad, str(spec_path))
+        plan_current = plan_step.plan_is_current(ad, str(spec_path))
         if plan_current:
             est.up_to_date += 1
         elif step.decision is Decision.PLAN and step.recipe is not None:
             state = "cache" if dry.planner_cached or step.recipe.key in self.made else (
                 "pay" if recipe_price(step.recipe).usd > 0 else "free")
-            self._item(est, f"plan:{ad}", "plan", state, step.recipe,
+            self._item(est, task_name("plan", ad), "plan", state, step.recipe,
                        "the planner writes the beat file" if state != "cache" else "the planner's answer is cached")
         else:
-            est.items.append(Item(f"plan:{ad}", "plan", "free", note="resolve the plan files (no planner call)"))
+            est.items.append(Item(task_name("plan", ad), "plan", "free", note="resolve the plan files (no planner call)"))
         if dry.stand_in:
             est.notes.append("the live planner would write the beat file: the beats and chunks below are the offline "
                              "planner's plan standing in for it; the real ones are known once planned (`adspec plan`)")
@@ -173,23 +172,17 @@ class _Estimator:
             stale_chunks |= self._beat(est, ad, plan, beat, paths, exact_beats)
         music_stale = False
         if not plan.native_audio:
-            from .media_requests import music_request
-
             recipe = self.ctx.media.music_recipe(music_request(ad, plan.music_inputs()))
             state = self._state(recipe, paths.music)
             if state == "current":
                 est.up_to_date += 1
             else:
                 music_stale = True
-                self._item(est, f"music:{ad}", "music", state, recipe)
+                self._item(est, task_name("music", ad), "music", state, recipe)
         self._local(est, ad, plan, paths, stale_chunks, music_stale, plan_current)
         return est
 
     def _beat(self, est: AdEstimate, ad: str, plan: Any, beat: Any, paths: AdPaths, exact: bool) -> bool:
-        from . import media
-        from .media_requests import image_request, video_request
-        from .recipes import FileRef
-
         inputs = plan.beat_inputs(beat)
         sb = self.ctx.media.image_recipe(image_request(ad, inputs))
         target = paths.storyboard(beat.id)
@@ -200,7 +193,7 @@ class _Estimator:
             est.up_to_date += 1
             first = target
         else:
-            self._item(est, f"storyboard:{ad}/{beat.id}", "storyboard", state, sb, exact=exact)
+            self._item(est, task_name("storyboard", ad, beat.id), "storyboard", state, sb, exact=exact)
             blob = self._blob(sb.key) if state == "cache" else None
             if blob is not None:
                 first = media.normalise_image(blob, self._tmpfile(".png"), plan.width, plan.height)
@@ -224,7 +217,7 @@ class _Estimator:
                 est.up_to_date += 1
             else:
                 stale = True
-                self._item(est, f"chunk:{ad}/{beat.id}/{k}", "chunks", state, recipe, note, exact=exact)
+                self._item(est, task_name("chunk", ad, beat.id, k), "chunks", state, recipe, note, exact=exact)
             if k + 1 >= beat.chunk_count:
                 break
             symbol = f"last-frame-of:{recipe.key}"
@@ -232,8 +225,6 @@ class _Estimator:
             if state == "current":
                 first = last if last.exists() else media.last_frame(chunk, self._tmpfile(".png"))
             elif state == "cache" and first is not None:
-                from .actions import place_chunk
-
                 blob = self._blob(recipe.key)
                 if blob is not None:
                     placed = self._tmpfile(".mp4")
@@ -247,33 +238,29 @@ class _Estimator:
 
     def _local(self, est: AdEstimate, ad: str, plan: Any, paths: AdPaths, stale_chunks: bool, music_stale: bool,
                plan_current: bool) -> None:
-        from .hashing import canonical_json
-
         try:
             timeline_same = paths.timeline.read_text(encoding="utf-8") == canonical_json(plan.timeline()) + "\n"
         except OSError:
             timeline_same = False
         stitch = stale_chunks or not timeline_same or not paths.video.exists()
         if stitch:
-            est.items.append(Item(f"stitch:{ad}", "stitch", "free", note="local"))
+            est.items.append(Item(task_name("stitch", ad), "stitch", "free", note="local"))
         else:
             est.up_to_date += 1
         mix = stitch or music_stale or not paths.final.exists()
         if mix:
-            est.items.append(Item(f"mix:{ad}", "mix", "free", note="local"))
+            est.items.append(Item(task_name("mix", ad), "mix", "free", note="local"))
         else:
             est.up_to_date += 1
-        page = paths.root / "index.html"
+        page = paths.review_page
         if mix or not page.exists():
-            est.items.append(Item(f"report:{ad}", "report", "free", note="review page"))
+            est.items.append(Item(task_name("report", ad), "report", "free", note="review page"))
         else:
             est.up_to_date += 1
 
 
 def estimate(ads: Sequence[tuple[str, Path]]) -> RunEstimate:
     """The estimate of building `ads` now (in order: an earlier ad's requests are free for later ones)."""
-    from .config import load_settings
-
     settings = load_settings()
     tmp = Path(tempfile.mkdtemp(prefix="adspec-estimate-"))
     try:
@@ -327,42 +314,24 @@ def render_text(run: RunEstimate) -> str:
 _last: dict[str, Any] = {}
 
 
-def selected_ads(argv: Sequence[str], ads: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:
-    """The ads a `doit` command line asks for (all when it names none of theirs)."""
-    from .progress import split_task
-
-    names = {a for a, _ in ads}
-    wanted: set[str] = set()
-    for arg in argv:
-        parts = split_task(arg)
-        if parts is not None and parts[1] in names:
-            wanted.add(parts[1])
-        elif arg in names:
-            wanted.add(arg)
-    return [(a, p) for a, p in ads if a in wanted] or list(ads)
-
-
 def within_budget(ads: Sequence[tuple[str, Path]]) -> bool:
-    """doit `uptodate` of the `budget` task: true (nothing to do) when the run's estimate fits
+    """doit `uptodate` of the `budget` task (`ads`: the ones this doit command asks for): true
+    (nothing to do) when the run's estimate fits
     ADSPEC_BUDGET_USD; offline runs cost nothing and always fit."""
-    from .config import load_settings
-
     settings = load_settings()
     if not (settings.live_media or settings.live_planner):
         return True
-    run = estimate(selected_ads(sys.argv[1:], ads))
+    run = estimate(ads)
     _last["run"] = run
     return run.total_usd <= settings.budget_usd + 1e-9
 
 
 def budget_action(ads: Sequence[tuple[str, Path]]) -> None:
     """Runs only when the estimate is over the cap: stop the run before its first paid call."""
-    run = _last.get("run") or estimate(selected_ads(sys.argv[1:], ads))
+    run = _last.get("run") or estimate(ads)
     total = run.total_usd
     if total <= run.budget_usd + 1e-9:
         return
-    from .cost import raise_hint
-
     paid = sum(1 for a in run.ads for i in a.items if i.action == "pay")
     raise BudgetError(
         f"this run would pay {'about ' if not run.exact else ''}{fmt_usd(total)} for {paid} requests, "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 import uuid
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from typing import Any, Iterator
 
 __all__ = [
     "atomic_path", "temp_path_for", "write_bytes_atomic", "write_text_atomic", "write_json_atomic",
-    "write_if_changed", "copy_atomic", "is_leftover", "sweep_leftovers",
+    "write_if_changed", "is_leftover", "sweep_leftovers",
 ]
 
 #: a temp file of ours: `.<target>.tmp-<pid>-<8 hex>[.<ext>]`
@@ -93,11 +92,6 @@ def write_if_changed(target: str | Path, text: str) -> bool:
         pass
     write_text_atomic(target, text)
     return True
-
-
-def copy_atomic(src: str | Path, target: str | Path) -> None:
-    with atomic_path(target) as tmp:
-        shutil.copyfile(src, tmp)
 
 
 # ---- leftovers of killed runs -------------------------------------------------------------------

@@ -19,96 +19,51 @@ The render tasks exist only once the plan does: they are created after `plan:<ad
 
 from __future__ import annotations
 
-import errno
-import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from doit import create_after
+from doit.exceptions import TaskFailed
 
-from .adplan import AdPlan
-from .paths import AdPaths
+from . import actions, estimate, plan_step, report
+from .errors import error_line
+from .paths import AdPaths, build_index
+from .plan_file import AdPlan, load_plan
+from .tasknames import RESERVED, task_name
 
 TaskDict = dict[str, Any]
 
 # doit commands and our task kinds: an ad of one of these names gets no alias task.
-_RESERVED = {"plan", "storyboard", "chunk", "music", "stitch", "mix", "report", "budget", "list", "clean", "info",
-             "forget", "ignore", "help", "run", "auto", "dumpdb", "strace", "reset-dep", "tabcompletion"}
-
-
 class Reported:
-    """A task action whose AdspecError becomes doit's TaskFailed with one line: the error's
-    message, not a traceback (bugs still show theirs)."""
+    """A task action whose error becomes doit's TaskFailed with the one line of
+    adspec.errors.error_line, not a traceback (bugs still show theirs)."""
 
     def __init__(self, func: Callable[..., Any]):
         self.func = func
         self.__name__ = getattr(func, "__name__", "action")
 
     def __call__(self, *args: Any) -> Any:
-        from doit.exceptions import TaskFailed
-
-        from .errors import AdspecError
-
         try:
             return self.func(*args)
-        except AdspecError as e:
-            return TaskFailed(e.one_line())
-        except OSError as e:  # the machine's fault (disk full, read-only, no permission), not a bug
-            if e.errno == errno.ENOENT and removed_meanwhile(e):
-                return TaskFailed(os_error_line(e) + " (removed during the run: `rm -rf build` or `doit clean`?); "
-                                                     "run doit again")
-            if e.errno not in _ENVIRONMENT_ERRNOS:
+        except Exception as e:
+            line = error_line(e)
+            if line is None:  # a bug: doit shows its traceback
                 raise
-            return TaskFailed(os_error_line(e))
+            return TaskFailed(line)
 
     def __repr__(self) -> str:
         return f"adspec.{self.__name__}"
 
 
-_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTDIR,
-                       errno.EMFILE, errno.ENFILE, errno.EFBIG}
-
-
-def removed_meanwhile(e: OSError) -> bool:
-    """Whether a missing file is one of the build's own (under the build folder): something
-    removed it while the task ran. A missing file elsewhere is a bug and keeps its traceback."""
-    from .config import load_settings
-
-    build = Path(load_settings().build_dir).absolute()
-    for name in (e.filename, e.filename2):
-        if name is not None and Path(os.fsdecode(name)).absolute().is_relative_to(build):
-            return True
-    return False
-
-
-def os_error_line(e: OSError) -> str:
-    """One line for an OSError of the machine: the file, the reason, what to do."""
-    where = e.filename2 or e.filename
-    text = f"{where}: {e.strerror}" if where else f"{e.strerror or e}"
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        text += " (free some space, then run doit again: nothing half-written is kept)"
-    return " ".join(text.split())
-
-
-def load_plan(paths: AdPaths) -> AdPlan | None:
-    try:
-        return AdPlan.from_json(json.loads(paths.plan.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def plan_task(ad: str, spec_path: Path, build_dir: Path) -> TaskDict:
-    from . import planning
-
     paths = AdPaths.of(build_dir, ad)
     return {
         "name": ad,
         "doc": f"plan {ad}: spec -> beat file -> build/{ad}/plan.json",
-        "actions": [(Reported(planning.plan_action), [ad, str(spec_path)])],
+        "actions": [(Reported(plan_step.plan_action), [ad, str(spec_path)])],
         "file_dep": [str(spec_path)],
         "targets": [str(paths.plan)],
-        "uptodate": [(planning.plan_is_current, [ad, str(spec_path)])],
+        "uptodate": [(plan_step.plan_is_current, [ad, str(spec_path)])],
         "task_dep": ["budget"],
         "verbosity": 1,
     }
@@ -116,27 +71,25 @@ def plan_task(ad: str, spec_path: Path, build_dir: Path) -> TaskDict:
 
 def render_task_names(ad: str, plan: AdPlan | None) -> list[str]:
     """Names of the tasks the delayed creator makes, so `doit list` and `doit <name>` know them."""
-    names = [f"stitch:{ad}", f"mix:{ad}", f"music:{ad}", f"report:{ad}"]
+    names = [task_name("stitch", ad), task_name("mix", ad), task_name("music", ad), task_name("report", ad)]
     if plan is not None:
         for beat in plan.beats:
-            names.append(f"storyboard:{ad}/{beat.id}")
-            names += [f"chunk:{ad}/{beat.id}/{k}" for k in range(beat.chunk_count)]
+            names.append(task_name("storyboard", ad, beat.id))
+            names += [task_name("chunk", ad, beat.id, k) for k in range(beat.chunk_count)]
     return names
 
 
 def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
     """Every target after the plan, with exact file dependencies."""
-    from . import actions
-
     paths = AdPaths.of(build_dir, ad)
-    plan_dep = f"plan:{ad}"
+    plan_dep = task_name("plan", ad)
     chunk_files: list[str] = []
     for beat in plan.beats:
         beat_json = str(paths.beat_inputs(beat.id))
         storyboard = str(paths.storyboard(beat.id))
         ref = [plan.reference] if plan.reference else []
         yield {
-            "basename": f"storyboard:{ad}/{beat.id}",
+            "basename": task_name("storyboard", ad, beat.id),
             "doc": f"storyboard image of {ad}/{beat.id} ({plan.image_model})",
             "actions": [(Reported(actions.make_storyboard), [ad, beat.id])],
             "file_dep": [beat_json, *ref],
@@ -148,12 +101,12 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
         for k in range(beat.chunk_count):
             chunk = str(paths.chunk(beat.id, k))
             first = str(paths.first_frame(beat.id, k))
-            first_task = f"storyboard:{ad}/{beat.id}" if k == 0 else f"chunk:{ad}/{beat.id}/{k - 1}"
+            first_task = task_name("storyboard", ad, beat.id) if k == 0 else task_name("chunk", ad, beat.id, k - 1)
             targets = [chunk]
             if k + 1 < beat.chunk_count:
                 targets.append(str(paths.last_frame(beat.id, k)))
             yield {
-                "basename": f"chunk:{ad}/{beat.id}/{k}",
+                "basename": task_name("chunk", ad, beat.id, k),
                 "doc": f"video chunk {k + 1} of {beat.chunk_count} of {ad}/{beat.id} ({plan.video_model}, {beat.clips[k]} s)",
                 "actions": [(Reported(actions.make_chunk), [ad, beat.id, k])],
                 "file_dep": [beat_json, first],
@@ -163,9 +116,9 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
                 "clean": True,
             }
             chunk_files.append(chunk)
-    chunk_tasks = [f"chunk:{ad}/{b.id}/{k}" for b in plan.beats for k in range(b.chunk_count)]
+    chunk_tasks = [task_name("chunk", ad, b.id, k) for b in plan.beats for k in range(b.chunk_count)]
     yield {
-        "basename": f"stitch:{ad}",
+        "basename": task_name("stitch", ad),
         "doc": f"stitch {ad}: chunks in beat order, each beat trimmed to its duration",
         "actions": [(Reported(actions.make_stitch), [ad])],
         "file_dep": [str(paths.timeline), *chunk_files],
@@ -176,7 +129,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
     music = str(paths.music)
     if not plan.native_audio:
         yield {
-            "basename": f"music:{ad}",
+            "basename": task_name("music", ad),
             "doc": f"music of {ad} ({plan.music_model}, {plan.duration} s at {plan.bpm} bpm)",
             "actions": [(Reported(actions.make_music), [ad])],
             "file_dep": [str(paths.music_inputs)],
@@ -186,46 +139,43 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
             "clean": True,
         }
     else:  # the model's own audio replaces music: keep the name so `doit music:<ad>` still works
-        yield {"basename": f"music:{ad}", "doc": f"no music for {ad}: {plan.video_model} has native audio",
+        yield {"basename": task_name("music", ad), "doc": f"no music for {ad}: {plan.video_model} has native audio",
                "actions": None, "task_dep": [plan_dep]}
     yield {
-        "basename": f"mix:{ad}",
+        "basename": task_name("mix", ad),
         "doc": f"final mix of {ad} -> build/{ad}/final.mp4",
         "actions": [(Reported(actions.make_mix), [ad])],
         "file_dep": [str(paths.video), str(paths.timeline)] + ([] if plan.native_audio else [music]),
         "targets": [str(paths.final)],
-        "task_dep": [f"stitch:{ad}", f"music:{ad}"],
+        "task_dep": [task_name("stitch", ad), task_name("music", ad)],
         "clean": True,
     }
     yield report_task(ad, plan, build_dir)
 
 
 def report_task(ad: str, plan: AdPlan, build_dir: Path) -> TaskDict:
-    from . import report
-
     paths = AdPaths.of(build_dir, ad)
     return {
-        "basename": f"report:{ad}",
+        "basename": task_name("report", ad),
         "doc": f"review page of {ad} -> build/{ad}/index.html, storyboard.png",
         "actions": [(Reported(report.make_report), [ad])],
         "file_dep": [str(paths.final), str(paths.plan), *[str(paths.storyboard(b.id)) for b in plan.beats]],
-        "targets": [str(paths.root / report.PAGE), str(paths.root / report.SHEET)],
-        "task_dep": [f"mix:{ad}"],
+        "targets": [str(paths.review_page), str(paths.contact_sheet)],
+        "task_dep": [task_name("mix", ad)],
         "uptodate": [(report.report_is_current, [ad])],
         "clean": True,
     }
 
 
-def run_tasks(ads: list[tuple[str, Path]], build_dir: Path) -> Iterator[TaskDict]:
+def run_tasks(ads: list[tuple[str, Path]], build_dir: Path, asked: list[tuple[str, Path]] | None = None
+              ) -> Iterator[TaskDict]:
     """`budget` (the estimate against ADSPEC_BUDGET_USD before any paid call; up to date when it
     fits, so a run within budget executes nothing for it) and `report` (build/index.html)."""
-    from . import estimate, report
-
     yield {
         "basename": "budget",
         "doc": "stop before paying anything when the run's estimate is over ADSPEC_BUDGET_USD",
-        "actions": [(Reported(estimate.budget_action), [ads])],
-        "uptodate": [(estimate.within_budget, [ads])],
+        "actions": [(Reported(estimate.budget_action), [asked or ads])],
+        "uptodate": [(estimate.within_budget, [asked or ads])],
         "verbosity": 1,
     }
     names = [ad for ad, _ in ads]
@@ -233,9 +183,9 @@ def run_tasks(ads: list[tuple[str, Path]], build_dir: Path) -> Iterator[TaskDict
         "basename": "report",
         "doc": "review page of all ads -> build/index.html",
         "actions": [(Reported(report.make_index), [names])],
-        "file_dep": [str(AdPaths.of(build_dir, ad).root / report.PAGE) for ad in names],
-        "targets": [str(Path(build_dir) / report.PAGE)],
-        "task_dep": [f"report:{ad}" for ad in names],
+        "file_dep": [str(AdPaths.of(build_dir, ad).review_page) for ad in names],
+        "targets": [str(build_index(build_dir))],
+        "task_dep": [task_name("report", ad) for ad in names],
         "clean": True,
     }
 
@@ -257,27 +207,28 @@ def render_creator(ad: str, build_dir: Path, *, delayed: bool = True) -> Callabl
 
     creator.__doc__ = f"render {ad}"
     if delayed:
-        creator = create_after(executed=f"plan:{ad}", creates=render_task_names(ad, load_plan(paths)))(creator)
+        creator = create_after(executed=task_name("plan", ad), creates=render_task_names(ad, load_plan(paths)))(creator)
     return creator
 
 
 def ad_alias_task(ad: str) -> TaskDict | None:
-    if ad in _RESERVED:
+    if ad in RESERVED:
         return None
     return {"basename": ad, "doc": f"build {ad} -> final.mp4", "actions": None,
-            "task_dep": [f"mix:{ad}", f"report:{ad}"]}
+            "task_dep": [task_name("mix", ad), task_name("report", ad)]}
 
 
 def group_alias_task(base: str, ads: list[str]) -> TaskDict | None:
     """`doit <base>` for a spec with variants: every variant of it (that this shard builds)."""
-    if base in _RESERVED or not ads:
+    if base in RESERVED or not ads:
         return None
     return {"basename": base, "doc": f"build every variant of {base} ({len(ads)})", "actions": None,
-            "task_dep": [f"mix:{ad}" for ad in ads]}
+            "task_dep": [task_name("mix", ad) for ad in ads]}
 
 
 def task_creators(ads: list[tuple[str, Path]], build_dir: Path, *, running: bool = True,
-                  groups: dict[str, list[str]] | None = None) -> dict[str, Callable[..., Any]]:
+                  groups: dict[str, list[str]] | None = None, asked: list[tuple[str, Path]] | None = None
+                  ) -> dict[str, Callable[..., Any]]:
     """The `task_*` functions dodo.py exposes: one for all plans, one render creator per ad
     (delayed when `running`), one for the per-ad aliases (`doit <ad>`), and with `groups`
     (spec name -> its variants, see adspec.variants) one alias per spec with variants."""
@@ -303,7 +254,7 @@ def task_creators(ads: list[tuple[str, Path]], build_dir: Path, *, running: bool
     creators["task_zz_ads"] = task_ads
 
     def task_zz_run() -> Iterator[TaskDict]:
-        yield from run_tasks(ads, build_dir)
+        yield from run_tasks(ads, build_dir, asked)
 
     creators["task_zz_run"] = task_zz_run
     return creators

@@ -8,27 +8,21 @@ any input bytes.
 
 from __future__ import annotations
 
-import difflib
 import os
-import types
-import typing
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-import annotated_types
 import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.composer import ComposerError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import SpecError
-from .fsutil import NotARegularFile, file_kind, read_regular
-from .images import asset_problem
+from .fsutil import NotARegularFile, read_regular
+from .paths import ad_name
 from .spec import (
     AD_NAME_RE,
-    COLOR_RE,
     SKIP_CROSS_CHECKS,
-    SLUG_RE,
     BeatFile,
     Issue,
     Loc,
@@ -36,30 +30,19 @@ from .spec import (
     beat_file_issues,
     spec_issues,
 )
+from .spec_checks import asset_issues, field_message, variant_issues
 
 __all__ = [
-    "load_spec", "load_beat_file", "ad_name", "check_ad_name", "find_specs", "parse_spec_text",
-    "parse_beat_file_text", "spec_errors", "beat_file_errors", "asset_issues", "project_root_of",
-    "MAX_BYTES", "read_file", "path_exists",
+    "load_spec", "load_beat_file", "check_ad_name", "parse_spec_text", "parse_beat_file_text",
+    "beat_file_errors_text", "spec_errors", "beat_file_errors", "MAX_BYTES", "read_file", "path_exists",
 ]
 
 MAX_BYTES = 1 << 20  # 1 MiB: a spec is a few hundred bytes
 MAX_DEPTH = 32
 MAX_NODES = 50_000
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-BEATS_SUFFIX = ".beats.yaml"
 
 
 # ---- names and files ----------------------------------------------------------------------------
-
-
-def ad_name(path: str | Path) -> str:
-    """The ad's name: the spec file's stem (`specs/trailrunner.yaml` and its beat file
-    `specs/trailrunner.beats.yaml` both -> "trailrunner"). See `check_ad_name` for the rule."""
-    name = Path(path).name
-    if name.endswith(BEATS_SUFFIX):
-        return name[: -len(BEATS_SUFFIX)]
-    return Path(name).stem
 
 
 def check_ad_name(path: str | Path) -> str:
@@ -73,21 +56,6 @@ def check_ad_name(path: str | Path) -> str:
     return name
 
 
-def find_specs(specs_dir: str | Path) -> list[Path]:
-    """Every spec in `specs_dir`: `*.yaml` except `*.beats.yaml` and dotfiles (temp files,
-    editors' swap files: never ads), sorted by name."""
-    d = Path(specs_dir)
-    if not d.is_dir():
-        return []
-    return sorted(p for p in d.glob("*.yaml")
-                  if not p.name.startswith(".") and not p.name.endswith(BEATS_SUFFIX) and p.is_file())
-
-
-def project_root_of(spec_path: str | Path) -> Path:
-    """The project folder: the one holding `specs/` (the spec's folder's parent)."""
-    return Path(os.path.abspath(spec_path)).parent.parent
-
-
 # ---- YAML with lines ----------------------------------------------------------------------------
 
 
@@ -97,7 +65,7 @@ class _Loader(yaml.SafeLoader):
         self._depth = 0
         self._nodes = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:  # type: ignore[override]
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise ComposerError(None, None, "aliases (*name) are not supported in adspec files; write the value out",
@@ -209,139 +177,6 @@ def _dotted(loc: Loc) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def _unwrap(annotation: Any) -> list[Any]:
-    """The concrete types inside Optional/Union/Annotated."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
-        out = []
-        for a in typing.get_args(annotation):
-            out += _unwrap(a)
-        return out
-    return [annotation]
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    for t in _unwrap(annotation):
-        if isinstance(t, type) and issubclass(t, BaseModel):
-            return t
-    return None
-
-
-def _walk_type(model: type[BaseModel], loc: Loc) -> tuple[Any, Any]:
-    """(the annotation at `loc`, its FieldInfo when loc ends on a model field), or (None, None)."""
-    current: Any = model
-    info = None
-    for part in loc:
-        cls = _model_in(current)
-        if cls is not None and isinstance(part, str):
-            info = cls.model_fields.get(part)
-            if info is None:
-                return None, None
-            current = info.annotation
-        else:  # a list item or a dict value
-            info = None
-            nxt = None
-            for t in _unwrap(current):
-                if typing.get_origin(t) in (list, dict):
-                    nxt = typing.get_args(t)[-1]
-            if nxt is None:
-                return None, None
-            current = nxt
-    return current, info
-
-
-def _bounds(model: type[BaseModel], loc: Loc) -> tuple[Any, Any]:
-    _, info = _walk_type(model, loc)
-    lo = hi = None
-    for m in getattr(info, "metadata", None) or []:
-        if isinstance(m, annotated_types.Ge):
-            lo = m.ge
-        elif isinstance(m, annotated_types.Le):
-            hi = m.le
-    return lo, hi
-
-
-def _allowed_fields(model: type[BaseModel], parent: Loc) -> list[str]:
-    annotation, _ = _walk_type(model, parent)
-    cls = _model_in(annotation) if annotation is not None else None
-    return list(cls.model_fields) if cls is not None else []
-
-
-def _got(value: Any) -> str:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        text = repr(value) if not isinstance(value, bool) else str(value).lower()
-        if len(text) > 40:
-            text = text[:37] + "..."
-        return f" (got {text})"
-    if isinstance(value, list):
-        return " (got a list)"
-    if isinstance(value, dict):
-        return " (got a mapping)"
-    return f" (got {type(value).__name__})"
-
-
-_PATTERN_TEXT = {
-    SLUG_RE.pattern: "must be a slug: lower-case letters, digits and '-', e.g. 'product-reveal'",
-    COLOR_RE.pattern: 'must be a colour written "#RRGGBB", e.g. "#FF5A1F"',
-    r"^[0-9a-f]{64}$": "must be a sha256 (64 lower-case hex digits)",
-}
-
-
-def _message(err: dict[str, Any], model: type[BaseModel], loc: Loc) -> str:
-    kind = err["type"]
-    ctx = err.get("ctx") or {}
-    value = err.get("input")
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        allowed = _allowed_fields(model, loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"unknown field{hint}; allowed: {', '.join(allowed)}" if allowed else "unknown field"
-    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        lo, hi = _bounds(model, loc)
-        if lo is not None and hi is not None:
-            return f"must be between {lo} and {hi}{_got(value)}"
-        if "ge" in ctx:
-            return f"must be at least {ctx['ge']}{_got(value)}"
-        if "le" in ctx:
-            return f"must be at most {ctx['le']}{_got(value)}"
-        return f"{err['msg'][0].lower()}{err['msg'][1:]}{_got(value)}".replace("input should be", "must be")
-    if loc[:1] == ("vars",) and len(loc) == 2 and kind.endswith(("_type", "_parsing")):
-        return f"a variable's value must be text, a number or true/false{_got(value)}"
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"must be a whole number{_got(value)}"
-    if kind in ("float_type", "float_parsing", "finite_number"):
-        return f"must be a (finite) number{_got(value)}"
-    if kind == "string_type":
-        return f"must be text{_got(value)}"
-    if kind in ("bool_type", "bool_parsing"):
-        return f"must be true or false{_got(value)}"
-    if kind in ("dict_type", "model_type", "model_attributes_type", "mapping_type"):
-        return f"must be a mapping (key: value){_got(value)}"
-    if kind in ("list_type", "tuple_type", "iterable_type"):
-        return f"must be a list{_got(value)}"
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected', '?')}{_got(value)}"
-    if kind == "string_pattern_mismatch":
-        return _PATTERN_TEXT.get(ctx.get("pattern"), f"must match {ctx.get('pattern')}") + _got(value)
-    if kind == "string_too_short":
-        return "must not be empty"
-    if kind == "string_too_long":
-        return f"must be at most {ctx.get('max_length')} characters"
-    if kind == "too_short":
-        n = ctx.get("min_length")
-        return f"must have at least {n} item{'s' if n != 1 else ''}"
-    if kind == "too_long":
-        return f"must have at most {ctx.get('max_length')} items"
-    if kind == "value_error":
-        return str(err["msg"]).removeprefix("Value error, ")
-    msg = str(err.get("msg") or kind)
-    return msg[:1].lower() + msg[1:]
-
-
 def _trim_loc(loc: Loc, lines: dict[Loc, int], kind: str) -> Loc:
     """Drop pydantic's own tags from a loc (union members, [key], function-after[...])."""
     best: Loc = ()
@@ -369,59 +204,13 @@ def _validation_errors(e: ValidationError, model: type[BaseModel], lines: dict[L
         if loc in seen:
             continue  # a union reports once per member: keep the first
         seen.add(loc)
-        out.append(SpecError(shown, _locate(loc, lines), _dotted(loc) or None, _message(err, model, loc)))
+        out.append(SpecError(shown, _locate(loc, lines), _dotted(loc) or None, field_message(err, model, loc)))
     out.sort(key=lambda s: (s.line or 0))
     return out
 
 
 def _issues_to_errors(issues: list[Issue], lines: dict[Loc, int], shown: str) -> list[SpecError]:
     return [SpecError(shown, _locate(loc, lines), _dotted(loc) or None, msg) for loc, msg in issues]
-
-
-# ---- assets ----------------------------------------------------------------------------------
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
-
-
-def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
-    """Every asset must be an existing image file inside the project folder (the folder holding
-    specs/): no absolute paths, no `..` or symlink leading out of it."""
-    spec_dir = Path(os.path.abspath(spec_path)).parent
-    root = spec_dir.parent
-    real_root = root.resolve()
-    issues: list[Issue] = []
-    for name, rel in spec.assets.items():
-        loc: Loc = ("assets", name)
-        target = spec_dir / rel
-        lexical = Path(os.path.normpath(target))
-        if Path(rel).is_absolute() or not _inside(lexical, root):
-            issues.append((loc, f"'{rel}' leads outside the project folder; asset paths are relative to the spec's "
-                                f"folder and stay inside the project"))
-            continue
-        try:
-            real = target.resolve()
-        except (OSError, RuntimeError):
-            issues.append((loc, f"'{rel}' cannot be resolved (symlink loop?)"))
-            continue
-        if not _inside(real, real_root):
-            issues.append((loc, f"'{rel}' is a symlink that leads outside the project folder"))
-        elif not real.exists():
-            issues.append((loc, f"file '{rel}' not found (looked for {os.path.relpath(lexical, root)} in the project)"))
-        elif not real.is_file():
-            issues.append((loc, f"'{rel}' is {file_kind(real.stat().st_mode)}, not a file"))
-        elif real.suffix.lower() not in IMAGE_SUFFIXES:
-            issues.append((loc, f"'{rel}' must be an image ({', '.join(IMAGE_SUFFIXES)})"))
-        else:
-            problem = asset_problem(real)  # from its header: nothing huge is decoded
-            if problem is not None:
-                issues.append((loc, f"'{rel}' {problem}"))
-    return issues
 
 
 # ---- public: specs and beat files ------------------------------------------------------------
@@ -486,8 +275,6 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
         if spec_path is not None:
             issues += asset_issues(spec, spec_path)
         if not issues and spec.variants is not None:
-            from .variants import variant_issues  # late: variants reads specs through this module
-
             issues += variant_issues(spec, spec_path)
     except Exception as e:
         issues = [((), f"cannot validate: {type(e).__name__}: {e}")]

@@ -12,19 +12,19 @@ line naming the file and ffmpeg's reason.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 import tempfile
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Sequence
 
+from .config import load_settings
 from .errors import MediaError
+from .fsutil import atomic_path
 from .redact import child_env
 
 
@@ -93,9 +93,9 @@ AUDIO_ENCODER_ARGS: dict[str, Any] = {"c:a": "aac", "aac_coder": "fast", "b:a": 
 
 def ffmpeg_exe() -> str:
     """`ADSPEC_FFMPEG`, else `ffmpeg` on PATH, else imageio-ffmpeg's bundled binary."""
-    env = os.environ.get("ADSPEC_FFMPEG")
-    if env:
-        return env
+    configured = load_settings().ffmpeg
+    if configured:
+        return configured
     found = shutil.which("ffmpeg")
     if found:
         return found
@@ -140,17 +140,10 @@ def _run(stream: Any, what: str | Path) -> subprocess.CompletedProcess[bytes]:
 @contextmanager
 def _atomic(out: str | Path) -> Iterator[Path]:
     """A temporary path beside `out` (same suffix, so ffmpeg picks the muxer), renamed on success."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{out.suffix}"
-    try:
+    with atomic_path(out) as tmp:
         yield tmp
-        if not tmp.exists():
+        if not tmp.exists() or tmp.stat().st_size == 0:
             raise MediaError(f"{out}: ffmpeg wrote nothing")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ---- facts about media ----------------------------------------------------------------------

@@ -1,9 +1,57 @@
-"""Where each target of an ad lives: build/<ad>/..., a beat's files under beats/<beat-id>/."""
+"""Where every file lives: the specs and their beat files in specs/, and every file of an ad under
+build/<ad>/ (AdPaths; a beat's files under beats/<beat-id>/). No other module spells a file name.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+
+BEATS_SUFFIX = ".beats.yaml"
+VARIANT_SEPARATOR = "@"  # `<spec>@<variant>`: the ad name of a variant (see adspec.variants)
+
+
+# ---- specs/ ---------------------------------------------------------------------------------------
+
+
+def ad_name(path: str | Path) -> str:
+    """The ad's name: the spec file's stem (`specs/trailrunner.yaml` and its beat file
+    `specs/trailrunner.beats.yaml` both -> "trailrunner"). See `check_ad_name` for the rule."""
+    name = Path(path).name
+    if name.endswith(BEATS_SUFFIX):
+        return name[: -len(BEATS_SUFFIX)]
+    return Path(name).stem
+
+
+def find_specs(specs_dir: str | Path) -> list[Path]:
+    """Every spec in `specs_dir`: `*.yaml` except `*.beats.yaml` and dotfiles (temp files,
+    editors' swap files: never ads), sorted by name."""
+    d = Path(specs_dir)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.glob("*.yaml")
+                  if not p.name.startswith(".") and not p.name.endswith(BEATS_SUFFIX) and p.is_file())
+
+
+def beat_file_path(spec_path: str | Path, tag: str | None = None) -> Path:
+    """The beat file (the lock) beside a spec: `<ad>.beats.yaml`, or `<ad>@<tag>.beats.yaml` for
+    variants that plan differently from the spec (see adspec.variants)."""
+    spec_path = Path(spec_path)
+    base = ad_name(spec_path)
+    name = base if tag is None else f"{base}{VARIANT_SEPARATOR}{tag}"
+    return spec_path.with_name(f"{name}{BEATS_SUFFIX}")
+
+
+def spec_of_beat_file(beats_path: str | Path) -> Path:
+    """The spec a beat file belongs to: specs/x.beats.yaml and specs/x@tag.beats.yaml -> specs/x.yaml."""
+    beats_path = Path(beats_path)
+    base = beats_path.name[: -len(BEATS_SUFFIX)].split(VARIANT_SEPARATOR, 1)[0]
+    return beats_path.with_name(base + ".yaml")
+
+
+# ---- build/<ad>/ ----------------------------------------------------------------------------------
+
 
 
 @dataclass(frozen=True)
@@ -17,6 +65,11 @@ class AdPaths:
     @property
     def plan(self) -> Path:
         return self.root / "plan.json"
+
+    @property
+    def plan_inputs(self) -> Path:
+        """The stamp of what plan.json was made from (adspec.plan_step.inputs_stamp)."""
+        return self.root / "plan.inputs"
 
     @property
     def music_inputs(self) -> Path:
@@ -42,6 +95,30 @@ class AdPaths:
     def stitch_report(self) -> Path:
         return self.root / "stitch.json"
 
+    @property
+    def status(self) -> Path:
+        """Live progress of the ad (adspec.status)."""
+        return self.root / "status.json"
+
+    @property
+    def status_lock(self) -> Path:
+        """Held while status.json or cost.json is rewritten."""
+        return self.root / ".status.lock"
+
+    @property
+    def cost(self) -> Path:
+        """The ad's cost ledger (adspec.cost)."""
+        return self.root / "cost.json"
+
+    @property
+    def review_page(self) -> Path:
+        return self.root / "index.html"
+
+    @property
+    def contact_sheet(self) -> Path:
+        """Every beat's storyboard image on one sheet, shown on the review page."""
+        return self.root / "storyboard.png"
+
     def beat_dir(self, beat_id: str) -> Path:
         return self.root / "beats" / beat_id
 
@@ -62,6 +139,16 @@ class AdPaths:
         return self.storyboard(beat_id) if index == 0 else self.last_frame(beat_id, index - 1)
 
 
+def build_index(build_dir: str | Path) -> Path:
+    """build/index.html: the review page of every ad."""
+    return Path(build_dir) / "index.html"
+
+
+def runs_dir(build_dir: str | Path) -> Path:
+    """build/.adspec/runs/: one budget file per doit run (adspec.cost.RunBudget)."""
+    return Path(build_dir) / ".adspec" / "runs"
+
+
 def receipt_path(artifact: Path) -> Path:
     """The provenance receipt beside an artifact: storyboard.png -> storyboard.receipt.json."""
     name = artifact.name.split(".")[0]
@@ -74,7 +161,5 @@ def ad_folder(ad: str) -> str:
     separator or NUL): then a stand-in inside build/. Such a spec only fails its plan (its name
     is invalid), but status and cost files written for it must stay inside build/."""
     if ad in ("", ".", "..") or any(c in ad for c in "/\\\0"):
-        import hashlib
-
         return "_invalid-" + hashlib.sha256(ad.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     return ad

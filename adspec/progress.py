@@ -19,30 +19,18 @@ from typing import Any, Callable
 
 from . import cost as costmod
 from .config import load_settings
-from .paths import AdPaths, receipt_path
+from .money import fmt_usd, usd
+from .paths import AdPaths
+from .receipts import read_receipt
+from .runs import run_id
 from .status import now_iso, provider_wait, update_status
+from .tasknames import KINDS, PAID_KINDS, PHASE_OF, split_task, task_name
 
-KINDS = ("plan", "storyboard", "chunk", "music", "stitch", "mix", "report")
-PHASE = {"plan": "plan", "storyboard": "storyboard", "chunk": "chunks", "music": "music", "stitch": "stitch",
-         "mix": "mix", "report": "report"}
-PAID_KINDS = {"plan", "storyboard", "chunk", "music"}
-# plain mode: a provider wait longer than ADSPEC_WAIT_NOTICE seconds (default 10) gets a line,
-# and another when its status changes or every WAIT_REPEAT_S seconds
-WAIT_NOTICE_S = float(os.environ.get("ADSPEC_WAIT_NOTICE", "10") or 10)
+# plain mode: a provider wait longer than ADSPEC_WAIT_NOTICE seconds (settings.wait_notice_s) gets
+# a line, and another when its status changes or every WAIT_REPEAT_S seconds
 WAIT_REPEAT_S = 30.0
 
 _reporter: "AdspecReporter | None" = None
-
-
-def split_task(name: str) -> tuple[str, str, str] | None:
-    """'chunk:zip/hook/1' -> ('chunk', 'zip', 'hook/1'); None for tasks of no ad."""
-    if ":" not in name:
-        return None
-    kind, rest = name.split(":", 1)
-    if kind not in KINDS or not rest:
-        return None
-    ad, _, sub = rest.partition("/")
-    return kind, ad, sub
 
 
 @dataclass
@@ -68,12 +56,12 @@ class AdState:
     def phase(self) -> str:
         if self.running:
             latest = max(self.running, key=lambda n: self.running[n])
-            return PHASE[latest.split(":", 1)[0]]
+            return PHASE_OF[latest.split(":", 1)[0]]
         if self.failed:
-            return PHASE[next(iter(self.failed)).split(":", 1)[0]]
+            return PHASE_OF[next(iter(self.failed)).split(":", 1)[0]]
         if self.names and self.done >= self.names:
             return "done"
-        return PHASE.get(self.last_kind, self.last_kind)
+        return PHASE_OF.get(self.last_kind, self.last_kind)
 
     @property
     def pct(self) -> float:
@@ -93,7 +81,7 @@ class AdspecReporter:
         self.lock = threading.RLock()
         self.settings = load_settings()
         self.build_dir = self.settings.build_dir
-        mode = os.environ.get("ADSPEC_PROGRESS", "auto").strip().lower()
+        mode = self.settings.progress
         tty = bool(getattr(outstream, "isatty", lambda: False)()) and os.environ.get("TERM", "") != "dumb"
         self.live_mode = mode == "live" or (mode not in ("plain",) and tty and mode != "plain")
         self.tasks: dict[str, Any] = {}
@@ -101,9 +89,9 @@ class AdspecReporter:
         self.failures: list[tuple[str, str]] = []
         self.runtime_errors: list[str] = []
         self.started = time.time()
-        self.run_id = costmod.run_id()
-        self._live = None
-        self._console = None
+        self.run_id = run_id()
+        self._live: Any = None  # rich.live.Live while the live display runs
+        self._console: Any = None  # its rich.console.Console
         _reporter = self
 
     # ---- output ---------------------------------------------------------------------------------
@@ -156,7 +144,7 @@ class AdspecReporter:
                     Text(s.ad, style="bold"), ProgressBar(total=max(total, 1), completed=done, width=28),
                     f"{done}/{total}", state,
                     f"chunk {chunk_done}/{len(chunks)}" if chunks else "",
-                    costmod.fmt_usd(sum(s.paid.values())), "; ".join(waits[:3]),
+                    fmt_usd(sum(s.paid.values())), "; ".join(waits[:3]),
                 )
         return table
 
@@ -193,7 +181,7 @@ class AdspecReporter:
         failed = bool(s.failed)
         finished = not s.running and (failed or (total and done >= total))
         paths = AdPaths.of(self.build_dir, s.ad)
-        snapshot = {
+        snapshot: dict[str, Any] = {
             "state": "failed" if failed and not s.running else ("done" if finished else "running"),
             "phase": s.phase,
             "progress_pct": round(s.pct, 1),
@@ -206,12 +194,12 @@ class AdspecReporter:
             "run": self.run_id,
             "pid": os.getpid(),
             "started_at": now_iso(self.started),
-            "run_cost": {"spent_usd": costmod.usd(sum(s.paid.values())), "saved_usd": costmod.usd(sum(s.hits.values()))},
+            "run_cost": {"spent_usd": usd(sum(s.paid.values())), "saved_usd": usd(sum(s.hits.values()))},
         }
-        if paths.final.exists() and f"mix:{s.ad}" in s.done:
-            snapshot["final"] = "final.mp4"
-        if (paths.root / "index.html").exists():
-            snapshot["review"] = "index.html"
+        if paths.final.exists() and task_name("mix", s.ad) in s.done:
+            snapshot["final"] = paths.final.name
+        if paths.review_page.exists():
+            snapshot["review"] = paths.review_page.name
         last_error = None
         if s.failed:
             task, message = next(reversed(s.failed.items()))
@@ -223,7 +211,7 @@ class AdspecReporter:
                     d.pop(k, None)
             d.update(snapshot)
             d["last_error"] = last_error
-            c = costmod.read_json(paths.root / "cost.json") or {}
+            c = costmod.read_json(paths.cost) or {}
             d["cost"] = {"spent_usd": c.get("spent_usd", 0.0), "saved_usd": c.get("saved_usd", 0.0),
                          "total_usd": c.get("total_usd", 0.0), **{f"run_{k}": v for k, v in snapshot["run_cost"].items()}}
 
@@ -237,9 +225,9 @@ class AdspecReporter:
 
     def _receipt(self, task: Any) -> dict[str, Any] | None:
         for t in task.targets:
-            r = costmod.read_json(receipt_path(Path(t)))
+            r = read_receipt(Path(t))
             if r is not None:
-                return r
+                return r.to_json()
         return None
 
     # ---- doit's reporter interface ------------------------------------------------------------------
@@ -289,7 +277,7 @@ class AdspecReporter:
             if self._console is not None and task.actions:
                 extra = ""
                 if task.name in s.paid:
-                    extra = f"  {costmod.fmt_usd(s.paid[task.name])}"
+                    extra = f"  {fmt_usd(s.paid[task.name])}"
                 elif task.name in s.hits:
                     extra = "  (cache)"
                 self.write(f"✓  {task.name}{extra}\n")
@@ -360,7 +348,7 @@ class AdspecReporter:
                 s.waits.clear()
                 last_run = {
                     "run": self.run_id, "started_at": now_iso(self.started), "finished_at": now_iso(),
-                    "spent_usd": costmod.usd(sum(s.paid.values())), "saved_usd": costmod.usd(sum(s.hits.values())),
+                    "spent_usd": usd(sum(s.paid.values())), "saved_usd": usd(sum(s.hits.values())),
                     "ran": len(s.executed), "up_to_date": len(s.uptodate), "failed": len(s.failed),
                     "paid_requests": len(s.paid), "from_cache": len(s.hits),
                 }
@@ -413,15 +401,15 @@ class AdspecReporter:
                 parts.append(f"{len(s.uptodate)} up to date")
             if s.failed:
                 parts.append(f"{len(s.failed)} FAILED")
-            parts.append(f"spent {costmod.fmt_usd(spent)}")
-            parts.append(f"saved {costmod.fmt_usd(saved)}")
+            parts.append(f"spent {fmt_usd(spent)}")
+            parts.append(f"saved {fmt_usd(saved)}")
             final = AdPaths.of(self.build_dir, s.ad).final
             where = ""
             if not s.failed and final.exists():
                 where = f" -> {os.path.relpath(final)}" if str(final).startswith(os.getcwd()) else f" -> {final}"
             self.write(f"adspec: {s.ad}: " + "; ".join(parts) + where + "\n")
         if len(touched) > 1:
-            self.write(f"adspec: all ads: spent {costmod.fmt_usd(total_spent)}, saved {costmod.fmt_usd(total_saved)}\n")
+            self.write(f"adspec: all ads: spent {fmt_usd(total_spent)}, saved {fmt_usd(total_saved)}\n")
 
     # ---- provider waits (called from action threads) --------------------------------------------
 
@@ -436,7 +424,7 @@ class AdspecReporter:
                 started = s.running.get(task, now)
                 elapsed = now - started
                 last = getattr(self, "_last_wait_line", {}).get(task)
-                if elapsed >= WAIT_NOTICE_S and (last is None or last[0] != status or now - last[1] >= WAIT_REPEAT_S):
+                if elapsed >= self.settings.wait_notice_s and (last is None or last[0] != status or now - last[1] >= WAIT_REPEAT_S):
                     self.__dict__.setdefault("_last_wait_line", {})[task] = (status, now)
                     self.write(f"   {task}: {status} ({int(elapsed)}s)\n")
 

@@ -32,14 +32,12 @@ import threading
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from .errors import AdspecError
+from .cache_entry import Entry
+from .errors import RemoteConfigError
 from .hashing import canonical_json, sha256_file
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .cache import Entry
 
 log = logging.getLogger("adspec.remote")
 
@@ -47,10 +45,6 @@ ENV = "ADSPEC_REMOTE_CACHE"
 ENDPOINT_ENV = "ADSPEC_REMOTE_ENDPOINT"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECURITY_TOKEN")
-
-
-class RemoteConfigError(AdspecError):
-    """ADSPEC_REMOTE_CACHE cannot be used (not s3://bucket/prefix, or boto3 missing)."""
 
 
 def _redact(text: str) -> str:
@@ -176,8 +170,6 @@ class RemoteCache:
         unreachable remote, or a corrupt blob (reported; the caller makes the request)."""
         from botocore.exceptions import ClientError
 
-        from .cache import Entry
-
         if not self._available():
             return None
         try:
@@ -225,7 +217,7 @@ class RemoteCache:
             return None
         return entry, local
 
-    def put(self, entry: "Entry", blob: Path) -> bool:
+    def put(self, entry: Entry, blob: Path) -> bool:
         """Push an entry and its blob (blob first). Existing objects are kept (they are
         immutable), except a blob found corrupt. Returns False when the remote could not be
         written (reported; the build goes on)."""
@@ -262,16 +254,22 @@ class RemoteCache:
 def from_env(env: Mapping[str, str] | None = None) -> RemoteCache | None:
     """The remote cache ADSPEC_REMOTE_CACHE names, or None. RemoteConfigError when malformed."""
     env = os.environ if env is None else env
-    url = (env.get(ENV) or "").strip()
+    return open_remote((env.get(ENV) or "").strip() or None, (env.get(ENDPOINT_ENV) or "").strip() or None, env)
+
+
+def open_remote(url: str | None, endpoint: str | None = None, env: Mapping[str, str] | None = None
+                ) -> RemoteCache | None:
+    """The remote cache at `url` (settings.remote_cache), or None without one. The AWS region
+    comes from the AWS variables, as boto3 reads them. RemoteConfigError when it cannot be used."""
     if not url:
         return None
     try:
         import boto3  # noqa: F401
     except ImportError:
         raise RemoteConfigError(f"{ENV} is set but boto3 is not installed: pip install 'adspec[remote]'") from None
-    endpoint = (env.get(ENDPOINT_ENV) or "").strip() or None
+    env = os.environ if env is None else env
     region = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None
     return RemoteCache(url, endpoint_url=endpoint, region=region)
 
 
-__all__ = ["RemoteCache", "RemoteConfigError", "from_env", "parse_url", "describe_error", "ENV", "ENDPOINT_ENV"]
+__all__ = ["RemoteCache", "from_env", "open_remote", "parse_url", "describe_error", "ENV", "ENDPOINT_ENV"]

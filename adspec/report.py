@@ -15,13 +15,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cost import PHASES, ad_cost, fmt_usd
+from . import media
+from .config import load_settings
+from .cost import ad_cost
 from .fsutil import atomic_path, write_text_atomic
 from .hashing import sha256_json
-from .paths import AdPaths
+from .money import fmt_usd
+from .paths import AdPaths, build_index
+from .plan_file import load_plan
+from .tasknames import PAID_PHASES, task_name
 
-PAGE = "index.html"
-SHEET = "storyboard.png"
 _STAMP = "<!-- adspec-report-inputs: {} -->"
 
 
@@ -32,7 +35,7 @@ def _env() -> Any:
     import jinja2
 
     loader = jinja2.FunctionLoader(
-        lambda name: resources.files("adspec").joinpath("report", name).read_text(encoding="utf-8"))
+        lambda name: resources.files("adspec").joinpath("report").joinpath(name).read_text(encoding="utf-8"))
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["usd"] = fmt_usd
@@ -112,11 +115,9 @@ def page_inputs(build_dir: Path, ad: str) -> str:
 
 def report_is_current(ad: str) -> bool:
     """doit `uptodate` of report:<ad>: the page and sheet exist and show what is built now."""
-    from .config import load_settings
-
     build_dir = load_settings().build_dir
     paths = AdPaths.of(build_dir, ad)
-    page, sheet = paths.root / PAGE, paths.root / SHEET
+    page, sheet = paths.review_page, paths.contact_sheet
     if not (page.exists() and sheet.exists()):
         return False
     try:
@@ -127,19 +128,16 @@ def report_is_current(ad: str) -> bool:
 
 
 def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
-    from . import media
-    from .graph import load_plan
-
     paths = AdPaths.of(build_dir, ad)
     plan = load_plan(paths)
     cost = ad_cost(build_dir, ad)
-    status = _read(paths.root / "status.json") or {}
+    status = _read(paths.status) or {}
     by_target = {i["target"]: i for i in cost["items"]}
     beats = []
     if plan is not None:
         for i, b in enumerate(plan.beats):
-            chunks = [by_target.get(f"chunk:{ad}/{b.id}/{k}") for k in range(b.chunk_count)]
-            sb = by_target.get(f"storyboard:{ad}/{b.id}")
+            chunks = [by_target.get(task_name("chunk", ad, b.id, k)) for k in range(b.chunk_count)]
+            sb = by_target.get(task_name("storyboard", ad, b.id))
             beat_cost = sum(x["cost_usd"] for x in [sb, *chunks] if x)
             beats.append({
                 "n": i + 1, "id": b.id, "type": b.type, "start": b.start, "end": b.start + b.duration,
@@ -152,11 +150,11 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
     if paths.final.exists():
         try:
             info = media.probe(paths.final)
-            final = {"src": "final.mp4", "duration": round(info.duration, 3), "width": info.width,
+            final = {"src": paths.final.name, "duration": round(info.duration, 3), "width": info.width,
                      "height": info.height, "vcodec": info.vcodec, "acodec": info.acodec}
         except Exception:  # a broken file still gets a page that says so
-            final = {"src": "final.mp4", "duration": None, "width": None, "height": None, "vcodec": None, "acodec": None}
-    phases = [{"name": p, **cost["phases"][p]} for p in PHASES]
+            final = {"src": paths.final.name, "duration": None, "width": None, "height": None, "vcodec": None, "acodec": None}
+    phases = [{"name": p, **cost["phases"][p]} for p in PAID_PHASES]
     return {
         "ad": ad, "plan": plan, "beats": beats, "final": final, "cost": cost, "phases": phases,
         "status": {
@@ -167,53 +165,52 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
             "run": status.get("run"),
             "run_cost": status.get("run_cost") or {},
         },
-        "sheet": SHEET,
+        "sheet": paths.contact_sheet.name,
         "music": plan is not None and not plan.native_audio,
     }
 
 
 def write_ad_page(build_dir: Path, ad: str) -> Path:
     """build/<ad>/storyboard.png and build/<ad>/index.html."""
-    from .graph import load_plan
-
     paths = AdPaths.of(build_dir, ad)
     plan = load_plan(paths)
     if plan is not None:
-        contact_sheet(plan, paths, paths.root / SHEET)
+        contact_sheet(plan, paths, paths.contact_sheet)
     ctx = ad_context(build_dir, ad)
     ctx["stamp"] = _STAMP.format(page_inputs(build_dir, ad))
     html = _env().get_template("ad.html.j2").render(**ctx)
-    write_text_atomic(paths.root / PAGE, html)
-    return paths.root / PAGE
+    write_text_atomic(paths.review_page, html)
+    return paths.review_page
 
 
 def make_report(ad: str) -> None:
     """The action of report:<ad>."""
-    from .config import load_settings
-
     write_ad_page(load_settings().build_dir, ad)
 
 
 # ---- all ads ----------------------------------------------------------------------------------------
 
 
-def write_index(build_dir: Path, ads: Sequence[str]) -> Path:
-    from .graph import load_plan
+def _link(build_dir: Path, path: Path) -> str:
+    """A file of an ad as build/index.html links it."""
+    return path.relative_to(build_dir).as_posix()
 
+
+def write_index(build_dir: Path, ads: Sequence[str]) -> Path:
     rows = []
     for ad in ads:
         paths = AdPaths.of(build_dir, ad)
         plan = load_plan(paths)
-        cost = _read(paths.root / "cost.json") or ad_cost(build_dir, ad)
-        status = _read(paths.root / "status.json") or {}
+        cost = _read(paths.cost) or ad_cost(build_dir, ad)
+        status = _read(paths.status) or {}
         poster = None
         if plan is not None and plan.beats and paths.storyboard(plan.beats[0].id).exists():
-            poster = f"{ad}/beats/{plan.beats[0].id}/storyboard.png"
+            poster = _link(build_dir, paths.storyboard(plan.beats[0].id))
         rows.append({
             "ad": ad, "title": plan.title if plan else ad, "duration": plan.duration if plan else None,
             "aspect": plan.aspect_ratio if plan else "", "beats": len(plan.beats) if plan else 0,
-            "page": f"{ad}/{PAGE}" if (paths.root / PAGE).exists() else None,
-            "final": f"{ad}/final.mp4" if paths.final.exists() else None, "poster": poster,
+            "page": _link(build_dir, paths.review_page) if paths.review_page.exists() else None,
+            "final": _link(build_dir, paths.final) if paths.final.exists() else None, "poster": poster,
             "state": "built" if paths.final.exists() and status.get("state") != "failed" else (status.get("state") or "not built"),
             "last_error": (status.get("last_error") or {}).get("message"),
             "spent_usd": cost.get("spent_usd", 0.0), "saved_usd": cost.get("saved_usd", 0.0),
@@ -222,13 +219,11 @@ def write_index(build_dir: Path, ads: Sequence[str]) -> Path:
     totals = {k: sum(r[k] for r in rows) for k in ("spent_usd", "saved_usd", "total_usd")}
     html = _env().get_template("index.html.j2").render(
         rows=rows, totals=totals, updated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
-    out = Path(build_dir) / PAGE
+    out = build_index(build_dir)
     write_text_atomic(out, html)
     return out
 
 
 def make_index(ads: Sequence[str]) -> None:
     """The action of `report`."""
-    from .config import load_settings
-
     write_index(load_settings().build_dir, list(ads))

@@ -12,19 +12,14 @@ or ADSPEC_REMOTE_CACHE) that costs nothing.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
-from .errors import AdspecError
+from .errors import ShardError
 
 ENV = "ADSPEC_SHARD"
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
-
-
-class ShardError(AdspecError):
-    """ADSPEC_SHARD is not `i/n` with 1 <= i <= n."""
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -55,13 +50,3 @@ def take(ads: list[tuple[str, Path]], groups: dict[str, list[str]], shard: tuple
     keep = set(shard_of([a for a, _ in ads], *shard))
     kept_groups = {base: [a for a in members if a in keep] for base, members in groups.items()}
     return [(a, p) for a, p in ads if a in keep], {b: m for b, m in kept_groups.items() if m}
-
-
-def ads_from_env(specs_dir: str | Path, env: Mapping[str, str] | None = None
-                 ) -> tuple[list[tuple[str, Path]], dict[str, list[str]]]:
-    """Every ad to build (variants expanded) and the spec groups, limited to ADSPEC_SHARD."""
-    from .variants import list_ads
-
-    env = os.environ if env is None else env
-    shard = parse_shard(env.get(ENV))
-    return take(*list_ads(specs_dir), shard)

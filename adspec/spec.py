@@ -20,13 +20,22 @@ import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import SpecError
-from .library import TemplateProblem, load_library, render_template
+from .library import Library, TemplateProblem, load_library, render_template
+from .prompt_text import plain_text, product_from_prompt
+from .registry import Registry, load_registry
 from .variants import Variants
 
-ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:5")
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:5"]
 Resolution = Literal["360p", "720p", "1080p"]  # 360p: quick drafts
 
@@ -61,9 +70,7 @@ Issue = tuple[Loc, str]  # (location in the document, one-line message)
 SKIP_CROSS_CHECKS = "adspec_skip_cross_checks"
 
 
-def _registry():
-    from .registry import load_registry
-
+def _registry() -> Registry:
     return load_registry()
 
 
@@ -73,6 +80,11 @@ def _model_enum(kind: str) -> list[str]:
         return sorted(reg.names(kind) + [a for a, n in reg.aliases.items() if reg.models[n].kind == kind])
     except Exception:  # the schema must not depend on the registry being readable
         return []
+
+
+def _enum(values: list[str]) -> dict[str, Any]:
+    """A JSON-schema enum for an editor's completion (the validators give the real errors)."""
+    return {"enum": values}
 
 
 def _known_models_message(kind: str, name: str) -> str:
@@ -97,9 +109,9 @@ class Brand(Strict):
 
 class Models(Strict):
     planner: str = Field("gpt-4.1", min_length=1, max_length=100, description="any chat model name, or 'offline'")
-    image: str = Field("flux-dev", json_schema_extra={"enum": _model_enum("image")})
-    video: str = Field("hailuo-2.3-fast", json_schema_extra={"enum": _model_enum("video")})
-    music: str = Field("musicgen", json_schema_extra={"enum": _model_enum("music")})
+    image: str = Field("flux-dev", json_schema_extra=_enum(_model_enum("image")))
+    video: str = Field("hailuo-2.3-fast", json_schema_extra=_enum(_model_enum("video")))
+    music: str = Field("musicgen", json_schema_extra=_enum(_model_enum("music")))
 
     @field_validator("planner")
     @classmethod
@@ -111,7 +123,7 @@ class Models(Strict):
     @field_validator("image", "video", "music")
     @classmethod
     def _known_model(cls, v: str, info: ValidationInfo) -> str:
-        kind = info.field_name
+        kind = str(info.field_name)
         try:
             _registry().resolve(v, kind)
         except KeyError:
@@ -125,7 +137,7 @@ def _beat_types() -> list[str]:
 
 class Beat(Strict):
     id: Slug
-    type: str = Field(max_length=40, json_schema_extra={"enum": _beat_types()})
+    type: str = Field(max_length=40, json_schema_extra=_enum(_beat_types()))
     duration: int = Field(ge=1, le=60, description="seconds")
     image_prompt: str = Field(min_length=1, max_length=2000)
     motion_prompt: str = Field(min_length=1, max_length=1000)
@@ -251,8 +263,6 @@ def product_name(spec: Spec) -> str:
     """The product's name as the planner sees it: from the prompt, else the brand, else generic.
 
     The raw text may hold {{ var }} placeholders (the prompt is a template over `vars`)."""
-    from .planner import product_from_prompt  # late: planner imports this module
-
     return product_from_prompt(spec.prompt, spec.brand.name)
 
 
@@ -363,10 +373,17 @@ def beat_file_issues(beat_file: BeatFile, spec: Spec | None) -> list[Issue]:
     return issues
 
 
+def music_for(style_text: str, brand: str | None = None, library: Library | None = None) -> Music:
+    """The music bed for a style: the library style's music and tempo, plus the spec's words."""
+    lib = library or load_library()
+    style = lib.style_for(style_text)
+    words = plain_text(style_text)[:80]
+    mood = f", {words} mood" if words and words.lower() != style.name else f", {style.name} mood"
+    return Music(prompt=f"{style.music}{mood}, instrumental, no vocals, {style.bpm} bpm", bpm=style.bpm)
+
+
 def default_music(spec: Spec) -> Music:
     """The music of a spec with inline beats and no `music:`: the style's bed and tempo."""
-    from .planner import music_for  # late: planner imports this module
-
     return music_for(spec.style, spec.brand.name)
 
 

@@ -15,41 +15,30 @@ status.json:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager
 
+from .file_locks import exclusive
 from .fsutil import write_json_atomic
+from .money import fmt_usd
 from .paths import AdPaths
-
-STATUS = "status.json"
-_LOCK = ".status.lock"
 
 
 def now_iso(t: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
 
 
-@contextmanager
-def ad_lock(root: Path) -> Iterator[None]:
+def ad_lock(root: Path) -> ContextManager[None]:
     """One writer at a time for build/<ad>'s status and cost files, across threads and processes."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / _LOCK, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return exclusive(AdPaths(Path(root)).status_lock)
 
 
 def status_path(build_dir: Path, ad: str) -> Path:
-    return AdPaths.of(build_dir, ad).root / STATUS
+    return AdPaths.of(build_dir, ad).status
 
 
 def read_status(build_dir: Path, ad: str) -> dict[str, Any] | None:
@@ -67,7 +56,7 @@ def update_status(build_dir: Path, ad: str, change: Callable[[dict[str, Any]], N
         change(data)
         data["ad"] = ad
         data["updated_at"] = now_iso()
-        write_json_atomic(root / STATUS, data)
+        write_json_atomic(AdPaths(root).status, data)
         return data
 
 
@@ -88,7 +77,7 @@ def provider_wait(build_dir: Path, ad: str, task: str, status: str) -> None:
 
 def known_ads(build_dir: Path) -> list[str]:
     build_dir = Path(build_dir)
-    return sorted(p.parent.name for p in build_dir.glob(f"*/{STATUS}"))
+    return sorted(p.parent.name for p in build_dir.glob(f"*/{AdPaths(Path()).status.name}"))
 
 
 def _elapsed(since: float | None) -> str:
@@ -99,8 +88,6 @@ def _elapsed(since: float | None) -> str:
 
 
 def row(d: dict[str, Any]) -> dict[str, str]:
-    from .cost import fmt_usd
-
     tasks = d.get("tasks") or {}
     chunks = d.get("chunks") or {}
     cost = d.get("cost") or {}

@@ -13,8 +13,11 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from .ads import beat_files
 from .errors import SpecError
-from .loader import BEATS_SUFFIX, beat_file_errors, find_specs, path_exists, spec_errors
+from .fsutil import write_if_changed
+from .loader import beat_file_errors, path_exists, spec_errors
+from .paths import BEATS_SUFFIX, beat_file_path, spec_of_beat_file
 from .spec import BeatFile, Spec
 
 __all__ = ["validate_paths", "json_schema", "write_schemas", "SCHEMA_FILES"]
@@ -45,15 +48,6 @@ def _expand(paths: Iterable[Path], project_root: Path) -> list[Path]:
     return out
 
 
-def _spec_of(beats_path: Path) -> Path:
-    """specs/x.beats.yaml and a variant's specs/x@tag.beats.yaml -> specs/x.yaml"""
-    return beats_path.with_name(beats_path.name[: -len(BEATS_SUFFIX)].split("@", 1)[0] + ".yaml")
-
-
-def _beats_of(spec_path: Path) -> Path:
-    return spec_path.with_name(spec_path.stem + BEATS_SUFFIX)
-
-
 def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
     """Every error in the given specs and beat files (default: everything in specs/).
 
@@ -63,12 +57,12 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
     errors: list[SpecError] = []
     done: set[Path] = set()
     for path in _expand(paths, project_root):
-        spec_path = _spec_of(path) if path.name.endswith(BEATS_SUFFIX) else path
+        spec_path = spec_of_beat_file(path) if path.name.endswith(BEATS_SUFFIX) else path
         key = Path(os.path.abspath(spec_path))
         if key in done:
             continue
         done.add(key)
-        beats_path = _beats_of(spec_path)
+        beats_path = beat_file_path(spec_path)
         if not path_exists(spec_path) and path.name.endswith(BEATS_SUFFIX):
             errors.append(SpecError(_shown(path), None, None, f"no spec {spec_path.name} beside this beat file"))
             continue
@@ -78,8 +72,7 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
             _, berrs = beat_file_errors(_shown(beats_path), spec)
             errors += berrs
         if spec is not None and spec.variants is not None and spec.beats is None:
-            from .variants import beat_files  # a variant's own beat file, against that variant's spec
-
+            # a variant's own beat file, against that variant's spec
             for variant_beats, variant_spec in beat_files(spec_path):
                 if variant_beats != beats_path and path_exists(variant_beats):
                     errors += beat_file_errors(_shown(variant_beats), variant_spec)[1]
@@ -98,8 +91,6 @@ def json_schema() -> dict[str, Any]:
 
 def write_schemas(out_dir: str | Path) -> list[Path]:
     """Write spec.schema.json and beats.schema.json into `out_dir` (e.g. build/schema)."""
-    from .fsutil import write_if_changed
-
     out_dir = Path(out_dir)
     written = []
     for key, schema in json_schema().items():

@@ -9,8 +9,10 @@ from typing import Callable
 
 from PIL import UnidentifiedImageError
 
+from . import media
 from .errors import MediaError
 from .images import open_image
+from .spec import BeatPlan
 
 # A clip may be a little shorter than asked (encoders round to whole frames).
 _SHORT_TOLERANCE_S = 0.25
@@ -32,10 +34,8 @@ def image_verifier(what: str) -> Callable[[Path], None]:
     return verify
 
 
-def _probe(path: Path, what: str, noun: str):
+def _probe(path: Path, what: str, noun: str) -> media.MediaInfo:
     """ffprobe-level facts, or MediaError naming the target (not the cache's scratch file)."""
-    from . import media
-
     try:
         return media.probe(path)
     except MediaError as e:
@@ -67,8 +67,6 @@ def audio_verifier(what: str, seconds: float) -> Callable[[Path], None]:
 
 def plan_verifier(what: str) -> Callable[[Path], None]:
     def verify(path: Path) -> None:
-        from .spec import BeatPlan
-
         try:
             BeatPlan.model_validate(json.loads(path.read_text(encoding="utf-8")))
         except Exception as e:  # noqa: BLE001 - any defect means "not a plan"

@@ -24,14 +24,14 @@ FAKE_KEYS = {"REPLICATE_API_TOKEN": "r8_BENCH-not-a-real-token-0000", "OPENAI_AP
 
 
 def _clips_of(beat_durations: list[int], clip_lengths: tuple[int, ...]) -> list[list[int]]:
-    from adspec.planner import fit_clips
+    from adspec.plan_rules import fit_clips
 
     return [fit_clips(d, clip_lengths) for d in beat_durations]
 
 
 def _planned_durations(spec_path: Any, registry: Any) -> list[int]:
     from adspec.loader import load_spec
-    from adspec.planner import plan_spec_offline
+    from adspec.offline_planner import plan_spec_offline
 
     return [b.duration for b in plan_spec_offline(load_spec(spec_path), registry).beats]
 

@@ -3,6 +3,7 @@ paid (the cache's ledger counts every request actually run), and what is only re
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,20 @@ def test_full_build_then_noop(project: Project) -> None:
     again = project.doit()
     assert executed_tasks(again.stdout) == []
     assert len(project.ledger()) == 5
+
+
+def test_receipt_of_another_version_is_a_rebuild_not_a_payment(project: Project) -> None:
+    project.write_spec("zip", small_spec())
+    project.doit()
+    path = project.build / "zip" / "beats" / "hook" / "storyboard.receipt.json"
+    receipt = json.loads(path.read_text())
+    assert receipt["version"] == 1
+    path.write_text(json.dumps({**receipt, "version": 0}))  # as an older (or newer) adspec wrote it
+    out = project.doit().stdout
+    assert "storyboard:zip/hook" in executed_tasks(out)
+    assert len(project.ledger()) == 5  # served by the request cache: nothing is paid again
+    again = json.loads(path.read_text())
+    assert again["version"] == 1 and again["cache_hit"] is True and again["key"] == receipt["key"]
 
 
 def test_edit_one_beat_regenerates_only_that_beat(project: Project) -> None:

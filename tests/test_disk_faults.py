@@ -6,6 +6,7 @@ error or a correct rebuild; never a traceback, a half-written target or a bad ar
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -88,6 +89,30 @@ def test_full_build_disk_then_room_again(project: Project) -> None:
         assert broken_targets(project.build) == []
         assert len(project.ledger()) == 5 and ledger <= 5  # nothing made twice
     report_row("full disk (build/)", "build/ on a 400 KiB tmpfs, then grown", 2, 1, 2, 0, 0)
+
+
+def test_full_disk_reads_the_same_under_adspec_plan_and_doit(project: Project) -> None:
+    """One fault, one line: `adspec plan` once showed a traceback where doit showed a line
+    (adspec.errors.error_line now makes both)."""
+    project.write_spec("zip", small_spec())
+    with tiny_fs(project.build / "zip", "64k") as ad_dir:
+        fd = os.open(ad_dir / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):  # fill the ad's folder to the last byte
+            while True:
+                os.write(fd, b"\0" * 4096)
+        os.close(fd)
+        lines = {}
+        for name, run in (("adspec plan", lambda: project.adspec("plan", "zip")),
+                          ("doit plan:zip", lambda: project.doit("plan:zip", check=False))):
+            out = run()
+            assert out.returncode != 0, (name, out.stdout, out.stderr)
+            assert_no_traceback(out.stdout, out.stderr)
+            text = out.stdout + out.stderr
+            found = [ln for ln in text.splitlines() if "No space left on device" in ln]
+            assert found, (name, text[-3000:])
+            lines[name] = found[0].split("No space left on device", 1)[1]
+        assert lines["adspec plan"] == lines["doit plan:zip"]
+        assert lines["adspec plan"].startswith(" (free some space, then run doit again")
 
 
 def test_full_cache_disk_then_room_again(project: Project) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adspec import media
-from adspec.adplan import output_size
+from adspec.plan_file import output_size
 from adspec.loader import load_spec
 from conftest import REPO, Project
 

@@ -245,10 +245,10 @@ def test_ffmpeg_is_only_called_with_argument_lists(project: Project, monkeypatch
 
     monkeypatch.setattr(subprocess.Popen, "__init__", recording_init)
     monkeypatch.setattr(os, "system", lambda *a: pytest.fail(f"os.system{a}"))
-    from adspec import actions, planning
+    from adspec import actions, plan_step
 
     actions._context_for.cache_clear()
-    plan = planning.plan_ad("zip", spec_path)
+    plan = plan_step.plan_ad("zip", spec_path)
     for beat in plan.beats:
         actions.make_storyboard("zip", beat.id)
         for k in range(beat.chunk_count):

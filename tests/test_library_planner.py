@@ -13,22 +13,13 @@ from hypothesis import strategies as st
 
 from adspec.errors import SpecError
 from adspec.library import LIBRARY_VERSION, TemplateProblem, load_library, parse_library, render_template
-from adspec.lock import plan_shaping_fields, planned_from_for, render_beat_file, spec_sha256
-from adspec.planner import (
-    OfflinePlanner,
-    choose_beats,
-    choose_durations,
-    fit_clips,
-    music_for,
-    plan_offline,
-    plan_spec_offline,
-    plan_waste,
-    product_from_prompt,
-    validate_plan,
-)
+from adspec.beat_lock import planned_from_for, render_beat_file, spec_sha256
+from adspec.offline_planner import OfflinePlanner, choose_beats, choose_durations, plan_offline, plan_spec_offline
+from adspec.plan_rules import fit_clips, plan_shaping_fields, plan_waste, validate_plan
+from adspec.prompt_text import product_from_prompt
 from adspec.providers.base import NullJob, PlanRequest
 from adspec.registry import load_registry
-from adspec.spec import Beat, BeatPlan, Spec
+from adspec.spec import Beat, BeatPlan, Spec, music_for
 
 REPO = Path(__file__).resolve().parents[1]
 LIB = load_library()

@@ -16,19 +16,19 @@ from reliability import OPENAI_KEY
 from adspec.errors import LockError, SpecError
 from adspec.hashing import sha256_json
 from adspec.loader import load_beat_file, load_spec, parse_beat_file_text
-from adspec.lock import (
+from adspec.beat_lock import (
     Decision,
-    beat_file_path,
     content_sha256,
     decide,
     is_hand_edited,
-    plan_shaping_fields,
     planned_from_for,
     render_beat_file,
     spec_sha256,
     write_beat_file,
 )
-from adspec.planner import plan_spec_offline
+from adspec.offline_planner import plan_spec_offline
+from adspec.paths import beat_file_path
+from adspec.plan_rules import plan_shaping_fields
 from adspec.registry import load_registry
 from adspec.spec import Beat, BeatPlan, Music, PlannedFrom, Spec
 
@@ -295,7 +295,7 @@ def test_hand_edit_during_the_planner_call_is_kept(project: Project, force: bool
 
 def test_recheck_rules(tmp_path: Path) -> None:
     """What `recheck` does with each state the beat file can be in when the planner answers."""
-    from adspec.lock import recheck, text_sha256
+    from adspec.beat_lock import recheck, text_sha256
 
     spec_path = project(tmp_path)
     old_text = plan_into(spec_path)  # planned for the 30 s spec

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adspec.errors import SpecError
-from adspec.loader import ad_name, check_ad_name, find_specs, load_beat_file, load_spec, parse_spec_text
+from adspec.loader import check_ad_name, load_beat_file, load_spec, parse_spec_text
+from adspec.paths import ad_name, find_specs
 from adspec.spec import Beat, BeatFile, Spec, render_beat_prompts
 from adspec.validate import json_schema, validate_paths, write_schemas
 

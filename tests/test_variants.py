@@ -14,7 +14,8 @@ import yaml
 from adspec import media
 from adspec.errors import SpecError
 from adspec.loader import parse_spec_text
-from adspec.variants import expansion, list_ads, select_ads, value_slug
+from adspec.ads import expansion, list_ads, select_ads
+from adspec.variants import value_slug
 from conftest import Project, executed_tasks, small_spec
 from fakes.openai_server import FakeOpenAI
 from fakes.replicate_server import FakeReplicate

@@ -100,11 +100,6 @@ def _check_ast(ast: nodes.Template) -> None:
             raise TemplateProblem(f"'{node.name}' is reserved in templates (jinja2's own object); use another name")
 
 
-def template_variables(text: str) -> set[str]:
-    """The variable names a template refers to (TemplateProblem if it does not parse)."""
-    return meta.find_undeclared_variables(_parse(text))
-
-
 def _parse(text: str) -> nodes.Template:
     if not isinstance(text, str):
         raise TemplateProblem("template must be text")
@@ -204,7 +199,8 @@ class LibraryError(SpecError):
     """The library data itself is inconsistent (names beats.yaml and the field)."""
 
     def __init__(self, message: str):
-        field, _, rest = message.partition(": ")
+        head, _, rest = message.partition(": ")
+        field: str | None = head
         if not rest:
             field, rest = None, message
         super().__init__(f"adspec/library/{LIBRARY_FILE}", None, field, rest)
@@ -268,5 +264,5 @@ LIBRARY_VERSION: str = load_library().version
 
 __all__ = [
     "LIBRARY_VERSION", "Library", "BeatType", "Style", "TemplateProblem", "LibraryError",
-    "load_library", "parse_library", "render_template", "template_variables",
+    "load_library", "parse_library", "render_template",
 ]

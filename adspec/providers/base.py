@@ -69,7 +69,7 @@ class MusicRequest:
 @dataclass(frozen=True)
 class PlanRequest:
     """Everything a planner may use. `shaping` is the plan-shaping part of the spec as JSON
-    (see adspec.lock.plan_shaping_fields); `clip_lengths` are the video model's allowed lengths."""
+    (see adspec.plan_rules.plan_shaping_fields); `clip_lengths` are the video model's allowed lengths."""
 
     ad: str
     shaping: dict[str, Any]

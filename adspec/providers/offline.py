@@ -14,8 +14,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from .. import media
 from ..errors import ProviderError
 from ..hashing import sha256_file
+from ..images import open_image
 from ..recipes import FileRef, Recipe
 from ..render import motion
 from .base import ImageRequest, Job, MusicRequest, RunResult, VideoRequest
@@ -117,7 +119,9 @@ class OfflineMedia:
         elif recipe.kind == "video":
             self._video(recipe, out)
         elif recipe.kind == "music":
-            from ..render.music import render_music
+            from ..render.music import (
+                render_music,  # start-up time: numpy synthesis only when asked
+            )
 
             p = recipe.params
             render_music(out, seconds=p["seconds"], bpm=p["bpm"], prompt=p["prompt"], seed=p["seed"])
@@ -126,7 +130,9 @@ class OfflineMedia:
         return RunResult(job_id=None, cost_usd=0.0, meta={"renderer": recipe.version})
 
     def _image(self, recipe: Recipe, out: Path) -> None:
-        from ..render.storyboard import draw_storyboard
+        from ..render.storyboard import (
+            draw_storyboard,  # start-up time: Pillow drawing only when asked
+        )
 
         p = recipe.params
         ref = _input(recipe, "reference") if "reference" in recipe.files else None
@@ -146,9 +152,6 @@ class OfflineMedia:
 
     def _video(self, recipe: Recipe, out: Path) -> None:
         from PIL import Image, ImageEnhance, ImageFilter, ImageOps
-
-        from .. import media
-        from ..images import open_image
 
         p = recipe.params
         width, height, fps, seconds = p["width"], p["height"], p["fps"], p["seconds"]

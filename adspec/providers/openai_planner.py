@@ -29,6 +29,8 @@ import pydantic
 from openai.lib._pydantic import to_strict_json_schema
 
 from ..errors import ProviderError
+from ..library import load_library
+from ..plan_rules import plan_problems
 from ..recipes import Recipe
 from ..redact import scrub
 from ..registry import load_registry, planner_price
@@ -65,8 +67,6 @@ Rules a plan must keep (it is rejected otherwise):
 
 
 def _library() -> Any:
-    from ..library import load_library  # the beat library (adspec/library)
-
     return load_library()
 
 
@@ -103,47 +103,8 @@ def plan_schema(beat_types: list[str]) -> dict[str, Any]:
 
 
 def check_plan(plan: BeatPlan, lib: Any, duration: int | None) -> list[str]:
-    """The library's rules a plan must keep; an empty list when it keeps them all."""
-    errors: list[str] = []
-    beats = plan.beats
-    n = len(beats)
-    seen_ids: set[str] = set()
-    counts: dict[str, int] = {}
-    for i, beat in enumerate(beats):
-        where = f"beats[{i}] ({beat.id})"
-        if beat.id in seen_ids:
-            errors.append(f"{where}: duplicate id {beat.id!r}")
-        seen_ids.add(beat.id)
-        bt = lib.beats.get(beat.type)
-        if bt is None:
-            errors.append(f"{where}: unknown beat type {beat.type!r}; use one of: {', '.join(lib.beats)}")
-            continue
-        counts[beat.type] = counts.get(beat.type, 0) + 1
-        if not bt.min <= beat.duration <= bt.max:
-            errors.append(f"{where}: a {beat.type} lasts {bt.min}-{bt.max} s, not {beat.duration} s")
-        pos = bt.position
-        if pos == "first" and i != 0:
-            errors.append(f"{where}: {beat.type} must be the first beat")
-        if pos == "last" and i != n - 1:
-            errors.append(f"{where}: {beat.type} must be the last beat")
-        if pos == "closing":
-            ok = i == n - 1 or (i == n - 2 and getattr(lib.beats.get(beats[-1].type), "position", None) == "last")
-            if not ok:
-                errors.append(f"{where}: {beat.type} must be the last beat or directly before the end-card")
-        if pos == "middle" and (i == 0 or i == n - 1):
-            errors.append(f"{where}: {beat.type} may be neither the first nor the last beat")
-    for t, c in counts.items():
-        bt = lib.beats[t]
-        if c > 1 and not bt.repeatable:
-            errors.append(f"beat type {t} appears {c} times but is not repeatable")
-    if beats and (bt0 := lib.beats.get(beats[0].type)) is not None and bt0.position != "first":
-        errors.append(f"beats[0] ({beats[0].id}): the ad must open with the hook, not {beats[0].type}")
-    if beats and (btl := lib.beats.get(beats[-1].type)) is not None and btl.position not in ("last", "closing"):
-        errors.append(f"beats[{n - 1}] ({beats[-1].id}): the ad must end with the cta or the end-card, not {beats[-1].type}")
-    total = sum(b.duration for b in beats)
-    if duration is not None and total != duration:
-        errors.append(f"the beat durations add up to {total} s; the spec's duration is {duration} s")
-    return errors
+    """The library's rules a plan must keep (adspec.plan_rules); an empty list when it keeps them all."""
+    return plan_problems(plan, duration, lib)
 
 
 def _strip_fences(text: str) -> str:
@@ -287,7 +248,7 @@ class OpenAIPlanner:
         headers = getattr(response, "headers", None) or {}
         for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
             try:
-                value = float(headers.get(name)) * scale
+                value = float(headers.get(name) or "") * scale
             except (TypeError, ValueError):
                 continue
             if 0 <= value <= 120:
@@ -318,25 +279,7 @@ class OpenAIPlanner:
         except pydantic.ValidationError as e:
             errs = [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:10]]
             return content, ["the JSON does not match the schema: " + "; ".join(errs)]
-        return content, rule_problems(plan, lib, duration, shaping)
-
-
-def rule_problems(plan: BeatPlan, lib: Any, duration: int | None, shaping: Any = None) -> list[str]:
-    """adspec.planner.validate_plan (the library's own rules for the spec) when a Spec can be
-    rebuilt from the plan-shaping fields, else the local check_plan."""
-    try:
-        from ..planner import validate_plan
-        from ..spec import Spec
-
-        fields = {k: v for k, v in (shaping or {}).items() if k in Spec.model_fields}
-        fields.setdefault("title", "ad")
-        fields.setdefault("prompt", "ad")
-        if duration is not None:
-            fields["duration"] = duration
-        spec = Spec.model_validate(fields)
-    except Exception:  # planner not there yet, or shaping not spec-shaped: use the local rules
-        return check_plan(plan, lib, duration)
-    return list(validate_plan(plan, spec, lib))
+        return content, check_plan(plan, lib, duration)
 
 
 def _add_usage(total: dict[str, int], usage: Any) -> None:

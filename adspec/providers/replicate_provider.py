@@ -44,6 +44,7 @@ import httpx
 import replicate
 from replicate.exceptions import ReplicateError
 
+from ..config import load_settings
 from ..errors import BadOutputError, ProviderError
 from ..recipes import FileRef, Recipe
 from ..redact import redact_url, scrub
@@ -141,7 +142,7 @@ class ReplicateMedia:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.poll_error_attempts = poll_error_attempts
-        self.timeout_s = timeout_s if timeout_s is not None else float(os.environ.get("ADSPEC_REPLICATE_TIMEOUT", "1800"))
+        self.timeout_s = timeout_s if timeout_s is not None else load_settings().replicate_timeout_s
         self._sleep = sleep
 
     # ---- recipes (pure) ---------------------------------------------------------------------
@@ -340,7 +341,7 @@ class _Call:
             resolution=self._template_value("resolution"),
             predict_time=float(predict_time) if predict_time is not None else None,
         )
-        size = self._download(pred.get("output"), out, pid, cost)
+        size = self._download(pred.get("output"), out, str(pid), cost)
         self.meta.update({"prediction_id": pid, "status": status, "predict_time": predict_time, "bytes": size})
         return RunResult(job_id=pid, cost_usd=round(cost, 6), meta=self.meta)
 

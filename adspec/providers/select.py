@@ -1,4 +1,7 @@
-"""Which provider runs: live when its key is set and ADSPEC_BACKEND is not 'offline'."""
+"""Which provider runs: live when its key is set and ADSPEC_BACKEND is not 'offline'.
+
+Providers are imported when chosen (start-up time: an offline build never loads the openai and
+replicate clients, a live one never loads the offline renderers)."""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ def _planner(live: bool) -> PlanProvider:
         from .openai_planner import OpenAIPlanner
 
         return OpenAIPlanner()
-    from ..planner import OfflinePlanner
+    from ..offline_planner import OfflinePlanner
 
     return OfflinePlanner()
 

@@ -9,14 +9,14 @@ and pre-rendered drum hits placed by slicing, so 30 s takes a fraction of a seco
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import uuid
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..fsutil import atomic_path
 
 SAMPLE_RATE = 48000
 _TABLE = 4096
@@ -208,19 +208,13 @@ def synth(seconds: float, bpm: int, prompt: str, seed: int) -> np.ndarray:
 def write_wav(samples: np.ndarray, out: str | Path) -> Path:
     """Write float stereo samples as 16-bit 48 kHz WAV, atomically."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2")
-    tmp = out.parent / f".{out.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.wav"
-    try:
+    with atomic_path(out, suffix=".wav") as tmp:
         with wave.open(str(tmp), "wb") as w:
             w.setnchannels(2)
             w.setsampwidth(2)
             w.setframerate(SAMPLE_RATE)
             w.writeframes(pcm.tobytes())
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

@@ -9,9 +9,7 @@ only randomness is a `random.Random(seed)` for the background texture).
 from __future__ import annotations
 
 import math
-import os
 import random
-import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +17,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
+from ..fsutil import atomic_path
 from ..images import open_image
 
 _FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu", "/usr/share/fonts/TTF")
@@ -239,14 +238,8 @@ def draw_storyboard(
     for i, line in enumerate(lines):
         draw.text((x0 + pad, y0 + pad + i * line_h), line, font=font, fill=white)
 
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.parent / f".{out_png.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.png"
-    try:
+    with atomic_path(out_png, suffix=".png") as tmp:
         img.save(tmp, format="PNG")
-        os.replace(tmp, out_png)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out_png
 
 

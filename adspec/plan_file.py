@@ -7,10 +7,11 @@ so doit's file_dep sees an edit of one beat as an edit of one file.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .registry import Registry
+from .paths import AdPaths
 
 FPS = 24  # the output frame rate of every ad; model clips at other rates are re-timed in stitch
 
@@ -137,5 +138,10 @@ class AdPlan:
         }
 
 
-def uses_native_audio(registry: Registry, video_model: str, wanted: bool) -> bool:
-    return wanted and registry.resolve(video_model, "video").native_audio
+def load_plan(paths: AdPaths) -> AdPlan | None:
+    """The ad's plan.json, or None before the first plan (or when it is not a plan this
+    version of adspec wrote: the plan step rewrites it)."""
+    try:
+        return AdPlan.from_json(json.loads(paths.plan.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

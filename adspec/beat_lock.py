@@ -14,12 +14,16 @@ from typing import Any, Sequence
 import yaml
 
 from .errors import LockError
+from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
-from .spec import Beat, BeatPlan, Music, PlannedFrom, Spec
+from .library import LIBRARY_VERSION
+from .loader import parse_beat_file_text
+from .plan_rules import fit_clips, plan_shaping_fields
+from .spec import Beat, BeatFile, BeatPlan, Music, PlannedFrom, Spec
 
 __all__ = [
-    "Decision", "plan_shaping_fields", "spec_sha256", "content_sha256", "decide", "is_hand_edited", "recheck", "text_sha256",
-    "planned_from_for", "render_beat_file", "write_beat_file", "beat_file_path", "SCHEMA_COMMENT_BEATS",
+    "Decision", "spec_sha256", "content_sha256", "decide", "is_hand_edited", "recheck", "text_sha256",
+    "planned_from_for", "render_beat_file", "write_beat_file", "SCHEMA_COMMENT_BEATS",
 ]
 
 SCHEMA_COMMENT_BEATS = "# yaml-language-server: $schema=../build/schema/beats.schema.json"
@@ -29,26 +33,6 @@ class Decision(enum.Enum):
     PLAN = "plan"  # no beat file, or the spec changed and the beat file is as planned
     KEEP = "keep"  # the beat file stands (spec unchanged; edits are the user's)
     INLINE = "inline"  # the spec carries its own beats: no planner, the beat file is ignored
-
-
-def plan_shaping_fields(spec: Spec, registry: Any) -> dict[str, Any]:
-    """The spec fields that shape the plan, as JSON values.
-
-    In: prompt, duration, style, brand name and tagline, asset names, var names, the planner
-    model, and the video model's clip lengths (not its name). Out: title, aspect ratio,
-    resolution, seed, colours, image/music models, var values, native audio, inline music/beats.
-    """
-    video = registry.resolve(spec.models.video, "video")
-    return {
-        "prompt": spec.prompt,
-        "duration": spec.duration,
-        "style": spec.style,
-        "brand": {"name": spec.brand.name, "tagline": spec.brand.tagline},
-        "assets": sorted(spec.assets),
-        "vars": sorted(spec.vars),
-        "planner": spec.models.planner,
-        "clip_lengths": sorted(int(x) for x in video.clip_lengths),
-    }
 
 
 def spec_sha256(spec: Spec, registry: Any) -> str:
@@ -62,19 +46,12 @@ def content_sha256(music: Music, beats: Sequence[Beat]) -> str:
 
 def planned_from_for(plan: BeatPlan, spec_sha: str, planner: str, library: str | None = None) -> PlannedFrom:
     if library is None:
-        from .library import LIBRARY_VERSION
-
         library = LIBRARY_VERSION
     return PlannedFrom(spec_sha256=spec_sha, planner=planner, library=library,
                        content_sha256=content_sha256(plan.music, plan.beats))
 
 
-def beat_file_path(spec_path: str | Path) -> Path:
-    spec_path = Path(spec_path)
-    return spec_path.with_name(f"{spec_path.stem}.beats.yaml")
-
-
-def is_hand_edited(beat_file) -> bool:
+def is_hand_edited(beat_file: BeatFile) -> bool:
     """True when the beat file's content differs from what the planner wrote (or no planner wrote it)."""
     pf = beat_file.planned_from
     if pf is None or pf.content_sha256 is None:
@@ -101,8 +78,6 @@ def decide(
         return Decision.INLINE
     if force or beat_file_text is None:
         return Decision.PLAN
-    from .loader import parse_beat_file_text
-
     shown_beats = str(beats_path) if beats_path is not None else "the beat file"
     beat_file = parse_beat_file_text(beat_file_text, shown_beats)
     pf = beat_file.planned_from
@@ -196,8 +171,6 @@ def render_beat_file(plan: BeatPlan, planned_from: PlannedFrom, *, clip_lengths:
     """The beat file's YAML text: stable key order (version, planned_from, music, beats with id,
     type, duration, image_prompt, motion_prompt), long prompts folded. With `clip_lengths`, each
     beat gets a comment saying how it is cut from the video model's clips."""
-    from .planner import fit_clips
-
     parts = [HEADER + SCHEMA_COMMENT_BEATS + "\n", "version: 1\n"]
     pf = {"spec_sha256": planned_from.spec_sha256, "planner": planned_from.planner, "library": planned_from.library}
     if planned_from.content_sha256 is not None:
@@ -224,7 +197,6 @@ def render_beat_file(plan: BeatPlan, planned_from: PlannedFrom, *, clip_lengths:
 
 def write_beat_file(path: str | Path, text: str) -> None:
     """Write atomically (temp file beside it, then rename): never a half-written lock."""
-    from .fsutil import write_text_atomic
 
     write_text_atomic(path, text)
 

@@ -1,13 +1,12 @@
 """The plan step: keep the beat file (the lock) in step with its spec, then resolve the ad.
 
-The lock's rules live in `adspec.lock`; the planners behind one interface; the plan request goes
+The lock's rules live in `adspec.beat_lock`; the planners behind one interface; the plan request goes
 through the request cache like every paid call. This module wires them together and writes the
 plan files the render tasks read.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -15,30 +14,43 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .actions import context, read_json, write_plan_files, write_receipt
+from .actions import context, write_plan_files
+from .ads import beats_path_of, resolve_ad
+from .beat_lock import (
+    Decision,
+    decide,
+    planned_from_for,
+    recheck,
+    render_beat_file,
+    text_sha256,
+    write_beat_file,
+)
 from .cache import Fetched
-from .paths import receipt_path
-from .recipes import Recipe
-from .adplan import FPS, AdPlan, PlannedBeat, output_size, uses_native_audio
 from .config import load_settings
+from .cost import guarded
 from .errors import SpecError
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
 from .library import LIBRARY_VERSION
-from .loader import ad_name, load_beat_file, load_spec, path_exists, read_file
-from .lock import (Decision, content_sha256, decide, plan_shaping_fields, recheck, render_beat_file, text_sha256,
-                   write_beat_file)
-from .paths import AdPaths
-from .planner import fit_clips
+from .loader import load_beat_file, parse_beat_file_text, path_exists, read_file
+from .offline_planner import plan_offline
+from .paths import AdPaths, ad_name, beat_file_path, receipt_path
+from .plan_file import FPS, AdPlan, PlannedBeat, output_size
+from .plan_rules import fit_clips, plan_shaping_fields
+from .progress import on_progress
 from .providers.base import PlanRequest
+from .receipts import write_receipt
+from .recipes import Recipe
 from .registry import load_registry
-from .spec import BeatFile, BeatPlan, PlannedFrom, Spec, default_music, render_beat_prompts
-from .variants import SEPARATOR, ad_source, beats_path_of
+from .spec import (
+    BeatFile,
+    BeatPlan,
+    Spec,
+    default_music,
+    render_beat_prompts,
+)
+from .tasknames import task_name
 from .verify import plan_verifier
-
-
-def beat_file_path(spec_path: Path) -> Path:
-    return spec_path.with_name(f"{spec_path.stem}.beats.yaml")
 
 
 @dataclass
@@ -56,13 +68,14 @@ class PlanStep:
     force: bool = False
 
 
-def plan_step(spec_path: Path, *, force: bool = False, ad: str | None = None) -> PlanStep:
+def decide_step(spec_path: Path, *, force: bool = False, ad: str | None = None) -> PlanStep:
     """The lock's decision for `spec_path` and, when it is PLAN, the planner's recipe (pure:
     reads the spec and beat file, writes nothing, calls nothing)."""
     # `ad` may name a variant (`<ad>@<variant>`): its spec and beat file (shared by the variants whose
     # plan-shaping fields are equal, see adspec.variants); the plan request names the base ad, so
     # variants with equal shaping fields ask the planner the same thing (paid once)
-    spec, beats_path = ad_source(ad or ad_name(spec_path), spec_path)
+    resolved = resolve_ad(ad or ad_name(spec_path), spec_path)
+    spec, beats_path = resolved.spec, resolved.beats_path
     if spec.beats is not None:  # inline beats: no planner at all
         return PlanStep(spec, Decision.INLINE, beats_path)
     registry = load_registry()
@@ -73,7 +86,7 @@ def plan_step(spec_path: Path, *, force: bool = False, ad: str | None = None) ->
     step = PlanStep(spec, decision, beats_path, spec_sha, shaping, seen_sha256=text_sha256(text), force=force)
     if decision is Decision.PLAN:
         video = registry.resolve(spec.models.video, "video")
-        request = PlanRequest(ad=ad_name(spec_path), shaping=shaping, clip_lengths=video.clip_lengths,
+        request = PlanRequest(ad=resolved.base, shaping=shaping, clip_lengths=video.clip_lengths,
                               planner_model=spec.models.planner)
         step.clip_lengths = tuple(video.clip_lengths)
         step.recipe = context().planner.plan_recipe(request)
@@ -83,12 +96,8 @@ def plan_step(spec_path: Path, *, force: bool = False, ad: str | None = None) ->
 def planned_beat_text(step: PlanStep, plan: BeatPlan) -> str:
     """The beat file the plan step writes for a planner's `plan`."""
     assert step.recipe is not None and step.spec_sha is not None
-    planned_from = PlannedFrom(
-        spec_sha256=step.spec_sha,
-        planner=step.recipe.model if step.recipe.provider != "offline" else "offline",
-        library=LIBRARY_VERSION,
-        content_sha256=content_sha256(plan.music, plan.beats),
-    )
+    planner = step.recipe.model if step.recipe.provider != "offline" else "offline"
+    planned_from = planned_from_for(plan, step.spec_sha, planner, LIBRARY_VERSION)
     return render_beat_file(plan, planned_from, clip_lengths=step.clip_lengths)
 
 
@@ -97,11 +106,8 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
     """The spec and its beat file, planning it when the lock's rules say so (or when forced).
     When the planner is asked, (recipe, fetched) is appended to `fetched_out`.
 
-    Never overwrites a hand-edited beat file silently: `lock.decide` raises LockError instead."""
-    from .cost import guarded
-    from .progress import on_progress
-
-    step = plan_step(spec_path, force=force, ad=ad)
+    Never overwrites a hand-edited beat file silently: `beat_lock.decide` raises LockError instead."""
+    step = decide_step(spec_path, force=force, ad=ad)
     spec = step.spec
     if step.decision is Decision.INLINE:
         return spec, BeatFile(music=spec.music or default_music(spec), beats=spec.beats)
@@ -111,10 +117,11 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
         assert recipe is not None
         base, shown = ad_name(spec_path), ad or ad_name(spec_path)  # the request names the base ad
         fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, f"{base} plan"), plan_verifier(f"{base} plan"),
-                                  suffix=".json", label=f"{base} plan", on_progress=on_progress(shown, f"plan:{shown}"))
+                                  suffix=".json", label=f"{base} plan", on_progress=on_progress(shown, task_name("plan", shown)))
         plan = BeatPlan.model_validate_json(fetched.path.read_bytes())
         text = planned_beat_text(step, plan)
         # the planner took a while: a hand edit made meanwhile is kept (LockError), never overwritten
+        assert step.spec_sha is not None
         current = read_file(step.beats_path).decode("utf-8") if path_exists(step.beats_path) else None
         if recheck(spec, step.spec_sha, step.seen_sha256, current, spec_path=spec_path, beats_path=step.beats_path,
                    force=step.force, planned_text=text):
@@ -138,17 +145,14 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
     """The AdPlan `plan:<ad>` would produce now. When a live planner would have to be asked,
     the offline planner's plan stands in for it (same spec, same rules; the live planner may
     choose other beats), and `stand_in` says so."""
-    from .loader import parse_beat_file_text
-    from .planner import plan_offline
-
-    step = plan_step(Path(spec_path), ad=ad)
+    step = decide_step(Path(spec_path), ad=ad)
     cached = stand_in = False
     if step.decision is Decision.INLINE:
         beat_file = BeatFile(music=step.spec.music or default_music(step.spec), beats=step.spec.beats)
     elif step.decision is Decision.KEEP:
         beat_file = load_beat_file(step.beats_path)
     else:
-        assert step.recipe is not None
+        assert step.recipe is not None and step.shaping is not None
         cache = context().cache_for_reading()  # a dry plan writes nothing
         entry = cache.get(step.recipe.key)
         if entry is not None:
@@ -198,15 +202,11 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         image_model=image.name,
         video_model=video.name,
         music_model=music.name,
-        native_audio=uses_native_audio(registry, video.name, spec.native_audio),
+        native_audio=spec.native_audio and video.native_audio,  # the model's own audio, when it has any
         music_prompt=beat_file.music.prompt,
         bpm=beat_file.music.bpm,
         beats=tuple(beats),
     )
-
-
-def _stamp_path(paths: AdPaths) -> Path:
-    return paths.root / "plan.inputs"
 
 
 @lru_cache(maxsize=1)
@@ -233,8 +233,8 @@ def plan_is_current(ad: str, spec_path: str) -> bool:
     """doit `uptodate` of plan:<ad>: the plan files were made from these exact inputs."""
     paths = AdPaths.of(load_settings().build_dir, ad)
     try:
-        beats = beats_path_of(ad, spec_path) if SEPARATOR in ad else None
-        return _stamp_path(paths).read_text() == inputs_stamp(Path(spec_path), beats) and paths.plan.exists()
+        beats = beats_path_of(ad, spec_path)
+        return paths.plan_inputs.read_text() == inputs_stamp(Path(spec_path), beats) and paths.plan.exists()
     except (OSError, SpecError):
         return False
 
@@ -242,15 +242,15 @@ def plan_is_current(ad: str, spec_path: str) -> bool:
 def plan_ad(ad: str, spec_path: Path, *, force: bool = False) -> AdPlan:
     asked: list[tuple[Recipe, Fetched]] = []
     spec, beat_file = ensure_beat_file(spec_path, force=force, fetched_out=asked, ad=ad)
-    beats_path = beats_path_of(ad, spec_path) if SEPARATOR in ad else None
+    beats_path = beats_path_of(ad, spec_path)
     plan = resolve(ad, spec, spec_path, beat_file, beats_path)
     paths = AdPaths.of(context().settings.build_dir, ad)
     write_plan_files(paths, plan)
     if asked:  # the planner was asked in this step: its receipt sits beside plan.json
-        write_receipt(paths.plan, asked[0][0], asked[0][1], f"plan:{ad}")
+        write_receipt(paths.plan, asked[0][0], asked[0][1], task_name("plan", ad))
     elif spec.beats is not None:  # inline beats: no planner made this plan
         receipt_path(paths.plan).unlink(missing_ok=True)
-    write_text_atomic(_stamp_path(paths), inputs_stamp(spec_path, beats_path))
+    write_text_atomic(paths.plan_inputs, inputs_stamp(spec_path, beats_path))
     return plan
 
 
@@ -258,8 +258,4 @@ def plan_action(ad: str, spec_path: str) -> None:
     plan_ad(ad, Path(spec_path))
 
 
-def read_plan(build_dir: Path, ad: str) -> AdPlan:
-    return AdPlan.from_json(read_json(AdPaths.of(build_dir, ad).plan))
-
-
-__all__ = ["ensure_beat_file", "plan_step", "dry_plan", "DryPlan", "PlanStep", "resolve", "plan_ad", "plan_action", "plan_is_current", "read_plan", "json"]
+__all__ = ["ensure_beat_file", "dry_plan", "DryPlan", "PlanStep", "resolve", "plan_ad", "plan_action", "plan_is_current"]

@@ -1,0 +1,162 @@
+"""Planners: a spec's plan-shaping fields -> a BeatPlan (music + beats).
+
+The offline planner is deterministic and free: it picks beats from the library's arc for the
+spec's style, gives them whole-second durations that sum exactly to the spec's duration (inside
+each beat type's range, wasting the least video-model clip time), and fills their prompts from
+the library's templates. References to spec `vars` stay `{{ name }}` placeholders, so the plan
+depends on var names, never on their values. The LLM planner (adspec.providers) sits behind the
+same PlanProvider interface and is checked with the same rules (adspec.plan_rules).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .library import LIBRARY_VERSION, Library, Style, load_library, render_template
+from .plan_rules import clip_waste, plan_shaping_fields, plan_waste
+from .prompt_text import product_from_prompt
+from .providers.base import Job, PlanRequest, RunResult
+from .recipes import Recipe
+from .registry import Registry, load_registry
+from .spec import Beat, BeatPlan, Spec, music_for
+
+#: bump when the offline planner's output for the same inputs changes
+PLANNER_CODE_VERSION = "1"
+SECONDS_PER_BEAT = 5  # about one beat per 5 s
+MAX_BEATS = 60
+#: var names the offline planner uses as the place an ad is set in (first present wins)
+SETTING_VARS = ("city", "location", "place", "town", "neighborhood", "neighbourhood", "region", "country", "venue", "setting")
+#: shot variations for repeated beats (feature-2, feature-3, ...)
+VARIATIONS = ("from a new low angle", "in an overhead view", "as a tight macro detail", "in a wide establishing view",
+              "from over the shoulder", "in silhouette against the light")
+
+__all__ = [
+    "choose_beats", "choose_durations", "plan_offline", "plan_spec_offline", "OfflinePlanner", "PLANNER_CODE_VERSION",
+]
+
+
+def setting_phrase(var_names: Iterable[str]) -> str:
+    names = set(var_names)
+    for name in SETTING_VARS:
+        if name in names:
+            return f"in {{{{ {name} }}}}"
+    return ""
+
+
+# ---- choosing beats and durations -----------------------------------------------------------
+
+
+def choose_beats(duration: int, style: Style, library: Library) -> list[str]:
+    """Beat types in playing order for an ad of `duration` seconds in `style`.
+
+    Keeps the arc's rank-1 beats (hook, product-reveal, cta), adds ranks 2, 3, ... while the count
+    stays near one beat per 5 s and the minimum durations fit; when even the longest durations
+    cannot fill the ad, repeats the repeatable middle beats."""
+    beats = library.beats
+    target = max(2, round(duration / SECONDS_PER_BEAT))
+    chosen: list[str] | None = None
+    for rank in sorted({r for _, r in style.arc}):
+        cand = [t for t, r in style.arc if r <= rank]
+        if chosen is not None and len(cand) > target:
+            break
+        if sum(beats[t].min for t in cand) > duration:
+            break
+        chosen = cand
+    if chosen is None:  # even hook + product-reveal + cta is too long: the hook shows the product
+        chosen = [t for t, r in style.arc if r == 1 and t != "product-reveal"]
+    repeatable = [t for t in chosen if beats[t].repeatable] or [t for t, _ in style.arc if beats[t].repeatable]
+    i = 0
+    while sum(beats[t].max for t in chosen) < duration and len(chosen) < MAX_BEATS:
+        kind = repeatable[i % len(repeatable)]
+        i += 1
+        if kind in chosen:
+            at = max(j for j, t in enumerate(chosen) if t == kind) + 1
+        else:
+            at = next(j for j, t in enumerate(chosen) if beats[t].position in ("closing", "last"))
+        chosen.insert(at, kind)
+    return chosen
+
+
+def choose_durations(types: Sequence[str], duration: int, clip_lengths: Sequence[int], library: Library) -> list[int]:
+    """Whole seconds per beat, summing exactly to `duration`, each inside its type's range;
+    least trimmed clip time first, then closest to each type's ideal. ValueError if impossible."""
+    beats = [library.beats[t] for t in types]
+    lengths = tuple(clip_lengths)
+    # best[s] = (waste, deviation, durations) over the beats so far, reaching s seconds
+    best: dict[int, tuple[int, int, tuple[int, ...]]] = {0: (0, 0, ())}
+    for bt in beats:
+        nxt: dict[int, tuple[int, int, tuple[int, ...]]] = {}
+        for total, (waste, dev, durs) in best.items():
+            for d in range(bt.min, bt.max + 1):
+                s = total + d
+                if s > duration:
+                    break
+                cand = (waste + clip_waste(d, lengths), dev + abs(d - bt.ideal), durs + (d,))
+                if s not in nxt or cand < nxt[s]:
+                    nxt[s] = cand
+        best = nxt
+    if duration not in best:
+        raise ValueError(f"no durations of {', '.join(types)} sum to {duration} s")
+    return list(best[duration][2])
+
+
+def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: Library | None = None) -> BeatPlan:
+    """The offline plan from the plan-shaping fields alone (see adspec.plan_rules.plan_shaping_fields)."""
+    lib = library or load_library()
+    duration = int(shaping["duration"])
+    style_text = str(shaping.get("style") or "")
+    brand = shaping.get("brand") or {}
+    style = lib.style_for(style_text)
+    types = choose_beats(duration, style, lib)
+    durations = choose_durations(types, duration, clip_lengths, lib)
+    ctx = {
+        "product": product_from_prompt(str(shaping.get("prompt") or ""), brand.get("name")),
+        "brand": brand.get("name") or "",
+        "tagline": brand.get("tagline") or "",
+        "style": style_text,
+        "look": style.look,
+        "camera": style.camera,
+        "setting": setting_phrase(shaping.get("vars") or ()),
+    }
+    counts: dict[str, int] = {}
+    out: list[Beat] = []
+    for kind, seconds in zip(types, durations):
+        n = counts[kind] = counts.get(kind, 0) + 1
+        bt = lib.beats[kind]
+        image = " ".join(render_template(bt.image_prompt, {**ctx, "n": n}).split())
+        motion = " ".join(render_template(bt.motion_prompt, {**ctx, "n": n}).split())
+        if n > 1:
+            image = f"{image}, {VARIATIONS[(n - 2) % len(VARIATIONS)]}"
+        out.append(Beat(id=kind if n == 1 else f"{kind}-{n}", type=kind, duration=seconds,
+                        image_prompt=image, motion_prompt=motion))
+    return BeatPlan(music=music_for(style_text, brand.get("name"), lib), beats=out)
+
+
+def plan_spec_offline(spec: Spec, registry: Registry | None = None) -> BeatPlan:
+    """Convenience: the offline plan of a spec (what `adspec plan` writes without an API key)."""
+    registry = registry or load_registry()
+    shaping = plan_shaping_fields(spec, registry)
+    return plan_offline(shaping, shaping["clip_lengths"])
+
+
+class OfflinePlanner:
+    """PlanProvider: deterministic plans from the beat library, no network, no cost."""
+
+    name = "offline"
+
+    def plan_recipe(self, req: PlanRequest) -> Recipe:
+        return Recipe(
+            provider="offline",
+            kind="plan",
+            model="offline-planner",
+            version=f"offline/planner/{LIBRARY_VERSION}/{PLANNER_CODE_VERSION}",
+            params={"shaping": req.shaping, "clip_lengths": sorted(int(x) for x in req.clip_lengths)},
+        )
+
+    def run(self, recipe: Recipe, job: Job, out: Path) -> RunResult:
+        clip_lengths = recipe.params["clip_lengths"]
+        plan = plan_offline(recipe.params["shaping"], clip_lengths)
+        Path(out).write_text(plan.model_dump_json(), encoding="utf-8")
+        waste = plan_waste(plan, clip_lengths) if clip_lengths else {}
+        return RunResult(meta={"waste_seconds": sum(waste.values()), "waste_by_beat": waste})

@@ -1,0 +1,144 @@
+"""The plan's rules: clip fitting and what a plan must keep (durations, positions, the beat
+library's constraints). One copy, called by both planners, the lock and the validator.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+from .library import Library, load_library
+from .spec import BeatPlan, Spec
+
+__all__ = ["plan_shaping_fields", "fit_clips", "clip_waste", "plan_waste", "validate_plan", "plan_problems"]
+
+
+# ---- what shapes a plan --------------------------------------------------------------------------
+
+
+def plan_shaping_fields(spec: Spec, registry: Any) -> dict[str, Any]:
+    """The spec fields that shape the plan, as JSON values.
+
+    In: prompt, duration, style, brand name and tagline, asset names, var names, the planner
+    model, and the video model's clip lengths (not its name). Out: title, aspect ratio,
+    resolution, seed, colours, image/music models, var values, native audio, inline music/beats.
+    """
+    video = registry.resolve(spec.models.video, "video")
+    return {
+        "prompt": spec.prompt,
+        "duration": spec.duration,
+        "style": spec.style,
+        "brand": {"name": spec.brand.name, "tagline": spec.brand.tagline},
+        "assets": sorted(spec.assets),
+        "vars": sorted(spec.vars),
+        "planner": spec.models.planner,
+        "clip_lengths": sorted(int(x) for x in video.clip_lengths),
+    }
+
+
+# ---- clips ----------------------------------------------------------------------------------
+
+
+def fit_clips(duration: int, clip_lengths: Iterable[int]) -> list[int]:
+    """The fewest clips of the allowed lengths that cover `duration`, and among those the least
+    waste; longest first, so only the last clip is trimmed. [] for duration <= 0."""
+    lengths = sorted({int(x) for x in clip_lengths}, reverse=True)
+    if not lengths or lengths[-1] <= 0:
+        raise ValueError("clip lengths must be positive integers")
+    if duration <= 0:
+        return []
+    count = math.ceil(duration / lengths[0])
+    # best[s] = clips (descending) reaching sum s with k clips; prefer the lexicographically
+    # largest tuple so the choice is deterministic
+    best: dict[int, tuple[int, ...]] = {0: ()}
+    for _ in range(count):
+        nxt: dict[int, tuple[int, ...]] = {}
+        for total, clips in best.items():
+            for length in lengths:
+                if clips and length > clips[-1]:
+                    continue  # keep tuples descending: each multiset once
+                s = total + length
+                cand = clips + (length,)
+                if s not in nxt or cand > nxt[s]:
+                    nxt[s] = cand
+        best = nxt
+    total = min(s for s in best if s >= duration)
+    return list(best[total])
+
+
+def clip_waste(duration: int, clip_lengths: Iterable[int]) -> int:
+    """Seconds of generated video trimmed away when a beat of `duration` is cut from clips."""
+    lengths = tuple(clip_lengths)
+    if not lengths:
+        return 0
+    return sum(fit_clips(duration, lengths)) - duration
+
+
+def plan_waste(plan: BeatPlan, clip_lengths: Sequence[int]) -> dict[str, int]:
+    """Trimmed seconds per beat id (0 for a perfect fit)."""
+    return {b.id: clip_waste(b.duration, clip_lengths) for b in plan.beats}
+
+
+# ---- what a plan must keep ------------------------------------------------------------------
+
+
+def validate_plan(plan: BeatPlan, spec: Spec, library: Library | None = None) -> list[str]:
+    """Every way `plan` breaks the library's rules for `spec` (see `plan_problems`)."""
+    return plan_problems(plan, spec.duration, library)
+
+
+def plan_problems(plan: BeatPlan, duration: int | None, library: Library | None = None) -> list[str]:
+    """Every way `plan` breaks the library's rules for an ad of `duration` seconds (None: any
+    length), as readable one-line messages (empty when it is fine). The LLM planner feeds these
+    back when it re-asks; the offline planner's plans keep them by construction."""
+    lib = library or load_library()
+    problems: list[str] = []
+    beats = plan.beats
+    total = sum(b.duration for b in beats)
+    if duration is not None and total != duration:
+        problems.append(f"the beats last {total} s but the ad must last exactly {duration} s "
+                        f"(their durations must add up to {duration} s)")
+    seen: set[str] = set()
+    for b in beats:
+        if b.id in seen:
+            problems.append(f"beat id '{b.id}' is used more than once; ids must be unique")
+        seen.add(b.id)
+    last = len(beats) - 1
+    start = 0
+    product_at: int | None = None
+    for i, b in enumerate(beats):
+        bt = lib.beats.get(b.type)
+        label = f"beat {i + 1} '{b.id}'"
+        if bt is None:
+            problems.append(f"{label}: unknown beat type '{b.type}'; known: {', '.join(lib.types)}")
+            start += b.duration
+            continue
+        if not bt.min <= b.duration <= bt.max:
+            problems.append(f"{label}: {b.duration} s is outside the {b.type} range of {bt.min}-{bt.max} s")
+        if bt.position == "first" and i != 0:
+            problems.append(f"{label}: a {b.type} must be the first beat")
+        elif bt.position == "last" and i != last:
+            problems.append(f"{label}: a {b.type} must be the last beat")
+        elif bt.position == "closing" and not (i == last or (i == last - 1 and beats[last].type == "end-card")):
+            problems.append(f"{label}: a {b.type} must be the last beat or come just before the end-card")
+        elif bt.position == "middle" and (i == 0 or i == last):
+            problems.append(f"{label}: a {b.type} cannot open or close the ad")
+        if bt.shows_product and product_at is None:
+            product_at = start
+        start += b.duration
+    counts: dict[str, int] = {}
+    for b in beats:
+        counts[b.type] = counts.get(b.type, 0) + 1
+    for kind, count in counts.items():
+        bt = lib.beats.get(kind)
+        if bt is not None and count > 1 and not bt.repeatable:
+            problems.append(f"beat type '{kind}' appears {count} times but may appear only once")
+    if beats and beats[0].type != "hook":
+        problems.append(f"the first beat must be a hook, not '{beats[0].type}'")
+    if beats and beats[-1].type not in ("cta", "end-card"):
+        problems.append(f"the last beat must be a cta or an end-card, not '{beats[-1].type}'")
+    if product_at is None:
+        problems.append("no beat shows the product")
+    elif product_at > 3:
+        problems.append(f"the product first appears at {product_at} s; it must be visible within the first 3 s")
+    return problems

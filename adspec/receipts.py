@@ -1,0 +1,86 @@
+"""Receipts: the provenance file beside every generated artifact (`storyboard.receipt.json`):
+what it was made from, by whom, at what cost. Read and written through `Receipt` only.
+
+A receipt of another `version` (or none) reads as absent: the task runs again and the request
+cache serves the artifact, so an old receipt costs a rebuild, never a payment or a KeyError.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .cache import Fetched
+from .fsutil import write_json_atomic
+from .hashing import sha256_file
+from .paths import receipt_path
+from .recipes import Recipe
+from .runs import run_id
+
+RECEIPT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Receipt:
+    artifact: str  # the artifact's file name
+    task: str | None  # the doit task that wrote it
+    sha256: str  # of the artifact
+    key: str  # the recipe's key in the request cache
+    recipe: dict[str, Any]  # the recipe's identity: what the provider was asked
+    job_id: str | None  # the provider's prediction id
+    cost_usd: float  # what the request cost when it was paid (for a cache hit: what was saved)
+    cache_hit: bool
+    generated_at: str
+    generation_seconds: float
+    received_at: str
+    run: str  # the doit run that wrote it (adspec.runs)
+    version: int = RECEIPT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Receipt | None:
+        """The receipt in `data`, or None for one of another version or shape."""
+        if not isinstance(data, dict) or data.get("version") != RECEIPT_VERSION:
+            return None
+        try:
+            return cls(**{f.name: data[f.name] for f in fields(cls)})
+        except (KeyError, TypeError):
+            return None
+
+
+def write_receipt(artifact: Path, recipe: Recipe, fetched: Fetched, task: str | None = None) -> None:
+    """Provenance beside the artifact, written atomically."""
+    receipt = Receipt(
+        artifact=artifact.name,
+        task=task,
+        sha256=sha256_file(artifact),
+        key=recipe.key,
+        recipe=recipe.identity(),
+        job_id=fetched.entry.job_id,
+        cost_usd=fetched.entry.cost_usd,
+        cache_hit=fetched.hit,
+        generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(fetched.entry.created_at)),
+        generation_seconds=fetched.entry.seconds,
+        received_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        run=run_id(),
+    )
+    write_json_atomic(receipt_path(artifact), receipt.to_json())
+
+
+def read_receipt(artifact: Path) -> Receipt | None:
+    """The receipt beside `artifact`, or None (none, unreadable, or of another version)."""
+    try:
+        return Receipt.from_json(json.loads(receipt_path(artifact).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
+def receipt_key(artifact: Path) -> str | None:
+    """The recipe key the artifact was made from, per its receipt."""
+    receipt = read_receipt(artifact)
+    return receipt.key if receipt is not None else None
