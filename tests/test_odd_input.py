@@ -202,7 +202,7 @@ def test_rm_rf_build_during_a_run_gives_lines_and_the_next_run_pays_nothing_twic
             while rep.paid_creates < 1 and proc.poll() is None:  # a paid request is in flight
                 time.sleep(0.02)
             # as a person would: rm -rf ignores files the running build removes meanwhile (rmtree does not)
-            subprocess.run(["rm", "-rf", str(project.build)], check=True)
+            subprocess.run(["rm", "-rf", str(project.build)], check=False)  # "not empty" if the build writes meanwhile
             out, err = proc.communicate(timeout=300)
         finally:
             if proc.poll() is None:
