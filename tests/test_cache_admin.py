@@ -219,24 +219,24 @@ def test_a_lock_file_removed_between_open_and_flock_is_not_a_second_lock(tmp_pat
     the new lock file: `claim` re-checks that the path still names the file it locked."""
     import threading
 
-    import adspec.cache as cache_module
+    import adspec.file_locks as lock_module  # where claim's flock lives
 
     cache = RequestCache(tmp_path / "cache")
     key = "k" * 64
     with cache.claim(key):
         pass  # the lock file exists, nobody holds it
     opened, go = threading.Event(), threading.Event()
-    real_flock = cache_module.fcntl.flock
+    real_flock = lock_module.fcntl.flock
     waiter = threading.get_ident()
     events: list[str] = []
 
     def flock(fd, op):
-        if threading.get_ident() == waiter and op == cache_module.fcntl.LOCK_EX and not opened.is_set():
+        if threading.get_ident() == waiter and op == lock_module.fcntl.LOCK_EX and not opened.is_set():
             opened.set()  # the waiter has opened the old lock file and is about to lock it
             go.wait(10)
         return real_flock(fd, op)
 
-    monkeypatch.setattr(cache_module.fcntl, "flock", flock)
+    monkeypatch.setattr(lock_module.fcntl, "flock", flock)
 
     def waiting_build() -> None:
         nonlocal waiter
