@@ -314,10 +314,8 @@ class RequestCache:
         id, a "create was sent" mark, a corrupt-output record). The blob stays (gc removes it).
         The next request of `key` creates anew and pays. True if anything was dropped."""
         with self.claim(key):
-            had = self._db.get(_ENTRY + key) is not None or self.pending(key) is not None
-            self._db.delete(_ENTRY + key)
-            self._clear_pending(key)
-        return had
+            entry, pending = self.drop_records(key)
+        return entry is not None or pending is not None
 
     def entries(self) -> Iterator[Entry]:
         for k in self._db.iterkeys():

@@ -139,7 +139,7 @@ class _Estimator:
         if paying:  # a pending request: resumed, looked up, or re-requested after a corrupt output
             from .cache import describe_pending
 
-            note = "; ".join(x for x in (note, describe_pending(self.ctx.cache.pending(recipe.key))) if x)
+            note = "; ".join(x for x in (note, describe_pending(self.cache.pending(recipe.key))) if x)
         est.items.append(Item(target, phase, state, price.usd if paying else 0.0, exact and (price.exact or not paying),
                               recipe.model, recipe.key, "; ".join(x for x in (price.rule if paying else "", note) if x)))
         self.made.add(recipe.key)

@@ -32,6 +32,8 @@ def _cache_json(project: Project, *args: str) -> dict:
 # ---- estimate writes nothing ------------------------------------------------------------------
 
 def test_estimate_writes_nothing(project: Project) -> None:
+    from fakes.replicate_server import FakeReplicate
+
     project.write_spec("zip", small_spec())
     before = snapshot([project.root])
     out = project.adspec("estimate", "--json")
@@ -39,6 +41,12 @@ def test_estimate_writes_nothing(project: Project) -> None:
     assert json.loads(out.stdout)["ads"][0]["ad"] == "zip"
     assert not project.cache.exists() and not project.build.exists()  # no cache database created
     assert snapshot([project.root]) == before
+    with FakeReplicate() as rep:  # live: paid items are looked up too (their pending requests)
+        out = project.adspec("estimate", "--json", ADSPEC_BACKEND="", REPLICATE_API_TOKEN="r8_fake-estimate-token",
+                             REPLICATE_BASE_URL=rep.base_url)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["total_usd"] > 0 and rep.requests == []
+    assert not project.cache.exists() and snapshot([project.root]) == before
     # with a cache and a build present: every file as it was (bytes and mtimes)
     project.doit()
     project.write_spec("zip", small_spec(seed=4))
