@@ -157,6 +157,27 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_extra(e: ImportError, command: str) -> int:
+    print(f"adspec {command} needs the serve extra: pip install 'adspec[serve]' ({e.name} is missing)", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .serve.app import serve
+    except ImportError as e:
+        return _missing_extra(e, "serve")
+    return serve(args.host, args.port, watch=args.watch)
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    try:
+        from .mcp_server import run_stdio
+    except ImportError as e:
+        return _missing_extra(e, "mcp")
+    return run_stdio()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adspec", description="Declarative AI video ads, built like software.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -216,6 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (doit's output goes to stderr)")
     p.add_argument("-n", "--jobs", type=int, default=1, metavar="N", help="run N tasks at once (threads)")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("serve", help="live studio in the browser and the seed's REST API (pip install 'adspec[serve]')")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond loopback needs ADSPEC_SERVE_TOKEN)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--watch", action="store_true", help="rebuild an ad when its spec or beat file is saved")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("mcp", help="Model Context Protocol server over stdio, for agents (pip install 'adspec[serve]')")
+    p.set_defaults(func=cmd_mcp)
     return parser
 
 

@@ -329,11 +329,19 @@ def within_budget(ads: Sequence[tuple[str, Path]]) -> bool:
 def budget_action(ads: Sequence[tuple[str, Path]]) -> None:
     """Runs only when the estimate is over the cap: stop the run before its first paid call."""
     run = _last.get("run") or estimate(ads)
+    message = over_budget_message(run)
+    if message is not None:
+        raise BudgetError(message)
+
+
+def over_budget_message(run: RunEstimate) -> str | None:
+    """The one line a run over ADSPEC_BUDGET_USD stops with (None when it fits). Also what
+    `adspec serve` and `adspec mcp` say when they refuse to start a build."""
     total = run.total_usd
     if total <= run.budget_usd + 1e-9:
-        return
+        return None
     paid = sum(1 for a in run.ads for i in a.items if i.action == "pay")
-    raise BudgetError(
+    return (
         f"this run would pay {'about ' if not run.exact else ''}{fmt_usd(total)} for {paid} requests, "
         f"over the cap of {fmt_usd(run.budget_usd)} per run (ADSPEC_BUDGET_USD); nothing was paid. "
         f"See `adspec estimate`; {raise_hint(total)}"

@@ -1,0 +1,188 @@
+"""`adspec mcp`: a Model Context Protocol server over stdio (the official `mcp` SDK), so an agent
+can drive adspec the way a person does: list the ads, validate, see the plan, estimate, build
+under the budget, follow the status, and read and edit a beat. Every tool returns structured
+results (JSON objects). Builds run `adspec build AD` in a child process, one ad at a time (the
+same queue as `adspec serve`): nothing bypasses the specs, the beat files, the cache or the budget.
+
+Approvals (`adspec approve`) do not exist yet in adspec; there is no approve tool until they do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+
+from .config import load_settings
+from .errors import error_line
+
+log = logging.getLogger("adspec.mcp")
+
+INSTRUCTIONS = """adspec builds AI video ads from YAML specs (specs/<ad>.yaml) and beat files
+(specs/<ad>.beats.yaml). Typical loop: list_ads -> estimate -> build -> status; to change an ad,
+read_beat, edit_beat (pass the sha256 you read), estimate, build. Builds never go over the
+budget (ADSPEC_BUDGET_USD): an over-budget build is refused with the reason."""
+
+
+def _error(e: Exception) -> dict[str, Any]:
+    text = error_line(e) or f"{type(e).__name__}: {e}"
+    return {"ok": False, "error": text, "field": getattr(e, "field", None)}
+
+
+def create_server() -> MCPServer:
+    """The MCP server over the project in the working directory (ADSPEC_SPECS etc. apply)."""
+    from .serve import live, project
+    from .serve.builds import DONE, FAILED, BuildQueue, estimate_ad
+
+    settings = load_settings()
+    queue = BuildQueue(Path.cwd(), settings=settings)
+    started = False
+
+    def ensure_queue() -> None:
+        nonlocal started
+        if not started:
+            queue.start()
+            started = True
+
+    server = MCPServer("adspec", instructions=INSTRUCTIONS)
+
+    @server.tool()
+    def list_ads() -> dict[str, Any]:
+        """Every ad under specs/ (variants expanded) with its build state, progress and spend."""
+        try:
+            out = []
+            for ad, spec in project.list_ads(settings):
+                v = live.ad_view(settings, queue, ad)
+                out.append({"ad": ad, "spec": project.shown(spec, settings), "state": v["state"],
+                            "progress": v["progress"], "spent_usd": v["cost"]["spent_usd"],
+                            "final": f"build/{ad}/final.mp4" if v["final"] else None, "error": v["error"]})
+            return {"ok": True, "ads": out}
+        except Exception as e:
+            return _error(e)
+
+    @server.tool()
+    def validate(paths: list[str] | None = None) -> dict[str, Any]:
+        """Check specs and beat files (default: all of specs/): every error with file, line and field."""
+        from .validate import validate_paths
+
+        targets = [Path(p) if Path(p).is_absolute() else settings.specs_dir.parent / p for p in (paths or [])]
+        for t in targets:
+            if not _inside(t, settings.specs_dir):
+                return {"ok": False, "error": f"{t} is not under specs/", "field": "paths"}
+        errors = validate_paths(targets or [settings.specs_dir], settings.specs_dir.parent)
+        return {"ok": not errors, "errors": [{"file": e.path, "line": e.line, "field": e.field, "message": e.message,
+                                               "text": e.one_line()} for e in errors]}
+
+    @server.tool()
+    def plan(ad: str) -> dict[str, Any]:
+        """The plan a build of `ad` would use now: beats, timing, chunks, rendered prompts. Made in
+        memory: nothing is written and no planner is paid (`stand_in` is true when the live planner
+        would still have to run and the offline planner's plan is shown in its place)."""
+        from .plan_step import dry_plan
+
+        try:
+            dp = dry_plan(ad, project.spec_of(settings, ad))
+        except Exception as e:
+            return _error(e)
+        p = dp.plan
+        return {"ok": True, "ad": ad, "title": p.title, "duration": p.duration, "aspect_ratio": p.aspect_ratio,
+                "resolution": p.resolution, "models": {"image": p.image_model, "video": p.video_model,
+                                                       "music": p.music_model},
+                "stand_in": dp.stand_in, "music": {"prompt": p.music_prompt, "bpm": p.bpm},
+                "beats": [{"id": b.id, "type": b.type, "start": b.start, "duration": b.duration, "clips": list(b.clips),
+                           "image_prompt": b.image_prompt, "motion_prompt": b.motion_prompt} for b in p.beats]}
+
+    @server.tool()
+    def estimate(ad: str) -> dict[str, Any]:
+        """What building `ad` now would pay (cache-aware, calls nothing paid), and whether it fits
+        the budget (`refusal` is the budget's message when it does not)."""
+        try:
+            return {"ok": True, **estimate_ad(ad, project.spec_of(settings, ad))}
+        except Exception as e:
+            return _error(e)
+
+    @server.tool()
+    async def build(ad: str, wait: bool = True, timeout_s: float = 900.0) -> dict[str, Any]:
+        """Build `ad` (doit, through the request cache) unless its estimate is over the budget; with
+        `wait`, return when the build ends. Refused builds say why and pay nothing."""
+        try:
+            spec = project.spec_of(settings, ad)
+            est = await anyio.to_thread.run_sync(estimate_ad, ad, spec)
+        except Exception as e:
+            return _error(e)
+        refusal = est["refusal"] or est["error"]
+        if refusal:
+            return {"ok": False, "ad": ad, "started": False, "refused": refusal, "error": refusal,
+                    "estimate_usd": est["total_usd"], "budget_usd": est["budget_usd"]}
+        ensure_queue()
+        queue.request(ad, "mcp")
+        if wait:
+            deadline = time.time() + timeout_s
+            while queue.busy(ad) and time.time() < deadline:
+                await anyio.sleep(0.2)
+        run = queue.get(ad)
+        v = live.seed_status(settings, queue, ad)
+        return {"ok": run is not None and run.state != FAILED, "ad": ad, "started": True, "estimate_usd": est["total_usd"],
+                "budget_usd": est["budget_usd"], "state": v["status"], "done": run is not None and run.state == DONE,
+                "final": f"build/{ad}/final.mp4" if v["final_video_url"] else None, "error": v["error"]}
+
+    @server.tool()
+    def status(ad: str) -> dict[str, Any]:
+        """The ad's build status: state, progress (percent), phase, chunk i of n, spend, error, files."""
+        try:
+            project.spec_of(settings, ad)
+        except Exception as e:
+            return _error(e)
+        s = live.seed_status(settings, queue, ad)
+        files = {k: (v.split("?")[0].replace("/files/", "build/", 1) if isinstance(v, str) else v)
+                 for k, v in (("final", s["final_video_url"]), ("video", s["stitched_video_url"]))}
+        return {"ok": True, "ad": ad, "state": s["status"], "progress": s["progress"], "phase": s["current_phase"],
+                "current_chunk_index": s["current_chunk_index"], "total_chunks": s["total_chunks"],
+                "spent_usd": s["cost_usd"], "error": s["error"], "files": files,
+                "storyboards": [u.split("?")[0].replace("/files/", "build/", 1) for u in s["animatic_urls"]]}
+
+    @server.tool()
+    def read_beat(ad: str, beat_id: str | None = None) -> dict[str, Any]:
+        """The ad's beats as written in its beat file (or the spec's inline beats), with the file's
+        sha256 to pass to edit_beat; one beat with `beat_id`."""
+        try:
+            src = project.read_beats(settings, ad)
+        except Exception as e:
+            return _error(e)
+        beats = src["beats"]
+        if beat_id is not None:
+            beats = [b for b in beats if b["id"] == beat_id]
+            if not beats:
+                return {"ok": False, "error": f"{src['file']}: no beat with id '{beat_id}'", "field": "beat_id"}
+        return {"ok": True, **src, "beats": beats}
+
+    @server.tool()
+    def edit_beat(ad: str, beat_id: str, fields: dict[str, str], sha256: str) -> dict[str, Any]:
+        """Set a beat's text fields (e.g. image_prompt, motion_prompt) like a hand edit: comments and
+        order kept, checked as `adspec validate` does, refused when the file changed since you read
+        it (pass read_beat's sha256). Does not build: call estimate and build next."""
+        try:
+            return {"ok": True, **project.edit_beat(settings, ad, beat_id, fields, sha256)}
+        except Exception as e:
+            return _error(e)
+
+    return server
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def run_stdio() -> int:
+    """`adspec mcp`: serve over stdin/stdout until the client closes them."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # stderr: stdout is the protocol
+    create_server().run("stdio")
+    return 0

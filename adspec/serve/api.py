@@ -1,0 +1,227 @@
+"""The HTTP API: the seed's three calls (generate, status, upload) and the studio's calls behind
+the live pages (ads, beats, edits, estimates, builds, event streams). Every 4xx is JSON
+`{"error": "<one line>", "field": "<the field at fault or null>"}` (see app.py's handlers).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Request, UploadFile
+from fastapi.responses import JSONResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..config import Settings
+from . import live, project, seed
+from .builds import BuildQueue, estimate_ad
+from .security import MAX_UPLOAD_BODY, MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES, image_suffix
+
+router = APIRouter(prefix="/api")
+
+
+@dataclass
+class Context:
+    settings: Settings
+    queue: BuildQueue
+    closing: threading.Event = field(default_factory=threading.Event)  # set when the server stops: streams end
+
+
+class ApiError(Exception):
+    """A request the server refuses: becomes `{"error", "field", ...}` with `status`."""
+
+    def __init__(self, http_status: int, message: str, field: str | None = None, **extra: Any):
+        super().__init__(message)
+        self.status, self.message, self.field, self.extra = http_status, message, field, extra
+
+
+def ctx(request: Request) -> Context:
+    return request.app.state.ctx
+
+
+def _ad(c: Context, ad: str) -> Any:
+    try:
+        return project.spec_of(c.settings, ad)
+    except project.NotFound as e:
+        raise ApiError(404, str(e), "ad") from None
+
+
+def start_build(c: Context, ad: str, spec_path: Any, reason: str) -> dict[str, Any]:
+    """Estimate, then queue the build unless it is over the budget: {"build", "estimate", "refusal"}."""
+    est = estimate_ad(ad, spec_path)
+    refusal = est["refusal"] or est["error"]
+    if refusal:
+        c.queue.refuse(ad, refusal)
+        return {"build": "refused", "estimate": est, "refusal": refusal}
+    c.queue.request(ad, reason)
+    return {"build": "queued", "estimate": est, "refusal": None}
+
+
+# ---- the seed's API ---------------------------------------------------------------------------
+
+
+@router.post("/generate", response_model=seed.GenerateResponse, status_code=202, tags=["seed"],
+             summary="Write specs/<slug>.yaml from a prompt and queue its build")
+def generate(body: seed.GenerateRequest, request: Request) -> Any:
+    c = ctx(request)
+    try:
+        ad, path = seed.write_spec(c.settings, body)
+    except project.SpecError as e:
+        raise ApiError(422, e.message, e.field) from None
+    started = start_build(c, ad, path, "generate")
+    if started["build"] != "queued":
+        raise ApiError(402, started["refusal"], None, video_id=ad, status="refused")
+    return {"video_id": ad, "status": "queued"}
+
+
+@router.get("/status/{video_id}", response_model=seed.StatusResponse, tags=["seed"],
+            summary="Progress, storyboards, videos, cost and error of an ad's build")
+def status(video_id: str, request: Request) -> Any:
+    c = ctx(request)
+    try:
+        project.spec_of(c.settings, video_id)
+    except project.NotFound as e:
+        raise ApiError(404, str(e), "video_id") from None
+    return live.seed_status(c.settings, c.queue, video_id)
+
+
+@router.post("/upload", response_model=seed.UploadResponse, tags=["seed"],
+             summary="Upload reference images (PNG, JPEG, WebP); returns asset ids for reference_assets",
+             max_body_size=MAX_UPLOAD_BODY)
+def upload(request: Request, files: Annotated[list[UploadFile], File(description="one or more images")]) -> Any:
+    c = ctx(request)
+    if len(files) > MAX_UPLOAD_FILES:
+        raise ApiError(413, f"at most {MAX_UPLOAD_FILES} files per upload", "files")
+    ids = []
+    for i, f in enumerate(files):
+        data = f.file.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ApiError(413, f"{f.filename or 'file'} is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB",
+                           f"files.{i}")
+        suffix = image_suffix(data)
+        if suffix is None:
+            raise ApiError(415, f"{f.filename or 'file'} is not a PNG, JPEG or WebP image", f"files.{i}")
+        ids.append((data, suffix))
+    return {"asset_ids": [seed.store_upload(c.settings, data, suffix) for data, suffix in ids]}
+
+
+# ---- the studio ---------------------------------------------------------------------------------
+
+
+def ads_view(c: Context) -> list[dict[str, Any]]:
+    rows = []
+    for ad, _ in project.list_ads(c.settings):
+        v = live.ad_view(c.settings, c.queue, ad)
+        rows.append({k: v[k] for k in ("ad", "title", "state", "phase", "progress", "cost", "error", "thumbnail",
+                                        "final")})
+    return rows
+
+
+@router.get("/ads", tags=["studio"], summary="Every ad with its status, cost and thumbnail")
+def ads(request: Request) -> Any:
+    return ads_view(ctx(request))
+
+
+def _full_view(c: Context, ad: str) -> dict[str, Any]:
+    view = live.ad_view(c.settings, c.queue, ad)
+    try:
+        view["source"] = project.read_beats(c.settings, ad)
+    except project.SpecError as e:
+        view["source"] = {"error": e.one_line(), "beats": []}
+    return view
+
+
+@router.get("/ads/{ad}", tags=["studio"], summary="One ad's live view and its beats as written")
+def ad_detail(ad: str, request: Request) -> Any:
+    c = ctx(request)
+    _ad(c, ad)
+    return _full_view(c, ad)
+
+
+def _gone(c: Context, request: Request) -> Any:
+    async def gone() -> bool:
+        return c.closing.is_set() or await request.is_disconnected()
+
+    return gone
+
+
+@router.get("/ads/{ad}/events", response_class=EventSourceResponse, tags=["studio"],
+            summary="Server-sent events: the ad's view each time its build writes")
+async def ad_events(ad: str, request: Request) -> Any:
+    c = ctx(request)
+    spec = _ad(c, ad)
+
+    def stamp() -> tuple:
+        src = []
+        try:
+            src = [project.beat_source(ad, spec).path]
+        except project.SpecError:
+            pass
+        return live.stamp(c.settings, c.queue, [ad], [spec, *src])
+
+    async for view in live.events(lambda: _full_view(c, ad), stamp, _gone(c, request)):
+        yield ServerSentEvent(comment="keep-alive") if view is None else ServerSentEvent(data=view, event="ad")
+
+
+@router.get("/events", response_class=EventSourceResponse, tags=["studio"],
+            summary="Server-sent events: the list of ads each time a build writes")
+async def all_events(request: Request) -> Any:
+    c = ctx(request)
+
+    def stamp() -> tuple:
+        ads = project.list_ads(c.settings)
+        return live.stamp(c.settings, c.queue, [a for a, _ in ads], [p for _, p in ads])
+
+    async for view in live.events(lambda: ads_view(c), stamp, _gone(c, request)):
+        yield ServerSentEvent(comment="keep-alive") if view is None else ServerSentEvent(data=view, event="ads")
+
+
+@router.post("/ads/{ad}/estimate", tags=["studio"], summary="What building the ad now would pay (`adspec estimate`)")
+def ad_estimate(ad: str, request: Request) -> Any:
+    c = ctx(request)
+    return estimate_ad(ad, _ad(c, ad))
+
+
+@router.post("/ads/{ad}/build", tags=["studio"], summary="Build the ad (refused over ADSPEC_BUDGET_USD)")
+def ad_build(ad: str, request: Request) -> Any:
+    c = ctx(request)
+    started = start_build(c, ad, _ad(c, ad), "page")
+    if started["build"] != "queued":
+        raise ApiError(402, started["refusal"], None, estimate=started["estimate"])
+    return started
+
+
+class BeatEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sha256: str | None = Field(description="content hash of the file when it was read (GET /api/ads/{ad})")
+    fields: dict[str, str] = Field(min_length=1, description="text field -> new text, e.g. image_prompt")
+    build: bool = Field(True, description="start a build of the ad after saving (not over the budget)")
+
+
+@router.put("/ads/{ad}/beats/{beat_id}", tags=["studio"],
+            summary="Edit a beat's text like a hand edit (refused if the file changed since it was read), then build")
+def edit_beat(ad: str, beat_id: str, body: BeatEdit, request: Request) -> Any:
+    c = ctx(request)
+    spec = _ad(c, ad)
+    try:
+        saved = project.edit_beat(c.settings, ad, beat_id, body.fields, body.sha256)
+    except project.StaleEdit as e:
+        raise ApiError(409, str(e), "sha256") from None
+    except project.NotFound as e:
+        raise ApiError(404, str(e), "beat_id") from None
+    except project.SpecError as e:
+        last = (e.field or "").rsplit(".", 1)[-1]  # beats.0.image_prompt -> the request's fields.image_prompt
+        raise ApiError(422, e.one_line(), f"fields.{last}" if last in body.fields else e.field) from None
+    out: dict[str, Any] = {**saved, "build": None, "estimate": None, "refusal": None}
+    if body.build:
+        out.update(start_build(c, ad, spec, f"edit of {beat_id}"))
+    return out
+
+
+def error_body(e: ApiError) -> JSONResponse:
+    return JSONResponse({"error": e.message, "field": e.field, **e.extra}, status_code=e.status)
+
+
+__all__ = ["router", "Context", "ApiError", "error_body"]

@@ -1,0 +1,175 @@
+"""`adspec serve`: the ASGI app (FastAPI) and how it is run (uvicorn).
+
+Routes: `/` the studio (every ad: status, cost, thumbnail), `/ads/<ad>` the ad's live review
+page (progress, storyboards and chunks as they land, the final video, editable beats), `/api/...`
+(api.py), `/files/<path>` the build folder's artifacts (range requests, right content types),
+`/docs` and `/openapi.json` the API's description.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import os
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..config import Settings, load_settings
+from ..errors import AdspecError
+from . import api, project
+from .builds import BuildQueue
+from .security import TOKEN_ENV, Guard, StartRefused, check_bind, confined
+
+log = logging.getLogger("adspec.serve")
+
+for _type, _ext in (("video/mp4", ".mp4"), ("audio/wav", ".wav"), ("image/webp", ".webp"),
+                    ("application/json", ".json"), ("text/html", ".html"), ("image/png", ".png")):
+    mimetypes.add_type(_type, _ext)
+
+
+def _static(name: str) -> str:
+    return resources.files("adspec.serve").joinpath("static").joinpath(name).read_text(encoding="utf-8")
+
+
+def _field_of(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or (str(loc[0]) if loc else None)
+
+
+def create_app(settings: Settings | None = None, *, token: str | None = None, watch: bool = False,
+               queue: BuildQueue | None = None) -> FastAPI:
+    """The server over the project of `settings` (default: from the environment and cwd)."""
+    settings = settings or load_settings()
+    queue = queue or BuildQueue(Path.cwd(), settings=settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        queue.start()
+        watcher = None
+        if watch:
+            from .watch import Watcher
+
+            watcher = Watcher(settings, queue)
+            watcher.start()
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            queue.stop()
+
+    # /docs and /redoc with Swagger UI and ReDoc served from the package: no CDN, works offline
+    app = FastAPIOffline(title="adspec", summary="Live studio and the seed's REST API over adspec's build",
+                  description="Every build goes through the specs, the beat files, the request cache and the budget. "
+                              "Errors are JSON: {\"error\": \"...\", \"field\": \"...\"}.",
+                  version="1", lifespan=lifespan)
+    app.state.ctx = api.Context(settings, queue)
+    app.add_middleware(Guard, token=token)
+    app.include_router(api.router)
+
+    @app.exception_handler(api.ApiError)
+    async def _api_error(request: Request, e: api.ApiError) -> JSONResponse:
+        return api.error_body(e)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in e.errors():
+            field = _field_of(tuple(err.get("loc", ())))
+            kind = err.get("type", "")
+            if kind == "json_invalid":
+                message, field = "the body is not valid JSON", "body"
+            elif kind == "missing":
+                message = "required"
+            elif kind == "extra_forbidden":
+                message = "unknown field"
+            else:
+                message = err.get("msg", "invalid")
+            errors.append({"field": field, "error": message})
+        first = errors[0] if errors else {"field": None, "error": "invalid request"}
+        return JSONResponse({"error": f"{first['field']}: {first['error']}" if first["field"] else first["error"],
+                             "field": first["field"], "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        message = e.detail if isinstance(e.detail, str) else "request refused"
+        if e.status_code == 413:
+            message = "the request body is too large"
+        return JSONResponse({"error": message, "field": "body" if e.status_code == 413 else None},
+                            status_code=e.status_code, headers=getattr(e, "headers", None))
+
+    @app.exception_handler(AdspecError)
+    async def _adspec(request: Request, e: AdspecError) -> JSONResponse:
+        status = 404 if isinstance(e, project.NotFound) else 409 if isinstance(e, project.StaleEdit) else 422
+        return JSONResponse({"error": e.one_line(), "field": getattr(e, "field", None)}, status_code=status)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, e: Exception) -> JSONResponse:  # never a traceback to the client
+        log.exception("adspec serve: %s %s failed", request.method, request.url.path)
+        return JSONResponse({"error": f"internal error ({type(e).__name__}); see the server's log", "field": None},
+                            status_code=500)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def studio() -> str:
+        return _static("index.html")
+
+    @app.get("/ads/{ad}", response_class=HTMLResponse, include_in_schema=False)
+    def ad_page(ad: str) -> str:
+        project.spec_of(settings, ad)  # 404 for no such ad
+        return _static("ad.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Any:
+        if name not in ("studio.js", "studio.css"):
+            raise api.ApiError(404, f"no static file {name}", "name")
+        if name.endswith(".js"):
+            return HTMLResponse(_static(name), media_type="text/javascript")
+        report_css = resources.files("adspec").joinpath("report").joinpath("style.css.j2").read_text(encoding="utf-8")
+        return HTMLResponse(report_css + "\n" + _static(name), media_type="text/css")  # the review page's look
+
+    @app.get("/files/{path:path}", include_in_schema=True, tags=["seed"],
+             summary="An artifact under build/ (video with range requests)")
+    def files(path: str) -> Any:
+        target = confined(settings.build_dir, path)
+        if target is None:
+            raise api.ApiError(404, f"no file {path} under build/", "path")
+        media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        return FileResponse(target, media_type=media_type)
+
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, *, watch: bool = False) -> int:
+    """Run the server until interrupted. Refuses (exit 2) to bind beyond loopback without a token."""
+    import uvicorn
+
+    token = os.environ.get(TOKEN_ENV) or None
+    try:
+        check_bind(host, token)
+    except StartRefused as e:
+        print(str(e), file=__import__("sys").stderr)
+        return 2
+    settings = load_settings()
+    app = create_app(settings, token=token, watch=watch)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"adspec serve: http://{shown}:{port}/ (API: /docs){' — watching specs/' if watch else ''}"
+          f"{' — token required' if token else ''}", flush=True)
+    closing = app.state.ctx.closing
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            closing.set()  # end the event streams, or they would hold the graceful shutdown open
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=5)
+    _Server(config).run()
+    return 0

@@ -1,0 +1,85 @@
+"""`adspec mcp` spoken to by the `mcp` SDK's own client over stdio, as an agent's host would:
+list, validate, plan, estimate, build, status, read and edit a beat; an over-budget build is
+refused with the budget's message and asks nothing of the providers."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import anyio
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from conftest import Project, small_spec
+from fakes.replicate_server import FakeReplicate
+
+REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
+
+
+def _server(project: Project, **env: str) -> StdioServerParameters:
+    return StdioServerParameters(command=sys.executable, args=["-m", "adspec.cli", "mcp"], cwd=str(project.root),
+                                 env=project.run_env(**env))
+
+
+async def _call(client: Client, tool: str, **args: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, args)
+    assert not result.is_error, result
+    assert isinstance(result.structured_content, dict), result  # structured results
+    return result.structured_content
+
+
+def test_mcp_over_stdio_list_estimate_build_status_edit(project: Project) -> None:
+    project.write_spec("zip", small_spec())
+
+    async def session() -> None:
+        async with Client(_server(project)) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            assert {"list_ads", "validate", "plan", "estimate", "build", "status", "read_beat", "edit_beat"} <= tools
+            listed = await _call(client, "list_ads")
+            assert [(a["ad"], a["state"]) for a in listed["ads"]] == [("zip", "not built")]
+            assert (await _call(client, "validate"))["ok"] is True
+            plan = await _call(client, "plan", ad="zip")
+            assert [b["id"] for b in plan["beats"]] == ["hook", "cta"] and plan["beats"][1]["start"] == 3
+            est = await _call(client, "estimate", ad="zip")
+            assert est["total_usd"] == 0 and est["within_budget"] and est["refusal"] is None
+            assert any(t["target"] == "storyboard:zip/hook" for t in est["targets"])
+            built = await _call(client, "build", ad="zip")
+            assert built["ok"] and built["done"] and built["final"] == "build/zip/final.mp4", built
+            st = await _call(client, "status", ad="zip")
+            assert st["state"] == "done" and st["progress"] == 100 and st["total_chunks"] == 2
+            assert st["files"]["final"] == "build/zip/final.mp4" and len(st["storyboards"]) == 2
+
+            beats = await _call(client, "read_beat", ad="zip", beat_id="cta")
+            assert beats["file"] == "specs/zip.yaml" and beats["inline"] is True
+            assert beats["beats"][0]["fields"]["motion_prompt"] == "pan left"
+            stale = await _call(client, "edit_beat", ad="zip", beat_id="cta", fields={"motion_prompt": "tilt up"},
+                                sha256="0" * 64)
+            assert stale["ok"] is False and "changed on disk since it was read" in stale["error"]
+            edited = await _call(client, "edit_beat", ad="zip", beat_id="cta", fields={"motion_prompt": "tilt up"},
+                                 sha256=beats["sha256"])
+            assert edited["ok"] and edited["changed"]
+            est = await _call(client, "estimate", ad="zip")
+            assert {t["target"] for t in est["targets"] if t["phase"] in ("storyboard", "chunks")} == {"chunk:zip/cta/0"}
+            bad = await _call(client, "estimate", ad="nope")
+            assert bad["ok"] is False and "no ad named 'nope'" in bad["error"]
+
+    anyio.run(session)
+    assert "motion_prompt: tilt up" in (project.specs / "zip.yaml").read_text()
+
+
+def test_mcp_refuses_a_build_over_the_budget(project: Project) -> None:
+    project.write_spec("zip", small_spec())
+    with FakeReplicate(latency=0.05) as replicate:
+        env = dict(ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL=replicate.base_url,
+                   ADSPEC_BUDGET_USD="0.05")
+
+        async def session() -> dict[str, Any]:
+            async with Client(_server(project, **env)) as client:
+                return await _call(client, "build", ad="zip")
+
+        refused = anyio.run(session)
+        assert refused["started"] is False and refused["ok"] is False
+        assert "over the cap of $0.050 per run (ADSPEC_BUDGET_USD); nothing was paid" in refused["refused"]
+        assert refused["estimate_usd"] > refused["budget_usd"] == 0.05
+        assert replicate.requests == [] and not (project.build / "zip" / "final.mp4").exists()

@@ -1,0 +1,287 @@
+"""`adspec serve` over HTTP, as the seed's clients used it: generate -> poll status -> download
+the final video, offline and live on the fake providers; bad requests are 4xx JSON naming the
+field; safe by default (loopback, the token, other origins); --watch rebuilds a saved ad; the
+build queue never runs two builds of one ad at once."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from PIL import Image
+
+from adspec import media
+from adspec.serve.builds import BuildQueue
+from conftest import Project, small_spec
+from fakes.openai_server import FakeOpenAI
+from fakes.replicate_server import FakeReplicate
+from serving import Server, free_port
+
+REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
+OPENAI_KEY = "sk-FAKE-key-not-real-0000000"
+
+
+def png(color: str = "#ff5a1f", size: tuple[int, int] = (64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_seed_flow_offline_generate_poll_download(project: Project) -> None:
+    with Server(project) as server:
+        up = server.post("/api/upload", files=[("files", ("bottle.png", png(), "image/png"))])
+        assert up.status_code == 200, up.text
+        (asset,) = up.json()["asset_ids"]
+        again = server.post("/api/upload", files=[("files", ("same.png", png(), "image/png"))])
+        assert again.json()["asset_ids"] == [asset]  # content-addressed: one asset
+
+        r = server.post("/api/generate", json={"prompt": "A 5-second ad for the Zip water bottle", "title": "Zip launch!",
+                                               "duration": 5, "aspect_ratio": "9:16", "resolution": "360p",
+                                               "reference_assets": [asset]})
+        assert r.status_code == 202, r.text
+        assert r.json() == {"video_id": "zip-launch", "status": "queued"}
+        spec = yaml.safe_load((project.specs / "zip-launch.yaml").read_text())
+        assert spec["prompt"] == "A 5-second ad for the Zip water bottle" and spec["duration"] == 5
+        assert spec["assets"] == {"product": f"uploads/{asset}"} and (project.specs / "uploads" / asset).is_file()
+        assert project.adspec("validate").returncode == 0
+
+        seen: list[dict] = []
+        final = server.wait_status("zip-launch", seen=seen)
+        assert seen[0]["status"] in ("queued", "running") and seen[0]["final_video_url"] is None
+        assert final["status"] == "done" and final["error"] is None and final["progress"] == 100
+        assert final["current_phase"] == "done" and final["cost_usd"] == 0.0
+        plan = json.loads((project.build / "zip-launch" / "plan.json").read_text())
+        assert final["total_chunks"] == sum(len(b["clips"]) for b in plan["beats"]) >= 1
+        assert final["current_chunk_index"] == final["total_chunks"] - 1
+        assert len(final["animatic_urls"]) == len(plan["beats"])
+        assert set(final) == {"video_id", "status", "progress", "current_phase", "animatic_urls", "stitched_video_url",
+                              "final_video_url", "current_chunk_index", "total_chunks", "cost_usd", "error"}
+
+        got = server.get(final["final_video_url"])
+        assert got.status_code == 200 and got.headers["content-type"] == "video/mp4"
+        out = project.root / "downloaded.mp4"
+        out.write_bytes(got.content)
+        info = media.probe(out)
+        assert (info.vcodec, info.acodec, info.width, info.height) == ("h264", "aac", 360, 640)
+        assert info.duration == pytest.approx(5, abs=0.08)
+        part = server.get(final["final_video_url"], headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == got.content[100:200]
+        assert part.headers["content-range"] == f"bytes 100-199/{len(got.content)}"
+        frame = server.get(final["animatic_urls"][0])
+        assert frame.headers["content-type"] == "image/png"
+        with Image.open(io.BytesIO(frame.content)) as im:
+            assert im.size == (360, 640)
+        assert server.get(final["stitched_video_url"]).headers["content-type"] == "video/mp4"
+
+        # the studio's list and a no-op rebuild
+        ads = server.get("/api/ads").json()
+        assert [(a["ad"], a["state"]) for a in ads] == [("zip-launch", "done")] and ads[0]["thumbnail"]
+        assert server.get("/openapi.json").json()["paths"]["/api/generate"]["post"]
+        docs = server.get("/docs")
+        assert docs.status_code == 200 and "openapi.json" in docs.text
+
+
+@pytest.fixture
+def live(project: Project):
+    with FakeReplicate(latency=0.05) as replicate, FakeOpenAI() as openai:
+        project.env.update(ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL=replicate.base_url,
+                           REPLICATE_POLL_INTERVAL="0.01", OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=openai.base_url)
+        yield project, replicate, openai
+
+
+def test_seed_flow_live_on_the_fakes_and_the_budget(live) -> None:
+    project, replicate, openai = live
+    with Server(project) as server:
+        r = server.post("/api/generate", json={"prompt": "A short ad for the Zip water bottle", "duration": 5,
+                                               "resolution": "360p", "model": "hailuo-2.3-fast"})
+        assert r.status_code == 202, r.text
+        ad = r.json()["video_id"]
+        final = server.wait_status(ad)
+        assert final["status"] == "done", final
+        assert openai.count == 1  # the planner, once
+        assert replicate.paid_creates >= 3 and all(n == 1 for n in replicate.creates_by_input.values())
+        assert final["cost_usd"] > 0
+        got = server.get(final["final_video_url"])
+        (project.root / "live.mp4").write_bytes(got.content)
+        assert media.probe(project.root / "live.mp4").duration == pytest.approx(5, abs=0.08)
+        # building it again pays nothing
+        paid = replicate.paid_creates
+        again = server.post(f"/api/ads/{ad}/build")
+        assert again.status_code == 200 and again.json()["estimate"]["total_usd"] == 0
+        assert server.wait_status(ad)["status"] == "done" and replicate.paid_creates == paid
+
+    with Server(project, ADSPEC_BUDGET_USD="0.01") as poor:
+        requests = len(replicate.requests)
+        r = poor.post("/api/generate", json={"prompt": "Another ad for the Zip water bottle", "duration": 5,
+                                             "resolution": "360p"})
+        assert r.status_code == 402
+        body = r.json()
+        assert "over the cap of $0.010 per run (ADSPEC_BUDGET_USD); nothing was paid" in body["error"]
+        assert body["video_id"] and poor.get(f"/api/status/{body['video_id']}").json()["status"] == "failed"
+        time.sleep(1)
+        assert len(replicate.requests) == requests and openai.count == 1  # nothing asked of the providers
+
+
+def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
+    project.write_spec("zip", small_spec())
+    with Server(project) as server:
+        cases = [
+            ({}, "prompt"),
+            ({"prompt": ""}, "prompt"),
+            ({"prompt": "x", "duration": 500}, "duration"),
+            ({"prompt": "x", "duration": "long"}, "duration"),
+            ({"prompt": "x", "aspect_ratio": "2:1"}, "aspect_ratio"),
+            ({"prompt": "x", "model": "hailou"}, "model"),
+            ({"prompt": "x", "colour": "red"}, "colour"),
+            ({"prompt": "x", "reference_assets": ["0123456789abcdef.png"]}, "reference_assets.0"),
+            ({"prompt": "x", "reference_assets": ["../../etc/passwd"]}, "reference_assets.0"),
+            ([1, 2], "body"),
+        ]
+        for body, field in cases:
+            r = server.post("/api/generate", json=body)
+            assert 400 <= r.status_code < 500, (body, r.status_code, r.text)
+            assert r.headers["content-type"] == "application/json" and r.json()["field"] == field, (body, r.text)
+            assert "Traceback" not in r.text
+        r = server.post("/api/generate", json={"prompt": "x" * (2 * 1024 * 1024)})
+        assert r.status_code == 413 and r.json()["field"] == "body"
+        r = server.post("/api/generate", content=iter([b'{"prompt": "x"}']), headers={"Content-Type": "application/json"})
+        assert r.status_code == 411 and r.json()["field"] == "Content-Length"  # no unbounded bodies
+        r = server.post("/api/generate", content=b"{not json", headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["field"] == "body"
+        assert "did you mean 'hailuo-02'" in server.post("/api/generate", json={"prompt": "x", "model": "hailou"}).json()["error"]
+        assert not list(project.specs.glob("x*.yaml"))  # nothing written for a bad request
+
+        r = server.post("/api/upload", files=[("files", ("notes.png", b"<html>not an image</html>", "image/png"))])
+        assert r.status_code == 415 and r.json()["field"] == "files.0"
+        truncated = png(size=(400, 300))[:200]
+        assert server.post("/api/upload", files=[("files", ("cut.png", truncated, "image/png"))]).status_code == 415
+        big = b"\x89PNG" + b"0" * (10 * 1024 * 1024 + 10)
+        r = server.post("/api/upload", files=[("files", ("big.png", big, "image/png"))])
+        assert r.status_code == 413 and r.json()["field"] == "files.0"
+        assert server.post("/api/upload").json()["field"] == "files"
+        assert not (project.specs / "uploads").exists()
+
+        r = server.get("/api/status/nope")
+        assert r.status_code == 404 and r.json()["field"] == "video_id"
+        for path in ("/files/zip/../../specs/zip.yaml", "/files/%2e%2e/specs/zip.yaml", "/files/.doit.sqlite3",
+                     "/files/zip/status.json/..", "/files//etc/passwd", "/files/nothing.mp4"):
+            r = server.get(path)
+            assert r.status_code == 404 and r.headers["content-type"] == "application/json", (path, r.text)
+        r = server.put("/api/ads/zip/beats/hook", json={"sha256": "0" * 64, "fields": {"image_prompt": 3}})
+        assert r.status_code == 422 and r.json()["field"] == "fields.image_prompt"
+        r = server.put("/api/ads/zip/beats/hook", json={"sha256": "0" * 64, "fields": {"duration": "9"}})
+        assert r.status_code == 409 and r.json()["field"] == "sha256"  # the base is checked first
+        spec_text = (project.specs / "zip.yaml").read_text()
+        from adspec.beat_edit import content_sha256
+
+        r = server.put("/api/ads/zip/beats/hook", json={"sha256": content_sha256(spec_text), "fields": {"duration": "9"}})
+        assert r.status_code == 422 and r.json()["field"] == "fields.duration" and "not an editable text field" in r.json()["error"]
+        r = server.put("/api/ads/zip/beats/hook", json={"sha256": content_sha256(spec_text), "fields": {"image_prompt": ""},
+                                                        "build": False})
+        assert r.status_code == 422 and r.json()["field"] == "fields.image_prompt"
+        assert (project.specs / "zip.yaml").read_text() == spec_text  # untouched
+        r = server.put("/api/ads/zip/beats/nobeat", json={"sha256": content_sha256(spec_text), "fields": {"image_prompt": "x"}})
+        assert r.status_code == 422 and "no beat with id 'nobeat'" in r.json()["error"]
+        assert server.get("/api/ads/nope").status_code == 404
+
+
+def test_safe_by_default_loopback_token_origin(project: Project) -> None:
+    refused = subprocess.run([sys.executable, "-m", "adspec.cli", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+                             cwd=project.root, env=project.run_env(), capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without a token: set ADSPEC_SERVE_TOKEN" in refused.stderr
+
+    project.write_spec("zip", small_spec())
+    with Server(project) as open_server:  # no token: loopback only, same-origin writes only
+        assert open_server.get("/api/ads").status_code == 200
+        r = open_server.get("/api/ads", headers={"Host": "attacker.example"})
+        assert r.status_code == 403 and r.json()["field"] == "Host"
+        r = open_server.post("/api/generate", json={"prompt": "x"}, headers={"Origin": "http://attacker.example"})
+        assert r.status_code == 403 and r.json()["field"] == "Origin"
+        assert not (project.specs / "x.yaml").exists()
+
+    token = "test-serve-token-0123456789"
+    with Server(project, ADSPEC_SERVE_TOKEN=token) as server:
+        for path in ("/api/ads", "/api/status/zip", "/", "/ads/zip", "/docs", "/openapi.json", "/files/zip/final.mp4"):
+            r = server.get(path)
+            assert r.status_code == 401, path
+            assert r.json()["field"] == "Authorization" and r.headers["www-authenticate"].startswith("Bearer")
+        assert server.post("/api/generate", json={"prompt": "x"}).status_code == 401
+        assert server.get("/api/ads", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert not (project.specs / "x.yaml").exists()
+        ok = server.get("/api/ads", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200 and ok.json()[0]["ad"] == "zip"
+        # the page: opened once with the token, then its cookie carries it
+        r = server.get(f"/?token={token}", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        assert "HttpOnly" in r.headers["set-cookie"] and "SameSite=Strict" in r.headers["set-cookie"]
+        assert httpx.get(server.url + "/", cookies={"adspec_token": token}).status_code == 200
+        assert httpx.get(server.url + "/api/ads", cookies={"adspec_token": "nope"}).status_code == 401
+        assert token not in server.log.read_text()
+
+
+def test_watch_rebuilds_a_saved_ad(project: Project) -> None:
+    with Server(project, "--watch") as server:
+        spec = small_spec()
+        time.sleep(1)  # the watcher is set up
+        project.write_spec("zip", spec)  # a new spec saved: built
+        assert server.wait_status("zip", timeout=300)["status"] == "done"
+        receipts = {b: json.loads((project.build / "zip" / "beats" / b / "chunk-0.receipt.json").read_text())["key"]
+                    for b in ("hook", "cta")}
+        final = (project.build / "zip" / "final.mp4").stat().st_mtime_ns
+        spec["beats"][1]["motion_prompt"] = "orbit around the bottle"
+        project.write_spec("zip", spec)  # saved in an editor
+        deadline = time.time() + 300
+        while (project.build / "zip" / "final.mp4").stat().st_mtime_ns == final:
+            assert time.time() < deadline, "no rebuild after the save"
+            time.sleep(0.2)
+        assert server.wait_status("zip")["status"] == "done"
+        after = {b: json.loads((project.build / "zip" / "beats" / b / "chunk-0.receipt.json").read_text())["key"]
+                 for b in ("hook", "cta")}
+        assert after["hook"] == receipts["hook"] and after["cta"] != receipts["cta"]  # that beat's chunk only
+
+
+class _Recorded(BuildQueue):
+    """The real queue, with each build recorded instead of run (the queue's logic is under test)."""
+
+    def __init__(self) -> None:
+        super().__init__(Path("."))
+        self.spans: list[tuple[str, float, float]] = []
+        self.release = threading.Event()
+
+    def _build(self, run):  # type: ignore[override]
+        start = time.time()
+        self.release.wait(10)
+        self.release.clear()
+        self.spans.append((run.ad, start, time.time()))
+        return None
+
+
+def test_the_queue_runs_one_build_per_ad_and_the_next_after_it() -> None:
+    q = _Recorded()
+    q.start()
+    q.request("a")
+    deadline = time.time() + 10
+    while q.get("a").state != "running" and time.time() < deadline:
+        time.sleep(0.01)
+    for _ in range(3):  # saved three times during the build: one more build, after it
+        q.request("a")
+    q.request("b")
+    assert q.get("a").state == "running" and q.get("a").again
+    for _ in range(3):
+        time.sleep(0.1)
+        q.release.set()
+    assert q.wait_idle(10)
+    q.stop()
+    assert [ad for ad, _, _ in q.spans] == ["a", "b", "a"]
+    (_, s1, e1), (_, s2, e2), (_, s3, e3) = q.spans
+    assert e1 <= s2 and e2 <= s3  # never two at once
+    assert q.get("a").state == "done" and q.get("b").state == "done"
