@@ -30,7 +30,7 @@ from . import actions, cleaning, estimate, plan_step, report
 from .config import load_settings
 from .errors import AdspecError, error_line
 from .hashing import canonical_json
-from .paths import AdPaths, build_index
+from .paths import AdPaths, beat_file_path, build_index
 from .plan_file import AdPlan, load_plan
 from .tasknames import AGGREGATE_KINDS, RESERVED, task_name
 
@@ -136,13 +136,15 @@ def plan_task(ad: str, spec_path: Path, build_dir: Path) -> Task:
 def beat_files_of(spec_path: Path) -> list[Path]:
     """The beat files a spec's ads are planned from: `<stem>.beats.yaml` and its variants'
     `<stem>@<tag>.beats.yaml`."""
-    stem = spec_path.name[: -len(spec_path.suffix)] if spec_path.suffix else spec_path.name
-    return [spec_path.with_name(f"{stem}.beats.yaml"), *sorted(spec_path.parent.glob(f"{stem}@*.beats.yaml"))]
+    own = beat_file_path(spec_path)
+    pattern = beat_file_path(spec_path, "*").name  # `<stem>@*.beats.yaml`
+    return [own, *sorted(spec_path.parent.glob(pattern))]
 
 
 def render_task_names(ad: str, plan: AdPlan | None) -> list[str]:
     """Names of the tasks the delayed creator makes, so `doit list` and `doit <name>` know them."""
-    names = [task_name("stitch", ad), task_name("mix", ad), task_name("music", ad), task_name("report", ad), *[task_name(k, ad) for k in PER_BEAT_KINDS]]
+    names = [task_name("stitch", ad), task_name("mix", ad), task_name("music", ad), task_name("report", ad),
+             *[task_name(k, ad) for k in PER_BEAT_KINDS]]
     if plan is not None:
         for beat in plan.beats:
             names.append(task_name("storyboard", ad, beat.id))
