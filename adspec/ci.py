@@ -32,7 +32,7 @@ from typing import Any, Sequence, TextIO
 
 from .ads import choose_ads
 from .config import load_settings
-from .dodo_support import creators_from_env, doit_config
+from .dodo_support import creators_from_env, default_task_names, doit_config
 from .fsutil import write_text_atomic
 from .paths import AdPaths
 from .shard import parse_shard
@@ -251,7 +251,8 @@ def _child(argv: list[str]) -> int:
 
     record_path = argv[0]
     doit_args = argv[argv.index("--") + 1:] if "--" in argv else argv[1:]
-    config = dict(doit_config())
+    creators = creators_from_env(doit_args)
+    config = dict(doit_config(default_task_names(creators)))  # a bare run runs what a bare `doit` runs
     base = config.get("reporter") or ConsoleReporter
     if isinstance(base, str):
         base = {"console": ConsoleReporter, "executed-only": ExecutedOnlyReporter, "json": JsonReporter,
@@ -260,7 +261,7 @@ def _child(argv: list[str]) -> int:
     reporter.record_path = record_path
     config["reporter"] = reporter
     config["continue"] = True
-    namespace: dict[str, Any] = {"DOIT_CONFIG": config, **creators_from_env(doit_args)}
+    namespace: dict[str, Any] = {"DOIT_CONFIG": config, **creators}
     return DoitMain(ModuleTaskLoader(namespace)).run(doit_args)
 
 

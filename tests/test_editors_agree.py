@@ -38,7 +38,7 @@ def test_modelines_point_at_committed_schemas_that_match_adspec() -> None:
     files = [REPO / f for f in tracked if f.startswith("specs/") and f.endswith(".yaml")]
     assert files
     generated = json_schema()
-    from adspec.lock import SCHEMA_COMMENT_BEATS  # what the planner writes into new beat files
+    from adspec.beat_lock import SCHEMA_COMMENT_BEATS  # what the planner writes into new beat files
 
     for path in files:
         found = MODELINE.findall(path.read_text(encoding="utf-8"))
