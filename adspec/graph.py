@@ -5,9 +5,10 @@ Per ad `<ad>`:
   plan:<ad>                      spec -> beat file (the lock) -> build/<ad>/plan.json + beat files
   storyboard:<ad>/<beat>         beat.json (+ reference image) -> storyboard.png        (paid)
   chunk:<ad>/<beat>/<k>          beat.json + first frame -> chunk-k.mp4 (+ last frame)    (paid)
+  voice:<ad>/<beat>              voice.json -> voice.wav (the beat's spoken line, fitted)  (paid)
   music:<ad>                     music.json -> music.wav                                  (paid)
   stitch:<ad>                    chunks in beat order -> video.mp4                        (local)
-  mix:<ad>                       video.mp4 + music.wav -> final.mp4                       (local)
+  mix:<ad>                       video.mp4 + music.wav + voices -> final.mp4, captions    (local)
   report:<ad>                    the review page index.html + storyboard.png contact sheet (local)
   <ad>                           everything above
 and for the run: `budget` (every plan waits on it: stops a live run whose estimate is over
@@ -32,7 +33,7 @@ from .paths import AdPaths
 TaskDict = dict[str, Any]
 
 # doit commands and our task kinds: an ad of one of these names gets no alias task.
-_RESERVED = {"plan", "storyboard", "chunk", "music", "stitch", "mix", "report", "budget", "list", "clean", "info",
+_RESERVED = {"plan", "storyboard", "chunk", "voice", "music", "stitch", "mix", "report", "budget", "list", "clean", "info",
              "forget", "ignore", "help", "run", "auto", "dumpdb", "strace", "reset-dep", "tabcompletion"}
 
 
@@ -105,6 +106,7 @@ def render_task_names(ad: str, plan: AdPlan | None) -> list[str]:
         for beat in plan.beats:
             names.append(f"storyboard:{ad}/{beat.id}")
             names += [f"chunk:{ad}/{beat.id}/{k}" for k in range(beat.chunk_count)]
+        names += [f"voice:{ad}/{beat.id}" for beat in plan.voiced]
     return names
 
 
@@ -147,6 +149,22 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
                 "clean": True,
             }
             chunk_files.append(chunk)
+    from . import voice
+
+    voice_files: list[str] = []
+    for beat in plan.voiced:
+        wav = str(paths.voice(beat.id))
+        yield {
+            "basename": f"voice:{ad}/{beat.id}",
+            "doc": f"spoken line of {ad}/{beat.id} ({plan.voice_model}, {plan.voice_name})",
+            "actions": [(Reported(voice.make_voice), [ad, beat.id])],
+            "file_dep": [str(paths.voice_inputs(beat.id))],
+            "targets": [wav],
+            "task_dep": [plan_dep],
+            "uptodate": [(voice.is_current, [wav, ad, beat.id])],
+            "clean": True,
+        }
+        voice_files.append(wav)
     chunk_tasks = [f"chunk:{ad}/{b.id}/{k}" for b in plan.beats for k in range(b.chunk_count)]
     yield {
         "basename": f"stitch:{ad}",
@@ -176,9 +194,10 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
         "basename": f"mix:{ad}",
         "doc": f"final mix of {ad} -> build/{ad}/final.mp4",
         "actions": [(Reported(actions.make_mix), [ad])],
-        "file_dep": [str(paths.video), str(paths.timeline)] + ([] if plan.native_audio else [music]),
-        "targets": [str(paths.final)],
-        "task_dep": [f"stitch:{ad}", f"music:{ad}"],
+        "file_dep": [str(paths.video), str(paths.timeline), str(paths.speech), *voice_files]
+                    + ([] if plan.native_audio else [music]),
+        "targets": [str(paths.final)] + ([str(paths.captions_srt), str(paths.captions_vtt)] if voice_files else []),
+        "task_dep": [f"stitch:{ad}", f"music:{ad}", *[f"voice:{ad}/{b.id}" for b in plan.voiced]],
         "clean": True,
     }
     yield report_task(ad, plan, build_dir)

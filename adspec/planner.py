@@ -21,7 +21,7 @@ from .recipes import Recipe
 from .spec import Beat, BeatPlan, Music, Spec, default_music, render_beat_prompts
 
 #: bump when the offline planner's output for the same inputs changes
-PLANNER_CODE_VERSION = "1"
+PLANNER_CODE_VERSION = "2"  # 2: spoken lines
 SECONDS_PER_BEAT = 5  # about one beat per 5 s
 MAX_BEATS = 60
 #: var names the offline planner uses as the place an ad is set in (first present wins)
@@ -234,9 +234,23 @@ def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: 
         motion = " ".join(render_template(bt.motion_prompt, {**ctx, "n": n}).split())
         if n > 1:
             image = f"{image}, {VARIATIONS[(n - 2) % len(VARIATIONS)]}"
+        line = spoken_line(bt, style.name, seconds, ctx, lib) if shaping.get("voiceover", True) else None
         out.append(Beat(id=kind if n == 1 else f"{kind}-{n}", type=kind, duration=seconds,
-                        image_prompt=image, motion_prompt=motion))
+                        image_prompt=image, motion_prompt=motion, voiceover=line))
     return BeatPlan(music=music_for(style_text, brand.get("name"), lib), beats=out)
+
+
+def spoken_line(bt: Any, style: str, seconds: int, ctx: dict[str, Any], library: Library) -> str | None:
+    """The beat type's longest line, in the style's tone, that keeps to the beat's word budget
+    (placeholders a line keeps, e.g. {{ city }}, count as one word); None if the type is silent."""
+    from .spec import word_count
+
+    budget = library.voice.budget(seconds)
+    for template in bt.lines_for(style):
+        line = " ".join(render_template(template, {**ctx, "n": 1}).split())
+        if word_count(_PLACEHOLDER.sub(" x ", line)) <= budget:
+            return line
+    return None
 
 
 def plan_spec_offline(spec: Spec, registry=None) -> BeatPlan:

@@ -27,7 +27,7 @@ from openai.lib._pydantic import to_strict_json_schema
 from ..errors import ProviderError
 from ..recipes import Recipe
 from ..registry import load_registry, planner_price
-from ..spec import BeatPlan
+from ..spec import BeatPlan, word_count
 from .base import Job, PlanRequest, RunResult
 
 # JSON-schema keywords OpenAI's strict mode does not document; pydantic re-checks them locally.
@@ -54,6 +54,10 @@ Rules a plan must keep (it is rejected otherwise):
 - The video model renders clips of the listed lengths; a beat longer than a clip is covered by
   several clips and the last one is trimmed. Prefer durations that waste little clip time.
 - music.prompt describes the music bed (genre, instruments, mood); music.bpm fits the style.
+- voiceover is the line spoken during a beat, in the ad's tone (see the style), or null. Write
+  one for every beat whose library type has `spoken: true`, none for the others, and none at all
+  when the spec says "voiceover": false. A line keeps to its beat's word budget: at most
+  floor(duration x WORDS_PER_SECOND) words (the library's `voice_examples` show the register).
 """
 
 
@@ -71,6 +75,8 @@ def _library_json(lib: Any) -> list[dict[str, Any]]:
             "position": b.position, "repeatable": b.repeatable, "shows_product": b.shows_product,
             "image_prompt_template": " ".join(b.image_prompt.split()),
             "motion_prompt_template": " ".join(b.motion_prompt.split()),
+            "spoken": bool(b.voiceover),
+            "voice_examples": list(b.lines_for("default"))[:2],
         })
     return rows
 
@@ -133,6 +139,12 @@ def check_plan(plan: BeatPlan, lib: Any, duration: int | None) -> list[str]:
         errors.append(f"beats[0] ({beats[0].id}): the ad must open with the hook, not {beats[0].type}")
     if beats and (btl := lib.beats.get(beats[-1].type)) is not None and btl.position not in ("last", "closing"):
         errors.append(f"beats[{n - 1}] ({beats[-1].id}): the ad must end with the cta or the end-card, not {beats[-1].type}")
+    rules = lib.voice
+    for i, beat in enumerate(beats):
+        if beat.voiceover is not None:
+            words, budget = word_count(beat.voiceover), rules.budget(beat.duration)
+            if words > budget:
+                errors.append(f"beats[{i}] ({beat.id}): the voiceover has {words} words; a {beat.duration} s beat holds {budget}")
     total = sum(b.duration for b in beats)
     if duration is not None and total != duration:
         errors.append(f"the beat durations add up to {total} s; the spec's duration is {duration} s")
@@ -171,8 +183,9 @@ class OpenAIPlanner:
             + json.dumps(_library_json(lib), ensure_ascii=False, indent=1) + "\n</library>\n\n"
             "Return the beat plan as JSON."
         )
+        system = SYSTEM_PROMPT.replace("WORDS_PER_SECOND", f"{lib.voice.words_per_second:g}")
         params = {
-            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
             "response_format": plan_schema(list(lib.beats)),
             "seed": int(req.shaping.get("seed", 0) or 0),
             "temperature": self.temperature,
