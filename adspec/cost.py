@@ -29,8 +29,8 @@ from .fsutil import write_json_atomic
 from .paths import AdPaths, receipt_path
 from .recipes import Recipe
 
-PHASES = ("plan", "storyboard", "chunks", "music")
-PHASE_OF_KIND = {"plan": "plan", "image": "storyboard", "video": "chunks", "music": "music"}
+PHASES = ("plan", "storyboard", "chunks", "voice", "music")
+PHASE_OF_KIND = {"plan": "plan", "image": "storyboard", "video": "chunks", "voice": "voice", "music": "music"}
 RUN_ID_ENV = "ADSPEC_RUN_ID"
 
 
@@ -107,9 +107,12 @@ def recipe_price(recipe: Recipe) -> Price:
         return Price(0.0, False, f"unknown model {recipe.model}")
     values = _template_values(entry, recipe.params)
     seconds = _seconds(entry, values)
+    chars = len(str(values.get("text") or "")) if "text" in values else None
     price = price_for(entry, seconds=seconds, native_audio=bool(values.get("native_audio")),
-                      resolution=values.get("resolution"))
+                      resolution=values.get("resolution"), chars=chars)
     exact = "per_predict_second" not in entry.price
+    if chars is not None:
+        return Price(usd(price), exact, f"per 1k characters, {chars} characters")
     rule = next((r for r in ("per_image", "per_second", "per_run", "per_predict_second") if r in entry.price), "free")
     what = f"{rule.replace('_', ' ')}" + (f", {seconds:g} s" if seconds is not None and rule != "per_image" else "")
     if values.get("resolution"):
@@ -151,6 +154,8 @@ def ad_artifacts(build_dir: Path, ad: str) -> list[dict[str, Any]]:
         add(f"storyboard:{ad}/{beat.id}", "storyboard", paths.storyboard(beat.id), beat=beat.id)
         for k in range(beat.chunk_count):
             add(f"chunk:{ad}/{beat.id}/{k}", "chunks", paths.chunk(beat.id, k), beat=beat.id, index=k)
+    for beat in plan.voiced:
+        add(f"voice:{ad}/{beat.id}", "voice", paths.voice(beat.id), beat=beat.id)
     if not plan.native_audio:
         add(f"music:{ad}", "music", paths.music)
     return out

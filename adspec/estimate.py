@@ -32,7 +32,7 @@ from .errors import AdspecError, BudgetError
 from .paths import AdPaths
 
 ACTIONS = ("pay", "cache", "free")
-PHASE_ORDER = ("plan", "storyboard", "chunks", "music", "stitch", "mix", "report")
+PHASE_ORDER = ("plan", "storyboard", "chunks", "voice", "music", "stitch", "mix", "report")
 
 
 @dataclass
@@ -166,7 +166,7 @@ class _Estimator:
         stale_chunks = False
         for beat in plan.beats:
             stale_chunks |= self._beat(est, ad, plan, beat, paths, exact_beats)
-        music_stale = False
+        music_stale = self._voices(est, ad, plan, paths)
         if not plan.native_audio:
             from .media_requests import music_request
 
@@ -179,6 +179,36 @@ class _Estimator:
                 self._item(est, f"music:{ad}", "music", state, recipe)
         self._local(est, ad, plan, paths, stale_chunks, music_stale, plan_current)
         return est
+
+    def _voices(self, est: AdEstimate, ad: str, plan: Any, paths: AdPaths) -> bool:
+        """The spoken lines (exact: a line's recipe follows from the plan alone); True when the
+        mix must run again for them (a line or how lines are placed and captioned changed)."""
+        from .hashing import canonical_json
+        from .voice import provider_for, voice_request
+
+        stale = False
+        for beat in plan.voiced:
+            inputs = plan.voice_inputs(beat)
+            recipe = provider_for(inputs["model"]).voice_recipe(voice_request(ad, inputs))
+            target = paths.voice(beat.id)
+            state = self._state(recipe, target)
+            try:
+                same_fit = paths.voice_inputs(beat.id).read_text(encoding="utf-8") == canonical_json(inputs) + "\n"
+            except OSError:
+                same_fit = False
+            if state == "current" and same_fit:
+                est.up_to_date += 1
+                continue
+            stale = True
+            if state == "current":  # paid for as it is: only the local fit changes
+                est.items.append(Item(f"voice:{ad}/{beat.id}", "voice", "free", note="refit the line to its beat (local)"))
+            else:
+                self._item(est, f"voice:{ad}/{beat.id}", "voice", state, recipe)
+        try:
+            stale |= paths.speech.read_text(encoding="utf-8") != canonical_json(plan.speech()) + "\n"
+        except OSError:
+            stale = True
+        return stale
 
     def _beat(self, est: AdEstimate, ad: str, plan: Any, beat: Any, paths: AdPaths, exact: bool) -> bool:
         from . import media

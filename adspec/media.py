@@ -625,7 +625,7 @@ def _gain_db(integrated: float, true_peak: float) -> float:
 DUCK_GAIN = 0.3  # the music under a spoken line: -10.5 dB
 DUCK_ATTACK = 0.12  # seconds the music takes to go down before a line
 DUCK_RELEASE = 0.35  # and to come back up after it
-VOICE_GAIN_DB = 3.0  # the voice sits this much above its own level in the mix
+BED_UNDER_VOICE_DB = -6.0  # an ad that speaks keeps its music this much lower throughout
 
 
 @dataclass(frozen=True)
@@ -702,10 +702,9 @@ def mix(
         a = bed(vin)
         if not voices:
             return a
-        a = a.filter("volume", duck_expression(duck), eval="frame")
+        a = a.filter("volume", f"{BED_UNDER_VOICE_DB}dB").filter("volume", duck_expression(duck), eval="frame")
         lines = [
             _audio_chain(ffmpeg.input(str(path))["a:0"], None)
-            .filter("volume", f"{VOICE_GAIN_DB}dB")
             .filter("adelay", delays=str(max(0, round(start * 1000))), all=1)
             for path, start in voices
         ]
@@ -762,11 +761,31 @@ def trim_speech(src: str | Path, out: str | Path) -> float:
         return w.getnframes() / float(w.getframerate())
 
 
-def fit_voice(src: str | Path, out: str | Path, *, tempo: float, seconds: float) -> Path:
+SPEECH_RMS_DB = -20.0  # every line is brought to this level, whoever spoke it
+SPEECH_PEAK_DB = -1.0
+
+
+def speech_gain_db(wav: str | Path) -> float:
+    """The gain that brings a 16-bit WAV's speech to SPEECH_RMS_DB (its peak kept under
+    SPEECH_PEAK_DB): lines from different providers and voices sit at one level in the mix."""
+    import numpy as np
+
+    with wave.open(str(wav), "rb") as w:
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64) / 32768.0
+    if x.size == 0:
+        return 0.0
+    rms = float(np.sqrt(np.mean(x ** 2)))
+    peak = float(np.max(np.abs(x)))
+    if rms < 1e-5:
+        return 0.0
+    return min(SPEECH_RMS_DB - 20 * np.log10(rms), SPEECH_PEAK_DB - 20 * np.log10(peak))
+
+
+def fit_voice(src: str | Path, out: str | Path, *, tempo: float, seconds: float, gain_db: float = 0.0) -> Path:
     """`src` (a trimmed line) sped up by `tempo` without changing its pitch (atempo), and never
-    longer than `seconds`, as 48 kHz mono WAV at `out`."""
+    longer than `seconds`, at `gain_db`, as 48 kHz mono WAV at `out`."""
     out = Path(out)
-    a = ffmpeg.input(str(src))["a:0"]
+    a = ffmpeg.input(str(src))["a:0"].filter("volume", f"{gain_db:.2f}dB")
     if tempo > 1.0 + 1e-6:
         a = a.filter("atempo", f"{tempo:.5f}")
     a = a.filter("atrim", end=max(0.01, seconds)).filter("afade", t="out", st=max(0.0, seconds - 0.03), d=0.03)

@@ -389,7 +389,6 @@ def spec_issues(spec: Spec) -> list[Issue]:
                                                 f"(it supports {', '.join(video.aspect_ratios)})"))
     except KeyError:
         pass
-    issues += voice_issues(spec)
     if spec.music is not None and spec.beats is None:
         issues.append((("music",), "only allowed with inline `beats:`; otherwise the music is planned into the beat file"))
     if spec.beats is not None:
@@ -397,7 +396,7 @@ def spec_issues(spec: Spec) -> list[Issue]:
         if not issues:
             issues += prompt_issues(spec.beats, spec, ("beats",))
             issues += voiceover_issues(spec.beats, spec, ("beats",))
-    return issues
+    return issues + voice_issues(spec)
 
 
 def prompt_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:

@@ -109,7 +109,7 @@ def make_voice(ad: str, beat_id: str) -> None:
         fit = fit_line(beat_id, spoken, inputs)
         if fit.tempo > 1.0:
             log.info("%s: %.2f s line sped up %.0f %% to fit %.2f s", what, spoken, (fit.tempo - 1) * 100, fit.room)
-        media.fit_voice(trimmed, target, tempo=fit.tempo, seconds=fit.room)
+        media.fit_voice(trimmed, target, tempo=fit.tempo, seconds=fit.room, gain_db=media.speech_gain_db(trimmed))
     write_receipt(target, recipe, fetched, task)
 
 

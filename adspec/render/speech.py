@@ -1,8 +1,9 @@
 """Offline speech: eSpeak NG, from the library and voice data that the `espeakng-loader` wheel
 ships (pip alone installs it: no system package), called through ctypes.
 
-Real, intelligible synthesised speech, free and deterministic: the same text, voice and speed
-give the same samples. eSpeak NG keeps global state, so calls are serialised by one lock.
+Real, intelligible synthesised speech, free. (Its voice variants add a little random flutter,
+so two renders of a line differ in their samples, not in length or words: the request cache
+keeps the first.) eSpeak NG keeps global state, so calls are serialised by one lock.
 """
 
 from __future__ import annotations
