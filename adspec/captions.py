@@ -40,7 +40,14 @@ class SpokenLine:
 
 
 def wrap(text: str) -> list[str]:
-    return textwrap.wrap(text, MAX_CHARS, break_long_words=True, break_on_hyphens=False)
+    """Lines of at most MAX_CHARS; two lines are balanced (no orphan word on the second)."""
+    lines = textwrap.wrap(text, MAX_CHARS, break_long_words=True, break_on_hyphens=False)
+    if len(lines) == 2:
+        for width in range((len(text) + 1) // 2, MAX_CHARS + 1):
+            balanced = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
+            if len(balanced) == 2:
+                return balanced
+    return lines
 
 
 def phrases(text: str) -> list[str]:

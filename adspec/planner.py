@@ -15,14 +15,15 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .library import LIBRARY_VERSION, Library, Style, load_library, render_template
+from .library import LIBRARY_VERSION, Library, Style, library_digest, load_library, render_template
 from .providers.base import Job, PlanRequest, RunResult
 from .recipes import Recipe
 from .spec import Beat, BeatPlan, Music, Spec, default_music, render_beat_prompts
 
 #: bump when the offline planner's output for the same inputs changes
-PLANNER_CODE_VERSION = "2"  # 2: spoken lines
+PLANNER_CODE_VERSION = "3"  # 2: spoken lines; 3: lines fit the time the beat leaves
 SECONDS_PER_BEAT = 5  # about one beat per 5 s
+SPOKEN_CHARS_PER_SECOND = 15  # a voiceover's pace in characters: the planner's lines keep under it
 MAX_BEATS = 60
 #: var names the offline planner uses as the place an ad is set in (first present wins)
 SETTING_VARS = ("city", "location", "place", "town", "neighborhood", "neighbourhood", "region", "country", "venue", "setting")
@@ -241,14 +242,18 @@ def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: 
 
 
 def spoken_line(bt: Any, style: str, seconds: int, ctx: dict[str, Any], library: Library) -> str | None:
-    """The beat type's longest line, in the style's tone, that keeps to the beat's word budget
-    (placeholders a line keeps, e.g. {{ city }}, count as one word); None if the type is silent."""
+    """The beat type's longest line, in the style's tone, that is sure to be spoken inside the
+    beat: within the word budget of the time the beat leaves for it (after the lead-in and
+    before the tail) and SPOKEN_CHARS_PER_SECOND characters a second (long words take longer).
+    Placeholders a line keeps, e.g. {{ city }}, count as one word. None if the type is silent."""
     from .spec import word_count
 
-    budget = library.voice.budget(seconds)
+    room = library.voice.room(seconds)
+    budget = min(library.voice.budget(seconds), int(room * library.voice.words_per_second))
     for template in bt.lines_for(style):
         line = " ".join(render_template(template, {**ctx, "n": 1}).split())
-        if word_count(_PLACEHOLDER.sub(" x ", line)) <= budget:
+        plain = _PLACEHOLDER.sub(" x ", line)
+        if word_count(plain) <= budget and len(plain) <= room * SPOKEN_CHARS_PER_SECOND:
             return line
     return None
 
@@ -273,7 +278,7 @@ class OfflinePlanner:
             provider="offline",
             kind="plan",
             model="offline-planner",
-            version=f"offline/planner/{LIBRARY_VERSION}/{PLANNER_CODE_VERSION}",
+            version=f"offline/planner/{LIBRARY_VERSION}/{PLANNER_CODE_VERSION}/{library_digest()[:16]}",
             params={"shaping": req.shaping, "clip_lengths": sorted(int(x) for x in req.clip_lengths)},
         )
 

@@ -307,7 +307,15 @@ def load_library() -> Library:
 
 LIBRARY_VERSION: str = load_library().version
 
+
+@lru_cache(maxsize=1)
+def library_digest() -> str:
+    """sha256 of the library's data: the offline planner's output is a function of it."""
+    import hashlib
+
+    return hashlib.sha256(resources.files(__name__).joinpath(LIBRARY_FILE).read_bytes()).hexdigest()
+
 __all__ = [
     "LIBRARY_VERSION", "Library", "BeatType", "VoiceRules", "Style", "TemplateProblem", "LibraryError",
-    "load_library", "parse_library", "render_template", "template_variables",
+    "load_library", "library_digest", "parse_library", "render_template", "template_variables",
 ]

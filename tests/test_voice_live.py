@@ -1,0 +1,123 @@
+"""The ad speaks (live): spoken lines through the real `replicate` and `openai` clients against the
+fakes on 127.0.0.1, counting every request. A line is paid once; editing one line pays for that
+line only; moving beats, editing prompts, music or caption style pays for no line."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from adspec import media
+from conftest import Project, small_spec
+from fakes.openai_server import FakeOpenAI
+from fakes.replicate_server import FakeReplicate
+
+REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
+OPENAI_KEY = "sk-FAKE-key-not-real-0000000"
+TTS = "minimax/speech-02-turbo"
+
+
+@pytest.fixture
+def live(project: Project):
+    with FakeReplicate(latency=0.02) as replicate, FakeOpenAI() as openai:
+        project.env.update(
+            ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL=replicate.base_url,
+            REPLICATE_POLL_INTERVAL="0.01", OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=openai.base_url,
+        )
+        yield project, replicate, openai
+
+
+def spec(**overrides) -> dict:
+    s = small_spec(**overrides)
+    s["vars"] = {"name": "Zip", "city": "Oslo"}
+    s["beats"][0]["voiceover"] = "Thirsty? Meet {{ name }}."
+    s["beats"][1]["voiceover"] = "Drink more. Get yours today."
+    return s
+
+
+def new_creates(replicate: FakeReplicate, since: int) -> list[dict]:
+    return replicate.create_bodies[since:]
+
+
+def test_each_line_is_paid_once_and_only_what_changed_is_paid_again(live) -> None:
+    project, replicate, _ = live
+    s = spec()
+    project.write_spec("zip", s)
+    project.doit()
+    speech = [b for b in replicate.create_bodies if b["slug"] == TTS]
+    assert len(speech) == 2  # one request per line
+    inputs = {b["body"]["input"]["text"]: b["body"]["input"] for b in speech}
+    assert set(inputs) == {"Thirsty? Meet Zip.", "Drink more. Get yours today."}
+    first = inputs["Thirsty? Meet Zip."]
+    assert first["voice_id"] == "Friendly_Person" and first["speed"] == 1.0  # the model's default voice
+    root = project.build / "zip"
+    cost = json.loads((root / "cost.json").read_text())
+    assert cost["phases"]["voice"]["requests"] == 2 and cost["phases"]["voice"]["spent_usd"] == pytest.approx(
+        0.06 * (len("Thirsty? Meet Zip.") + len("Drink more. Get yours today.")) / 1000, abs=1e-6)
+    assert "Thirsty? Meet Zip." in (root / "index.html").read_text()
+    assert '<track kind="captions" src="captions.vtt"' in (root / "index.html").read_text()
+
+    # edit one line: exactly one request, a TTS one, with the new words
+    paid = len(replicate.create_bodies)
+    s["beats"][1]["voiceover"] = "Drink more water. Get yours today."
+    project.write_spec("zip", s)
+    est = json.loads(project.adspec("estimate", "--json").stdout)
+    voice_items = [i for a in est["ads"] for i in a["targets"] if i["phase"] == "voice"]
+    assert [(i["target"], i["action"]) for i in voice_items] == [("voice:zip/cta", "pay")]
+    assert voice_items[0]["usd"] == pytest.approx(0.06 * len("Drink more water. Get yours today.") / 1000, abs=1e-6)
+    project.doit()
+    new = new_creates(replicate, paid)
+    assert [b["slug"] for b in new] == [TTS] and new[0]["body"]["input"]["text"] == "Drink more water. Get yours today."
+
+    # reorder the beats, edit a prompt's use of a var, change the music and the caption style:
+    # storyboards/music may be asked again where their own inputs changed, but no line is
+    paid = len(replicate.create_bodies)
+    s["beats"] = s["beats"][::-1]
+    s["music"] = {"prompt": "calm piano", "bpm": 80}
+    s["captions"] = {"box": False, "color": "#FFEE00", "size": 1.3}
+    before = (root / "final.mp4").stat().st_mtime_ns
+    project.write_spec("zip", s)
+    project.doit()
+    new = new_creates(replicate, paid)
+    assert [b["slug"] for b in new] == ["meta/musicgen"]  # the music only; no voice, no image, no video
+    assert (root / "final.mp4").stat().st_mtime_ns != before  # captions restyled: re-encoded for free
+
+    # a var used by one line re-voices that line only
+    paid = len(replicate.create_bodies)
+    s["vars"]["name"] = "Zap"
+    project.write_spec("zip", s)
+    project.doit()
+    new = new_creates(replicate, paid)
+    assert [(b["slug"], b["body"]["input"]["text"]) for b in new] == [(TTS, "Thirsty? Meet Zap.")]
+    # a var no line uses re-voices nothing
+    paid = len(replicate.create_bodies)
+    s["vars"]["city"] = "Bergen"
+    project.write_spec("zip", s)
+    project.doit()
+    assert new_creates(replicate, paid) == []
+    # the captions follow the line that was spoken
+    assert "Thirsty? Meet Zap." in (root / "captions.srt").read_text()
+    assert all(n == 1 for n in replicate.creates_by_input.values())
+
+
+def test_openai_compatible_speech_model(live) -> None:
+    project, replicate, openai = live
+    s = spec(models={"voice": "gpt-4o-mini-tts"}, voice={"name": "coral", "speed": 1.1})
+    project.write_spec("zip", s)
+    project.doit()
+    assert TTS not in replicate.creates_by_model
+    assert len(openai.speech) == 2
+    body = next(b for b in openai.speech if b["input"] == "Thirsty? Meet Zip.")
+    assert body == {"model": "gpt-4o-mini-tts", "input": "Thirsty? Meet Zip.", "voice": "coral", "speed": 1.1,
+                    "response_format": "wav"}
+    final = project.build / "zip" / "final.mp4"
+    assert media.probe(final).has_audio
+    receipt = json.loads((project.build / "zip" / "beats" / "hook" / "voice.receipt.json").read_text())
+    assert receipt["recipe"]["provider"] == "openai" and receipt["cost_usd"] > 0
+    # built again: nothing runs, the server is not asked
+    project.doit()
+    assert len(openai.speech) == 2
+    ledger = Counter(e["model"] for e in project.ledger())
+    assert ledger["gpt-4o-mini-tts"] == 2
