@@ -384,6 +384,9 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
+FONT_SUFFIXES = (".ttf", ".otf")
+
+
 def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
     """Every asset must be an existing image file inside the project folder (the folder holding
     specs/): no absolute paths, no `..` or symlink leading out of it."""
@@ -391,8 +394,11 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
     root = spec_dir.parent
     real_root = root.resolve()
     issues: list[Issue] = []
-    for name, rel in spec.assets.items():
-        loc: Loc = ("assets", name)
+    files: list[tuple[Loc, str, tuple[str, ...], str]] = [
+        (("assets", name), rel, IMAGE_SUFFIXES, "an image") for name, rel in spec.assets.items()]
+    if spec.captions.font:
+        files.append((("captions", "font"), spec.captions.font, FONT_SUFFIXES, "a font"))
+    for loc, rel, suffixes, kind in files:
         target = spec_dir / rel
         lexical = Path(os.path.normpath(target))
         if Path(rel).is_absolute() or not _inside(lexical, root):
@@ -410,8 +416,8 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
             issues.append((loc, f"file '{rel}' not found (looked for {os.path.relpath(lexical, root)} in the project)"))
         elif not real.is_file():
             issues.append((loc, f"'{rel}' is not a file"))
-        elif real.suffix.lower() not in IMAGE_SUFFIXES:
-            issues.append((loc, f"'{rel}' must be an image ({', '.join(IMAGE_SUFFIXES)})"))
+        elif real.suffix.lower() not in suffixes:
+            issues.append((loc, f"'{rel}' must be {kind} ({', '.join(suffixes)})"))
     return issues
 
 

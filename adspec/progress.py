@@ -22,10 +22,10 @@ from .config import load_settings
 from .paths import AdPaths, receipt_path
 from .status import now_iso, provider_wait, update_status
 
-KINDS = ("plan", "storyboard", "chunk", "music", "stitch", "mix", "report")
-PHASE = {"plan": "plan", "storyboard": "storyboard", "chunk": "chunks", "music": "music", "stitch": "stitch",
-         "mix": "mix", "report": "report"}
-PAID_KINDS = {"plan", "storyboard", "chunk", "music"}
+KINDS = ("plan", "storyboard", "chunk", "voice", "music", "stitch", "mix", "report")
+PHASE = {"plan": "plan", "storyboard": "storyboard", "chunk": "chunks", "voice": "voice", "music": "music",
+         "stitch": "stitch", "mix": "mix", "report": "report"}
+PAID_KINDS = {"plan", "storyboard", "chunk", "voice", "music"}
 # plain mode: a provider wait longer than ADSPEC_WAIT_NOTICE seconds (default 10) gets a line,
 # and another when its status changes or every WAIT_REPEAT_S seconds
 WAIT_NOTICE_S = float(os.environ.get("ADSPEC_WAIT_NOTICE", "10") or 10)
