@@ -195,7 +195,8 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
         "doc": f"final mix of {ad} -> build/{ad}/final.mp4",
         "actions": [(Reported(actions.make_mix), [ad])],
         "file_dep": [str(paths.video), str(paths.timeline), str(paths.speech), *voice_files]
-                    + ([] if plan.native_audio else [music]),
+                    + ([] if plan.native_audio else [music])
+                    + ([plan.captions["font"]] if voice_files and (plan.captions or {}).get("font") else []),
         "targets": [str(paths.final)] + ([str(paths.captions_srt), str(paths.captions_vtt)] if voice_files else []),
         "task_dep": [f"stitch:{ad}", f"music:{ad}", *[f"voice:{ad}/{b.id}" for b in plan.voiced]],
         "clean": True,

@@ -228,6 +228,15 @@ def test_validate_reports_every_line_over_budget_in_one_line_each(project: Proje
     assert any(l.endswith("beats.1.voiceover: 13 words for a 5 s beat (budget 12)") for l in lines)
 
 
+def test_validate_names_a_voice_the_model_lacks_and_a_missing_caption_font(project: Project) -> None:
+    path = project.write_spec("zip", voiced_spec(voice={"name": "Wize_Woman"}, captions={"font": "fonts/brand.ttf"}))
+    proc = project.adspec("validate", str(path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out
+    assert "voice.name: speech-02-turbo has no voice 'Wize_Woman' (did you mean 'Wise_Woman'?)" in out
+    assert "captions.font: file 'fonts/brand.ttf' not found" in out
+
+
 def test_overlong_spoken_line_fails_its_voice_task_with_one_line(project: Project) -> None:
     spec = voiced_spec(voice={"speed": 0.5})  # within the word budget, but spoken at half speed
     spec["beats"][0]["voiceover"] = "Unbelievably refreshing, extraordinarily practical."
