@@ -121,3 +121,40 @@ def test_openai_compatible_speech_model(live) -> None:
     assert len(openai.speech) == 2
     ledger = Counter(e["model"] for e in project.ledger())
     assert ledger["gpt-4o-mini-tts"] == 2
+
+
+def test_voice_over_a_native_audio_model_ducks_its_sound(live) -> None:
+    """Veo with its own sound (the fake's is a 440 Hz tone): the line is heard over it, and the
+    tone is at least 6 dB lower while the line plays than between lines."""
+    import numpy as np
+
+    from test_voice import RATE, pcm
+
+    project, replicate, _ = live
+    s = spec(models={"video": "veo-3.1-fast"}, native_audio=True)
+    del s["music"]
+    s["beats"][1]["voiceover"] = "Get yours."
+    project.write_spec("zip", s)
+    project.doit()
+    assert "meta/musicgen" not in replicate.creates_by_model
+    root = project.build / "zip"
+    x = pcm(root / "final.mp4")
+    hook = media.decoded_duration(root / "beats" / "hook" / "voice.wav", "a")
+    cta = media.decoded_duration(root / "beats" / "cta" / "voice.wav", "a")
+
+    def tone_db(a: float, b: float) -> float:
+        seg = x[int(a * RATE):int(b * RATE)]
+        spectrum = np.abs(np.fft.rfft(seg * np.hanning(len(seg))))
+        freqs = np.fft.rfftfreq(len(seg), 1 / RATE)
+        return 20 * np.log10(spectrum[(freqs > 430) & (freqs < 450)].max() / len(seg))
+
+    def speech_share(a: float, b: float) -> float:
+        seg = x[int(a * RATE):int(b * RATE)]
+        spectrum = np.abs(np.fft.rfft(seg)) ** 2
+        freqs = np.fft.rfftfreq(len(seg), 1 / RATE)
+        return spectrum[((freqs > 100) & (freqs < 400)) | (freqs > 460)].sum() / spectrum.sum()
+
+    under = [tone_db(0.25 + 0.2, 0.25 + hook - 0.1), tone_db(3.25 + 0.2, 3.25 + cta - 0.1)]
+    free = [tone_db(0.25 + hook + 0.45, 3.05), tone_db(3.25 + cta + 0.45, 7.8)]
+    assert max(under) <= min(free) - 6.0, (under, free)
+    assert speech_share(0.25 + 0.2, 0.25 + hook - 0.1) > 0.5  # the voice, not the tone, carries that window
