@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 import re
-import wave
 import shutil
 import subprocess
 import tempfile
 import uuid
+import wave
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache

@@ -77,22 +77,11 @@ def voice_recipe(build_dir: Path, ad: str, beat_id: str) -> Recipe:
     return provider_for(inputs["model"]).voice_recipe(voice_request(ad, inputs))
 
 
-def voice_verifier(what: str):  # type: ignore[no-untyped-def]
-    from .errors import MediaError
-    from .verify import _probe
-
-    def verify(path: Path) -> None:
-        info = _probe(path, what, "speech")
-        if not info.has_audio or info.duration < 0.2:
-            raise MediaError(f"{what}: the provider's speech has no audio")
-
-    return verify
-
-
 def make_voice(ad: str, beat_id: str) -> None:
     """voice:<ad>/<beat>: the line from the cache or the provider, fitted into voice.wav."""
     from . import media
     from .actions import context, paid_fetch, write_receipt
+    from .verify import speech_verifier
 
     ctx = context()
     paths = AdPaths.of(ctx.settings.build_dir, ad)
@@ -101,7 +90,7 @@ def make_voice(ad: str, beat_id: str) -> None:
     recipe = provider.voice_recipe(voice_request(ad, inputs))
     what = f"{ad}/{beat_id} voice ({inputs['model']})"
     task = f"voice:{ad}/{beat_id}"
-    fetched = paid_fetch(ctx, recipe, provider.run, voice_verifier(what), suffix=".audio", label=what, ad=ad, task=task)
+    fetched = paid_fetch(ctx, recipe, provider.run, speech_verifier(what), suffix=".audio", label=what, ad=ad, task=task)
     target = paths.voice(beat_id)
     with tempfile.TemporaryDirectory(prefix=".voice-", dir=target.parent) as tmp:
         trimmed = Path(tmp) / "trimmed.wav"
