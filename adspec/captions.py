@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime
 import re
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 MAX_CHARS = 42  # per caption line
 MAX_LINES = 2

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import tempfile
 import wave
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from . import captions
 from .media import Overlay

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import srt
 import webvtt
+from conftest import Project, executed_tasks, small_spec
 from PIL import Image, ImageChops
 
 from adspec import media
@@ -21,7 +22,6 @@ from adspec.render.speech import synthesize
 from adspec.safe_areas import safe_area
 from adspec.spec import word_count
 from adspec.voice import VoiceFitError, fit_line
-from conftest import Project, executed_tasks, small_spec
 
 RATE = 16000
 
@@ -135,7 +135,7 @@ def test_offline_ad_speaks_with_captions_and_ducked_music(project: Project) -> N
     info = media.probe(final)
     assert (info.vcodec, info.acodec, info.width, info.height) == ("h264", "aac", 640, 360)
     assert abs(info.duration - 8) < 0.1
-    streams = subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-i", str(final)], capture_output=True, text=True).stderr
+    streams = subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-i", str(final)], capture_output=True, text=True, check=False).stderr
     assert "Subtitle: mov_text" in streams  # the soft caption track
     assert -18.5 <= media.loudness_lufs(final) <= -14.5  # loudness-normalised as before
 

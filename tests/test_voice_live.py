@@ -8,11 +8,11 @@ import json
 from collections import Counter
 
 import pytest
-
-from adspec import media
 from conftest import Project, small_spec
 from fakes.openai_server import FakeOpenAI
 from fakes.replicate_server import FakeReplicate
+
+from adspec import media
 
 REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
 OPENAI_KEY = "sk-FAKE-key-not-real-0000000"
@@ -127,7 +127,6 @@ def test_voice_over_a_native_audio_model_ducks_its_sound(live) -> None:
     """Veo with its own sound (the fake's is a 440 Hz tone): the line is heard over it, and the
     tone is at least 6 dB lower while the line plays than between lines."""
     import numpy as np
-
     from test_voice import RATE, pcm
 
     project, replicate, _ = live

@@ -7,10 +7,11 @@ caption band of the frame's safe area, in the brand's colours and a readable bun
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -56,7 +57,7 @@ class TextStyle:
     line_gap: float = 0.22  # of the size
 
     @classmethod
-    def for_brand(cls, palette: Sequence[str], width: int, height: int, opts: dict[str, Any] | None) -> "TextStyle":
+    def for_brand(cls, palette: Sequence[str], width: int, height: int, opts: dict[str, Any] | None) -> TextStyle:
         """The captions' look from the brand: the text in the brand's lightest colour (white
         when that would not read), on its darkest colour (near-black when too light)."""
         opts = opts or {}

@@ -70,7 +70,7 @@ def synthesize(text: str, voice: str, speed: float) -> tuple[bytes, int]:
         lib.espeak_SetSynthCallback(callback)
         if lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise MediaError(f"offline voice: eSpeak NG has no voice '{voice}'")
-        lib.espeak_SetParameter(_RATE, int(round(BASE_RATE * speed)), 0)
+        lib.espeak_SetParameter(_RATE, round(BASE_RATE * speed), 0)
         data = text.encode("utf-8")
         if lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None) != 0:
             raise MediaError("offline voice: eSpeak NG could not speak the line")
