@@ -1,4 +1,6 @@
-"""A fake OpenAI API on 127.0.0.1: POST /v1/chat/completions with spec-complete payloads.
+"""A fake OpenAI API on 127.0.0.1: POST /v1/chat/completions with spec-complete payloads, and
+POST /v1/audio/speech (CreateSpeechRequest checked; answers a WAV of speech-like sound about as
+long as the text would be spoken; `speech` lists the bodies, one per request).
 
     with FakeOpenAI() as fake:
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)      # ends in /v1

@@ -9,7 +9,8 @@ Routes: POST /v1/models/{o}/{n}/predictions (official models), POST /v1/predicti
 GET /v1/predictions[?cursor=N] (list, newest first), GET /v1/predictions/{id},
 POST /v1/predictions/{id}/cancel, GET /v1/models/{o}/{n}/versions/{v}, POST /v1/files
 (multipart; answers every field replicate's File model needs), GET /v1/files/{id},
-GET /outputs/{name} (output files when output_mode="url").
+GET /outputs/{name} (output files when output_mode="url"). Models: the registry's images, videos,
+musicgen and the speech model minimax/speech-02-turbo (a WAV as long as the text would be spoken).
 
 `Prefer: wait[=N]` is honoured by answering with a terminal prediction, or with `starting` when
 the latency is longer than the wait, never `processing` with partial output (PROVIDERS §2.3).
