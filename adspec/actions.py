@@ -13,12 +13,13 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 from . import media
 from .cache import Fetched, RequestCache, open_cache
+from .cache_view import CacheView
 from .config import Settings, load_settings
 from .fsutil import atomic_path, write_if_changed, write_json_atomic
 from .hashing import canonical_json, sha256_file
@@ -35,9 +36,20 @@ log = logging.getLogger("adspec.build")
 @dataclass(frozen=True)
 class Context:
     settings: Settings
-    cache: RequestCache
     media: MediaProvider
     planner: PlanProvider
+
+    @cached_property
+    def cache(self) -> RequestCache:
+        """Opened (created if need be) on first use: `adspec estimate` never opens it."""
+        return open_cache(self.settings.cache_dir)
+
+    def cache_for_reading(self) -> "RequestCache | CacheView":
+        """The cache as a reader that writes nothing sees it: the open cache when this process
+        opened it already (a doit run), else a read-only view (estimate: no folder, no database)."""
+        if "cache" in self.__dict__:
+            return self.cache
+        return CacheView(self.settings.cache_dir)
 
 
 _ctx_lock = threading.Lock()
@@ -45,7 +57,8 @@ _ctx_lock = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _context_for(settings: Settings) -> Context:
-    return Context(settings, open_cache(settings.cache_dir), media_provider(settings), plan_provider(settings))
+    return Context(settings, media_provider(settings), plan_provider(settings))
+
 
 
 def context(settings: Settings | None = None) -> Context:

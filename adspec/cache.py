@@ -4,8 +4,13 @@
   silently past 1 GiB); artifacts live in a content-addressed blob store beside it.
 - A per-key file lock (`flock`) makes two threads or processes asking the same key make one
   call; the kernel drops the lock when its holder dies, so a killed build never deadlocks the next.
-- The provider's job id is stored before waiting on it, and "a create is being sent" before
-  sending it, so a run killed mid-wait resumes the same job instead of paying for another.
+- The provider's job id is stored before waiting on it, and "a create is being sent" (with the
+  time) before sending it, so a run killed mid-wait resumes the same job instead of paying for
+  another. Only the provider's terminal answer (`ProviderError.ended`) forgets them.
+- A corrupt output (a succeeded prediction whose file is not media): the first run keeps the
+  prediction and downloads it again next time; when the same bad bytes come back in a second
+  run the output is corrupt at the provider, and it is re-requested once (a paid retry, in the
+  ledger). A second corrupt output stops the target until `adspec cache forget KEY`.
 - An entry whose blob is missing or whose bytes do not match is reported and treated as a miss.
 """
 
@@ -29,7 +34,7 @@ from typing import Any, Callable, Iterator
 
 import diskcache
 
-from .errors import AdspecError, CacheError, ProviderError
+from .errors import AdspecError, BadOutputError, CacheError, ProviderError
 from .fsutil import atomic_path
 from .hashing import canonical_json, sha256_file
 from .providers.base import RunResult
@@ -88,17 +93,58 @@ class DurableJob:
         pending = cache.pending(key) or {}
         self.resume_id: str | None = pending.get("job_id")
         self.sent_before: bool = bool(pending.get("sending")) and not self.resume_id
+        # when the earlier create was sent (its look-up lists back to then); None if unknown
+        sent_at = pending.get("time")
+        self.sent_at: float | None = float(sent_at) if self.sent_before and isinstance(sent_at, (int, float)) else None
+        # what outlives one prediction: the corrupt-output rule's record
+        self._history = {k: pending[k] for k in ("corrupt_retries", "corrupt") if k in pending}
+        self._first_send: float | None = None
 
     def sending(self) -> None:
-        self._cache._set_pending(self._key, {"sending": True, "job_id": None, "time": time.time()})
+        """Recorded before each create goes out: the time of this run's first send, so a look-up
+        after a lost answer lists back far enough for every attempt."""
+        if self._first_send is None:
+            self._first_send = time.time()
+        self.sent_at = self._first_send
+        self._cache._set_pending(self._key, {**self._history, "sending": True, "job_id": None, "time": self._first_send})
 
     def started(self, job_id: str) -> None:
         self.resume_id = job_id
-        self._cache._set_pending(self._key, {"sending": False, "job_id": job_id, "time": time.time()})
+        self._cache._set_pending(self._key, {**self._history, "sending": False, "job_id": job_id, "time": time.time()})
 
     def progress(self, status: str) -> None:
         if self._on_progress:
             self._on_progress(status)
+
+
+def describe_pending(pending: dict[str, Any] | None) -> str | None:
+    """For people (`adspec estimate`, `adspec cache show`): what the next run does with a
+    request that has a pending record, or None when there is none."""
+    if not pending:
+        return None
+    corrupt = [str(x) for x in pending.get("corrupt") or []]
+    retries = int(pending.get("corrupt_retries") or 0)
+    bad = pending.get("bad_output") if isinstance(pending.get("bad_output"), dict) else None
+    job = pending.get("job_id")
+    if bad and job in corrupt:
+        return (f"stopped: prediction {job}'s output is corrupt, after one paid re-request "
+                f"({', '.join(corrupt)}); `adspec cache forget KEY` to pay for another")
+    if bad and retries:
+        return (f"prediction {job}, the paid re-request of corrupt {', '.join(corrupt)}, gave a file that is not media: "
+                "the next run downloads it again and stops if it is the same (no third payment)")
+    if bad:
+        return (f"prediction {job} gave a file that is not media: the next run downloads it again and, if it is "
+                "the same file, re-requests it once (a paid retry)")
+    if job:
+        return f"prediction {job} is paid for and pending: the next run resumes it (no new payment)"
+    if pending.get("sending"):
+        when = pending.get("time")
+        at = time.strftime(" at %Y-%m-%d %H:%M UTC", time.gmtime(when)) if isinstance(when, (int, float)) else ""
+        return (f"a create was sent{at} and its answer lost: the next run looks for that prediction before "
+                "paying, and stops if it cannot tell")
+    if retries:
+        return f"re-requesting corrupt output of {', '.join(corrupt)} (a paid retry)"
+    return None
 
 
 def _fsync(path: Path) -> None:
@@ -282,6 +328,16 @@ class RequestCache:
     def _clear_pending(self, key: str) -> None:
         self._db.delete(_PENDING + key)
 
+    def forget(self, key: str) -> bool:
+        """Drop what the cache knows of `key`: its entry and its pending record (a stored job
+        id, a "create was sent" mark, a corrupt-output record). The blob stays (gc removes it).
+        The next request of `key` creates anew and pays. True if anything was dropped."""
+        with self.claim(key):
+            had = self._db.get(_ENTRY + key) is not None or self.pending(key) is not None
+            self._db.delete(_ENTRY + key)
+            self._clear_pending(key)
+        return had
+
     def entries(self) -> Iterator[Entry]:
         for k in self._db.iterkeys():
             if isinstance(k, str) and k.startswith(_ENTRY):
@@ -330,13 +386,36 @@ class RequestCache:
     @contextmanager
     def claim(self, key: str) -> Iterator[None]:
         """Hold the key: one caller at a time, across threads and processes."""
+        with _locked(self.lock_dir / f"{key}.lock", wait=True):
+            yield
+
+    # ---- seeing and clearing records (`adspec cache show/forget/gc`) -----------------------------
+
+    @contextmanager
+    def try_claim(self, key: str) -> Iterator[bool]:
+        """Hold the key if nobody does (True), else yield False at once: a running build has it."""
+        with _locked(self.lock_dir / f"{key}.lock", wait=False) as held:
+            yield held
+
+    def drop_records(self, key: str) -> tuple[Entry | None, dict[str, Any] | None]:
+        """Drop the key's entry and pending request records (call with the key claimed); what was
+        there is returned. The next build asks the provider again: it may pay again. The blob
+        stays until `adspec cache gc`."""
+        entry = _entry_of(self._db.get(_ENTRY + key))
+        pending = self.pending(key)
+        self._db.delete(_ENTRY + key)
+        self._db.delete(_PENDING + key)
+        return entry, pending
+
+    def remove_stale_lock(self, key: str) -> bool:
+        """Remove the key's lock file when nobody holds it and no request is pending; `claim`
+        notices a lock file unlinked under it and takes the new one, so two holders never meet."""
         path = self.lock_dir / f"{key}.lock"
-        with open(path, "a+b") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with _locked(path, wait=False, create=False) as held:
+            if not held or self.pending(key) is not None:
+                return False
+            path.unlink(missing_ok=True)
+            return True
 
     # ---- the one entry point for every request --------------------------------------------------
 
@@ -366,22 +445,41 @@ class RequestCache:
                 fetched = self._from_remote(key, verify)
                 if fetched is not None:
                     return fetched
-            job = DurableJob(self, key, on_progress, label)
-            started = time.time()
-            with self._scratch(key, suffix) as tmp:
-                try:
-                    result = run(recipe, job, tmp)
-                except ProviderError as e:
-                    if not getattr(e, "resumable", False):
-                        self._clear_pending(key)  # the job ended (failed/cancelled): a retry creates anew
-                    raise
-                try:
-                    verify(tmp)
-                except AdspecError:
-                    self._clear_pending(key)
-                    self._quarantine(tmp, key)
-                    raise
-                sha, size = self.put_blob(tmp)
+            for _ in range(2):  # a second pass only to re-request a corrupt output, once
+                job = DurableJob(self, key, on_progress, label)
+                started = time.time()
+                with self._scratch(key, suffix) as tmp:
+                    try:
+                        result = run(recipe, job, tmp)
+                    except BadOutputError as e:
+                        if not job.resume_id:
+                            raise
+                        problem = self._bad_output(recipe, job.resume_id, e.sha256, e.cost_usd, e)
+                        if problem is not None:
+                            raise problem from None
+                        continue
+                    except ProviderError as e:
+                        if getattr(e, "ended", False):
+                            self._clear_pending(key)  # the provider ended the job: a retry creates anew
+                        if getattr(e, "spent_usd", 0) > 0 or getattr(e, "maybe_billed", False):
+                            self._append_failed(recipe, e, started)  # billed (or maybe): on the account
+                        raise
+                    try:
+                        verify(tmp)
+                    except AdspecError as e:
+                        bad = sha256_file(tmp)
+                        self._quarantine(tmp, key)
+                        if not job.resume_id:  # nothing to fetch again (a local render): run it anew
+                            self._clear_pending(key)
+                            raise
+                        problem = self._bad_output(recipe, job.resume_id, bad, result.cost_usd, e)
+                        if problem is not None:
+                            raise problem from None
+                        continue
+                    sha, size = self.put_blob(tmp)
+                break
+            else:  # pragma: no cover - _bad_output allows one re-request per fetch at most
+                raise CacheError(f"request {key[:12]}: re-requested more than once in one run")
             entry = Entry(
                 key=key,
                 sha256=sha,
@@ -394,7 +492,7 @@ class RequestCache:
                 created_at=started,
                 seconds=round(time.time() - started, 3),
                 suffix=suffix,
-                meta=dict(result.meta),
+                meta={**result.meta, **job._history},  # a paid retry after a corrupt output says so
             )
             self._put_entry(key, entry)
             self._clear_pending(key)
@@ -403,6 +501,51 @@ class RequestCache:
                 self.remote.put(entry, self.blob_path(sha))
                 self._take_remote_problems()
             return Fetched(self.blob_path(sha), entry, hit=False)
+
+    def _bad_output(self, recipe: Recipe, job_id: str, sha: str, cost: float, error: AdspecError) -> ProviderError | None:
+        """The corrupt-output rule: None to re-request now (once), else the error to stop with.
+
+        A succeeded prediction whose file is not media is paid for, and a bad download can pass:
+        the first time, its id is kept and the next run downloads it again. The same bad bytes
+        from the same prediction in a second run mean the provider's output is corrupt: it is
+        written to the ledger (paid, corrupt) and re-requested once. If the re-request is
+        corrupt too the target stops, and stays stopped (no third payment) until
+        `adspec cache forget KEY`."""
+        key = recipe.key
+        pending = self.pending(key) or {}
+        seen = pending.get("bad_output") if isinstance(pending.get("bad_output"), dict) else {}
+        retries = int(pending.get("corrupt_retries") or 0)
+        what = error.one_line()
+        if not (seen.get("job_id") == job_id and seen.get("sha256") == sha):
+            self._set_pending(key, {**pending, "sending": False, "job_id": job_id,
+                                    "bad_output": {"job_id": job_id, "sha256": sha}})
+            if retries:
+                note = ("if it is the same file again, adspec stops: it has already paid for one re-request")
+            else:
+                note = ("if it is the same file again, the output is corrupt at the provider and adspec "
+                        "re-requests it once (a paid retry)")
+            return ProviderError(f"{what}; {note}", retryable=True, resumable=True)
+        corrupt = list(pending.get("corrupt") or [])
+        if job_id not in corrupt:
+            corrupt.append(job_id)
+            self._write_ledger_line({
+                "time": round(time.time(), 3), "key": key, "provider": recipe.provider, "kind": recipe.kind,
+                "model": recipe.model, "job_id": job_id, "cost_usd": round(float(cost), 6), "seconds": 0.0,
+                "outcome": "corrupt output",
+            })
+        if retries >= 1:
+            self._set_pending(key, {**pending, "corrupt": corrupt})
+            message = (f"{what}; the same file came back again: prediction {job_id}'s output is corrupt at the "
+                       f"provider, and so was the one re-request adspec paid for ({', '.join(corrupt)}); adspec does "
+                       f"not pay a third time: see `adspec cache show {key}`, and `adspec cache forget {key}` "
+                       "lets the next run request it again (paid)")
+            log.warning(message)
+            return ProviderError(message, retryable=False, resumable=True)
+        log.warning("%s: prediction %s's output is corrupt at the provider (the same bad file twice): "
+                    "re-requesting it once (a paid retry)", key[:12], job_id)
+        self._set_pending(key, {"sending": False, "job_id": None, "time": time.time(), "corrupt_retries": retries + 1,
+                                "corrupt": corrupt})
+        return None
 
     def _from_remote(self, key: str, verify: Verifier) -> Fetched | None:
         """The remote's entry for `key`, its blob checked (sha256, then `verify`) and kept
@@ -435,16 +578,35 @@ class RequestCache:
 
     def _append_ledger(self, entry: Entry) -> None:
         """One line per request actually run (paid or local): the account of what was spent."""
-        line = canonical_json({
+        record = {
             "time": round(entry.created_at, 3), "key": entry.key, "provider": entry.provider,
             "kind": entry.kind, "model": entry.model, "job_id": entry.job_id,
             "cost_usd": entry.cost_usd, "seconds": entry.seconds,
-        }) + "\n"
+        }
+        retries = int(entry.meta.get("corrupt_retries") or 0)
+        if retries:
+            record["paid_retry"] = retries  # this request was paid again after a corrupt output
+        if isinstance(entry.meta.get("requests"), int):  # requests sent, the unbilled resends included
+            record["requests"] = entry.meta["requests"]
+        self._write_ledger_line(record)
+
+    def _write_ledger_line(self, record: dict[str, Any]) -> None:
+        line = canonical_json(record) + "\n"
         fd = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line.encode("utf-8"))
         finally:
             os.close(fd)
+
+    def _append_failed(self, recipe: Recipe, error: ProviderError, started: float) -> None:
+        """The ledger line of a call that failed but was (or may have been) billed: `cost_usd`
+        is what is known to be billed, `maybe_billed` says a lost answer may add to it."""
+        self._write_ledger_line({
+            "time": round(started, 3), "key": recipe.key, "provider": recipe.provider, "kind": recipe.kind,
+            "model": recipe.model, "job_id": None, "cost_usd": round(float(error.spent_usd), 6),
+            "seconds": round(time.time() - started, 3), "outcome": "failed", "requests": error.attempts,
+            "maybe_billed": bool(error.maybe_billed),
+        })
 
     def ledger(self) -> list[dict[str, Any]]:
         try:
@@ -452,6 +614,40 @@ class RequestCache:
         except FileNotFoundError:
             return []
         return [json.loads(x) for x in lines if x.strip()]
+
+
+@contextmanager
+def _locked(path: Path, *, wait: bool, create: bool = True) -> Iterator[bool]:
+    """flock `path` (exclusive); yields whether it is held. The lock counts only while `path`
+    still names the locked file: a lock file removed by `adspec cache gc` between our open and our
+    flock is let go and the new one taken, so two holders never hold different files."""
+    while True:
+        try:
+            fh = open(path, "a+b") if create else open(path, "rb")
+        except FileNotFoundError:
+            if create:
+                raise
+            yield False
+            return
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                try:
+                    same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    yield True
+                    return
+                if not create:
+                    yield False
+                    return
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 _caches: dict[Path, RequestCache] = {}

@@ -141,6 +141,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from . import cache_admin
+
+    settings = load_settings()
+    root, builds = settings.cache_dir, [settings.build_dir]
+    if args.cache_command == "du":
+        u = cache_admin.usage(root, builds)
+        print(json.dumps(u, indent=2) if args.json else cache_admin.render_usage(u), end="\n" if args.json else "")
+    elif args.cache_command == "gc":
+        if not args.older_than >= 0:
+            print("adspec cache gc: --older-than takes a number of days (0 or more)", file=sys.stderr)
+            return EXIT_USAGE
+        out = cache_admin.collect(root, builds, max_age_days=args.older_than, dry_run=args.dry_run)
+        if args.json:
+            print(json.dumps({"dry_run": args.dry_run, **out.to_json()}, indent=2))
+        else:
+            print(cache_admin.render_gc(out, dry_run=args.dry_run, max_age_days=args.older_than), end="")
+    elif args.cache_command == "show":
+        info = cache_admin.show(root, builds, args.key)
+        print(json.dumps(info, indent=2, default=str) if args.json else cache_admin.render_show(info), end="\n" if args.json else "")
+    else:
+        print(cache_admin.forget(root, builds, args.key), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adspec", description="Declarative AI video ads, built like software.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -174,6 +199,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="the model registry with prices")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("cache", help="see and bound the request cache: du, gc [--dry-run], show KEY, forget KEY")
+    cache_sub = p.add_subparsers(dest="cache_command", required=True)
+    c = cache_sub.add_parser("du", help="size of the cache by kind and by ad (reads only)")
+    c.add_argument("--json", action="store_true")
+    c = cache_sub.add_parser("gc", help="remove artifacts no receipt under build/ and no recent ledger line uses; "
+                                        "blobs no entry names, old rejected outputs, leftovers, unheld lock files")
+    c.add_argument("--dry-run", action="store_true", help="say what would be removed; change nothing")
+    c.add_argument("--older-than", type=float, default=30.0, metavar="DAYS",
+                   help="keep whatever was made or used in the last DAYS days (default 30)")
+    c.add_argument("--json", action="store_true")
+    c = cache_sub.add_parser("show", help="one key: state (cached, corrupt, pending, claimed), artifact, cost, job id, "
+                                          "ledger lines, receipts and recipe (reads only)")
+    c.add_argument("key", help="a cache key, or its first 6+ characters")
+    c.add_argument("--json", action="store_true")
+    c = cache_sub.add_parser("forget", help="clear a key's records (e.g. a stuck request) so the next build asks "
+                                            "again: this may pay again")
+    c.add_argument("key", help="a cache key, or its first 6+ characters")
+    p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("build", help="build ads for CI: finishes the others when one fails, non-zero exit if any "
                                      "failed; honours ADSPEC_SHARD=i/n")

@@ -294,6 +294,16 @@ class RunBudget:
                 pass
 
 
+def failed_call_spent(error: BaseException, job: Any, price_usd: float) -> float:
+    """What a paid call that failed counts as spent in the budget: what the provider says it
+    was billed (e.g. planner replies it could not use), plus the price of a request whose
+    answer was lost (it may have been billed) or of a prediction that was created (it may be
+    billed though it failed). The cap must hold even when the bill is not known."""
+    billed = float(getattr(error, "spent_usd", 0.0) or 0.0)
+    unknown = bool(getattr(error, "maybe_billed", False)) or bool(getattr(job, "resume_id", None))
+    return usd(billed + (price_usd if unknown else 0.0))
+
+
 def guarded(run: Callable[..., Any], label: str) -> Callable[..., Any]:
     """`run` (a provider's) behind the run's budget: reserve the price before the call, settle
     with the provider's own figure after. Free recipes pass straight through."""
@@ -310,9 +320,8 @@ def guarded(run: Callable[..., Any], label: str) -> Callable[..., Any]:
         budget.reserve(token, price.usd, label)
         try:
             result = run(recipe, job, out)
-        except BaseException:
-            # a prediction that was created may be billed even though it failed: count it
-            budget.settle(token, price.usd if getattr(job, "resume_id", None) else 0.0)
+        except BaseException as e:
+            budget.settle(token, failed_call_spent(e, job, price.usd))
             raise
         budget.settle(token, float(getattr(result, "cost_usd", 0.0) or 0.0))
         return result

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import sqlite3
 import sys
 import tempfile
 from typing import Any, Callable, Sequence
 
 from .config import load_settings
+from .fsutil import sweep_leftovers
 from .graph import task_creators
 from .loader import ad_name, find_specs
 
@@ -63,9 +66,51 @@ def creators_from_env() -> dict[str, Callable[..., Any]]:
     from .shard import ads_from_env
 
     settings = load_settings()
+    # temp files of a run killed mid-write (their writer is gone): never ads, never targets
+    sweep_leftovers(settings.specs_dir)
+    sweep_leftovers(settings.build_dir, recursive=True)
     try:  # every ad, variants expanded (adspec.variants), limited to ADSPEC_SHARD (adspec.shard)
         ads, groups = ads_from_env(settings.specs_dir)
     except AdspecError as e:  # one line, not doit's traceback of the dodo file
         raise SystemExit(f"adspec: {e.one_line()}") from None
     running = doit_command(sys.argv[1:]) == "run"
-    return task_creators(ads, settings.build_dir, running=running, groups=groups)
+    creators = task_creators(ads, settings.build_dir, running=running, groups=groups)
+    creators["task_zz_run"] = _guarding_state_db(creators["task_zz_run"])
+    return creators
+
+
+def _guarding_state_db(creator: Callable[..., Any]) -> Callable[..., Any]:
+    """`creator`, first making doit's final write of its state DB fail in one line (doit has
+    opened the DB by the time it calls task creators)."""
+
+    @functools.wraps(creator)
+    def wrapped() -> Any:
+        guard_state_db()
+        yield from creator()
+
+    return wrapped
+
+
+def guard_state_db() -> None:
+    """doit writes its state DB (build/.doit.sqlite3) once, when the run ends. If build/ was
+    removed meanwhile (`rm -rf build`), sqlite refuses that write ("attempt to write a readonly
+    database": the file is gone) and doit prints a traceback. Say it in one line instead; the
+    next run rebuilds what is missing, and what was paid for is served by the cache."""
+    from doit.globals import Globals
+
+    backend = getattr(Globals.dep_manager, "backend", None)
+    dump = getattr(backend, "dump", None)
+    if dump is None or getattr(dump, "adspec_guarded", False):
+        return
+
+    def guarded_dump() -> None:
+        try:
+            dump()
+        except sqlite3.Error as e:
+            if os.path.exists(backend.name):
+                raise
+            sys.stderr.write(f"adspec: {os.path.dirname(backend.name)} was removed during the run, so doit's record of "
+                             f"it is lost ({e}); run doit again: what was paid for is in the cache\n")
+
+    guarded_dump.adspec_guarded = True  # type: ignore[attr-defined]
+    backend.dump = guarded_dump

@@ -107,6 +107,7 @@ class _Estimator:
         from .actions import context
 
         self.ctx = context()
+        self.cache = self.ctx.cache_for_reading()  # estimate writes nothing, not even a new cache
         self.build_dir = self.ctx.settings.build_dir
         self.tmp = tmp
         self.made: set[str] = set()  # keys this run would make (paid or free): asked once
@@ -121,18 +122,22 @@ class _Estimator:
 
         if target.exists() and receipt_key(target) == recipe.key:
             return "current"
-        if recipe.key in self.made or self.ctx.cache.peek(recipe.key):
+        if recipe.key in self.made or self.cache.peek(recipe.key):
             return "cache"
         return "pay" if recipe_price(recipe).usd > 0 else "free"
 
     def _blob(self, key: str) -> Path | None:
-        entry = self.ctx.cache.get(key)
-        return self.ctx.cache.blob_path(entry.sha256) if entry is not None else None
+        entry = self.cache.get(key)
+        return self.cache.blob_path(entry.sha256) if entry is not None else None
 
     def _item(self, est: AdEstimate, target: str, phase: str, state: str, recipe: Any, note: str = "",
               exact: bool = True) -> None:
         price = recipe_price(recipe)
         paying = state == "pay"
+        if paying:  # a pending request: resumed, looked up, or re-requested after a corrupt output
+            from .cache import describe_pending
+
+            note = "; ".join(x for x in (note, describe_pending(self.ctx.cache.pending(recipe.key))) if x)
         est.items.append(Item(target, phase, state, price.usd if paying else 0.0, exact and (price.exact or not paying),
                               recipe.model, recipe.key, "; ".join(x for x in (price.rule if paying else "", note) if x)))
         self.made.add(recipe.key)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -55,6 +56,9 @@ class Reported:
         except AdspecError as e:
             return TaskFailed(e.one_line())
         except OSError as e:  # the machine's fault (disk full, read-only, no permission), not a bug
+            if e.errno == errno.ENOENT and removed_meanwhile(e):
+                return TaskFailed(os_error_line(e) + " (removed during the run: `rm -rf build` or `doit clean`?); "
+                                                     "run doit again")
             if e.errno not in _ENVIRONMENT_ERRNOS:
                 raise
             return TaskFailed(os_error_line(e))
@@ -65,6 +69,18 @@ class Reported:
 
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTDIR,
                        errno.EMFILE, errno.ENFILE, errno.EFBIG}
+
+
+def removed_meanwhile(e: OSError) -> bool:
+    """Whether a missing file is one of the build's own (under the build folder): something
+    removed it while the task ran. A missing file elsewhere is a bug and keeps its traceback."""
+    from .config import load_settings
+
+    build = Path(load_settings().build_dir).absolute()
+    for name in (e.filename, e.filename2):
+        if name is not None and Path(os.fsdecode(name)).absolute().is_relative_to(build):
+            return True
+    return False
 
 
 def os_error_line(e: OSError) -> str:

@@ -22,6 +22,8 @@ from yaml.composer import ComposerError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import SpecError
+from .fsutil import NotARegularFile, file_kind, read_regular
+from .images import asset_problem
 from .spec import (
     AD_NAME_RE,
     COLOR_RE,
@@ -38,7 +40,7 @@ from .spec import (
 __all__ = [
     "load_spec", "load_beat_file", "ad_name", "check_ad_name", "find_specs", "parse_spec_text",
     "parse_beat_file_text", "spec_errors", "beat_file_errors", "asset_issues", "project_root_of",
-    "MAX_BYTES",
+    "MAX_BYTES", "read_file", "path_exists",
 ]
 
 MAX_BYTES = 1 << 20  # 1 MiB: a spec is a few hundred bytes
@@ -64,18 +66,21 @@ def check_ad_name(path: str | Path) -> str:
     """The ad's name, or SpecError when it cannot be a folder name (`^[a-z0-9][a-z0-9_-]{0,63}$`)."""
     name = ad_name(path)
     if not AD_NAME_RE.fullmatch(name):
+        shown = name if len(name) <= 64 else f"{name[:40]}…' ({len(name)} characters"
         raise SpecError(path, None, None,
-                        f"ad name '{name}' (the file's name) must be 1-64 lower-case letters, digits, '-' or '_', "
+                        f"ad name '{shown}' (the file's name) must be 1-64 lower-case letters, digits, '-' or '_', "
                         f"starting with a letter or digit: it becomes the folder build/<name>/")
     return name
 
 
 def find_specs(specs_dir: str | Path) -> list[Path]:
-    """Every spec in `specs_dir`: `*.yaml` except `*.beats.yaml`, sorted by name."""
+    """Every spec in `specs_dir`: `*.yaml` except `*.beats.yaml` and dotfiles (temp files,
+    editors' swap files: never ads), sorted by name."""
     d = Path(specs_dir)
     if not d.is_dir():
         return []
-    return sorted(p for p in d.glob("*.yaml") if not p.name.endswith(BEATS_SUFFIX) and p.is_file())
+    return sorted(p for p in d.glob("*.yaml")
+                  if not p.name.startswith(".") and not p.name.endswith(BEATS_SUFFIX) and p.is_file())
 
 
 def project_root_of(spec_path: str | Path) -> Path:
@@ -415,29 +420,50 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
         elif not real.exists():
             issues.append((loc, f"file '{rel}' not found (looked for {os.path.relpath(lexical, root)} in the project)"))
         elif not real.is_file():
-            issues.append((loc, f"'{rel}' is not a file"))
+            issues.append((loc, f"'{rel}' is {file_kind(real.stat().st_mode)}, not a file"))
         elif real.suffix.lower() not in suffixes:
             issues.append((loc, f"'{rel}' must be {kind} ({', '.join(suffixes)})"))
+        elif suffixes is IMAGE_SUFFIXES:
+            problem = asset_problem(real)  # from its header: nothing huge is decoded
+            if problem is not None:
+                issues.append((loc, f"'{rel}' {problem}"))
     return issues
 
 
 # ---- public: specs and beat files ------------------------------------------------------------
 
 
-def _read(path: Path, shown: str) -> bytes:
+def read_file(path: str | Path, shown: str | None = None) -> bytes:
+    """A spec's or beat file's bytes; SpecError (never a hang, never a traceback) when it is
+    missing, too big, a folder, a named pipe or unreadable."""
+    shown = str(path) if shown is None else shown
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise SpecError(shown, None, None, f"file is larger than {MAX_BYTES // 1024} KiB")
-        with open(path, "rb") as f:
-            return f.read(MAX_BYTES + 1)
-    except SpecError:
-        raise
+        data = read_regular(path, MAX_BYTES)
+    except NotARegularFile as e:
+        raise SpecError(shown, None, None, f"{e.strerror}: a spec or beat file must be a plain file") from None
     except FileNotFoundError:
         raise SpecError(shown, None, None, "file not found") from None
     except IsADirectoryError:
         raise SpecError(shown, None, None, "is a folder, not a file") from None
     except OSError as e:
         raise SpecError(shown, None, None, f"cannot read: {e.strerror or type(e).__name__}") from None
+    if len(data) > MAX_BYTES:
+        raise SpecError(shown, None, None, f"file is larger than {MAX_BYTES // 1024} KiB")
+    return data
+
+
+def path_exists(path: str | Path) -> bool:
+    """Whether `path` exists; False (not an OSError) for a name the filesystem refuses, such as
+    one longer than 255 bytes."""
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _read(path: Path, shown: str) -> bytes:
+    return read_file(path, shown)
 
 
 def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None = None) -> tuple[Spec | None, list[SpecError]]:

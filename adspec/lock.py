@@ -14,11 +14,11 @@ from typing import Any, Sequence
 import yaml
 
 from .errors import LockError
-from .hashing import sha256_json
+from .hashing import sha256_bytes, sha256_json
 from .spec import Beat, BeatPlan, Music, PlannedFrom, Spec
 
 __all__ = [
-    "Decision", "plan_shaping_fields", "spec_sha256", "content_sha256", "decide", "is_hand_edited",
+    "Decision", "plan_shaping_fields", "spec_sha256", "content_sha256", "decide", "is_hand_edited", "recheck", "text_sha256",
     "planned_from_for", "render_beat_file", "write_beat_file", "beat_file_path", "SCHEMA_COMMENT_BEATS",
 ]
 
@@ -124,6 +124,47 @@ def decide(
         f"not replanning over your edits: run `adspec plan --force {name}` to replan (discarding them), "
         f"or undo the spec change"
     )
+
+
+def text_sha256(text: str | None) -> str | None:
+    """The beat file's content hash as the lock saw it (None: there was no beat file)."""
+    return None if text is None else sha256_bytes(text.encode("utf-8"))
+
+
+def recheck(
+    spec: Spec,
+    spec_sha: str,
+    seen_sha256: str | None,
+    current_text: str | None,
+    *,
+    spec_path: str | Path | None = None,
+    beats_path: str | Path | None = None,
+    force: bool = False,
+    planned_text: str | None = None,
+) -> bool:
+    """Just before a planned beat file is written: True to write it, False to keep the one there.
+
+    The lock decided before the planner was asked; a person may have edited the beat file while
+    it answered (seconds to minutes). Unchanged since the decision -> write. Changed -> the lock
+    decides again on what is there now: a hand edit (or a hand-written file) stops with the
+    lock's LockError and is kept; a file planned for this very spec (another run wrote it) is
+    kept; a file still as planned from an older spec is replanned. After `--force` any change
+    stops: the edit is newer than the command."""
+    if text_sha256(current_text) == seen_sha256:
+        return True
+    if planned_text is not None and current_text == planned_text:
+        return False  # another run wrote this very plan meanwhile
+    shown_beats = str(beats_path) if beats_path is not None else "the beat file"
+    name = Path(spec_path).stem if spec_path is not None else "NAME"
+    kept = ("it changed while the planner was being asked: your file is kept and the new plan is not written "
+            f"over it (the planner's answer is cached: `adspec plan --force {name}` writes it without paying again)")
+    if force:
+        raise LockError(f"{shown_beats}: {kept}")
+    try:
+        decision = decide(spec, spec_sha, current_text, spec_path=spec_path, beats_path=beats_path)
+    except LockError as e:
+        raise LockError(f"{e}; {kept}") from None
+    return decision is Decision.PLAN
 
 
 # ---- writing the beat file --------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Sequence
 
 from .errors import MediaError
+from .redact import child_env
 
 
 class _LazyFfmpeg:
@@ -123,7 +124,7 @@ def _run_args(args: Sequence[str], what: str | Path, *, stdin: bytes | None = No
     """Run ffmpeg with `args`; MediaError naming `what` on failure."""
     cmd = [ffmpeg_exe(), "-hide_banner", *(["-nostdin"] if stdin is None else []), "-y", *map(str, args)]
     try:
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False, env=child_env())
     except OSError as e:
         raise MediaError(f"{what}: cannot run ffmpeg ({e.strerror or e})") from None
     if proc.returncode != 0:
@@ -207,7 +208,8 @@ def probe(path: str | Path) -> MediaInfo:
         raise MediaError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: empty file (0 bytes)")
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, check=False)
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, check=False,
+                          env=child_env())
     err = proc.stderr.decode("utf-8", "replace")
     if "Input #0" not in err:
         raise MediaError(f"{path}: not a media file ({_reason(err)})")
@@ -329,13 +331,10 @@ def first_frame(video: str | Path, out_png: str | Path) -> Path:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of an image; MediaError naming the file if it is not one."""
-    from PIL import Image, UnidentifiedImageError
+    from .images import open_image
 
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise MediaError(f"{path}: not an image ({e.__class__.__name__})") from None
+    with open_image(path) as im:
+        return im.size
 
 
 def normalise_image(src: str | Path, out_png: str | Path, width: int, height: int) -> Path:
@@ -343,9 +342,11 @@ def normalise_image(src: str | Path, out_png: str | Path, width: int, height: in
     another size, and every later step relies on the exact frame size."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from .images import open_image
+
     out_png = Path(out_png)
     try:
-        with Image.open(src) as im:
+        with open_image(src) as im:
             im = ImageOps.exif_transpose(im).convert("RGB")
             fitted = im if im.size == (width, height) else ImageOps.fit(im, (width, height), Image.Resampling.LANCZOS)
     except (UnidentifiedImageError, OSError) as e:

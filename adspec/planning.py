@@ -25,8 +25,9 @@ from .errors import SpecError
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
 from .library import LIBRARY_VERSION, load_library
-from .loader import ad_name, load_beat_file, load_spec
-from .lock import Decision, content_sha256, decide, plan_shaping_fields, render_beat_file, write_beat_file
+from .loader import ad_name, load_beat_file, load_spec, path_exists, read_file
+from .lock import (Decision, content_sha256, decide, plan_shaping_fields, recheck, render_beat_file, text_sha256,
+                   write_beat_file)
 from .paths import AdPaths
 from .planner import fit_clips
 from .providers.base import PlanRequest
@@ -51,6 +52,8 @@ class PlanStep:
     shaping: dict[str, Any] | None = None
     clip_lengths: tuple[int, ...] = ()
     recipe: Recipe | None = None  # the planner request, when decision is PLAN
+    seen_sha256: str | None = None  # the beat file's content hash when the lock decided (None: absent)
+    force: bool = False
 
 
 def plan_step(spec_path: Path, *, force: bool = False, ad: str | None = None) -> PlanStep:
@@ -65,9 +68,9 @@ def plan_step(spec_path: Path, *, force: bool = False, ad: str | None = None) ->
     registry = load_registry()
     shaping = plan_shaping_fields(spec, registry)
     spec_sha = sha256_json(shaping)
-    text = beats_path.read_text(encoding="utf-8") if beats_path.exists() else None
+    text = read_file(beats_path).decode("utf-8") if path_exists(beats_path) else None
     decision = Decision.PLAN if force else decide(spec, spec_sha, text, spec_path=spec_path, beats_path=beats_path)
-    step = PlanStep(spec, decision, beats_path, spec_sha, shaping)
+    step = PlanStep(spec, decision, beats_path, spec_sha, shaping, seen_sha256=text_sha256(text), force=force)
     if decision is Decision.PLAN:
         video = registry.resolve(spec.models.video, "video")
         request = PlanRequest(ad=ad_name(spec_path), shaping=shaping, clip_lengths=video.clip_lengths,
@@ -110,7 +113,12 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
         fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, f"{base} plan"), plan_verifier(f"{base} plan"),
                                   suffix=".json", label=f"{base} plan", on_progress=on_progress(shown, f"plan:{shown}"))
         plan = BeatPlan.model_validate_json(fetched.path.read_bytes())
-        write_beat_file(step.beats_path, planned_beat_text(step, plan))
+        text = planned_beat_text(step, plan)
+        # the planner took a while: a hand edit made meanwhile is kept (LockError), never overwritten
+        current = read_file(step.beats_path).decode("utf-8") if path_exists(step.beats_path) else None
+        if recheck(spec, step.spec_sha, step.seen_sha256, current, spec_path=spec_path, beats_path=step.beats_path,
+                   force=step.force, planned_text=text):
+            write_beat_file(step.beats_path, text)
         if fetched_out is not None:
             fetched_out.append((recipe, fetched))
     return spec, load_beat_file(step.beats_path)
@@ -141,7 +149,7 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
         beat_file = load_beat_file(step.beats_path)
     else:
         assert step.recipe is not None
-        cache = context().cache
+        cache = context().cache_for_reading()  # a dry plan writes nothing
         entry = cache.get(step.recipe.key)
         if entry is not None:
             plan = BeatPlan.model_validate_json(cache.blob_path(entry.sha256).read_bytes())
@@ -227,8 +235,8 @@ def inputs_stamp(spec_path: Path, beats_path: Path | None = None) -> str:
     parts = [
         __version__,
         LIBRARY_VERSION,
-        sha256_bytes(spec_path.read_bytes()),
-        sha256_bytes(beats.read_bytes()) if beats.exists() else "-",
+        sha256_bytes(read_file(spec_path)),
+        sha256_bytes(read_file(beats)) if path_exists(beats) else "-",
         _registry_digest(),
     ]
     return sha256_json(parts)

@@ -58,6 +58,8 @@ def contact_sheet(plan: Any, paths: AdPaths, out: Path) -> Path:
     id, type and timing."""
     from PIL import Image, ImageDraw, ImageFont
 
+    from .images import open_image
+
     beats = list(plan.beats)
     thumb_h = max(1, round(THUMB_W * plan.height / plan.width))
     cols = min(4, max(1, len(beats)))
@@ -76,7 +78,7 @@ def contact_sheet(plan: Any, paths: AdPaths, out: Path) -> Path:
         y = header + r * (thumb_h + CAPTION_H + PAD)
         src = paths.storyboard(beat.id)
         if src.exists():
-            with Image.open(src) as im:
+            with open_image(src) as im:
                 sheet.paste(im.convert("RGB").resize((THUMB_W, thumb_h), Image.Resampling.LANCZOS), (x, y))
         else:
             draw.rectangle((x, y, x + THUMB_W - 1, y + thumb_h - 1), outline=(120, 120, 120))

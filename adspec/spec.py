@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -368,9 +369,23 @@ def voice_issues(spec: Spec) -> list[Issue]:
 # ---- cross-field rules ----------------------------------------------------------------------
 
 
+#: fields drawn on screen by code: a control character there breaks the text layout
+ON_SCREEN_FIELDS = (("brand", "name"), ("brand", "tagline"))
+
+
+def control_character_problem(text: str) -> str | None:
+    """Words on screen may not hold control characters (\\r, \\x1b, ...) or line/paragraph
+    separators: text layout fails on them (`raqm_layout() failed`) or draws boxes."""
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            code = ch.encode("unicode_escape").decode("ascii") if ch.isascii() else f"\\u{ord(ch):04x}"
+            return (f"holds the control character {code} at position {i + 1}; words on screen must be plain text")
+    return None
+
+
 def spec_issues(spec: Spec) -> list[Issue]:
     """Rules across fields of a spec that need no files: inline beats, music, model/aspect fit,
-    and that every text field and inline prompt renders."""
+    that every text field and inline prompt renders, and that words on screen are plain text."""
     issues: list[Issue] = []
     for loc, text in (
         (("title",), spec.title), (("prompt",), spec.prompt), (("style",), spec.style),
@@ -379,9 +394,14 @@ def spec_issues(spec: Spec) -> list[Issue]:
         if text is None:
             continue
         try:
-            render_template(text, dict(spec.vars))
+            rendered = render_template(text, dict(spec.vars))
         except TemplateProblem as e:
             issues.append((loc, str(e)))
+            continue
+        # the text as written, then as rendered (a var may bring one in; jinja turns \r into \n)
+        problem = (control_character_problem(text) or control_character_problem(rendered)) if loc in ON_SCREEN_FIELDS else None
+        if problem is not None:
+            issues.append((loc, problem))
     try:
         video = _registry().resolve(spec.models.video, "video")
         if video.aspect_ratios and spec.aspect_ratio not in video.aspect_ratios:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import SpecError
-from .loader import BEATS_SUFFIX, beat_file_errors, find_specs, spec_errors
+from .loader import BEATS_SUFFIX, beat_file_errors, find_specs, path_exists, spec_errors
 from .spec import BeatFile, Spec
 
 __all__ = ["validate_paths", "json_schema", "write_schemas", "SCHEMA_FILES"]
@@ -39,7 +39,7 @@ def _expand(paths: Iterable[Path], project_root: Path) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out += sorted(p.glob("*.yaml"))
+            out += sorted(q for q in p.glob("*.yaml") if not q.name.startswith("."))  # dotfiles are never ads
         else:
             out.append(p)
     return out
@@ -69,19 +69,19 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
             continue
         done.add(key)
         beats_path = _beats_of(spec_path)
-        if not spec_path.exists() and path.name.endswith(BEATS_SUFFIX):
+        if not path_exists(spec_path) and path.name.endswith(BEATS_SUFFIX):
             errors.append(SpecError(_shown(path), None, None, f"no spec {spec_path.name} beside this beat file"))
             continue
         spec, errs = spec_errors(_shown(spec_path))
         errors += errs
-        if beats_path.exists() and (spec is None or spec.beats is None):
+        if path_exists(beats_path) and (spec is None or spec.beats is None):
             _, berrs = beat_file_errors(_shown(beats_path), spec)
             errors += berrs
         if spec is not None and spec.variants is not None and spec.beats is None:
             from .variants import beat_files  # a variant's own beat file, against that variant's spec
 
             for variant_beats, variant_spec in beat_files(spec_path):
-                if variant_beats != beats_path and variant_beats.exists():
+                if variant_beats != beats_path and path_exists(variant_beats):
                     errors += beat_file_errors(_shown(variant_beats), variant_spec)[1]
     return errors
 

@@ -463,11 +463,12 @@ _memo_lock = threading.Lock()
 def expansion(spec_path: str | Path) -> Expansion:
     """Load a spec and its variants (memoised on the file's bytes). Raises SpecError."""
     from .errors import SpecError
+    from .fsutil import read_regular
     from .loader import ad_name, load_spec
 
     spec_path = Path(spec_path)
     try:
-        digest = hashlib.sha256(spec_path.read_bytes()).hexdigest()
+        digest = hashlib.sha256(read_regular(spec_path)).hexdigest()
     except OSError:
         digest = ""
     key = str(spec_path.absolute())

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from .errors import MediaError
+from .images import open_image
 
 # A clip may be a little shorter than asked (encoders round to whole frames).
 _SHORT_TOLERANCE_S = 0.25
@@ -18,9 +19,11 @@ _SHORT_TOLERANCE_S = 0.25
 def image_verifier(what: str) -> Callable[[Path], None]:
     def verify(path: Path) -> None:
         try:
-            with Image.open(path) as img:
+            with open_image(path, f"{what}: the provider's image") as img:
                 img.verify()
                 w, h = img.size
+        except MediaError:
+            raise
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise MediaError(f"{what}: the provider's image is not a readable image ({type(e).__name__})") from None
         if w < 16 or h < 16:

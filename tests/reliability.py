@@ -21,9 +21,10 @@ from conftest import REPO, Project
 REPLICATE_TOKEN = "r8_RELIABILITY-fake-TOKEN-0123456789"
 OPENAI_KEY = "sk-RELIABILITY-fake-KEY-0123456789ABCDEF"
 
-# temp names adspec uses before a rename: mkstemp's `.stem.XXXXXXXX.suffix` (fsutil), media's
-# `.stem.tmp-PID-HEX.suffix`, concat's `.stem.parts-XXXX` folder, the offline renderer's `.offline-`
-_TEMP = re.compile(r"^\.(.+\.tmp-\d+-[0-9a-f]+\..+|.+\.parts-.+|offline-.+|.+\.[a-z0-9_]{8}\.[A-Za-z0-9]+|.+\.[a-z0-9_]{8})$")
+# temp names adspec uses before a rename: fsutil's and media's `.name.tmp-PID-HEX[.suffix]`, the
+# cache's mkstemp scratch `.key.XXXXXXXX.suffix`, concat's `.stem.parts-XXXX` folder, the offline
+# renderer's `.offline-`
+_TEMP = re.compile(r"^\.(.+\.tmp-\d+-[0-9a-f]+(\..+)?|.+\.parts-.+|offline-.+|.+\.[a-z0-9_]{8}\.[A-Za-z0-9]+|.+\.[a-z0-9_]{8})$")
 
 
 def live_env(project: Project, replicate, openai=None, **extra: str) -> None:

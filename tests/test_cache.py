@@ -154,7 +154,7 @@ def test_failed_job_is_forgotten_so_a_retry_creates_anew(tmp_path: Path) -> None
 
     def fails(recipe, job, out: Path) -> RunResult:
         job.started("pred-bad")
-        raise ProviderError("prediction failed: NSFW")
+        raise ProviderError("prediction failed: NSFW", ended=True)  # the provider's terminal answer
 
     with pytest.raises(ProviderError):
         cache.fetch(recipe(), fails, no_check, suffix=".bin")
@@ -166,6 +166,13 @@ def test_failed_job_is_forgotten_so_a_retry_creates_anew(tmp_path: Path) -> None
 
     with pytest.raises(ProviderError):
         cache.fetch(recipe(), poll_broke, no_check, suffix=".bin")
+    assert cache.pending(recipe().key)["job_id"] == "pred-slow"
+
+    def refused(recipe, job, out: Path) -> RunResult:
+        raise ProviderError("401 Unauthorized while resuming", retryable=False)  # says nothing of the job
+
+    with pytest.raises(ProviderError):
+        cache.fetch(recipe(), refused, no_check, suffix=".bin")
     assert cache.pending(recipe().key)["job_id"] == "pred-slow"
 
 

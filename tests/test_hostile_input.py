@@ -183,8 +183,9 @@ def test_validate_and_doit_refuse_hostile_files_in_one_line(project: Project, tm
 
 
 def test_ad_names_that_leave_build_stay_inside_it(project: Project) -> None:
-    """`..yaml` and `...yaml` are the ads '.' and '..': they fail their plan, and every file
-    written for them (status, cost) stays inside build/."""
+    """Names that are no folder fail their plan, and every file written for them (status, cost)
+    stays inside build/. Dotfiles (`..yaml`, `...yaml`, `.hidden.yaml`: the ads '.', '..') are
+    never ads (issue 12, 6b): no task, nothing written for them."""
     for name in ("..yaml", "...yaml", ".hidden.yaml", "Evil Name.yaml", "UPPER.yaml"):
         (project.specs / name).write_text(GOOD_SPEC)
     before = snapshot([project.root], skip=[project.build, project.cache])
@@ -192,7 +193,9 @@ def test_ad_names_that_leave_build_stay_inside_it(project: Project) -> None:
     assert built.returncode != 0
     assert_no_traceback(built.stdout, built.stderr)
     assert snapshot([project.root], skip=[project.build, project.cache]) == before
-    assert len([ln for ln in built.stdout.splitlines() if ln.startswith("FAILED plan:")]) == 5
+    failed = sorted(ln.split()[1] for ln in built.stdout.splitlines() if ln.startswith("FAILED plan:"))
+    assert failed == ["plan:Evil", "plan:UPPER:"], failed  # "FAILED plan:Evil Name: ..."
+    assert sorted(p.name for p in project.build.iterdir() if not p.name.startswith(".")) == ["Evil Name", "UPPER"]
     assert not (project.root / "status.json").exists() and not (project.build.parent / "cost.json").exists()
 
 

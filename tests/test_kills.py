@@ -115,3 +115,66 @@ def test_twenty_builds_killed_at_random_moments(project: Project) -> None:
     assert total_creates == CYCLES * 3  # per cycle: one image, one chunk, one music, each paid once
     report_row("SIGKILL", "20 builds killed: random delay, waiting on a prediction, mid-download, mid-ffmpeg write",
                2 * CYCLES, CYCLES, CYCLES, 0, 0)
+
+
+_KILL_AT_BEAT_FILE_RENAME = """
+import os, runpy, signal, sys
+real_replace = os.replace
+def replace(src, dst, *args, **kw):
+    if str(dst).endswith(".beats.yaml"):  # the beat file is written in full, not yet renamed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst, *args, **kw)
+os.replace = replace
+sys.argv = ["doit", "-f", sys.argv[1]]
+runpy.run_module("doit", run_name="__main__")
+"""
+
+
+def test_kill_while_the_beat_file_is_written_leaves_no_ad_behind(project: Project) -> None:
+    """Issue 12, 6b: SIGKILL between writing the beat file's temp file and renaming it. The
+    leftover is never taken for an ad (the next doit builds), and it is swept."""
+    spec = small_spec(duration=5)
+    del spec["beats"], spec["music"]  # the planner writes specs/zip.beats.yaml
+    project.write_spec("zip", spec)
+    killed = subprocess.run([sys.executable, "-c", _KILL_AT_BEAT_FILE_RENAME, str(REPO / "dodo.py")],
+                            cwd=project.root, env=project.run_env(), capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    litter = [p for p in project.specs.iterdir() if p.name != "zip.yaml"]
+    assert len(litter) == 1 and litter[0].name.startswith(".zip.beats.") and not project.beats_file("zip").exists()
+
+    done = project.doit(check=False)  # at once: the leftover is no ad (and too fresh to be swept)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert_no_traceback(done.stdout, done.stderr)
+    check_final(project.build / "zip" / "final.mp4", 5)
+    assert project.adspec("validate").returncode == 0
+    an_hour_ago = time.time() - 3600  # later: untouched for a while, its writer gone -> swept
+    os.utime(litter[0], (an_hour_ago, an_hour_ago))
+    project.doit()
+    assert sorted(p.name for p in project.specs.iterdir()) == ["zip.beats.yaml", "zip.yaml"]
+
+
+def test_sweep_removes_only_leftovers_whose_writer_is_gone(tmp_path: Path) -> None:
+    from adspec.fsutil import sweep_leftovers
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = int(dead.stdout)
+    old = time.time() - 3600
+    names = {
+        f".zip.beats.yaml.tmp-{gone}-0a1b2c3d": (old, True),  # killed writer, untouched for an hour
+        f".final.tmp-{gone}-0a1b2c3d.mp4": (old, True),
+        f".zip.beats.yaml.tmp-{gone}-11111111": (time.time(), False),  # just written: maybe another machine's
+        f".zip.beats.yaml.tmp-{os.getpid()}-22222222": (old, False),  # its writer runs
+        f".video.tmp-{os.getppid()}-33333333.mp4": (old, False),
+        f".ancient.tmp-{os.getpid()}-44444444": (time.time() - 2 * 86400, True),  # a day old: pid reused
+        ".hidden.yaml": (old, False),  # not ours
+        "zip.yaml": (old, False),
+    }
+    (tmp_path / "sub").mkdir()
+    for name, (mtime, _) in names.items():
+        for folder in (tmp_path, tmp_path / "sub"):
+            (folder / name).write_text("x")
+            os.utime(folder / name, (mtime, mtime))
+    removed = sweep_leftovers(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(n for n, (_, swept) in names.items() if swept)
+    assert len(list((tmp_path / "sub").iterdir())) == len(names)  # not recursive unless asked
+    assert len(sweep_leftovers(tmp_path, recursive=True)) == len(removed)

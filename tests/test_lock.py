@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import Project, small_spec
+from fakes.openai_server import FakeOpenAI
+from reliability import OPENAI_KEY
 
 from adspec.errors import LockError, SpecError
 from adspec.hashing import sha256_json
@@ -232,3 +238,83 @@ def test_committed_example_beat_files_are_current() -> None:
         spec_path = repo / "specs" / f"{name}.yaml"
         assert decide_for(spec_path) is Decision.KEEP, name
         assert not is_hand_edited(load_beat_file(beat_file_path(spec_path)))
+
+
+# ---- a hand edit made while the planner answers (issue 12, point 5) ------------------------------
+
+
+def _wait(cond, proc: subprocess.Popen, what: str) -> None:
+    for _ in range(6000):
+        if cond():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"`adspec plan` ended before {what}: {proc.communicate()}")
+        time.sleep(0.01)
+    raise AssertionError(f"never {what}")
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_hand_edit_during_the_planner_call_is_kept(project: Project, force: bool) -> None:
+    """The lock decides PLAN (the spec's duration changed, the beat file is as planned), the
+    planner is asked, and while it answers the user edits the beat file: the edit is kept, the
+    command stops with the lock's message, and the planner's answer is not lost (replanning with
+    --force pays nothing)."""
+    spec = small_spec(duration=15)
+    del spec["beats"], spec["music"]
+    project.write_spec("zip", spec)
+    beats = project.beats_file("zip")
+    with FakeOpenAI() as oai:
+        project.env.update(ADSPEC_BACKEND="", OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=oai.base_url)
+        assert project.adspec("plan", "zip").returncode == 0 and oai.count == 1
+        spec["duration"] = 20  # shapes the plan: the lock says PLAN
+        project.write_spec("zip", spec)
+        oai.hold.clear()  # the planner "thinks" until the test lets it answer
+        args = ["plan", "zip", *(["--force"] if force else [])]
+        proc = subprocess.Popen([sys.executable, "-m", "adspec.cli", *args], cwd=project.root,
+                                env=project.run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait(lambda: oai.count == 2, proc, "the planner was asked")
+            edited = beats.read_text().replace("image_prompt:", "image_prompt: MY OWN WORDS", 1)
+            beats.write_text(edited)  # the user's edit, made while the planner answers
+        finally:
+            oai.hold.set()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0, out + err
+        assert beats.read_text() == edited  # the hand edit stands
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert str(beats.name) in lines[0] and "your file is kept" in lines[0]
+        if not force:
+            assert "not replanning over your edits" in lines[0]  # the lock's own message
+        assert oai.count == 2
+        # the answer was paid for and kept: replanning over the edit asks nothing new
+        assert project.adspec("plan", "--force", "zip").returncode == 0
+        assert oai.count == 2 and "MY OWN WORDS" not in beats.read_text()
+        assert sum(b.duration for b in load_beat_file(beats).beats) == 20
+
+
+def test_recheck_rules(tmp_path: Path) -> None:
+    """What `recheck` does with each state the beat file can be in when the planner answers."""
+    from adspec.lock import recheck, text_sha256
+
+    spec_path = project(tmp_path)
+    old_text = plan_into(spec_path)  # planned for the 30 s spec
+    spec_path.write_text(SPEC.replace("duration: 30", "duration: 20"))
+    spec = load_spec(spec_path)
+    sha = spec_sha256(spec, REG)
+    seen = text_sha256(old_text)
+    new_plan = plan_spec_offline(spec)
+    new_text = render_beat_file(new_plan, planned_from_for(new_plan, sha, "offline"))
+    kw = dict(spec_path=spec_path, beats_path=beat_file_path(spec_path), planned_text=new_text)
+    assert recheck(spec, sha, seen, old_text, **kw) is True  # untouched: write
+    assert recheck(spec, sha, seen, None, **kw) is True  # deleted meanwhile: write
+    assert recheck(spec, sha, seen, new_text, **kw) is False  # another run wrote this plan: keep
+    edited = old_text.replace("slow macro slide along the detail", "a slow orbit of the sole")
+    assert edited != old_text
+    with pytest.raises(LockError, match="edited by hand.*your file is kept"):
+        recheck(spec, sha, seen, edited, **kw)
+    with pytest.raises(LockError, match="written by hand"):  # there was none; one was written by hand
+        recheck(spec, sha, None, "version: 1\nmusic: {prompt: x, bpm: 90}\nbeats:\n"
+                "  - {id: hook, type: hook, duration: 20, image_prompt: a, motion_prompt: b}\n", **kw)
+    with pytest.raises(LockError, match="your file is kept"):
+        recheck(spec, sha, seen, edited, force=True, **kw)

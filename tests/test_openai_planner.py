@@ -125,11 +125,104 @@ def test_rule_breaking_twice_is_an_error(fake, tmp_path):
     assert fake.count == 2 and not out.exists()
 
 
-def test_429_is_retried_by_the_client(fake, tmp_path):
-    fake.script.append("429")
+def test_429_is_asked_again_by_adspec_not_the_client(fake, tmp_path):
+    fake.script.extend(["429", "429"])
     out = tmp_path / "plan.json"
-    OpenAIPlanner().run(OpenAIPlanner().plan_recipe(request()), RecordingJob(), out)
-    assert fake.count == 2 and fake.headers[1]["x-stainless-retry-count"] == "1"
+    res = OpenAIPlanner().run(OpenAIPlanner().plan_recipe(request()), RecordingJob(), out)
+    assert fake.count == 3 and res.meta["requests"] == 3 and res.meta["billed_requests"] == 1
+    assert [h["x-stainless-retry-count"] for h in fake.headers] == ["0", "0", "0"]  # the client resends nothing
+    assert res.cost_usd == pytest.approx(cost_of(1))  # a 429 is not billed
+
+
+# ---- never paid twice per call (issue 12, point 6) ----------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["drop", "500", "slow", "html"])
+def test_a_request_whose_answer_is_lost_is_never_sent_again(fake, tmp_path, fault):
+    """The request reached the server and its answer was lost (connection dropped after the
+    request was read, a 5xx, a reply slower than the timeout, a 200 that is no chat completion,
+    e.g. a proxy's HTML page): the model may have run and
+    billed, so it is sent once, and the error says so. (The client's own retries sent it up
+    to 6 times.)"""
+    if fault == "slow":
+        fake.hold.clear()  # the reply never comes before the timeout
+    else:
+        fake.script.append(fault)
+    planner = OpenAIPlanner(timeout_s=1.0)
+    err = None
+    try:
+        planner.run(planner.plan_recipe(request()), RecordingJob(), tmp_path / "plan.json")
+    except ProviderError as e:
+        err = e
+    finally:
+        fake.hold.set()
+    assert fake.count == 1, f"{fake.count} POSTs for one plan"
+    assert isinstance(err, ProviderError)
+    assert err.maybe_billed and err.retryable and err.attempts == 1 and err.spent_usd == 0
+    assert "not sent again" in str(err) and "openai planner" in str(err)
+    assert not (tmp_path / "plan.json").exists()
+
+
+def test_refused_connection_is_tried_again_and_costs_nothing(tmp_path, monkeypatch):
+    """Nothing was sent: adspec tries again (with backoff), and the error counts nothing."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    waits: list[float] = []
+    planner = OpenAIPlanner(max_retries=3, sleep=waits.append)
+    with pytest.raises(ProviderError, match="cannot reach the API") as info:
+        planner.run(planner.plan_recipe(request()), RecordingJob(), tmp_path / "plan.json")
+    assert info.value.attempts == 4 and waits == [0.5, 1.0, 2.0]
+    assert not info.value.maybe_billed and info.value.spent_usd == 0
+
+
+def test_unusable_replies_are_billed_all_the_same(fake, tmp_path):
+    fake.script.extend(["refusal", "invalid_json"])
+    with pytest.raises(ProviderError) as info:
+        OpenAIPlanner().run(OpenAIPlanner().plan_recipe(request()), RecordingJob(), tmp_path / "plan.json")
+    assert fake.count == 2 and info.value.spent_usd == pytest.approx(cost_of(2), abs=1e-6)
+    assert not info.value.maybe_billed
+
+
+def test_failed_calls_are_on_the_ledger_and_the_budget(fake, tmp_path, monkeypatch):
+    """Through the request cache and the run's budget, as the plan step calls the planner: a
+    dropped answer and two unusable replies are recorded (the ledger) and counted (the budget);
+    a 429 is neither."""
+    from adspec.cache import RequestCache
+    from adspec.cost import RunBudget, guarded, recipe_price
+
+    monkeypatch.setenv("ADSPEC_BUILD", str(tmp_path / "build"))
+    monkeypatch.setenv("ADSPEC_RUN_ID", "test-run")
+    cache = RequestCache(tmp_path / "cache")
+    planner = OpenAIPlanner()
+    recipe = planner.plan_recipe(request())
+    budget = RunBudget(tmp_path / "build", 5.0, "test-run")
+
+    def fetch():
+        return cache.fetch(recipe, guarded(planner.run, "trailrunner plan"), lambda p: None, suffix=".json")
+
+    fake.script.extend(["429", "drop"])
+    with pytest.raises(ProviderError, match="not sent again"):
+        fetch()
+    estimate = recipe_price(recipe).usd
+    assert fake.count == 2
+    assert budget.state()["spent_usd"] == pytest.approx(estimate)  # the lost answer may be billed
+    fake.script.extend(["refusal", "refusal"])
+    with pytest.raises(ProviderError, match="refused"):
+        fetch()
+    assert budget.state()["spent_usd"] == pytest.approx(estimate + cost_of(2), abs=1e-6)
+    fetched = fetch()
+    assert fake.count == 5 and not fetched.hit
+    lines = cache.ledger()
+    assert [(x.get("outcome"), x.get("requests"), x.get("maybe_billed")) for x in lines] == [
+        ("failed", 2, True), ("failed", 2, False), (None, 1, None)]
+    assert [x["cost_usd"] for x in lines] == pytest.approx([0.0, cost_of(2), cost_of(1)], abs=1e-6)
+    assert budget.state()["spent_usd"] == pytest.approx(estimate + cost_of(3), abs=1e-6)
+    assert budget.state()["reserved"] == {}
 
 
 def test_401_is_clear_and_secret_free(fake, tmp_path):

@@ -165,3 +165,81 @@ def test_planner_errors_have_no_secret(tmp_path: Path, monkeypatch: pytest.Monke
             shown = "".join(traceback.format_exception(info.value)) + repr(info.value)
             assert not [s for s in SECRETS + FRAGMENTS if s in shown], (mode, shown)
             assert "openai planner" in shown
+
+
+# ---- issue 12, point 9 ------------------------------------------------------------------------
+
+
+def test_planner_replies_that_quote_the_key_are_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that repeats what it was sent: its refusal, and a plan whose prompt quotes the
+    key. Neither the error nor the plan (the beat file, the cache, the prompts sent to Replicate
+    later) holds the key."""
+    from adspec.errors import ProviderError
+    from adspec.providers.base import NullJob, PlanRequest
+    from adspec.providers.openai_planner import OpenAIPlanner
+
+    with FakeOpenAI() as oai:
+        oai.quote_auth = True
+        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", oai.base_url)
+        planner = OpenAIPlanner()
+        recipe = planner.plan_recipe(PlanRequest(ad="zip", shaping={"prompt": "a bottle", "duration": 15, "seed": 1},
+                                                 clip_lengths=(6, 10), planner_model="gpt-4.1"))
+        oai.script.extend(["refusal", "refusal"])
+        with pytest.raises(ProviderError) as info:
+            planner.run(recipe, NullJob(), tmp_path / "refused.json")
+        shown = "".join(traceback.format_exception(info.value)) + repr(info.value)
+        assert "refused" in shown and "you sent Bearer ***" in shown
+        assert not [s for s in SECRETS + FRAGMENTS if s in shown], shown
+        assert OPENAI_KEY not in oai.requests[1]["messages"][-1]["content"]  # nor is it sent back in the re-ask
+        planner.run(recipe, NullJob(), tmp_path / "plan.json")
+        plan = (tmp_path / "plan.json").read_text()
+        assert "you sent Bearer ***" in plan and _leaks(plan.encode()) == []
+
+
+def test_signed_output_urls_are_not_stored(project: Project) -> None:
+    """Output URLs that carry a token (a signed delivery URL) are stored without it: receipts,
+    the cache's records and the ledger hold the path only."""
+    token = "SIGNEDurlTOKEN-7f3a9c0e5b1d"
+    project.write_spec("zip", small_spec())
+    with FakeReplicate(latency=0.02, output_mode="url") as rep:
+        rep.output_query = f"X-Amz-Signature={token}&token={token}&expires=1893456000"
+        live_env(project, rep)
+        project.doit()
+        check_final(project.build / "zip" / "final.mp4", 8)
+        assert rep.count("GET", "/outputs/") >= 5  # the outputs were downloaded from their signed URLs
+        base = rep.base_url
+    from adspec.cache import RequestCache
+
+    metas = [e.meta for e in RequestCache(project.cache).entries()]
+    assert len(metas) == 5 and all(m["output_url"].startswith(base + "/outputs/") and "?" not in m["output_url"]
+                                   for m in metas)
+    found = {str(p) for p in (*project.build.rglob("*"), *project.cache.rglob("*"))
+             if p.is_file() and token.encode() in p.read_bytes()}
+    assert found == set()
+
+
+def test_children_get_no_provider_keys(project: Project, tmp_path: Path) -> None:
+    """Every ffmpeg adspec starts (through ADSPEC_FFMPEG, a wrapper that records its environment)
+    runs without the provider keys and other credentials, and still works."""
+    from adspec.media import ffmpeg_exe
+
+    real = ffmpeg_exe()
+    seen = tmp_path / "envs"
+    seen.mkdir()
+    wrapper = tmp_path / "ffmpeg"
+    wrapper.write_text(f"#!/bin/sh\nenv -0 > '{seen}'/$$.env\nexec '{real}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    secrets = {"OPENAI_API_KEY": OPENAI_KEY, "REPLICATE_API_TOKEN": REPLICATE_TOKEN, "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+               "AWS_ACCESS_KEY_ID": AWS_KEY_ID, "ADSPEC_SERVE_TOKEN": "serve-TOKEN-0123456789"}
+    project.write_spec("zip", small_spec())
+    project.doit(ADSPEC_FFMPEG=str(wrapper), ADSPEC_BACKEND="offline", **secrets)
+    check_final(project.build / "zip" / "final.mp4", 8)
+    import json
+
+    envs = [dict(item.split("=", 1) for item in p.read_text().split("\0") if "=" in item) for p in seen.iterdir()]
+    assert len(envs) >= 5  # storyboards, chunks, stitch, music, mix all ran ffmpeg
+    for env in envs:
+        assert not set(secrets) & set(env), sorted(set(secrets) & set(env))
+        assert not [v for v in secrets.values() if v in json.dumps(env)]
+        assert env.get("PATH") and env.get("ADSPEC_FFMPEG") == str(wrapper)

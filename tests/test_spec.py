@@ -200,10 +200,23 @@ def spec_with_asset(rel: str) -> str:
     return GOOD + f"assets:\n  product: {rel}\n"
 
 
+def _tiny_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
+TINY_PNG = _tiny_png()
+
+
 def test_asset_inside_project_ok(tmp_path: Path) -> None:
     (tmp_path / "specs" / "assets").mkdir(parents=True)
-    (tmp_path / "specs" / "assets" / "p.png").write_bytes(b"\x89PNG")
-    (tmp_path / "logo.png").write_bytes(b"\x89PNG")
+    (tmp_path / "specs" / "assets" / "p.png").write_bytes(TINY_PNG)  # a real image: assets are opened
+    (tmp_path / "logo.png").write_bytes(TINY_PNG)
     assert load_spec(write(tmp_path, "a.yaml", spec_with_asset("assets/p.png"))).assets == {"product": "assets/p.png"}
     assert load_spec(write(tmp_path, "b.yaml", spec_with_asset("../logo.png"))).assets["product"] == "../logo.png"
 
@@ -223,7 +236,7 @@ def test_asset_inside_project_ok(tmp_path: Path) -> None:
 def test_bad_assets(tmp_path: Path, rel: str, words: str) -> None:
     project = tmp_path / "proj"
     (project / "specs" / "assets").mkdir(parents=True)
-    (tmp_path / "outside.png").write_bytes(b"\x89PNG")
+    (tmp_path / "outside.png").write_bytes(TINY_PNG)
     (project / "specs" / "assets" / "notes.txt").write_text("x")
     os.symlink(tmp_path / "outside.png", project / "specs" / "assets" / "link.png")
     err = error_of(write(project, "a.yaml", spec_with_asset(rel)))

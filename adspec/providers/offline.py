@@ -168,13 +168,14 @@ class OfflineMedia:
         from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
         from .. import media
+        from ..images import open_image
 
         p = recipe.params
         width, height, fps, seconds = p["width"], p["height"], p["fps"], p["seconds"]
         move, strength = p["move"], float(p["strength"])
         first = _input(recipe, "first_frame")
         frames = int(round(seconds * fps))
-        with Image.open(first) as im:
+        with open_image(first, f"{recipe.kind} first frame") as im:
             frame = ImageOps.exif_transpose(im).convert("RGB")
         if frame.size != (width, height):
             frame = ImageOps.fit(frame, (width, height), Image.Resampling.LANCZOS)

@@ -9,16 +9,20 @@ validate the reply and is never sent. We call `chat.completions.create` and vali
 ourselves (rather than `.parse`), so a refusal, a cut-off reply, invalid JSON, a schema breach
 or a plan that breaks the library's rules all take the same path: one re-ask quoting the errors,
 then ProviderError. Nothing is written unless the plan is valid. Cost = token usage of every
-call x the planner price table in models.yaml.
+call x the planner price table in models.yaml. Retries are adspec's, never the client's (see
+OpenAIPlanner): a request is sent again only when its answer proves it was not billed. Text
+that comes back (a refusal, a reply) is scrubbed of credentials before it is shown or kept.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import openai
 import pydantic
@@ -26,9 +30,12 @@ from openai.lib._pydantic import to_strict_json_schema
 
 from ..errors import ProviderError
 from ..recipes import Recipe
+from ..redact import scrub
 from ..registry import load_registry, planner_price
 from ..spec import BeatPlan, word_count
 from .base import Job, PlanRequest, RunResult
+
+log = logging.getLogger(__name__)
 
 # JSON-schema keywords OpenAI's strict mode does not document; pydantic re-checks them locally.
 _UNSUPPORTED = ("minLength", "maxLength")
@@ -157,16 +164,28 @@ def _strip_fences(text: str) -> str:
 
 
 class OpenAIPlanner:
-    """The live PlanProvider (chat completions, structured output)."""
+    """The live PlanProvider (chat completions, structured output).
+
+    Each chat completion is paid for once at most: the client never retries (`max_retries=0`),
+    adspec does, and only when the answer proves nothing was billed: a 429 (not a spent quota),
+    or a connection refused before the request went out. A request whose answer was lost (a
+    dropped connection, a timeout, a 5xx) may have been billed: it is not sent again; the error
+    says so and counts it, and the next `doit` asks again. Replies are billed even when they
+    cannot be used (a refusal, invalid JSON): a failed call carries what it spent."""
 
     name = "openai"
 
-    # 5 retries (the client's backoff, honouring retry-after): a throttled or flaky API must not
-    # fail the plan, and with it the whole ad, after three tries
-    def __init__(self, *, temperature: float = 0.2, max_retries: int = 5, timeout_s: float = 120.0) -> None:
+    # up to 5 resends of requests that were provably not billed (the API's Retry-After honoured):
+    # a throttled API must not fail the plan, and with it the whole ad
+    def __init__(self, *, temperature: float = 0.2, max_retries: int = 5, timeout_s: float = 120.0,
+                 backoff_base: float = 0.5, backoff_max: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.temperature = temperature
         self.max_retries = max_retries
         self.timeout_s = timeout_s
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._sleep = sleep
 
     # ---- recipe (pure) --------------------------------------------------------------------
 
@@ -203,48 +222,90 @@ class OpenAIPlanner:
         client = openai.OpenAI(
             api_key=key,
             base_url=os.environ.get("OPENAI_BASE_URL") or None,
-            max_retries=self.max_retries,
+            max_retries=0,  # adspec decides what may be sent again (see the class doc)
             timeout=self.timeout_s,
         )
         lib = _library()
         check = recipe.params.get("check", {})
         messages = list(recipe.params["messages"])
         body = {k: v for k, v in recipe.params.items() if k not in ("messages", "check")}
-        usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
-        ids: list[str] = []
-        problems: list[str] = []
         label = getattr(job, "label", None)  # e.g. "trailrunner plan": which ad failed
         what = f"{label}: openai planner {recipe.model}" if label else f"openai planner {recipe.model}"
+        calls = _Calls(recipe.model, what, key)
+        problems: list[str] = []
         for attempt in range(2):  # the request, then one re-ask with the errors
-            job.sending()
-            job.progress("planning" if attempt == 0 else "re-asking")
-            try:
-                resp = client.chat.completions.create(model=recipe.model, messages=messages, **body)
-            except openai.AuthenticationError:
-                raise ProviderError(f"{what}: the API rejected the key (401): check OPENAI_API_KEY", retryable=False) from None
-            except openai.APIStatusError as e:
-                retryable = e.status_code in (408, 409, 429) or e.status_code >= 500
-                raise ProviderError(f"{what}: HTTP {e.status_code}: {_scrub(_api_message(e), key)}", retryable=retryable) from None
-            except openai.APIConnectionError as e:
-                raise ProviderError(f"{what}: cannot reach the API ({type(e).__name__})", retryable=True) from None
-            ids.append(resp.id)
-            _add_usage(usage, resp.usage)
+            resp = self._send(client, calls, job, "planning" if attempt == 0 else "re-asking",
+                              model=recipe.model, messages=messages, **body)
             content, problems = self._judge(resp, lib, check.get("duration"), check.get("shaping"))
+            content, problems = calls.scrub(content), [calls.scrub(p) for p in problems]
             if not problems:
                 plan = BeatPlan.model_validate_json(content)
                 Path(out).write_text(plan.model_dump_json(), encoding="utf-8")
-                cost = planner_price(recipe.model, usage["prompt_tokens"], usage["completion_tokens"], usage["cached_tokens"])
-                meta = {"model": recipe.model, "completion_ids": ids, "attempts": attempt + 1, **usage,
+                meta = {"model": recipe.model, "completion_ids": calls.ids, "attempts": attempt + 1,
+                        "requests": calls.requests, "billed_requests": len(calls.ids), **calls.usage,
                         "library": str(getattr(lib, "version", ""))}
                 if check.get("library") and check["library"] != meta["library"]:
                     meta["library_changed"] = True
-                return RunResult(job_id=resp.id, cost_usd=round(cost, 6), meta=meta)
+                return RunResult(job_id=resp.id, cost_usd=calls.cost(), meta=meta)
             messages = messages + [
                 {"role": "assistant", "content": content or "(no answer)"},
                 {"role": "user", "content": "Your reply cannot be used:\n- " + "\n- ".join(problems)
                  + "\nReply again with the complete corrected plan as JSON matching the schema."},
             ]
-        raise ProviderError(f"{what}: no valid plan after one re-ask: " + "; ".join(problems[:6]), retryable=True)
+        raise calls.error("no valid plan after one re-ask: " + "; ".join(problems[:6]), retryable=True)
+
+    def _send(self, client: Any, calls: "_Calls", job: Job, doing: str, **request: Any) -> Any:
+        """One chat completion, sent again only while the answer proves the last one was not
+        billed (429, or the connection refused before anything went out)."""
+        for attempt in range(self.max_retries + 1):
+            last_try = attempt == self.max_retries
+            job.sending()
+            job.progress(doing if attempt == 0 else f"{doing} (try {attempt + 1})")
+            calls.requests += 1
+            try:
+                resp = client.chat.completions.create(**request)
+            except openai.AuthenticationError:
+                raise calls.error("the API rejected the key (401): check OPENAI_API_KEY", retryable=False) from None
+            except openai.RateLimitError as e:  # throttled: nothing ran, nothing billed
+                if _code(e) == "insufficient_quota" or last_try:
+                    raise calls.error(f"HTTP 429: {_api_message(e)}", retryable=_code(e) != "insufficient_quota") from None
+                log.info("%s: throttled (429), asking again", calls.what)
+                self._sleep(self._delay(attempt, e.response))
+                continue
+            except openai.APIStatusError as e:
+                if e.status_code >= 500 or e.status_code in (408, 409):
+                    raise calls.error(f"HTTP {e.status_code}: {_api_message(e)}; {_LOST}", retryable=True,
+                                      maybe_billed=True) from None
+                raise calls.error(f"HTTP {e.status_code}: {_api_message(e)}", retryable=False) from None
+            except openai.APIConnectionError as e:
+                if _never_sent(e):
+                    if last_try:
+                        raise calls.error(f"cannot reach the API ({_cause_name(e)})", retryable=True) from None
+                    self._sleep(self._delay(attempt, None))
+                    continue
+                raise calls.error(f"the request went out and its answer was lost ({_cause_name(e)}); {_LOST}",
+                                  retryable=True, maybe_billed=True) from None
+            except openai.OpenAIError as e:  # e.g. an answer that is not a chat completion
+                raise calls.error(f"the answer cannot be read ({type(e).__name__}); {_LOST}", retryable=True,
+                                  maybe_billed=True) from None
+            if not hasattr(resp, "choices"):  # e.g. an HTML page with status 200 (a proxy's)
+                raise calls.error(f"the answer is not a chat completion ({type(resp).__name__}); {_LOST}",
+                                  retryable=True, maybe_billed=True)
+            calls.answered(resp)
+            return resp
+        raise calls.error("no answer after retries")  # pragma: no cover
+
+    def _delay(self, attempt: int, response: Any) -> float:
+        """The API's Retry-After (retry-after-ms, then retry-after), else exponential backoff."""
+        headers = getattr(response, "headers", None) or {}
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            try:
+                value = float(headers.get(name)) * scale
+            except (TypeError, ValueError):
+                continue
+            if 0 <= value <= 120:
+                return value
+        return min(self.backoff_base * (2 ** attempt), self.backoff_max)
 
     def _judge(self, resp: Any, lib: Any, duration: int | None, shaping: Any = None) -> tuple[str, list[str]]:
         if not resp.choices:
@@ -300,12 +361,61 @@ def _add_usage(total: dict[str, int], usage: Any) -> None:
     total["cached_tokens"] += int(getattr(details, "cached_tokens", 0) or 0) if details else 0
 
 
+_LOST = ("it may have been billed, so it is not sent again (counted as spent); "
+         "the next run asks again")
+
+
+class _Calls:
+    """What the chat completions of one run cost and said: billed usage, ids, requests sent."""
+
+    def __init__(self, model: str, what: str, key: str) -> None:
+        self.model, self.what, self._key = model, what, key
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
+        self.ids: list[str] = []
+        self.requests = 0
+
+    def answered(self, resp: Any) -> None:
+        self.ids.append(resp.id)
+        _add_usage(self.usage, resp.usage)
+
+    def cost(self) -> float:
+        u = self.usage
+        return round(planner_price(self.model, u["prompt_tokens"], u["completion_tokens"], u["cached_tokens"]), 6)
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, (self._key,))
+
+    def error(self, message: str, *, retryable: bool = True, maybe_billed: bool = False) -> ProviderError:
+        """The call failed: says what, holds no secret, and carries what was billed."""
+        return ProviderError(self.scrub(f"{self.what}: {message}"), retryable=retryable, spent_usd=self.cost(),
+                             maybe_billed=maybe_billed, attempts=self.requests)
+
+
+def _never_sent(e: BaseException) -> bool:
+    """A connection error that proves the request never went out: the connection could not be
+    made (refused, host not found, connect timeout), not a read timeout or a dropped connection."""
+    cause = e.__cause__ or e.__context__
+    # openai 3 runs on httpx2, earlier versions on httpx: the same exception names in both
+    return any(cls.__name__ in ("ConnectError", "ConnectTimeout") and cls.__module__.split(".")[0] in _TRANSPORTS
+               for cls in type(cause).__mro__) if cause is not None else False
+
+
+_TRANSPORTS = ("httpx", "httpx2", "httpcore")
+
+
+def _cause_name(e: BaseException) -> str:
+    cause = e.__cause__ or e.__context__
+    return type(cause).__name__ if cause is not None else type(e).__name__
+
+
+def _code(e: Any) -> str | None:
+    body = getattr(e, "body", None)
+    return body.get("code") if isinstance(body, dict) else getattr(e, "code", None)
+
+
 def _api_message(e: Any) -> str:
     body = getattr(e, "body", None)
     if isinstance(body, dict):
         return str(body.get("message") or body)
     return str(getattr(e, "message", "") or e)
 
-
-def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text

@@ -6,11 +6,19 @@ keyed by their bytes' sha256 in `recipe.files`).
 
 `run` never pays twice for one recipe:
 - `job.resume_id` set: poll that prediction, create nothing;
-- `job.sent_before` set (an earlier create's outcome is unknown): list recent predictions and
-  adopt the one with the same model and input before creating anything;
+- `job.sent_before` set (an earlier create's outcome is unknown): list the predictions made
+  since that create was sent (`job.sent_at`, recorded before sending) and adopt the one whose
+  model and every input match, files by content, before creating anything;
 - `job.sending()` just before each create, `job.started(id)` right after it, before waiting;
 - a create whose outcome is unknown (timeout after sending, 5xx, unparseable reply) is looked
-  up, never blindly re-sent; 429 and 5xx are retried with backoff (the client never retries POST).
+  up, never blindly re-sent; 429 and 5xx are retried with backoff (the client never retries POST);
+- when the look-up cannot decide (the list fails, the window is too long, a candidate's file
+  cannot be checked) the target stops with one line: nothing is sent on a guess;
+- only the provider's terminal answer about the prediction (failed, canceled, output gone) ends
+  the request (`ProviderError.ended`): a 401, 403 or 404 keeps the stored id for the next run.
+
+One `replicate.Client` per process and settings (token, base URL), shared by every thread: its
+connections are reused, not opened per request.
 
 Environment: REPLICATE_API_TOKEN (required), REPLICATE_BASE_URL (optional; the base without
 /v1), REPLICATE_POLL_INTERVAL (read by the client), ADSPEC_REPLICATE_TIMEOUT (seconds to wait
@@ -19,9 +27,11 @@ for one prediction, default 1800; on expiry the prediction keeps its id for the 
 
 from __future__ import annotations
 
+import atexit
 import base64
 import email.utils
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -34,8 +44,9 @@ import httpx
 import replicate
 from replicate.exceptions import ReplicateError
 
-from ..errors import ProviderError
+from ..errors import BadOutputError, ProviderError
 from ..recipes import FileRef, Recipe
+from ..redact import redact_url, scrub
 from ..registry import (
     ModelEntry,
     Registry,
@@ -53,10 +64,44 @@ DATA_URI_MAX = 256 * 1024  # Replicate: data URLs for files of 256 kB or less, e
 TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
 FAILED = {"failed", "canceled", "aborted"}
 _TRUSTED_OUTPUT_HOSTS = ("replicate.delivery", "replicate.com")
+# The look-up of a create whose answer was lost lists predictions back to the time it was sent,
+# less this margin for the difference between our clock and Replicate's.
+CLOCK_SKEW_S = 900.0
+# More pages than this (100 predictions each) without reaching that time: the look-up cannot decide.
+LOOKUP_MAX_PAGES = 50
+
+_clients: dict[tuple[str, str | None], replicate.Client] = {}
+_clients_lock = threading.Lock()
+_local = threading.local()  # the last response's Retry-After, per thread
 
 
-class _UnknownOutcome(Exception):
-    """A create request went out and we do not know whether a prediction exists."""
+def _on_response(response: httpx.Response) -> None:
+    value = response.headers.get("retry-after")
+    _local.retry_after = _parse_retry_after(value) if value else None
+
+
+def shared_client(token: str, base_url: str | None) -> replicate.Client:
+    """The process's client for these settings, made once and reused by every thread (httpx's
+    connection pool is thread-safe); a changed token or base URL gets a client of its own."""
+    key = (hashlib.sha256(token.encode("utf-8")).hexdigest(), base_url)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = replicate.Client(api_token=token, base_url=base_url, event_hooks={"response": [_on_response]})
+            _ = client._client  # built here, under the lock, not lazily by two threads at once
+            _clients[key] = client
+        return client
+
+
+def close_clients() -> None:
+    """Close every shared client's connections (at exit; tests)."""
+    with _clients_lock:
+        for client in _clients.values():
+            client._client.close()
+        _clients.clear()
+
+
+atexit.register(close_clients)
 
 
 def image_prompt(req: ImageRequest) -> str:
@@ -190,53 +235,58 @@ class _Call:
         self.recipe = recipe
         self.job = job
         self._token = token
-        self.retry_after: dict[int, float | None] = {}
-        self._lock = threading.Lock()
         label = getattr(job, "label", None)
         self.what = f"{label}: " if label else ""
         self.what += f"replicate {entry.name} ({entry.slug})"
-        self.client = replicate.Client(
-            api_token=token,
-            base_url=os.environ.get("REPLICATE_BASE_URL") or None,
-            event_hooks={"response": [self._on_response]},
-        )
+        self.client = shared_client(token, os.environ.get("REPLICATE_BASE_URL") or None)
         self.meta: dict[str, Any] = {"model": entry.name, "ref": entry.ref, "create_attempts": 0}
+        self._first_send: float | None = None  # when this run first sent a create
+        self._uploaded: dict[str, str] = {}  # file URL -> sha256 of what this run uploaded there
+        self._file_shas: dict[str, str | None] = {}  # file URL -> sha256 read back, during a look-up
 
     # -- helpers --
 
-    def _on_response(self, response: httpx.Response) -> None:
-        value = response.headers.get("retry-after")
-        with self._lock:
-            self.retry_after[threading.get_ident()] = _parse_retry_after(value) if value else None
-
     def _scrub(self, text: str) -> str:
-        text = str(text)
-        if self._token:
-            text = text.replace(self._token, "***")
-        if len(text) > 600:
-            text = text[:600] + "..."
+        text = scrub(str(text), (self._token,))  # the token, and any other credential of the environment
+        if len(text) > 1000:  # bounds what a provider's reply can put into one line
+            text = text[:1000] + "..."
         return text
 
-    def _error(self, message: str, retryable: bool = True, resumable: bool = False) -> ProviderError:
-        """`resumable`: the prediction may still finish or be fetched: the cache keeps its id
-        (or its "sent, outcome unknown" mark) so the next run resumes or looks it up instead of
-        paying for a new one."""
-        return ProviderError(self._scrub(f"{self.what}: {message}"), retryable=retryable, resumable=resumable)
+    def _error(self, message: str, retryable: bool = True, resumable: bool = False, ended: bool = False) -> ProviderError:
+        """`resumable`: the prediction may still finish or be fetched. `ended`: the provider
+        answered that the prediction is over (failed, canceled, output gone): the cache forgets
+        its id so a retry creates anew. Without `ended` the cache keeps the id or the "sent,
+        outcome unknown" mark, whatever the error, so the next run resumes or looks it up."""
+        return ProviderError(self._scrub(f"{self.what}: {message}"), retryable=retryable, resumable=resumable,
+                             ended=ended)
 
     def _backoff(self, attempt: int) -> float:
-        with self._lock:
-            ra = self.retry_after.get(threading.get_ident())
+        ra = getattr(_local, "retry_after", None)
         if ra is not None:
             return min(ra, 60.0)
         return min(self.p.backoff_base * (2 ** attempt), self.p.backoff_max)
+
+    def _kept(self) -> str:
+        """What happens to an earlier request of this recipe when this run fails."""
+        if self.job.resume_id:
+            return f"; prediction {self.job.resume_id} is kept: the next run resumes it"
+        if self.job.sent_before or self._first_send is not None:
+            return "; the create that was sent is kept on record: the next run looks it up before creating"
+        return ""
 
     def _status_error(self, e: ReplicateError, doing: str) -> ProviderError:
         status = e.status or 0
         if status == 401:
             return ProviderError(
-                f"{self.what}: Replicate rejected the API token (401 Unauthorized) while {doing}: check REPLICATE_API_TOKEN",
+                f"{self.what}: Replicate rejected the API token (401 Unauthorized) while {doing}: check REPLICATE_API_TOKEN"
+                + self._kept(),
                 retryable=False,
             )
+        if status in (403, 404):
+            what = "refused access (403 Forbidden)" if status == 403 else "answered 404 Not Found"
+            gone = f" (if it is gone for good: `adspec cache forget {self.recipe.key}`)" if self.job.resume_id else ""
+            return self._error(f"Replicate {what} while {doing}: check REPLICATE_API_TOKEN and REPLICATE_BASE_URL"
+                               + self._kept() + gone, retryable=False)
         if status == 422:
             return self._error(f"invalid input (422) while {doing}: {e.detail or e.title or 'input validation failed'}", retryable=False)
         if status == 402:
@@ -260,7 +310,8 @@ class _Call:
             except (httpx.TransportError, ValueError) as e:
                 last = e
                 self.p._sleep(self._backoff(attempt))
-        raise self._error(f"{doing} failed: {type(last).__name__}: {last}", resumable=True)
+        why = f"HTTP {last.status}" if isinstance(last, ReplicateError) else f"{type(last).__name__}: {last}"
+        raise self._error(f"{doing} failed: {why}", resumable=True)
 
     # -- the flow --
 
@@ -269,10 +320,10 @@ class _Call:
         pred: dict[str, Any] | None = None
         if job.resume_id:
             self.meta["resumed"] = True
-            pred = self._get_json(f"/v1/predictions/{job.resume_id}", "resuming a prediction")
+            pred = self._get_json(f"/v1/predictions/{job.resume_id}", f"resuming prediction {job.resume_id}")
         else:
             if job.sent_before:
-                pred = self._find_existing()
+                pred = self._find_existing(getattr(job, "sent_at", None))
                 if pred is not None:
                     self.meta["found_existing"] = True
                     job.started(pred["id"])
@@ -283,8 +334,7 @@ class _Call:
         status = pred.get("status")
         if status in FAILED:
             msg = pred.get("error") or {"canceled": "the prediction was canceled", "aborted": "the prediction was aborted before it started"}.get(status, "")
-            raise self._error(f"prediction {pid} {status}: {msg}", retryable=True)
-        size = self._download(pred.get("output"), out)
+            raise self._error(f"prediction {pid} {status}: {msg}", retryable=True, ended=True)
         metrics = pred.get("metrics") or {}
         predict_time = metrics.get("predict_time")
         cost = price_for(
@@ -295,6 +345,7 @@ class _Call:
             predict_time=float(predict_time) if predict_time is not None else None,
             chars=len(str(self._template_value("text") or "")),
         )
+        size = self._download(pred.get("output"), out, pid, cost)
         self.meta.update({"prediction_id": pid, "status": status, "predict_time": predict_time, "bytes": size})
         return RunResult(job_id=pid, cost_usd=round(cost, 6), meta=self.meta)
 
@@ -317,6 +368,7 @@ class _Call:
             try:
                 with open(ref.path, "rb") as fh:
                     f = self.client.files.create(fh, metadata={"sha256": ref.sha256})
+                self._uploaded[f.urls["get"]] = ref.sha256
                 return f.urls["get"]
             except ReplicateError as e:
                 if (e.status == 429 or (e.status or 0) >= 500) and attempt + 1 < self.p.max_create_attempts:
@@ -342,6 +394,8 @@ class _Call:
         data = self._input()
         for attempt in range(self.p.max_create_attempts):
             last_try = attempt + 1 == self.p.max_create_attempts
+            if self._first_send is None:
+                self._first_send = time.time()
             self.job.sending()
             self.meta["create_attempts"] += 1
             try:
@@ -354,7 +408,7 @@ class _Call:
                     continue
                 if status >= 500:
                     # the server may or may not have made the prediction: look before resending
-                    found = self._find_existing()
+                    found = self._find_existing(self._first_send)
                     if found is not None:
                         self.job.started(found["id"])
                         return found
@@ -371,7 +425,7 @@ class _Call:
             except (httpx.TransportError, ValueError) as e:
                 # sent, outcome unknown (timeout, dropped connection, a reply the client cannot
                 # parse, e.g. status "aborted"): look it up, never blindly resubmit
-                found = self._find_existing()
+                found = self._find_existing(self._first_send)
                 if found is not None:
                     self.job.started(found["id"])
                     return found
@@ -386,44 +440,115 @@ class _Call:
 
     # -- look-up of an earlier create --
 
-    def _matches(self, p: dict[str, Any]) -> bool:
+    def _judge(self, p: dict[str, Any]) -> str | None:
+        """"match" when `p` is this recipe's prediction (same model, every input equal, files by
+        content), None when it is not, or why it cannot be told."""
         if p.get("model") != self.entry.slug:
-            return False
+            return None
         if self.entry.version and p.get("version") not in (self.entry.version, None):
-            return False
-        given = p.get("input") or {}
+            return None
+        if p.get("status") in FAILED:
+            return None  # failed at the provider: not billed as a result, a retry creates anew
+        if p.get("data_removed") or (p.get("status") == "succeeded" and p.get("output") is None):
+            return None  # even if it were ours its output is gone: a retry creates anew
+        given = p.get("input")
+        if not isinstance(given, dict) or set(given) != set(self.recipe.params) | set(self.recipe.files):
+            return None
         for k, v in self.recipe.params.items():
-            if given.get(k) != v:
-                return False
+            if json.dumps(given[k], sort_keys=True) != json.dumps(v, sort_keys=True):
+                return None
         for field, ref in self.recipe.files.items():
-            value = given.get(field)
+            value = given[field]
             if not isinstance(value, str):
-                return False
+                return None
             if value.startswith("data:"):
                 try:
-                    if hashlib.sha256(_decode_data_uri(value)).hexdigest() != ref.sha256:
-                        return False
+                    sha: str | None = hashlib.sha256(_decode_data_uri(value)).hexdigest()
                 except ValueError:
-                    return False
-        return True
+                    return None
+            else:
+                sha, why = self._file_sha(value)
+                if why:
+                    return f"prediction {p.get('id')} has this request's model and inputs, but its {field} {why}"
+            if sha != ref.sha256:
+                return None
+        return "match"
 
-    def _find_existing(self, max_pages: int = 3) -> dict[str, Any] | None:
-        """The most recent prediction with this model and input that is not a failure, or None."""
+    def _file_sha(self, url: str) -> tuple[str | None, str | None]:
+        """The sha256 of the file behind an input URL (the Files API's recorded checksum, or the
+        bytes), or why it cannot be read. A URL adspec would never send has no sha256."""
+        if url in self._uploaded:
+            return self._uploaded[url], None
+        if url in self._file_shas:
+            return self._file_shas[url], None
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not self._trusted(parsed.hostname):
+            return None, None
+        try:
+            r = self.client._client.get(url)
+        except httpx.HTTPError as e:
+            return None, f"cannot be read: {type(e).__name__}"
+        if r.status_code != 200:
+            return None, f"cannot be read: HTTP {r.status_code}"
+        sha: str | None
+        if "json" in r.headers.get("content-type", ""):  # a Files API object: its recorded checksum
+            try:
+                sha = (r.json().get("checksums") or {}).get("sha256")
+            except ValueError:
+                sha = None
+            if not sha:
+                return None, "has no recorded sha256"
+        else:
+            sha = hashlib.sha256(r.content).hexdigest()
+        self._file_shas[url] = sha
+        return sha, None
+
+    def _undecided(self, since: float | None, why: str) -> ProviderError:
+        when = time.strftime(" at %Y-%m-%d %H:%M:%S UTC", time.gmtime(since)) if since else ""
+        return self._error(
+            f"a create was sent{when} and its answer lost: a paid prediction may exist and the look-up cannot tell "
+            f"({why}); nothing is sent on a guess. Run again to look again; if no such prediction exists "
+            f"(replicate.com/predictions), `adspec cache forget {self.recipe.key}` lets the next run pay for it",
+            retryable=True,
+            resumable=True,
+        )
+
+    def _find_existing(self, since: float | None, max_pages: int | None = None) -> dict[str, Any] | None:
+        """This recipe's prediction among those made since `since` (when the create was sent,
+        less CLOCK_SKEW_S), newest first; None when there is surely none. Raises (resumable,
+        the mark kept) when it cannot be decided: listing fails, more than `max_pages` pages,
+        or a candidate whose files cannot be checked."""
+        max_pages = LOOKUP_MAX_PAGES if max_pages is None else max_pages
+        bound = since - CLOCK_SKEW_S if since is not None else None
         path: str | None = "/v1/predictions"
         pages = 0
-        while path and pages < max_pages:
-            page = self._get_json(path, "looking up earlier predictions")
+        unsure: str | None = None
+        self._file_shas.clear()
+        while path:
+            if pages >= max_pages:
+                raise self._undecided(since, f"{pages} pages of predictions listed without reaching the time it was sent")
+            try:
+                page = self._get_json(path, "looking up earlier predictions")
+            except ProviderError as e:
+                why = str(e).removeprefix(f"{self.what}: ").removeprefix("looking up earlier predictions failed: ")
+                why = why.split("; the create that was sent", 1)[0]
+                raise self._undecided(since, f"listing predictions failed: {why}") from None
             pages += 1
+            reached = False
             for p in page.get("results", []):
-                if p.get("status") in FAILED:
-                    continue
-                if p.get("status") == "succeeded" and (p.get("data_removed") or p.get("output") is None):
-                    continue
-                if self._matches(p):
+                created = _parse_time(p.get("created_at"))
+                if bound is not None and created is not None and created < bound:
+                    reached = True  # newest first: everything after this is older still
+                    break
+                verdict = self._judge(p)
+                if verdict == "match":
                     log.info("%s: adopting earlier prediction %s", self.what, p.get("id"))
                     return p
+                unsure = unsure or verdict
             nxt = page.get("next")
-            path = _relative(nxt) if nxt else None
+            path = None if reached or not nxt else _relative(nxt)
+        if unsure:
+            raise self._undecided(since, unsure)
         return None
 
     # -- wait --
@@ -451,22 +576,26 @@ class _Call:
 
     # -- output --
 
-    def _download(self, output: Any, out: Path) -> int:
+    def _download(self, output: Any, out: Path, pid: str, cost: float) -> int:
         item = output
         if isinstance(item, (list, tuple)):
             if not item:
-                raise self._error("the prediction succeeded with an empty output list")
+                raise self._error(f"prediction {pid} succeeded with an empty output list; the next run creates a new one",
+                                  ended=True)
             item = item[0]
         if isinstance(item, dict):  # e.g. {"video": url}
             item = next(iter(item.values()), None)
         if item is None:
-            raise self._error("the prediction succeeded without an output (removed after an hour?)")
+            raise self._error(f"prediction {pid} succeeded but its output is gone (removed after an hour); "
+                              "the next run creates a new one", ended=True)
         url = getattr(item, "url", None) or item  # FileOutput or str
         if not isinstance(url, str):
             raise self._error(f"unexpected output type {type(item).__name__}")
         last: Exception | None = None
         expired = False
+        bad_sha: str | None = None  # the last complete download, when it was not media
         for attempt in range(3):
+            bad_sha = None
             try:
                 if url.startswith("data:"):
                     data = _decode_data_uri(url)
@@ -474,10 +603,13 @@ class _Call:
                     out.write_bytes(data)
                     size = len(data)
                 else:
-                    self.meta["output_url"] = url
+                    self.meta["output_url"] = redact_url(url)  # signed URLs carry their token in the query
                     size, content_type = self._fetch(url, out)
                 _check_media(out, self.entry.kind, content_type)
                 return size
+            except _NotMedia as e:
+                last = e
+                bad_sha = sha256_of(out)
             except _BadOutput as e:
                 last = e
                 # 410 says the output is gone; a 404 may be a passing glitch of the file host: the
@@ -488,18 +620,20 @@ class _Call:
             self.p._sleep(self._backoff(attempt))
         # The prediction is paid for: keep its id so the next run fetches the output again,
         # unless the output is gone (Replicate deletes outputs after an hour).
+        if bad_sha is not None and not expired:
+            raise BadOutputError(self._scrub(
+                f"{self.what}: downloading the output of prediction {pid} gave a file that is not media ({last}); "
+                "the prediction is paid for: the next run downloads its output again"), sha256=bad_sha, cost_usd=round(cost, 6))
         then = "the output is gone; the next run creates a new prediction" if expired else (
             "the prediction is paid for: the next run downloads its output again")
-        raise self._error(f"downloading the output failed: {type(last).__name__}: {last}; {then}", resumable=not expired)
+        raise self._error(f"downloading the output failed: {type(last).__name__}: {last}; {then}", resumable=not expired,
+                          ended=expired)
 
     def _fetch(self, url: str, out: Path) -> tuple[int, str]:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https"):
             raise ValueError(f"unsupported output URL scheme {parsed.scheme!r}")
-        base = httpx.URL(str(self.client._client.base_url))
-        trusted = parsed.hostname == base.host or any(
-            parsed.hostname == h or (parsed.hostname or "").endswith("." + h) for h in _TRUSTED_OUTPUT_HOSTS
-        )
+        trusted = self._trusted(parsed.hostname)
         # Replicate asks for the Authorization header on its file URLs; never send it elsewhere.
         http = self.client._client if trusted else httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True)
         try:
@@ -518,6 +652,11 @@ class _Call:
         finally:
             if http is not self.client._client:
                 http.close()
+
+    def _trusted(self, host: str | None) -> bool:
+        """Hosts that get the Authorization header: the API's own and Replicate's file hosts."""
+        base = httpx.URL(str(self.client._client.base_url))
+        return host == base.host or any(host == h or (host or "").endswith("." + h) for h in _TRUSTED_OUTPUT_HOSTS)
 
     # -- cost inputs --
 
@@ -541,6 +680,10 @@ class _BadOutput(Exception):
     pass
 
 
+class _NotMedia(_BadOutput):
+    """The output downloaded in full, and its bytes are not media."""
+
+
 _MAGIC = {
     "image": (b"\x89PNG", b"\xff\xd8\xff", b"GIF8"),
     "music": (b"ID3", b"fLaC", b"OggS", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"),
@@ -552,9 +695,9 @@ def _check_media(path: Path, kind: str, content_type: str) -> None:
     with open(path, "rb") as f:
         head = f.read(64)
     if not head:
-        raise _BadOutput("the output is empty")
+        raise _NotMedia("the output is empty")
     if "text/html" in content_type or head.lstrip()[:1] == b"<":
-        raise _BadOutput("the output is an HTML page, not media")
+        raise _NotMedia("the output is an HTML page, not media")
     ok = False
     if kind == "image":
         ok = head.startswith(_MAGIC["image"]) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
@@ -563,7 +706,7 @@ def _check_media(path: Path, kind: str, content_type: str) -> None:
     elif kind in ("music", "voice"):
         ok = head.startswith(_MAGIC["music"]) or (head[:4] == b"RIFF" and head[8:12] == b"WAVE")
     if not ok:
-        raise _BadOutput(f"the output does not look like {kind} media")
+        raise _NotMedia(f"the output does not look like {kind} media")
 
 
 def _decode_data_uri(uri: str) -> bytes:
@@ -600,6 +743,26 @@ def _parse_retry_after(value: str) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
         return max(0.0, when.timestamp() - time.time())
     except (TypeError, ValueError):
+        return None
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _parse_time(value: Any) -> float | None:
+    """A prediction's `created_at` (ISO 8601, "Z") as a Unix time, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        from datetime import datetime
+
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
         return None
 
 

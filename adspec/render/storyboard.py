@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
+from ..images import open_image
+
 _FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu", "/usr/share/fonts/TTF")
 _DEFAULT_PALETTE = ("#111111", "#F5F5F5")
 
@@ -126,7 +128,9 @@ def _fit_text(
 def _reference(ref: Path, box: tuple[int, int, int, int], canvas: Image.Image) -> None:
     """Composite the product image, contained in `box`, with a soft shadow and a thin border."""
     x0, y0, x1, y1 = box
-    with Image.open(ref) as im:
+    with open_image(ref, "the product reference image") as im:
+        if im.format in ("JPEG", "MPO"):  # decode a big photo at a fraction of its size: cheap
+            im.draft("RGB", (max(1, x1 - x0), max(1, y1 - y0)))
         im = ImageOps.exif_transpose(im).convert("RGBA")
     im = ImageOps.contain(im, (max(1, x1 - x0), max(1, y1 - y0)), Image.Resampling.LANCZOS)
     px = x0 + (x1 - x0 - im.width) // 2

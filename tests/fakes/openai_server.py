@@ -8,11 +8,14 @@ long as the text would be spoken; `speech` lists the bodies, one per request).
 
 Modes: "ok" (the responder's plan), "refusal", "invalid_json", "length" (cut off),
 "rule_break" (valid JSON, durations that do not add up), "429" (with retry-after-ms),
-"500", "401". `responder(body) -> dict` makes the plan for "ok" (default: a valid plan built
+"500", "401", "drop" (the request is read, then the connection is closed without an answer:
+the model may have run and billed), "html" (status 200, an HTML page: a proxy's). `responder(body) -> dict` makes the plan for "ok" (default: a valid plan built
 from the request's <spec>, <duration> and <library> blocks and the schema's type enum).
 `rates` (e.g. {"429": 0.2, "500": 0.1}) draws a mode per request (seeded RNG) when the script
 is empty; `echo_auth` makes error messages quote the request's Authorization header (a careless
-server: adspec must still never show the key).
+server: adspec must still never show the key); `quote_auth` makes a refusal and an "ok" plan's
+prompts quote it (a model that repeats what it was sent). `hold` (an Event, set by default):
+cleared, every request is recorded and then waits for it before being answered.
 Counters: requests (bodies), count, headers, answered (replies with a plan or refusal: billed).
 usage = (prompt_tokens, completion_tokens) per reply.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import socket
 import threading
 import time
 from collections import deque
@@ -88,6 +92,10 @@ class FakeOpenAI:
         self.script: deque[str] = deque()
         self.rates: dict[str, float] = {}
         self.echo_auth = False
+        self.quote_auth = False
+        self.hold = threading.Event()
+        self.hold.set()
+        self.dropped = 0
         self.answered = 0
         self._rng = random.Random(0)
         self.requests: list[dict[str, Any]] = []
@@ -134,9 +142,12 @@ class FakeOpenAI:
             x -= rate
         return "ok"
 
-    def reply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def next_mode(self) -> str:
         with self._lock:
-            mode = self.script.popleft() if self.script else self._draw()
+            return self.script.popleft() if self.script else self._draw()
+
+    def reply(self, body: dict[str, Any], mode: str, auth: str = "") -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
             if mode not in ("429", "500", "401"):
                 self.answered += 1
             self._n += 1
@@ -151,8 +162,9 @@ class FakeOpenAI:
         content: str | None
         refusal = None
         finish = "stop"
+        quoted = f" (you sent {auth})" if self.quote_auth else ""
         if mode == "refusal":
-            content, refusal = None, "I'm sorry, I can't help with that."
+            content, refusal = None, "I'm sorry, I can't help with that." + quoted
         elif mode == "invalid_json":
             content = '{"music": {"prompt": "x", "bpm": 120}, "beats": [ {"id": "hook",'
         elif mode == "length":
@@ -162,7 +174,10 @@ class FakeOpenAI:
             plan["beats"][0]["duration"] += 1  # the durations no longer add up (or leave a range)
             content = json.dumps(plan)
         else:
-            content = json.dumps(self.responder(body))
+            plan = self.responder(body)
+            if quoted:
+                plan["beats"][0]["image_prompt"] += quoted
+            content = json.dumps(plan)
         pt, ct = self.usage
         return 200, {
             "id": f"chatcmpl-{n}", "object": "chat.completion", "created": int(time.time()),
@@ -210,14 +225,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-request-id", f"req_{int(time.time() * 1000)}")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-request-id", f"req_{int(time.time() * 1000)}")
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (a timeout test)
+            self.close_connection = True
 
     def _speech(self, raw: bytes) -> None:
         from .replicate_server import make_media
@@ -253,7 +271,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.headers.append({k.lower(): v for k, v in self.headers.items()})
         if self.fake.latency:
             time.sleep(self.fake.latency)
-        status, payload, headers = self.fake.reply(body)
+        self.fake.hold.wait(120)
+        mode = self.fake.next_mode()
+        if mode == "drop":  # read, maybe run and billed, never answered
+            with self.fake._lock:
+                self.fake.dropped += 1
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if mode == "html":  # a proxy's error page with status 200: not a chat completion
+            with self.fake._lock:
+                self.fake.answered += 1  # the model may have run behind the proxy
+            page = b"<html><body>upstream said something</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
+        status, payload, headers = self.fake.reply(body, mode, self.headers.get("Authorization", ""))
         if status >= 400 and self.fake.echo_auth:
             payload["error"]["message"] += f" (request authorization: {self.headers.get('Authorization', '')})"
         self._send(status, payload, headers)

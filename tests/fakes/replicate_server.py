@@ -8,8 +8,9 @@
 Routes: POST /v1/models/{o}/{n}/predictions (official models), POST /v1/predictions (versioned),
 GET /v1/predictions[?cursor=N] (list, newest first), GET /v1/predictions/{id},
 POST /v1/predictions/{id}/cancel, GET /v1/models/{o}/{n}/versions/{v}, POST /v1/files
-(multipart; answers every field replicate's File model needs), GET /v1/files/{id},
-GET /outputs/{name} (output files when output_mode="url"). Models: the registry's images, videos,
+(multipart; answers every field replicate's File model needs), GET /v1/files/{id} (the file
+object, with `checksums.sha256`, as the real API answers), GET /v1/files/{id}/download (its
+bytes), GET /outputs/{name} (output files when output_mode="url"). Models: the registry's images, videos,
 musicgen and the speech model minimax/speech-02-turbo (a WAV as long as the text would be spoken).
 
 `Prefer: wait[=N]` is honoured by answering with a terminal prediction, or with `starting` when
@@ -23,6 +24,11 @@ Knobs (attributes; change them between requests):
   create_5xx         the next N creates answer 500 without creating anything
   create_5xx_after   the next N creates make the prediction, then answer 500 (outcome unknown)
   create_422         the next N creates answer 422 (input validation failed)
+  create_drop        the next N creates make the prediction, then the connection is closed without
+                     an answer (a proxy or a timeout that loses the answer)
+  list_5xx           the next N GET /v1/predictions (the list) answer 500
+  corrupt_outputs    the next N predictions succeed with an output that is not media (provider-side
+                     corruption: the same bad bytes on every download)
   poll_5xx           the next N GET /v1/predictions/{id} answer 500
   download_fault     None | "truncated" | "html" | "404" for the next download_faults downloads
   rate_429, rate_5xx probabilistic faults on create (seeded RNG), for benchmarks
@@ -31,12 +37,16 @@ Knobs (attributes; change them between requests):
   outcome_rates      e.g. {"failed": 0.1, "canceled": 0.05}: drawn per create (else `outcome`)
   download_rates     e.g. {"truncated": 0.1, "html": 0.05}: drawn per download
   download_delay     seconds a download stalls half-way (a slow download)
-  token              when set, any other bearer token gets 401
+  token              when set, any other bearer token gets 401 (change it: an expired token)
   unique_outputs     each input gets outputs of its own (a hue/pitch shift), not shared bytes
+  output_query       a query string on output URLs (a signed URL's token, e.g. "sig=...")
   echo_auth          every error body quotes the request's Authorization header (a careless
                      server): what adspec shows must still never contain the secret
+add_traffic(n, slug) makes n predictions of other inputs, as another app on the same account
+would (not counted as creates: they are not adspec's).
 Counters: requests (log of dicts), creates_by_model, creates_by_input, paid_creates,
-  count(method, path_prefix), uploads; succeeded_by_input() counts predictions that ran to
+  count(method, path_prefix), uploads, connections (TCP connections accepted);
+  succeeded_by_input() counts predictions that ran to
   success (what "paid twice for one recipe" means: two succeeded predictions of one input);
   succeeded_ids() their ids.
 """
@@ -250,6 +260,9 @@ class FakeReplicate:
         self.create_5xx = 0
         self.create_5xx_after = 0
         self.create_422 = 0
+        self.create_drop = 0
+        self.list_5xx = 0
+        self.corrupt_outputs = 0
         self.poll_5xx = 0
         self.download_fault: str | None = None
         self.download_faults = 1
@@ -262,6 +275,7 @@ class FakeReplicate:
         self.download_delay = 0.0
         self.echo_auth = False
         self.unique_outputs = False
+        self.output_query = ""
         self.retry_after = "0"
         self.token = token
         self._rng = random.Random(seed)
@@ -269,6 +283,7 @@ class FakeReplicate:
         self.predictions: dict[str, dict[str, Any]] = {}
         self._order: list[str] = []
         self.files: dict[str, tuple[bytes, str, str]] = {}
+        self.file_meta: dict[str, tuple[dict[str, Any], datetime]] = {}
         self.outputs: dict[str, tuple[bytes, str]] = {}
         self.requests: list[dict[str, Any]] = []
         self.creates_by_model: Counter[str] = Counter()
@@ -276,6 +291,7 @@ class FakeReplicate:
         self.create_bodies: list[dict[str, Any]] = []
         self.paid_creates = 0
         self.uploads = 0
+        self.connections = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -316,7 +332,7 @@ class FakeReplicate:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def _succeeds(self, p: dict[str, Any]) -> bool:
-        return p["outcome"] == "succeeded" and not p["canceled"]
+        return p["outcome"] == "succeeded" and not p["canceled"] and not p.get("traffic")
 
     def succeeded_by_input(self) -> Counter:
         """Predictions that ran (or are running) to success, by input: each is a paid result."""
@@ -349,10 +365,26 @@ class FakeReplicate:
                 "created_mono": time.monotonic(), "outcome": outcome, "canceled": False, "output": None,
             }
             self._order.append(pid)
+            if self.corrupt_outputs > 0:
+                self.corrupt_outputs -= 1
+                self.predictions[pid]["corrupt"] = True
             self.paid_creates += 1
             self.creates_by_model[slug] += 1
             self.creates_by_input[self.input_hash(data)] += 1
             return self.predictions[pid]
+
+    def add_traffic(self, n: int, slug: str = "black-forest-labs/flux-dev", age_s: float = 0.0) -> None:
+        """`n` succeeded predictions of other inputs made by another app on the account, `age_s`
+        seconds ago (listed in the order added: add older traffic first)."""
+        with self._lock:
+            for i in range(n):
+                pid = uuid.uuid4().hex[:26]
+                self.predictions[pid] = {
+                    "id": pid, "slug": slug, "version": "hidden", "input": {"prompt": f"someone else's picture {i}"},
+                    "created": _now() - timedelta(seconds=age_s), "created_mono": time.monotonic() - 3600, "outcome": "succeeded",
+                    "canceled": False, "output": None, "traffic": True,
+                }
+                self._order.append(pid)
 
     def _status(self, p: dict[str, Any]) -> str:
         if p["canceled"]:
@@ -372,7 +404,10 @@ class FakeReplicate:
         data = p["input"]
         kind = schema["kind"]
         tint = 1 + int(self.input_hash(data)[:4], 16) % 359 if self.unique_outputs else 0
-        if kind == "image":
+        if p.get("corrupt"):  # the provider stored a broken file: every download gives these bytes
+            blob, mime, ext = b"\x00corrupt at the provider " + p["id"].encode() * 8, \
+                {"image": "image/png", "video": "video/mp4"}.get(kind, "audio/wav"), "bin"
+        elif kind == "image":
             fmt = data.get("output_format", "webp")
             fmt = "jpg" if fmt == "jpg" else "png"
             blob = make_media("image", data.get("aspect_ratio", "16:9"), fmt=fmt, tint=tint)
@@ -392,14 +427,26 @@ class FakeReplicate:
         else:
             blob = make_media("music", seconds=float(data.get("duration", 8)), tint=tint)
             mime, ext = "audio/wav", "wav"
-        if self.output_mode == "data":
+        if self.output_mode == "data" or p.get("traffic"):
             item: Any = f"data:{mime};base64," + base64.b64encode(blob).decode()
         else:
             name = f"{p['id']}.{ext}"
             self.outputs[name] = (blob, mime)
-            item = f"{self.base_url}/outputs/{name}"
+            item = f"{self.base_url}/outputs/{name}" + (f"?{self.output_query}" if self.output_query else "")
         p["output"] = [item] if schema["output"] == "list" else item
         return p["output"]
+
+    def file_json(self, fid: str) -> dict[str, Any]:
+        """The Files API's file object (`schemas_file_response`)."""
+        content, mime, name = self.files[fid]
+        meta, created = self.file_meta.get(fid, ({}, _now()))
+        sha = hashlib.sha256(content).hexdigest()
+        return {
+            "id": fid, "name": name, "content_type": mime, "size": len(content), "etag": sha[:32],
+            "checksums": {"sha256": sha, "md5": hashlib.md5(content).hexdigest()}, "metadata": meta,
+            "created_at": _iso(created), "expires_at": _iso(created + timedelta(days=1)),
+            "urls": {"get": f"{self.base_url}/v1/files/{fid}"},
+        }
 
     def prediction_json(self, p: dict[str, Any]) -> dict[str, Any]:
         status = self._status(p)
@@ -425,6 +472,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.fake._lock:
+            self.fake.connections += 1
 
     # -- plumbing --
     def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None,
@@ -484,6 +536,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/v1/predictions":
             cursor = int(parse_qs(parts.query).get("cursor", ["0"])[0])
             with f._lock:
+                if f.list_5xx > 0:
+                    f.list_5xx -= 1
+                    return self._problem(500, "Internal server error")
                 ids = list(reversed(f._order))
                 page = [f.prediction_json(f.predictions[i]) for i in ids[cursor:cursor + 100]]
                 nxt = f"{f.base_url}/v1/predictions?cursor={cursor + 100}" if cursor + 100 < len(ids) else None
@@ -496,12 +551,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._problem(404, "Not found")
             return self._send(200, {"id": m.group(3), "created_at": "2023-06-01T00:00:00Z", "cog_version": "0.8.0",
                                     "openapi_schema": {"components": {"schemas": {"Output": {"type": "string", "format": "uri"}}}}})
-        m = re.fullmatch(r"/v1/files/([^/]+)", path)
+        m = re.fullmatch(r"/v1/files/([^/]+)(/download)?", path)
         if m:
             item = f.files.get(m.group(1))
             if item is None:
                 return self._problem(404, "Not found")
-            return self._send(200, raw=item[0], content_type=item[1])
+            if m.group(2):
+                return self._send(200, raw=item[0], content_type=item[1])
+            return self._send(200, f.file_json(m.group(1)))
         return self._problem(404, "Not found")
 
     def _download(self, name: str) -> None:
@@ -614,6 +671,13 @@ class _Handler(BaseHTTPRequestHandler):
                               content_type="application/problem+json")
         p = f.create_prediction(slug, version, body["input"])
         with f._lock:
+            drop = f.create_drop > 0
+            f.create_drop = max(0, f.create_drop - 1)
+        if drop:  # the answer is lost on the way back: the client sees the connection close
+            self._log(0)
+            self.close_connection = True
+            return
+        with f._lock:
             if f.create_5xx_after > 0 or fail_after:
                 f.create_5xx_after = max(0, f.create_5xx_after - 1)
                 return self._problem(500, "Internal server error")
@@ -661,12 +725,6 @@ class _Handler(BaseHTTPRequestHandler):
         meta = json.loads(fields["metadata"][0] or b"{}") if "metadata" in fields else {}
         with self.fake._lock:
             self.fake.files[fid] = (content, mime, filename or "file")
+            self.fake.file_meta[fid] = (meta, _now())
             self.fake.uploads += 1
-        now = _now()
-        sha = hashlib.sha256(content).hexdigest()
-        self._send(201, {
-            "id": fid, "name": filename or "file", "content_type": mime, "size": len(content), "etag": sha[:32],
-            "checksums": {"sha256": sha, "md5": hashlib.md5(content).hexdigest()}, "metadata": meta,
-            "created_at": _iso(now), "expires_at": _iso(now + timedelta(days=1)),
-            "urls": {"get": f"{self.fake.base_url}/v1/files/{fid}"},
-        })
+        self._send(201, self.fake.file_json(fid))
