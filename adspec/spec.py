@@ -347,6 +347,11 @@ def voiceover_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
         except TemplateProblem as e:
             issues.append(((*base, i, "voiceover"), f"beat '{beat.id}': {e}"))
             continue
+        # spoken and drawn as captions: line breaks fold to spaces, other control characters are refused
+        problem = control_character_problem(" ".join(text.split()))
+        if problem is not None:
+            issues.append(((*base, i, "voiceover"), problem))
+            continue
         words, budget = word_count(text), rules.budget(beat.duration)
         if words > budget:
             issues.append(((*base, i, "voiceover"), f"{words} words for a {beat.duration} s beat (budget {budget})"))

@@ -226,6 +226,12 @@ def test_validate_reports_every_line_over_budget_in_one_line_each(project: Proje
     hook_line = next(i for i, l in enumerate(text, 1) if "voiceover: one two" in l)
     assert f"specs/zip.yaml:{hook_line}: beats.0.voiceover: 14 words for a 3 s beat (budget 7)" in lines
     assert any(l.endswith("beats.1.voiceover: 13 words for a 5 s beat (budget 12)") for l in lines)
+    # a line is drawn on screen too: a control character in it is refused like the brand's
+    spec["beats"][1]["voiceover"] = "Drink \x1b[31m more"
+    path = project.write_spec("zip", spec)
+    proc = project.adspec("validate", str(path))
+    out = proc.stdout + proc.stderr
+    assert "beats.1.voiceover: holds the control character \\x1b at position 7" in out
 
 
 def test_validate_names_a_voice_the_model_lacks_and_a_missing_caption_font(project: Project) -> None:
