@@ -5,9 +5,10 @@ Per ad `<ad>`:
   plan:<ad>                      spec -> beat file (the lock) -> build/<ad>/plan.json + beat files
   storyboard:<ad>/<beat>         beat.json (+ reference image) -> storyboard.png        (paid)
   chunk:<ad>/<beat>/<k>          beat.json + first frame -> chunk-k.mp4 (+ last frame)    (paid)
+  voice:<ad>/<beat>              voice.json -> voice.wav (the beat's spoken line, fitted)  (paid)
   music:<ad>                     music.json -> music.wav                                  (paid)
   stitch:<ad>                    chunks in beat order -> video.mp4                        (local)
-  mix:<ad>                       video.mp4 + music.wav -> final.mp4                       (local)
+  mix:<ad>                       video.mp4 + music.wav + voices -> final.mp4, captions    (local)
   report:<ad>                    the review page index.html + storyboard.png contact sheet (local)
   <ad>                           everything above
 and for the run: `budget` (every plan waits on it: stops a live run whose estimate is over
@@ -25,7 +26,7 @@ from typing import Any, Callable, Iterator
 from doit import create_after
 from doit.exceptions import TaskFailed
 
-from . import actions, estimate, plan_step, report
+from . import actions, estimate, plan_step, report, voice
 from .errors import error_line
 from .paths import AdPaths, build_index
 from .plan_file import AdPlan, load_plan
@@ -76,6 +77,7 @@ def render_task_names(ad: str, plan: AdPlan | None) -> list[str]:
         for beat in plan.beats:
             names.append(task_name("storyboard", ad, beat.id))
             names += [task_name("chunk", ad, beat.id, k) for k in range(beat.chunk_count)]
+        names += [task_name("voice", ad, beat.id) for beat in plan.voiced]
     return names
 
 
@@ -116,6 +118,20 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
                 "clean": True,
             }
             chunk_files.append(chunk)
+    voice_files: list[str] = []
+    for beat in plan.voiced:
+        wav = str(paths.voice(beat.id))
+        yield {
+            "basename": task_name("voice", ad, beat.id),
+            "doc": f"spoken line of {ad}/{beat.id} ({plan.voice_model}, {plan.voice_name})",
+            "actions": [(Reported(voice.make_voice), [ad, beat.id])],
+            "file_dep": [str(paths.voice_inputs(beat.id))],
+            "targets": [wav],
+            "task_dep": [plan_dep],
+            "uptodate": [(voice.is_current, [wav, ad, beat.id])],
+            "clean": True,
+        }
+        voice_files.append(wav)
     chunk_tasks = [task_name("chunk", ad, b.id, k) for b in plan.beats for k in range(b.chunk_count)]
     yield {
         "basename": task_name("stitch", ad),
@@ -141,13 +157,16 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[TaskDict]:
     else:  # the model's own audio replaces music: keep the name so `doit music:<ad>` still works
         yield {"basename": task_name("music", ad), "doc": f"no music for {ad}: {plan.video_model} has native audio",
                "actions": None, "task_dep": [plan_dep]}
+    font = (plan.captions or {}).get("font")  # a spec's own caption font: a change re-renders the mix
     yield {
         "basename": task_name("mix", ad),
         "doc": f"final mix of {ad} -> build/{ad}/final.mp4",
         "actions": [(Reported(actions.make_mix), [ad])],
-        "file_dep": [str(paths.video), str(paths.timeline)] + ([] if plan.native_audio else [music]),
-        "targets": [str(paths.final)],
-        "task_dep": [task_name("stitch", ad), task_name("music", ad)],
+        "file_dep": [str(paths.video), str(paths.timeline), str(paths.speech), *voice_files]
+                    + ([] if plan.native_audio else [music])
+                    + ([font] if voice_files and font else []),
+        "targets": [str(paths.final)] + ([str(paths.captions_srt), str(paths.captions_vtt)] if voice_files else []),
+        "task_dep": [task_name("stitch", ad), task_name("music", ad), *[task_name("voice", ad, b.id) for b in plan.voiced]],
         "clean": True,
     }
     yield report_task(ad, plan, build_dir)
