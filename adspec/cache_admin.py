@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .cache import RequestCache
+from .cache import RequestCache, describe_pending
 from .cache_entry import Entry
 from .cache_view import CacheView
 from .errors import CacheError
@@ -352,34 +352,18 @@ def show(root: Path, build_dirs: Iterable[Path], key_text: str) -> dict[str, Any
         state = f"corrupt: {problem} (the next build drops it and asks again)"
     elif entry is not None:
         state = "cached"
-    elif pending is not None and pending.get("job_id"):
-        state = f"pending: job {pending['job_id']} was created; the next build resumes it (no new payment)"
-    elif pending is not None and pending.get("sending"):
-        state = ("pending: a create was being sent and no job id came back; a paid request may exist at the "
-                 "provider (look for it there before `adspec cache forget`)")
-    elif pending is not None:
-        state = "pending"
+    elif pending is not None:  # the provider rules' own words: resume, look up, re-request once, or stopped
+        state = f"pending: {describe_pending(pending) or json.dumps(pending, sort_keys=True)}"
     else:
         state = "not cached (the ledger or a receipt names it)"
     if claimed:
         state += "; claimed: a running build holds its lock now"
     info["state"] = state
-    info["next_run"] = _next_run(pending)
     info["claimed"] = claimed
     info["ledger"] = [x for x in ledger_lines(root) if x.get("key") == key]
     info["used_by"] = [{"ad": ad, "receipt": str(path), "artifact": data.get("artifact"), "task": data.get("task"),
                         "recipe": data.get("recipe")} for ad, path, data in receipts(build_dirs) if data["key"] == key]
     return info
-
-
-def _next_run(pending: dict[str, Any] | None) -> str | None:
-    """What the next run does with a pending request, in the provider rules' own words (issue 12's
-    resume and corrupt-output rules: `adspec.cache.describe_pending`, where that exists)."""
-    try:
-        from .cache import describe_pending
-    except ImportError:
-        return None
-    return describe_pending(pending)
 
 
 def render_show(info: dict[str, Any]) -> str:
@@ -394,8 +378,6 @@ def render_show(info: dict[str, Any]) -> str:
             lines.append(f"meta      {json.dumps(e['meta'], sort_keys=True)}")
     if info["pending"] is not None:
         lines.append(f"pending   {json.dumps(info['pending'], sort_keys=True)}")
-    if info.get("next_run"):
-        lines.append(f"next run  {info['next_run']}")
     for x in info["ledger"]:
         t = _time_of(x)
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if t != float("inf") else "?"

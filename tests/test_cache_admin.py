@@ -219,7 +219,7 @@ def test_a_lock_file_removed_between_open_and_flock_is_not_a_second_lock(tmp_pat
     the new lock file: `claim` re-checks that the path still names the file it locked."""
     import threading
 
-    import adspec.cache as cache_module
+    import adspec.file_locks as cache_module  # the flock every key claim goes through
 
     cache = RequestCache(tmp_path / "cache")
     key = "k" * 64
