@@ -197,11 +197,18 @@ def make_stitch(ad: str) -> None:
 
 
 def make_mix(ad: str) -> None:
+    """final.mp4: the video, the music (or native sound) ducked under the spoken lines, the lines
+    at their beats; with lines also the captions (files, a soft track, burned in unless off)."""
+    from .speech_mix import speech_parts
+
     settings = load_settings()
     paths = AdPaths.of(settings.build_dir, ad)
     timeline = read_json(paths.timeline)
     music = None if timeline["native_audio"] else paths.music
-    media.mix(paths.video, music, paths.final, seconds=float(timeline["duration"]), native_audio=timeline["native_audio"])
+    with speech_parts(paths) as parts:
+        media.mix(paths.video, music, paths.final, seconds=float(timeline["duration"]),
+                  native_audio=timeline["native_audio"], voices=parts.voices, duck=parts.duck,
+                  overlays=parts.overlays, subtitles=parts.subtitles)
 
 
 def write_plan_files(paths: AdPaths, plan: "Any") -> None:
@@ -209,6 +216,9 @@ def write_plan_files(paths: AdPaths, plan: "Any") -> None:
     when its content changes, so editing one beat touches one beat.json."""
     for beat in plan.beats:
         write_if_changed(paths.beat_inputs(beat.id), canonical_json(plan.beat_inputs(beat)) + "\n")
+    for beat in plan.voiced:
+        write_if_changed(paths.voice_inputs(beat.id), canonical_json(plan.voice_inputs(beat)) + "\n")
+    write_if_changed(paths.speech, canonical_json(plan.speech()) + "\n")
     write_if_changed(paths.music_inputs, canonical_json(plan.music_inputs()) + "\n")
     write_if_changed(paths.timeline, canonical_json(plan.timeline()) + "\n")
     write_if_changed(paths.plan, json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n")

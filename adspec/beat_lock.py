@@ -41,7 +41,10 @@ def spec_sha256(spec: Spec, registry: Any) -> str:
 
 def content_sha256(music: Music, beats: Sequence[Beat]) -> str:
     """Hash of the planned content (music + beats, in order): differs once a person edits it."""
-    return sha256_json({"music": music.model_dump(mode="json"), "beats": [b.model_dump(mode="json") for b in beats]})
+    # unset optional fields (a beat without `voiceover`) are left out: files planned before such a
+    # field existed keep their hash, so they are not mistaken for hand edits
+    return sha256_json({"music": music.model_dump(mode="json", exclude_none=True),
+                        "beats": [b.model_dump(mode="json", exclude_none=True) for b in beats]})
 
 
 def planned_from_for(plan: BeatPlan, spec_sha: str, planner: str, library: str | None = None) -> PlannedFrom:
@@ -159,8 +162,9 @@ HEADER = """\
 # The beat file: the plan of this ad, written by the planner and from now on yours to edit.
 # Change a beat's prompts or duration, reorder, add or remove beats, then run `doit`: only the
 # beats you touched are regenerated. Keep the durations summing to the spec's duration.
-# Prompts may use {{ name }} for the spec's vars and {{ brand }}, {{ tagline }}, {{ product }},
-# {{ style }}, {{ title }}; they are filled in at build time.
+# Prompts and `voiceover` lines may use {{ name }} for the spec's vars and {{ brand }},
+# {{ tagline }}, {{ product }}, {{ style }}, {{ title }}; they are filled in at build time.
+# A `voiceover` line is spoken during its beat: keep it to about 2.5 words per second.
 # `planned_from` is the lock: the spec is replanned only while this file is as planned; once you
 # edit it, a change to the spec's plan-shaping fields stops with a message instead
 # (`adspec plan --force NAME` replans anyway).
@@ -187,10 +191,13 @@ def render_beat_file(plan: BeatPlan, planned_from: PlannedFrom, *, clip_lengths:
             cut = " + ".join(f"{c} s" for c in clips)
             note = f", {waste} s trimmed" if waste else ""
             parts.append(f"  # {beat.duration} s from {len(clips)} clip{'s' if len(clips) > 1 else ''} ({cut}){note}\n")
-        item = _dump([{
+        fields: dict[str, Any] = {
             "id": beat.id, "type": beat.type, "duration": beat.duration,
             "image_prompt": beat.image_prompt, "motion_prompt": beat.motion_prompt,
-        }])
+        }
+        if beat.voiceover is not None:
+            fields["voiceover"] = beat.voiceover
+        item = _dump([fields])
         parts.append("".join("  " + line if line.strip() else line for line in item.splitlines(keepends=True)))
     return "".join(parts)
 

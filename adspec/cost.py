@@ -92,9 +92,12 @@ def recipe_price(recipe: Recipe) -> Price:
         return Price(0.0, False, f"unknown model {recipe.model}")
     values = _template_values(entry, recipe.params)
     seconds = _seconds(entry, values)
+    chars = len(str(values.get("text") or "")) if "text" in values else None
     price = price_for(entry, seconds=seconds, native_audio=bool(values.get("native_audio")),
-                      resolution=values.get("resolution"))
+                      resolution=values.get("resolution"), chars=chars)
     exact = "per_predict_second" not in entry.price
+    if chars is not None:
+        return Price(usd(price), exact, f"per 1k characters, {chars} characters")
     rule = next((r for r in ("per_image", "per_second", "per_run", "per_predict_second") if r in entry.price), "free")
     what = f"{rule.replace('_', ' ')}" + (f", {seconds:g} s" if seconds is not None and rule != "per_image" else "")
     if values.get("resolution"):
@@ -135,6 +138,8 @@ def ad_artifacts(build_dir: Path, ad: str) -> list[dict[str, Any]]:
         add(task_name("storyboard", ad, beat.id), "storyboard", paths.storyboard(beat.id), beat=beat.id)
         for k in range(beat.chunk_count):
             add(task_name("chunk", ad, beat.id, k), "chunks", paths.chunk(beat.id, k), beat=beat.id, index=k)
+    for beat in plan.voiced:
+        add(task_name("voice", ad, beat.id), "voice", paths.voice(beat.id), beat=beat.id)
     if not plan.native_audio:
         add(task_name("music", ad), "music", paths.music)
     return out

@@ -39,6 +39,7 @@ from .plan_step import Decision
 from .receipts import receipt_key
 from .recipes import FileRef
 from .tasknames import PHASES, task_name
+from .voice import provider_for, voice_request
 
 
 @dataclass
@@ -170,7 +171,7 @@ class _Estimator:
         stale_chunks = False
         for beat in plan.beats:
             stale_chunks |= self._beat(est, ad, plan, beat, paths, exact_beats)
-        music_stale = False
+        music_stale = self._voices(est, ad, plan, paths)
         if not plan.native_audio:
             recipe = self.ctx.media.music_recipe(music_request(ad, plan.music_inputs()))
             state = self._state(recipe, paths.music)
@@ -181,6 +182,33 @@ class _Estimator:
                 self._item(est, task_name("music", ad), "music", state, recipe)
         self._local(est, ad, plan, paths, stale_chunks, music_stale, plan_current)
         return est
+
+    def _voices(self, est: AdEstimate, ad: str, plan: Any, paths: AdPaths) -> bool:
+        """The spoken lines (exact: a line's recipe follows from the plan alone); True when the
+        mix must run again for them (a line or how lines are placed and captioned changed)."""
+        stale = False
+        for beat in plan.voiced:
+            inputs = plan.voice_inputs(beat)
+            recipe = provider_for(inputs["model"]).voice_recipe(voice_request(ad, inputs))
+            target = paths.voice(beat.id)
+            state = self._state(recipe, target)
+            try:
+                same_fit = paths.voice_inputs(beat.id).read_text(encoding="utf-8") == canonical_json(inputs) + "\n"
+            except OSError:
+                same_fit = False
+            if state == "current" and same_fit:
+                est.up_to_date += 1
+                continue
+            stale = True
+            if state == "current":  # paid for as it is: only the local fit changes
+                est.items.append(Item(task_name("voice", ad, beat.id), "voice", "free", note="refit the line to its beat (local)"))
+            else:
+                self._item(est, task_name("voice", ad, beat.id), "voice", state, recipe)
+        try:
+            stale |= paths.speech.read_text(encoding="utf-8") != canonical_json(plan.speech()) + "\n"
+        except OSError:
+            stale = True
+        return stale
 
     def _beat(self, est: AdEstimate, ad: str, plan: Any, beat: Any, paths: AdPaths, exact: bool) -> bool:
         inputs = plan.beat_inputs(beat)

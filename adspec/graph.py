@@ -5,9 +5,10 @@ Per ad `<ad>`:
   plan:<ad>                      spec -> beat file (the lock) -> build/<ad>/plan.json + beat files
   storyboard:<ad>/<beat>         beat.json (+ reference image) -> storyboard.png        (paid)
   chunk:<ad>/<beat>/<k>          beat.json + first frame -> chunk-k.mp4 (+ last frame)    (paid)
+  voice:<ad>/<beat>              voice.json -> voice.wav (the beat's spoken line, fitted)  (paid)
   music:<ad>                     music.json -> music.wav                                  (paid)
   stitch:<ad>                    chunks in beat order -> video.mp4                        (local)
-  mix:<ad>                       video.mp4 + music.wav -> final.mp4                       (local)
+  mix:<ad>                       video.mp4 + music.wav + voices -> final.mp4, captions    (local)
   report:<ad>                    the review page index.html + storyboard.png contact sheet (local)
   <ad>                           everything above
 and for the run: `budget` (every plan waits on it: stops a live run whose estimate is over
@@ -26,7 +27,7 @@ from doit import create_after
 from doit.exceptions import TaskFailed
 from doit.task import Task, dict_to_task
 
-from . import actions, cleaning, estimate, plan_step, report
+from . import actions, cleaning, estimate, plan_step, report, voice
 from .config import load_settings
 from .errors import AdspecError, error_line
 from .hashing import canonical_json
@@ -149,6 +150,7 @@ def render_task_names(ad: str, plan: AdPlan | None) -> list[str]:
         for beat in plan.beats:
             names.append(task_name("storyboard", ad, beat.id))
             names += [task_name("chunk", ad, beat.id, k) for k in range(beat.chunk_count)]
+        names += [task_name("voice", ad, beat.id) for beat in plan.voiced]
     return names
 
 
@@ -205,6 +207,21 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                   "task_dep": storyboard_tasks}, "storyboard", ad)
     yield member({"basename": task_name("chunk", ad), "doc": f"every video chunk of {ad}", "actions": None,
                   "task_dep": chunk_tasks}, "chunk", ad)
+    voice_files: list[str] = []
+    for beat in plan.voiced:
+        wav = str(paths.voice(beat.id))
+        yield member({
+            "basename": task_name("voice", ad, beat.id),
+            "doc": f"spoken line of {ad}/{beat.id} ({plan.voice_model}, {plan.voice_name})",
+            "actions": [(Reported(voice.make_voice), [ad, beat.id])],
+            "file_dep": [str(paths.voice_inputs(beat.id))],
+            "targets": [wav],
+            "task_dep": [plan_dep],
+            "uptodate": [Check(f"{wav} was made from another line, voice or speed than it would be asked with now "
+                               "(or is missing)", voice.is_current, wav, ad, beat.id)],
+            "clean": True,
+        }, "voice", ad)
+        voice_files.append(wav)
     yield member({
         "basename": task_name("stitch", ad),
         "doc": f"stitch {ad}: chunks in beat order, each beat trimmed to its duration",
@@ -231,15 +248,19 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
         yield member({"basename": task_name("music", ad), "doc": f"no music for {ad}: {plan.video_model} has native audio",
                       "actions": None, "task_dep": [plan_dep]}, "music", ad)
     final = str(paths.final)
+    font = (plan.captions or {}).get("font")  # a spec's own caption font: a change re-renders the mix
+    made = [final] + ([str(paths.captions_srt), str(paths.captions_vtt)] if voice_files else [])
     yield member({
         "basename": task_name("mix", ad),
         "doc": f"final mix of {ad} -> build/{ad}/final.mp4",
         "actions": [(Reported(actions.make_mix), [ad])],
-        "file_dep": [str(paths.video), str(paths.timeline)] + ([] if plan.native_audio else [music]),
-        "targets": [final],
+        "file_dep": [str(paths.video), str(paths.timeline), str(paths.speech), *voice_files]
+                    + ([] if plan.native_audio else [music])
+                    + ([font] if voice_files and font else []),
+        "targets": made,
         # cleaning the final says so in status.json (not "done" with no final)
-        "clean": [(cleaning.remove_files, [[final]]), (cleaning.mark_cleaned, [str(build_dir), ad])],
-        "task_dep": [task_name("stitch", ad), task_name("music", ad)],
+        "clean": [(cleaning.remove_files, [made]), (cleaning.mark_cleaned, [str(build_dir), ad])],
+        "task_dep": [task_name("stitch", ad), task_name("music", ad), *[task_name("voice", ad, b.id) for b in plan.voiced]],
     }, "mix", ad)
     yield report_task(ad, plan, build_dir)
 

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import wave
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -672,6 +673,36 @@ def _gain_db(integrated: float, true_peak: float) -> float:
     return min(LOUDNESS_TARGET - integrated, TRUE_PEAK - true_peak)
 
 
+DUCK_GAIN = 0.3  # the music under a spoken line: -10.5 dB
+DUCK_ATTACK = 0.12  # seconds the music takes to go down before a line
+DUCK_RELEASE = 0.35  # and to come back up after it
+BED_UNDER_VOICE_DB = -6.0  # an ad that speaks keeps its music this much lower throughout
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A picture drawn over the video from `start` to `end` at (x, y) (e.g. a caption)."""
+
+    png: Path
+    x: int
+    y: int
+    start: float
+    end: float
+
+
+def duck_expression(windows: Sequence[tuple[float, float]]) -> str:
+    """A `volume` expression of t: 1 outside the windows, DUCK_GAIN inside, with linear ramps of
+    DUCK_ATTACK before and DUCK_RELEASE after each window (smooth: no clicks, no pumping)."""
+    if not windows:
+        return "1"
+    terms = [f"clip(min((t-{a - DUCK_ATTACK:.3f})/{DUCK_ATTACK},({b + DUCK_RELEASE:.3f}-t)/{DUCK_RELEASE}),0,1)"
+             for a, b in windows]
+    depth = terms[0]
+    for term in terms[1:]:
+        depth = f"max({depth},{term})"
+    return f"1-{1 - DUCK_GAIN:.3f}*{depth}"
+
+
 def mix(
     video: str | Path,
     music: str | Path | None,
@@ -679,16 +710,24 @@ def mix(
     *,
     seconds: float,
     native_audio: bool,
+    voices: Sequence[tuple[Path, float]] = (),
+    duck: Sequence[tuple[float, float]] = (),
+    overlays: Sequence[Overlay] = (),
+    subtitles: Path | None = None,
 ) -> Path:
-    """The final ad: video stream COPIED, audio built to exactly `seconds`.
+    """The final ad: video stream COPIED (re-encoded once when `overlays` are burned in), audio
+    built to exactly `seconds`.
 
     Music is trimmed/padded to `seconds`, faded in 0.5 s / out 1.5 s. With `native_audio` and a
     video that has audio, the music is ducked under it (sidechaincompress) and mixed; with no
-    music the native track alone is used. The result is loudness normalised to -16 LUFS with a
-    true peak under -1.5 dBTP, linearly: one pass measures (ebur128), the second applies the gain
-    and encodes AAC 48 kHz stereo (3x faster than a one-pass dynamic `loudnorm`, and the music's
-    dynamics are left alone). With neither music nor native audio the track is silent (every
-    final has an audio stream, so players and platforms treat all ads alike)."""
+    music the native track alone is used. `voices` (file, start second) are placed on top and the
+    bed under them (music and native sound) is ducked over the `duck` windows (duck_expression).
+    `subtitles` (an SRT file) becomes a soft subtitle track (mov_text). The result is loudness
+    normalised to -16 LUFS with a true peak under -1.5 dBTP, linearly: one pass measures
+    (ebur128), the second applies the gain and encodes AAC 48 kHz stereo (3x faster than a
+    one-pass dynamic `loudnorm`, and the music's dynamics are left alone). With neither music nor
+    native audio nor voice the track is silent (every final has an audio stream, so players and
+    platforms treat all ads alike)."""
     out = Path(out)
     vinfo = probe(video)
     if not vinfo.has_video:
@@ -697,7 +736,7 @@ def mix(
     if music is not None:
         probe(music)
 
-    def audio(vin: Any) -> Any:
+    def bed(vin: Any) -> Any:
         if music is not None:
             m = _fades(_audio_chain(ffmpeg.input(str(music))["a:0"], seconds), seconds)
             if not native:
@@ -706,17 +745,103 @@ def mix(
             voice, key = split.stream(0), split.stream(1)
             ducked = ffmpeg.filter([m, key], "sidechaincompress", threshold=0.03, ratio=8, attack=20, release=400)
             return ffmpeg.filter([ducked, voice], "amix", inputs=2, duration="first", normalize=0)
-        return _audio_chain(vin["a:0"], seconds)
+        if native:
+            return _audio_chain(vin["a:0"], seconds)
+        return _audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], seconds)
+
+    def audio(vin: Any) -> Any:
+        a = bed(vin)
+        if not voices:
+            return a
+        a = a.filter("volume", f"{BED_UNDER_VOICE_DB}dB").filter("volume", duck_expression(duck), eval="frame")
+        lines = [
+            _audio_chain(ffmpeg.input(str(path))["a:0"], None)
+            .filter("adelay", delays=str(max(0, round(start * 1000))), all=1)
+            for path, start in voices
+        ]
+        mixed = ffmpeg.filter([a, *lines], "amix", inputs=1 + len(lines), duration="first", normalize=0)
+        return _audio_chain(mixed, seconds)
 
     vin = ffmpeg.input(str(video))
-    if music is not None or native:
+    if music is not None or native or voices:
         gain = _gain_db(*_measure(audio(ffmpeg.input(str(video))), out))
         a = _audio_chain(audio(vin).filter("volume", f"{gain:.2f}dB"), seconds)
     else:
         a = _audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], seconds)
-    kwargs: dict[str, Any] = {"c:v": "copy", "t": seconds, "f": "mp4", **MP4_ARGS, **AUDIO_ENCODER_ARGS}
+    kwargs: dict[str, Any] = {"t": seconds, "f": "mp4", **MP4_ARGS, **AUDIO_ENCODER_ARGS}
+    v = vin["v:0"]
+    if overlays:
+        for o in overlays:
+            v = ffmpeg.overlay(v, ffmpeg.input(str(o.png))["v:0"], x=o.x, y=o.y,
+                               enable=f"between(t,{o.start:.3f},{o.end:.3f})")
+        v = _to_bt709(v)
+        kwargs.update(video_encoder_args(vinfo.fps or 24, (vinfo.width, vinfo.height)))
+    else:
+        kwargs["c:v"] = "copy"
+    streams = [v, a]
+    if subtitles is not None:
+        streams.append(ffmpeg.input(str(subtitles), f="srt")["s:0"])
+        kwargs.update({"c:s": "mov_text", "metadata:s:s:0": "language=eng"})
     with _atomic(out) as tmp:
-        _run(ffmpeg.output(vin["v:0"], a, str(tmp), **kwargs), out)
+        _run(ffmpeg.output(*streams, str(tmp), **kwargs), out)
+    return out
+
+
+# ---- speech ------------------------------------------------------------------------------------
+
+SPEECH_RATE = 48000
+_SILENCE = "-50dB"
+
+
+def trim_speech(src: str | Path, out: str | Path) -> float:
+    """The speech of `src` without its leading and trailing silence, as 48 kHz mono 16-bit WAV
+    at `out`; returns its length in seconds (what is actually spoken)."""
+    out = Path(out)
+    a = (
+        ffmpeg.input(str(src))["a:0"]
+        .filter("aresample", SPEECH_RATE)
+        .filter("aformat", channel_layouts="mono", sample_fmts="s16")
+        .filter("silenceremove", start_periods=1, start_threshold=_SILENCE, start_silence=0.05)
+        .filter("areverse")
+        .filter("silenceremove", start_periods=1, start_threshold=_SILENCE, start_silence=0.05)
+        .filter("areverse")
+    )
+    with _atomic(out) as tmp:
+        _run(ffmpeg.output(a, str(tmp), f="wav", acodec="pcm_s16le"), out)
+    with wave.open(str(out), "rb") as w:
+        return w.getnframes() / float(w.getframerate())
+
+
+SPEECH_RMS_DB = -20.0  # every line is brought to this level, whoever spoke it
+SPEECH_PEAK_DB = -1.0
+
+
+def speech_gain_db(wav: str | Path) -> float:
+    """The gain that brings a 16-bit WAV's speech to SPEECH_RMS_DB (its peak kept under
+    SPEECH_PEAK_DB): lines from different providers and voices sit at one level in the mix."""
+    import numpy as np
+
+    with wave.open(str(wav), "rb") as w:
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64) / 32768.0
+    if x.size == 0:
+        return 0.0
+    rms = float(np.sqrt(np.mean(x ** 2)))
+    peak = float(np.max(np.abs(x)))
+    if rms < 1e-5:
+        return 0.0
+    return min(SPEECH_RMS_DB - 20 * np.log10(rms), SPEECH_PEAK_DB - 20 * np.log10(peak))
+
+
+def fit_voice(src: str | Path, out: str | Path, *, tempo: float, seconds: float, gain_db: float = 0.0) -> Path:
+    """`src` (a trimmed line) sped up by `tempo` without changing its pitch (atempo), and never
+    longer than `seconds`, at `gain_db`, as 48 kHz mono WAV at `out`."""
+    out = Path(out)
+    a = ffmpeg.input(str(src))["a:0"].filter("volume", f"{gain_db:.2f}dB")
+    if tempo > 1.0 + 1e-6:
+        a = a.filter("atempo", f"{tempo:.5f}")
+    a = a.filter("atrim", end=max(0.01, seconds)).filter("afade", t="out", st=max(0.0, seconds - 0.03), d=0.03)
+    with _atomic(out) as tmp:
+        _run(ffmpeg.output(a, str(tmp), f="wav", acodec="pcm_s16le", ar=SPEECH_RATE, ac=1), out)
     return out
 
 

@@ -13,17 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .library import LIBRARY_VERSION, Library, Style, load_library, render_template
+from .library import LIBRARY_VERSION, Library, Style, library_digest, load_library, render_template
 from .plan_rules import clip_waste, plan_shaping_fields, plan_waste
-from .prompt_text import product_from_prompt
+from .prompt_text import _PLACEHOLDER, product_from_prompt
 from .providers.base import Job, PlanRequest, RunResult
 from .recipes import Recipe
 from .registry import Registry, load_registry
-from .spec import Beat, BeatPlan, Spec, music_for
+from .spec import Beat, BeatPlan, Spec, music_for, word_count
 
 #: bump when the offline planner's output for the same inputs changes
-PLANNER_CODE_VERSION = "1"
+PLANNER_CODE_VERSION = "3"  # 2: spoken lines; 3: lines fit the time the beat leaves
 SECONDS_PER_BEAT = 5  # about one beat per 5 s
+SPOKEN_CHARS_PER_SECOND = 15  # a voiceover's pace in characters: the planner's lines keep under it
 MAX_BEATS = 60
 #: var names the offline planner uses as the place an ad is set in (first present wins)
 SETTING_VARS = ("city", "location", "place", "town", "neighborhood", "neighbourhood", "region", "country", "venue", "setting")
@@ -32,7 +33,7 @@ VARIATIONS = ("from a new low angle", "in an overhead view", "as a tight macro d
               "from over the shoulder", "in silhouette against the light")
 
 __all__ = [
-    "choose_beats", "choose_durations", "plan_offline", "plan_spec_offline", "OfflinePlanner", "PLANNER_CODE_VERSION",
+    "choose_beats", "choose_durations", "plan_offline", "spoken_line", "plan_spec_offline", "OfflinePlanner", "PLANNER_CODE_VERSION",
 ]
 
 
@@ -128,9 +129,25 @@ def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: 
         motion = " ".join(render_template(bt.motion_prompt, {**ctx, "n": n}).split())
         if n > 1:
             image = f"{image}, {VARIATIONS[(n - 2) % len(VARIATIONS)]}"
+        line = spoken_line(bt, style.name, seconds, ctx, lib) if shaping.get("voiceover", True) else None
         out.append(Beat(id=kind if n == 1 else f"{kind}-{n}", type=kind, duration=seconds,
-                        image_prompt=image, motion_prompt=motion))
+                        image_prompt=image, motion_prompt=motion, voiceover=line))
     return BeatPlan(music=music_for(style_text, brand.get("name"), lib), beats=out)
+
+
+def spoken_line(bt: Any, style: str, seconds: int, ctx: dict[str, Any], library: Library) -> str | None:
+    """The beat type's longest line, in the style's tone, that is sure to be spoken inside the
+    beat: within the word budget of the time the beat leaves for it (after the lead-in and
+    before the tail) and SPOKEN_CHARS_PER_SECOND characters a second (long words take longer).
+    Placeholders a line keeps, e.g. {{ city }}, count as one word. None if the type is silent."""
+    room = library.voice.room(seconds)
+    budget = min(library.voice.budget(seconds), int(room * library.voice.words_per_second))
+    for template in bt.lines_for(style):
+        line = " ".join(render_template(template, {**ctx, "n": 1}).split())
+        plain = _PLACEHOLDER.sub(" x ", line)
+        if word_count(plain) <= budget and len(plain) <= room * SPOKEN_CHARS_PER_SECOND:
+            return line
+    return None
 
 
 def plan_spec_offline(spec: Spec, registry: Registry | None = None) -> BeatPlan:
@@ -150,7 +167,7 @@ class OfflinePlanner:
             provider="offline",
             kind="plan",
             model="offline-planner",
-            version=f"offline/planner/{LIBRARY_VERSION}/{PLANNER_CODE_VERSION}",
+            version=f"offline/planner/{LIBRARY_VERSION}/{PLANNER_CODE_VERSION}/{library_digest()[:16]}",
             params={"shaping": req.shaping, "clip_lengths": sorted(int(x) for x in req.clip_lengths)},
         )
 

@@ -92,6 +92,25 @@ class AdPaths:
         return self.root / "final.mp4"
 
     @property
+    def speech(self) -> Path:
+        """Where each spoken line is placed and how captions look (the mix's input)."""
+        return self.root / "speech.json"
+
+    @property
+    def captions_srt(self) -> Path:
+        return self.root / "captions.srt"
+
+    @property
+    def captions_vtt(self) -> Path:
+        return self.root / "captions.vtt"
+
+    def voice_inputs(self, beat_id: str) -> Path:
+        return self.beat_dir(beat_id) / "voice.json"
+
+    def voice(self, beat_id: str) -> Path:
+        return self.beat_dir(beat_id) / "voice.wav"
+
+    @property
     def stitch_report(self) -> Path:
         return self.root / "stitch.json"
 

@@ -41,6 +41,7 @@ class PlannedBeat:
     image_prompt: str  # rendered: spec variables filled in
     motion_prompt: str
     clips: tuple[int, ...]  # clip lengths of its chunks; the last one is trimmed
+    voiceover: str | None = None  # the spoken line, rendered (None: a silent beat)
 
     @property
     def chunk_count(self) -> int:
@@ -70,6 +71,13 @@ class AdPlan:
     music_prompt: str
     bpm: int
     beats: tuple[PlannedBeat, ...]
+    voice_model: str = "espeak"  # registry name of the voice model
+    voice_name: str = "en-us"
+    voice_speed: float = 1.0
+    voice_lead_in: float = 0.25  # library rules: see adspec.library.VoiceRules
+    voice_tail: float = 0.15
+    voice_max_speedup: float = 1.15
+    captions: dict[str, Any] | None = None  # burn, font (absolute path or None), color, box, size
 
     def beat(self, beat_id: str) -> PlannedBeat:
         for b in self.beats:
@@ -88,6 +96,40 @@ class AdPlan:
             PlannedBeat(**{**b, "clips": tuple(b["clips"])}) for b in data["beats"]
         )
         return cls(**data)
+
+    @property
+    def voiced(self) -> tuple[PlannedBeat, ...]:
+        """The beats that speak, in playing order."""
+        return tuple(b for b in self.beats if b.voiceover)
+
+    def voice_inputs(self, beat: PlannedBeat) -> dict[str, Any]:
+        """What a beat's line is made from: the paid part (text, model, voice, speed) and the
+        local fit (duration and the library's rules), never its position."""
+        return {
+            "id": beat.id,
+            "text": beat.voiceover,
+            "model": self.voice_model,
+            "voice": self.voice_name,
+            "speed": self.voice_speed,
+            "duration": beat.duration,
+            "lead_in": self.voice_lead_in,
+            "tail": self.voice_tail,
+            "max_speedup": self.voice_max_speedup,
+        }
+
+    def speech(self) -> dict[str, Any]:
+        """What the mix places and captions: each line at its beat's start, and the caption style."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "aspect_ratio": self.aspect_ratio,
+            "palette": list(self.palette),
+            "captions": self.captions,
+            "lines": [
+                {"id": b.id, "start": b.start, "duration": b.duration, "lead_in": self.voice_lead_in, "text": b.voiceover}
+                for b in self.voiced
+            ],
+        }
 
     def beat_inputs(self, beat: PlannedBeat) -> dict[str, Any]:
         """Everything a beat's storyboard and chunks are made from: that beat's own fields and

@@ -8,7 +8,7 @@ import math
 from typing import Any, Iterable, Sequence
 
 from .library import Library, load_library
-from .spec import BeatPlan, Spec
+from .spec import BeatPlan, Spec, word_count
 
 __all__ = ["plan_shaping_fields", "fit_clips", "clip_waste", "plan_waste", "validate_plan", "plan_problems"]
 
@@ -24,7 +24,7 @@ def plan_shaping_fields(spec: Spec, registry: Any) -> dict[str, Any]:
     resolution, seed, colours, image/music models, var values, native audio, inline music/beats.
     """
     video = registry.resolve(spec.models.video, "video")
-    return {
+    shaping: dict[str, Any] = {
         "prompt": spec.prompt,
         "duration": spec.duration,
         "style": spec.style,
@@ -34,6 +34,9 @@ def plan_shaping_fields(spec: Spec, registry: Any) -> dict[str, Any]:
         "planner": spec.models.planner,
         "clip_lengths": sorted(int(x) for x in video.clip_lengths),
     }
+    if not spec.voiceover:  # only when off: plans made before voiceover existed keep their hash
+        shaping["voiceover"] = False
+    return shaping
 
 
 # ---- clips ----------------------------------------------------------------------------------
@@ -137,6 +140,12 @@ def plan_problems(plan: BeatPlan, duration: int | None, library: Library | None 
         problems.append(f"the first beat must be a hook, not '{beats[0].type}'")
     if beats and beats[-1].type not in ("cta", "end-card"):
         problems.append(f"the last beat must be a cta or an end-card, not '{beats[-1].type}'")
+    rules = lib.voice
+    for i, b in enumerate(beats):
+        if b.voiceover is not None:
+            words, budget = word_count(b.voiceover), rules.budget(b.duration)
+            if words > budget:
+                problems.append(f"beat {i + 1} '{b.id}': the voiceover has {words} words; a {b.duration} s beat holds {budget}")
     if product_at is None:
         problems.append("no beat shows the product")
     elif product_at > 3:

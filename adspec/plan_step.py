@@ -31,7 +31,7 @@ from .cost import guarded
 from .errors import SpecError
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
-from .library import LIBRARY_VERSION
+from .library import LIBRARY_VERSION, load_library
 from .loader import load_beat_file, parse_beat_file_text, path_exists, read_file
 from .offline_planner import plan_offline
 from .paths import AdPaths, ad_name, beat_file_path, receipt_path
@@ -48,6 +48,7 @@ from .spec import (
     Spec,
     default_music,
     render_beat_prompts,
+    render_voiceover,
 )
 from .tasknames import task_name
 from .verify import plan_verifier
@@ -183,12 +184,18 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     for beat in beat_file.beats:
         image_prompt, motion_prompt = render_beat_prompts(beat, spec, source)
         clips = tuple(fit_clips(beat.duration, video.clip_lengths))
-        beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips))
+        line = render_voiceover(beat, spec, source)
+        beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line))
         start += beat.duration
     if start != spec.duration:
         raise SpecError(source, None, "beats", f"durations sum to {start} s but the spec's duration is {spec.duration} s")
     product = spec.assets.get("product")
     reference = str((spec_path.parent / product).resolve()) if product else None
+    voice = registry.resolve(spec.models.voice, "voice")
+    rules = load_library().voice
+    captions = spec.captions.model_dump(mode="json")
+    if spec.captions.font:
+        captions["font"] = str((spec_path.parent / spec.captions.font).resolve())
     return AdPlan(
         ad=ad,
         title=spec.title,
@@ -211,6 +218,13 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         music_prompt=beat_file.music.prompt,
         bpm=beat_file.music.bpm,
         beats=tuple(beats),
+        voice_model=voice.name,
+        voice_name=spec.voice.name or voice.default_voice or voice.voices[0],
+        voice_speed=float(spec.voice.speed),
+        voice_lead_in=rules.lead_in,
+        voice_tail=rules.tail,
+        voice_max_speedup=rules.max_speedup,
+        captions=captions,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from .hashing import sha256_file_memo, sha256_json
 
-Kind = Literal["plan", "image", "video", "music"]
+Kind = Literal["plan", "image", "video", "music", "voice"]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-KINDS = ("image", "video", "music")
+KINDS = ("image", "video", "music", "voice")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class ModelEntry:
     resolutions: dict[str, str] = field(default_factory=dict)
     clip_lengths_at: dict[str, tuple[int, ...]] = field(default_factory=dict)
     output: str = "single"  # "single" (one URI) or "list" ([URI])
+    voices: tuple[str, ...] = ()  # voice models: the voice names `voice.name` may use
+    default_voice: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # anything else in the entry
 
     @property
@@ -70,7 +72,7 @@ _KNOWN = {f for f in ModelEntry.__dataclass_fields__} - {"name", "extra"}
 def _entry(name: str, raw: dict[str, Any]) -> ModelEntry:
     known = {k: v for k, v in raw.items() if k in _KNOWN}
     extra = {k: v for k, v in raw.items() if k not in _KNOWN}
-    for key in ("aliases", "clip_lengths", "aspect_ratios", "files"):
+    for key in ("aliases", "clip_lengths", "aspect_ratios", "files", "voices"):
         if key in known:
             known[key] = tuple(known[key])
     if "clip_lengths_at" in known:
@@ -105,9 +107,10 @@ PLACEHOLDERS = {
     "video": {"prompt", "first_frame", "seconds", "resolution", "aspect_ratio", "seed", "fps",
               "frames", "native_audio"},
     "music": {"prompt", "seconds", "seed", "bpm"},
+    "voice": {"text", "voice", "speed"},
 }
 FILE_PLACEHOLDERS = {"reference", "first_frame"}
-PRICE_RULES = ("per_image", "per_second", "per_run", "per_predict_second")
+PRICE_RULES = ("per_image", "per_second", "per_run", "per_predict_second", "per_1k_chars")
 _PH = re.compile(r"^\{([a-z_]+)\}$")
 
 
@@ -140,8 +143,10 @@ def _check_entry(e: ModelEntry) -> None:
             raise ValueError(f"{where}: files lists {fname!r}, which is not an input field")
     if e.kind == "video" and e.provider != "offline" and not e.clip_lengths:
         raise ValueError(f"{where}: a video model needs clip_lengths")
-    if e.output not in ("single", "list"):
-        raise ValueError(f"{where}: output must be 'single' or 'list'")
+    if e.output not in ("single", "list", "bytes"):
+        raise ValueError(f"{where}: output must be 'single', 'list' or 'bytes'")
+    if e.kind == "voice" and (not e.voices or (e.default_voice or e.voices[0]) not in e.voices):
+        raise ValueError(f"{where}: a voice model needs `voices` (and its default_voice among them)")
 
 
 def model_resolution(entry: ModelEntry, resolution: str, seconds: int | None = None) -> str | None:
@@ -203,11 +208,14 @@ def price_for(
     *,
     resolution: str | None = None,
     predict_time: float | None = None,
+    chars: int | None = None,
 ) -> float:
     """USD for one call of `entry`. `seconds` is the output length (video/music); `resolution`
     the model's own resolution value (see model_resolution); `predict_time` the provider's
     metrics.predict_time for hardware-billed models (else an estimate from the output length)."""
     p = entry.price
+    if "per_1k_chars" in p:  # speech: billed by the characters of the text sent (`chars`)
+        return float(p["per_1k_chars"]) * float(chars or 0) / 1000.0
     if "per_image" in p:
         return float(p["per_image"])
     if "per_run" in p:
@@ -242,6 +250,8 @@ def _describe_price(p: dict[str, Any]) -> str:
 
     if "per_image" in p:
         return f"{fmt(p['per_image'])}/image"
+    if "per_1k_chars" in p:
+        return f"{fmt(p['per_1k_chars'])} per 1k characters"
     if "per_run" in p:
         return f"{fmt(p['per_run'])} per run"
     if "per_second" in p:
@@ -270,6 +280,7 @@ def models_table() -> list[dict[str, Any]]:
                 "clip_lengths": ", ".join(str(c) for c in e.clip_lengths),
                 "aspect_ratios": ", ".join(e.aspect_ratios),
                 "native_audio": e.native_audio,
+                "voices": ", ".join(e.voices),
                 "price": _describe_price(e.price),
                 "verified": bool(e.price.get("verified", True)),
                 "checked": e.price.get("checked", ""),
@@ -284,6 +295,7 @@ def models_table() -> list[dict[str, Any]]:
             "clip_lengths": "",
             "aspect_ratios": "",
             "native_audio": False,
+            "voices": "",
             "price": f"${p.get('input', 0):g} in / ${p.get('output', 0):g} out per 1M tokens",
             "verified": True,
             "checked": p.get("checked", ""),

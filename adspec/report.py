@@ -138,11 +138,14 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
         for i, b in enumerate(plan.beats):
             chunks = [by_target.get(task_name("chunk", ad, b.id, k)) for k in range(b.chunk_count)]
             sb = by_target.get(task_name("storyboard", ad, b.id))
+            vo = by_target.get(task_name("voice", ad, b.id))
+            chunks = [*chunks, vo] if vo else chunks
             beat_cost = sum(x["cost_usd"] for x in [sb, *chunks] if x)
             beats.append({
                 "n": i + 1, "id": b.id, "type": b.type, "start": b.start, "end": b.start + b.duration,
                 "duration": b.duration, "clips": list(b.clips), "image_prompt": b.image_prompt,
                 "motion_prompt": b.motion_prompt, "image": f"beats/{b.id}/storyboard.png",
+                "voiceover": b.voiceover, "voice": f"beats/{b.id}/voice.wav" if paths.voice(b.id).exists() else None,
                 "image_exists": paths.storyboard(b.id).exists(), "cost_usd": beat_cost,
                 "from_cache": all(x["cache_hit"] for x in [sb, *chunks] if x) and any([sb, *chunks]),
             })
@@ -155,7 +158,10 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
         except Exception:  # a broken file still gets a page that says so
             final = {"src": paths.final.name, "duration": None, "width": None, "height": None, "vcodec": None, "acodec": None}
     phases = [{"name": p, **cost["phases"][p]} for p in PAID_PHASES]
+    captions = paths.captions_vtt.name if paths.captions_vtt.exists() else None
     return {
+        "captions": captions,
+        "voice": f"{plan.voice_model} · {plan.voice_name} · ×{plan.voice_speed:g}" if plan is not None and plan.voiced else None,
         "ad": ad, "plan": plan, "beats": beats, "final": final, "cost": cost, "phases": phases,
         "status": {
             "state": "built" if final else (status.get("state") or "not built"),

@@ -122,6 +122,8 @@ class Models(Strict):
     video: str = Field("hailuo-2.3-fast", description="the image-to-video model; its clip lengths set the chunking",
                        json_schema_extra=_enum(_model_enum("video")))
     music: str = Field("musicgen", description="the music model", json_schema_extra=_enum(_model_enum("music")))
+    voice: str = Field("speech-02-turbo", json_schema_extra=_enum(_model_enum("voice")),
+                       description="the voiceover's speech model (offline builds speak with eSpeak NG)")
 
     @field_validator("planner")
     @classmethod
@@ -130,7 +132,7 @@ class Models(Strict):
             raise ValueError("must not be empty")
         return v
 
-    @field_validator("image", "video", "music")
+    @field_validator("image", "video", "music", "voice")
     @classmethod
     def _known_model(cls, v: str, info: ValidationInfo) -> str:
         kind = str(info.field_name)
@@ -155,6 +157,8 @@ class Beat(Strict):
     image_prompt: str = Field(min_length=1, max_length=2000,
                               description="what the storyboard image shows; may use {{ var }}, {{ brand }}, {{ product }}…")
     motion_prompt: str = Field(min_length=1, max_length=1000, description="the camera and motion of the beat's video")
+    voiceover: str | None = Field(None, min_length=1, max_length=500,
+                                  description="the words spoken during this beat ({{ var }} allowed); keep to the word budget")
 
     @field_validator("type")
     @classmethod
@@ -165,6 +169,24 @@ class Beat(Strict):
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ValueError(f"unknown beat type '{v}'{hint}; known: {', '.join(types)}")
         return v
+
+
+class Voice(Strict):
+    """Who speaks the lines: a voice of `models.voice` (names from `adspec models`) and a speed."""
+
+    name: str | None = Field(None, min_length=1, max_length=100, description="default: the voice model's default voice")
+    speed: float = Field(1.0, ge=0.5, le=2.0)
+
+
+class Captions(Strict):
+    """Captions of the spoken lines: always written as captions.srt/.vtt and a soft subtitle
+    track; burned into the picture unless `burn: false`. Styling is local: it never pays."""
+
+    burn: bool = True
+    font: AssetPath | None = Field(None, description="a .ttf/.otf file relative to the spec (default: the bundled DejaVu Sans Bold)")
+    color: Color | None = Field(None, description="text colour (default: the brand's lightest colour)")
+    box: bool = Field(True, description="a translucent box behind the text (else an outline)")
+    size: float = Field(1.0, ge=0.5, le=2.0, description="scale of the default text size")
 
 
 class Music(Strict):
@@ -219,6 +241,9 @@ class Spec(Strict):
                                                          + ", ".join(RESERVED_VARS)}})
     seed: int = Field(0, ge=0, le=2**31 - 1, description="passed to every model that takes one")
     native_audio: bool = Field(False, description="use the video model's own audio (if it has any) instead of music")
+    voice: Voice = Field(default_factory=Voice)
+    voiceover: bool = Field(True, description="false: no spoken lines (the planner writes none, the build speaks none)")
+    captions: Captions = Field(default_factory=Captions)
     music: Music | None = Field(None, description="music for inline beats (default: derived from the style)")
     beats: list[Beat] | None = Field(None, min_length=1, max_length=60, description="inline beats: no planner runs")
     variants: Variants | None = Field(None, description="matrix / include / exclude / named: each variant is an ad <name>@<variant> (see adspec.variants)")
@@ -327,6 +352,65 @@ def render_beat_prompts(beat: Beat, spec: Spec, source: str | Path = "<beats>") 
     return out[0], out[1]
 
 
+def render_voiceover(beat: Beat, spec: Spec, source: str | Path = "<beats>") -> str | None:
+    """The beat's spoken line with its placeholders filled (None: the beat is silent, or the spec
+    says `voiceover: false`). SpecError names the file, the beat and the field."""
+    if beat.voiceover is None or not spec.voiceover:
+        return None
+    try:
+        text = render_template(beat.voiceover, prompt_context(spec))
+    except TemplateProblem as e:
+        raise SpecError(source, None, f"beats.{beat.id}.voiceover", str(e)) from None
+    return " ".join(text.split()) or None
+
+
+def word_count(text: str) -> int:
+    """Words as a listener counts them: runs of letters/digits ( 'ready?' and '—' are one and none)."""
+    return len(re.findall(r"[\w'’]+", text))
+
+
+def voiceover_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
+    """Every line that does not render or is over its beat's word budget (library constant)."""
+    if not spec.voiceover:
+        return []
+    try:
+        ctx = prompt_context(spec)
+    except TemplateProblem:
+        return []
+    rules = load_library().voice
+    issues: list[Issue] = []
+    for i, beat in enumerate(beats):
+        if beat.voiceover is None:
+            continue
+        try:
+            text = render_template(beat.voiceover, ctx)
+        except TemplateProblem as e:
+            issues.append(((*base, i, "voiceover"), f"beat '{beat.id}': {e}"))
+            continue
+        # spoken and drawn as captions: line breaks fold to spaces, other control characters are refused
+        problem = control_character_problem(" ".join(text.split()))
+        if problem is not None:
+            issues.append(((*base, i, "voiceover"), problem))
+            continue
+        words, budget = word_count(text), rules.budget(beat.duration)
+        if words > budget:
+            issues.append(((*base, i, "voiceover"), f"{words} words for a {beat.duration} s beat (budget {budget})"))
+    return issues
+
+
+def voice_issues(spec: Spec) -> list[Issue]:
+    """The voice name must be one the voice model has."""
+    try:
+        entry = _registry().resolve(spec.models.voice, "voice")
+    except KeyError:
+        return []
+    if spec.voice.name is not None and spec.voice.name not in entry.voices:
+        close = difflib.get_close_matches(spec.voice.name, list(entry.voices), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return [(("voice", "name"), f"{entry.name} has no voice '{spec.voice.name}'{hint}; its voices: {', '.join(entry.voices)}")]
+    return []
+
+
 # ---- cross-field rules ----------------------------------------------------------------------
 
 
@@ -376,7 +460,8 @@ def spec_issues(spec: Spec) -> list[Issue]:
         issues += _beats_issues(spec.beats, spec.duration, ("beats",), "inline beats")
         if not issues:
             issues += prompt_issues(spec.beats, spec, ("beats",))
-    return issues
+            issues += voiceover_issues(spec.beats, spec, ("beats",))
+    return issues + voice_issues(spec)
 
 
 def prompt_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
@@ -400,6 +485,7 @@ def beat_file_issues(beat_file: BeatFile, spec: Spec | None) -> list[Issue]:
     issues = _beats_issues(beat_file.beats, spec.duration if spec else None, ("beats",), "the beats")
     if spec is not None:
         issues += prompt_issues(beat_file.beats, spec, ("beats",))
+        issues += voiceover_issues(beat_file.beats, spec, ("beats",))
     return issues
 
 

@@ -183,15 +183,21 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
+FONT_SUFFIXES = (".ttf", ".otf")
+
+
 def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
-    """Every asset must be an existing image file inside the project folder (the folder holding
-    specs/): no absolute paths, no `..` or symlink leading out of it."""
+    """Every asset (and the captions' font) must be an existing image (font) file inside the
+    project folder (the folder holding specs/): no absolute paths, no `..` or symlink leading out of it."""
     spec_dir = Path(os.path.abspath(spec_path)).parent
     root = spec_dir.parent
     real_root = root.resolve()
     issues: list[Issue] = []
-    for name, rel in spec.assets.items():
-        loc: Loc = ("assets", name)
+    files: list[tuple[Loc, str, tuple[str, ...], str]] = [
+        (("assets", name), rel, IMAGE_SUFFIXES, "an image") for name, rel in spec.assets.items()]
+    if spec.captions.font:
+        files.append((("captions", "font"), spec.captions.font, FONT_SUFFIXES, "a font"))
+    for loc, rel, suffixes, kind in files:
         target = spec_dir / rel
         lexical = Path(os.path.normpath(target))
         if Path(rel).is_absolute() or not _inside(lexical, root):
@@ -209,9 +215,9 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
             issues.append((loc, f"file '{rel}' not found (looked for {os.path.relpath(lexical, root)} in the project)"))
         elif not real.is_file():
             issues.append((loc, f"'{rel}' is {file_kind(real.stat().st_mode)}, not a file"))
-        elif real.suffix.lower() not in IMAGE_SUFFIXES:
-            issues.append((loc, f"'{rel}' must be an image ({', '.join(IMAGE_SUFFIXES)})"))
-        else:
+        elif real.suffix.lower() not in suffixes:
+            issues.append((loc, f"'{rel}' must be {kind} ({', '.join(suffixes)})"))
+        elif suffixes is IMAGE_SUFFIXES:
             problem = asset_problem(real)  # from its header: nothing huge is decoded
             if problem is not None:
                 issues.append((loc, f"'{rel}' {problem}"))

@@ -65,6 +65,17 @@ def audio_verifier(what: str, seconds: float) -> Callable[[Path], None]:
     return verify
 
 
+def speech_verifier(what: str) -> Callable[[Path], None]:
+    def verify(path: Path) -> None:
+        info = _probe(path, what, "speech")
+        if not info.has_audio:
+            raise MediaError(f"{what}: the provider's speech has no audio stream")
+        if info.duration < 0.2:
+            raise MediaError(f"{what}: the provider's speech lasts only {info.duration:.2f} s")
+
+    return verify
+
+
 def plan_verifier(what: str) -> Callable[[Path], None]:
     def verify(path: Path) -> None:
         try:

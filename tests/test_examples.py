@@ -98,3 +98,41 @@ def test_noop_rebuild_runs_nothing(built: Project) -> None:
     from conftest import executed_tasks
 
     assert executed_tasks(built.doit().stdout) == []
+
+
+@pytest.mark.parametrize("ad", EXAMPLES)
+def test_examples_speak_with_burned_captions(built: Project, ad: str, tmp_path: Path) -> None:
+    """Offline on a fresh machine: every planned line is spoken, captioned in files and a soft
+    track, and burned into the picture inside the caption band of the frame's safe area."""
+    import numpy as np
+    import srt
+    from PIL import Image
+
+    from adspec.safe_areas import safe_area
+
+    plan = json.loads((built.build / ad / "plan.json").read_text())
+    voiced = [b for b in plan["beats"] if b.get("voiceover")]
+    assert len(voiced) >= 3
+    for beat in voiced:
+        wav = built.build / ad / "beats" / beat["id"] / "voice.wav"
+        assert media.decoded_duration(wav, "a") > 0.4
+    final = built.build / ad / "final.mp4"
+    streams = subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-i", str(final)], capture_output=True, text=True, check=False).stderr
+    assert "Subtitle: mov_text" in streams
+    cues = list(srt.parse((built.build / ad / "captions.srt").read_text()))
+    assert len(cues) >= len(voiced)
+    words = " ".join(c.content.replace("\n", " ") for c in cues)
+    assert all(b["voiceover"] in words for b in voiced)
+    cue = cues[0]
+    t = (cue.start.total_seconds() + cue.end.total_seconds()) / 2
+    box = safe_area(plan["aspect_ratio"]).caption_box(plan["width"], plan["height"])
+    shots = []
+    for video in (final, built.build / ad / "video.mp4"):
+        out = tmp_path / f"{video.stem}.png"
+        subprocess.run([media.ffmpeg_exe(), "-v", "error", "-y", "-ss", f"{t:.3f}", "-i", str(video), "-frames:v", "1",
+                        str(out)], check=True)
+        shots.append(np.asarray(Image.open(out).convert("L"), dtype=np.int16))
+    delta = np.abs(shots[0] - shots[1]) > 40
+    assert delta[box.top:box.bottom, box.left:box.right].mean() > 0.03  # the caption is drawn there
+    delta[box.top:box.bottom, box.left:box.right] = False
+    assert delta.mean() < 0.002  # and nowhere else

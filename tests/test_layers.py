@@ -6,12 +6,13 @@ imports inside functions too. Layers, bottom up (a module may import its own lay
   1 values     errors, settings, hashing, atomic writes, file locks, paths, task names, money,
                recipes, the provider interfaces, the variants block
   2 knowledge  the beat library, the model registry, the plan rules and the spec and beat-file
-               models validated against them, the YAML loader
+               models validated against them, the YAML loader, the platforms' safe areas
   3 planning   the lock, the offline planner, the ads to build (variants, shard), validation
-  4 effects    the request cache and remote, providers, media, renderers, verifiers
+  4 effects    the request cache and remote, providers, media, renderers, verifiers, the speech
+               mix and caption files
   5 records    prices and spend, status.json, progress, receipts, review pages: what the build's
                steps write down as they run (below the build, which writes them)
-  6 build      the steps the tasks run, the plan step, the estimate, the graph of task dicts
+  6 build      the steps the tasks run (voice among them), the plan step, the estimate, the graph
   7 edges      the command line, `adspec build`, dodo support: where errors become messages
 
 A lazy import (inside a function) is allowed downwards or within a layer, only where it buys
@@ -33,17 +34,17 @@ LAYERS: dict[str, int] = {
     "adspec.shard": 1, "adspec.prompt_text": 1, "adspec.redact": 1,
     # 2 knowledge
     "adspec.library": 2, "adspec.registry": 2, "adspec.spec": 2, "adspec.plan_rules": 2,
-    "adspec.spec_checks": 2, "adspec.loader": 2, "adspec.images": 2,
+    "adspec.spec_checks": 2, "adspec.loader": 2, "adspec.images": 2, "adspec.safe_areas": 2,
     # 3 planning
     "adspec.beat_lock": 3, "adspec.beat_edit": 3, "adspec.offline_planner": 3, "adspec.ads": 3, "adspec.validate": 3,
     # 4 effects
     "adspec.cache": 4, "adspec.cache_entry": 4, "adspec.cache_view": 4, "adspec.remote": 4, "adspec.media": 4, "adspec.media_requests": 4,
-    "adspec.verify": 4, "adspec.providers": 4, "adspec.render": 4,
+    "adspec.verify": 4, "adspec.providers": 4, "adspec.render": 4, "adspec.captions": 4, "adspec.speech_mix": 4,
     # 5 records
     "adspec.prices": 5, "adspec.cost": 5, "adspec.status": 5, "adspec.progress": 5,
     "adspec.receipts": 5, "adspec.runs": 5, "adspec.report": 5, "adspec.cache_admin": 5, "adspec.cleaning": 5,
     # 6 build
-    "adspec.actions": 6, "adspec.plan_step": 6, "adspec.estimate": 6, "adspec.graph": 6,
+    "adspec.actions": 6, "adspec.plan_step": 6, "adspec.estimate": 6, "adspec.graph": 6, "adspec.voice": 6,
     # 7 edges
     "adspec.cli": 7, "adspec.ci": 7, "adspec.dodo_support": 7, "adspec.serve": 7, "adspec.mcp_server": 7,
 }

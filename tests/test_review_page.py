@@ -206,7 +206,7 @@ def test_review_page_in_headless_chromium(project: Project, browser: Browser) ->
         assert info["beats"] == ["beat-hook", "beat-cta", "beat-end"]
         assert [src for src, _, _ in info["images"]] == [f"beats/{b}/storyboard.png" for b in ("hook", "cta", "end")]
         assert all((w, h) == (640, 360) for _, w, h in info["images"]), info["images"]
-        assert info["state"] == "built" and info["costRows"] == 5  # 4 phases and the total
+        assert info["state"] == "built" and info["costRows"] == 6  # 5 phases (plan, storyboard, chunks, voice, music) and the total
         for text in ("hook", "end-card", "0–3 s", "Logo on black", "slow push in", "storyboard.png"):
             assert text in info["text"], text
 

@@ -9,7 +9,7 @@ multiply text), so a template cannot escape the sandbox, hang, or blow up memory
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Mapping
@@ -155,6 +155,30 @@ class BeatType:
     image_prompt: str
     motion_prompt: str
     favoured_by: tuple[str, ...]  # styles whose arc plays it early (rank <= 3)
+    #: spoken-line templates, longest first, by tone (a style name, or "default"); none: no voice
+    voiceover: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def lines_for(self, style: str) -> tuple[str, ...]:
+        """The line templates for a style's tone (its own, else the default ones)."""
+        lines = self.voiceover or {}
+        return tuple(lines.get(style) or lines.get("default") or ())
+
+
+@dataclass(frozen=True)
+class VoiceRules:
+    """How a spoken line fits its beat (library data, `voice:` in beats.yaml)."""
+
+    words_per_second: float  # the word budget of a beat: floor(duration * words_per_second)
+    lead_in: float  # seconds of the beat before its line starts
+    tail: float  # seconds kept clear before the next beat
+    max_speedup: float  # a line longer than its beat is sped up at most this much (1.15 = 15 %)
+
+    def budget(self, seconds: float) -> int:
+        return int(seconds * self.words_per_second + 1e-9)
+
+    def room(self, seconds: float) -> float:
+        """Seconds a line may last inside a beat of `seconds`."""
+        return max(0.0, seconds - self.lead_in - self.tail)
 
 
 @dataclass(frozen=True)
@@ -174,6 +198,7 @@ class Library:
     beats: dict[str, BeatType]
     styles: dict[str, Style]
     default_style: str
+    voice: VoiceRules = VoiceRules(2.5, 0.25, 0.15, 1.15)
 
     @property
     def types(self) -> list[str]:
@@ -219,19 +244,30 @@ def parse_library(data: Any) -> Library:
             raise LibraryError(f"beats.{name}.duration: need 1 <= min <= ideal <= max")
         if raw["position"] not in POSITIONS:
             raise LibraryError(f"beats.{name}.position: must be one of {', '.join(POSITIONS)}")
-        for field in ("image_prompt", "motion_prompt"):
+        for prompt in ("image_prompt", "motion_prompt"):
             try:
-                render_template(raw[field], SAMPLE_CONTEXT)
-                render_template(raw[field], {**SAMPLE_CONTEXT, "brand": "", "tagline": "", "setting": "", "n": 1})
+                render_template(raw[prompt], SAMPLE_CONTEXT)
+                render_template(raw[prompt], {**SAMPLE_CONTEXT, "brand": "", "tagline": "", "setting": "", "n": 1})
             except TemplateProblem as e:
-                raise LibraryError(f"beats.{name}.{field}: {e}") from None
+                raise LibraryError(f"beats.{name}.{prompt}: {e}") from None
         favoured = tuple(
             s for s, st in raw_styles.items() if any(t == name and int(r) <= 3 for t, r in st.get("arc", []))
         )
+        voiceover: dict[str, tuple[str, ...]] = {}
+        for tone, lines in (raw.get("voiceover") or {}).items():
+            if tone != "default" and tone not in raw_styles:
+                raise LibraryError(f"beats.{name}.voiceover: unknown tone {tone!r} (a style name or 'default')")
+            for line in lines:
+                try:
+                    render_template(line, SAMPLE_CONTEXT)
+                except TemplateProblem as e:
+                    raise LibraryError(f"beats.{name}.voiceover: {e}") from None
+            voiceover[tone] = tuple(str(x) for x in lines)
         beats[name] = BeatType(
             name=name, purpose=str(raw["purpose"]), min=lo, max=hi, ideal=ideal, position=raw["position"],
             repeatable=bool(raw.get("repeatable", False)), shows_product=bool(raw.get("shows_product", False)),
             image_prompt=raw["image_prompt"], motion_prompt=raw["motion_prompt"], favoured_by=favoured,
+            voiceover=voiceover,
         )
     styles: dict[str, Style] = {}
     for name, raw in raw_styles.items():
@@ -251,7 +287,12 @@ def parse_library(data: Any) -> Library:
     default = data.get("default_style", "cinematic")
     if default not in styles:
         raise LibraryError(f"default_style: unknown style {default!r}")
-    return Library(version=str(data["version"]), beats=beats, styles=styles, default_style=default)
+    rv = data.get("voice") or {}
+    voice = VoiceRules(float(rv.get("words_per_second", 2.5)), float(rv.get("lead_in", 0.25)),
+                       float(rv.get("tail", 0.15)), float(rv.get("max_speedup", 1.15)))
+    if not (0 < voice.words_per_second <= 6 and 0 <= voice.lead_in < 1 and 0 <= voice.tail < 1 and 1 <= voice.max_speedup <= 1.5):
+        raise LibraryError("voice: words_per_second in (0, 6], lead_in and tail in [0, 1), max_speedup in [1, 1.5]")
+    return Library(version=str(data["version"]), beats=beats, styles=styles, default_style=default, voice=voice)
 
 
 @lru_cache(maxsize=1)
@@ -262,7 +303,15 @@ def load_library() -> Library:
 
 LIBRARY_VERSION: str = load_library().version
 
+
+@lru_cache(maxsize=1)
+def library_digest() -> str:
+    """sha256 of the library's data: the offline planner's output is a function of it."""
+    import hashlib
+
+    return hashlib.sha256(resources.files(__name__).joinpath(LIBRARY_FILE).read_bytes()).hexdigest()
+
 __all__ = [
-    "LIBRARY_VERSION", "Library", "BeatType", "Style", "TemplateProblem", "LibraryError",
-    "load_library", "parse_library", "render_template",
+    "LIBRARY_VERSION", "Library", "BeatType", "VoiceRules", "Style", "TemplateProblem", "LibraryError",
+    "load_library", "library_digest", "parse_library", "render_template", "template_variables",
 ]

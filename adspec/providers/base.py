@@ -67,6 +67,19 @@ class MusicRequest:
 
 
 @dataclass(frozen=True)
+class VoiceRequest:
+    """One spoken line: the rendered text, the voice model, the voice and the speed. Nothing
+    about the beat's position or length (fitting the line to its beat is local work)."""
+
+    ad: str
+    beat_id: str
+    text: str
+    model: str  # registry name of a voice model
+    voice: str
+    speed: float
+
+
+@dataclass(frozen=True)
 class PlanRequest:
     """Everything a planner may use. `shaping` is the plan-shaping part of the spec as JSON
     (see adspec.plan_rules.plan_shaping_fields); `clip_lengths` are the video model's allowed lengths."""
@@ -116,6 +129,8 @@ class MediaProvider(Protocol):
     def video_recipe(self, req: VideoRequest) -> Recipe: ...
 
     def music_recipe(self, req: MusicRequest) -> Recipe: ...
+
+    def voice_recipe(self, req: VoiceRequest) -> Recipe: ...
 
     def run(self, recipe: Recipe, job: Job, out: Path) -> RunResult:
         """Produce the artifact of `recipe` at `out` (a temporary path the caller renames)."""

@@ -20,12 +20,12 @@ from ..hashing import sha256_file
 from ..images import open_image
 from ..recipes import FileRef, Recipe
 from ..render import motion
-from .base import ImageRequest, Job, MusicRequest, RunResult, VideoRequest
+from .base import ImageRequest, Job, MusicRequest, RunResult, VideoRequest, VoiceRequest
 
 # The renderers (numpy, Pillow, ffmpeg-python) are imported where they run: a no-op `doit` only
 # builds recipes here, and importing them cost it ~0.1 s (bench/).
 
-_VERSIONS = {"image": 1, "video": 4, "music": 1}  # video 2: 1 s GOP; 3: superfast+mbtree x264; 4: BT.709
+_VERSIONS = {"image": 1, "video": 4, "music": 1, "voice": 1}  # video 2: 1 s GOP; 3: superfast+mbtree x264; 4: BT.709
 UPSCALE = 2  # zoompan crops on whole pixels of its input: a 2x input halves the visible jitter
 PULL_OUT_CANVAS = 1.25  # pull-out shows the frame inside a blurred surround this much larger
 MIN_FPS, MAX_FPS = 16, 30
@@ -115,6 +115,21 @@ class OfflineMedia:
             params={"prompt": req.prompt, "bpm": req.bpm, "seconds": req.seconds, "seed": req.seed},
         )
 
+    def voice_recipe(self, req: VoiceRequest) -> Recipe:
+        """eSpeak NG speaks every voice model's lines offline: the voice is the model's own when
+        it is an eSpeak voice, else one of the same register (see render.speech.espeak_voice)."""
+        from ..registry import load_registry
+        from ..render.speech import espeak_voice
+
+        offline = load_registry().resolve("espeak", "voice")
+        return Recipe(
+            provider=self.name,
+            kind="voice",
+            model=req.model,
+            version=_version("voice"),
+            params={"text": req.text, "voice": espeak_voice(req.voice, offline.voices), "speed": req.speed},
+        )
+
     # ---- rendering -----------------------------------------------------------------------------
 
     def run(self, recipe: Recipe, job: Job, out: Path) -> RunResult:
@@ -134,6 +149,11 @@ class OfflineMedia:
 
             p = recipe.params
             render_music(out, seconds=p["seconds"], bpm=p["bpm"], prompt=p["prompt"], seed=p["seed"])
+        elif recipe.kind == "voice":
+            from ..render.speech import speak_to_wav
+
+            p = recipe.params
+            speak_to_wav(p["text"], out, voice=p["voice"], speed=float(p["speed"]))
         else:
             raise ProviderError(f"offline provider cannot render a {recipe.kind} recipe", retryable=False)
         return RunResult(job_id=None, cost_usd=0.0, meta={"renderer": recipe.version})

@@ -63,6 +63,10 @@ Rules a plan must keep (it is rejected otherwise):
 - The video model renders clips of the listed lengths; a beat longer than a clip is covered by
   several clips and the last one is trimmed. Prefer durations that waste little clip time.
 - music.prompt describes the music bed (genre, instruments, mood); music.bpm fits the style.
+- voiceover is the line spoken during a beat, in the ad's tone (see the style), or null. Write
+  one for every beat whose library type has `spoken: true`, none for the others, and none at all
+  when the spec says "voiceover": false. A line keeps to its beat's word budget: at most
+  floor(duration x WORDS_PER_SECOND) words (the library's `voice_examples` show the register).
 """
 
 
@@ -78,6 +82,8 @@ def _library_json(lib: Any) -> list[dict[str, Any]]:
             "position": b.position, "repeatable": b.repeatable, "shows_product": b.shows_product,
             "image_prompt_template": " ".join(b.image_prompt.split()),
             "motion_prompt_template": " ".join(b.motion_prompt.split()),
+            "spoken": bool(b.voiceover),
+            "voice_examples": list(b.lines_for("default"))[:2],
         })
     return rows
 
@@ -151,8 +157,9 @@ class OpenAIPlanner:
             + json.dumps(_library_json(lib), ensure_ascii=False, indent=1) + "\n</library>\n\n"
             "Return the beat plan as JSON."
         )
+        system = SYSTEM_PROMPT.replace("WORDS_PER_SECOND", f"{lib.voice.words_per_second:g}")
         params = {
-            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
             "response_format": plan_schema(list(lib.beats)),
             "seed": int(req.shaping.get("seed", 0) or 0),
             "temperature": self.temperature,

@@ -57,7 +57,7 @@ from ..registry import (
     shape_input,
     spec_resolution_for,
 )
-from .base import ImageRequest, Job, MusicRequest, RunResult, VideoRequest
+from .base import ImageRequest, Job, MusicRequest, RunResult, VideoRequest, VoiceRequest
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +210,10 @@ class ReplicateMedia:
         values = {"prompt": music_prompt(req), "seconds": seconds, "seed": req.seed, "bpm": req.bpm}
         return self._recipe(entry, values)
 
+    def voice_recipe(self, req: VoiceRequest) -> Recipe:
+        entry = self._entry(req.model, "voice")
+        return self._recipe(entry, {"text": req.text, "voice": req.voice, "speed": req.speed})
+
     # ---- running ----------------------------------------------------------------------------
 
     def run(self, recipe: Recipe, job: Job, out: Path) -> RunResult:
@@ -340,6 +344,7 @@ class _Call:
             native_audio=bool(self._template_value("native_audio")),
             resolution=self._template_value("resolution"),
             predict_time=float(predict_time) if predict_time is not None else None,
+            chars=len(str(self._template_value("text") or "")),
         )
         size = self._download(pred.get("output"), out, str(pid), cost)
         self.meta.update({"prediction_id": pid, "status": status, "predict_time": predict_time, "bytes": size})
@@ -699,7 +704,7 @@ def _check_media(path: Path, kind: str, content_type: str) -> None:
         ok = head.startswith(_MAGIC["image"]) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
     elif kind == "video":
         ok = head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3"
-    elif kind == "music":
+    elif kind in ("music", "voice"):
         ok = head.startswith(_MAGIC["music"]) or (head[:4] == b"RIFF" and head[8:12] == b"WAVE")
     if not ok:
         raise _NotMedia(f"the output does not look like {kind} media")

@@ -39,3 +39,24 @@ def media_provider(settings: Settings) -> MediaProvider:
 
 def plan_provider(settings: Settings) -> PlanProvider:
     return _planner(settings.live_planner)
+
+
+@lru_cache(maxsize=2)
+def _openai_speech() -> object:
+    from .openai_speech import OpenAISpeech
+
+    return OpenAISpeech()
+
+
+def voice_provider(settings: Settings, model: str) -> MediaProvider:
+    """Who speaks a line of `model`: its own provider when that provider's key is set (and the
+    backend is not forced offline), else eSpeak NG offline."""
+    from ..registry import load_registry
+
+    entry = load_registry().resolve(model, "voice")
+    if not settings.offline_forced:
+        if entry.provider == "replicate" and settings.has_replicate_token:
+            return _media(True)
+        if entry.provider == "openai" and settings.has_openai_key:
+            return _openai_speech()  # type: ignore[return-value]
+    return _media(False)

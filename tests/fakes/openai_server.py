@@ -1,4 +1,6 @@
-"""A fake OpenAI API on 127.0.0.1: POST /v1/chat/completions with spec-complete payloads.
+"""A fake OpenAI API on 127.0.0.1: POST /v1/chat/completions with spec-complete payloads, and
+POST /v1/audio/speech (CreateSpeechRequest checked; answers a WAV of speech-like sound about as
+long as the text would be spoken; `speech` lists the bodies, one per request).
 
     with FakeOpenAI() as fake:
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)      # ends in /v1
@@ -76,6 +78,11 @@ def default_plan(body: dict[str, Any]) -> dict[str, Any]:
     return {"music": {"prompt": "upbeat electronic bed", "bpm": 120}, "beats": beats}
 
 
+def speech_seconds(text: str, speed: float = 1.0) -> float:
+    """How long a fake voice speaks `text`: about 15 characters a second, like a real one."""
+    return round(max(0.4, len(text) / 15.0) / max(speed, 0.25), 3)
+
+
 class FakeOpenAI:
     def __init__(self, *, responder: Callable[[dict[str, Any]], dict[str, Any]] = default_plan,
                  usage: tuple[int, int] = (1000, 500), latency: float = 0.0):
@@ -92,6 +99,8 @@ class FakeOpenAI:
         self.answered = 0
         self._rng = random.Random(0)
         self.requests: list[dict[str, Any]] = []
+        self.speech: list[dict[str, Any]] = []  # bodies of POST /v1/audio/speech
+        self.speech_failures: list[int] = []  # statuses the next speech requests answer with, in order
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
         self._n = 0
@@ -183,6 +192,31 @@ class FakeOpenAI:
         }, {}
 
 
+SPEECH_VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
+                 "marin", "cedar"}
+SPEECH_FORMATS = {"mp3", "opus", "aac", "flac", "wav", "pcm"}
+
+
+def speech_errors(body: dict[str, Any]) -> list[str]:
+    """The checks of CreateSpeechRequest (openai-openapi): model, input <= 4096, voice, format, speed."""
+    errors = []
+    for name in ("model", "input", "voice"):
+        if name not in body:
+            errors.append(f"'{name}' is a required property")
+    if not isinstance(body.get("input", ""), str) or len(body.get("input", "")) > 4096:
+        errors.append("input must be a string of at most 4096 characters")
+    if "voice" in body and body["voice"] not in SPEECH_VOICES:
+        errors.append(f"voice {body['voice']!r} is not one of the voices")
+    if body.get("response_format", "mp3") not in SPEECH_FORMATS:
+        errors.append("response_format is not one of " + ", ".join(sorted(SPEECH_FORMATS)))
+    if not 0.25 <= float(body.get("speed", 1.0)) <= 4.0:
+        errors.append("speed must be between 0.25 and 4.0")
+    extra = set(body) - {"model", "input", "voice", "instructions", "response_format", "speed", "stream_format"}
+    if extra:
+        errors.append(f"unknown fields: {', '.join(sorted(extra))}")
+    return errors
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeOpenAI
     protocol_version = "HTTP/1.1"
@@ -204,9 +238,35 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (a timeout test)
             self.close_connection = True
 
+    def _speech(self, raw: bytes) -> None:
+        from .replicate_server import make_media
+
+        if not self.headers.get("Authorization", "").startswith("Bearer "):
+            return self._send(401, {"error": {"message": "Missing bearer", "type": "invalid_request_error", "param": None, "code": None}})
+        body = json.loads(raw or b"{}")
+        with self.fake._lock:
+            self.fake.speech.append(body)
+        with self.fake._lock:
+            failure = self.fake.speech_failures.pop(0) if self.fake.speech_failures else None
+        if failure is not None:
+            kind = "rate_limit_exceeded" if failure == 429 else "server_error"
+            return self._send(failure, {"error": {"message": f"injected {failure}", "type": kind, "param": None, "code": kind}})
+        errors = speech_errors(body)
+        if errors:
+            return self._send(400, {"error": {"message": "; ".join(errors), "type": "invalid_request_error", "param": None, "code": None}})
+        data = make_media("voice", seconds=speech_seconds(body["input"], float(body.get("speed", 1.0))))
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/wav")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-request-id", f"req_speech_{len(self.fake.speech)}")
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_POST(self) -> None:
         n = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n) if n else b""
+        if self.path == "/v1/audio/speech":
+            return self._speech(raw)
         if self.path != "/v1/chat/completions":
             return self._send(404, {"error": {"message": "Not found", "type": "invalid_request_error", "param": None, "code": None}})
         if not self.headers.get("Authorization", "").startswith("Bearer "):

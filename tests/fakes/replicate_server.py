@@ -10,7 +10,8 @@ GET /v1/predictions[?cursor=N] (list, newest first), GET /v1/predictions/{id},
 POST /v1/predictions/{id}/cancel, GET /v1/models/{o}/{n}/versions/{v}, POST /v1/files
 (multipart; answers every field replicate's File model needs), GET /v1/files/{id} (the file
 object, with `checksums.sha256`, as the real API answers), GET /v1/files/{id}/download (its
-bytes), GET /outputs/{name} (output files when output_mode="url").
+bytes), GET /outputs/{name} (output files when output_mode="url"). Models: the registry's images, videos,
+musicgen and the speech model minimax/speech-02-turbo (a WAV as long as the text would be spoken).
 
 `Prefer: wait[=N]` is honoured by answering with a terminal prediction, or with `starting` when
 the latency is longer than the wait, never `processing` with partial output (PROVIDERS §2.3).
@@ -146,6 +147,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "normalization_strategy": _f(S, ["loudness", "clip", "peak", "rms"]), "top_k": _f(I), "top_p": _f(N),
         "temperature": _f(N), "classifier_free_guidance": _f(I), "output_format": _f(S, ["wav", "mp3"]),
         "seed": _f(I)}},
+    "minimax/speech-02-turbo": {"required": ["text"], "output": "single", "kind": "voice", "fields": {
+        "text": _f(S), "voice_id": _f(S), "speed": _f(N, None, 0.5, 2), "volume": _f(N, None, 0, 10),
+        "pitch": _f(I, None, -12, 12), "emotion": _f(S), "english_normalization": _f(B),
+        "sample_rate": _f(I, [8000, 16000, 22050, 24000, 32000, 44100]), "bitrate": _f(I),
+        "channel": _f(S, ["mono", "stereo"]), "language_boost": _f(S), "audio_format": _f(S, ["mp3", "wav", "flac", "pcm"]),
+        "subtitle_enable": _f(B)}},
 }
 VERSIONS = {"671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb": "meta/musicgen"}
 
@@ -215,6 +222,11 @@ def make_media(kind: str, aspect: str = "16:9", seconds: float = 1.0, audio: boo
             if audio:
                 args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}", "-c:a", "aac"]
             args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(out)]
+        elif kind == "voice":  # speech-like: a gliding voiced tone, syllables at 4 Hz, mono 32 kHz
+            out = Path(d) / "o.wav"
+            f0 = 140 + tint % 60
+            expr = f"0.5*sin(2*PI*({f0}*t+8*sin(2*PI*1.5*t)))*(0.55+0.45*sin(2*PI*4*t))"
+            args = ["-f", "lavfi", "-i", f"aevalsrc={expr}:s=32000:d={seconds}", "-ac", "1", str(out)]
         else:
             out = Path(d) / "o.wav"
             args = ["-f", "lavfi", "-i", f"sine=frequency={220 + tint}:sample_rate=32000:duration={seconds}", "-ac", "2", str(out)]
@@ -407,6 +419,11 @@ class FakeReplicate:
                 seconds = float(data.get("duration", 5))
             blob = make_media("video", data.get("aspect_ratio", "16:9"), seconds, audio=bool(data.get("generate_audio")), tint=tint)
             mime, ext = "video/mp4", "mp4"
+        elif kind == "voice":
+            from .openai_server import speech_seconds
+
+            blob = make_media("voice", seconds=speech_seconds(data["text"], float(data.get("speed", 1.0))), tint=tint)
+            mime, ext = "audio/wav", "wav"
         else:
             blob = make_media("music", seconds=float(data.get("duration", 8)), tint=tint)
             mime, ext = "audio/wav", "wav"

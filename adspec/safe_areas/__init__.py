@@ -1,0 +1,68 @@
+"""Safe areas per aspect ratio (data: one yaml file per aspect, e.g. 16x9.yaml).
+
+`title` is where words on screen may go; `captions` is the band captions sit in. Fractions of
+the frame, so one file serves every resolution. Words drawn by code (captions now, supers and
+end cards later) keep inside these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Box:
+    left: int
+    top: int
+    right: int  # exclusive
+    bottom: int  # exclusive
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+
+@dataclass(frozen=True)
+class SafeArea:
+    aspect_ratio: str
+    title: dict[str, float]  # left, right, top, bottom insets
+    captions: dict[str, float]  # bottom, max_width, max_height
+
+    def title_box(self, width: int, height: int) -> Box:
+        t = self.title
+        return Box(round(width * t["left"]), round(height * t["top"]),
+                   width - round(width * t["right"]), height - round(height * t["bottom"]))
+
+    def caption_box(self, width: int, height: int) -> Box:
+        """The band captions are drawn in: centred, inside the title-safe area."""
+        c, title = self.captions, self.title_box(width, height)
+        w = min(round(width * c["max_width"]), title.width)
+        left = max(title.left, (width - w) // 2)
+        right = min(title.right, left + w)
+        bottom = min(title.bottom, height - round(height * c["bottom"]))
+        top = max(title.top, bottom - round(height * c["max_height"]))
+        return Box(left, top, right, bottom)
+
+
+def _file(aspect_ratio: str) -> str:
+    return aspect_ratio.replace(":", "x") + ".yaml"
+
+
+@lru_cache(maxsize=8)
+def safe_area(aspect_ratio: str) -> SafeArea:
+    """The safe area of `aspect_ratio` ("16:9", "9:16", "1:1", "4:5"); KeyError if there is none."""
+    try:
+        text = resources.files(__name__).joinpath(_file(aspect_ratio)).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyError(aspect_ratio) from None
+    data = yaml.safe_load(text)
+    return SafeArea(str(data["aspect_ratio"]), {k: float(v) for k, v in data["title"].items()},
+                    {k: float(v) for k, v in data["captions"].items()})

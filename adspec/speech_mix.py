@@ -1,0 +1,67 @@
+"""What the mix needs from the spoken lines: each voice.wav at its beat's start, the windows the
+music ducks in, the captions (written to captions.srt/.vtt) and their burned-in images.
+
+Local work only: nothing here asks a provider, so changing how captions look re-encodes the
+final and pays nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import captions
+from .media import Overlay
+from .paths import AdPaths
+
+
+@dataclass
+class SpeechParts:
+    voices: list[tuple[Path, float]] = field(default_factory=list)  # (voice.wav, start second)
+    duck: list[tuple[float, float]] = field(default_factory=list)  # seconds the music is ducked in
+    overlays: list[Overlay] = field(default_factory=list)
+    subtitles: Path | None = None
+    cues: list[captions.Cue] = field(default_factory=list)
+
+
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path), "rb") as w:
+        return w.getnframes() / float(w.getframerate())
+
+
+@contextmanager
+def speech_parts(paths: AdPaths) -> Iterator[SpeechParts]:
+    """The parts of an ad's speech, with caption files written and images drawn in a scratch
+    folder that lives as long as the context (the mix reads them)."""
+    import json
+
+    parts = SpeechParts()
+    speech = json.loads(paths.speech.read_text(encoding="utf-8")) if paths.speech.exists() else {"lines": []}
+    seconds = {}
+    for line in speech["lines"]:
+        wav = paths.voice(line["id"])
+        seconds[line["id"]] = wav_seconds(wav)
+        start = float(line["start"]) + float(line["lead_in"])
+        parts.voices.append((wav, start))
+        parts.duck.append((start, start + seconds[line["id"]]))
+    if not parts.voices:
+        for stale in (paths.captions_srt, paths.captions_vtt):
+            stale.unlink(missing_ok=True)
+        yield parts
+        return
+    parts.cues = captions.cues(captions.spoken_lines(speech, seconds))
+    captions.write_captions(parts.cues, paths.captions_srt, paths.captions_vtt)
+    parts.subtitles = paths.captions_srt
+    options = speech.get("captions") or {}
+    with tempfile.TemporaryDirectory(prefix=".captions-", dir=paths.root) as tmp:
+        if options.get("burn", True):
+            from .render.captions import caption_images
+
+            placed = caption_images(parts.cues, Path(tmp), width=speech["width"], height=speech["height"],
+                                    aspect_ratio=speech["aspect_ratio"], palette=speech["palette"], options=options)
+            parts.overlays = [Overlay(p.png, p.x, p.y, p.start, p.end) for p in placed]
+        yield parts
