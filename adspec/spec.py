@@ -175,14 +175,14 @@ class Voice(Strict):
     """Who speaks the lines: a voice of `models.voice` (names from `adspec models`) and a speed."""
 
     name: str | None = Field(None, min_length=1, max_length=100, description="default: the voice model's default voice")
-    speed: float = Field(1.0, ge=0.5, le=2.0)
+    speed: float = Field(1.0, ge=0.5, le=2.0, description="speaking speed, 0.5-2.0 (1.0: the voice's own)")
 
 
 class Captions(Strict):
     """Captions of the spoken lines: always written as captions.srt/.vtt and a soft subtitle
     track; burned into the picture unless `burn: false`. Styling is local: it never pays."""
 
-    burn: bool = True
+    burn: bool = Field(True, description="false: captions only as files and a soft subtitle track, not in the picture")
     font: AssetPath | None = Field(None, description="a .ttf/.otf file relative to the spec (default: the bundled DejaVu Sans Bold)")
     color: Color | None = Field(None, description="text colour (default: the brand's lightest colour)")
     box: bool = Field(True, description="a translucent box behind the text (else an outline)")
@@ -241,9 +241,9 @@ class Spec(Strict):
                                                          + ", ".join(RESERVED_VARS)}})
     seed: int = Field(0, ge=0, le=2**31 - 1, description="passed to every model that takes one")
     native_audio: bool = Field(False, description="use the video model's own audio (if it has any) instead of music")
-    voice: Voice = Field(default_factory=Voice)
+    voice: Voice = Field(default_factory=Voice, description="who speaks the voiceover lines, and how fast")
     voiceover: bool = Field(True, description="false: no spoken lines (the planner writes none, the build speaks none)")
-    captions: Captions = Field(default_factory=Captions)
+    captions: Captions = Field(default_factory=Captions, description="captions of the spoken lines: burned in or not, font, colour")
     music: Music | None = Field(None, description="music for inline beats (default: derived from the style)")
     beats: list[Beat] | None = Field(None, min_length=1, max_length=60, description="inline beats: no planner runs")
     variants: Variants | None = Field(None, description="matrix / include / exclude / named: each variant is an ad <name>@<variant> (see adspec.variants)")
