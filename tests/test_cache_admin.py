@@ -164,7 +164,7 @@ def test_show_and_forget_a_stuck_request(project: Project) -> None:
 
             shown = project.adspec("cache", "show", key[:10])
             assert shown.returncode == 0, shown.stderr
-            assert f"pending: job {job}" in shown.stdout and "claimed" in shown.stdout, shown.stdout
+            assert f"pending: prediction {job} is paid for and pending" in shown.stdout and "claimed" in shown.stdout, shown.stdout
             refused = project.adspec("cache", "forget", key[:10])
             assert refused.returncode == 1 and "claimed by a running build" in refused.stderr, refused.stderr
         finally:
@@ -173,7 +173,7 @@ def test_show_and_forget_a_stuck_request(project: Project) -> None:
 
         info = _cache_json(project, "show", key)
         assert info["pending"]["job_id"] == job and not info["claimed"] and info["entry"] is None
-        assert info["state"].startswith(f"pending: job {job}")
+        assert info["state"].startswith(f"pending: prediction {job} is paid for and pending")
 
         forgot = project.adspec("cache", "forget", key)
         assert forgot.returncode == 0, forgot.stderr
