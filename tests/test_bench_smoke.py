@@ -14,11 +14,11 @@ import pytest
 from conftest import REPO
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(900)
 def test_bench_quick_writes_every_figure(tmp_path: Path) -> None:
     results, docs = tmp_path / "results", tmp_path / "docs"
     proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--results", str(results), "--docs", str(docs)],
-                          cwd=REPO, capture_output=True, text=True, timeout=110)
+                          cwd=REPO, capture_output=True, text=True, timeout=880)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     read = lambda name: json.loads((results / f"{name}.json").read_text())  # noqa: E731
 
