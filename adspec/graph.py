@@ -129,7 +129,7 @@ def plan_task(ad: str, spec_path: Path, build_dir: Path) -> Task:
                            f"build/{paths.root.name}/plan.json was written", plan_step.plan_is_current, ad, str(spec_path))],
         "task_dep": ["budget"],
         # `doit auto` (the doit-auto1 plug-in) also rebuilds when a beat file is edited
-        "watch": [str(p) for p in beat_files_of(spec_path) if p.exists()],
+        "watch": [str(p) for p in beat_files_of(spec_path) if _is_file(p)],
         "verbosity": 1,
     }, "plan", ad)
 
@@ -316,6 +316,15 @@ def _dry_plans(ad: str, spec_path: str) -> AdPlan:
     if (ad, spec_path) not in _dry:
         _dry[(ad, spec_path)] = plan_step.dry_plan(ad, Path(spec_path)).plan
     return _dry[(ad, spec_path)]
+
+
+def _is_file(path: Path) -> bool:
+    """Whether `path` exists as a file; a name the filesystem refuses (too long) is not one: its
+    ad fails in its plan step with one line, not in doit's task loading with a traceback."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _build_dir() -> Path:
