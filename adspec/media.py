@@ -86,10 +86,18 @@ def _bitrate_table() -> list[tuple[int, int]]:
     return sorted((int(k), int(v)) for k, v in data["kbps_by_short_side"].items())
 
 
+#: x264 on one thread: bitrate with a VBV cap (`maxrate`) is not repeatable under x264's frame
+#: or slice threads (the rate control reads other threads' progress: measured, 4 encodes of one
+#: input gave 3 different files), so a rebuild, another runner or another core count would make
+#: other bytes. One thread each costs little here: many clips encode at once, on every core.
+_X264_THREADS = "threads=1"
+
+
 def video_encoder_args(fps: float, size: tuple[int, int] | None = None) -> dict[str, Any]:
     """The x264 settings for every video we encode (ffmpeg-python output kwargs). With the
     frame `size`, the bitrate of `video_kbps` (average; peaks up to twice it), so a platform
     takes the ad at the quality it asks for; without it (or ADSPEC_VIDEO_KBPS=crf), CRF 20.
+    Deterministic: the same input gives the same bytes (see `_X264_THREADS`).
 
     `superfast` with veryfast's rate control put back (mbtree over a 10-frame lookahead): a
     quarter less CPU than `veryfast` for the same SSIM (0.994 on a 720p camera move, bench/) and
@@ -102,7 +110,7 @@ def video_encoder_args(fps: float, size: tuple[int, int] | None = None) -> dict[
     return {
         "c:v": "libx264",
         "preset": "superfast",
-        "x264-params": "mbtree=1:rc-lookahead=10",
+        "x264-params": f"mbtree=1:rc-lookahead=10:{_X264_THREADS}",
         **rate,
         "profile:v": "high",
         "pix_fmt": PIX_FMT,

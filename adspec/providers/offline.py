@@ -25,7 +25,7 @@ from .base import ImageRequest, Job, MusicRequest, RunResult, VideoRequest, Voic
 # The renderers (numpy, Pillow, ffmpeg-python) are imported where they run: a no-op `doit` only
 # builds recipes here, and importing them cost it ~0.1 s (bench/).
 
-_VERSIONS = {"image": 1, "video": 4, "music": 1, "voice": 1}  # video 2: 1 s GOP; 3: superfast+mbtree x264; 4: BT.709
+_VERSIONS = {"image": 1, "video": 5, "music": 1, "voice": 2}  # video 2: 1 s GOP; 3: superfast+mbtree x264; 4: BT.709; 5: repeatable x264 threads. voice 2: one eSpeak process per line
 UPSCALE = 2  # zoompan crops on whole pixels of its input: a 2x input halves the visible jitter
 PULL_OUT_CANVAS = 1.25  # pull-out shows the frame inside a blurred surround this much larger
 MIN_FPS, MAX_FPS = 16, 30

@@ -1,19 +1,26 @@
 """Offline speech: eSpeak NG, from the library and voice data that the `espeakng-loader` wheel
 ships (pip alone installs it: no system package), called through ctypes.
 
-Real, intelligible synthesised speech, free. (Its voice variants add a little random flutter,
-so two renders of a line differ in their samples, not in length or words: the request cache
-keeps the first.) eSpeak NG keeps global state, so calls are serialised by one lock.
+Real, intelligible synthesised speech, free. eSpeak NG keeps process-wide state (its voice
+variants' flutter and noise advance with every call and survive espeak_Terminate), so a line
+spoken after another differs in its samples from the same line spoken first. Each line is
+therefore spoken by a fresh child process (`python -m adspec.render.speech`, ~0.1 s): the WAV is a
+function of (text, voice, speed) alone, bit for bit, on any runner and in any build order, like
+every other offline render.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
+import subprocess
+import sys
 import threading
 import wave
 from pathlib import Path
 
 from ..errors import MediaError
+from ..redact import child_env
 
 #: words per minute at speed 1.0 (eSpeak's default is 175; a little slower reads as a voiceover)
 BASE_RATE = 165
@@ -37,7 +44,7 @@ def espeak_voice(name: str, offline_voices: tuple[str, ...] = ()) -> str:
     if name in offline_voices:
         return name
     low = name.lower()
-    return "en-us+f3" if any(w in low for w in _FEMININE) else "en-us+m3"
+    return "en-us+f4" if any(w in low for w in _FEMININE) else "en-us+m3"
 
 
 def _load() -> tuple[ctypes.CDLL, int]:
@@ -80,8 +87,15 @@ def synthesize(text: str, voice: str, speed: float) -> tuple[bytes, int]:
 
 
 def speak_to_wav(text: str, out: str | Path, *, voice: str, speed: float) -> Path:
-    """Write `text` spoken as a mono 16-bit WAV at `out`."""
-    pcm, rate = synthesize(text, voice, speed)
+    """Write `text` spoken as a mono 16-bit WAV at `out`, by a fresh eSpeak NG (a child process),
+    so the samples depend on the line alone."""
+    job = json.dumps({"text": text, "voice": voice, "speed": speed})
+    done = subprocess.run([sys.executable, "-m", __name__], input=job.encode(), capture_output=True,
+                          env=child_env(), timeout=120, check=False)
+    if done.returncode != 0:
+        why = done.stderr.decode(errors="replace").strip().splitlines()
+        raise MediaError(f"offline voice: {why[-1] if why else 'eSpeak NG failed'}")
+    rate, pcm = int.from_bytes(done.stdout[:4], "little"), done.stdout[4:]
     if not pcm:
         raise MediaError(f"offline voice: no audio for {text!r}")
     out = Path(out)
@@ -91,3 +105,19 @@ def speak_to_wav(text: str, out: str | Path, *, voice: str, speed: float) -> Pat
         w.setframerate(rate)
         w.writeframes(pcm)
     return out
+
+
+def _child() -> int:
+    """The child's side: one line from stdin (JSON) -> 4-byte rate + samples on stdout."""
+    job = json.loads(sys.stdin.buffer.read())
+    try:
+        pcm, rate = synthesize(job["text"], job["voice"], float(job["speed"]))
+    except MediaError as e:
+        print(e, file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(rate.to_bytes(4, "little") + pcm)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child())
