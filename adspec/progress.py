@@ -93,6 +93,7 @@ class AdspecReporter:
         self.started = time.time()
         self.run_id = run_id()
         self._live: Any = None  # rich.live.Live while the live display runs
+        self._last_table: Any = None  # the last table drawn (see _render)
         self._console: Any = None  # its rich.console.Console
         _reporter = self
 
@@ -119,35 +120,50 @@ class AdspecReporter:
         self._live.start()
 
     def _render(self) -> Any:
+        from rich.text import Text
+
+        # rich's refresh thread calls this holding the display's lock, while a reporter thread may
+        # hold self.lock and wait for the display's lock to print: never wait here (a lock-order
+        # deadlock, seen as a hung build), draw the last table instead and catch up next refresh
+        if not self.lock.acquire(timeout=0.05):
+            return self._last_table if self._last_table is not None else Text("")
+        try:
+            table = self._table()
+        finally:
+            self.lock.release()
+        self._last_table = table
+        return table
+
+    def _table(self) -> Any:
+        """The live table of every touched ad (self.lock held)."""
         from rich.progress_bar import ProgressBar
         from rich.table import Table
         from rich.text import Text
 
         table = Table.grid(padding=(0, 1))
-        with self.lock:
-            ads = [s for s in self.ads.values() if s.touched]
-            for s in ads:
-                total, done = len(s.names), len(s.done & s.names)
-                chunks = s.chunk_names()
-                chunk_done = len([n for n in chunks if n in s.done])
-                waits = []
-                for task, start in sorted(s.running.items(), key=lambda kv: kv[1]):
-                    st = s.waits.get(task)
-                    kind, _, sub = task.partition(":")
-                    sub = sub.partition("/")[2]
-                    what = f"{kind} {sub}".strip()
-                    if st:
-                        waits.append(f"{what} {st[0]} {int(time.time() - start)}s")
-                    elif time.time() - start >= 2:
-                        waits.append(f"{what} {int(time.time() - start)}s")
-                state = Text("failed", style="red") if s.failed else (
-                    Text("done", style="green") if s.phase == "done" else Text(s.phase))
-                table.add_row(
-                    Text(s.ad, style="bold"), ProgressBar(total=max(total, 1), completed=done, width=28),
-                    f"{done}/{total}", state,
-                    f"chunk {chunk_done}/{len(chunks)}" if chunks else "",
-                    fmt_usd(sum(s.paid.values())), "; ".join(waits[:3]),
-                )
+        ads = [s for s in self.ads.values() if s.touched]
+        for s in ads:
+            total, done = len(s.names), len(s.done & s.names)
+            chunks = s.chunk_names()
+            chunk_done = len([n for n in chunks if n in s.done])
+            waits = []
+            for task, start in sorted(s.running.items(), key=lambda kv: kv[1]):
+                st = s.waits.get(task)
+                kind, _, sub = task.partition(":")
+                sub = sub.partition("/")[2]
+                what = f"{kind} {sub}".strip()
+                if st:
+                    waits.append(f"{what} {st[0]} {int(time.time() - start)}s")
+                elif time.time() - start >= 2:
+                    waits.append(f"{what} {int(time.time() - start)}s")
+            state = Text("failed", style="red") if s.failed else (
+                Text("done", style="green") if s.phase == "done" else Text(s.phase))
+            table.add_row(
+                Text(s.ad, style="bold"), ProgressBar(total=max(total, 1), completed=done, width=28),
+                f"{done}/{total}", state,
+                f"chunk {chunk_done}/{len(chunks)}" if chunks else "",
+                fmt_usd(sum(s.paid.values())), "; ".join(waits[:3]),
+            )
         return table
 
     # ---- bookkeeping ------------------------------------------------------------------------------
