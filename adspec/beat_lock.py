@@ -2,7 +2,8 @@
 
 The beat file records `planned_from.spec_sha256`, the hash of the spec fields that shape the plan,
 and `planned_from.content_sha256`, the hash of the music and beats as planned. Comparing them with
-the spec and the file's current content gives the five cases of `decide`.
+the spec and the file's current content gives the cases of `decide`: a beat file written or edited by hand
+stands while it fits its spec, and is never planned over.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from .errors import LockError
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
 from .library import LIBRARY_VERSION
-from .loader import parse_beat_file_text
+from .loader import beat_file_errors_text, parse_beat_file_text
 from .plan_rules import fit_clips, plan_shaping_fields
 from .spec import Beat, BeatFile, BeatPlan, Music, PlannedFrom, Spec
 
 __all__ = [
     "Decision", "spec_sha256", "content_sha256", "decide", "is_hand_edited", "recheck", "text_sha256",
-    "planned_from_for", "render_beat_file", "write_beat_file", "SCHEMA_COMMENT_BEATS",
+    "planned_from_for", "render_beat_file", "write_beat_file", "SCHEMA_COMMENT_BEATS", "record_for", "with_record",
+    "HAND_WRITTEN",
 ]
 
 SCHEMA_COMMENT_BEATS = "# yaml-language-server: $schema=../schema/beats.schema.json"
+HAND_WRITTEN = "hand"  # `planned_from.planner` of a beat file no planner wrote
 
 
 class Decision(enum.Enum):
@@ -75,8 +78,9 @@ def decide(
 
     inline `beats:` -> INLINE; `force` -> PLAN; no beat file -> PLAN; spec's shaping hash
     unchanged -> KEEP (never replan: edits are the user's); changed and the beat file untouched
-    since planning -> PLAN; changed and edited by hand (or hand-written) -> LockError.
-    A beat file that does not parse raises its SpecError."""
+    since planning -> PLAN; hand-written (no record) or edited by hand since planning -> KEEP
+    while it fits the spec (durations, prompts, lines), else its SpecError (hand-written) or
+    LockError (edited). A beat file that does not parse raises its SpecError."""
     if spec.beats is not None:
         return Decision.INLINE
     if force or beat_file_text is None:
@@ -86,16 +90,33 @@ def decide(
     pf = beat_file.planned_from
     if pf is not None and pf.spec_sha256 == spec_sha:
         return Decision.KEEP
-    if not is_hand_edited(beat_file):
+    if pf is not None and not is_hand_edited(beat_file):
         return Decision.PLAN
+    # written or edited by hand: it stands while it fits the spec (never replanned over)
+    _, misfits = beat_file_errors_text(beat_file_text, shown_beats, spec)
+    if not misfits:
+        return Decision.KEEP
+    if pf is None:  # a hand-written file that does not fit its spec: its own error, with its line
+        raise misfits[0]
     shown_spec = str(spec_path) if spec_path is not None else "the spec"
     name = Path(spec_path).stem if spec_path is not None else "NAME"
-    how = "was written by hand" if pf is None else "was edited by hand since it was planned"
     raise LockError(
-        f"{shown_spec} changed in fields that shape the plan, but {shown_beats} {how}; "
-        f"not replanning over your edits: run `adspec plan --force {name}` to replan (discarding them), "
-        f"or undo the spec change"
+        f"{shown_spec} changed in fields that shape the plan, and {shown_beats} (edited by hand since it was "
+        f"planned) no longer fits it ({misfits[0].one_line()}); not replanning over your edits: fix the beat "
+        f"file, or run `adspec plan --force {name}` to replan (discarding them), or undo the spec change"
     )
+
+
+def record_for(beat_file: BeatFile, spec_sha: str) -> PlannedFrom | None:
+    """The lock's record a kept beat file should carry for the spec hashed `spec_sha` (None: it
+    carries it already). A hand-written file gets one without `content_sha256`, so it counts as
+    hand-written for ever; an edited one keeps the hash of what was planned (still an edit)."""
+    pf = beat_file.planned_from
+    if pf is not None and pf.spec_sha256 == spec_sha:
+        return None
+    if pf is None:
+        return PlannedFrom(spec_sha256=spec_sha, planner=HAND_WRITTEN, library=LIBRARY_VERSION)
+    return pf.model_copy(update={"spec_sha256": spec_sha})
 
 
 def text_sha256(text: str | None) -> str | None:
@@ -207,3 +228,57 @@ def write_beat_file(path: str | Path, text: str) -> None:
 
     write_text_atomic(path, text)
 
+
+
+def _record_lines(record: PlannedFrom) -> list[str]:
+    pf = {"spec_sha256": record.spec_sha256, "planner": record.planner, "library": record.library}
+    if record.content_sha256 is not None:
+        pf["content_sha256"] = record.content_sha256
+    return _dump({"planned_from": pf}).splitlines(keepends=True)
+
+
+def _last_line(node: yaml.Node) -> int:
+    """The last line (0-based) holding `node`'s own text (comments after it are not its)."""
+    if isinstance(node, yaml.MappingNode):
+        return max([_last_line(v) for kv in node.value for v in kv] or [node.start_mark.line])
+    if isinstance(node, yaml.SequenceNode):
+        return max([_last_line(v) for v in node.value] or [node.start_mark.line])
+    end = node.end_mark
+    return end.line - 1 if end.column == 0 and end.line > node.start_mark.line else end.line
+
+
+def with_record(text: str, record: PlannedFrom) -> str | None:
+    """The beat file `text` with its `planned_from` record replaced by `record` (or inserted after
+    `version:`, else before the first field), every other line kept as written: comments, order,
+    quoting. None when that cannot be done line by line (a flow-style file, say)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(root, yaml.MappingNode) or root.flow_style or not root.value:
+        return None
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    new = _record_lines(record)
+    keys = {k.value: (k, v) for k, v in root.value if isinstance(k, yaml.ScalarNode)}
+    if any(k.start_mark.column != 0 for k, _ in root.value):
+        return None
+    if "planned_from" in keys:
+        key, value = keys["planned_from"]
+        start, end = key.start_mark.line, _last_line(value)
+        out = lines[:start] + new + lines[end + 1:]
+    elif "version" in keys:
+        at = _last_line(keys["version"][1]) + 1
+        out = lines[:at] + new + lines[at:]
+    else:
+        at = root.value[0][0].start_mark.line
+        out = lines[:at] + new + lines[at:]
+    result = "".join(out)
+    try:  # the same beat file, with the new record: else nothing is written
+        before, after = parse_beat_file_text(text, "beat file"), parse_beat_file_text(result, "beat file")
+    except Exception:
+        return None
+    if after.planned_from != record or after.model_dump(exclude={"planned_from"}) != before.model_dump(exclude={"planned_from"}):
+        return None
+    return result

@@ -5,7 +5,7 @@ The tree:
     AdspecError                  anything adspec reports as one line, without a traceback
     ├── SpecError                a spec or beat file is invalid: file, line, field
     │   └── LibraryError         the beat library's own data (adspec.library)
-    ├── LockError                the beat file was edited by hand and the spec changed
+    ├── LockError                the spec changed and the hand-edited beat file no longer fits it
     ├── MediaError               ffmpeg failed, or an artifact is not the media it claims to be
     ├── ProviderError            a provider call failed (retryable / resumable)
     │   └── BadOutputError       a paid prediction served a file that is not media
@@ -50,7 +50,7 @@ class SpecError(AdspecError):
 
 
 class LockError(AdspecError):
-    """The beat file was edited by hand and the spec changed since planning."""
+    """The spec changed since planning and the beat file, edited by hand, no longer fits it."""
 
 
 class MediaError(AdspecError):

@@ -390,8 +390,24 @@ def render_creator(ad: str, build_dir: Path, *, delayed: bool = True,
 
     creator.__doc__ = f"render {ad}"
     if delayed:
-        creator = create_after(executed=task_name("plan", ad), creates=render_task_names(ad, load_plan(paths)))(creator)
+        upcoming = upcoming_plan(ad, spec_path, paths)
+        creator = create_after(executed=task_name("plan", ad), creates=render_task_names(ad, upcoming))(creator)
     return creator
+
+
+def upcoming_plan(ad: str, spec_path: Path | None, paths: AdPaths) -> AdPlan | None:
+    """The plan whose tasks a run will create, known before the plan runs: plan.json while it
+    is current, else the plan the plan step would make now from the spec and the beat file as
+    they are (in memory, no planner called). Naming the tasks of a stale plan.json would leave
+    doit a stand-in for each beat since removed from the beat file, and asking for one of those
+    runs the creator again ("Two different tasks can't have a common target")."""
+    if spec_path is None or plan_step.plan_is_current(ad, str(spec_path)):
+        return load_plan(paths)
+    try:
+        dry = plan_step.dry_plan(ad, Path(spec_path))
+    except (AdspecError, OSError, ValueError):
+        return None  # the plan step will say what is wrong; only the fixed names until then
+    return None if dry.stand_in else dry.plan  # a live planner's beats are not known before it answers
 
 
 def kind_groups(ads: list[str], build_dir: Path, *, running: bool) -> Iterator[Task]:

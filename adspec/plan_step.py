@@ -21,8 +21,10 @@ from .beat_lock import (
     decide,
     planned_from_for,
     recheck,
+    record_for,
     render_beat_file,
     text_sha256,
+    with_record,
     write_beat_file,
 )
 from .cache import Fetched
@@ -45,6 +47,7 @@ from .registry import load_registry
 from .spec import (
     BeatFile,
     BeatPlan,
+    PlannedFrom,
     Spec,
     default_music,
     render_beat_prompts,
@@ -67,6 +70,7 @@ class PlanStep:
     recipe: Recipe | None = None  # the planner request, when decision is PLAN
     seen_sha256: str | None = None  # the beat file's content hash when the lock decided (None: absent)
     force: bool = False
+    record: PlannedFrom | None = None  # KEEP: the lock's record the beat file should carry now (None: it does)
 
 
 def decide_step(spec_path: Path, *, force: bool = False, ad: str | None = None) -> PlanStep:
@@ -85,6 +89,8 @@ def decide_step(spec_path: Path, *, force: bool = False, ad: str | None = None) 
     text = read_file(beats_path).decode("utf-8") if path_exists(beats_path) else None
     decision = Decision.PLAN if force else decide(spec, spec_sha, text, spec_path=spec_path, beats_path=beats_path)
     step = PlanStep(spec, decision, beats_path, spec_sha, shaping, seen_sha256=text_sha256(text), force=force)
+    if decision is Decision.KEEP and text is not None:  # kept by hand: its record follows the spec
+        step.record = record_for(parse_beat_file_text(text, str(beats_path)), spec_sha)
     if decision is Decision.PLAN:
         video = registry.resolve(spec.models.video, "video")
         request = PlanRequest(ad=resolved.base, shaping=shaping, clip_lengths=video.clip_lengths,
@@ -134,7 +140,22 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
             write_beat_file(step.beats_path, text)
         if fetched_out is not None:
             fetched_out.append((recipe, fetched))
+    elif step.record is not None:
+        refresh_record(step)
     return spec, load_beat_file(step.beats_path)
+
+
+def refresh_record(step: PlanStep) -> None:
+    """Write the lock's record into a beat file kept by hand, changing no other line (comments,
+    order and quoting are the user's). Only when the file is still what the lock decided on: an
+    edit made meanwhile wins, and the next run records it."""
+    assert step.record is not None
+    current = read_file(step.beats_path).decode("utf-8") if path_exists(step.beats_path) else None
+    if current is None or text_sha256(current) != step.seen_sha256:
+        return
+    updated = with_record(current, step.record)
+    if updated is not None and updated != current:
+        write_beat_file(step.beats_path, updated)
 
 
 @dataclass

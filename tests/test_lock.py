@@ -97,30 +97,52 @@ def test_changed_spec_untouched_beat_file_replans(tmp_path: Path) -> None:
     assert decide_for(spec_path) is Decision.KEEP
 
 
-def test_changed_spec_hand_edited_beat_file_stops(tmp_path: Path) -> None:
+def test_changed_spec_hand_edited_beat_file_that_still_fits_is_kept(tmp_path: Path) -> None:
     spec_path = project(tmp_path)
     text = plan_into(spec_path)
     beats = beat_file_path(spec_path)
     beats.write_text(text.replace("slow macro slide along the detail", "a slow orbit of the sole"))
     spec_path.write_text(SPEC.replace("style: energetic", "style: calm"))
+    assert decide_for(spec_path) is Decision.KEEP  # the edit is the user's, and it fits the spec
+    assert beats.read_text().count("a slow orbit of the sole") == 1
+
+
+def test_changed_spec_hand_edited_beat_file_that_no_longer_fits_stops(tmp_path: Path) -> None:
+    spec_path = project(tmp_path)
+    text = plan_into(spec_path)
+    beats = beat_file_path(spec_path)
+    beats.write_text(text.replace("slow macro slide along the detail", "a slow orbit of the sole"))
+    spec_path.write_text(SPEC.replace("duration: 30", "duration: 20"))  # the beats still last 30 s
     with pytest.raises(LockError) as info:
         decide_for(spec_path)
     msg = info.value.one_line()
     assert str(spec_path) in msg and str(beats) in msg and "adspec plan --force trail" in msg
+    assert "no longer fits" in msg and "20 s" in msg
     assert "\n" not in str(info.value)
     assert beats.read_text().count("a slow orbit of the sole") == 1  # nothing overwritten
     spec = load_spec(spec_path)
     assert decide(spec, spec_sha256(spec, REG), beats.read_text(), force=True) is Decision.PLAN
 
 
-def test_hand_written_beat_file_counts_as_edited(tmp_path: Path) -> None:
+def test_hand_written_beat_file_is_kept_while_it_fits(tmp_path: Path) -> None:
+    from adspec.beat_lock import HAND_WRITTEN, record_for, with_record
+
     spec_path = project(tmp_path)
-    beat_file_path(spec_path).write_text(
-        "version: 1\nmusic: {prompt: x, bpm: 90}\nbeats:\n"
-        "  - {id: hook, type: hook, duration: 4, image_prompt: a, motion_prompt: b}\n"
-        "  - {id: cta, type: cta, duration: 26, image_prompt: a, motion_prompt: b}\n")
-    spec_path.write_text(SPEC.replace("seed: 7", "seed: 8"))  # a non-shaping change: still fine
-    with pytest.raises(LockError, match="written by hand"):
+    hand = ("# mine\nversion: 1\nmusic: {prompt: x, bpm: 90}  # the bed\nbeats:\n"
+            "  - {id: hook, type: hook, duration: 4, image_prompt: a, motion_prompt: b}\n"
+            "  - {id: cta, type: cta, duration: 26, image_prompt: a, motion_prompt: b}\n")
+    beat_file_path(spec_path).write_text(hand)
+    spec_path.write_text(SPEC.replace("seed: 7", "seed: 8"))
+    assert decide_for(spec_path) is Decision.KEEP
+    spec = load_spec(spec_path)
+    record = record_for(parse_beat_file_text(hand, "b"), spec_sha256(spec, REG))
+    assert record is not None and record.planner == HAND_WRITTEN and record.content_sha256 is None
+    recorded = with_record(hand, record)
+    assert recorded is not None and recorded.replace(
+        f"planned_from:\n  spec_sha256: {record.spec_sha256}\n  planner: hand\n  library: '1'\n", "") == hand
+    assert is_hand_edited(parse_beat_file_text(recorded, "b"))  # never mistaken for a planner's file
+    spec_path.write_text(SPEC.replace("duration: 30", "duration: 20"))  # no longer fits: its own error
+    with pytest.raises(SpecError, match="30 s in total"):
         decide_for(spec_path)
 
 
@@ -313,8 +335,8 @@ def test_recheck_rules(tmp_path: Path) -> None:
     assert edited != old_text
     with pytest.raises(LockError, match="edited by hand.*your file is kept"):
         recheck(spec, sha, seen, edited, **kw)
-    with pytest.raises(LockError, match="written by hand"):  # there was none; one was written by hand
-        recheck(spec, sha, None, "version: 1\nmusic: {prompt: x, bpm: 90}\nbeats:\n"
-                "  - {id: hook, type: hook, duration: 20, image_prompt: a, motion_prompt: b}\n", **kw)
+    # there was none; one that fits was written by hand meanwhile: kept, not written over
+    assert recheck(spec, sha, None, "version: 1\nmusic: {prompt: x, bpm: 90}\nbeats:\n"
+                   "  - {id: hook, type: hook, duration: 20, image_prompt: a, motion_prompt: b}\n", **kw) is False
     with pytest.raises(LockError, match="your file is kept"):
         recheck(spec, sha, seen, edited, force=True, **kw)
