@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from .status import now_iso, status_path, update_status
+from .status import as_cleaned, now_iso, status_path, update_status
 
 
 def remove_files(paths: Iterable[str], dryrun: bool = False) -> None:
@@ -29,8 +29,8 @@ def mark_cleaned(build_dir: str, ad: str, dryrun: bool = False) -> None:
         return
 
     def change(d: dict[str, Any]) -> None:
-        d.update(state="cleaned", phase="cleaned", progress_pct=0.0, running={}, final=None, review=None,
-                 artifacts={}, cleaned_at=now_iso())
+        as_cleaned(d)
+        d["cleaned_at"] = now_iso()
         d.pop("pid", None)
 
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -275,13 +276,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_CLOSED_PIPE = 128 + 13  # as a program killed by SIGPIPE (`cat big | head`)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `adspec` command; the reader of its output leaving early (`adspec schema | head`)
+    ends it quietly, as it ends `cat`: no traceback, the exit status of a SIGPIPE."""
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # a closed pipe shows here for output still buffered
+        return code
+    except BrokenPipeError:
+        # nothing more can be said to this reader; keep Python's exit-time flush from trying again
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_CLOSED_PIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except BrokenPipeError:
+        raise  # see main
     except Exception as e:  # the one line of adspec.errors.error_line; a bug keeps its traceback
         line = error_line(e)
         if line is None:

@@ -397,12 +397,13 @@ def render_creator(ad: str, build_dir: Path, *, delayed: bool = True,
 
 def upcoming_plan(ad: str, spec_path: Path | None, paths: AdPaths) -> AdPlan | None:
     """The plan whose tasks a run will create, known before the plan runs: plan.json while it
-    is current, else the plan the plan step would make now from the spec and the beat file as
+    is current (or absent), else the plan the plan step would make now from the spec and the beat file as
     they are (in memory, no planner called). Naming the tasks of a stale plan.json would leave
     doit a stand-in for each beat since removed from the beat file, and asking for one of those
     runs the creator again ("Two different tasks can't have a common target")."""
-    if spec_path is None or plan_step.plan_is_current(ad, str(spec_path)):
-        return load_plan(paths)
+    on_disk = load_plan(paths)
+    if on_disk is None or spec_path is None or plan_step.plan_is_current(ad, str(spec_path)):
+        return on_disk  # before the first plan: only the tasks of fixed names, as always
     try:
         dry = plan_step.dry_plan(ad, Path(spec_path))
     except (AdspecError, OSError, ValueError):

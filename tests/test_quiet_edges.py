@@ -1,0 +1,55 @@
+"""Issue 15, point 8: quiet edges. A reader that leaves early (`adspec schema | head`) ends the
+command without a traceback; `adspec status` after `doit clean` does not say "done"."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import Project, small_spec
+
+
+@pytest.mark.parametrize("args", [("schema",), ("estimate", "--json"), ("status", "--json"), ("models", "--json"),
+                                  ("models",)])
+def test_a_closed_pipe_ends_quietly(project: Project, args: tuple[str, ...]) -> None:
+    project.write_spec("zip", small_spec())
+    project.build.mkdir()
+    (project.build / "zip").mkdir()
+    (project.build / "zip" / "status.json").write_text(json.dumps({"ad": "zip", "state": "failed", "pad": "x" * 100_000}))
+    # the reader is gone before adspec writes a byte: what `| head` does to the rest of the output
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "adspec.cli", *args], cwd=project.root, env=project.run_env(),
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr
+    assert proc.returncode != 0  # it could not say everything: not a success, as with `cat`
+
+
+def test_status_after_doit_clean_is_not_done(project: Project) -> None:
+    project.write_spec("zip", small_spec())
+    project.doit()
+    done = json.loads(project.adspec("status", "--json", check=True).stdout)
+    assert [s["state"] for s in done] == ["done"]
+    project.doit("clean")
+    assert not (project.build / "zip" / "final.mp4").exists()
+    out = project.adspec("status", "--json")
+    [status] = json.loads(out.stdout)
+    assert status["state"] == "cleaned" and status["final"] is None
+    assert status["tasks"]["done"] == 0 and status["progress_pct"] == 0  # nothing built is left to count
+    table = project.adspec("status").stdout
+    assert "cleaned" in table and " done " not in table and "100%" not in table
+
+
+def test_status_of_a_final_removed_by_hand_is_not_done(project: Project) -> None:
+    project.write_spec("zip", small_spec())
+    project.doit()
+    (project.build / "zip" / "final.mp4").unlink()
+    [status] = json.loads(project.adspec("status", "--json").stdout)
+    assert status["state"] != "done" and status["final"] is None
