@@ -141,6 +141,8 @@ def list_ads(specs_dir: str | Path) -> tuple[list[tuple[str, Path]], dict[str, l
             ads.append((base, path))
     seen: dict[str, Path] = {}
     for ad, path in ads:  # only a spec file whose (invalid) name holds '@' can collide with a variant
+        if ad in seen and ad == ad_name(seen[ad]) == ad_name(path) and seen[ad] != path:
+            raise SpecError(path, None, None, f"{seen[ad].name} and {path.name} are both the ad '{ad}'; keep one of them")
         if ad in seen:
             first, second = sorted([seen[ad], path], key=lambda p: SEPARATOR in p.stem)
             raise SpecError(second, None, None, f"ad name '{ad}' collides with the variant {ad} of {first}; "

@@ -69,6 +69,19 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from .project import init_project
+
+    root = Path(args.dir)
+    made = init_project(root)
+    for path, written in made:
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        print(f"{'wrote' if written else 'kept '} {shown}")
+    where = "" if root.resolve() == Path.cwd().resolve() else f"cd {args.dir} && "
+    print(f"next: {where}doit   (builds build/<ad>/final.mp4 for every spec in specs/; offline without API keys)")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .registry import models_table
 
@@ -204,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("init", help="make a working adspec project in DIR (default: here): dodo.py, specs/ with an "
+                                    "example, schema/, .gitignore; keeps any file already there")
+    p.add_argument("dir", nargs="?", default=".", metavar="DIR")
+    p.set_defaults(func=cmd_init)
+
     p = sub.add_parser("validate", help="check specs and beat files (file:line: field: message)")
     p.add_argument("paths", nargs="*", help="spec or beat files, or folders (default: specs/)")
     p.set_defaults(func=cmd_validate)
@@ -276,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NEEDS_PROJECT = ("validate", "plan", "estimate", "build")  # commands that read specs/
 EXIT_CLOSED_PIPE = 128 + 13  # as a program killed by SIGPIPE (`cat big | head`)
 
 
@@ -301,6 +320,12 @@ def _run(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     func: Callable[[argparse.Namespace], int] = args.func
+    if args.command in NEEDS_PROJECT and not (args.command == "validate" and args.paths):
+        specs = load_settings().specs_dir
+        if not specs.is_dir():
+            print(f"adspec: no adspec project here: no {specs.name}/ folder in {Path.cwd()} or above; run "
+                  "`adspec init` to make one, cd into one, or set ADSPEC_SPECS", file=sys.stderr)
+            return EXIT_ERROR
     try:
         return func(args)
     except BrokenPipeError:

@@ -41,10 +41,26 @@ class Settings:
         return self.has_replicate_token and not self.offline_forced
 
 
+PROJECT_MARKERS = ("dodo.py", "specs")  # what makes a folder an adspec project's root
+
+
+def find_project(start: Path) -> Path | None:
+    """The adspec project `start` is in: the nearest folder, `start` or one above it, holding a
+    dodo.py or a specs/ folder (as `doit -k` seeks dodo.py upwards); None when there is none."""
+    start = start.absolute()
+    for folder in (start, *start.parents):
+        if (folder / "dodo.py").is_file() or (folder / "specs").is_dir():
+            return folder
+    return None
+
+
 def load_settings(env: Mapping[str, str] | None = None, root: Path | None = None) -> Settings:
-    """Folders are relative to `root` (the working directory) unless absolute."""
+    """Folders are relative to `root` unless absolute: by default the project the working
+    directory is in (see `find_project`), so adspec works from any subfolder of it."""
     env = os.environ if env is None else env
-    root = Path.cwd() if root is None else root
+    if root is None:
+        cwd = Path.cwd()
+        root = find_project(cwd) or cwd
     backend = env.get("ADSPEC_BACKEND", "").strip().lower()
     return Settings(
         specs_dir=(root / env.get("ADSPEC_SPECS", "specs")).absolute(),

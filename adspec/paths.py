@@ -9,45 +9,65 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BEATS_SUFFIX = ".beats.yaml"
+SPEC_SUFFIXES = (".yaml", ".yml")  # a spec is `<ad>.yaml` or `<ad>.yml`; its beat file takes the same ending
+BEATS_SUFFIXES = tuple(".beats" + s for s in SPEC_SUFFIXES)
 VARIANT_SEPARATOR = "@"  # `<spec>@<variant>`: the ad name of a variant (see adspec.variants)
 
 
 # ---- specs/ ---------------------------------------------------------------------------------------
 
 
+def is_beat_file(path: str | Path) -> bool:
+    """`<ad>.beats.yaml` or `<ad>.beats.yml` (and their variants' `<ad>@<tag>.beats.y[a]ml`)."""
+    return Path(path).name.endswith(BEATS_SUFFIXES)
+
+
+def is_spec_name(path: str | Path) -> bool:
+    """A name a spec may have: `*.yaml` or `*.yml`, not a beat file, not a dotfile."""
+    name = Path(path).name
+    return name.endswith(SPEC_SUFFIXES) and not name.startswith(".") and not is_beat_file(name)
+
+
 def ad_name(path: str | Path) -> str:
     """The ad's name: the spec file's stem (`specs/trailrunner.yaml` and its beat file
     `specs/trailrunner.beats.yaml` both -> "trailrunner"). See `check_ad_name` for the rule."""
     name = Path(path).name
-    if name.endswith(BEATS_SUFFIX):
-        return name[: -len(BEATS_SUFFIX)]
+    for suffix in BEATS_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
     return Path(name).stem
 
 
 def find_specs(specs_dir: str | Path) -> list[Path]:
-    """Every spec in `specs_dir`: `*.yaml` except `*.beats.yaml` and dotfiles (temp files,
+    """Every spec in `specs_dir`: `*.yaml` and `*.yml` except beat files and dotfiles (temp files,
     editors' swap files: never ads), sorted by name."""
     d = Path(specs_dir)
     if not d.is_dir():
         return []
-    return sorted(p for p in d.glob("*.yaml")
-                  if not p.name.startswith(".") and not p.name.endswith(BEATS_SUFFIX) and p.is_file())
+    return sorted(p for p in d.iterdir() if is_spec_name(p) and p.is_file())
+
+
+def _ending(path: Path) -> str:
+    """`.yml` for a `.yml` spec or beat file, else `.yaml`."""
+    return ".yml" if path.name.endswith(".yml") else ".yaml"
 
 
 def beat_file_path(spec_path: str | Path, tag: str | None = None) -> Path:
     """The beat file (the lock) beside a spec: `<ad>.beats.yaml`, or `<ad>@<tag>.beats.yaml` for
-    variants that plan differently from the spec (see adspec.variants)."""
+    variants that plan differently from the spec (see adspec.variants); `.beats.yml` beside a
+    `.yml` spec."""
     spec_path = Path(spec_path)
     base = ad_name(spec_path)
     name = base if tag is None else f"{base}{VARIANT_SEPARATOR}{tag}"
-    return spec_path.with_name(f"{name}{BEATS_SUFFIX}")
+    return spec_path.with_name(f"{name}.beats{_ending(spec_path)}")
 
 
 def spec_of_beat_file(beats_path: str | Path) -> Path:
-    """The spec a beat file belongs to: specs/x.beats.yaml and specs/x@tag.beats.yaml -> specs/x.yaml."""
+    """The spec a beat file belongs to: specs/x.beats.yaml and specs/x@tag.beats.yaml -> specs/x.yaml
+    (specs/x.beats.yml -> specs/x.yml)."""
     beats_path = Path(beats_path)
-    base = beats_path.name[: -len(BEATS_SUFFIX)].split(VARIANT_SEPARATOR, 1)[0]
-    return beats_path.with_name(base + ".yaml")
+    base = ad_name(beats_path).split(VARIANT_SEPARATOR, 1)[0]
+    return beats_path.with_name(base + _ending(beats_path))
 
 
 # ---- build/<ad>/ ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from .errors import SpecError
 from .fsutil import write_if_changed
 from .library import load_library
 from .loader import beat_file_errors, path_exists, spec_errors
-from .paths import BEATS_SUFFIX, beat_file_path, spec_of_beat_file
+from .paths import SPEC_SUFFIXES, ad_name, beat_file_path, is_beat_file, spec_of_beat_file
 from .registry import load_registry, models_table
 from .spec import BeatFile, Spec
 
@@ -44,7 +44,8 @@ def _expand(paths: Iterable[Path], project_root: Path) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out += sorted(q for q in p.glob("*.yaml") if not q.name.startswith("."))  # dotfiles are never ads
+            # specs and beat files, .yaml or .yml; dotfiles are never ads
+            out += sorted(q for q in p.iterdir() if q.name.endswith(SPEC_SUFFIXES) and not q.name.startswith("."))
         else:
             out.append(p)
     return out
@@ -58,14 +59,22 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
     project_root = Path(project_root)
     errors: list[SpecError] = []
     done: set[Path] = set()
-    for path in _expand(paths, project_root):
-        spec_path = spec_of_beat_file(path) if path.name.endswith(BEATS_SUFFIX) else path
+    expanded = _expand(paths, project_root)
+    ads: dict[tuple[Path, str], Path] = {}
+    for path in expanded:  # `x.yaml` and `x.yml` side by side are one ad twice
+        if not is_beat_file(path):
+            first = ads.setdefault((path.parent, ad_name(path)), path)
+            if first != path:
+                errors.append(SpecError(_shown(path), None, None,
+                                        f"{first.name} and {path.name} are both the ad '{ad_name(path)}'; keep one of them"))
+    for path in expanded:
+        spec_path = spec_of_beat_file(path) if is_beat_file(path) else path
         key = Path(os.path.abspath(spec_path))
         if key in done:
             continue
         done.add(key)
         beats_path = beat_file_path(spec_path)
-        if not path_exists(spec_path) and path.name.endswith(BEATS_SUFFIX):
+        if not path_exists(spec_path) and is_beat_file(path):
             errors.append(SpecError(_shown(path), None, None, f"no spec {spec_path.name} beside this beat file"))
             continue
         spec, errs = spec_errors(_shown(spec_path))

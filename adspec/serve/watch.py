@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from ..config import Settings
-from ..paths import BEATS_SUFFIX
+from ..paths import SPEC_SUFFIXES, is_beat_file
 from .builds import BuildQueue, estimate_ad
 
 log = logging.getLogger("adspec.serve")
@@ -28,13 +28,13 @@ def ads_of(settings: Settings, changed: Path) -> list[tuple[str, Path]]:
     from ..ads import beats_path_of, list_ads
 
     name = changed.name
-    if changed.parent != settings.specs_dir or name.startswith(".") or not name.endswith(".yaml"):
+    if changed.parent != settings.specs_dir or name.startswith(".") or not name.endswith(SPEC_SUFFIXES):
         return []
     try:
         ads = list_ads(settings.specs_dir)[0]
     except Exception:  # a spec that does not load is still its own ad (its build reports why)
         return []
-    if name.endswith(BEATS_SUFFIX):
+    if is_beat_file(name):
         out = []
         for ad, spec in ads:
             try:

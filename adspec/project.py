@@ -1,0 +1,68 @@
+"""`adspec init [DIR]`: a working adspec project in a folder of one's own — a `dodo.py` equal to
+this repository's, `specs/` with one example ad, the editor schemas in `schema/` (where each spec's
+`# yaml-language-server` comment points), and a `.gitignore`. Nothing already there is overwritten.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .fsutil import write_text_atomic
+from .validate import write_schemas
+
+# The repository's own dodo.py is exactly this text (tests/test_init.py keeps them equal).
+DODO_PY = '''\
+"""doit entry point: `doit` builds every ad in specs/ (see README). Thin by design: the task
+graph lives in adspec.graph."""
+
+from adspec.dodo_support import creators_from_env, default_task_names, doit_config
+
+_creators = creators_from_env()
+DOIT_CONFIG = doit_config(default_task_names(_creators))
+globals().update(_creators)
+'''
+
+EXAMPLE_SPEC = '''\
+# yaml-language-server: $schema=../schema/spec.schema.json
+# An ad. `doit` plans it into example.beats.yaml (the plan: yours to edit and commit), then builds
+# build/example/final.mp4. Without API keys it renders offline, for free, as an animatic.
+title: Aurora desk lamp launch
+prompt: >
+  A 15-second ad for the Aurora desk lamp, calm style: a warm lamp lighting a
+  tidy desk at dusk, ending on the tagline "Light that listens".
+duration: 15            # seconds; the beats' durations sum to it
+aspect_ratio: "16:9"    # 16:9 | 9:16 | 1:1 | 4:5
+style: calm
+brand: {name: Aurora, tagline: Light that listens, colors: ["#F2B134", "#1B1B1B"]}
+seed: 1
+'''
+
+GITIGNORE = '''\
+# adspec: every generated file (rebuilt by `doit`, paid calls served from the request cache)
+build/
+# the request cache, if you keep it in the project (ADSPEC_CACHE_DIR=cache; default ~/.cache/adspec)
+cache/
+.doit.db*
+__pycache__/
+'''
+
+
+def init_project(root: str | Path) -> list[tuple[Path, bool]]:
+    """Make the project files under `root` (created if missing): (path, written) for each,
+    written False where a file was already there and is kept as it is."""
+    root = Path(root)
+    (root / "specs").mkdir(parents=True, exist_ok=True)
+    out: list[tuple[Path, bool]] = []
+    has_spec = any(p.suffix in (".yaml", ".yml") for p in (root / "specs").iterdir())
+    files = {root / "dodo.py": DODO_PY, root / ".gitignore": GITIGNORE}
+    if not has_spec:  # a folder that has ads already gets no example among them
+        files[root / "specs" / "example.yaml"] = EXAMPLE_SPEC
+    for path, text in files.items():
+        if path.exists():
+            out.append((path, False))
+        else:
+            write_text_atomic(path, text)
+            out.append((path, True))
+    for path in write_schemas(root / "schema"):  # the current schemas, always (they follow adspec's version)
+        out.append((path, True))
+    return out
