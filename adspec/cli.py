@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import load_settings
-from .errors import error_line
+from .errors import SpecWarning, error_line
 
 # Each command imports what it needs when it runs (start-up time: `adspec status` loads no provider).
 
@@ -32,11 +32,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     paths = [Path(p) for p in args.paths] or [settings.specs_dir]
-    errors = validate_paths(paths, settings.specs_dir.parent)
-    for e in errors:
+    found = validate_paths(paths, settings.specs_dir.parent)
+    for e in found:
         print(e.one_line(), file=sys.stderr)
+    errors = [e for e in found if not isinstance(e, SpecWarning)]
     if not errors:
-        print(f"ok: {', '.join(str(p) for p in paths)}")
+        warned = f" ({len(found)} warning{'s' if len(found) != 1 else ''})" if found else ""
+        print(f"ok: {', '.join(str(p) for p in paths)}{warned}")
     return EXIT_ERROR if errors else 0
 
 

@@ -11,33 +11,39 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.composer import ComposerError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import SpecError
+from .errors import SpecError, SpecWarning, raise_errors
 from .fsutil import NotARegularFile, read_regular
+from .library.prompt_reader import prompt_settings
 from .paths import ad_name
+from .plan_rules import located_plan_problems
 from .spec import (
     AD_NAME_RE,
     SKIP_CROSS_CHECKS,
+    Beat,
     BeatFile,
     Issue,
     Loc,
     Spec,
     beat_file_issues,
+    prompt_issues,
     spec_issues,
+    voiceover_issues,
 )
-from .spec_checks import asset_issues, field_message, variant_issues
+from .spec_checks import ASPECT_HINT, asset_issues, field_message, variant_issues
 
 __all__ = [
     "load_spec", "load_beat_file", "check_ad_name", "parse_spec_text", "parse_beat_file_text",
-    "beat_file_errors_text", "spec_errors", "beat_file_errors", "MAX_BYTES", "read_file", "path_exists",
+    "beat_file_errors_text", "spec_errors", "beat_file_errors", "beat_rule_warnings", "readable_title", "MAX_BYTES", "read_file", "path_exists",
 ]
 
+M = TypeVar("M", bound=BaseModel)
 MAX_BYTES = 1 << 20  # 1 MiB: a spec is a few hundred bytes
 MAX_DEPTH = 32
 MAX_NODES = 50_000
@@ -241,13 +247,89 @@ def _validation_errors(e: ValidationError, model: type[BaseModel], lines: dict[L
         if loc in seen:
             continue  # a union reports once per member: keep the first
         seen.add(loc)
-        out.append(SpecError(shown, _locate(loc, lines), _dotted(loc) or None, field_message(err, model, loc)))
+        message = field_message(err, model, loc)
+        if loc == ("aspect_ratio",) and isinstance(err.get("input"), int):
+            message += ASPECT_HINT
+        out.append(SpecError(shown, _locate(loc, lines), _dotted(loc) or None, message))
     out.sort(key=lambda s: (s.line or 0))
     return out
 
 
 def _issues_to_errors(issues: list[Issue], lines: dict[Loc, int], shown: str) -> list[SpecError]:
     return [SpecError(shown, _locate(loc, lines), _dotted(loc) or None, msg) for loc, msg in issues]
+
+
+# ---- every error at once: the later checks on whatever parsed --------------------------------
+
+#: mappings whose entries are dropped one by one when they do not validate (not the whole field)
+_BY_ENTRY = ("assets", "vars")
+#: stand-ins for a required field that is missing or invalid, so the other checks can run
+_STAND_INS = {"prompt": "x"}
+
+
+def readable_title(path: str | Path) -> str:
+    """The default title: the file's name made readable (`trail-runner.yaml` -> "Trail Runner")."""
+    words = re.split(r"[-_\s]+", ad_name(path))
+    return " ".join(w[:1].upper() + w[1:] for w in words if w) or "Untitled"
+
+
+def _fill_defaults(value: dict[str, Any], path: str | Path) -> None:
+    """A spec needs only `prompt:`: the title defaults to the file's name, and duration, aspect
+    ratio and style come from the prompt's words when the spec does not set them."""
+    if "title" not in value:
+        value["title"] = readable_title(path)
+    prompt = value.get("prompt")
+    if isinstance(prompt, str):
+        for key, found in prompt_settings(prompt).items():
+            value.setdefault(key, found)
+
+
+def _partial(model: type[M], value: dict[str, Any], e: ValidationError) -> M | None:
+    """`model` from `value` without the fields that failed (entries of assets/vars one by one;
+    a required field gets a stand-in), or None when even that does not validate."""
+    data = dict(value)
+    for err in e.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if not loc:
+            return None
+        head = loc[0]
+        if head in _BY_ENTRY and len(loc) > 1 and isinstance(data.get(head), dict):
+            data[head] = {k: v for k, v in data[head].items() if k != loc[1]}
+        elif head in _STAND_INS:
+            data[head] = _STAND_INS[str(head)]
+        else:
+            data.pop(head, None)  # type: ignore[arg-type]
+    try:
+        return model.model_validate(data, context={SKIP_CROSS_CHECKS: True})
+    except Exception:
+        return None
+
+
+def _partial_beat_issues(value: dict[str, Any], spec: Spec | None) -> list[Issue]:
+    """The prompt and voiceover checks of the beats that did validate, at their own index."""
+    if spec is None or not isinstance(value.get("beats"), list):
+        return []
+    issues: list[Issue] = []
+    for i, raw in enumerate(value["beats"]):
+        try:
+            beat = Beat.model_validate(raw)
+        except Exception:
+            continue
+        for loc, msg in prompt_issues([beat], spec, ("beats",)) + voiceover_issues([beat], spec, ("beats",)):
+            issues.append((("beats", i, *loc[2:]), msg))
+    return issues
+
+
+def _merge(first: list[SpecError], second: list[SpecError]) -> list[SpecError]:
+    """Both lists, each message once, by line."""
+    out: list[SpecError] = []
+    seen: set[str] = set()
+    for err in first + second:
+        if str(err) not in seen:
+            seen.add(str(err))
+            out.append(err)
+    out.sort(key=lambda s: s.line or 0)
+    return out
 
 
 # ---- public: specs and beat files ------------------------------------------------------------
@@ -301,21 +383,28 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
         value, lines = _parse_yaml(raw, shown, "spec")
     except SpecError as e:
         return None, errors + [e]
+    _fill_defaults(value, spec_path if spec_path is not None else shown)
+    schema_errors: list[SpecError] = []
+    spec: Spec | None
     try:
         spec = Spec.model_validate(value, context={SKIP_CROSS_CHECKS: True})
     except ValidationError as e:
-        return None, errors + _validation_errors(e, Spec, lines, shown)
+        # every error at once: the checks that need a valid spec still run on what did parse
+        schema_errors = _validation_errors(e, Spec, lines, shown)
+        spec = _partial(Spec, value, e)
     except Exception as e:  # a validator tripped on something unforeseen: still one clean line
         return None, errors + [SpecError(shown, None, None, f"cannot validate: {type(e).__name__}: {e}")]
+    if spec is None:
+        return None, errors + schema_errors
     try:
         issues = spec_issues(spec)
         if spec_path is not None:
             issues += asset_issues(spec, spec_path)
-        if not issues and spec.variants is not None:
+        if not issues and not schema_errors and spec.variants is not None:
             issues += variant_issues(spec, spec_path)
     except Exception as e:
         issues = [((), f"cannot validate: {type(e).__name__}: {e}")]
-    errors += _issues_to_errors(issues, lines, shown)
+    errors += _merge(schema_errors, _issues_to_errors(issues, lines, shown))
     return (spec if not errors else None), errors
 
 
@@ -323,8 +412,7 @@ def parse_beat_file_text(data: bytes | str, shown: str, spec: Spec | None = None
     """A beat file's bytes -> BeatFile (with `spec`: also its total duration and prompts).
     Raises the first SpecError."""
     bf, errors = beat_file_errors_text(data, shown, spec)
-    if errors:
-        raise errors[0]
+    raise_errors(errors)
     assert bf is not None
     return bf
 
@@ -338,7 +426,8 @@ def beat_file_errors_text(data: bytes | str, shown: str, spec: Spec | None = Non
     try:
         bf = BeatFile.model_validate(value, context={SKIP_CROSS_CHECKS: True})
     except ValidationError as e:
-        return None, _validation_errors(e, BeatFile, lines, shown)
+        schema_errors = _validation_errors(e, BeatFile, lines, shown)
+        return None, _merge(schema_errors, _issues_to_errors(_partial_beat_issues(value, spec), lines, shown))
     except Exception as e:
         return None, [SpecError(shown, None, None, f"cannot validate: {type(e).__name__}: {e}")]
     try:
@@ -369,11 +458,23 @@ def beat_file_errors(path: str | Path, spec: Spec | None = None) -> tuple[BeatFi
     return beat_file_errors_text(data, shown, spec)
 
 
+def beat_rule_warnings(path: str | Path, beats: list[Beat], inline: bool = False) -> list[SpecError]:
+    """The beat library's rules (adspec.plan_rules) that `beats` break, as warnings located in
+    the file (`path`: the beat file, or the spec for its inline beats)."""
+    path = Path(path)
+    try:
+        _, lines = _parse_yaml(_read(path, str(path)), str(path), "spec" if inline else "beat file")
+    except SpecError:
+        lines = {}
+    issues = located_plan_problems(beats, None, voice=False)
+    return [SpecWarning(str(path), _locate(loc, lines), _dotted(loc) or None, f"{msg} (a rule of the beat library)")
+            for loc, msg in issues]
+
+
 def load_spec(path: str | Path) -> Spec:
     """specs/<ad>.yaml -> Spec. Raises SpecError (file:line: field: message) and nothing else."""
     spec, errors = spec_errors(path)
-    if errors:
-        raise errors[0]
+    raise_errors(errors)
     assert spec is not None
     return spec
 
@@ -382,7 +483,6 @@ def load_beat_file(path: str | Path, spec: Spec | None = None) -> BeatFile:
     """specs/<ad>.beats.yaml -> BeatFile. With `spec`, also checks that the beats last the spec's
     duration and that every prompt renders with its values. Raises SpecError only."""
     bf, errors = beat_file_errors(path, spec)
-    if errors:
-        raise errors[0]
+    raise_errors(errors)
     assert bf is not None
     return bf
