@@ -103,7 +103,7 @@ def _build_ads(names: Sequence[str]) -> list[tuple[str, Path]]:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .estimate import estimate, render_text
 
-    run = estimate(_build_ads(args.names))
+    run = estimate(_build_ads(args.names), live=args.live)
     if args.json:
         print(json.dumps(run.to_json(), indent=2))
     else:
@@ -221,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("estimate", help="what doit would run and pay now (cache-aware; calls nothing paid)")
     p.add_argument("names", nargs="*", help="ads to estimate (default: every ad doit would build)")
     p.add_argument("--json", action="store_true", help="machine-readable, with a top-level total_usd")
+    p.add_argument("--live", action="store_true",
+                   help="price the build as the live providers would make it (models.yaml prices), with no key and no request")
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("status", help="table of ads from build/<ad>/status.json; --watch AD follows one")
