@@ -112,7 +112,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import known_ads, print_table, read_status, watch
+    from .status import known_ads, print_table, read_status, rendered, watch
 
     settings = load_settings()
     if args.watch:
@@ -124,7 +124,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     statuses = []
     for n in names:
         d = read_status(settings.build_dir, n)
-        statuses.append(d if d is not None else {"ad": n, "state": "not built"})
+        d = d if d is not None else {"ad": n, "state": "not built"}
+        d["rendered"] = rendered(settings.build_dir, n)  # "offline animatic", "live", ...: not only model names
+        statuses.append(d)
     if args.json:
         print(json.dumps(statuses, indent=2))
     elif not statuses:
