@@ -26,6 +26,7 @@ from .plan_rules import located_plan_problems
 from .spec import (
     AD_NAME_RE,
     SKIP_CROSS_CHECKS,
+    VAR_NAME_RE,
     Beat,
     BeatFile,
     Issue,
@@ -261,8 +262,6 @@ def _issues_to_errors(issues: list[Issue], lines: dict[Loc, int], shown: str) ->
 
 # ---- every error at once: the later checks on whatever parsed --------------------------------
 
-#: mappings whose entries are dropped one by one when they do not validate (not the whole field)
-_BY_ENTRY = ("assets", "vars")
 #: stand-ins for a required field that is missing or invalid, so the other checks can run
 _STAND_INS = {"prompt": "x"}
 
@@ -281,28 +280,45 @@ def _fill_defaults(value: dict[str, Any], path: str | Path) -> None:
     prompt = value.get("prompt")
     if isinstance(prompt, str):
         for key, found in prompt_settings(prompt).items():
+            if key == "duration" and "beats" in value:
+                continue  # inline beats say how long the ad is
             value.setdefault(key, found)
 
 
-def _partial(model: type[M], value: dict[str, Any], e: ValidationError) -> M | None:
-    """`model` from `value` without the fields that failed (entries of assets/vars one by one;
-    a required field gets a stand-in), or None when even that does not validate."""
+#: a check about the key's fields is not made when a field of the value failed: it would be
+#: made against the default standing in for what was written (e.g. `music:` is only allowed with
+#: inline `beats:`, which failed: saying so would be wrong)
+_DEPENDS = {
+    "beats": ("music",), "duration": ("beats",), "aspect_ratio": ("models",), "models": ("models", "voice"),
+    "vars": ("title", "prompt", "style", "brand", "beats"), "voiceover": ("beats",),
+}
+
+
+def _partial(model: type[M], value: dict[str, Any], e: ValidationError) -> tuple[M | None, set[str]]:
+    """`model` from `value` without the fields that failed (entries of assets one by one, a
+    var's value and a required field get a stand-in), and the fields whose checks would now be
+    made against a stand-in (see _DEPENDS); None when even that does not validate."""
     data = dict(value)
+    unsure: set[str] = set()
     for err in e.errors(include_url=False):
         loc = tuple(err["loc"])
         if not loc:
-            return None
-        head = loc[0]
-        if head in _BY_ENTRY and len(loc) > 1 and isinstance(data.get(head), dict):
+            return None, unsure
+        head = str(loc[0])
+        unsure.update(_DEPENDS.get(head, ()))
+        if head == "assets" and len(loc) > 1 and isinstance(data.get(head), dict):
             data[head] = {k: v for k, v in data[head].items() if k != loc[1]}
+        elif head == "vars" and len(loc) > 1 and isinstance(data.get(head), dict):
+            unsure.difference_update(_DEPENDS["vars"])  # the name stays known: its value is a stand-in
+            data[head] = {k: ("x" if k == loc[1] else v) for k, v in data[head].items() if VAR_NAME_RE.fullmatch(str(k))}
         elif head in _STAND_INS:
-            data[head] = _STAND_INS[str(head)]
+            data[head] = _STAND_INS[head]
         else:
-            data.pop(head, None)  # type: ignore[arg-type]
+            data.pop(head, None)
     try:
-        return model.model_validate(data, context={SKIP_CROSS_CHECKS: True})
+        return model.model_validate(data, context={SKIP_CROSS_CHECKS: True}), unsure
     except Exception:
-        return None
+        return None, unsure
 
 
 def _partial_beat_issues(value: dict[str, Any], spec: Spec | None) -> list[Issue]:
@@ -385,13 +401,14 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
         return None, errors + [e]
     _fill_defaults(value, spec_path if spec_path is not None else shown)
     schema_errors: list[SpecError] = []
+    unsure: set[str] = set()
     spec: Spec | None
     try:
         spec = Spec.model_validate(value, context={SKIP_CROSS_CHECKS: True})
     except ValidationError as e:
         # every error at once: the checks that need a valid spec still run on what did parse
         schema_errors = _validation_errors(e, Spec, lines, shown)
-        spec = _partial(Spec, value, e)
+        spec, unsure = _partial(Spec, value, e)
     except Exception as e:  # a validator tripped on something unforeseen: still one clean line
         return None, errors + [SpecError(shown, None, None, f"cannot validate: {type(e).__name__}: {e}")]
     if spec is None:
@@ -404,6 +421,8 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
             issues += variant_issues(spec, spec_path)
     except Exception as e:
         issues = [((), f"cannot validate: {type(e).__name__}: {e}")]
+    if schema_errors:
+        issues = [(loc, msg) for loc, msg in issues if not (loc and str(loc[0]) in unsure)]
     errors += _merge(schema_errors, _issues_to_errors(issues, lines, shown))
     return (spec if not errors else None), errors
 

@@ -124,3 +124,16 @@ def test_beats_are_counted_from_zero_everywhere(tmp_path: Path) -> None:
     _, errors = beat_file_errors_text(text, "x.beats.yaml")
     [err] = errors
     assert err.field == "beats.1.id" and "already used by beats.0" in err.message
+
+
+def test_later_checks_do_not_guess_about_a_field_that_failed() -> None:
+    """The later checks run on what parsed, but never against a default standing in for a field
+    that failed: no 'unknown variable' for a var whose value is wrong, no 'music only with inline
+    beats' when the beats are there but wrong."""
+    _, errors = parse_spec_text("prompt: in {{ city }} and {{ nope }}\nvars: {city: [1, 2]}\n", "specs/x.yaml")
+    assert [(e.field, e.line) for e in errors] == [("prompt", 1), ("vars.city", 2)], errors
+    assert "'nope'" in errors[0].message
+    text = ("prompt: p\nmusic: {prompt: x, bpm: 100}\nbeats:\n"
+            "  - {id: hook, type: hook, duration: 4, image_prompt: '', motion_prompt: b}\n")
+    _, errors = parse_spec_text(text, "specs/x.yaml")
+    assert [e.field for e in errors] == ["beats.0.image_prompt"], errors
