@@ -485,9 +485,13 @@ def beat_rule_warnings(path: str | Path, beats: list[Beat], inline: bool = False
         _, lines = _parse_yaml(_read(path, str(path)), str(path), "spec" if inline else "beat file")
     except SpecError:
         lines = {}
-    issues = located_plan_problems(beats, None, voice=False)
-    return [SpecWarning(str(path), _locate(loc, lines), _dotted(loc) or None, f"{msg} (a rule of the beat library)")
-            for loc, msg in issues]
+    out: list[SpecError] = []
+    for loc, msg in located_plan_problems(beats, None, voice=False):
+        if len(loc) == 2 and isinstance(loc[1], int):  # the field names the beat: its id is enough
+            msg = msg.removeprefix(f"beats.{loc[1]} '{beats[loc[1]].id}': ")
+            msg = f"'{beats[loc[1]].id}': {msg}"
+        out.append(SpecWarning(str(path), _locate(loc, lines), _dotted(loc) or None, f"{msg} (a rule of the beat library)"))
+    return out
 
 
 def load_spec(path: str | Path) -> Spec:

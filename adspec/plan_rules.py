@@ -112,6 +112,7 @@ def located_plan_problems(beats: Sequence[Beat], duration: int | None, library: 
     for i, b in enumerate(beats):
         bt = lib.beats.get(b.type)
         label = f"beats.{i} '{b.id}'"
+        a = "an" if b.type[:1] in "aeiou" else "a"
         if bt is None:
             problems.append((("beats", i), f"{label}: unknown beat type '{b.type}'; known: {', '.join(lib.types)}"))
             start += b.duration
@@ -119,13 +120,13 @@ def located_plan_problems(beats: Sequence[Beat], duration: int | None, library: 
         if not bt.min <= b.duration <= bt.max:
             problems.append((("beats", i), f"{label}: {b.duration} s is outside the {b.type} range of {bt.min}-{bt.max} s"))
         if bt.position == "first" and i != 0:
-            problems.append((("beats", i), f"{label}: a {b.type} must be the first beat"))
+            problems.append((("beats", i), f"{label}: {a} {b.type} must be the first beat"))
         elif bt.position == "last" and i != last:
-            problems.append((("beats", i), f"{label}: a {b.type} must be the last beat"))
+            problems.append((("beats", i), f"{label}: {a} {b.type} must be the last beat"))
         elif bt.position == "closing" and not (i == last or (i == last - 1 and beats[last].type == "end-card")):
-            problems.append((("beats", i), f"{label}: a {b.type} must be the last beat or come just before the end-card"))
+            problems.append((("beats", i), f"{label}: {a} {b.type} must be the last beat or come just before the end-card"))
         elif bt.position == "middle" and (i == 0 or i == last):
-            problems.append((("beats", i), f"{label}: a {b.type} cannot open or close the ad"))
+            problems.append((("beats", i), f"{label}: {a} {b.type} cannot open or close the ad"))
         if bt.shows_product and product_at is None:
             product_at = start
         start += b.duration
