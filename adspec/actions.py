@@ -11,10 +11,12 @@ import json
 import logging
 import shutil
 import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import media
 from .cache import Fetched, RequestCache, open_cache
@@ -65,9 +67,28 @@ def _context_for(settings: Settings) -> Context:
 
 
 
+#: settings that stand in for the environment's in this thread (`adspec estimate --live`)
+_settings_override: ContextVar[Settings | None] = ContextVar("adspec_settings_override", default=None)
+
+
+def current_settings() -> Settings:
+    """The settings providers are chosen by: the environment's, or a stand-in (see `settings_as`)."""
+    return _settings_override.get() or load_settings()
+
+
+@contextmanager
+def settings_as(settings: Settings) -> Iterator[None]:
+    """Choose providers by `settings` inside the block (e.g. as a live build would, to price it)."""
+    token = _settings_override.set(settings)
+    try:
+        yield
+    finally:
+        _settings_override.reset(token)
+
+
 def context(settings: Settings | None = None) -> Context:
     with _ctx_lock:
-        return _context_for(settings or load_settings())
+        return _context_for(settings or current_settings())
 
 
 def read_json(path: Path) -> Any:

@@ -187,7 +187,8 @@ HEADER = """\
 # {{ tagline }}, {{ product }}, {{ style }}, {{ title }}; they are filled in at build time.
 # A `voiceover` line is spoken during its beat: keep it to about 2.5 words per second.
 # `planned_from` is the lock: the spec is replanned only while this file is as planned; once you
-# edit it, a change to the spec's plan-shaping fields stops with a message instead
+# edit it, your file is kept: it builds while it fits the spec, and a change to the spec's
+# plan-shaping fields it no longer fits stops with a message instead
 # (`adspec plan --force NAME` replans anyway).
 """
 

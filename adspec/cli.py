@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import load_settings
-from .errors import error_line
+from .errors import SpecWarning, error_line
 
 # Each command imports what it needs when it runs (start-up time: `adspec status` loads no provider).
 
@@ -33,11 +33,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     paths = [Path(p) for p in args.paths] or [settings.specs_dir]
-    errors = validate_paths(paths, settings.specs_dir.parent)
-    for e in errors:
+    found = validate_paths(paths, settings.specs_dir.parent)
+    for e in found:
         print(e.one_line(), file=sys.stderr)
+    errors = [e for e in found if not isinstance(e, SpecWarning)]
     if not errors:
-        print(f"ok: {', '.join(str(p) for p in paths)}")
+        warned = f" ({len(found)} warning{'s' if len(found) != 1 else ''})" if found else ""
+        print(f"ok: {', '.join(str(p) for p in paths)}{warned}")
     return EXIT_ERROR if errors else 0
 
 
@@ -115,7 +117,7 @@ def _build_ads(names: Sequence[str]) -> list[tuple[str, Path]]:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .estimate import estimate, render_text
 
-    run = estimate(_build_ads(args.names))
+    run = estimate(_build_ads(args.names), live=args.live)
     if args.json:
         print(json.dumps(run.to_json(), indent=2))
     else:
@@ -124,7 +126,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import known_ads, print_table, read_status, watch
+    from .status import known_ads, print_table, read_status, rendered, watch
 
     settings = load_settings()
     if args.watch:
@@ -136,7 +138,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     statuses = []
     for n in names:
         d = read_status(settings.build_dir, n)
-        statuses.append(d if d is not None else {"ad": n, "state": "not built"})
+        d = d if d is not None else {"ad": n, "state": "not built"}
+        d["rendered"] = rendered(settings.build_dir, n)  # "offline animatic", "live", ...: not only model names
+        statuses.append(d)
     if args.json:
         print(json.dumps(statuses, indent=2))
     elif not statuses:
@@ -238,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("estimate", help="what doit would run and pay now (cache-aware; calls nothing paid)")
     p.add_argument("names", nargs="*", help="ads to estimate (default: every ad doit would build)")
     p.add_argument("--json", action="store_true", help="machine-readable, with a top-level total_usd")
+    p.add_argument("--live", action="store_true",
+                   help="price the build as the live providers would make it (models.yaml prices), with no key and no request")
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("status", help="table of ads from build/<ad>/status.json; --watch AD follows one")

@@ -5,7 +5,7 @@ read them: a secret never travels through adspec's own values."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -52,6 +52,12 @@ def find_project(start: Path) -> Path | None:
         if (folder / "dodo.py").is_file() or (folder / "specs").is_dir():
             return folder
     return None
+
+
+def as_live(settings: Settings) -> Settings:
+    """`settings` as a build with every provider key would see them (`adspec estimate --live`):
+    only the choice of providers changes; no key is made up, none is read."""
+    return replace(settings, offline_forced=False, has_openai_key=True, has_replicate_token=True)
 
 
 def load_settings(env: Mapping[str, str] | None = None, root: Path | None = None) -> Settings:

@@ -4,6 +4,8 @@ The tree:
 
     AdspecError                  anything adspec reports as one line, without a traceback
     ├── SpecError                a spec or beat file is invalid: file, line, field
+    │   ├── SpecErrors           all the errors of one file at once (the first few shown)
+    │   └── SpecWarning          not an error: a rule of the beat library broken (validate says so)
     │   └── LibraryError         the beat library's own data (adspec.library)
     ├── LockError                the spec changed and the hand-edited beat file no longer fits it
     ├── MediaError               ffmpeg failed, or an artifact is not the media it claims to be
@@ -47,6 +49,41 @@ class SpecError(AdspecError):
         where = self.path if line is None else f"{self.path}:{line}"
         what = f"{field}: {message}" if field else message
         super().__init__(f"{where}: {what}")
+
+
+class SpecErrors(SpecError):
+    """Every error of one file at once: reads as its first error; `one_line` shows the first
+    SHOWN, one per line, then how many more there are and to run `adspec validate`."""
+
+    SHOWN = 5
+
+    def __init__(self, errors: "list[SpecError]"):
+        first = errors[0]
+        super().__init__(first.path, first.line, first.field, first.message)
+        self.errors = list(errors)
+
+    def one_line(self) -> str:
+        lines = [e.one_line() for e in self.errors[: self.SHOWN]]
+        more = len(self.errors) - self.SHOWN
+        if more > 0:
+            lines.append(f"{self.path}: ... and {more} more error{'s' if more != 1 else ''}; "
+                         f"run `adspec validate {self.path}` to see them all")
+        return "\n".join(lines)
+
+
+class SpecWarning(SpecError):
+    """Not an error: the file builds, but breaks a rule worth knowing (e.g. the beat library's)."""
+
+    def __init__(self, path: str | PathLike[str], line: int | None, field: str | None, message: str):
+        super().__init__(path, line, field, f"warning: {message}")
+
+
+def raise_errors(errors: "list[SpecError]") -> None:
+    """Raise the errors of one file: the error itself when there is one, else SpecErrors."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise SpecErrors(errors)
 
 
 class LockError(AdspecError):

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import media, plan_step
-from .actions import context, place_chunk
-from .config import load_settings
+from .actions import context, place_chunk, settings_as
+from .config import as_live, load_settings
 from .cost import raise_hint, recipe_price
 from .errors import AdspecError, BudgetError
 from .hashing import canonical_json
@@ -94,6 +94,7 @@ class RunEstimate:
     ads: list[AdEstimate]
     budget_usd: float
     backend: dict[str, str]
+    live: bool = False  # priced as the live providers would build (`adspec estimate --live`)
 
     @property
     def total_usd(self) -> float:
@@ -105,7 +106,7 @@ class RunEstimate:
 
     def to_json(self) -> dict[str, Any]:
         return {"total_usd": self.total_usd, "exact": self.exact, "budget_usd": self.budget_usd,
-                "within_budget": self.total_usd <= self.budget_usd + 1e-9, "backend": self.backend,
+                "within_budget": self.total_usd <= self.budget_usd + 1e-9, "backend": self.backend, "live": self.live,
                 "ads": [a.to_json() for a in self.ads]}
 
 
@@ -287,25 +288,30 @@ class _Estimator:
             est.up_to_date += 1
 
 
-def estimate(ads: Sequence[tuple[str, Path]]) -> RunEstimate:
-    """The estimate of building `ads` now (in order: an earlier ad's requests are free for later ones)."""
-    settings = load_settings()
+def estimate(ads: Sequence[tuple[str, Path]], live: bool = False) -> RunEstimate:
+    """The estimate of building `ads` now (in order: an earlier ad's requests are free for later ones).
+
+    `live`: as the live providers would build them (models.yaml's prices), whatever keys are set:
+    the live recipes are made and priced, no key is needed and no request is sent."""
+    settings = as_live(load_settings()) if live else load_settings()
     tmp = Path(tempfile.mkdtemp(prefix="adspec-estimate-"))
     try:
-        est = _Estimator(tmp)
-        results = [est.ad(ad, Path(p)) for ad, p in ads]
+        with settings_as(settings):
+            est = _Estimator(tmp)
+            results = [est.ad(ad, Path(p)) for ad, p in ads]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     backend = {"media": "replicate" if settings.live_media else "offline",
                "planner": "openai" if settings.live_planner else "offline"}
-    return RunEstimate(results, settings.budget_usd, backend)
+    return RunEstimate(results, settings.budget_usd, backend, live)
 
 
 # ---- text --------------------------------------------------------------------------------------
 
 
 def render_text(run: RunEstimate) -> str:
-    lines = [f"adspec estimate (media: {run.backend['media']}, planner: {run.backend['planner']}; "
+    live = " as the live providers would build it, with models.yaml's prices" if run.live else ""
+    lines = [f"adspec estimate{live} (media: {run.backend['media']}, planner: {run.backend['planner']}; "
              f"budget {fmt_usd(run.budget_usd)} per run, ADSPEC_BUDGET_USD)", ""]
     for a in run.ads:
         if a.error:

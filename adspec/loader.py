@@ -11,33 +11,40 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.composer import ComposerError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import SpecError
+from .errors import SpecError, SpecWarning, raise_errors
 from .fsutil import NotARegularFile, read_regular
+from .library.prompt_reader import prompt_settings
 from .paths import ad_name
+from .plan_rules import located_plan_problems
 from .spec import (
     AD_NAME_RE,
     SKIP_CROSS_CHECKS,
+    VAR_NAME_RE,
+    Beat,
     BeatFile,
     Issue,
     Loc,
     Spec,
     beat_file_issues,
+    prompt_issues,
     spec_issues,
+    voiceover_issues,
 )
-from .spec_checks import asset_issues, field_message, variant_issues
+from .spec_checks import ASPECT_HINT, asset_issues, field_message, variant_issues
 
 __all__ = [
     "load_spec", "load_beat_file", "check_ad_name", "parse_spec_text", "parse_beat_file_text",
-    "beat_file_errors_text", "spec_errors", "beat_file_errors", "MAX_BYTES", "read_file", "path_exists",
+    "beat_file_errors_text", "spec_errors", "beat_file_errors", "beat_rule_warnings", "readable_title", "MAX_BYTES", "read_file", "path_exists",
 ]
 
+M = TypeVar("M", bound=BaseModel)
 MAX_BYTES = 1 << 20  # 1 MiB: a spec is a few hundred bytes
 MAX_DEPTH = 32
 MAX_NODES = 50_000
@@ -241,13 +248,104 @@ def _validation_errors(e: ValidationError, model: type[BaseModel], lines: dict[L
         if loc in seen:
             continue  # a union reports once per member: keep the first
         seen.add(loc)
-        out.append(SpecError(shown, _locate(loc, lines), _dotted(loc) or None, field_message(err, model, loc)))
+        message = field_message(err, model, loc)
+        if loc == ("aspect_ratio",) and isinstance(err.get("input"), int):
+            message += ASPECT_HINT
+        out.append(SpecError(shown, _locate(loc, lines), _dotted(loc) or None, message))
     out.sort(key=lambda s: (s.line or 0))
     return out
 
 
 def _issues_to_errors(issues: list[Issue], lines: dict[Loc, int], shown: str) -> list[SpecError]:
     return [SpecError(shown, _locate(loc, lines), _dotted(loc) or None, msg) for loc, msg in issues]
+
+
+# ---- every error at once: the later checks on whatever parsed --------------------------------
+
+#: stand-ins for a required field that is missing or invalid, so the other checks can run
+_STAND_INS = {"prompt": "x"}
+
+
+def readable_title(path: str | Path) -> str:
+    """The default title: the file's name made readable (`trail-runner.yaml` -> "Trail Runner")."""
+    words = re.split(r"[-_\s]+", ad_name(path))
+    return " ".join(w[:1].upper() + w[1:] for w in words if w) or "Untitled"
+
+
+def _fill_defaults(value: dict[str, Any], path: str | Path) -> None:
+    """A spec needs only `prompt:`: the title defaults to the file's name, and duration, aspect
+    ratio and style come from the prompt's words when the spec does not set them."""
+    if "title" not in value:
+        value["title"] = readable_title(path)
+    prompt = value.get("prompt")
+    if isinstance(prompt, str):
+        for key, found in prompt_settings(prompt).items():
+            if key == "duration" and "beats" in value:
+                continue  # inline beats say how long the ad is
+            value.setdefault(key, found)
+
+
+#: a check about the key's fields is not made when a field of the value failed: it would be
+#: made against the default standing in for what was written (e.g. `music:` is only allowed with
+#: inline `beats:`, which failed: saying so would be wrong)
+_DEPENDS = {
+    "beats": ("music",), "duration": ("beats",), "aspect_ratio": ("models",), "models": ("models", "voice"),
+    "vars": ("title", "prompt", "style", "brand", "beats"), "voiceover": ("beats",),
+}
+
+
+def _partial(model: type[M], value: dict[str, Any], e: ValidationError) -> tuple[M | None, set[str]]:
+    """`model` from `value` without the fields that failed (entries of assets one by one, a
+    var's value and a required field get a stand-in), and the fields whose checks would now be
+    made against a stand-in (see _DEPENDS); None when even that does not validate."""
+    data = dict(value)
+    unsure: set[str] = set()
+    for err in e.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if not loc:
+            return None, unsure
+        head = str(loc[0])
+        unsure.update(_DEPENDS.get(head, ()))
+        if head == "assets" and len(loc) > 1 and isinstance(data.get(head), dict):
+            data[head] = {k: v for k, v in data[head].items() if k != loc[1]}
+        elif head == "vars" and len(loc) > 1 and isinstance(data.get(head), dict):
+            unsure.difference_update(_DEPENDS["vars"])  # the name stays known: its value is a stand-in
+            data[head] = {k: ("x" if k == loc[1] else v) for k, v in data[head].items() if VAR_NAME_RE.fullmatch(str(k))}
+        elif head in _STAND_INS:
+            data[head] = _STAND_INS[head]
+        else:
+            data.pop(head, None)
+    try:
+        return model.model_validate(data, context={SKIP_CROSS_CHECKS: True}), unsure
+    except Exception:
+        return None, unsure
+
+
+def _partial_beat_issues(value: dict[str, Any], spec: Spec | None) -> list[Issue]:
+    """The prompt and voiceover checks of the beats that did validate, at their own index."""
+    if spec is None or not isinstance(value.get("beats"), list):
+        return []
+    issues: list[Issue] = []
+    for i, raw in enumerate(value["beats"]):
+        try:
+            beat = Beat.model_validate(raw)
+        except Exception:
+            continue
+        for loc, msg in prompt_issues([beat], spec, ("beats",)) + voiceover_issues([beat], spec, ("beats",)):
+            issues.append((("beats", i, *loc[2:]), msg))
+    return issues
+
+
+def _merge(first: list[SpecError], second: list[SpecError]) -> list[SpecError]:
+    """Both lists, each message once, by line."""
+    out: list[SpecError] = []
+    seen: set[str] = set()
+    for err in first + second:
+        if str(err) not in seen:
+            seen.add(str(err))
+            out.append(err)
+    out.sort(key=lambda s: s.line or 0)
+    return out
 
 
 # ---- public: specs and beat files ------------------------------------------------------------
@@ -301,21 +399,31 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
         value, lines = _parse_yaml(raw, shown, "spec")
     except SpecError as e:
         return None, errors + [e]
+    _fill_defaults(value, spec_path if spec_path is not None else shown)
+    schema_errors: list[SpecError] = []
+    unsure: set[str] = set()
+    spec: Spec | None
     try:
         spec = Spec.model_validate(value, context={SKIP_CROSS_CHECKS: True})
     except ValidationError as e:
-        return None, errors + _validation_errors(e, Spec, lines, shown)
+        # every error at once: the checks that need a valid spec still run on what did parse
+        schema_errors = _validation_errors(e, Spec, lines, shown)
+        spec, unsure = _partial(Spec, value, e)
     except Exception as e:  # a validator tripped on something unforeseen: still one clean line
         return None, errors + [SpecError(shown, None, None, f"cannot validate: {type(e).__name__}: {e}")]
+    if spec is None:
+        return None, errors + schema_errors
     try:
         issues = spec_issues(spec)
         if spec_path is not None:
             issues += asset_issues(spec, spec_path)
-        if not issues and spec.variants is not None:
+        if not issues and not schema_errors and spec.variants is not None:
             issues += variant_issues(spec, spec_path)
     except Exception as e:
         issues = [((), f"cannot validate: {type(e).__name__}: {e}")]
-    errors += _issues_to_errors(issues, lines, shown)
+    if schema_errors:
+        issues = [(loc, msg) for loc, msg in issues if not (loc and str(loc[0]) in unsure)]
+    errors += _merge(schema_errors, _issues_to_errors(issues, lines, shown))
     return (spec if not errors else None), errors
 
 
@@ -323,8 +431,7 @@ def parse_beat_file_text(data: bytes | str, shown: str, spec: Spec | None = None
     """A beat file's bytes -> BeatFile (with `spec`: also its total duration and prompts).
     Raises the first SpecError."""
     bf, errors = beat_file_errors_text(data, shown, spec)
-    if errors:
-        raise errors[0]
+    raise_errors(errors)
     assert bf is not None
     return bf
 
@@ -338,7 +445,8 @@ def beat_file_errors_text(data: bytes | str, shown: str, spec: Spec | None = Non
     try:
         bf = BeatFile.model_validate(value, context={SKIP_CROSS_CHECKS: True})
     except ValidationError as e:
-        return None, _validation_errors(e, BeatFile, lines, shown)
+        schema_errors = _validation_errors(e, BeatFile, lines, shown)
+        return None, _merge(schema_errors, _issues_to_errors(_partial_beat_issues(value, spec), lines, shown))
     except Exception as e:
         return None, [SpecError(shown, None, None, f"cannot validate: {type(e).__name__}: {e}")]
     try:
@@ -369,11 +477,27 @@ def beat_file_errors(path: str | Path, spec: Spec | None = None) -> tuple[BeatFi
     return beat_file_errors_text(data, shown, spec)
 
 
+def beat_rule_warnings(path: str | Path, beats: list[Beat], inline: bool = False) -> list[SpecError]:
+    """The beat library's rules (adspec.plan_rules) that `beats` break, as warnings located in
+    the file (`path`: the beat file, or the spec for its inline beats)."""
+    path = Path(path)
+    try:
+        _, lines = _parse_yaml(_read(path, str(path)), str(path), "spec" if inline else "beat file")
+    except SpecError:
+        lines = {}
+    out: list[SpecError] = []
+    for loc, msg in located_plan_problems(beats, None, voice=False):
+        if len(loc) == 2 and isinstance(loc[1], int):  # the field names the beat: its id is enough
+            msg = msg.removeprefix(f"beats.{loc[1]} '{beats[loc[1]].id}': ")
+            msg = f"'{beats[loc[1]].id}': {msg}"
+        out.append(SpecWarning(str(path), _locate(loc, lines), _dotted(loc) or None, f"{msg} (a rule of the beat library)"))
+    return out
+
+
 def load_spec(path: str | Path) -> Spec:
     """specs/<ad>.yaml -> Spec. Raises SpecError (file:line: field: message) and nothing else."""
     spec, errors = spec_errors(path)
-    if errors:
-        raise errors[0]
+    raise_errors(errors)
     assert spec is not None
     return spec
 
@@ -382,7 +506,6 @@ def load_beat_file(path: str | Path, spec: Spec | None = None) -> BeatFile:
     """specs/<ad>.beats.yaml -> BeatFile. With `spec`, also checks that the beats last the spec's
     duration and that every prompt renders with its values. Raises SpecError only."""
     bf, errors = beat_file_errors(path, spec)
-    if errors:
-        raise errors[0]
+    raise_errors(errors)
     assert bf is not None
     return bf

@@ -18,7 +18,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from .config import load_settings
-from .errors import error_line
+from .errors import SpecError, SpecWarning, error_line
 
 log = logging.getLogger("adspec.mcp")
 
@@ -73,9 +73,14 @@ def create_server() -> MCPServer:
         for t in targets:
             if not _inside(t, settings.specs_dir):
                 return {"ok": False, "error": f"{t} is not under specs/", "field": "paths"}
-        errors = validate_paths(targets or [settings.specs_dir], settings.specs_dir.parent)
-        return {"ok": not errors, "errors": [{"file": e.path, "line": e.line, "field": e.field, "message": e.message,
-                                               "text": e.one_line()} for e in errors]}
+        found = validate_paths(targets or [settings.specs_dir], settings.specs_dir.parent)
+        errors = [e for e in found if not isinstance(e, SpecWarning)]
+
+        def row(e: SpecError) -> dict[str, Any]:
+            return {"file": e.path, "line": e.line, "field": e.field, "message": e.message, "text": e.one_line()}
+
+        return {"ok": not errors, "errors": [row(e) for e in errors],
+                "warnings": [row(e) for e in found if isinstance(e, SpecWarning)]}
 
     @server.tool()
     def plan(ad: str) -> dict[str, Any]:

@@ -10,10 +10,12 @@ same PlanProvider interface and is checked with the same rules (adspec.plan_rule
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .library import LIBRARY_VERSION, Library, Style, library_digest, load_library, render_template
+from .library.prompt_reader import prompt_features, prompt_occasion
 from .plan_rules import clip_waste, plan_shaping_fields, plan_waste
 from .prompt_text import _PLACEHOLDER, product_from_prompt
 from .providers.base import Job, PlanRequest, RunResult
@@ -22,7 +24,11 @@ from .registry import Registry, load_registry
 from .spec import Beat, BeatPlan, Spec, music_for, word_count
 
 #: bump when the offline planner's output for the same inputs changes
-PLANNER_CODE_VERSION = "3"  # 2: spoken lines; 3: lines fit the time the beat leaves
+PLANNER_CODE_VERSION = "4"  # 2: spoken lines; 3: lines fit the time the beat leaves; 4: reads the prompt's key phrases
+#: beat types that show one of the prompt's features (in turn: the first such beat the first feature, ...)
+FEATURE_BEATS = ("product-reveal", "feature", "demo", "benefit", "transformation", "comparison")
+#: of those, the types whose spoken line names their feature
+FEATURE_LINES = ("feature", "demo", "benefit")
 SECONDS_PER_BEAT = 5  # about one beat per 5 s
 SPOKEN_CHARS_PER_SECOND = 15  # a voiceover's pace in characters: the planner's lines keep under it
 MAX_BEATS = 60
@@ -120,30 +126,59 @@ def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: 
         "camera": style.camera,
         "setting": setting_phrase(shaping.get("vars") or ()),
     }
+    # the prompt's key phrases: an occasion in every picture, each feature in a beat that shows it
+    prompt = str(shaping.get("prompt") or "")
+    occasion = prompt_occasion(prompt)
+    features = prompt_features(prompt, ctx["product"])
     counts: dict[str, int] = {}
     out: list[Beat] = []
+    shown = 0
     for kind, seconds in zip(types, durations):
         n = counts[kind] = counts.get(kind, 0) + 1
         bt = lib.beats[kind]
-        image = " ".join(render_template(bt.image_prompt, {**ctx, "n": n}).split())
-        motion = " ".join(render_template(bt.motion_prompt, {**ctx, "n": n}).split())
+        image = tidy(render_template(bt.image_prompt, {**ctx, "n": n}))
+        motion = tidy(render_template(bt.motion_prompt, {**ctx, "n": n}))
         if n > 1:
             image = f"{image}, {VARIATIONS[(n - 2) % len(VARIATIONS)]}"
-        line = spoken_line(bt, style.name, seconds, ctx, lib) if shaping.get("voiceover", True) else None
+        lead: list[str] = []
+        if features and kind == "product-reveal":  # the reveal names them all, the feature beats one each
+            image = f"{image}, with {', '.join(features)}"
+            lead = [f"{ctx['product']}: {', '.join(features[:n])}." for n in range(len(features), 0, -1)]
+        elif features and kind in FEATURE_BEATS:
+            feature = features[shown % len(features)]
+            shown += 1
+            image = f"{image}, featuring {feature}"
+            if kind in FEATURE_LINES:  # the feature, then the type's own line if both fit
+                said = f"{feature[:1].upper()}{feature[1:]}."
+                lead = [f"{said} {tidy(render_template(t, {**ctx, 'n': 1}))}" for t in bt.lines_for(style.name)] + [said]
+        if occasion is not None:
+            image = f"{image}, {occasion[1]}"
+        line = spoken_line(bt, style.name, seconds, ctx, lib, lead) if shaping.get("voiceover", True) else None
         out.append(Beat(id=kind if n == 1 else f"{kind}-{n}", type=kind, duration=seconds,
                         image_prompt=image, motion_prompt=motion, voiceover=line))
     return BeatPlan(music=music_for(style_text, brand.get("name"), lib), beats=out)
 
 
-def spoken_line(bt: Any, style: str, seconds: int, ctx: dict[str, Any], library: Library) -> str | None:
+def tidy(text: str) -> str:
+    """Rendered template text on one line, without the gaps an empty field leaves
+    (`with the brand logo , clear space` -> `with the brand logo, clear space`)."""
+    text = " ".join(text.split())
+    text = re.sub(r"\s+([,.;:!?])", r"\1", text)
+    text = re.sub(r"([,;:])(?:\s*[,;:])+", r"\1", text)
+    return text.strip(" ,;:")
+
+
+def spoken_line(bt: Any, style: str, seconds: int, ctx: dict[str, Any], library: Library,
+                lead: Sequence[str] = ()) -> str | None:
     """The beat type's longest line, in the style's tone, that is sure to be spoken inside the
     beat: within the word budget of the time the beat leaves for it (after the lead-in and
     before the tail) and SPOKEN_CHARS_PER_SECOND characters a second (long words take longer).
-    Placeholders a line keeps, e.g. {{ city }}, count as one word. None if the type is silent."""
+    Placeholders a line keeps, e.g. {{ city }}, count as one word. `lead`: lines (plain text) to
+    try first, e.g. the feature the beat shows. None if the type is silent."""
     room = library.voice.room(seconds)
     budget = min(library.voice.budget(seconds), int(room * library.voice.words_per_second))
-    for template in bt.lines_for(style):
-        line = " ".join(render_template(template, {**ctx, "n": 1}).split())
+    lines = [tidy(text) for text in lead] + [tidy(render_template(t, {**ctx, "n": 1})) for t in bt.lines_for(style)]
+    for line in lines:
         plain = _PLACEHOLDER.sub(" x ", line)
         if word_count(plain) <= budget and len(plain) <= room * SPOKEN_CHARS_PER_SECOND:
             return line

@@ -8,9 +8,9 @@ import math
 from typing import Any, Iterable, Sequence
 
 from .library import Library, load_library
-from .spec import BeatPlan, Spec, word_count
+from .spec import Beat, BeatPlan, Issue, Spec, word_count
 
-__all__ = ["plan_shaping_fields", "fit_clips", "clip_waste", "plan_waste", "validate_plan", "plan_problems"]
+__all__ = ["plan_shaping_fields", "fit_clips", "clip_waste", "plan_waste", "validate_plan", "plan_problems", "located_plan_problems"]
 
 
 # ---- what shapes a plan --------------------------------------------------------------------------
@@ -90,42 +90,43 @@ def validate_plan(plan: BeatPlan, spec: Spec, library: Library | None = None) ->
     return plan_problems(plan, spec.duration, library)
 
 
-def plan_problems(plan: BeatPlan, duration: int | None, library: Library | None = None) -> list[str]:
-    """Every way `plan` breaks the library's rules for an ad of `duration` seconds (None: any
-    length), as readable one-line messages (empty when it is fine). The LLM planner feeds these
-    back when it re-asks; the offline planner's plans keep them by construction."""
+def located_plan_problems(beats: Sequence[Beat], duration: int | None, library: Library | None = None,
+                          voice: bool = True) -> list[Issue]:
+    """Every way `beats` break the library's rules for an ad of `duration` seconds (None: any
+    length), each with where it is (("beats", i) for one beat, () for the whole plan). `voice`:
+    also the lines' word budgets (the validator checks those on the rendered lines itself)."""
     lib = library or load_library()
-    problems: list[str] = []
-    beats = plan.beats
+    problems: list[Issue] = []
     total = sum(b.duration for b in beats)
     if duration is not None and total != duration:
-        problems.append(f"the beats last {total} s but the ad must last exactly {duration} s "
-                        f"(their durations must add up to {duration} s)")
+        problems.append(((), f"the beats last {total} s but the ad must last exactly {duration} s "
+                        f"(their durations must add up to {duration} s)"))
     seen: set[str] = set()
     for b in beats:
         if b.id in seen:
-            problems.append(f"beat id '{b.id}' is used more than once; ids must be unique")
+            problems.append(((), f"beat id '{b.id}' is used more than once; ids must be unique"))
         seen.add(b.id)
     last = len(beats) - 1
     start = 0
     product_at: int | None = None
     for i, b in enumerate(beats):
         bt = lib.beats.get(b.type)
-        label = f"beat {i + 1} '{b.id}'"
+        label = f"beats.{i} '{b.id}'"
+        a = "an" if b.type[:1] in "aeiou" else "a"
         if bt is None:
-            problems.append(f"{label}: unknown beat type '{b.type}'; known: {', '.join(lib.types)}")
+            problems.append((("beats", i), f"{label}: unknown beat type '{b.type}'; known: {', '.join(lib.types)}"))
             start += b.duration
             continue
         if not bt.min <= b.duration <= bt.max:
-            problems.append(f"{label}: {b.duration} s is outside the {b.type} range of {bt.min}-{bt.max} s")
+            problems.append((("beats", i), f"{label}: {b.duration} s is outside the {b.type} range of {bt.min}-{bt.max} s"))
         if bt.position == "first" and i != 0:
-            problems.append(f"{label}: a {b.type} must be the first beat")
+            problems.append((("beats", i), f"{label}: {a} {b.type} must be the first beat"))
         elif bt.position == "last" and i != last:
-            problems.append(f"{label}: a {b.type} must be the last beat")
+            problems.append((("beats", i), f"{label}: {a} {b.type} must be the last beat"))
         elif bt.position == "closing" and not (i == last or (i == last - 1 and beats[last].type == "end-card")):
-            problems.append(f"{label}: a {b.type} must be the last beat or come just before the end-card")
+            problems.append((("beats", i), f"{label}: {a} {b.type} must be the last beat or come just before the end-card"))
         elif bt.position == "middle" and (i == 0 or i == last):
-            problems.append(f"{label}: a {b.type} cannot open or close the ad")
+            problems.append((("beats", i), f"{label}: {a} {b.type} cannot open or close the ad"))
         if bt.shows_product and product_at is None:
             product_at = start
         start += b.duration
@@ -135,19 +136,26 @@ def plan_problems(plan: BeatPlan, duration: int | None, library: Library | None 
     for kind, count in counts.items():
         bt = lib.beats.get(kind)
         if bt is not None and count > 1 and not bt.repeatable:
-            problems.append(f"beat type '{kind}' appears {count} times but may appear only once")
+            problems.append(((), f"beat type '{kind}' appears {count} times but may appear only once"))
     if beats and beats[0].type != "hook":
-        problems.append(f"the first beat must be a hook, not '{beats[0].type}'")
+        problems.append((("beats", 0), f"the first beat must be a hook, not '{beats[0].type}'"))
     if beats and beats[-1].type not in ("cta", "end-card"):
-        problems.append(f"the last beat must be a cta or an end-card, not '{beats[-1].type}'")
+        problems.append((("beats", len(beats) - 1), f"the last beat must be a cta or an end-card, not '{beats[-1].type}'"))
     rules = lib.voice
     for i, b in enumerate(beats):
-        if b.voiceover is not None:
+        if voice and b.voiceover is not None:
             words, budget = word_count(b.voiceover), rules.budget(b.duration)
             if words > budget:
-                problems.append(f"beat {i + 1} '{b.id}': the voiceover has {words} words; a {b.duration} s beat holds {budget}")
+                problems.append((("beats", i), f"beats.{i} '{b.id}': the voiceover has {words} words; a {b.duration} s beat holds {budget}"))
     if product_at is None:
-        problems.append("no beat shows the product")
+        problems.append(((), "no beat shows the product"))
     elif product_at > 3:
-        problems.append(f"the product first appears at {product_at} s; it must be visible within the first 3 s")
+        problems.append(((), f"the product first appears at {product_at} s; it must be visible within the first 3 s"))
     return problems
+
+
+def plan_problems(plan: BeatPlan, duration: int | None, library: Library | None = None) -> list[str]:
+    """Every way `plan` breaks the library's rules for an ad of `duration` seconds (None: any
+    length), as readable one-line messages (empty when it is fine). The LLM planner feeds these
+    back when it re-asks; the offline planner's plans keep them by construction."""
+    return [message for _, message in located_plan_problems(plan.beats, duration, library)]

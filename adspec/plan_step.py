@@ -142,7 +142,7 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
             fetched_out.append((recipe, fetched))
     elif step.record is not None:
         refresh_record(step)
-    return spec, load_beat_file(step.beats_path)
+    return spec, load_beat_file(step.beats_path, spec)  # with the spec: its errors keep their lines
 
 
 def refresh_record(step: PlanStep) -> None:
@@ -177,7 +177,7 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
     if step.decision is Decision.INLINE:
         beat_file = inline_beat_file(step.spec)
     elif step.decision is Decision.KEEP:
-        beat_file = load_beat_file(step.beats_path)
+        beat_file = load_beat_file(step.beats_path, step.spec)
     else:
         assert step.recipe is not None and step.shaping is not None
         cache = context().cache_for_reading()  # a dry plan writes nothing

@@ -311,7 +311,9 @@ class AdspecReporter:
 
     def add_failure(self, task: Any, fail: Any) -> None:
         with self.lock:
-            message = " ".join(str(getattr(fail, "message", "") or fail.get_name()).split())
+            text = str(getattr(fail, "message", "") or fail.get_name())
+            # one line per error (a spec's errors come several at once), each on one line
+            message = "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip()) or fail.get_name()
             name = fail.get_name()
             if name == "UnmetDependency":
                 message = f"not run: a task it needs failed ({message})"

@@ -23,6 +23,7 @@ from .hashing import sha256_json
 from .money import fmt_usd
 from .paths import AdPaths, build_index
 from .plan_file import load_plan
+from .status import OFFLINE_LABEL, render_mode
 from .tasknames import PAID_PHASES, task_name
 
 _STAMP = "<!-- adspec-report-inputs: {} -->"
@@ -110,7 +111,7 @@ def page_inputs(build_dir: Path, ad: str) -> str:
     except OSError:
         final = None
     plan = _read(paths.plan)
-    return sha256_json({"plan": plan, "items": items, "final": final, "v": 1})
+    return sha256_json({"plan": plan, "items": items, "final": final, "v": 2})  # v2: the render mode, the player
 
 
 def report_is_current(ad: str) -> bool:
@@ -159,7 +160,9 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
             final = {"src": paths.final.name, "duration": None, "width": None, "height": None, "vcodec": None, "acodec": None}
     phases = [{"name": p, **cost["phases"][p]} for p in PAID_PHASES]
     captions = paths.captions_vtt.name if paths.captions_vtt.exists() else None
+    mode = render_mode(cost["items"])
     return {
+        "rendered": mode, "offline": mode in (OFFLINE_LABEL, "partly offline"),
         "captions": captions,
         "voice": f"{plan.voice_model} · {plan.voice_name} · ×{plan.voice_speed:g}" if plan is not None and plan.voiced else None,
         "ad": ad, "plan": plan, "beats": beats, "final": final, "cost": cost, "phases": phases,
@@ -219,6 +222,7 @@ def write_index(build_dir: Path, ads: Sequence[str]) -> Path:
             "final": _link(build_dir, paths.final) if paths.final.exists() else None, "poster": poster,
             "state": "built" if paths.final.exists() and status.get("state") != "failed" else (status.get("state") or "not built"),
             "last_error": (status.get("last_error") or {}).get("message"),
+            "rendered": render_mode(cost.get("items") or []),
             "spent_usd": cost.get("spent_usd", 0.0), "saved_usd": cost.get("saved_usd", 0.0),
             "total_usd": cost.get("total_usd", 0.0),
         })

@@ -201,7 +201,7 @@ def _beats_issues(beats: list[Beat], duration: int | None, base: Loc, what: str)
     seen: dict[str, int] = {}
     for i, beat in enumerate(beats):
         if beat.id in seen:
-            issues.append(((*base, i, "id"), f"duplicate beat id '{beat.id}' (already used by beat {seen[beat.id] + 1})"))
+            issues.append(((*base, i, "id"), f"duplicate beat id '{beat.id}' (already used by beats.{seen[beat.id]})"))
         else:
             seen[beat.id] = i
     total = sum(b.duration for b in beats)
@@ -214,10 +214,13 @@ class Spec(Strict):
     """What a person writes in specs/<ad>.yaml."""
 
     version: Literal[1] = Field(1, description="the spec format's version")
-    title: str = Field(min_length=1, max_length=200, description="a name for people; shapes nothing the providers see")
+    title: str = Field("", min_length=1, max_length=200,
+                       description="a name for people; shapes nothing the providers see (default: the file's name, "
+                                   "readable: trail-runner.yaml -> Trail Runner)")
     prompt: str = Field(min_length=1, max_length=4000,
                         description="what the ad is about; the planner works from it (may use {{ var }})")
-    duration: int = Field(30, ge=5, le=180, description="seconds, 5-180; the beats' durations sum to it exactly")
+    duration: int = Field(30, ge=5, le=180, description="seconds, 5-180; the beats' durations sum to it exactly "
+                                                        "(default: the prompt's, e.g. '15-second', else 30)")
     aspect_ratio: AspectRatio = Field("16:9", description="16:9, 9:16, 1:1 or 4:5",
                                       json_schema_extra={"enumDescriptions": ["landscape (YouTube, TV)", "vertical (Shorts, Reels, TikTok)",
                                                                               "square (feeds)", "portrait (feeds)"]})

@@ -34,6 +34,8 @@ from .variants import (
 )
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+#: said wherever an aspect ratio came out of YAML as a number (YAML 1.1 reads 16:9 as base 60)
+ASPECT_HINT = ' (write it quoted, e.g. "16:9": YAML reads 16:9 unquoted as a number)'
 
 
 # ---- pydantic errors -> readable messages --------------------------------------------------------
@@ -281,7 +283,7 @@ def variant_spec(base: Spec, variant: Variant, spec_path: str | Path | None = No
             loc = tuple(p for p in err["loc"] if isinstance(p, int) or not str(p).startswith(("function-", "[")))
             msg = field_message(err, Spec, loc)
             if loc == ("aspect_ratio",) and isinstance(err.get("input"), int):
-                msg += ' (write it quoted, e.g. "16:9": YAML reads 16:9 unquoted as a number)'
+                msg += ASPECT_HINT
             problems.append((loc, msg))
     if spec is not None:
         problems += spec_issues(spec)

@@ -89,6 +89,35 @@ def provider_wait(build_dir: Path, ad: str, task: str, status: str) -> None:
     update_status(build_dir, ad, change)
 
 
+# ---- how an ad was rendered ------------------------------------------------------------------------
+
+#: the phases that make the picture: offline, they are the animatic (drawn frames, camera moves)
+PICTURE_PHASES = ("storyboard", "chunks")
+OFFLINE_LABEL = "offline animatic"
+
+
+def render_mode(items: list[dict[str, Any]]) -> str:
+    """How the picture of an ad was made, from its cost items (cost.json's `items`): "offline
+    animatic" (the free local render: drawn storyboards, camera moves), "live" (the providers'
+    models), "partly offline", or "" when nothing of the picture is built."""
+    providers = {i.get("provider") for i in items if i.get("phase") in PICTURE_PHASES}
+    if not providers:
+        return ""
+    if providers == {"offline"}:
+        return OFFLINE_LABEL
+    return "partly offline" if "offline" in providers else "live"
+
+
+def rendered(build_dir: Path, ad: str) -> str:
+    """`render_mode` of build/<ad>/cost.json ("" when there is none yet)."""
+    try:
+        cost = json.loads(AdPaths.of(build_dir, ad).cost.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    items = cost.get("items") if isinstance(cost, dict) else None
+    return render_mode([i for i in items if isinstance(i, dict)]) if isinstance(items, list) else ""
+
+
 # ---- adspec status --------------------------------------------------------------------------------
 
 
@@ -119,6 +148,7 @@ def row(d: dict[str, Any]) -> dict[str, str]:
     return {
         "ad": d.get("ad", "?"),
         "state": state_of(d),
+        "rendered": str(d.get("rendered") or ""),
         "phase": d.get("phase") or "",
         "progress": f"{d.get('progress_pct', 0):.0f}% ({tasks.get('done', 0)}/{tasks.get('total', 0)})",
         "chunks": f"{chunks.get('done', 0)}/{chunks.get('total', 0)}" if chunks.get("total") else "",
@@ -146,7 +176,7 @@ def print_table(statuses: list[dict[str, Any]], file: Any = None) -> None:
     console = Console(file=file or sys.stdout, width=None if (file or sys.stdout).isatty() else 160)
     table = Table(title="adspec status", title_justify="left")
     rows = [row(d) for d in statuses]
-    cols = ["ad", "state", "phase", "progress", "chunks", "spent", "saved", "now", "error"]
+    cols = ["ad", "state", "rendered", "phase", "progress", "chunks", "spent", "saved", "now", "error"]
     for c in cols:
         table.add_column(c, overflow="fold")
     for r in rows:

@@ -17,7 +17,7 @@ from .ads import beat_files
 from .errors import SpecError
 from .fsutil import write_if_changed
 from .library import load_library
-from .loader import beat_file_errors, path_exists, spec_errors
+from .loader import beat_file_errors, beat_rule_warnings, path_exists, spec_errors
 from .paths import SPEC_SUFFIXES, ad_name, beat_file_path, is_beat_file, spec_of_beat_file
 from .registry import load_registry, models_table
 from .spec import BeatFile, Spec
@@ -52,7 +52,9 @@ def _expand(paths: Iterable[Path], project_root: Path) -> list[Path]:
 
 
 def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
-    """Every error in the given specs and beat files (default: everything in specs/).
+    """Every error in the given specs and beat files (default: everything in specs/), and a
+    SpecWarning for every beat that breaks the beat library's rules (a 9 s feature, an end-card
+    first): those build, but the ad may not read as intended.
 
     A beat file is validated with its spec (durations must sum to the spec's duration, prompts
     must render with its vars); naming a spec also validates its beat file when there is one."""
@@ -79,9 +81,13 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
             continue
         spec, errs = spec_errors(_shown(spec_path))
         errors += errs
+        if spec is not None and spec.beats is not None:
+            errors += beat_rule_warnings(_shown(spec_path), spec.beats, inline=True)
         if path_exists(beats_path) and (spec is None or spec.beats is None):
-            _, berrs = beat_file_errors(_shown(beats_path), spec)
+            bf, berrs = beat_file_errors(_shown(beats_path), spec)
             errors += berrs
+            if bf is not None:
+                errors += beat_rule_warnings(_shown(beats_path), bf.beats)
         if spec is not None and spec.variants is not None and spec.beats is None:
             # a variant's own beat file, against that variant's spec
             for variant_beats, variant_spec in beat_files(spec_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import media
-from .actions import context, paid_fetch
+from .actions import context, current_settings, paid_fetch
 from .config import load_settings
 from .errors import AdspecError
 from .paths import AdPaths
@@ -69,7 +69,7 @@ def voice_request(ad: str, inputs: dict[str, Any]) -> VoiceRequest:
 
 
 def provider_for(model: str) -> MediaProvider:
-    return voice_provider(load_settings(), model)
+    return voice_provider(current_settings(), model)
 
 
 def read_inputs(build_dir: Path, ad: str, beat_id: str) -> dict[str, Any]:

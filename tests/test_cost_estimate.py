@@ -346,3 +346,26 @@ def test_run_budget_is_shared_by_processes(tmp_path: Path) -> None:
     assert sum(r[1] for r in results if isinstance(r, tuple)) == 10  # $1.00 cap / $0.10
     assert max(seen) <= 1.0 + 1e-9
     assert RunBudget(tmp_path, 1.0, "proc-run").state()["spent_usd"] == pytest.approx(1.0)
+
+
+def test_estimate_live_prices_the_live_build_with_no_key_and_no_request(project: Project) -> None:
+    """Issue 15, point 5: `adspec estimate --live` with no key set prices what the live
+    providers would be paid (the same as the estimate with keys), sending nothing."""
+    project.write_spec("inline", small_spec())
+    (project.specs / "planned.yaml").write_text("prompt: A 10-second ad for the Zip water bottle\n", encoding="utf-8")
+    with PricedReplicate() as replicate, FakeOpenAI() as openai:
+        project.env.update(ADSPEC_BACKEND="", REPLICATE_BASE_URL=replicate.base_url, OPENAI_BASE_URL=openai.base_url)
+        assert estimate(project)["total_usd"] == 0  # no keys: the offline build is free
+        proc = project.adspec("estimate", "--live", "--json")
+        assert proc.returncode == 0, proc.stderr
+        live = json.loads(proc.stdout)
+        assert live["total_usd"] > 0 and live["live"] is True
+        assert live["backend"] == {"media": "replicate", "planner": "openai"}
+        assert "plan:planned" in pay_targets(live) and "chunk:inline/cta/0" in pay_targets(live)
+        assert replicate.requests == [] and openai.count == 0  # nothing was asked
+        text = project.adspec("estimate", "--live").stdout
+        assert "as the live providers would build it" in text and "Total to pay: about $" in text
+        project.env.update(REPLICATE_API_TOKEN=REPLICATE_TOKEN, OPENAI_API_KEY=OPENAI_KEY)
+        keyed = estimate(project)  # what a build with keys would be told
+        assert keyed["total_usd"] == live["total_usd"] and pay_targets(keyed) == pay_targets(live)
+        assert replicate.requests == [] and openai.count == 0

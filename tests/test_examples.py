@@ -136,3 +136,41 @@ def test_examples_speak_with_burned_captions(built: Project, ad: str, tmp_path: 
     assert delta[box.top:box.bottom, box.left:box.right].mean() > 0.03  # the caption is drawn there
     delta[box.top:box.bottom, box.left:box.right] = False
     assert delta.mean() < 0.002  # and nowhere else
+
+
+@pytest.mark.parametrize("ad", EXAMPLES)
+def test_the_words_stay_inside_the_safe_area_while_the_camera_moves(built: Project, ad: str, tmp_path: Path) -> None:
+    """Issue 15, point 7: sampled every 0.25 s, the animatic's words (white text: the storyboard
+    card, heading, brand, tagline, burned captions) never touch the frame's edge and stay inside
+    the title-safe area, while the picture under them moves."""
+    import numpy as np
+    from PIL import Image
+
+    from adspec.safe_areas import title_insets
+
+    spec = load_spec(built.specs / f"{ad}.yaml")
+    width, height = output_size(spec.aspect_ratio, spec.resolution)
+    left, top, right, bottom = title_insets(width, height)
+    slack = 0.006  # encoding blur around the glyphs
+    x0, y0 = int(width * (left - slack)), int(height * (top - slack))
+    x1, y1 = width - int(width * (right - slack)), height - int(height * (bottom - slack))
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(built.build / ad / "final.mp4"), "-vf", "fps=4",
+                    str(tmp_path / "f%04d.png")], check=True)
+    frames = sorted(tmp_path.glob("f*.png"))
+    assert len(frames) >= 4 * spec.duration - 1
+    moved = 0
+    previous = None
+    for f in frames:
+        with Image.open(f) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
+        words = rgb.min(axis=2) > 215  # white and near-white text
+        assert words[y0:y1, x0:x1].sum() > 200, f.name  # the words are there
+        outside = words.copy()
+        outside[y0:y1, x0:x1] = False
+        assert outside.sum() == 0, f"{ad} {f.name}: {outside.sum()} text pixels outside the safe area"
+        edge = max(2, min(width, height) // 100)
+        assert not (words[:edge].any() or words[-edge:].any() or words[:, :edge].any() or words[:, -edge:].any())
+        if previous is not None and np.abs(rgb - previous).mean() > 0.5:
+            moved += 1
+        previous = rgb
+    assert moved > len(frames) // 3  # the picture does move

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import time
 import wave
 from dataclasses import replace
@@ -72,7 +74,7 @@ def test_recipes_are_pure_and_keyed_by_what_changes_the_output(tmp_path: Path, r
     p = OfflineMedia()
     a, b = p.image_recipe(_image_req()), p.image_recipe(_image_req())
     assert a == b and a.key == b.key
-    assert (a.provider, a.kind, a.model, a.version) == ("offline", "image", "flux-dev", "offline/image/1")
+    assert (a.provider, a.kind, a.model, a.version) == ("offline", "image", "flux-dev", "offline/image/2")
     assert p.image_recipe(_image_req(prompt="Another prompt")).key != a.key
     # where a beat sits (ad, beat id) is not part of what it looks like: shared across ads
     assert p.image_recipe(_image_req(ad="other-ad", beat_id="x")).key == a.key
@@ -160,11 +162,12 @@ def test_camera_move_default_is_deterministic_and_varied() -> None:
     assert moves == [motion.camera_move(p) for p in prompts]
     assert len(set(moves)) >= 4
     for m in motion.MOVES:
-        v = motion.view_at(m, 0.0)
-        assert (v.zoom, v.cx, v.cy) == (1.0, 0.5, 0.5)  # every move starts unmoved
-    assert motion.view_at("push-in", 1.0).zoom > 1 > motion.view_at("pull-out", 1.0).zoom
-    assert motion.view_at("pan-left", 1.0).cx < 0.5 < motion.view_at("pan-right", 1.0).cx
-    assert motion.view_at("tilt-up", 1.0).cy < 0.5 < motion.view_at("tilt-down", 1.0).cy
+        for t in (0.0, 1.0):  # every move starts unmoved and comes back (chained chunks never drift)
+            v = motion.view_at(m, t)
+            assert (round(v.zoom, 9), round(v.cx, 9), round(v.cy, 9)) == (1.0, 0.5, 0.5), (m, t)
+    assert motion.view_at("push-in", 0.5).zoom > 1 > motion.view_at("pull-out", 0.5).zoom
+    assert motion.view_at("pan-left", 0.5).cx < 0.5 < motion.view_at("pan-right", 0.5).cx
+    assert motion.view_at("tilt-up", 0.5).cy < 0.5 < motion.view_at("tilt-down", 0.5).cy
 
 
 # ---- video chunks -------------------------------------------------------------------------
@@ -191,7 +194,12 @@ def test_chunks_are_exact_and_continuous(tmp_path: Path, provider: OfflineMedia,
         if prev_last is not None:
             assert np.abs(_pixels(f0) - _pixels(prev_last)).mean() < 3
         last = media.last_frame(out, tmp_path / f"last{k}.png")
-        assert np.abs(_pixels(last) - _pixels(f0)).mean() > 1  # the camera moved
+        mid = tmp_path / f"mid{k}.png"
+        subprocess.run([media.ffmpeg_exe(), "-v", "error", "-y", "-ss", f"{rec.params['seconds'] / 2:.3f}", "-i", str(out),
+                        "-frames:v", "1", str(mid)], check=True)
+        if rec.params["move"] != "static":
+            assert np.abs(_pixels(mid) - _pixels(f0)).mean() > 1  # the camera moved
+        assert np.abs(_pixels(last) - _pixels(f0)).mean() < 3  # and came back: the next chunk starts there
         first = prev_last = last
 
 

@@ -227,3 +227,37 @@ def test_review_page_in_headless_chromium(project: Project, browser: Browser) ->
     before = (ad / "index.html").read_text()
     assert executed_tasks(project.doit().stdout) == []
     assert (ad / "index.html").read_text() == before
+
+
+def test_review_page_says_offline_and_fits_any_aspect(project: Project, browser: Browser) -> None:
+    """Issue 15, point 6: an offline build's page says it is an animatic; the player's controls
+    sit below the frame (never over its bottom text); a vertical or square video fits the
+    window without pushing the storyboard out of sight."""
+    project.write_spec("tall", small_spec(aspect_ratio="9:16", title="Tall one"))
+    project.write_spec("square", small_spec(aspect_ratio="1:1", title="Square one"))
+    project.doit("-n", "2", "-P", "thread")
+    status = project.adspec("status", "--json")
+    assert [d["rendered"] for d in json.loads(status.stdout)] == ["offline animatic", "offline animatic"]
+    assert "offline animatic" in project.adspec("status").stdout
+    with Served(project.build) as base:
+        for ad, ratio in (("tall", 9 / 16), ("square", 1.0)):
+            browser.open(f"{base}/{ad}/index.html")
+            got = browser.evaluate("""(async () => {
+                const v = document.querySelector('video#final');
+                if (v.readyState < 1) await new Promise(ok => v.addEventListener('loadedmetadata', ok, {once: true}));
+                const r = v.getBoundingClientRect(), c = document.querySelector('#controls').getBoundingClientRect();
+                return {controls: v.controls, top: r.top, bottom: r.bottom, width: r.width, height: r.height,
+                        controlsTop: c.top, storyboardTop: document.querySelector('#storyboard').getBoundingClientRect().top,
+                        viewport: window.innerHeight, rendered: document.querySelector('#rendered').textContent,
+                        notice: document.querySelector('#offline-notice').textContent};
+            })()""")
+            assert browser.problems() == []
+            assert got["rendered"] == "offline animatic" and "animatic, rendered offline" in got["notice"], got
+            assert got["controls"] is False and got["controlsTop"] >= got["bottom"], got  # no overlay on the frame
+            assert got["height"] <= 0.6 * got["viewport"] + 1, got
+            assert got["width"] / got["height"] == pytest.approx(ratio, rel=0.02), got
+            assert got["storyboardTop"] < got["viewport"], got  # the storyboard is in sight
+            # the player works: a click on play plays
+            assert browser.evaluate("""(async () => { document.querySelector('#play').click();
+                await new Promise(ok => setTimeout(ok, 400)); const v = document.querySelector('video#final');
+                return !v.paused || v.currentTime > 0; })()""")

@@ -119,7 +119,7 @@ def test_find_specs_and_ad_name(tmp_path: Path) -> None:
         ("title: T\nprompt: p\nduration: 500\n", 3, "duration", "must be between 5 and 180"),
         ("title: T\nprompt: p\nduration: 2\n", 3, "duration", "must be between 5 and 180"),
         ("title: T\nprompt: p\naspect_ratio: '3:2'\n", 3, "aspect_ratio", "must be one of"),
-        ("prompt: p\nduration: 20\n", 1, "title", "is required"),
+        ("title: T\nduration: 20\n", 1, "prompt", "is required"),
         ("title: T\nprompt: p\nbrand:\n  name: X\n  colors: [red]\n", 5, "brand.colors.0", "#RRGGBB"),
         ("title: T\nprompt: p\nmodels:\n  planner: gpt-4.1\n  video: sora-9\n", 5, "models.video", "known: hailuo-02"),
         ("title: T\nprompt: p\nmodels: {image: fluxdev}\n", 3, "models.image", "did you mean 'flux-dev'"),

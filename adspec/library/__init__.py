@@ -306,10 +306,13 @@ LIBRARY_VERSION: str = load_library().version
 
 @lru_cache(maxsize=1)
 def library_digest() -> str:
-    """sha256 of the library's data: the offline planner's output is a function of it."""
+    """sha256 of the library's data (the beats and the words read from prompts): the offline
+    planner's output is a function of it."""
     import hashlib
 
-    return hashlib.sha256(resources.files(__name__).joinpath(LIBRARY_FILE).read_bytes()).hexdigest()
+    h = hashlib.sha256(resources.files(__name__).joinpath(LIBRARY_FILE).read_bytes())
+    h.update(resources.files(__name__).joinpath("prompt_words.yaml").read_bytes())
+    return h.hexdigest()
 
 __all__ = [
     "LIBRARY_VERSION", "Library", "BeatType", "VoiceRules", "Style", "TemplateProblem", "LibraryError",

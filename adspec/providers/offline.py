@@ -20,12 +20,16 @@ from ..hashing import sha256_file
 from ..images import open_image
 from ..recipes import FileRef, Recipe
 from ..render import motion
+from ..safe_areas import title_insets
 from .base import ImageRequest, Job, MusicRequest, RunResult, VideoRequest, VoiceRequest
 
 # The renderers (numpy, Pillow, ffmpeg-python) are imported where they run: a no-op `doit` only
 # builds recipes here, and importing them cost it ~0.1 s (bench/).
 
-_VERSIONS = {"image": 1, "video": 5, "music": 1, "voice": 2}  # video 2: 1 s GOP; 3: superfast+mbtree x264; 4: BT.709; 5: repeatable x264 threads. voice 2: one eSpeak process per line
+# video 2: 1 s GOP; 3: superfast+mbtree x264; 4: BT.709; 5: repeatable x264 threads; 6: moves out and back, bounded
+# so the words stay in the safe area. image 2: the words inside the safe area (plus the moves' room).
+# voice 2: one eSpeak process per line
+_VERSIONS = {"image": 2, "video": 6, "music": 1, "voice": 2}
 UPSCALE = 2  # zoompan crops on whole pixels of its input: a 2x input halves the visible jitter
 PULL_OUT_CANVAS = 1.25  # pull-out shows the frame inside a blurred surround this much larger
 MIN_FPS, MAX_FPS = 16, 30
@@ -184,7 +188,9 @@ class OfflineMedia:
 
         p = recipe.params
         width, height, fps, seconds = p["width"], p["height"], p["fps"], p["seconds"]
-        move, strength = p["move"], float(p["strength"])
+        move = p["move"]
+        # the words of an offline storyboard stay inside the safe area all along the move
+        strength = motion.max_zoom(move, float(p["strength"]), title_insets(width, height))
         first = _input(recipe, "first_frame")
         frames = int(round(seconds * fps))
         with open_image(first, f"{recipe.kind} first frame") as im:

@@ -19,6 +19,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from ..fsutil import atomic_path
 from ..images import open_image
+from ..safe_areas import title_insets
+from .motion import MOVE_ROOM
 
 _FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu", "/usr/share/fonts/TTF")
 _DEFAULT_PALETTE = ("#111111", "#F5F5F5")
@@ -165,7 +167,11 @@ def draw_storyboard(
     img = _background(width, height, palette, rng)
     draw = ImageDraw.Draw(img, "RGBA")
     short = min(width, height)
-    margin = round(short * 0.06)
+    # every word goes inside the title-safe area plus the camera moves' room (adspec.render.motion):
+    # a move never carries it out of the safe area, so the animatic's words stay legible
+    il, it, ir, ib = (x + MOVE_ROOM for x in title_insets(width, height))
+    L, T, R, B = round(width * il), round(height * it), width - round(width * ir), height - round(height * ib)
+    gap = round(short * 0.04)
     landscape = width >= height * 1.25
     white, soft = (255, 255, 255), (235, 235, 235)
 
@@ -174,55 +180,57 @@ def draw_storyboard(
     small = max(10, round(short * 0.032))
     heading = " ".join(beat_type.replace("_", " ").replace("-", " ").split()).upper() or "BEAT"
     hfont = _font(head, bold=True)
-    while draw.textlength(heading, font=hfont) > width - 2 * margin and head > 12:
+    while draw.textlength(heading, font=hfont) > R - L and head > 12:
         head = int(head * 0.9)
         hfont = _font(head, bold=True)
-    draw.text((margin, margin), heading, font=hfont, fill=white)
-    bar_y = margin + round(head * 1.25)
+    draw.text((L, T), heading, font=hfont, fill=white)
+    bar_y = T + round(head * 1.25)
     bar_w = round(short * 0.12)
-    draw.rectangle((margin, bar_y, margin + bar_w, bar_y + max(2, short // 160)), fill=white)
+    draw.rectangle((L, bar_y, L + bar_w, bar_y + max(2, short // 160)), fill=white)
     if style:
         sfont = _font(max(9, round(small * 0.85)))
+        sx = L + bar_w + round(short * 0.02)
         text = style if len(style) <= 60 else style[:59] + "…"
-        draw.text((margin + bar_w + round(short * 0.02), bar_y + max(2, short // 160) // 2), text, font=sfont,
-                  fill=soft, anchor="lm")
+        while text and draw.textlength(text, font=sfont) > R - sx:
+            text = text[:-2].rstrip() + "…" if len(text) > 2 else ""
+        draw.text((sx, bar_y + max(2, short // 160) // 2), text, font=sfont, fill=soft, anchor="lm")
     brand = brand_name or title
     bfont = _font(small, bold=True)
     label = ""
     if brand:
-        label = brand if draw.textlength(brand, font=bfont) < width * 0.4 else brand[:24] + "…"
+        label = brand if draw.textlength(brand, font=bfont) < (R - L) * 0.4 else brand[:24] + "…"
     label_w = draw.textlength(label, font=bfont) if label else 0
-    brand_on_top = bool(label) and draw.textlength(heading, font=hfont) + label_w + margin <= width - 2 * margin
+    brand_on_top = bool(label) and draw.textlength(heading, font=hfont) + label_w + gap <= R - L
     if brand_on_top:
-        draw.text((width - margin, margin + (head - small) // 2), label, font=bfont, fill=soft, anchor="ra")
+        draw.text((R, T + (head - small) // 2), label, font=bfont, fill=soft, anchor="ra")
     top = bar_y + round(short * 0.05)
 
     # footer: tagline left, brand right when the header had no room for it
-    bottom = height - margin
+    bottom = B
     if tagline or (label and not brand_on_top):
         tfont = _font(small)
-        room = width - 2 * margin - (0 if brand_on_top else label_w + margin)
+        room = R - L - (0 if brand_on_top else label_w + gap)
         text = tagline or ""
         while text and draw.textlength(text, font=tfont) > room:
             text = text[:-2].rstrip() + "…" if len(text) > 2 else ""
         if text:
-            draw.text((margin, bottom), text, font=tfont, fill=soft, anchor="ld")
+            draw.text((L, bottom), text, font=tfont, fill=soft, anchor="ld")
         if label and not brand_on_top:
-            draw.text((width - margin, bottom), label, font=bfont, fill=soft, anchor="rd")
+            draw.text((R, bottom), label, font=bfont, fill=soft, anchor="rd")
         bottom -= round(small * 1.8)
 
     # the reference image and the text box share what is left
     ref = Path(reference) if reference else None
     if ref is not None and landscape:
-        split = margin + round((width - 2 * margin) * 0.55)
-        text_box = (margin, top, split - margin, bottom)
-        _reference(ref, (split, top, width - margin, bottom), img)
+        split = L + round((R - L) * 0.55)
+        text_box = (L, top, split - gap, bottom)
+        _reference(ref, (split, top, R, bottom), img)
     elif ref is not None:
         ref_h = round((bottom - top) * (0.5 if height > width * 1.2 else 0.45))
-        _reference(ref, (margin, top, width - margin, top + ref_h), img)
-        text_box = (margin, top + ref_h + margin, width - margin, bottom)
+        _reference(ref, (L, top, R, top + ref_h), img)
+        text_box = (L, top + ref_h + gap, R, bottom)
     else:
-        text_box = (margin, top, width - margin, bottom)
+        text_box = (L, top, R, bottom)
 
     x0, y0, x1, y1 = text_box
     pad = round(short * 0.025)

@@ -66,3 +66,18 @@ def safe_area(aspect_ratio: str) -> SafeArea:
     data = yaml.safe_load(text)
     return SafeArea(str(data["aspect_ratio"]), {k: float(v) for k, v in data["title"].items()},
                     {k: float(v) for k, v in data["captions"].items()})
+
+
+RATIOS = {"16:9": 16 / 9, "9:16": 9 / 16, "1:1": 1.0, "4:5": 4 / 5}
+
+
+def safe_area_of_size(width: int, height: int) -> SafeArea:
+    """The safe area of the aspect ratio closest to a `width` x `height` frame."""
+    ratio = width / max(height, 1)
+    return safe_area(min(RATIOS, key=lambda name: abs(RATIOS[name] - ratio)))
+
+
+def title_insets(width: int, height: int) -> tuple[float, float, float, float]:
+    """The title-safe insets (left, top, right, bottom) of a frame of this size, as fractions."""
+    t = safe_area_of_size(width, height).title
+    return t["left"], t["top"], t["right"], t["bottom"]

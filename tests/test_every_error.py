@@ -1,0 +1,139 @@
+"""Issue 15, point 3: every error of a file in one run, a spec that is only a prompt, the
+beat library's rules as warnings, and one way of counting beats in messages."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from conftest import Project
+
+from adspec.loader import load_spec, parse_spec_text, readable_title
+
+BOTH_STAGES = """\
+prompt: "An ad for {{ nope }} with springy foam"
+duration: 3
+brand: {colors: [red]}
+assets: {product: ../../outside.png, logo: missing.png}
+"""
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def test_validate_reports_schema_and_later_errors_in_one_run(project: Project) -> None:
+    (project.specs / "both.yaml").write_text(BOTH_STAGES, encoding="utf-8")
+    proc = project.adspec("validate")
+    assert proc.returncode == 1
+    out = proc.stderr
+    # the schema's errors ...
+    assert re.search(r"both\.yaml:2: duration: must be between 5 and 180", out), out
+    assert re.search(r"both\.yaml:3: brand\.colors\.0: must be a colour", out), out
+    # ... and the checks that used to wait for them to be fixed
+    assert re.search(r"both\.yaml:1: prompt: unknown variable 'nope'", out), out
+    assert re.search(r"both\.yaml:4: assets\.product: '\.\./\.\./outside\.png' leads outside the project", out), out
+    assert re.search(r"both\.yaml:4: assets\.logo: file 'missing\.png' not found", out), out
+    assert "Traceback" not in out
+
+
+def test_doit_shows_the_first_errors_and_how_many_more(project: Project) -> None:
+    many = BOTH_STAGES.replace("brand: {colors: [red]}", "brand: {colors: [red, blue]}\nseed: -1")
+    (project.specs / "many.yaml").write_text(many, encoding="utf-8")
+    proc = project.doit(check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    shown = [line for line in out.splitlines() if re.search(r"many\.yaml:\d+: ", line)]
+    assert len(shown) == 5, out  # the first few, one per line
+    assert re.search(r"and (\d+) more errors?; run `adspec validate .*many\.yaml`", out), out
+    more = int(re.search(r"and (\d+) more error", out).group(1))  # type: ignore[union-attr]
+    assert more == 2, out  # 7 errors in all: prompt, duration, 2 colours, seed, 2 assets
+    assert "Traceback" not in out
+
+
+def test_a_prompt_only_spec_validates_and_builds(project: Project) -> None:
+    (project.specs / "trail-runner.yaml").write_text("prompt: A 6-second ad for the Zip water bottle\n", encoding="utf-8")
+    proc = project.adspec("validate")
+    assert proc.returncode == 0, proc.stderr
+    spec = load_spec(project.specs / "trail-runner.yaml")
+    assert spec.title == "Trail Runner"
+    assert spec.duration == 6  # from the prompt
+    project.doit("-n", "1")
+    final = project.build / "trail-runner" / "final.mp4"
+    from adspec.media import probe
+
+    info = probe(final)
+    assert abs(info.duration - 6.0) < 0.1 and (info.width, info.height) == (1280, 720)
+
+
+def test_readable_title() -> None:
+    assert readable_title("specs/trail-runner.yaml") == "Trail Runner"
+    assert readable_title("specs/brew_box2.yaml") == "Brew Box2"
+
+
+def test_top_level_aspect_ratio_number_says_to_quote_it() -> None:
+    _, errors = parse_spec_text("prompt: p\naspect_ratio: 969\n", "specs/x.yaml")
+    [err] = errors
+    assert err.field == "aspect_ratio" and 'write it quoted, e.g. "16:9"' in err.message
+
+
+BEATS_UNKNOWN_VAR = """\
+music: {prompt: upbeat, bpm: 120}
+beats:
+  - {id: hook, type: hook, duration: 3, image_prompt: "A bottle", motion_prompt: "push in"}
+  - {id: cta, type: cta, duration: 5, image_prompt: "The {{ bogus }} bottle", motion_prompt: "pan left"}
+"""
+
+
+def test_beat_file_errors_under_doit_keep_their_lines(project: Project) -> None:
+    (project.specs / "zip.yaml").write_text("prompt: An 8-second ad for the Zip bottle\nresolution: 360p\n", encoding="utf-8")
+    assert project.adspec("plan", "zip").returncode == 0
+    path = project.beats_file("zip")
+    text = path.read_text(encoding="utf-8")
+    assert "Striking opening shot" in text
+    path.write_text(text.replace("Striking opening shot", "Striking {{ bogus }} shot"), encoding="utf-8")
+    line = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if "bogus" in x)
+    proc = project.doit(check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert re.search(rf"zip\.beats\.yaml:{line - 1}: beats\.0\.image_prompt: .*unknown variable 'bogus'", out), out
+
+
+def test_library_rules_are_warnings_with_the_rule(project: Project) -> None:
+    (project.specs / "zip.yaml").write_text("prompt: A 20-second ad for the Zip bottle\n", encoding="utf-8")
+    beats = {"music": {"prompt": "upbeat", "bpm": 120}, "beats": [
+        {"id": "end", "type": "end-card", "duration": 3, "image_prompt": "logo", "motion_prompt": "static"},
+        {"id": "feat", "type": "feature", "duration": 9, "image_prompt": "detail", "motion_prompt": "push in"},
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "bottle", "motion_prompt": "push in"},
+        {"id": "cta", "type": "cta", "duration": 5, "image_prompt": "bottle", "motion_prompt": "pan left"},
+    ]}
+    project.beats_file("zip").write_text(yaml.safe_dump(beats, sort_keys=False), encoding="utf-8")
+    proc = project.adspec("validate")
+    assert proc.returncode == 0, proc.stderr  # warnings: it still builds
+    out = proc.stderr
+    assert re.search(r"zip\.beats\.yaml:\d+: beats\.1: warning: .*9 s is outside the feature range of 3-8 s", out), out
+    assert re.search(r"zip\.beats\.yaml:\d+: beats\.0: warning: .*end-card must be the last beat", out), out
+    assert "warning" in proc.stdout  # "ok: specs (N warnings)"
+
+
+def test_beats_are_counted_from_zero_everywhere(tmp_path: Path) -> None:
+    from adspec.loader import beat_file_errors_text
+
+    text = BEATS_UNKNOWN_VAR.replace("id: cta", "id: hook").replace("{{ bogus }} ", "")
+    _, errors = beat_file_errors_text(text, "x.beats.yaml")
+    [err] = errors
+    assert err.field == "beats.1.id" and "already used by beats.0" in err.message
+
+
+def test_later_checks_do_not_guess_about_a_field_that_failed() -> None:
+    """The later checks run on what parsed, but never against a default standing in for a field
+    that failed: no 'unknown variable' for a var whose value is wrong, no 'music only with inline
+    beats' when the beats are there but wrong."""
+    _, errors = parse_spec_text("prompt: in {{ city }} and {{ nope }}\nvars: {city: [1, 2]}\n", "specs/x.yaml")
+    assert [(e.field, e.line) for e in errors] == [("prompt", 1), ("vars.city", 2)], errors
+    assert "'nope'" in errors[0].message
+    text = ("prompt: p\nmusic: {prompt: x, bpm: 100}\nbeats:\n"
+            "  - {id: hook, type: hook, duration: 4, image_prompt: '', motion_prompt: b}\n")
+    _, errors = parse_spec_text(text, "specs/x.yaml")
+    assert [e.field for e in errors] == ["beats.0.image_prompt"], errors
