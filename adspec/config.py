@@ -37,6 +37,7 @@ class Settings:
     remote_endpoint: str | None = None  # ADSPEC_REMOTE_ENDPOINT: an S3-compatible server
     max_inflight: int | None = None  # ADSPEC_MAX_INFLIGHT: provider calls in flight at once (adspec.limits)
     cpu_jobs: int | None = None  # ADSPEC_CPU_JOBS: local media jobs at once (default: one per core)
+    claim_stale_s: float = 60.0  # ADSPEC_CLAIM_STALE: a shared-store claim unchanged this long is a dead runner's
 
     @property
     def live_planner(self) -> bool:
@@ -69,6 +70,7 @@ def load_settings(env: Mapping[str, str] | None = None, root: Path | None = None
         remote_endpoint=(env.get("ADSPEC_REMOTE_ENDPOINT") or "").strip() or None,
         max_inflight=_positive_int(env, "ADSPEC_MAX_INFLIGHT"),
         cpu_jobs=_positive_int(env, "ADSPEC_CPU_JOBS"),
+        claim_stale_s=_number(env, "ADSPEC_CLAIM_STALE", 60.0) or 60.0,
     )
 
 

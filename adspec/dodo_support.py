@@ -20,7 +20,6 @@ from .progress import AdspecReporter
 from .runs import new_run_id
 from .tasknames import aggregate_ad, split_task
 
-
 #: doit's worker threads when the command line does not say (`-n`): enough for every provider's
 #: in-flight slots (library/limits.yaml) and the cores beside them
 DEFAULT_WORKERS = 32

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from .. import media
 from ..errors import ProviderError
-from ..limits import cpu_slot
 from ..hashing import sha256_file
 from ..images import open_image
+from ..limits import cpu_slot
 from ..recipes import FileRef, Recipe
 from ..render import motion
 from .base import ImageRequest, Job, MusicRequest, RunResult, VideoRequest, VoiceRequest
