@@ -48,7 +48,8 @@ class Context:
     @cached_property
     def cache(self) -> RequestCache:
         """Opened (created if need be) on first use: `adspec estimate` never opens it."""
-        return open_cache(self.settings.cache_dir, self.settings.remote_cache, self.settings.remote_endpoint)
+        return open_cache(self.settings.cache_dir, self.settings.remote_cache, self.settings.remote_endpoint,
+                          self.settings.claim_stale_s)
 
     def cache_for_reading(self) -> "RequestCache | CacheView":
         """The cache as a reader that writes nothing sees it: the open cache when this process

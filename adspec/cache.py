@@ -40,7 +40,8 @@ from .fsutil import atomic_path
 from .hashing import canonical_json, sha256_file
 from .providers.base import RunResult
 from .recipes import Recipe
-from .remote import open_remote
+from .remote import describe_error, open_remote
+from .remote_claims import POLL_S, Claims, Holding, Seen, runner_id
 
 log = logging.getLogger("adspec.cache")
 
@@ -68,8 +69,9 @@ class DurableJob:
     """The Job handed to a provider: every state change is written to the cache at once."""
 
     def __init__(self, cache: "RequestCache", key: str, on_progress: Callable[[str], None] | None = None,
-                 label: str | None = None):
+                 label: str | None = None, holding: Holding | None = None):
         self._cache, self._key, self._on_progress = cache, key, on_progress
+        self._holding = holding  # this runner's claim in the shared store, told what happens
         self.label = label  # e.g. "trailrunner/hook chunk 1": providers put it in their errors
         pending = cache.pending(key) or {}
         self.resume_id: str | None = pending.get("job_id")
@@ -88,10 +90,14 @@ class DurableJob:
             self._first_send = time.time()
         self.sent_at = self._first_send
         self._cache._set_pending(self._key, {**self._history, "sending": True, "job_id": None, "time": self._first_send})
+        if self._holding is not None:
+            self._holding.record(sending=True, sent_at=self._first_send, job_id=None)
 
     def started(self, job_id: str) -> None:
         self.resume_id = job_id
         self._cache._set_pending(self._key, {**self._history, "sending": False, "job_id": job_id, "time": time.time()})
+        if self._holding is not None:
+            self._holding.record(sending=False, job_id=job_id)
 
     def progress(self, status: str) -> None:
         if self._on_progress:
@@ -219,9 +225,12 @@ class _Guarded:
 
 
 class RequestCache:
-    def __init__(self, root: str | Path, remote: Any = None):
+    def __init__(self, root: str | Path, remote: Any = None, claim_stale_s: float | None = None):
         self.root = Path(root)
         self.remote = remote  # adspec.remote.RemoteCache (ADSPEC_REMOTE_CACHE) or None
+        self.claim_stale_s = claim_stale_s  # a claim unchanged this long is a dead runner's (remote_claims)
+        self._claims_obj: Claims | None = None
+        self._claims_lock = threading.Lock()
         self.blob_dir = self.root / "blobs"
         self.lock_dir = self.root / "locks"
         self.tmp_dir = self.root / "tmp"
@@ -420,66 +429,156 @@ class RequestCache:
             entry = self.get(key)
             if entry is not None:
                 return Fetched(self.blob_path(entry.sha256), entry, hit=True)
+            holding: Holding | None = None
             if self.remote is not None:  # another machine may have paid for it already
                 fetched = self._from_remote(key, verify)
                 if fetched is not None:
                     return fetched
-            for _ in range(2):  # a second pass only to re-request a corrupt output, once
-                job = DurableJob(self, key, on_progress, label)
-                started = time.time()
-                with self._scratch(key, suffix) as tmp:
-                    try:
-                        result = run(recipe, job, tmp)
-                    except BadOutputError as e:
-                        if not job.resume_id:
-                            raise
-                        problem = self._bad_output(recipe, job.resume_id, e.sha256, e.cost_usd, e)
-                        if problem is not None:
-                            raise problem from None
-                        continue
-                    except ProviderError as e:
-                        if getattr(e, "ended", False):
-                            self._clear_pending(key)  # the provider ended the job: a retry creates anew
-                        if getattr(e, "spent_usd", 0) > 0 or getattr(e, "maybe_billed", False):
-                            self._append_failed(recipe, e, started)  # billed (or maybe): on the account
+                if recipe.provider != "offline":  # a paid request: one runner pays, the others wait
+                    claimed = self._claim_remote(key, verify, on_progress)
+                    if isinstance(claimed, Fetched):
+                        return claimed
+                    holding = claimed
+            try:
+                return self._make(recipe, run, verify, suffix, on_progress, label, holding)
+            finally:
+                if holding is not None:  # kept while a paid prediction is pending: another runner resumes it
+                    holding.end(release=self.pending(key) is None)
+
+    def _make(self, recipe: Recipe, run: Runner, verify: Verifier, suffix: str,
+              on_progress: Callable[[str], None] | None, label: str | None, holding: Holding | None) -> Fetched:
+        """Run `recipe` (the key is held) and keep what it made."""
+        key = recipe.key
+        for _ in range(2):  # a second pass only to re-request a corrupt output, once
+            job = DurableJob(self, key, on_progress, label, holding)
+            started = time.time()
+            with self._scratch(key, suffix) as tmp:
+                try:
+                    result = run(recipe, job, tmp)
+                except BadOutputError as e:
+                    if not job.resume_id:
                         raise
-                    try:
-                        verify(tmp)
-                    except AdspecError as e:
-                        bad = sha256_file(tmp)
-                        self._quarantine(tmp, key)
-                        if not job.resume_id:  # nothing to fetch again (a local render): run it anew
-                            self._clear_pending(key)
-                            raise
-                        problem = self._bad_output(recipe, job.resume_id, bad, result.cost_usd, e)
-                        if problem is not None:
-                            raise problem from None
-                        continue
-                    sha, size = self.put_blob(tmp)
-                break
-            else:  # pragma: no cover - _bad_output allows one re-request per fetch at most
-                raise CacheError(f"request {key[:12]}: re-requested more than once in one run")
-            entry = Entry(
-                key=key,
-                sha256=sha,
-                size=size,
-                provider=recipe.provider,
-                kind=recipe.kind,
-                model=recipe.model,
-                job_id=result.job_id,
-                cost_usd=round(float(result.cost_usd), 6),
-                created_at=started,
-                seconds=round(time.time() - started, 3),
-                suffix=suffix,
-                meta={**result.meta, **job._history},  # a paid retry after a corrupt output says so
-            )
-            self._put_entry(key, entry)
-            self._clear_pending(key)
-            self._append_ledger(entry)
-            if self.remote is not None:  # share what was paid for; a failed push only warns
-                self.remote.put(entry, self.blob_path(sha))
+                    problem = self._bad_output(recipe, job.resume_id, e.sha256, e.cost_usd, e)
+                    if problem is not None:
+                        raise problem from None
+                    continue
+                except ProviderError as e:
+                    if getattr(e, "ended", False):
+                        self._clear_pending(key)  # the provider ended the job: a retry creates anew
+                    if getattr(e, "spent_usd", 0) > 0 or getattr(e, "maybe_billed", False):
+                        self._append_failed(recipe, e, started)  # billed (or maybe): on the account
+                    raise
+                try:
+                    verify(tmp)
+                except AdspecError as e:
+                    bad = sha256_file(tmp)
+                    self._quarantine(tmp, key)
+                    if not job.resume_id:  # nothing to fetch again (a local render): run it anew
+                        self._clear_pending(key)
+                        raise
+                    problem = self._bad_output(recipe, job.resume_id, bad, result.cost_usd, e)
+                    if problem is not None:
+                        raise problem from None
+                    continue
+                sha, size = self.put_blob(tmp)
+            break
+        else:  # pragma: no cover - _bad_output allows one re-request per fetch at most
+            raise CacheError(f"request {key[:12]}: re-requested more than once in one run")
+        entry = Entry(
+            key=key,
+            sha256=sha,
+            size=size,
+            provider=recipe.provider,
+            kind=recipe.kind,
+            model=recipe.model,
+            job_id=result.job_id,
+            cost_usd=round(float(result.cost_usd), 6),
+            created_at=started,
+            seconds=round(time.time() - started, 3),
+            suffix=suffix,
+            meta={**result.meta, **job._history},  # a paid retry after a corrupt output says so
+        )
+        self._put_entry(key, entry)
+        self._clear_pending(key)
+        self._append_ledger(entry)
+        if self.remote is not None:  # share what was paid for; a failed push only warns
+            self.remote.put(entry, self.blob_path(sha))
+            self._take_remote_problems()
+        return Fetched(self.blob_path(sha), entry, hit=False)
+
+    def _claims(self) -> Claims | None:
+        """This runner's claims in the shared store, or None when the store cannot do them."""
+        if self.remote is None:
+            return None
+        with self._claims_lock:
+            if self._claims_obj is None:
+                self._claims_obj = Claims(self.remote, runner_id(self.root), self.claim_stale_s)
+        return self._claims_obj if self._claims_obj.supported() else None
+
+    def _claim_remote(self, key: str, verify: Verifier,
+                      on_progress: Callable[[str], None] | None) -> Fetched | Holding | None:
+        """Before paying for `key`: claim it in the shared store (a Holding), or wait while
+        another runner pays and return its artifact (Fetched), or take a dead runner's claim
+        over and resume its prediction (a Holding, its job id adopted as this cache's pending).
+        None: the store cannot do claims (reported once); pay as before."""
+        claims = self._claims()
+        if claims is None:
+            return None
+        mine = self.pending(key) or {}
+        state = {"sending": bool(mine.get("sending")), "sent_at": mine.get("time"), "job_id": mine.get("job_id")}
+        seen: Seen | None = None
+        told = False
+        while True:
+            try:
+                etag = claims.create(key, state)
+                if etag is not None:
+                    holding = Holding(claims, key, etag, state)
+                    fetched = self._from_remote(key, verify)  # made and released just before our claim
+                    if fetched is not None:
+                        holding.end(release=True)
+                        return fetched
+                    return holding
+                fetched = self._from_remote(key, verify)
+                if fetched is not None:
+                    return fetched
+                got = claims.read(key)
+            except Exception as e:  # noqa: BLE001 - the store failed us: pay as before, said once
+                self.remote._failed(e)
+                self.remote._report(f"remote cache {self.remote.url}: cannot claim {key[:12]} "
+                                    f"({describe_error(e)}); going on without a claim", once="claim failed")
                 self._take_remote_problems()
-            return Fetched(self.blob_path(sha), entry, hit=False)
+                return None
+            if got is None:
+                continue  # released meanwhile: claim it (or find its entry) now
+            body, tag = got
+            now = time.monotonic()
+            if seen is None or seen.etag != tag:
+                seen = Seen(body, tag, now)
+            ours = body.get("runner") == claims.runner  # an earlier run of this runner (we hold the key here)
+            if ours or now - seen.since >= claims.stale_s:
+                taken = {"sending": bool(body.get("sending")), "sent_at": body.get("sent_at"),
+                         "job_id": body.get("job_id")}
+                try:
+                    etag = claims.replace(key, tag, taken)
+                except Exception:  # noqa: BLE001 - try again on the next pass
+                    etag = None
+                if etag is None:
+                    seen = None
+                    continue
+                if not ours:
+                    log.warning("remote cache: runner %s stopped answering while paying for %s; taking it over%s",
+                                body.get("runner"), key[:12],
+                                f" and resuming prediction {taken['job_id']}" if taken["job_id"] else "")
+                if not mine.get("job_id"):
+                    if taken["job_id"]:
+                        self._set_pending(key, {"sending": False, "job_id": taken["job_id"], "time": time.time()})
+                    elif taken["sending"]:
+                        self._set_pending(key, {"sending": True, "job_id": None, "time": taken["sent_at"] or time.time()})
+                return Holding(claims, key, etag, taken)
+            if not told and on_progress is not None:
+                on_progress("another runner is paying for it")
+                told = True
+            time.sleep(POLL_S)
 
     def _bad_output(self, recipe: Recipe, job_id: str, sha: str, cost: float, error: AdspecError) -> ProviderError | None:
         """The corrupt-output rule: None to re-request now (once), else the error to stop with.
@@ -637,12 +736,14 @@ _caches: dict[Path, RequestCache] = {}
 _caches_lock = threading.Lock()
 
 
-def open_cache(root: str | Path, remote_url: str | None = None, remote_endpoint: str | None = None) -> RequestCache:
+def open_cache(root: str | Path, remote_url: str | None = None, remote_endpoint: str | None = None,
+               claim_stale_s: float | None = None) -> RequestCache:
     """One RequestCache per folder per process (diskcache handles are thread-safe), sharing with
     the remote cache at `remote_url` (ADSPEC_REMOTE_CACHE) when one is given."""
     root = Path(root).absolute()
     with _caches_lock:
         cache = _caches.get(root)
         if cache is None:
-            cache = _caches[root] = RequestCache(root, remote=open_remote(remote_url, remote_endpoint))
+            cache = _caches[root] = RequestCache(root, remote=open_remote(remote_url, remote_endpoint),
+                                                 claim_stale_s=claim_stale_s)
         return cache

@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Mapping
 
 
+class SettingsError(ValueError):
+    """An ADSPEC_* variable with a value adspec cannot use (a one-line error: adspec.errors)."""
+
+
 def _default_cache_dir(env: Mapping[str, str]) -> Path:
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "adspec"
@@ -31,6 +35,9 @@ class Settings:
     replicate_timeout_s: float = 1800.0  # ADSPEC_REPLICATE_TIMEOUT: the longest wait for one prediction
     remote_cache: str | None = None  # ADSPEC_REMOTE_CACHE: s3://bucket/prefix (adspec.remote)
     remote_endpoint: str | None = None  # ADSPEC_REMOTE_ENDPOINT: an S3-compatible server
+    max_inflight: int | None = None  # ADSPEC_MAX_INFLIGHT: provider calls in flight at once (adspec.limits)
+    cpu_jobs: int | None = None  # ADSPEC_CPU_JOBS: local media jobs at once (default: one per core)
+    claim_stale_s: float = 60.0  # ADSPEC_CLAIM_STALE: a shared-store claim unchanged this long is a dead runner's
 
     @property
     def live_planner(self) -> bool:
@@ -75,12 +82,43 @@ def load_settings(env: Mapping[str, str] | None = None, root: Path | None = None
         offline_forced=backend == "offline",
         has_openai_key=bool(env.get("OPENAI_API_KEY")),
         has_replicate_token=bool(env.get("REPLICATE_API_TOKEN")),
-        budget_usd=float(env.get("ADSPEC_BUDGET_USD", "5.00")),
+        budget_usd=_number(env, "ADSPEC_BUDGET_USD", 5.00),
         shard=env.get("ADSPEC_SHARD"),
         progress=env.get("ADSPEC_PROGRESS", "auto").strip().lower(),
-        wait_notice_s=float(env.get("ADSPEC_WAIT_NOTICE", "10") or 10),
+        wait_notice_s=_number(env, "ADSPEC_WAIT_NOTICE", 10.0),
         ffmpeg=env.get("ADSPEC_FFMPEG") or None,
-        replicate_timeout_s=float(env.get("ADSPEC_REPLICATE_TIMEOUT", "1800")),
+        replicate_timeout_s=_number(env, "ADSPEC_REPLICATE_TIMEOUT", 1800.0),
         remote_cache=(env.get("ADSPEC_REMOTE_CACHE") or "").strip() or None,
         remote_endpoint=(env.get("ADSPEC_REMOTE_ENDPOINT") or "").strip() or None,
+        max_inflight=_positive_int(env, "ADSPEC_MAX_INFLIGHT"),
+        cpu_jobs=_positive_int(env, "ADSPEC_CPU_JOBS"),
+        claim_stale_s=_number(env, "ADSPEC_CLAIM_STALE", 60.0) or 60.0,
     )
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    """A number >= 0 from `name` (`default` when unset); anything else is a one-line error."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise SettingsError(f"{name}={raw!r}: expected a number of at least 0")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str) -> int | None:
+    """A whole number >= 1 from `name`, None when unset; anything else is a one-line error."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number of at least 1")
+    return value

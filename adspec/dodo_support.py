@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .ads import choose_ads
-from .config import load_settings
+from .config import Settings, load_settings
 from .cost import RunBudget
 from .errors import error_line
 from .fsutil import sweep_leftovers
@@ -20,10 +20,26 @@ from .progress import AdspecReporter
 from .runs import new_run_id
 from .tasknames import aggregate_ad, split_task
 
+#: doit's worker threads when the command line does not say (`-n`): enough for every provider's
+#: in-flight slots (library/limits.yaml) and the cores beside them
+DEFAULT_WORKERS = 32
+
+
+def _settings() -> Settings:
+    """The settings, or one line and exit (an ADSPEC_* value adspec cannot use), not doit's
+    traceback of the dodo file."""
+    try:
+        return load_settings()
+    except Exception as e:
+        line = error_line(e)
+        if line is None:
+            raise
+        raise SystemExit(f"adspec: {line}") from None
+
 
 def doit_config(default_tasks: list[str] | None = None) -> dict[str, Any]:
     """doit's config; `default_tasks` (see `default_task_names`) is what a bare `doit` runs."""
-    settings = load_settings()
+    settings = _settings()
     try:
         settings.build_dir.mkdir(parents=True, exist_ok=True)
         # doit's state DB lives here: a folder it cannot write is doit's traceback otherwise
@@ -45,6 +61,11 @@ def doit_config(default_tasks: list[str] | None = None) -> dict[str, Any]:
         # a failed ad does not stop the others; doit still exits non-zero (CI: every ad gets its chance)
         "continue": True,
         "action_string_formatting": "new",
+        # parallel by default, on threads: most tasks wait on a provider (a sleeping thread), and
+        # adspec.limits keeps provider calls within their in-flight limits and local media work
+        # within the cores; `doit -n 1` still builds one task at a time
+        "num_process": DEFAULT_WORKERS,
+        "par_type": "thread",
     }
     if default_tasks is not None:
         config["default_tasks"] = default_tasks
@@ -96,7 +117,7 @@ def creators_from_env(argv: Sequence[str] | None = None) -> dict[str, Callable[.
     """The task creators for the doit command line `argv` (default: this process's): every ad
     (variants expanded, ADSPEC_SHARD applied); the budget covers the ads the command asks for."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    settings = load_settings()
+    settings = _settings()
     # temp files of a run killed mid-write (their writer is gone): never ads, never targets
     sweep_leftovers(settings.specs_dir)
     sweep_leftovers(settings.build_dir, recursive=True)

@@ -15,6 +15,7 @@ The tree:
     ├── BudgetError              a run would spend more than ADSPEC_BUDGET_USD
     ├── ShardError               ADSPEC_SHARD is not i/n
     └── RemoteConfigError        ADSPEC_REMOTE_CACHE is malformed or cannot be used
+    config.SettingsError         another ADSPEC_* value adspec cannot use (ADSPEC_MAX_INFLIGHT=0)
     OSError of the machine       disk full, read-only, no permission...: also one line
     anything else                a bug: its traceback is shown
 
@@ -31,7 +32,7 @@ import os
 from os import PathLike
 from pathlib import Path
 
-from .config import load_settings
+from .config import SettingsError, load_settings
 
 
 class AdspecError(Exception):
@@ -172,6 +173,8 @@ def error_line(e: BaseException) -> str | None:
     """The one line a user sees for `e`, or None when `e` is a bug (show its traceback)."""
     if isinstance(e, AdspecError):
         return e.one_line()
+    if isinstance(e, SettingsError):
+        return str(e)
     if isinstance(e, OSError) and e.errno in MACHINE_ERRNOS:
         return os_error_line(e)
     if isinstance(e, OSError) and e.errno == errno.ENOENT and removed_meanwhile(e):

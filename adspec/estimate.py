@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,6 +39,7 @@ from .paths import AdPaths
 from .plan_step import Decision
 from .receipts import receipt_key
 from .recipes import FileRef
+from .remote import open_remote
 from .tasknames import PHASES, task_name
 from .voice import provider_for, voice_request
 
@@ -110,6 +112,11 @@ class RunEstimate:
                 "ads": [a.to_json() for a in self.ads]}
 
 
+#: the most time an estimate spends asking the shared cache (ADSPEC_REMOTE_CACHE) in all: past it,
+#: or once the store does not answer, the rest is estimated as if the store did not have it
+REMOTE_SECONDS = 10.0
+
+
 class _Estimator:
     def __init__(self, tmp: Path):
         self.ctx = context()
@@ -118,6 +125,34 @@ class _Estimator:
         self.tmp = tmp
         self.made: set[str] = set()  # keys this run would make (paid or free): asked once
         self._n = 0
+        settings = self.ctx.settings
+        self.remote = open_remote(settings.remote_cache, settings.remote_endpoint, quick=True)
+        self._remote_until: float | None = None  # the deadline, from the first question
+        self.remote_note: str | None = None  # why the shared cache was not (fully) consulted
+
+    def _remote_usable(self) -> bool:
+        if self.remote is None:
+            return False
+        now = time.monotonic()
+        if self._remote_until is None:
+            self._remote_until = now + REMOTE_SECONDS
+        if now > self._remote_until or self.remote.problems:
+            why = "; ".join(self.remote.problems[:1]) or f"no answer within {REMOTE_SECONDS:.0f} s in all"
+            self.remote_note = (f"the shared cache was not consulted for every request ({why}): what it holds may "
+                                "cost less than shown")
+            self.remote = None
+            return False
+        return True
+
+    def _in_remote(self, key: str) -> bool:
+        """Whether the shared cache holds `key` (a request another runner paid for: free here)."""
+        if not self._remote_usable():
+            return False
+        found = self.remote.has(key) if self.remote is not None else None
+        if found is None:
+            self._remote_usable()  # records why
+            return False
+        return found
 
     def _tmpfile(self, suffix: str) -> Path:
         self._n += 1
@@ -128,11 +163,24 @@ class _Estimator:
             return "current"
         if recipe.key in self.made or self.cache.peek(recipe.key):
             return "cache"
-        return "pay" if recipe_price(recipe).usd > 0 else "free"
+        price = recipe_price(recipe).usd
+        if price > 0 and self._in_remote(recipe.key):
+            return "cache"
+        return "pay" if price > 0 else "free"
 
     def _blob(self, key: str) -> Path | None:
+        """The artifact of `key`: from the local cache, else a checked copy of the shared cache's
+        (in the estimate's temporary folder: an estimate keeps nothing)."""
         entry = self.cache.get(key)
-        return self.cache.blob_path(entry.sha256) if entry is not None else None
+        if entry is not None:
+            return self.cache.blob_path(entry.sha256)
+        if not self._remote_usable() or self.remote is None:
+            return None
+        got = self.remote.get(key, self.tmp)
+        if got is None:
+            self._remote_usable()
+            return None
+        return got[1]
 
     def _item(self, est: AdEstimate, target: str, phase: str, state: str, recipe: Any, note: str = "",
               exact: bool = True) -> None:
@@ -182,6 +230,8 @@ class _Estimator:
                 music_stale = True
                 self._item(est, task_name("music", ad), "music", state, recipe)
         self._local(est, ad, plan, paths, stale_chunks, music_stale, plan_current)
+        if self.remote_note:
+            est.notes.append(self.remote_note)
         return est
 
     def _voices(self, est: AdEstimate, ad: str, plan: Any, paths: AdPaths) -> bool:

@@ -30,6 +30,7 @@ import yaml
 from .config import load_settings
 from .errors import MediaError
 from .fsutil import atomic_path
+from .limits import cpu_slot
 from .redact import child_env
 
 
@@ -186,7 +187,8 @@ def _run_args(args: Sequence[str], what: str | Path, *, stdin: bytes | None = No
     """Run ffmpeg with `args`; MediaError naming `what` on failure."""
     cmd = [ffmpeg_exe(), "-hide_banner", *(["-nostdin"] if stdin is None else []), "-y", *map(str, args)]
     try:
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False, env=child_env())
+        with cpu_slot():  # one core per ffmpeg (it runs on one thread: see _X264_THREADS)
+            proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False, env=child_env())
     except OSError as e:
         raise MediaError(f"{what}: cannot run ffmpeg ({e.strerror or e})") from None
     if proc.returncode != 0:

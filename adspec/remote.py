@@ -84,8 +84,9 @@ class RemoteCache:
     """Entries and blobs in an S3 bucket (see the module doc)."""
 
     def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
-                 client: Any = None):
+                 client: Any = None, quick: bool = False):
         self.url = url
+        self.quick = quick  # for questions that must not wait (estimate): one try, short timeouts
         self.bucket, self.prefix = parse_url(url)
         self.endpoint_url = endpoint_url
         self.region = region
@@ -111,8 +112,11 @@ class RemoteCache:
                     from botocore.config import Config
                 except ImportError:
                     raise RemoteConfigError(f"{ENV} needs boto3: pip install 'adspec[remote]'") from None
-                config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60,
-                                s3={"addressing_style": "path"} if self.endpoint_url else {})
+                timing: dict[str, Any] = (
+                    {"retries": {"max_attempts": 1, "mode": "standard"}, "connect_timeout": 2, "read_timeout": 4}
+                    if self.quick else
+                    {"retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 60})
+                config = Config(**timing, s3={"addressing_style": "path"} if self.endpoint_url else {})
                 session = boto3.session.Session()
                 self._client = session.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
                                               config=config)
@@ -162,6 +166,18 @@ class RemoteCache:
             self._reported.add(once)
         log.warning(message)
         self.problems.append(message)
+
+    def has(self, key: str) -> bool | None:
+        """Whether the store holds an entry for `key` (a HEAD, no download); None when it cannot
+        be asked (unreachable, denied: reported once, and skipped for a while if unreachable)."""
+        if not self._available():
+            return None
+        try:
+            return self._exists(self.entry_name(key))
+        except Exception as e:  # noqa: BLE001 - whatever goes wrong, the caller goes on without it
+            self._failed(e)
+            self._report(f"remote cache {self.url}: cannot be asked ({describe_error(e)})", once="has")
+            return None
 
     # ---- the two operations the local cache uses ------------------------------------------------
 
@@ -257,8 +273,8 @@ def from_env(env: Mapping[str, str] | None = None) -> RemoteCache | None:
     return open_remote((env.get(ENV) or "").strip() or None, (env.get(ENDPOINT_ENV) or "").strip() or None, env)
 
 
-def open_remote(url: str | None, endpoint: str | None = None, env: Mapping[str, str] | None = None
-                ) -> RemoteCache | None:
+def open_remote(url: str | None, endpoint: str | None = None, env: Mapping[str, str] | None = None,
+                *, quick: bool = False) -> RemoteCache | None:
     """The remote cache at `url` (settings.remote_cache), or None without one. The AWS region
     comes from the AWS variables, as boto3 reads them. RemoteConfigError when it cannot be used."""
     if not url:
@@ -269,7 +285,7 @@ def open_remote(url: str | None, endpoint: str | None = None, env: Mapping[str, 
         raise RemoteConfigError(f"{ENV} is set but boto3 is not installed: pip install 'adspec[remote]'") from None
     env = os.environ if env is None else env
     region = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None
-    return RemoteCache(url, endpoint_url=endpoint, region=region)
+    return RemoteCache(url, endpoint_url=endpoint, region=region, quick=quick)
 
 
 __all__ = ["RemoteCache", "from_env", "open_remote", "parse_url", "describe_error", "ENV", "ENDPOINT_ENV"]

@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Provider variables of the machine running the tests must never leak into a test build.
 _SCRUB = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS",
           "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL", "ADSPEC_BACKEND", "ADSPEC_SPECS", "ADSPEC_BUILD",
-          "ADSPEC_CACHE_DIR", "ADSPEC_BUDGET_USD", "ADSPEC_SHARD", "ADSPEC_REMOTE_CACHE")
+          "ADSPEC_CACHE_DIR", "ADSPEC_BUDGET_USD", "ADSPEC_SHARD", "ADSPEC_REMOTE_CACHE",
+          "ADSPEC_MAX_INFLIGHT", "ADSPEC_CPU_JOBS")
 
 
 # ---- what the tests need beyond pip ---------------------------------------------------------------

@@ -34,11 +34,11 @@ LAYERS: dict[str, int] = {
     "adspec.shard": 1, "adspec.prompt_text": 1, "adspec.redact": 1,
     # 2 knowledge
     "adspec.library": 2, "adspec.registry": 2, "adspec.spec": 2, "adspec.plan_rules": 2,
-    "adspec.spec_checks": 2, "adspec.loader": 2, "adspec.images": 2, "adspec.safe_areas": 2,
+    "adspec.spec_checks": 2, "adspec.loader": 2, "adspec.images": 2, "adspec.safe_areas": 2, "adspec.limits": 2,
     # 3 planning
     "adspec.beat_lock": 3, "adspec.beat_edit": 3, "adspec.offline_planner": 3, "adspec.ads": 3, "adspec.validate": 3,
     # 4 effects
-    "adspec.cache": 4, "adspec.cache_entry": 4, "adspec.cache_view": 4, "adspec.remote": 4, "adspec.media": 4, "adspec.media_requests": 4,
+    "adspec.cache": 4, "adspec.cache_entry": 4, "adspec.remote_claims": 4, "adspec.cache_view": 4, "adspec.remote": 4, "adspec.media": 4, "adspec.media_requests": 4,
     "adspec.verify": 4, "adspec.providers": 4, "adspec.render": 4, "adspec.captions": 4, "adspec.speech_mix": 4,
     # 5 records
     "adspec.prices": 5, "adspec.cost": 5, "adspec.status": 5, "adspec.progress": 5,

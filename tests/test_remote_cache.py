@@ -275,3 +275,72 @@ def test_remote_url_and_errors_never_carry_secrets(monkeypatch: pytest.MonkeyPat
     assert describe_error(err) == "SignatureDoesNotMatch (HTTP 403)"
     err = ClientError({"Error": {"Code": AWS_SECRET}}, "GetObject")
     assert AWS_SECRET not in describe_error(err)
+
+
+def test_estimate_consults_the_shared_cache(tmp_path: Path, s3_endpoint: str, bucket) -> None:
+    """Runner 2's estimate counts what runner 1 paid for as free (issue 19, point 5), sends no
+    request, and writes nothing to the store or its own cache."""
+    import json as _json
+
+    bucket_name, client = bucket
+    with FakeReplicate(latency=0.02) as replicate, FakeOpenAI() as openai:
+        first = runner(tmp_path / "runner-1", s3_endpoint, bucket_name, (replicate, openai), small_spec())
+        first.doit()
+        paid, stored = replicate.paid_creates, objects(client, bucket_name, "team/cache/")
+        second = runner(tmp_path / "runner-2", s3_endpoint, bucket_name, (replicate, openai), small_spec())
+        alone = second.adspec("estimate", "--json", ADSPEC_REMOTE_CACHE="")
+        assert alone.returncode == 0, alone.stderr
+        assert _json.loads(alone.stdout)["total_usd"] > 0  # without the store: it would pay
+        shared = second.adspec("estimate", "--json")
+        assert shared.returncode == 0, shared.stderr
+        run = _json.loads(shared.stdout)
+        assert run["total_usd"] == 0 and run["exact"], run
+        phases = run["ads"][0]["phases"]
+        assert sum(p["cached"] for p in phases.values()) >= 5  # 2 storyboards, 2 chunks, the music...
+        assert sum(p["to_pay"] for p in phases.values()) == 0
+        assert replicate.paid_creates == paid and replicate.count("POST") == paid  # asked the store, not the provider
+        assert objects(client, bucket_name, "team/cache/") == stored
+        assert not second.cache.exists() or not any(second.cache.rglob("*.db"))
+
+
+def test_estimate_never_hangs_on_a_store_that_does_not_answer(tmp_path: Path) -> None:
+    """A store that accepts connections and never answers: the estimate ends, says so, and
+    prices every request (a paid one is never hidden)."""
+    import json as _json
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])  # keep it open, say nothing
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        project = runner(tmp_path / "runner", f"http://127.0.0.1:{silent.getsockname()[1]}", "adspec-silent", None,
+                         small_spec())
+        project.env.update(REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL="http://127.0.0.1:9", ADSPEC_BACKEND="")
+        started = time.monotonic()
+        out = project.adspec("estimate", "--json")
+        took = time.monotonic() - started
+        assert out.returncode == 0, out.stderr
+        run = _json.loads(out.stdout)
+        assert run["total_usd"] > 0
+        assert any("shared cache was not consulted" in n for n in run["ads"][0]["notes"])
+        assert took < 120  # bounded (the store's own timeouts alone would be minutes across many keys)
+    finally:
+        stop.set()
+        thread.join()
+        for c in held:
+            c.close()
+        silent.close()

@@ -18,6 +18,7 @@ from .. import media
 from ..errors import ProviderError
 from ..hashing import sha256_file
 from ..images import open_image
+from ..limits import cpu_slot
 from ..recipes import FileRef, Recipe
 from ..render import motion
 from ..safe_areas import title_insets
@@ -137,7 +138,11 @@ class OfflineMedia:
     # ---- rendering -----------------------------------------------------------------------------
 
     def run(self, recipe: Recipe, job: Job, out: Path) -> RunResult:
-        """Render `recipe` into `out` from its params and files alone."""
+        """Render `recipe` into `out` from its params and files alone, on one core."""
+        with cpu_slot():
+            return self._render(recipe, job, out)
+
+    def _render(self, recipe: Recipe, job: Job, out: Path) -> RunResult:
         if recipe.provider != self.name:
             raise ProviderError(f"offline provider cannot run a {recipe.provider} recipe", retryable=False)
         job.progress("rendering")

@@ -22,6 +22,7 @@ from pathlib import Path
 import openai
 
 from ..errors import ProviderError
+from ..limits import inflight
 from ..recipes import Recipe
 from ..redact import scrub
 from ..registry import ModelEntry, Registry, load_registry, price_for, shape_input
@@ -56,6 +57,10 @@ class OpenAISpeech:
                       params=params)
 
     def run(self, recipe: Recipe, job: Job, out: Path) -> RunResult:
+        with inflight("openai"):  # one of OpenAI's in-flight slots (library/limits.yaml)
+            return self._run(recipe, job, out)
+
+    def _run(self, recipe: Recipe, job: Job, out: Path) -> RunResult:
         key = os.environ.get("OPENAI_API_KEY", "")
         if not key:
             raise ProviderError("OPENAI_API_KEY is not set: OpenAI speech needs it (or use ADSPEC_BACKEND=offline)", retryable=False)

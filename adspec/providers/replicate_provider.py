@@ -46,6 +46,7 @@ from replicate.exceptions import ReplicateError
 
 from ..config import load_settings
 from ..errors import BadOutputError, ProviderError
+from ..limits import inflight
 from ..recipes import FileRef, Recipe
 from ..redact import redact_url, scrub
 from ..registry import (
@@ -224,7 +225,8 @@ class ReplicateMedia:
         if not token:
             raise ProviderError("REPLICATE_API_TOKEN is not set: live Replicate calls need it (or use ADSPEC_BACKEND=offline)", retryable=False)
         call = _Call(self, entry, recipe, job, token)
-        return call.run(Path(out))
+        with inflight(self.name):  # one of Replicate's in-flight slots, from create to download
+            return call.run(Path(out))
 
 
 class _Call:

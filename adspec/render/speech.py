@@ -20,6 +20,7 @@ import wave
 from pathlib import Path
 
 from ..errors import MediaError
+from ..limits import cpu_slot
 from ..redact import child_env
 
 #: words per minute at speed 1.0 (eSpeak's default is 175; a little slower reads as a voiceover)
@@ -90,8 +91,9 @@ def speak_to_wav(text: str, out: str | Path, *, voice: str, speed: float) -> Pat
     """Write `text` spoken as a mono 16-bit WAV at `out`, by a fresh eSpeak NG (a child process),
     so the samples depend on the line alone."""
     job = json.dumps({"text": text, "voice": voice, "speed": speed})
-    done = subprocess.run([sys.executable, "-m", __name__], input=job.encode(), capture_output=True,
-                          env=child_env(), timeout=120, check=False)
+    with cpu_slot():
+        done = subprocess.run([sys.executable, "-m", __name__], input=job.encode(), capture_output=True,
+                              env=child_env(), timeout=120, check=False)
     if done.returncode != 0:
         why = done.stderr.decode(errors="replace").strip().splitlines()
         raise MediaError(f"offline voice: {why[-1] if why else 'eSpeak NG failed'}")

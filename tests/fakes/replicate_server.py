@@ -373,6 +373,19 @@ class FakeReplicate:
             self.creates_by_input[self.input_hash(data)] += 1
             return self.predictions[pid]
 
+    def max_in_flight(self) -> int:
+        """The most predictions of ours that were running at one moment (created, not yet at
+        their end by the fake's clock): a client's in-flight slot covers at least that span."""
+        with self._lock:
+            spans = [(p["created_mono"], p["created_mono"] + self._latency(p["slug"]))
+                     for p in self.predictions.values() if not p.get("traffic")]
+        events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+        most = now = 0
+        for _, step in events:
+            now += step
+            most = max(most, now)
+        return most
+
     def add_traffic(self, n: int, slug: str = "black-forest-labs/flux-dev", age_s: float = 0.0) -> None:
         """`n` succeeded predictions of other inputs made by another app on the account, `age_s`
         seconds ago (listed in the order added: add older traffic first)."""
