@@ -176,3 +176,19 @@ def test_the_walk_sees_a_circle_and_an_upward_import(tmp_path: Path) -> None:
     graph = imports(modules)
     assert graph["adspec.errors"] == {"adspec.cli": False} and graph["adspec.cli"] == {"adspec.errors": True}
     assert circles(graph) == [["adspec.cli", "adspec.errors"]]
+
+
+def test_the_readme_maps_every_module() -> None:
+    """The README's Development map names every module (a subpackage by its folder), so a newcomer
+    finds each one's job there."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    dev = readme[readme.index("## Development"):]
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.name == "__init__.py":
+            continue
+        listed = f"{rel.parts[0]}/" if len(rel.parts) > 1 else rel.name
+        if listed not in dev:
+            missing.append(str(rel))
+    assert missing == []
