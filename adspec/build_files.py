@@ -34,7 +34,7 @@ from .hashing import canonical_json
 
 __all__ = [
     "BeatInputs", "VoiceInputs", "MusicInputs", "Timeline", "TimelineBeat", "Speech", "SpokenLineEntry",
-    "CostFile", "CostItem", "PhaseCost", "AdStatus", "TaskCounts", "ChunkCounts", "RunningTask", "StatusCost",
+    "CostFile", "CostItem", "PhaseCost", "LastRun", "AdStatus", "TaskCounts", "ChunkCounts", "RunningTask", "StatusCost",
     "RunCost", "LastError", "decode", "read_model", "read_model_or_none", "compact_text", "write_compact",
     "write_pretty",
 ]
@@ -341,6 +341,22 @@ class PhaseCost:
 
 
 @dataclass(frozen=True)
+class LastRun:
+    """What the last doit run did for the ad (adspec.progress)."""
+
+    run: str
+    started_at: str
+    finished_at: str
+    spent_usd: float
+    saved_usd: float
+    ran: int
+    up_to_date: int
+    failed: int
+    paid_requests: int
+    from_cache: int
+
+
+@dataclass(frozen=True)
 class CostFile:
     """cost.json: what the build of the current artifacts spent (`spent_usd`), what came from the
     cache (`saved_usd`), and `total_usd` = spent + saved, per phase and in total."""
@@ -356,7 +372,7 @@ class CostFile:
     phases: dict[str, PhaseCost]
     items: tuple[CostItem, ...]
     not_built: tuple[str, ...]
-    last_run: dict[str, Any] | None = None  # the last run's summary (adspec.progress); absent until one
+    last_run: LastRun | None = None  # absent until a run ends
     updated_at: str | None = None
     version: int = VERSION
 
