@@ -26,7 +26,7 @@ import json
 import types
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from .errors import BuildFileError
 from .fsutil import write_if_changed, write_json_atomic
@@ -38,11 +38,6 @@ __all__ = [
     "RunCost", "LastError", "decode", "read_model", "read_model_or_none", "compact_text", "write_compact",
     "write_pretty",
 ]
-
-
-class Versioned(Protocol):
-    VERSION: ClassVar[int]
-    version: int
 
 
 M = TypeVar("M")
