@@ -7,7 +7,6 @@ written atomically, and every generated artifact gets a receipt beside it.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import threading
@@ -19,15 +18,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import media
+from .build_files import BeatInputs, MusicInputs, Timeline, read_model
 from .cache import Fetched, RequestCache, open_cache
 from .cache_view import CacheView
 from .config import Settings, load_settings
 from .cost import guarded
 from .fsutil import atomic_path, write_if_changed, write_json_atomic
-from .hashing import canonical_json
 from .media_requests import image_request, music_request, video_request
 from .paths import AdPaths
-from .plan_file import FPS
+from .plan_file import FPS, AdPlan, plan_files
 from .progress import on_progress
 from .providers.base import MediaProvider, PlanProvider
 from .providers.select import media_provider, plan_provider
@@ -92,10 +91,6 @@ def context(settings: Settings | None = None) -> Context:
         return _context_for(settings or current_settings())
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
 def paid_fetch(ctx: Context, recipe: Recipe, run: Any, verify: Any, *, suffix: str, label: str, ad: str,
                task: str) -> Fetched:
     """`ctx.cache.fetch` with the run's budget in front of the provider (reserve the price before
@@ -109,19 +104,19 @@ def paid_fetch(ctx: Context, recipe: Recipe, run: Any, verify: Any, *, suffix: s
 
 def storyboard_recipe(ctx: Context, ad: str, beat_id: str) -> Recipe:
     paths = AdPaths.of(ctx.settings.build_dir, ad)
-    beat = read_json(paths.beat_inputs(beat_id))
+    beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
     return ctx.media.image_recipe(image_request(ad, beat))
 
 
 def chunk_recipe(ctx: Context, ad: str, beat_id: str, index: int) -> Recipe:
     paths = AdPaths.of(ctx.settings.build_dir, ad)
-    beat = read_json(paths.beat_inputs(beat_id))
+    beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
     return ctx.media.video_recipe(video_request(ad, beat, index, paths))
 
 
 def music_recipe(ctx: Context, ad: str) -> Recipe:
     paths = AdPaths.of(ctx.settings.build_dir, ad)
-    return ctx.media.music_recipe(music_request(ad, read_json(paths.music_inputs)))
+    return ctx.media.music_recipe(music_request(ad, read_model(MusicInputs, paths.music_inputs)))
 
 
 def is_current(artifact: str, kind: str, ad: str, *args: Any) -> bool:
@@ -144,51 +139,51 @@ def is_current(artifact: str, kind: str, ad: str, *args: Any) -> bool:
 def make_storyboard(ad: str, beat_id: str) -> None:
     ctx = context()
     paths = AdPaths.of(ctx.settings.build_dir, ad)
-    beat = read_json(paths.beat_inputs(beat_id))
+    beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
     recipe = ctx.media.image_recipe(image_request(ad, beat))
-    what = f"{ad}/{beat_id} storyboard ({beat['image_model']})"
+    what = f"{ad}/{beat_id} storyboard ({beat.image_model})"
     task = task_name("storyboard", ad, beat_id)
     fetched = paid_fetch(ctx, recipe, ctx.media.run, image_verifier(what), suffix=".img", label=what, ad=ad, task=task)
     target = paths.storyboard(beat_id)
-    media.normalise_image(fetched.path, target, beat["width"], beat["height"])
+    media.normalise_image(fetched.path, target, beat.width, beat.height)
     write_receipt(target, recipe, fetched, task)
 
 
 def make_chunk(ad: str, beat_id: str, index: int) -> None:
     ctx = context()
     paths = AdPaths.of(ctx.settings.build_dir, ad)
-    beat = read_json(paths.beat_inputs(beat_id))
+    beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
     recipe = ctx.media.video_recipe(video_request(ad, beat, index, paths))
-    seconds = beat["clips"][index]
-    what = f"{ad}/{beat_id} chunk {index} ({beat['video_model']})"
+    seconds = beat.clips[index]
+    what = f"{ad}/{beat_id} chunk {index} ({beat.video_model})"
     task = task_name("chunk", ad, beat_id, index)
     fetched = paid_fetch(ctx, recipe, ctx.media.run, video_verifier(what, seconds), suffix=".mp4", label=what,
                          ad=ad, task=task)
     target = paths.chunk(beat_id, index)
     place_chunk(fetched.path, target, beat, index)
-    if index + 1 < len(beat["clips"]):
+    if index + 1 < len(beat.clips):
         media.last_frame(target, paths.last_frame(beat_id, index))
     write_receipt(target, recipe, fetched, task)
 
 
-def place_chunk(src: Path, target: Path, beat: dict[str, Any], index: int) -> None:
+def place_chunk(src: Path, target: Path, beat: BeatInputs, index: int) -> None:
     """The chunk target from the provider's clip (also used by `adspec estimate` to derive a
     continuation's first frame exactly as the build would)."""
     # made stitch-ready here (copied if it already is): a live clip is re-encoded once, to the
     # part the beat uses, while other chunks are still being generated, not by every stitch
-    seconds = beat["clips"][index]
-    used = min(seconds, beat["duration"] - sum(beat["clips"][:index]))
-    media.conform_clip(src, target, width=beat["width"], height=beat["height"], fps=FPS, seconds=used,
-                       keep_audio=bool(beat["native_audio"]))
+    seconds = beat.clips[index]
+    used = min(seconds, beat.duration - sum(beat.clips[:index]))
+    media.conform_clip(src, target, width=beat.width, height=beat.height, fps=FPS, seconds=used,
+                       keep_audio=bool(beat.native_audio))
 
 
 def make_music(ad: str) -> None:
     ctx = context()
     paths = AdPaths.of(ctx.settings.build_dir, ad)
-    inputs = read_json(paths.music_inputs)
+    inputs = read_model(MusicInputs, paths.music_inputs)
     recipe = ctx.media.music_recipe(music_request(ad, inputs))
-    what = f"{ad} music ({inputs['model']})"
-    fetched = paid_fetch(ctx, recipe, ctx.media.run, audio_verifier(what, inputs["seconds"]), suffix=".wav",
+    what = f"{ad} music ({inputs.model})"
+    fetched = paid_fetch(ctx, recipe, ctx.media.run, audio_verifier(what, inputs.seconds), suffix=".wav",
                          label=what, ad=ad, task=task_name("music", ad))
     with atomic_path(paths.music) as tmp:
         shutil.copyfile(fetched.path, tmp)
@@ -199,21 +194,21 @@ def make_stitch(ad: str) -> None:
     """The chunks in beat order, each beat trimmed to its duration: matching clips are copied."""
     settings = load_settings()
     paths = AdPaths.of(settings.build_dir, ad)
-    timeline = read_json(paths.timeline)
+    timeline = read_model(Timeline, paths.timeline)
     items = []
-    for beat in timeline["beats"]:
-        left = beat["duration"]
-        for index, clip in enumerate(beat["clips"]):
+    for beat in timeline.beats:
+        left = beat.duration
+        for index, clip in enumerate(beat.clips):
             use = min(clip, left)
-            items.append(media.ConcatItem(paths.chunk(beat["id"], index), float(use)))
+            items.append(media.ConcatItem(paths.chunk(beat.id, index), float(use)))
             left -= use
     report = media.concat(
         items,
         paths.video,
-        width=timeline["width"],
-        height=timeline["height"],
-        fps=timeline["fps"],
-        keep_audio=timeline["native_audio"],
+        width=timeline.width,
+        height=timeline.height,
+        fps=timeline.fps,
+        keep_audio=timeline.native_audio,
     )
     write_json_atomic(paths.stitch_report, report.to_json())
 
@@ -225,22 +220,16 @@ def make_mix(ad: str) -> None:
 
     settings = load_settings()
     paths = AdPaths.of(settings.build_dir, ad)
-    timeline = read_json(paths.timeline)
-    music = None if timeline["native_audio"] else paths.music
+    timeline = read_model(Timeline, paths.timeline)
+    music = None if timeline.native_audio else paths.music
     with speech_parts(paths) as parts:
-        media.mix(paths.video, music, paths.final, seconds=float(timeline["duration"]),
-                  native_audio=timeline["native_audio"], voices=parts.voices, duck=parts.duck,
+        media.mix(paths.video, music, paths.final, seconds=float(timeline.duration),
+                  native_audio=timeline.native_audio, voices=parts.voices, duck=parts.duck,
                   overlays=parts.overlays, subtitles=parts.subtitles)
 
 
-def write_plan_files(paths: AdPaths, plan: "Any") -> None:
-    """Split the resolved plan into the files the render tasks depend on; each is rewritten only
-    when its content changes, so editing one beat touches one beat.json."""
-    for beat in plan.beats:
-        write_if_changed(paths.beat_inputs(beat.id), canonical_json(plan.beat_inputs(beat)) + "\n")
-    for beat in plan.voiced:
-        write_if_changed(paths.voice_inputs(beat.id), canonical_json(plan.voice_inputs(beat)) + "\n")
-    write_if_changed(paths.speech, canonical_json(plan.speech()) + "\n")
-    write_if_changed(paths.music_inputs, canonical_json(plan.music_inputs()) + "\n")
-    write_if_changed(paths.timeline, canonical_json(plan.timeline()) + "\n")
-    write_if_changed(paths.plan, json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n")
+def write_plan_files(paths: AdPaths, plan: AdPlan) -> None:
+    """Split the resolved plan into the files the render tasks depend on (adspec.build_files);
+    each is rewritten only when its content changes, so editing one beat touches one beat.json."""
+    for path, text in plan_files(paths, plan):
+        write_if_changed(path, text)

@@ -126,6 +126,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .build_files import AdStatus
     from .status import known_ads, print_table, read_status, rendered, watch
 
     settings = load_settings()
@@ -135,14 +136,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         return watch(settings.build_dir, args.names[0], interval=args.interval)
     names = list(args.names) or known_ads(settings.build_dir)
-    statuses = []
-    for n in names:
-        d = read_status(settings.build_dir, n)
-        d = d if d is not None else {"ad": n, "state": "not built"}
-        d["rendered"] = rendered(settings.build_dir, n)  # "offline animatic", "live", ...: not only model names
-        statuses.append(d)
+    found = {n: read_status(settings.build_dir, n) for n in names}
+    statuses = [d if d is not None else AdStatus(ad=n, state="not built") for n, d in found.items()]
+    for d in statuses:  # "offline animatic", "live", ...: not only model names
+        d.rendered = rendered(settings.build_dir, d.ad)
     if args.json:
-        print(json.dumps(statuses, indent=2))
+        print(json.dumps([d.to_json() if d is not None else {"ad": n, "state": "not built"} for n, d in found.items()],
+                         indent=2))
     elif not statuses:
         print(f"no builds under {settings.build_dir} yet (run doit)")
     else:

@@ -12,6 +12,7 @@ The tree:
     ├── ProviderError            a provider call failed (retryable / resumable)
     │   └── BadOutputError       a paid prediction served a file that is not media
     ├── CacheError               the request cache or blob store cannot be used
+    ├── BuildFileError           a file of adspec's own under build/ is of another version, or damaged
     ├── BudgetError              a run would spend more than ADSPEC_BUDGET_USD
     ├── ShardError               ADSPEC_SHARD is not i/n
     └── RemoteConfigError        ADSPEC_REMOTE_CACHE is malformed or cannot be used
@@ -131,6 +132,12 @@ class BadOutputError(ProviderError):
 
 class CacheError(AdspecError):
     """The request cache or blob store cannot be used (unwritable, evicting, corrupt)."""
+
+
+class BuildFileError(AdspecError, ValueError):
+    """One of adspec's own build files (beat.json, plan.json, cost.json...) is of another
+    version or damaged (adspec.build_files). A ValueError too: readers that treat an unreadable
+    file as stale (an `uptodate` check) see it as they see bad JSON."""
 
 
 class BudgetError(AdspecError):

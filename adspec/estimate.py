@@ -29,10 +29,10 @@ from typing import Any, Sequence
 
 from . import media, plan_step
 from .actions import context, place_chunk, settings_as
+from .build_files import compact_text
 from .config import as_live, load_settings
 from .cost import raise_hint, recipe_price
 from .errors import AdspecError, BudgetError
-from .hashing import canonical_json
 from .media_requests import image_request, music_request, video_request
 from .money import fmt_usd, usd
 from .paths import AdPaths
@@ -240,11 +240,11 @@ class _Estimator:
         stale = False
         for beat in plan.voiced:
             inputs = plan.voice_inputs(beat)
-            recipe = provider_for(inputs["model"]).voice_recipe(voice_request(ad, inputs))
+            recipe = provider_for(inputs.model).voice_recipe(voice_request(ad, inputs))
             target = paths.voice(beat.id)
             state = self._state(recipe, target)
             try:
-                same_fit = paths.voice_inputs(beat.id).read_text(encoding="utf-8") == canonical_json(inputs) + "\n"
+                same_fit = paths.voice_inputs(beat.id).read_text(encoding="utf-8") == compact_text(inputs)
             except OSError:
                 same_fit = False
             if state == "current" and same_fit:
@@ -256,7 +256,7 @@ class _Estimator:
             else:
                 self._item(est, task_name("voice", ad, beat.id), "voice", state, recipe)
         try:
-            stale |= paths.speech.read_text(encoding="utf-8") != canonical_json(plan.speech()) + "\n"
+            stale |= paths.speech.read_text(encoding="utf-8") != compact_text(plan.speech())
         except OSError:
             stale = True
         return stale
@@ -318,7 +318,7 @@ class _Estimator:
     def _local(self, est: AdEstimate, ad: str, plan: Any, paths: AdPaths, stale_chunks: bool, music_stale: bool,
                plan_current: bool) -> None:
         try:
-            timeline_same = paths.timeline.read_text(encoding="utf-8") == canonical_json(plan.timeline()) + "\n"
+            timeline_same = paths.timeline.read_text(encoding="utf-8") == compact_text(plan.timeline())
         except OSError:
             timeline_same = False
         stitch = stale_chunks or not timeline_same or not paths.video.exists()

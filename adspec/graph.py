@@ -28,9 +28,9 @@ from doit.exceptions import TaskFailed
 from doit.task import Task, dict_to_task
 
 from . import actions, cleaning, estimate, plan_step, report, voice
+from .build_files import compact_text
 from .config import load_settings
 from .errors import AdspecError, error_line
-from .hashing import canonical_json
 from .paths import AdPaths, beat_file_path, build_index
 from .plan_file import AdPlan, load_plan
 from .tasknames import AGGREGATE_KINDS, RESERVED, task_name
@@ -302,7 +302,7 @@ def beat_is_planned(ad: str, spec_path: str, beat_id: str) -> bool:
     for beat in plan.beats:
         if beat.id == beat_id:
             try:
-                return paths.beat_inputs(beat_id).read_text(encoding="utf-8") == canonical_json(plan.beat_inputs(beat)) + "\n"
+                return paths.beat_inputs(beat_id).read_text(encoding="utf-8") == compact_text(plan.beat_inputs(beat))
             except OSError:
                 return False
     return False

@@ -37,7 +37,7 @@ from .library import LIBRARY_VERSION, load_library
 from .loader import load_beat_file, parse_beat_file_text, path_exists, read_file
 from .offline_planner import plan_offline
 from .paths import AdPaths, ad_name, beat_file_path, receipt_path
-from .plan_file import FPS, AdPlan, PlannedBeat, output_size
+from .plan_file import FPS, AdPlan, PlannedBeat, output_size, plan_files_intact
 from .plan_rules import fit_clips, plan_shaping_fields
 from .progress import on_progress
 from .providers.base import PlanRequest
@@ -274,7 +274,7 @@ def plan_is_current(ad: str, spec_path: str) -> bool:
     paths = AdPaths.of(load_settings().build_dir, ad)
     try:
         beats = beats_path_of(ad, spec_path)
-        return paths.plan_inputs.read_text() == inputs_stamp(Path(spec_path), beats) and paths.plan.exists()
+        return paths.plan_inputs.read_text() == inputs_stamp(Path(spec_path), beats) and plan_files_intact(paths)
     except (OSError, SpecError):
         return False
 

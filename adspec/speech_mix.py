@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import captions
+from .build_files import Speech, read_model
 from .media import Overlay
 from .paths import AdPaths
 
@@ -37,18 +38,16 @@ def wav_seconds(path: Path) -> float:
 def speech_parts(paths: AdPaths) -> Iterator[SpeechParts]:
     """The parts of an ad's speech, with caption files written and images drawn in a scratch
     folder that lives as long as the context (the mix reads them)."""
-    import json
-
     parts = SpeechParts()
-    speech = json.loads(paths.speech.read_text(encoding="utf-8")) if paths.speech.exists() else {"lines": []}
+    speech = read_model(Speech, paths.speech) if paths.speech.exists() else None
     seconds = {}
-    for line in speech["lines"]:
-        wav = paths.voice(line["id"])
-        seconds[line["id"]] = wav_seconds(wav)
-        start = float(line["start"]) + float(line["lead_in"])
+    for line in speech.lines if speech is not None else ():
+        wav = paths.voice(line.id)
+        seconds[line.id] = wav_seconds(wav)
+        start = float(line.start) + float(line.lead_in)
         parts.voices.append((wav, start))
-        parts.duck.append((start, start + seconds[line["id"]]))
-    if not parts.voices:
+        parts.duck.append((start, start + seconds[line.id]))
+    if speech is None or not parts.voices:
         for stale in (paths.captions_srt, paths.captions_vtt):
             stale.unlink(missing_ok=True)
         yield parts
@@ -56,12 +55,12 @@ def speech_parts(paths: AdPaths) -> Iterator[SpeechParts]:
     parts.cues = captions.cues(captions.spoken_lines(speech, seconds))
     captions.write_captions(parts.cues, paths.captions_srt, paths.captions_vtt)
     parts.subtitles = paths.captions_srt
-    options = speech.get("captions") or {}
+    options = speech.captions or {}
     with tempfile.TemporaryDirectory(prefix=".captions-", dir=paths.root) as tmp:
         if options.get("burn", True):
             from .render.captions import caption_images
 
-            placed = caption_images(parts.cues, Path(tmp), width=speech["width"], height=speech["height"],
-                                    aspect_ratio=speech["aspect_ratio"], palette=speech["palette"], options=options)
+            placed = caption_images(parts.cues, Path(tmp), width=speech.width, height=speech.height,
+                                    aspect_ratio=speech.aspect_ratio, palette=speech.palette, options=options)
             parts.overlays = [Overlay(p.png, p.x, p.y, p.start, p.end) for p in placed]
         yield parts
