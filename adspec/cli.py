@@ -89,6 +89,31 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_placements(args: argparse.Namespace) -> int:
+    from .placements import load_placements
+
+    rows = [p.model_dump(mode="json") for p in load_placements().values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="adspec placements (sources: adspec/library/placements.yaml)")
+    for column in ("id", "name", "aspect", "duration", "loudness", "safe zone l/r/t/b", "captions", "format"):
+        table.add_column(column, overflow="fold")
+    for p in load_placements().values():
+        z = p.safe_zone
+        table.add_row(p.id, p.name, p.aspect_ratio, p.duration.describe(),
+                      f"{p.loudness.lufs:g} LUFS, TP {p.loudness.true_peak:g} dBTP",
+                      f"{z.left:.0%}/{z.right:.0%}/{z.top:.0%}/{z.bottom:.0%}",
+                      "required" if p.captions_required else "-",
+                      f"{'/'.join(p.video.codecs)}+{'/'.join(p.audio.codecs)} {'/'.join(p.video.containers)}, "
+                      f"<= {p.video.max_kbps} kbps")
+    Console(width=max(Console().width, 140)).print(table)
+    return 0
+
+
 def _build_ads(names: Sequence[str]) -> list[tuple[str, Path]]:
     """The ads `doit` would build (variants expanded, ADSPEC_SHARD applied), or the named ones
     (an ad, or a spec name standing for all its variants)."""
@@ -231,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="the model registry with prices")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("placements", help="the delivery placements an ad can list (placements: [...]) and their rules")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_placements)
 
     p = sub.add_parser("cache", help="see and bound the request cache: du, gc [--dry-run], show KEY, forget KEY, merge SRC...")
     cache_sub = p.add_subparsers(dest="cache_command", required=True)

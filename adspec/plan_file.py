@@ -78,6 +78,7 @@ class AdPlan:
     voice_tail: float = 0.15
     voice_max_speedup: float = 1.15
     captions: dict[str, Any] | None = None  # burn, font (absolute path or None), color, box, size
+    placements: tuple[str, ...] = ()  # delivery placements (adspec.placements): checks and exports, local only
 
     def beat(self, beat_id: str) -> PlannedBeat:
         for b in self.beats:
@@ -92,6 +93,7 @@ class AdPlan:
     def from_json(cls, data: dict[str, Any]) -> "AdPlan":
         data = dict(data)
         data["palette"] = tuple(data["palette"])
+        data["placements"] = tuple(data.get("placements", ()))
         data["beats"] = tuple(
             PlannedBeat(**{**b, "clips": tuple(b["clips"])}) for b in data["beats"]
         )
