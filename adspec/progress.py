@@ -311,14 +311,18 @@ class AdspecReporter:
 
     def add_failure(self, task: Any, fail: Any) -> None:
         with self.lock:
-            message = " ".join(str(getattr(fail, "message", "") or fail.get_name()).split())
+            text = str(getattr(fail, "message", "") or fail.get_name())
+            message = " ".join(text.split())
             name = fail.get_name()
             if name == "UnmetDependency":
                 message = f"not run: a task it needs failed ({message})"
             got = self._state(task.name)
             if getattr(fail, "report", True) and name != "UnmetDependency":
-                self.failures.append((task.name, message))
-                self.write(f"FAILED {task.name}: {message}\n")
+                # a failure of several lines (the delivery checks: one per violation) keeps them apart
+                lines = [" ".join(ln.split()) for ln in text.splitlines() if ln.strip()] if name == "TaskFailed" else []
+                for line in lines if len(lines) > 1 else [message]:
+                    self.failures.append((task.name, line))
+                    self.write(f"FAILED {task.name}: {line}\n")
                 if name != "TaskFailed":  # a bug, not a reported error: keep its traceback
                     self.write("".join(getattr(fail, "traceback", []) or []))
             if got is None:

@@ -1,0 +1,139 @@
+"""The ffmpeg measurements and encodes of delivery: what a platform checks of a finished file
+(container, bitrates, subtitle streams, loudness and true peak, luminance per frame) and the
+per-placement export (loudness normalised, video stream-copied unless its bitrate is over the
+placement's limit). Same binary and atomic writes as adspec.media; nothing here is ever paid.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MediaError
+from .media import AUDIO_CHANNELS, AUDIO_RATE, MP4_ARGS, _atomic, _run_args, ffmpeg_exe, probe, video_encoder_args
+from .redact import child_env
+
+_INPUT = re.compile(r"^Input #0, ([\w,]+), from")
+_STREAM = re.compile(r"Stream #0:\d+.*?: (Video|Audio|Subtitle|Data): (.*)$")
+_KBPS = re.compile(r"(\d+) kb/s")
+_TOTAL_KBPS = re.compile(r"Duration: .*?bitrate: (\d+) kb/s")
+_INTEGRATED = re.compile(r"Integrated loudness:\s*I:\s*(-?[\d.]+|-inf) LUFS")
+_TRUE_PEAK = re.compile(r"True peak:\s*Peak:\s*(-?[\d.]+|-inf) dBFS")
+SILENCE_LUFS = -70.0  # below this an ad is silent: no loudness to hold against a target
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What a platform's ingest sees of a file, beyond adspec.media.MediaInfo."""
+
+    formats: tuple[str, ...]  # the demuxer's names, e.g. ("mov", "mp4", "m4a", ...)
+    suffix: str  # ".mp4"
+    video_kbps: int | None
+    audio_kbps: int | None
+    total_kbps: int | None
+    subtitle_streams: int
+
+
+def file_facts(path: str | Path) -> FileFacts:
+    path = Path(path)
+    probe(path)  # MediaError for a file that is no media
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True,
+                          check=False, env=child_env())
+    err = proc.stderr.decode("utf-8", "replace")
+    formats: tuple[str, ...] = ()
+    video_kbps = audio_kbps = total_kbps = None
+    subtitles = 0
+    for line in err.splitlines():
+        m = _INPUT.match(line.strip())
+        if m:
+            formats = tuple(m[1].split(","))
+        t = _TOTAL_KBPS.search(line)
+        if t:
+            total_kbps = int(t[1])
+        s = _STREAM.search(line)
+        if s:
+            kbps = _KBPS.search(s[2])
+            if s[1] == "Video" and video_kbps is None and "attached pic" not in line:
+                video_kbps = int(kbps[1]) if kbps else None
+            elif s[1] == "Audio" and audio_kbps is None:
+                audio_kbps = int(kbps[1]) if kbps else None
+            elif s[1] == "Subtitle":
+                subtitles += 1
+    return FileFacts(formats, path.suffix.lower(), video_kbps, audio_kbps, total_kbps, subtitles)
+
+
+def loudness(path: str | Path) -> tuple[float, float]:
+    """(integrated loudness in LUFS, true peak in dBTP) of the first audio stream (EBU R128,
+    ffmpeg's ebur128 filter with true-peak metering)."""
+    proc = _run_args(["-nostats", "-i", str(path), "-map", "0:a:0", "-af", "ebur128=peak=true:framelog=quiet",
+                      "-f", "null", "-"], path)
+    err = proc.stderr.decode("utf-8", "replace")
+    i, tp = _INTEGRATED.findall(err), _TRUE_PEAK.findall(err)
+    if not i or not tp:
+        raise MediaError(f"{path}: no loudness measurement")
+    return float(i[-1]), float(tp[-1])
+
+
+def luma_means(path: str | Path, size: int = 32) -> list[float]:
+    """The mean luma (0-255, limited-range Y as decoded) of every frame, from a `size`x`size`
+    grey thumbnail of each (area-averaged: the mean of the whole frame)."""
+    import numpy as np
+
+    proc = _run_args(["-loglevel", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
+                      "-vf", f"scale={size}:{size}:flags=area,format=gray", "-f", "rawvideo", "-"], path)
+    frames = np.frombuffer(proc.stdout, dtype=np.uint8)
+    n = frames.size // (size * size)
+    return [float(x) for x in frames[: n * size * size].reshape(n, size * size).mean(axis=1)]
+
+
+def loudnorm_measure(path: str | Path) -> dict[str, str]:
+    """The first pass of ffmpeg's loudnorm: the input's measured I, TP, LRA, threshold (strings)."""
+    proc = _run_args(["-nostats", "-i", str(path), "-map", "0:a:0", "-af",
+                      "loudnorm=I=-16:TP=-1.5:LRA=11:print_format=json", "-f", "null", "-"], path)
+    err = proc.stderr.decode("utf-8", "replace")
+    start = err.rfind("{")
+    if start < 0:
+        raise MediaError(f"{path}: no loudnorm measurement")
+    data: dict[str, str] = json.loads(err[start: err.index("}", start) + 1])
+    return data
+
+
+def export(final: str | Path, out: str | Path, *, lufs: float, true_peak: float, max_video_kbps: int,
+           audio_kbps: int) -> bool:
+    """The final re-packaged for one placement: audio normalised to `lufs` under `true_peak`
+    (two-pass loudnorm: measured, then applied linearly when the peak allows it, else loudnorm's
+    dynamic mode), AAC at `audio_kbps`; video stream-copied, or re-encoded capped at
+    `max_video_kbps` when the final's is over it; subtitles copied. True when the video was copied."""
+    final, out = Path(final), Path(out)
+    info, facts = probe(final), file_facts(final)
+    copy = facts.video_kbps is None or facts.video_kbps <= max_video_kbps
+    measured = loudnorm_measure(final)
+    silent = measured["input_i"] == "-inf" or float(measured["input_i"]) < SILENCE_LUFS
+    args = ["-loglevel", "error", "-i", str(final), "-map", "0:v:0", "-map", "0:a:0"]
+    if facts.subtitle_streams:
+        args += ["-map", "0:s?", "-c:s", "copy"]
+    if copy:
+        args += ["-c:v", "copy"]
+    else:
+        enc = video_encoder_args(info.fps or 24)
+        kbps = max(100, int(max_video_kbps * 0.9))
+        enc.pop("crf", None)
+        enc.update({"b:v": f"{kbps}k", "maxrate": f"{kbps}k", "bufsize": f"{2 * kbps}k"})
+        for k, v in enc.items():
+            args += [f"-{k}", str(v)]
+    if not silent:
+        target_tp = true_peak - 0.5  # loudnorm's peak control is sample-based at 192 kHz: keep a margin
+        args += ["-af", (f"loudnorm=I={lufs}:TP={target_tp}:LRA=20:measured_I={measured['input_i']}:"
+                         f"measured_TP={measured['input_tp']}:measured_LRA={measured['input_lra']}:"
+                         f"measured_thresh={measured['input_thresh']}:offset={measured['target_offset']}:"
+                         f"linear=true,aresample={AUDIO_RATE}")]
+    args += ["-c:a", "aac", "-b:a", f"{audio_kbps}k", "-ar", str(AUDIO_RATE), "-ac", str(AUDIO_CHANNELS),
+             "-t", f"{info.duration:.6f}", "-f", "mp4"]
+    for k, v in MP4_ARGS.items():
+        args += [f"-{k}", str(v)]
+    with _atomic(out) as tmp:
+        _run_args([*args, str(tmp)], out)
+    return copy
