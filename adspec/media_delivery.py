@@ -6,7 +6,6 @@ placement's limit). Same binary and atomic writes as adspec.media; nothing here 
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from dataclasses import dataclass
@@ -89,51 +88,52 @@ def luma_means(path: str | Path, size: int = 32) -> list[float]:
     return [float(x) for x in frames[: n * size * size].reshape(n, size * size).mean(axis=1)]
 
 
-def loudnorm_measure(path: str | Path) -> dict[str, str]:
-    """The first pass of ffmpeg's loudnorm: the input's measured I, TP, LRA, threshold (strings)."""
-    proc = _run_args(["-nostats", "-i", str(path), "-map", "0:a:0", "-af",
-                      "loudnorm=I=-16:TP=-1.5:LRA=11:print_format=json", "-f", "null", "-"], path)
-    err = proc.stderr.decode("utf-8", "replace")
-    start = err.rfind("{")
-    if start < 0:
-        raise MediaError(f"{path}: no loudnorm measurement")
-    data: dict[str, str] = json.loads(err[start: err.index("}", start) + 1])
-    return data
+def _db_to_linear(db: float) -> float:
+    return float(10 ** (db / 20))
 
 
 def export(final: str | Path, out: str | Path, *, lufs: float, true_peak: float, max_video_kbps: int,
-           audio_kbps: int) -> bool:
-    """The final re-packaged for one placement: audio normalised to `lufs` under `true_peak`
-    (two-pass loudnorm: measured, then applied linearly when the peak allows it, else loudnorm's
-    dynamic mode), AAC at `audio_kbps`; video stream-copied, or re-encoded capped at
-    `max_video_kbps` when the final's is over it; subtitles copied. True when the video was copied."""
+           audio_kbps: int, tolerance: float = 0.5, passes: int = 4) -> bool:
+    """The final re-packaged for one placement: audio brought to `lufs` with its true peak under
+    `true_peak` (a measured gain, then a peak limiter run at 192 kHz so it catches the peaks
+    between samples; each pass measures the encoded result (EBU R128) and corrects the gain and
+    the limit until both hold, within `tolerance` LU), AAC at `audio_kbps`; video stream-copied,
+    or re-encoded capped at `max_video_kbps` when the final's is over it; subtitles copied.
+    True when the video was copied."""
     final, out = Path(final), Path(out)
     info, facts = probe(final), file_facts(final)
     copy = facts.video_kbps is None or facts.video_kbps <= max_video_kbps
-    measured = loudnorm_measure(final)
-    silent = measured["input_i"] == "-inf" or float(measured["input_i"]) < SILENCE_LUFS
-    args = ["-loglevel", "error", "-i", str(final), "-map", "0:v:0", "-map", "0:a:0"]
+    base = ["-loglevel", "error", "-i", str(final), "-map", "0:v:0", "-map", "0:a:0"]
     if facts.subtitle_streams:
-        args += ["-map", "0:s?", "-c:s", "copy"]
+        base += ["-map", "0:s?", "-c:s", "copy"]
     if copy:
-        args += ["-c:v", "copy"]
+        base += ["-c:v", "copy"]
     else:
         enc = video_encoder_args(info.fps or 24)
         kbps = max(100, int(max_video_kbps * 0.9))
         enc.pop("crf", None)
         enc.update({"b:v": f"{kbps}k", "maxrate": f"{kbps}k", "bufsize": f"{2 * kbps}k"})
         for k, v in enc.items():
-            args += [f"-{k}", str(v)]
-    if not silent:
-        target_tp = true_peak - 0.5  # loudnorm's peak control is sample-based at 192 kHz: keep a margin
-        args += ["-af", (f"loudnorm=I={lufs}:TP={target_tp}:LRA=20:measured_I={measured['input_i']}:"
-                         f"measured_TP={measured['input_tp']}:measured_LRA={measured['input_lra']}:"
-                         f"measured_thresh={measured['input_thresh']}:offset={measured['target_offset']}:"
-                         f"linear=true,aresample={AUDIO_RATE}")]
-    args += ["-c:a", "aac", "-b:a", f"{audio_kbps}k", "-ar", str(AUDIO_RATE), "-ac", str(AUDIO_CHANNELS),
-             "-t", f"{info.duration:.6f}", "-f", "mp4"]
+            base += [f"-{k}", str(v)]
+    tail = ["-c:a", "aac", "-b:a", f"{audio_kbps}k", "-ar", str(AUDIO_RATE), "-ac", str(AUDIO_CHANNELS),
+            "-t", f"{info.duration:.6f}", "-f", "mp4"]
     for k, v in MP4_ARGS.items():
-        args += [f"-{k}", str(v)]
+        tail += [f"-{k}", str(v)]
+    integrated, _ = loudness(final)
+    silent = integrated == float("-inf") or integrated < SILENCE_LUFS
+    gain, limit = (0.0 if silent else lufs - integrated), true_peak - 1.0
     with _atomic(out) as tmp:
-        _run_args([*args, str(tmp)], out)
+        for _ in range(max(1, passes)):
+            chain = [] if silent else [f"volume={gain:.2f}dB", "aresample=192000",
+                                       f"alimiter=limit={_db_to_linear(limit):.4f}:attack=1:release=50:level=false",
+                                       f"aresample={AUDIO_RATE}"]
+            _run_args([*base, *(["-af", ",".join(chain)] if chain else []), *tail, str(tmp)], out)
+            if silent:
+                break
+            got, peak = loudness(tmp)
+            if abs(got - lufs) <= tolerance and peak <= true_peak:
+                break
+            gain += lufs - got  # the limiter took some loudness away (or the codec added some)
+            if peak > true_peak:
+                limit -= peak - true_peak + 0.2
     return copy

@@ -147,7 +147,7 @@ REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
 @pytest.fixture
 def live(project):
     with FakeReplicate(latency=0.02) as replicate:
-        project.env.update(ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN,
+        project.env.update(ADSPEC_BACKEND="", ADSPEC_C2PA="on", REPLICATE_API_TOKEN=REPLICATE_TOKEN,
                            REPLICATE_BASE_URL=replicate.base_url, REPLICATE_POLL_INTERVAL="0.01")
         yield project, replicate
 
@@ -188,6 +188,13 @@ def test_placements_added_to_a_built_ad_are_checked_and_exported_for_free(live) 
         info, final = media.probe(export), media.probe(ad / "final.mp4")
         assert (info.vcodec, info.acodec, info.width, info.height) == ("h264", "aac", final.width, final.height)
         assert abs(info.duration - final.duration) <= 1 / 24 + 0.03
+    assert len(replicate.requests) == requests
+
+    # the export carries the provenance of the paid clips: their provider job ids, checked against the receipts
+    verified = project.adspec("verify", str(ad / "export" / "ctv-15.mp4"))
+    assert verified.returncode == 0, verified.stderr
+    job = json.loads((ad / "beats" / "hook" / "chunk-0.receipt.json").read_text())["job_id"]
+    assert job in replicate.predictions and f"job {job}" in verified.stdout
     assert len(replicate.requests) == requests
 
     # `adspec check` prints the same line and exits 1
@@ -267,3 +274,52 @@ def test_timeline_otio_loads_and_matches_the_final(project) -> None:
     music = timeline.tracks[2].find_clips()[0]
     assert music.source_range.duration.to_seconds() == pytest.approx(8)
     assert music.media_reference.target_url == (ad / "music.wav").resolve().as_uri()
+
+
+# ---- provenance: C2PA inside the files ------------------------------------------------------
+
+
+def test_final_and_exports_carry_a_c2pa_manifest_that_verify_checks(project) -> None:
+    import c2pa
+
+    project.env["ADSPEC_C2PA"] = "on"
+    project.write_spec("zip", small_spec(duration=6, placements=["youtube-instream"], beats=[
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock", "motion_prompt": "push in"},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The logo", "motion_prompt": "pan left"}]))
+    project.doit()
+    ad = project.build / "zip"
+    final, export = ad / "final.mp4", ad / "export" / "youtube-instream.mp4"
+    for path in (final, export):
+        proc = project.adspec("verify", str(path))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.splitlines()[-1] == f"{path}: ok"
+        assert "trainedAlgorithmicMedia" in proc.stdout and "adspec local test CA" in proc.stdout
+    manifest = c2pa.Reader(str(final)).get_active_manifest()
+    assert manifest is not None
+    ingredients = {i["title"]: i["metadata"]["adspec"] for i in manifest["ingredients"]}
+    assert set(ingredients) == {"beats/hook/storyboard.png", "beats/cta/storyboard.png",
+                                "beats/hook/chunk-0.mp4", "beats/cta/chunk-0.mp4"}
+    receipt = json.loads((ad / "beats" / "hook" / "storyboard.receipt.json").read_text())
+    assert ingredients["beats/hook/storyboard.png"]["sha256"] == receipt["sha256"]
+    assert ingredients["beats/hook/storyboard.png"]["model"] == "flux-dev"
+    # the media is the mix's: the manifest sits beside it, the picture and sound are unchanged
+    assert media.probe(final).vcodec == "h264" and media.count_frames(final) == 6 * 24
+
+    # one byte of the video changed: the file's hash no longer matches its signed manifest
+    data = bytearray(final.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    tampered = ad / "tampered.mp4"
+    tampered.write_bytes(bytes(data))
+    proc = project.adspec("verify", str(tampered))
+    assert proc.returncode == 1 and "Hash.mismatch" in proc.stderr and proc.stdout.splitlines()[-1].endswith("FAILED")
+
+    # one byte of a receipt changed: the ingredient no longer matches what the build says it made
+    path = ad / "beats" / "hook" / "storyboard.receipt.json"
+    text = path.read_text()
+    sha = receipt["sha256"]
+    path.write_text(text.replace(sha, ("0" if sha[0] != "0" else "1") + sha[1:]))
+    proc = project.adspec("verify", str(final))
+    assert proc.returncode == 1
+    assert f"ingredient beats/hook/storyboard.png: sha256 {sha[:12]}… in the manifest" in proc.stderr
+    path.write_text(text)
+    assert project.adspec("verify", str(final)).returncode == 0
