@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,31 +98,55 @@ def export(final: str | Path, out: str | Path, *, lufs: float, true_peak: float,
     """The final re-packaged for one placement: audio brought to `lufs` with its true peak under
     `true_peak` (a measured gain, then a peak limiter run at 192 kHz so it catches the peaks
     between samples; each pass measures the encoded result (EBU R128) and corrects the gain and
-    the limit until both hold, within `tolerance` LU), AAC at `audio_kbps`; video stream-copied,
+    the limit until both hold, within `tolerance` LU), AAC at `audio_kbps` (the audio stream-copied
+    when it already holds: silent, or on target under the ceiling); video stream-copied,
     or re-encoded capped at `max_video_kbps` when the final's is over it; subtitles copied.
     True when the video was copied."""
     final, out = Path(final), Path(out)
     info, facts = probe(final), file_facts(final)
     copy = facts.video_kbps is None or facts.video_kbps <= max_video_kbps
-    base = ["-loglevel", "error", "-i", str(final), "-map", "0:v:0", "-map", "0:a:0"]
-    if facts.subtitle_streams:
-        base += ["-map", "0:s?", "-c:s", "copy"]
-    if copy:
-        base += ["-c:v", "copy"]
-    else:
-        enc = video_encoder_args(info.fps or 24)
-        kbps = max(100, int(max_video_kbps * 0.9))
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as scratch:
+        video = final if copy else _capped_video(final, Path(scratch) / "video.mp4", info.fps or 24, max_video_kbps)
+        base = ["-loglevel", "error", "-i", str(final), "-i", str(video), "-map", "1:v:0", "-map", "0:a:0", "-c:v", "copy"]
+        if facts.subtitle_streams:
+            base += ["-map", "0:s?", "-c:s", "copy"]
+        _audio_passes(final, out, base, info.duration, lufs=lufs, true_peak=true_peak, audio_kbps=audio_kbps,
+                      tolerance=tolerance, passes=passes)
+    return copy
+
+
+def _capped_video(final: Path, out: Path, fps: float, max_kbps: int, tries: int = 3) -> Path:
+    """The final's picture re-encoded (our x264 settings) with its bitrate under `max_kbps`:
+    measured after each encode, the target lowered until it holds (short clips overshoot)."""
+    kbps = max(50, int(max_kbps * 0.85))
+    for _ in range(tries):
+        enc = video_encoder_args(fps)
         enc.pop("crf", None)
-        enc.update({"b:v": f"{kbps}k", "maxrate": f"{kbps}k", "bufsize": f"{2 * kbps}k"})
+        enc.update({"b:v": f"{kbps}k", "maxrate": f"{max_kbps}k", "bufsize": f"{max_kbps}k"})
+        args = ["-loglevel", "error", "-i", str(final), "-map", "0:v:0", "-an", "-sn"]
         for k, v in enc.items():
-            base += [f"-{k}", str(v)]
+            args += [f"-{k}", str(v)]
+        _run_args([*args, "-f", "mp4", str(out)], out)
+        got = file_facts(out).video_kbps
+        if got is None or got <= max_kbps:
+            return out
+        kbps = max(50, int(kbps * max_kbps / got * 0.95))
+    raise MediaError(f"{final}: cannot bring the video under {max_kbps} kbps")
+
+
+def _audio_passes(final: Path, out: Path, base: list[str], seconds: float, *, lufs: float, true_peak: float,
+                  audio_kbps: int, tolerance: float, passes: int) -> None:
     tail = ["-c:a", "aac", "-b:a", f"{audio_kbps}k", "-ar", str(AUDIO_RATE), "-ac", str(AUDIO_CHANNELS),
-            "-t", f"{info.duration:.6f}", "-f", "mp4"]
+            "-t", f"{seconds:.6f}", "-f", "mp4"]
     for k, v in MP4_ARGS.items():
         tail += [f"-{k}", str(v)]
-    integrated, _ = loudness(final)
+    integrated, peak = loudness(final)
     silent = integrated == float("-inf") or integrated < SILENCE_LUFS
-    gain, limit = (0.0 if silent else lufs - integrated), true_peak - 1.0
+    if silent or (abs(integrated - lufs) <= tolerance and peak <= true_peak):  # nothing to change: copy
+        with _atomic(out) as tmp:
+            _run_args([*base, "-c:a", "copy", *tail[tail.index("-t"):], str(tmp)], out)
+        return
+    gain, limit = lufs - integrated, true_peak - 1.0
     with _atomic(out) as tmp:
         for _ in range(max(1, passes)):
             chain = [] if silent else [f"volume={gain:.2f}dB", "aresample=192000",
@@ -136,4 +161,3 @@ def export(final: str | Path, out: str | Path, *, lufs: float, true_peak: float,
             gain += lufs - got  # the limiter took some loudness away (or the codec added some)
             if peak > true_peak:
                 limit -= peak - true_peak + 0.2
-    return copy

@@ -31,6 +31,7 @@ from typing import Any
 
 from . import __version__
 from .errors import ProvenanceError
+from .file_locks import exclusive
 from .hashing import sha256_file
 from .paths import AdPaths
 from .receipts import Receipt, read_receipt
@@ -111,17 +112,14 @@ def _make_local_ca(folder: Path) -> None:
         "signer.key": key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     }
     written: dict[str, Path] = {}
-    for fname, data in files.items():  # written to temp names, then renamed (the key last)
+    for fname, data in files.items():  # written to temp names, then renamed (the key last: it marks a whole CA)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{fname}.")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o600 if fname.endswith(".key") else 0o644)
         written[fname] = Path(tmp)
     for fname, made in written.items():
-        if not (folder / "signer.key").exists():  # another build made one meanwhile: keep theirs
-            os.replace(made, folder / fname)
-        else:
-            made.unlink(missing_ok=True)
+        os.replace(made, folder / fname)
 
 
 def signing_identity(build_dir: Path) -> Identity:
@@ -136,7 +134,9 @@ def signing_identity(build_dir: Path) -> Identity:
         return Identity(chain, key_pem, _alg_of(key_pem), local=False)
     folder = local_ca_dir(build_dir)
     if not (folder / "signer.key").exists():
-        _make_local_ca(folder)
+        with exclusive(folder / ".lock"):  # two builds at once make one CA, never a key of one with the other's cert
+            if not (folder / "signer.key").exists():
+                _make_local_ca(folder)
     key_pem = (folder / "signer.key").read_bytes()
     return Identity((folder / "signer.pem").read_bytes(), key_pem, _alg_of(key_pem), local=True)
 

@@ -50,7 +50,7 @@ def test_status_json_is_valid_at_every_moment_of_a_build(project: Project) -> No
     assert "running" in states and {"storyboard", "chunks"} & phases
     d = json.loads(status.read_text())
     assert d["state"] == "done" and d["phase"] == "done" and d["progress_pct"] == 100
-    assert d["tasks"]["total"] == d["tasks"]["done"] == 11  # plan, 3 images, 3 chunks, music, stitch, mix, report
+    assert d["tasks"]["total"] == d["tasks"]["done"] == 13  # plan, 3 images, 3 chunks, music, stitch, mix, check, timeline, report
     assert d["chunks"] == {"done": 3, "total": 3, "current": []}
     assert d["running"] == {} and d["last_error"] is None
     assert d["final"] == "final.mp4" and d["artifacts"]["mix:zip"] == "final.mp4"

@@ -323,3 +323,23 @@ def test_final_and_exports_carry_a_c2pa_manifest_that_verify_checks(project) -> 
     assert f"ingredient beats/hook/storyboard.png: sha256 {sha[:12]}… in the manifest" in proc.stderr
     path.write_text(text)
     assert project.adspec("verify", str(final)).returncode == 0
+
+
+def test_export_copies_what_holds_and_caps_what_does_not(tmp_path) -> None:
+    from adspec.media_delivery import export, file_facts
+
+    clip = make_clip(tmp_path / "c.mp4", seconds=3, size="640x360",
+                     video="testsrc2=s=640x360:r=24:d=3")  # busy picture: a high bitrate at x264's defaults
+    i, tp = loudness(clip)
+    out = tmp_path / "same.mp4"
+    assert export(clip, out, lufs=round(i), true_peak=-1.0, max_video_kbps=50000, audio_kbps=192) is True
+    assert (loudness(out)[0] == pytest.approx(i, abs=0.1) and file_facts(out).audio_kbps == file_facts(clip).audio_kbps)
+    capped = tmp_path / "capped.mp4"
+    before = file_facts(clip).video_kbps
+    assert before is not None and before > 400
+    assert export(clip, capped, lufs=-24, true_peak=-2, max_video_kbps=300, audio_kbps=128) is False
+    after = file_facts(capped)
+    assert after.video_kbps is not None and after.video_kbps <= 300
+    got, peak = loudness(capped)
+    assert abs(got + 24) <= 0.5 and peak <= -2
+    assert media.count_frames(capped) == media.count_frames(clip)
