@@ -462,7 +462,8 @@ def kind_groups(ads: list[str], build_dir: Path, *, running: bool) -> Iterator[T
     members are the ads' tasks of that kind; while running only those certain to exist (an
     ad's plan may change its beats), for the other commands every one the plans on disk name."""
     docs = {"storyboard": "every storyboard image", "chunk": "every video chunk", "music": "every music bed",
-            "stitch": "every stitched video", "mix": "every final mix", "check": "every ad's delivery checks"}
+            "stitch": "every stitched video", "mix": "every final mix", "check": "every ad's delivery checks",
+            "timeline": "every editor timeline (timeline.otio)"}
     for kind, doc in docs.items():
         members: list[str] = []
         for ad in ads:

@@ -188,7 +188,10 @@ def enabled() -> bool:
 
 def sign_file(path: Path, paths: AdPaths, ad: str, build_dir: Path) -> None:
     """Embed a signed manifest in the MP4 at `path` (rewritten atomically)."""
-    import c2pa
+    try:
+        import c2pa
+    except ImportError:
+        raise ProvenanceError("C2PA signing needs c2pa-python (pip install c2pa-python), or set ADSPEC_C2PA=off") from None
 
     ident = signing_identity(build_dir)
     manifest, ingredients = manifest_for(paths, ad, path.name)

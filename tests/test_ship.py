@@ -343,3 +343,45 @@ def test_export_copies_what_holds_and_caps_what_does_not(tmp_path) -> None:
     got, peak = loudness(capped)
     assert abs(got + 24) <= 0.5 and peak <= -2
     assert media.count_frames(capped) == media.count_frames(clip)
+
+
+def test_signing_with_the_users_key_and_certificate(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from adspec import provenance
+    from adspec.errors import ProvenanceError
+    from adspec.paths import AdPaths
+
+    # a certificate of the user's own (here: another CA made the same way, kept elsewhere)
+    theirs = tmp_path / "theirs"
+    provenance._make_local_ca(theirs)
+    monkeypatch.setenv("ADSPEC_C2PA_KEY", str(theirs / "signer.key"))
+    monkeypatch.delenv("ADSPEC_C2PA_CERT", raising=False)
+    with pytest.raises(ProvenanceError, match="set both ADSPEC_C2PA_KEY and ADSPEC_C2PA_CERT"):
+        provenance.signing_identity(tmp_path / "build")
+    monkeypatch.setenv("ADSPEC_C2PA_CERT", str(theirs / "signer.pem"))
+    ident = provenance.signing_identity(tmp_path / "build")
+    assert not ident.local and ident.alg == "ed25519"
+    assert not (tmp_path / "build" / ".adspec" / "c2pa").exists()  # no local CA made when the user signs
+
+    # a build folder with one receipt-backed storyboard is enough to sign and verify
+    root = tmp_path / "build" / "ad"
+    (root / "beats" / "hook").mkdir(parents=True)
+    (root / "plan.json").write_text("{}")
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), "#ff5a1f").save(root / "beats" / "hook" / "storyboard.png")
+    from adspec.hashing import sha256_file
+
+    sha = sha256_file(root / "beats" / "hook" / "storyboard.png")
+    (root / "beats" / "hook" / "storyboard.receipt.json").write_text(json.dumps({
+        "artifact": "storyboard.png", "task": "storyboard:ad/hook", "sha256": sha, "key": "k" * 64,
+        "recipe": {"provider": "replicate", "kind": "image", "model": "flux-dev"}, "job_id": "pred-123",
+        "cost_usd": 0.025, "cache_hit": False, "generated_at": "", "generation_seconds": 1.0, "received_at": "",
+        "run": "r", "version": 1}))
+    final = root / "final.mp4"
+    shutil.copy(make_clip(tmp_path / "clip.mp4"), final)
+    provenance.sign_file(final, AdPaths(root), "ad", tmp_path / "build")
+    verdict = provenance.verify(final)
+    assert verdict.ok, verdict.problems
+    assert any("ingredient beats/hook/storyboard.png: flux-dev (replicate), job pred-123" in x for x in verdict.chain)
