@@ -216,7 +216,7 @@ def make_stitch(ad: str) -> None:
 def make_mix(ad: str) -> None:
     """final.mp4: the video, the music (or native sound) ducked under the spoken lines, the lines
     at their beats; with lines also the captions (files, a soft track, burned in unless off)."""
-    from .speech_mix import speech_parts
+    from .speech_mix import speech_parts, text_layout
 
     settings = load_settings()
     paths = AdPaths.of(settings.build_dir, ad)
@@ -226,6 +226,12 @@ def make_mix(ad: str) -> None:
         media.mix(paths.video, music, paths.final, seconds=float(timeline.duration),
                   native_audio=timeline.native_audio, voices=parts.voices, duck=parts.duck,
                   overlays=parts.overlays, subtitles=parts.subtitles)
+        # where words were drawn (the delivery checks' safe zones)
+        write_json_atomic(paths.text_layout, text_layout(parts, timeline.width, timeline.height))
+    from . import provenance
+
+    if provenance.enabled():  # the C2PA manifest from the receipts (local: nothing paid, no recipe changes)
+        provenance.sign_file(paths.final, paths, ad, settings.build_dir)
 
 
 def write_plan_files(paths: AdPaths, plan: AdPlan) -> None:

@@ -98,6 +98,7 @@ class AdPlan:
     voice_tail: float = 0.15
     voice_max_speedup: float = 1.15
     captions: dict[str, Any] | None = None  # burn, font (absolute path or None), color, box, size
+    placements: tuple[str, ...] = ()  # delivery placements (adspec.placements): checks and exports, local only
     version: int = VERSION
 
     def beat(self, beat_id: str) -> PlannedBeat:

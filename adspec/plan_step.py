@@ -246,6 +246,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         voice_tail=rules.tail,
         voice_max_speedup=rules.max_speedup,
         captions=captions,
+        placements=tuple(spec.placements),
     )
 
 

@@ -311,8 +311,11 @@ class AdspecReporter:
                 message = f"not run: a task it needs failed ({message})"
             got = self._state(task.name)
             if getattr(fail, "report", True) and name != "UnmetDependency":
-                self.failures.append((task.name, message))
-                self.write(f"FAILED {task.name}: {message}\n")
+                # a failure of several lines (the delivery checks: one per violation) keeps them apart
+                lines = [" ".join(ln.split()) for ln in text.splitlines() if ln.strip()] if name == "TaskFailed" else []
+                for line in lines if len(lines) > 1 else [message]:
+                    self.failures.append((task.name, line))
+                    self.write(f"FAILED {task.name}: {line}\n")
                 if name != "TaskFailed":  # a bug, not a reported error: keep its traceback
                     self.write("".join(getattr(fail, "traceback", []) or []))
             if got is None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import captions
 from .build_files import Speech, read_model
@@ -32,6 +33,20 @@ class SpeechParts:
 def wav_seconds(path: Path) -> float:
     with wave.open(str(path), "rb") as w:
         return w.getnframes() / float(w.getframerate())
+
+
+def text_layout(parts: SpeechParts, width: int, height: int) -> dict[str, Any]:
+    """Where the words drawn on the picture sit (each burned caption's box and time), for the
+    delivery checks' safe zones; written by the mix beside the final."""
+    from PIL import Image
+
+    boxes = []
+    for overlay, cue in zip(parts.overlays, parts.cues):
+        with Image.open(overlay.png) as img:
+            w, h = img.size
+        boxes.append({"kind": "caption", "text": cue.text, "x": overlay.x, "y": overlay.y, "w": w, "h": h,
+                      "start": overlay.start, "end": overlay.end})
+    return {"width": width, "height": height, "boxes": boxes}
 
 
 @contextmanager
