@@ -24,7 +24,8 @@ from .registry import Registry, load_registry
 from .spec import Beat, BeatPlan, Spec, music_for, word_count
 
 #: bump when the offline planner's output for the same inputs changes
-PLANNER_CODE_VERSION = "4"  # 2: spoken lines; 3: lines fit the time the beat leaves; 4: reads the prompt's key phrases
+PLANNER_CODE_VERSION = "5"  # 2: spoken lines; 3: lines fit the time the beat leaves; 4: reads the prompt's key phrases;
+# 5: no words asked of the models (the tagline is drawn by code, not painted or planned)
 #: beat types that show one of the prompt's features (in turn: the first such beat the first feature, ...)
 FEATURE_BEATS = ("product-reveal", "feature", "demo", "benefit", "transformation", "comparison")
 #: of those, the types whose spoken line names their feature
@@ -120,7 +121,7 @@ def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: 
     ctx = {
         "product": product_from_prompt(str(shaping.get("prompt") or ""), brand.get("name")),
         "brand": brand.get("name") or "",
-        "tagline": brand.get("tagline") or "",
+        "tagline": "",  # drawn by the text layer, never planned into a prompt or a line
         "style": style_text,
         "look": style.look,
         "camera": style.camera,

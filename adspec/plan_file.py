@@ -148,7 +148,6 @@ class AdPlan:
             "style": self.style,
             "palette": list(self.palette),
             "brand_name": self.brand_name,
-            "tagline": self.tagline,
             "reference": self.reference,
             "image_model": self.image_model,
             "video_model": self.video_model,

@@ -19,16 +19,17 @@ __all__ = ["plan_shaping_fields", "fit_clips", "clip_waste", "plan_waste", "vali
 def plan_shaping_fields(spec: Spec, registry: Any) -> dict[str, Any]:
     """The spec fields that shape the plan, as JSON values.
 
-    In: prompt, duration, style, brand name and tagline, asset names, var names, the planner
-    model, and the video model's clip lengths (not its name). Out: title, aspect ratio,
-    resolution, seed, colours, image/music models, var values, native audio, inline music/beats.
+    In: prompt, duration, style, brand name, asset names, var names, the planner model, and the
+    video model's clip lengths (not its name). Out: title, aspect ratio, resolution, seed, the
+    brand kit drawn by code (tagline, colours, logo, font, CTA, URL: words on screen never shape
+    a paid request), image/music models, var values, native audio, inline music/beats.
     """
     video = registry.resolve(spec.models.video, "video")
     shaping: dict[str, Any] = {
         "prompt": spec.prompt,
         "duration": spec.duration,
         "style": spec.style,
-        "brand": {"name": spec.brand.name, "tagline": spec.brand.tagline},
+        "brand": {"name": spec.brand.name},
         "assets": sorted(spec.assets),
         "vars": sorted(spec.vars),
         "planner": spec.models.planner,

@@ -60,6 +60,9 @@ Rules a plan must keep (it is rejected otherwise):
 - image_prompt describes the single storyboard frame (subject, setting, composition, light, style);
   motion_prompt describes the camera and subject motion of the clip. Follow the library's prompt
   templates in spirit; keep any {{ variable }} placeholders of the spec as they are.
+- No words on screen in prompts: image_prompt and motion_prompt never ask for text, letters,
+  captions, signs, a logo, the brand's name, the tagline, a call to action or a URL to be drawn
+  (models garble them). Describe pictures only; adspec draws every word over the frames itself.
 - The video model renders clips of the listed lengths; a beat longer than a clip is covered by
   several clips and the last one is trimmed. Prefer durations that waste little clip time.
 - music.prompt describes the music bed (genre, instruments, mood); music.bpm fits the style.
