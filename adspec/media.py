@@ -698,6 +698,7 @@ class Overlay:
     y: int
     start: float
     end: float
+    fade: float = 0.0  # seconds of fade in and out (0: it cuts in and out)
 
 
 def duck_expression(windows: Sequence[tuple[float, float]]) -> str:
@@ -782,8 +783,17 @@ def mix(
     v = vin["v:0"]
     if overlays:
         for o in overlays:
-            v = ffmpeg.overlay(v, ffmpeg.input(str(o.png))["v:0"], x=o.x, y=o.y,
-                               enable=f"between(t,{o.start:.3f},{o.end:.3f})")
+            if o.fade > 0:  # a still looped over its span, faded in and out, shifted to its start
+                span = max(0.0, o.end - o.start)
+                pic = (ffmpeg.input(str(o.png), loop=1, t=f"{span:.3f}", framerate=vinfo.fps or 24)["v:0"]
+                       .filter("format", "rgba")
+                       .filter("fade", t="in", st=0, d=f"{o.fade:.3f}", alpha=1)
+                       .filter("fade", t="out", st=f"{max(0.0, span - o.fade):.3f}", d=f"{o.fade:.3f}", alpha=1)
+                       .filter("setpts", f"PTS+{o.start:.3f}/TB"))
+                v = ffmpeg.overlay(v, pic, x=o.x, y=o.y, eof_action="pass")
+            else:
+                v = ffmpeg.overlay(v, ffmpeg.input(str(o.png))["v:0"], x=o.x, y=o.y,
+                                   enable=f"between(t,{o.start:.3f},{o.end:.3f})")
         v = _to_bt709(v)
         kwargs.update(video_encoder_args(vinfo.fps or 24, (vinfo.width, vinfo.height)))
     else:

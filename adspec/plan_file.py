@@ -42,6 +42,7 @@ class PlannedBeat:
     motion_prompt: str
     clips: tuple[int, ...]  # clip lengths of its chunks; the last one is trimmed
     voiceover: str | None = None  # the spoken line, rendered (None: a silent beat)
+    on_screen: str | None = None  # the super drawn over the beat, rendered (None: none)
 
     @property
     def chunk_count(self) -> int:
@@ -78,6 +79,9 @@ class AdPlan:
     voice_tail: float = 0.15
     voice_max_speedup: float = 1.15
     captions: dict[str, Any] | None = None  # burn, font (absolute path or None), color, box, size
+    #: the brand kit drawn by code: name, tagline, cta, url, logo and font (absolute paths or None)
+    brand_kit: dict[str, Any] | None = None
+    language: str = "en"
 
     def beat(self, beat_id: str) -> PlannedBeat:
         for b in self.beats:
@@ -131,10 +135,34 @@ class AdPlan:
             ],
         }
 
+    def text_inputs(self) -> dict[str, Any]:
+        """What the text layer draws in the mix (words on screen, never part of a paid recipe):
+        the brand kit, the palette, the frame, and each beat's super and span."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "aspect_ratio": self.aspect_ratio,
+            "palette": list(self.palette),
+            "language": self.language,
+            "brand": self.brand_kit or {"name": self.brand_name, "tagline": self.tagline},
+            "beats": [
+                {"id": b.id, "type": b.type, "start": b.start, "duration": b.duration, "on_screen": b.on_screen}
+                for b in self.beats
+            ],
+        }
+
+    def composed_locally(self, beat: PlannedBeat) -> bool:
+        """An end card with something of the brand to show is composed by the text layer over a
+        local picture: no image or video is asked of a model for it."""
+        kit = self.brand_kit or {}
+        return beat.type == "end-card" and any(kit.get(k) for k in ("name", "tagline", "cta", "url", "logo"))
+
     def beat_inputs(self, beat: PlannedBeat) -> dict[str, Any]:
         """Everything a beat's storyboard and chunks are made from: that beat's own fields and
         the ad-wide look, never its position (moving a beat costs nothing)."""
+        local = {"local": True} if self.composed_locally(beat) else {}
         return {
+            **local,
             "id": beat.id,
             "type": beat.type,
             "duration": beat.duration,

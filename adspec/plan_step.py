@@ -51,7 +51,9 @@ from .spec import (
     Spec,
     default_music,
     render_beat_prompts,
+    render_on_screen,
     render_voiceover,
+    spec_text,
 )
 from .tasknames import task_name
 from .verify import plan_verifier
@@ -206,7 +208,9 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         image_prompt, motion_prompt = render_beat_prompts(beat, spec, source)
         clips = tuple(fit_clips(beat.duration, video.clip_lengths))
         line = render_voiceover(beat, spec, source)
-        beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line))
+        words = render_on_screen(beat, spec, source)
+        beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line,
+                                 words))
         start += beat.duration
     if start != spec.duration:
         raise SpecError(source, None, "beats", f"durations sum to {start} s but the spec's duration is {spec.duration} s")
@@ -217,7 +221,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     captions = spec.captions.model_dump(mode="json")
     if spec.captions.font:
         captions["font"] = str((spec_path.parent / spec.captions.font).resolve())
-    return AdPlan(
+    plan = AdPlan(
         ad=ad,
         title=spec.title,
         duration=spec.duration,
@@ -246,7 +250,43 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         voice_tail=rules.tail,
         voice_max_speedup=rules.max_speedup,
         captions=captions,
+        brand_kit=brand_kit(spec, spec_path),
     )
+    check_text_layer(plan, spec_path, source)
+    return plan
+
+
+def brand_kit(spec: Spec, spec_path: Path) -> dict[str, Any]:
+    """The brand kit the text layer draws, with the spec's files as absolute paths."""
+    b = spec.brand
+    here = spec_path.parent
+
+    def text(value: str | None) -> str | None:
+        return " ".join(spec_text(value, spec).split()) if value else None
+
+    kit = {
+        "name": text(b.name), "tagline": text(b.tagline), "cta": text(b.cta), "url": text(b.url),
+        "logo": str((here / b.logo).resolve()) if b.logo else None,
+        "font": str((here / b.font).resolve()) if b.font else None,
+    }
+    for field in ("logo", "font"):
+        path = kit[field]
+        if path and not Path(path).is_file():
+            raise SpecError(spec_path, None, f"brand.{field}", f"{getattr(b, field)}: no such file")
+    return kit
+
+
+def check_text_layer(plan: AdPlan, spec_path: Path, source: Path) -> None:
+    """Every word on screen stands in the safe zone at a readable size, in the kit's font: else
+    one SpecError naming the beat and the text (before anything is paid for)."""
+    from .render.text_layer import layout
+    from .text_fit import TextFitError
+
+    try:
+        layout(plan.text_inputs())
+    except TextFitError as e:
+        field = e.field or "brand"
+        raise SpecError(source if field.startswith("beats.") else spec_path, None, field, str(e)) from None
 
 
 @lru_cache(maxsize=1)

@@ -110,6 +110,13 @@ class Brand(Strict):
     tagline: str | None = Field(None, min_length=1, max_length=200, description="the closing line, e.g. 'Own every mile'")
     colors: list[Color] = Field(default_factory=lambda: ["#111111", "#F5F5F5"], min_length=1, max_length=8,
                                 description='the palette, 1-8 colours as "#RRGGBB"; the first is the main one')
+    logo: AssetPath | None = Field(None, description="the logo image (PNG with transparency best), relative to the spec; "
+                                                     "drawn on the end card, never generated")
+    font: AssetPath | None = Field(None, description="a .ttf/.otf for every word on screen (default: the bundled "
+                                                     "DejaVu Sans Bold; give one that covers CJK for Chinese/Japanese)")
+    cta: str | None = Field(None, min_length=1, max_length=40, description="the call to action, e.g. 'Shop now' "
+                                                                           "(drawn on the cta beat and the end card)")
+    url: str | None = Field(None, min_length=1, max_length=80, description="the address shown under the call to action")
 
 
 class Models(Strict):
@@ -159,6 +166,9 @@ class Beat(Strict):
     motion_prompt: str = Field(min_length=1, max_length=1000, description="the camera and motion of the beat's video")
     voiceover: str | None = Field(None, min_length=1, max_length=500,
                                   description="the words spoken during this beat ({{ var }} allowed); keep to the word budget")
+    on_screen: str | None = Field(None, min_length=1, max_length=200,
+                                  description="a super drawn over this beat by code (a headline, a price, a feature's "
+                                              "name; {{ var }} allowed); the beat type's limit is in the library")
 
     @field_validator("type")
     @classmethod
@@ -418,7 +428,7 @@ def voice_issues(spec: Spec) -> list[Issue]:
 
 
 #: fields drawn on screen by code: a control character there breaks the text layout
-ON_SCREEN_FIELDS = (("brand", "name"), ("brand", "tagline"))
+ON_SCREEN_FIELDS = (("brand", "name"), ("brand", "tagline"), ("brand", "cta"), ("brand", "url"))
 
 
 def control_character_problem(text: str) -> str | None:
@@ -438,6 +448,7 @@ def spec_issues(spec: Spec) -> list[Issue]:
     for loc, text in (
         (("title",), spec.title), (("prompt",), spec.prompt), (("style",), spec.style),
         (("brand", "name"), spec.brand.name), (("brand", "tagline"), spec.brand.tagline),
+        (("brand", "cta"), spec.brand.cta), (("brand", "url"), spec.brand.url),
     ):
         if text is None:
             continue
@@ -464,6 +475,7 @@ def spec_issues(spec: Spec) -> list[Issue]:
         if not issues:
             issues += prompt_issues(spec.beats, spec, ("beats",))
             issues += voiceover_issues(spec.beats, spec, ("beats",))
+            issues += on_screen_issues(spec.beats, spec, ("beats",))
     return issues + voice_issues(spec)
 
 
@@ -489,6 +501,57 @@ def beat_file_issues(beat_file: BeatFile, spec: Spec | None) -> list[Issue]:
     if spec is not None:
         issues += prompt_issues(beat_file.beats, spec, ("beats",))
         issues += voiceover_issues(beat_file.beats, spec, ("beats",))
+        issues += on_screen_issues(beat_file.beats, spec, ("beats",))
+    return issues
+
+
+def render_on_screen(beat: Beat, spec: Spec, source: str | Path = "<beats>") -> str | None:
+    """The beat's super with its placeholders filled (None: nothing drawn over the beat)."""
+    if beat.on_screen is None:
+        return None
+    try:
+        text = render_template(beat.on_screen, prompt_context(spec))
+    except TemplateProblem as e:
+        raise SpecError(source, None, f"beats.{beat.id}.on_screen", str(e)) from None
+    return " ".join(text.split()) or None
+
+
+def on_screen_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
+    """Every super that does not render, holds a control character, is longer than its beat
+    type allows (library data) or cannot stand in the safe zone at a readable size (measured in
+    the bundled font; a spec's own `brand.font` is measured again when the ad is planned)."""
+    from .plan_file import output_size
+    from .text_fit import fit_problem
+
+    try:
+        ctx = prompt_context(spec)
+    except TemplateProblem:
+        return []
+    rules = load_library().on_screen
+    width, height = output_size(spec.aspect_ratio, spec.resolution)
+    issues: list[Issue] = []
+    for i, beat in enumerate(beats):
+        if beat.on_screen is None:
+            continue
+        loc = (*base, i, "on_screen")
+        try:
+            text = " ".join(render_template(beat.on_screen, ctx).split())
+        except TemplateProblem as e:
+            issues.append((loc, f"beat '{beat.id}': {e}"))
+            continue
+        problem = control_character_problem(text)
+        limit = rules.limit(beat.type)
+        if problem is not None:
+            issues.append((loc, problem))
+        elif limit == 0:
+            issues.append((loc, f"beat '{beat.id}': a {beat.type} beat holds no super (it is composed from `brand:`)"))
+        elif len(text) > limit:
+            issues.append((loc, f"beat '{beat.id}': super {text!r} is {len(text)} characters; a {beat.type} beat "
+                                f"holds at most {limit}"))
+        elif spec.brand.font is None:
+            fit = fit_problem(text, None, width, height, spec.aspect_ratio)
+            if fit is not None:
+                issues.append((loc, f"beat '{beat.id}': {fit}"))
     return issues
 
 

@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     # 2 knowledge
     "adspec.library": 2, "adspec.registry": 2, "adspec.spec": 2, "adspec.plan_rules": 2,
     "adspec.spec_checks": 2, "adspec.loader": 2, "adspec.images": 2, "adspec.safe_areas": 2, "adspec.limits": 2,
+    "adspec.text_fit": 2,
     # 3 planning
     "adspec.beat_lock": 3, "adspec.beat_edit": 3, "adspec.offline_planner": 3, "adspec.ads": 3, "adspec.validate": 3,
     # 4 effects

@@ -4,7 +4,9 @@ the pixels of final.mp4 (OCR with tesseract)."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 
 import pytest
 from conftest import Project, small_spec
@@ -73,3 +75,132 @@ def test_prompts_sent_to_image_and_video_models_hold_no_tagline(live) -> None:
         assert TAGLINE.lower() not in prompt.lower()
     images = [b["body"]["input"]["prompt"] for b in replicate.create_bodies if "flux" in b["slug"]]
     assert images and all("No text" in p for p in images)
+
+
+# ---- 2. supers, the brand kit, the end card, safe zones ---------------------------------------
+
+CTA, URL, SUPER = "Shop now", "zip.example.com", "Cold for 24 hours"
+
+
+def text_spec(**brand) -> dict:
+    spec = small_spec(duration=9)
+    spec["brand"] = {"name": "Zip", "tagline": TAGLINE, "colors": ["#FF5A1F", "#111111"], "cta": CTA, "url": URL,
+                     **brand}
+    spec["beats"] = [
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock",
+         "motion_prompt": "slow push in", "on_screen": SUPER},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The bottle in the sun", "motion_prompt": "pan left"},
+        {"id": "end-card", "type": "end-card", "duration": 3, "image_prompt": "A plain backdrop",
+         "motion_prompt": "holds still"},
+    ]
+    return spec
+
+
+def frame_at(video, seconds: float, out):
+    from PIL import Image
+
+    from adspec import media
+
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-y", "-ss", f"{seconds}", "-i", str(video), "-frames:v", "1",
+                    str(out)], check=True)
+    return Image.open(out).convert("RGB")
+
+
+def ocr(png) -> str:
+    """What tesseract reads, as a block of text (psm 6) and as sparse text (psm 11)."""
+    return "\n".join(subprocess.run(["tesseract", str(png), "-", "--psm", psm], capture_output=True, text=True,
+                                    check=True).stdout for psm in ("6", "11"))
+
+
+def test_text_layer_draws_supers_and_end_card_inside_the_safe_zone_and_pays_nothing(live, tmp_path) -> None:
+    project, replicate = live
+    logo = project.specs / "logo.png"
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGBA", (120, 120), (0, 0, 0, 0))
+    ImageDraw.Draw(im).ellipse((5, 5, 115, 115), fill=(255, 255, 255, 255))
+    im.save(logo)
+    spec = text_spec(logo="logo.png")
+    project.write_spec("zip", spec)
+    project.doit()
+    slugs = [b["slug"] for b in replicate.create_bodies]
+    # the end card is composed locally: images and clips for hook and cta only, and music
+    assert sorted(s.split("/")[0] for s in slugs) == ["black-forest-labs", "black-forest-labs", "meta",
+                                                       "minimax", "minimax"], slugs
+    for prompt in prompts_sent(replicate):
+        for words in (TAGLINE, CTA, URL, SUPER):
+            assert words.lower() not in prompt.lower(), (words, prompt)
+    final = project.build / "zip" / "final.mp4"
+    # OCR reads the tagline and the call to action on the end card
+    card = tmp_path / "card.png"
+    frame_at(final, 7.5, card)
+    text = ocr(card)
+    assert TAGLINE in text and CTA in text and URL in text, text
+    sup = tmp_path / "super.png"
+    frame_at(final, 1.5, sup)
+    assert SUPER in ocr(sup)
+    # every drawn text's box lies inside the safe zone of the aspect
+    from adspec.safe_areas import safe_area
+
+    layout = json.loads((project.build / "zip" / "text_layout.json").read_text())
+    safe = safe_area("16:9").title_box(640, 360)
+    roles = {t["role"] for t in layout["texts"]}
+    assert {"super", "cta", "name", "tagline", "url", "logo"} <= roles
+    for t in layout["texts"]:
+        left, tp, r, b = t["box"]
+        assert safe.left <= left < r <= safe.right and safe.top <= tp < b <= safe.bottom, t
+    # the logo is drawn: white pixels of the circle at its box's centre
+    logo_box = next(t["box"] for t in layout["texts"] if t["role"] == "logo")
+    px = Image.open(card).getpixel(((logo_box[0] + logo_box[2]) // 2, (logo_box[1] + logo_box[3]) // 2))
+    assert min(px) > 200, px
+
+    # editing words on screen, the CTA, the tagline, the colours, the logo: zero requests, a new final
+    before, old = len(replicate.create_bodies), final.read_bytes()
+    spec["beats"][0]["on_screen"] = "Ice cold all day"
+    spec["brand"].update(tagline="Drink better", cta="Buy today", url="zip.example.org", colors=["#0F4C81", "#F5A623"])
+    project.write_spec("zip", spec)
+    out = project.doit().stdout
+    assert len(replicate.create_bodies) == before
+    assert "mix:zip" in out and final.read_bytes() != old
+    frame_at(final, 7.5, card)
+    text = ocr(card)
+    assert "Drink better" in text and "Buy today" in text
+
+
+def test_nothing_drawn_keeps_the_copy_path(project: Project) -> None:
+    from adspec import media
+
+    spec = small_spec()
+    spec["brand"] = {"colors": ["#FF5A1F", "#111111"]}  # no words for the text layer
+    project.write_spec("zip", spec)
+    project.doit()
+    layout = json.loads((project.build / "zip" / "text_layout.json").read_text())
+    assert layout["texts"] == []
+    # the video stream is the stitched one, copied: same x264 settings, same packets
+    final, video = project.build / "zip" / "final.mp4", project.build / "zip" / "video.mp4"
+    assert media.x264_options(final) == media.x264_options(video)
+    assert media.count_frames(final) == media.count_frames(video)
+
+
+def test_an_over_long_super_is_a_one_line_error(project: Project) -> None:
+    spec = text_spec()
+    spec["beats"][0]["on_screen"] = "The coldest water bottle you will ever own, really"
+    project.write_spec("zip", spec)
+    proc = project.adspec("validate")
+    assert proc.returncode != 0
+    lines = [x for x in proc.stderr.splitlines() + proc.stdout.splitlines() if "on_screen" in x]
+    assert len(lines) == 1, proc.stdout + proc.stderr
+    assert re.search(r"zip\.yaml:\d+: beats\.0\.on_screen: beat 'hook': super 'The coldest .*' is \d+ characters; "
+                     r"a hook beat holds at most 32", lines[0]), lines[0]
+
+
+def test_a_super_too_wide_for_the_frame_names_the_beat_and_the_text() -> None:
+    from adspec.text_fit import TextFitError, bundled_font, fit_problem, super_blocks
+
+    # fits in a 16:9 frame, not in 2 lines of a 9:16 one at the readable minimum
+    words = "Supercalifragilistic Hyperventilation"
+    assert fit_problem(words, None, 1280, 720, "16:9") is None
+    problem = fit_problem("W" * 30, None, 360, 640, "9:16")
+    assert problem is not None and "readable minimum" in problem and "WWWW" in problem
+    with pytest.raises(TextFitError, match="no glyph"):
+        super_blocks([("super", "冷たい水")], bundled_font(), 1280, 720, "16:9")

@@ -112,13 +112,12 @@ NO_TEXT = "No text, letters, words, captions, signage or logos anywhere in the p
 
 
 def image_prompt(req: ImageRequest) -> str:
-    """The text sent to an image model: the beat's prompt, the ad's style and palette, and that
-    the picture carries no words (the brand's name is not sent: a model paints it as garbled text)."""
+    """The text sent to an image model: the beat's prompt, the ad's style, and that the picture
+    carries no words. The brand kit is not sent (issue 17): a model paints a brand's name as
+    garbled text, and the colours are the text layer's, free to change without a new picture."""
     parts = [req.prompt.strip().rstrip(".")]
     if req.style:
         parts.append(f"Style: {req.style.strip()}")
-    if req.palette:
-        parts.append("Colour palette: " + ", ".join(req.palette))
     parts.append(NO_TEXT)
     return ". ".join(parts) + "."
 
