@@ -148,6 +148,10 @@ def located_plan_problems(beats: Sequence[Beat], duration: int | None, library: 
             words, budget = word_count(b.voiceover), rules.budget(b.duration)
             if words > budget:
                 problems.append((("beats", i), f"beats.{i} '{b.id}': the voiceover has {words} words; a {b.duration} s beat holds {budget}"))
+        limit = lib.on_screen.limit(b.type)
+        if b.on_screen is not None and len(b.on_screen) > limit:
+            problems.append((("beats", i), f"beats.{i} '{b.id}': on_screen has {len(b.on_screen)} characters; "
+                                           f"a {b.type} beat holds {limit}"))
     if product_at is None:
         problems.append(((), "no beat shows the product"))
     elif product_at > 3:

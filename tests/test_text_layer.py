@@ -204,3 +204,15 @@ def test_a_super_too_wide_for_the_frame_names_the_beat_and_the_text() -> None:
     assert problem is not None and "readable minimum" in problem and "WWWW" in problem
     with pytest.raises(TextFitError, match="no glyph"):
         super_blocks([("super", "冷たい水")], bundled_font(), 1280, 720, "16:9")
+
+
+def test_planners_write_supers_where_the_library_calls_for_them() -> None:
+    spec = Spec.model_validate({"prompt": "A 30-second ad for the Zip bottle", "duration": 30, "style": "energetic",
+                                "brand": {"name": "Zip"}})
+    plan = plan_spec_offline(spec)
+    lib = load_library()
+    reveal = next(b for b in plan.beats if b.type == "product-reveal")
+    assert reveal.on_screen == "Zip bottle"
+    for beat in plan.beats:
+        assert beat.on_screen is None or (beat.type in lib.on_screen.planned
+                                          and len(beat.on_screen) <= lib.on_screen.limit(beat.type))

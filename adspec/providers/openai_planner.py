@@ -60,6 +60,9 @@ Rules a plan must keep (it is rejected otherwise):
 - image_prompt describes the single storyboard frame (subject, setting, composition, light, style);
   motion_prompt describes the camera and subject motion of the clip. Follow the library's prompt
   templates in spirit; keep any {{ variable }} placeholders of the spec as they are.
+- on_screen is a short super drawn over the beat by code (a headline, a feature's name, a price),
+  or null. Write one for the library types with `on_screen_planned: true`, within that type's
+  `on_screen_max_chars` (0: none); never repeat the voiceover word for word.
 - No words on screen in prompts: image_prompt and motion_prompt never ask for text, letters,
   captions, signs, a logo, the brand's name, the tagline, a call to action or a URL to be drawn
   (models garble them). Describe pictures only; adspec draws every word over the frames itself.
@@ -86,6 +89,8 @@ def _library_json(lib: Any) -> list[dict[str, Any]]:
             "image_prompt_template": " ".join(b.image_prompt.split()),
             "motion_prompt_template": " ".join(b.motion_prompt.split()),
             "spoken": bool(b.voiceover),
+            "on_screen_planned": name in lib.on_screen.planned,
+            "on_screen_max_chars": lib.on_screen.limit(name),
             "voice_examples": list(b.lines_for("default"))[:2],
         })
     return rows
