@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
+from .languages import all_texts
 from .library import Library, load_library
 from .spec import Beat, BeatPlan, Issue, Spec, word_count
 
@@ -144,14 +145,15 @@ def located_plan_problems(beats: Sequence[Beat], duration: int | None, library: 
         problems.append((("beats", len(beats) - 1), f"the last beat must be a cta or an end-card, not '{beats[-1].type}'"))
     rules = lib.voice
     for i, b in enumerate(beats):
-        if voice and b.voiceover is not None:
-            words, budget = word_count(b.voiceover), rules.budget(b.duration)
+        for line in all_texts(b.voiceover) if voice else []:
+            words, budget = word_count(line), rules.budget(b.duration)
             if words > budget:
                 problems.append((("beats", i), f"beats.{i} '{b.id}': the voiceover has {words} words; a {b.duration} s beat holds {budget}"))
         limit = lib.on_screen.limit(b.type)
-        if b.on_screen is not None and len(b.on_screen) > limit:
-            problems.append((("beats", i), f"beats.{i} '{b.id}': on_screen has {len(b.on_screen)} characters; "
-                                           f"a {b.type} beat holds {limit}"))
+        for shown in all_texts(b.on_screen):
+            if len(shown) > limit:
+                problems.append((("beats", i), f"beats.{i} '{b.id}': on_screen has {len(shown)} characters; "
+                                               f"a {b.type} beat holds {limit}"))
     if product_at is None:
         problems.append(((), "no beat shows the product"))
     elif product_at > 3:

@@ -30,11 +30,11 @@ from .beat_lock import (
 from .cache import Fetched
 from .config import load_settings
 from .cost import guarded
-from .errors import SpecError
+from .errors import SpecError, raise_errors
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
 from .library import LIBRARY_VERSION, load_library
-from .loader import load_beat_file, parse_beat_file_text, path_exists, read_file
+from .loader import load_beat_file, load_spec, parse_beat_file_text, path_exists, read_file
 from .offline_planner import plan_offline
 from .paths import AdPaths, ad_name, beat_file_path, receipt_path
 from .plan_file import FPS, AdPlan, PlannedBeat, output_size
@@ -47,9 +47,11 @@ from .registry import load_registry
 from .spec import (
     BeatFile,
     BeatPlan,
+    MissingLanguage,
     PlannedFrom,
     Spec,
     default_music,
+    pick_text,
     render_beat_prompts,
     render_on_screen,
     render_voiceover,
@@ -204,14 +206,24 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     source = (beats_path or beat_file_path(spec_path)) if spec.beats is None else spec_path
     beats = []
     start = 0
+    own = own_language(spec, spec_path)
+    missing: list[SpecError] = []  # every beat that lacks the ad's language, one line each
     for beat in beat_file.beats:
         image_prompt, motion_prompt = render_beat_prompts(beat, spec, source)
         clips = tuple(fit_clips(beat.duration, video.clip_lengths))
-        line = render_voiceover(beat, spec, source)
-        words = render_on_screen(beat, spec, source)
+        line = words = None
+        try:
+            line = render_voiceover(beat, spec, source, own)
+        except MissingLanguage as e:
+            missing.append(e)
+        try:
+            words = render_on_screen(beat, spec, source, own)
+        except MissingLanguage as e:
+            missing.append(e)
         beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line,
                                  words))
         start += beat.duration
+    raise_errors(missing)
     if start != spec.duration:
         raise SpecError(source, None, "beats", f"durations sum to {start} s but the spec's duration is {spec.duration} s")
     product = spec.assets.get("product")
@@ -251,21 +263,38 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         voice_max_speedup=rules.max_speedup,
         captions=captions,
         brand_kit=brand_kit(spec, spec_path),
+        language=spec.language,
     )
     check_text_layer(plan, spec_path, source)
     return plan
 
 
+def own_language(spec: Spec, spec_path: Path) -> str:
+    """The language plain strings are in: the one written at the spec's top level (a variant's
+    `language` is the ad's, not its texts')."""
+    if spec_path.is_file():
+        try:
+            return load_spec(spec_path).language
+        except SpecError:
+            pass
+    return spec.language
+
+
 def brand_kit(spec: Spec, spec_path: Path) -> dict[str, Any]:
-    """The brand kit the text layer draws, with the spec's files as absolute paths."""
+    """The brand kit the text layer draws, in the ad's language, with the spec's files as
+    absolute paths."""
     b = spec.brand
     here = spec_path.parent
+    own = own_language(spec, spec_path)
 
-    def text(value: str | None) -> str | None:
+    def text(value: Any, field: str) -> str | None:
+        if field in ("tagline", "cta"):  # words; a name and an address are the same in every language
+            value = pick_text(value, spec, own, spec_path, f"brand.{field}")
         return " ".join(spec_text(value, spec).split()) if value else None
 
     kit = {
-        "name": text(b.name), "tagline": text(b.tagline), "cta": text(b.cta), "url": text(b.url),
+        "name": text(b.name, "name"), "tagline": text(b.tagline, "tagline"), "cta": text(b.cta, "cta"),
+        "url": text(b.url, "url"),
         "logo": str((here / b.logo).resolve()) if b.logo else None,
         "font": str((here / b.font).resolve()) if b.font else None,
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections import Counter
 
 import pytest
 from conftest import Project, small_spec
@@ -216,3 +217,77 @@ def test_planners_write_supers_where_the_library_calls_for_them() -> None:
     for beat in plan.beats:
         assert beat.on_screen is None or (beat.type in lib.on_screen.planned
                                           and len(beat.on_screen) <= lib.on_screen.limit(beat.type))
+
+
+# ---- 3. languages -----------------------------------------------------------------------------
+
+
+def language_spec(languages: list[str]) -> dict:
+    spec = text_spec()
+    spec["brand"]["tagline"] = {"en": TAGLINE, "de": "Trink mehr, jeden Tag", "fr": "Buvez plus chaque jour"}
+    spec["brand"]["cta"] = {"en": CTA, "de": "Jetzt kaufen", "fr": "Acheter"}
+    spec["beats"][0]["voiceover"] = {"en": "Meet the Zip bottle.", "de": "Das ist die Zip Flasche.",
+                                     "fr": "Voici la bouteille Zip."}
+    spec["beats"][0]["on_screen"] = {"en": SUPER, "de": "24 Stunden kalt", "fr": "Froid pendant 24 heures"}
+    spec["beats"][1]["voiceover"] = {"en": "Get yours today.", "de": "Hol dir deine.", "fr": "Achetez-la."}
+    if len(languages) > 1:
+        spec["variants"] = {"matrix": {"language": languages}}
+    else:
+        spec["language"] = languages[0]
+    return spec
+
+
+def test_a_language_variant_pays_only_for_its_voice(live, tmp_path) -> None:
+    project, replicate = live
+    project.write_spec("zip", language_spec(["en", "de", "fr"]))
+    project.doit()
+    by_model = Counter(b["slug"] for b in replicate.create_bodies)
+    # one language's images, clips and music (the end card is local), and 2 voiced beats x 3 languages
+    assert by_model == Counter({"black-forest-labs/flux-dev": 2, "minimax/hailuo-2.3-fast": 2, "meta/musicgen": 1,
+                                "minimax/speech-02-turbo": 6}), by_model
+    spoken = sorted(b["body"]["input"]["text"] for b in replicate.create_bodies if "speech" in b["slug"])
+    assert "Das ist die Zip Flasche." in spoken and "Voici la bouteille Zip." in spoken
+    for prompt in prompts_sent(replicate):
+        assert "Flasche" not in prompt and "Trink" not in prompt
+    layout = json.loads((project.build / "zip@de" / "text_layout.json").read_text())
+    assert layout["language"] == "de"
+    texts = {t["text"] for t in layout["texts"]}
+    assert {"24 Stunden kalt", "Trink mehr, jeden Tag", "Jetzt kaufen"} <= texts
+    card = tmp_path / "de.png"
+    frame_at(project.build / "zip@de" / "final.mp4", 7.5, card)
+    assert "Trink mehr" in ocr(card)
+
+
+def test_a_missing_language_names_each_beat_in_one_line(project: Project) -> None:
+    spec = language_spec(["en", "ja"])
+    project.write_spec("zip", spec)
+    proc = project.doit(check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    lines = [x for x in out.splitlines() if "no 'ja' text" in x]
+    fields = {re.search(r"(beats\.[\w-]+\.\w+)", x).group(1) for x in lines}
+    assert fields == {"beats.hook.voiceover", "beats.hook.on_screen", "beats.cta.voiceover"}, out
+    assert all("has: de, en, fr" in x for x in lines), lines
+
+
+def test_rtl_lays_out_right_to_left_and_cjk_wraps_between_characters() -> None:
+    from adspec.text_fit import bundled_font, font_at, is_rtl, super_blocks, wrap
+
+    blocks = super_blocks([("super", "שלום עולם")], bundled_font(), 1280, 720, "16:9")
+    assert blocks[0].rtl and is_rtl("مرحبا بالعالم") and not is_rtl("Hello")
+    font = font_at(bundled_font(), 40)
+    text = "冷たい水をいつでもどこでも飲めます"
+    lines = wrap(text, font, 300, 5)
+    assert lines is not None and len(lines) > 1 and "".join(lines) == text  # no spaces invented
+    # raqm lays the Hebrew out right to left: it draws what a plain left-to-right engine draws for
+    # the letters reversed (and not what it draws for them in logical order)
+    from PIL import Image, ImageDraw, ImageFont
+
+    basic = ImageFont.truetype(str(bundled_font()), 40, layout_engine=ImageFont.Layout.BASIC)
+
+    def picture(word: str, f) -> bytes:
+        img = Image.new("L", (300, 80), 0)
+        ImageDraw.Draw(img).text((10, 10), word, font=f, fill=255, direction="rtl" if f is font else None)
+        return img.tobytes()
+
+    assert picture("שלום", font) == picture("םולש", basic) != picture("שלום", basic)

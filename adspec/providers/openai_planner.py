@@ -111,8 +111,12 @@ def plan_schema(beat_types: list[str]) -> dict[str, Any]:
                 strip(v)
 
     strip(schema)
-    beat = schema["$defs"]["Beat"]["properties"]["type"]
-    beat["enum"] = list(beat_types)
+    props = schema["$defs"]["Beat"]["properties"]
+    props["type"]["enum"] = list(beat_types)
+    for name in ("voiceover", "on_screen"):  # a planner writes plain strings: maps of languages are a person's
+        if name in props:
+            props[name] = {"anyOf": [{"type": "string"}, {"type": "null"}],
+                           **{k: v for k, v in props[name].items() if k in ("description", "default")}}
     return {"type": "json_schema", "json_schema": {"name": "BeatPlan", "strict": True, "schema": schema}}
 
 
