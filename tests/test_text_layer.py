@@ -291,3 +291,42 @@ def test_rtl_lays_out_right_to_left_and_cjk_wraps_between_characters() -> None:
         return img.tobytes()
 
     assert picture("שלום", font) == picture("םולש", basic) != picture("שלום", basic)
+
+
+def translating_responder(body: dict) -> dict:
+    """The fake LLM: plans with spoken lines; translates by marking each text 'DE '."""
+    from fakes.openai_server import default_plan
+
+    if body["response_format"]["json_schema"]["name"] == "Translation":
+        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        items = json.loads(re.search(r"<items>\s*(.*?)\s*</items>", user, re.S).group(1))
+        return {"items": [{"key": i["key"], "text": f"DE {i['text']}"} for i in items]}
+    plan = default_plan(body)
+    for beat in plan["beats"]:
+        beat["voiceover"] = "Meet the Zip bottle." if beat["type"] in ("hook", "cta") else None
+        beat["on_screen"] = None
+    return plan
+
+
+def test_the_llm_planner_translates_missing_languages_once_per_beat_file_and_language(project: Project) -> None:
+    from fakes.openai_server import FakeOpenAI
+
+    spec = small_spec(duration=10)
+    del spec["beats"], spec["music"]
+    spec["brand"] = {"name": "Zip", "tagline": TAGLINE, "cta": CTA, "colors": ["#FF5A1F", "#111111"]}
+    spec["variants"] = {"matrix": {"language": ["en", "de"]}}
+    with FakeReplicate(latency=0.01) as replicate, FakeOpenAI(responder=translating_responder) as openai:
+        project.env.update(ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL=replicate.base_url,
+                           REPLICATE_POLL_INTERVAL="0.01", OPENAI_API_KEY="sk-FAKE-key-not-real-0000000",
+                           OPENAI_BASE_URL=openai.base_url)
+        project.write_spec("zip", spec)
+        project.doit()
+        assert openai.count == 2  # one plan shared by both languages, one translation into German
+        spoken = [b["body"]["input"]["text"] for b in replicate.create_bodies if "speech" in b["slug"]]
+        assert sorted(spoken) == ["DE Meet the Zip bottle.", "Meet the Zip bottle."]  # equal lines are one request
+        layout = json.loads((project.build / "zip@de" / "text_layout.json").read_text())
+        assert {f"DE {TAGLINE}", f"DE {CTA}"} <= {t["text"] for t in layout["texts"]}
+        before = len(replicate.create_bodies)
+        project.doit("clean")
+        project.doit()
+        assert openai.count == 2 and len(replicate.create_bodies) == before  # the translation is cached
