@@ -201,6 +201,8 @@ def test_offline_planner_is_deterministic_byte_for_byte(tmp_path: Path) -> None:
         assert text1 == text2
         # the committed beat file is this plan: a fresh checkout builds without planning
         committed = spec_path.with_name(spec_path.stem + ".beats.yaml").read_text(encoding="utf-8")
+        if "\n  planner: hand\n" in committed:  # written by a person (lumiere: two languages by hand)
+            continue
         assert committed == text1, f"{spec_path.name}: regenerate its beat file"
 
 
