@@ -26,6 +26,7 @@ from .cost import guarded
 from .errors import MediaError
 from .fsutil import atomic_path, write_if_changed, write_json_atomic
 from .hashing import canonical_json
+from .languages import iso639_2
 from .media_requests import image_request, music_request, video_request
 from .paths import AdPaths
 from .plan_file import FPS
@@ -243,7 +244,8 @@ def make_mix(ad: str) -> None:
         overlays = [*texts, *parts.overlays]  # captions over supers
         media.mix(paths.video, music, paths.final, seconds=float(timeline["duration"]),
                   native_audio=timeline["native_audio"], voices=parts.voices, duck=parts.duck,
-                  overlays=overlays, subtitles=parts.subtitles)
+                  overlays=overlays, subtitles=parts.subtitles,
+                  subtitle_language=iso639_2(str(layout.get("language") or "en")))
         layout["texts"] += caption_layout(parts.overlays)
         write_json_atomic(paths.text_layout, layout)
 

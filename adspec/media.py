@@ -725,6 +725,7 @@ def mix(
     duck: Sequence[tuple[float, float]] = (),
     overlays: Sequence[Overlay] = (),
     subtitles: Path | None = None,
+    subtitle_language: str = "eng",
 ) -> Path:
     """The final ad: video stream COPIED (re-encoded once when `overlays` are burned in), audio
     built to exactly `seconds`.
@@ -801,7 +802,7 @@ def mix(
     streams = [v, a]
     if subtitles is not None:
         streams.append(ffmpeg.input(str(subtitles), f="srt")["s:0"])
-        kwargs.update({"c:s": "mov_text", "metadata:s:s:0": "language=eng"})
+        kwargs.update({"c:s": "mov_text", "metadata:s:s:0": f"language={subtitle_language}"})
     with _atomic(out) as tmp:
         _run(ffmpeg.output(*streams, str(tmp), **kwargs), out)
     return out

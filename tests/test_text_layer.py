@@ -256,6 +256,11 @@ def test_a_language_variant_pays_only_for_its_voice(live, tmp_path) -> None:
     card = tmp_path / "de.png"
     frame_at(project.build / "zip@de" / "final.mp4", 7.5, card)
     assert "Trink mehr" in ocr(card)
+    from adspec import media
+
+    streams = subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-i", str(project.build / "zip@de" / "final.mp4")],
+                             capture_output=True, text=True, check=False).stderr
+    assert re.search(r"Stream #0:2\S*\(deu\): Subtitle: mov_text", streams), streams
 
 
 def test_a_missing_language_names_each_beat_in_one_line(project: Project) -> None:
