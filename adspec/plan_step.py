@@ -331,6 +331,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     captions = spec.captions.model_dump(mode="json")
     if spec.captions.font:
         captions["font"] = str((spec_path.parent / spec.captions.font).resolve())
+    kit = brand_kit(spec, spec_path)
     plan = AdPlan(
         ad=ad,
         title=spec.title,
@@ -344,7 +345,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         style=spec.style,
         palette=tuple(spec.brand.colors),
         brand_name=spec.brand.name,
-        tagline=spec.brand.tagline,
+        tagline=kit["tagline"],  # in the ad's language
         reference=reference,
         image_model=image.name,
         video_model=video.name,
@@ -360,7 +361,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         voice_tail=rules.tail,
         voice_max_speedup=rules.max_speedup,
         captions=captions,
-        brand_kit=brand_kit(spec, spec_path),
+        brand_kit=kit,
         language=spec.language,
     )
     check_text_layer(plan, spec_path, source)
