@@ -7,6 +7,7 @@ written atomically, and every generated artifact gets a receipt beside it.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import threading
@@ -23,7 +24,9 @@ from .cache import Fetched, RequestCache, open_cache
 from .cache_view import CacheView
 from .config import Settings, load_settings
 from .cost import guarded
+from .errors import MediaError
 from .fsutil import atomic_path, write_if_changed, write_json_atomic
+from .languages import iso639_2
 from .media_requests import image_request, music_request, video_request
 from .paths import AdPaths
 from .plan_file import FPS, AdPlan, plan_files
@@ -49,6 +52,15 @@ class Context:
         """Opened (created if need be) on first use: `adspec estimate` never opens it."""
         return open_cache(self.settings.cache_dir, self.settings.remote_cache, self.settings.remote_endpoint,
                           self.settings.claim_stale_s)
+
+    def media_for(self, beat: BeatInputs) -> MediaProvider:
+        """The provider of a beat's storyboard and chunks: the local one for a beat whose picture
+        the text layer covers (an end card composed from the brand kit pays nothing)."""
+        if beat.local:
+            from .providers.offline import OfflineMedia
+
+            return OfflineMedia()
+        return self.media
 
     def cache_for_reading(self) -> "RequestCache | CacheView":
         """The cache as a reader that writes nothing sees it: the open cache when this process
@@ -105,13 +117,13 @@ def paid_fetch(ctx: Context, recipe: Recipe, run: Any, verify: Any, *, suffix: s
 def storyboard_recipe(ctx: Context, ad: str, beat_id: str) -> Recipe:
     paths = AdPaths.of(ctx.settings.build_dir, ad)
     beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
-    return ctx.media.image_recipe(image_request(ad, beat))
+    return ctx.media_for(beat).image_recipe(image_request(ad, beat))
 
 
 def chunk_recipe(ctx: Context, ad: str, beat_id: str, index: int) -> Recipe:
     paths = AdPaths.of(ctx.settings.build_dir, ad)
     beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
-    return ctx.media.video_recipe(video_request(ad, beat, index, paths))
+    return ctx.media_for(beat).video_recipe(video_request(ad, beat, index, paths))
 
 
 def music_recipe(ctx: Context, ad: str) -> Recipe:
@@ -140,10 +152,11 @@ def make_storyboard(ad: str, beat_id: str) -> None:
     ctx = context()
     paths = AdPaths.of(ctx.settings.build_dir, ad)
     beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
-    recipe = ctx.media.image_recipe(image_request(ad, beat))
+    provider = ctx.media_for(beat)
+    recipe = provider.image_recipe(image_request(ad, beat))
     what = f"{ad}/{beat_id} storyboard ({beat.image_model})"
     task = task_name("storyboard", ad, beat_id)
-    fetched = paid_fetch(ctx, recipe, ctx.media.run, image_verifier(what), suffix=".img", label=what, ad=ad, task=task)
+    fetched = paid_fetch(ctx, recipe, provider.run, image_verifier(what), suffix=".img", label=what, ad=ad, task=task)
     target = paths.storyboard(beat_id)
     media.normalise_image(fetched.path, target, beat.width, beat.height)
     write_receipt(target, recipe, fetched, task)
@@ -153,11 +166,12 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     ctx = context()
     paths = AdPaths.of(ctx.settings.build_dir, ad)
     beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
-    recipe = ctx.media.video_recipe(video_request(ad, beat, index, paths))
+    provider = ctx.media_for(beat)
+    recipe = provider.video_recipe(video_request(ad, beat, index, paths))
     seconds = beat.clips[index]
     what = f"{ad}/{beat_id} chunk {index} ({beat.video_model})"
     task = task_name("chunk", ad, beat_id, index)
-    fetched = paid_fetch(ctx, recipe, ctx.media.run, video_verifier(what, seconds), suffix=".mp4", label=what,
+    fetched = paid_fetch(ctx, recipe, provider.run, video_verifier(what, seconds), suffix=".mp4", label=what,
                          ad=ad, task=task)
     target = paths.chunk(beat_id, index)
     place_chunk(fetched.path, target, beat, index)
@@ -222,16 +236,59 @@ def make_mix(ad: str) -> None:
     paths = AdPaths.of(settings.build_dir, ad)
     timeline = read_model(Timeline, paths.timeline)
     music = None if timeline.native_audio else paths.music
-    with speech_parts(paths) as parts:
+    with speech_parts(paths) as parts, text_overlays(paths) as (texts, layout):
+        overlays = [*texts, *parts.overlays]  # captions over supers
         media.mix(paths.video, music, paths.final, seconds=float(timeline.duration),
                   native_audio=timeline.native_audio, voices=parts.voices, duck=parts.duck,
-                  overlays=parts.overlays, subtitles=parts.subtitles)
-        # where words were drawn (the delivery checks' safe zones)
-        write_json_atomic(paths.text_layout, text_layout(parts, timeline.width, timeline.height))
+                  overlays=overlays, subtitles=parts.subtitles,
+                  subtitle_language=iso639_2(str(layout.get("language") or "en")))
+        # where words were drawn: the text layer's record, the burned captions beside it, and the
+        # same boxes in the delivery checks' form (safe zones)
+        layout["texts"] += caption_layout(parts.overlays)
+        layout.update(text_layout(parts, timeline.width, timeline.height))
+        layout["boxes"] += [
+            {"kind": t["role"], "text": t.get("text"), "x": t["box"][0], "y": t["box"][1],
+             "w": t["box"][2] - t["box"][0], "h": t["box"][3] - t["box"][1], "start": t["start"], "end": t["end"]}
+            for t in layout["texts"] if t.get("role") != "caption"]
+        write_json_atomic(paths.text_layout, layout)
     from . import provenance
 
     if provenance.enabled():  # the C2PA manifest from the receipts (local: nothing paid, no recipe changes)
         provenance.sign_file(paths.final, paths, ad, settings.build_dir)
+
+
+@contextmanager
+def text_overlays(paths: AdPaths) -> Iterator[tuple[list[media.Overlay], dict[str, Any]]]:
+    """The text layer's pictures (supers, the cta's call to action, the end card) drawn in a
+    scratch folder for as long as the context lives, and their layout record."""
+    import tempfile
+
+    from .render.text_layer import draw
+    from .text_fit import TextFitError
+
+    if not paths.text_inputs.exists():
+        yield [], {"texts": []}
+        return
+    text = json.loads(paths.text_inputs.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix=".text-", dir=paths.root) as tmp:
+        try:
+            drawn, layout = draw(text, Path(tmp))
+        except TextFitError as e:
+            raise MediaError(f"{paths.text_inputs}: {e}") from None
+        yield [media.Overlay(d.png, d.x, d.y, d.start, d.end, d.fade) for d in drawn], layout
+
+
+def caption_layout(overlays: list[media.Overlay]) -> list[dict[str, Any]]:
+    """Burned captions' boxes, in the layout record beside the texts."""
+    from PIL import Image
+
+    out = []
+    for o in overlays:
+        with Image.open(o.png) as im:
+            w, h = im.size
+        out.append({"beat": None, "role": "caption", "text": None, "lines": [], "size": 0,
+                    "box": [o.x, o.y, o.x + w, o.y + h], "start": round(o.start, 3), "end": round(o.end, 3)})
+    return out
 
 
 def write_plan_files(paths: AdPaths, plan: AdPlan) -> None:

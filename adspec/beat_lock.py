@@ -186,6 +186,7 @@ HEADER = """\
 # Prompts and `voiceover` lines may use {{ name }} for the spec's vars and {{ brand }},
 # {{ tagline }}, {{ product }}, {{ style }}, {{ title }}; they are filled in at build time.
 # A `voiceover` line is spoken during its beat: keep it to about 2.5 words per second.
+# `on_screen` is a super drawn over the beat by code (never by a model), in the brand's font.
 # `planned_from` is the lock: the spec is replanned only while this file is as planned; once you
 # edit it, your file is kept: it builds while it fits the spec, and a change to the spec's
 # plan-shaping fields it no longer fits stops with a message instead
@@ -219,6 +220,8 @@ def render_beat_file(plan: BeatPlan, planned_from: PlannedFrom, *, clip_lengths:
         }
         if beat.voiceover is not None:
             fields["voiceover"] = beat.voiceover
+        if beat.on_screen is not None:
+            fields["on_screen"] = beat.on_screen
         item = _dump([fields])
         parts.append("".join("  " + line if line.strip() else line for line in item.splitlines(keepends=True)))
     return "".join(parts)

@@ -161,7 +161,7 @@ def _to_json(model: Any) -> dict[str, Any]:
 def compact_text(model: Any) -> str:
     """The file's bytes for one of the plan's files: canonical JSON (sorted keys, no spaces) and
     a newline, the same for the same content."""
-    return canonical_json(_to_json(model)) + "\n"
+    return canonical_json(model.to_json()) + "\n"
 
 
 def write_compact(path: str | Path, model: Any) -> bool:
@@ -200,15 +200,18 @@ class BeatInputs:
     style: str
     palette: tuple[str, ...]
     brand_name: str | None
-    tagline: str | None
     reference: str | None  # absolute path of the product reference image
     image_model: str
     video_model: str
     native_audio: bool
+    local: bool = False  # an end card the text layer composes: its picture is rendered locally, never paid
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
-        return _to_json(self)
+        out = _to_json(self)
+        if not out["local"]:  # only when set: other beats' files stay as they were
+            del out["local"]
+        return out
 
 
 @dataclass(frozen=True)

@@ -263,7 +263,8 @@ class _Estimator:
 
     def _beat(self, est: AdEstimate, ad: str, plan: Any, beat: Any, paths: AdPaths, exact: bool) -> bool:
         inputs = plan.beat_inputs(beat)
-        sb = self.ctx.media.image_recipe(image_request(ad, inputs))
+        provider = self.ctx.media_for(inputs)  # an end card the text layer composes is local
+        sb = provider.image_recipe(image_request(ad, inputs))
         target = paths.storyboard(beat.id)
         state = self._state(sb, target)
         first: Path | None = None
@@ -281,12 +282,12 @@ class _Estimator:
             req = video_request(ad, inputs, k, paths)
             chunk = paths.chunk(beat.id, k)
             if first is not None:
-                recipe = self.ctx.media.video_recipe(dataclasses.replace(req, first_frame=first))
+                recipe = provider.video_recipe(dataclasses.replace(req, first_frame=first))
                 state = self._state(recipe, chunk)
                 note = ""
             else:
                 dummy = Path(__file__)  # any file: its hash is replaced by the symbol of its producer
-                recipe = self.ctx.media.video_recipe(dataclasses.replace(req, first_frame=dummy))
+                recipe = provider.video_recipe(dataclasses.replace(req, first_frame=dummy))
                 recipe = dataclasses.replace(recipe, files={
                     name: (FileRef(sha256=symbol, path=v.path) if v.path == dummy else v)
                     for name, v in recipe.files.items()})

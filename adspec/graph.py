@@ -259,9 +259,10 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
         "basename": task_name("mix", ad),
         "doc": f"final mix of {ad} -> build/{ad}/final.mp4",
         "actions": [(Reported(actions.make_mix), [ad])],
-        "file_dep": [str(paths.video), str(paths.timeline), str(paths.speech), *voice_files]
+        "file_dep": [str(paths.video), str(paths.timeline), str(paths.speech), str(paths.text_inputs), *voice_files]
                     + ([] if plan.native_audio else [music])
-                    + ([font] if voice_files and font else []),
+                    + ([font] if voice_files and font else [])
+                    + [f for f in ((plan.brand_kit or {}).get(k) for k in ("logo", "font")) if f],  # the kit's files
         "targets": made,
         # cleaning the final says so in status.json (not "done" with no final)
         "clean": [(cleaning.remove_files, [made]), (cleaning.mark_cleaned, [str(build_dir), ad])],

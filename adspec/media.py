@@ -698,6 +698,7 @@ class Overlay:
     y: int
     start: float
     end: float
+    fade: float = 0.0  # seconds of fade in and out (0: it cuts in and out)
 
 
 def duck_expression(windows: Sequence[tuple[float, float]]) -> str:
@@ -724,6 +725,7 @@ def mix(
     duck: Sequence[tuple[float, float]] = (),
     overlays: Sequence[Overlay] = (),
     subtitles: Path | None = None,
+    subtitle_language: str = "eng",
 ) -> Path:
     """The final ad: video stream COPIED (re-encoded once when `overlays` are burned in), audio
     built to exactly `seconds`.
@@ -782,8 +784,17 @@ def mix(
     v = vin["v:0"]
     if overlays:
         for o in overlays:
-            v = ffmpeg.overlay(v, ffmpeg.input(str(o.png))["v:0"], x=o.x, y=o.y,
-                               enable=f"between(t,{o.start:.3f},{o.end:.3f})")
+            if o.fade > 0:  # a still looped over its span, faded in and out, shifted to its start
+                span = max(0.0, o.end - o.start)
+                pic = (ffmpeg.input(str(o.png), loop=1, t=f"{span:.3f}", framerate=vinfo.fps or 24)["v:0"]
+                       .filter("format", "rgba")
+                       .filter("fade", t="in", st=0, d=f"{o.fade:.3f}", alpha=1)
+                       .filter("fade", t="out", st=f"{max(0.0, span - o.fade):.3f}", d=f"{o.fade:.3f}", alpha=1)
+                       .filter("setpts", f"PTS+{o.start:.3f}/TB"))
+                v = ffmpeg.overlay(v, pic, x=o.x, y=o.y, eof_action="pass")
+            else:
+                v = ffmpeg.overlay(v, ffmpeg.input(str(o.png))["v:0"], x=o.x, y=o.y,
+                                   enable=f"between(t,{o.start:.3f},{o.end:.3f})")
         v = _to_bt709(v)
         kwargs.update(video_encoder_args(vinfo.fps or 24, (vinfo.width, vinfo.height)))
     else:
@@ -791,7 +802,7 @@ def mix(
     streams = [v, a]
     if subtitles is not None:
         streams.append(ffmpeg.input(str(subtitles), f="srt")["s:0"])
-        kwargs.update({"c:s": "mov_text", "metadata:s:s:0": "language=eng"})
+        kwargs.update({"c:s": "mov_text", "metadata:s:s:0": f"language={subtitle_language}"})
     with _atomic(out) as tmp:
         _run(ffmpeg.output(*streams, str(tmp), **kwargs), out)
     return out

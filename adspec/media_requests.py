@@ -27,7 +27,7 @@ def image_request(ad: str, beat: BeatInputs) -> ImageRequest:
         style=beat.style,
         palette=beat.palette,
         brand_name=beat.brand_name,
-        tagline=beat.tagline,
+        tagline=None,  # words on screen are drawn by the text layer, never by (or for) a model
         reference=Path(beat.reference) if beat.reference else None,
     )
 

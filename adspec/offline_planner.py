@@ -24,7 +24,8 @@ from .registry import Registry, load_registry
 from .spec import Beat, BeatPlan, Spec, music_for, word_count
 
 #: bump when the offline planner's output for the same inputs changes
-PLANNER_CODE_VERSION = "4"  # 2: spoken lines; 3: lines fit the time the beat leaves; 4: reads the prompt's key phrases
+PLANNER_CODE_VERSION = "5"  # 2: spoken lines; 3: lines fit the time the beat leaves; 4: reads the prompt's key phrases;
+# 5: no words asked of the models (the tagline is drawn by code, not painted or planned); supers
 #: beat types that show one of the prompt's features (in turn: the first such beat the first feature, ...)
 FEATURE_BEATS = ("product-reveal", "feature", "demo", "benefit", "transformation", "comparison")
 #: of those, the types whose spoken line names their feature
@@ -120,7 +121,7 @@ def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: 
     ctx = {
         "product": product_from_prompt(str(shaping.get("prompt") or ""), brand.get("name")),
         "brand": brand.get("name") or "",
-        "tagline": brand.get("tagline") or "",
+        "tagline": "",  # drawn by the text layer, never planned into a prompt or a line
         "style": style_text,
         "look": style.look,
         "camera": style.camera,
@@ -141,6 +142,10 @@ def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: 
         if n > 1:
             image = f"{image}, {VARIATIONS[(n - 2) % len(VARIATIONS)]}"
         lead: list[str] = []
+        words: str | None = None  # the super: the product's name on its reveal, a feature's on its beat
+        limit = lib.on_screen.limit(kind)
+        if kind in lib.on_screen.planned and kind == "product-reveal" and "{" not in ctx["product"]:
+            words = ctx["product"][:1].upper() + ctx["product"][1:]
         if features and kind == "product-reveal":  # the reveal names them all, the feature beats one each
             image = f"{image}, with {', '.join(features)}"
             lead = [f"{ctx['product']}: {', '.join(features[:n])}." for n in range(len(features), 0, -1)]
@@ -148,14 +153,18 @@ def plan_offline(shaping: dict[str, Any], clip_lengths: Sequence[int], library: 
             feature = features[shown % len(features)]
             shown += 1
             image = f"{image}, featuring {feature}"
+            if kind in lib.on_screen.planned and "{" not in feature:
+                words = f"{feature[:1].upper()}{feature[1:]}"
             if kind in FEATURE_LINES:  # the feature, then the type's own line if both fit
                 said = f"{feature[:1].upper()}{feature[1:]}."
                 lead = [f"{said} {tidy(render_template(t, {**ctx, 'n': 1}))}" for t in bt.lines_for(style.name)] + [said]
         if occasion is not None:
             image = f"{image}, {occasion[1]}"
         line = spoken_line(bt, style.name, seconds, ctx, lib, lead) if shaping.get("voiceover", True) else None
+        if words is not None and len(words) > limit:
+            words = None  # a super the beat type cannot hold is left to the person
         out.append(Beat(id=kind if n == 1 else f"{kind}-{n}", type=kind, duration=seconds,
-                        image_prompt=image, motion_prompt=motion, voiceover=line))
+                        image_prompt=image, motion_prompt=motion, voiceover=line, on_screen=words))
     return BeatPlan(music=music_for(style_text, brand.get("name"), lib), beats=out)
 
 

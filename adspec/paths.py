@@ -117,6 +117,16 @@ class AdPaths:
         return self.root / "speech.json"
 
     @property
+    def text_inputs(self) -> Path:
+        """What the text layer draws (supers, the brand kit): written by the plan, read by the mix."""
+        return self.root / "text.json"
+
+    @property
+    def text_layout(self) -> Path:
+        """Every drawn text's box per time span (written by the mix; placement checks read it)."""
+        return self.root / "text_layout.json"
+
+    @property
     def captions_srt(self) -> Path:
         return self.root / "captions.srt"
 
@@ -124,11 +134,6 @@ class AdPaths:
     def captions_vtt(self) -> Path:
         return self.root / "captions.vtt"
 
-    @property
-    def text_layout(self) -> Path:
-        """Where the mix drew words on the picture (burned captions): boxes and times, for the
-        safe-zone checks (adspec.checks)."""
-        return self.root / "text_layout.json"
 
     @property
     def checks(self) -> Path:

@@ -25,6 +25,7 @@ from .build_files import (
     read_model,
 )
 from .errors import BuildFileError
+from .hashing import canonical_json
 from .paths import AdPaths
 
 FPS = 24  # the output frame rate of every ad; model clips at other rates are re-timed in stitch
@@ -56,6 +57,7 @@ class PlannedBeat:
     motion_prompt: str
     clips: tuple[int, ...]  # clip lengths of its chunks; the last one is trimmed
     voiceover: str | None = None  # the spoken line, rendered (None: a silent beat)
+    on_screen: str | None = None  # the super drawn over the beat, rendered (None: none)
 
     @property
     def chunk_count(self) -> int:
@@ -98,6 +100,9 @@ class AdPlan:
     voice_tail: float = 0.15
     voice_max_speedup: float = 1.15
     captions: dict[str, Any] | None = None  # burn, font (absolute path or None), color, box, size
+    #: the brand kit drawn by code: name, tagline, cta, url, logo and font (absolute paths or None)
+    brand_kit: dict[str, Any] | None = None
+    language: str = "en"
     placements: tuple[str, ...] = ()  # delivery placements (adspec.placements): checks and exports, local only
     version: int = VERSION
 
@@ -150,6 +155,28 @@ class AdPlan:
             ),
         )
 
+    def text_inputs(self) -> dict[str, Any]:
+        """What the text layer draws in the mix (words on screen, never part of a paid recipe):
+        the brand kit, the palette, the frame, and each beat's super and span."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "aspect_ratio": self.aspect_ratio,
+            "palette": list(self.palette),
+            "language": self.language,
+            "brand": self.brand_kit or {"name": self.brand_name, "tagline": self.tagline},
+            "beats": [
+                {"id": b.id, "type": b.type, "start": b.start, "duration": b.duration, "on_screen": b.on_screen}
+                for b in self.beats
+            ],
+        }
+
+    def composed_locally(self, beat: PlannedBeat) -> bool:
+        """An end card with something of the brand to show is composed by the text layer over a
+        local picture: no image or video is asked of a model for it."""
+        kit = self.brand_kit or {}
+        return beat.type == "end-card" and any(kit.get(k) for k in ("name", "tagline", "cta", "url", "logo"))
+
     def beat_inputs(self, beat: PlannedBeat) -> BeatInputs:
         """Everything a beat's storyboard and chunks are made from: that beat's own fields and
         the ad-wide look, never its position (moving a beat costs nothing)."""
@@ -167,11 +194,11 @@ class AdPlan:
             style=self.style,
             palette=self.palette,
             brand_name=self.brand_name,
-            tagline=self.tagline,
             reference=self.reference,
             image_model=self.image_model,
             video_model=self.video_model,
             native_audio=self.native_audio,
+            local=self.composed_locally(beat),
         )
 
     def music_inputs(self) -> MusicInputs:
@@ -198,11 +225,12 @@ def plan_text(plan: AdPlan) -> str:
 
 def plan_files(paths: AdPaths, plan: AdPlan) -> list[tuple[Path, str]]:
     """Every file the plan step writes from `plan`, with its exact bytes: beat.json and
-    voice.json of each beat, speech.json, music.json, timeline.json and plan.json."""
+    voice.json of each beat, speech.json, music.json, timeline.json, plan.json and text.json."""
     out: list[tuple[Path, str]] = [(paths.beat_inputs(b.id), compact_text(plan.beat_inputs(b))) for b in plan.beats]
     out += [(paths.voice_inputs(b.id), compact_text(plan.voice_inputs(b))) for b in plan.voiced]
     out += [(paths.speech, compact_text(plan.speech())), (paths.music_inputs, compact_text(plan.music_inputs())),
-            (paths.timeline, compact_text(plan.timeline())), (paths.plan, plan_text(plan))]
+            (paths.timeline, compact_text(plan.timeline())), (paths.plan, plan_text(plan)),
+            (paths.text_inputs, canonical_json(plan.text_inputs()) + "\n")]  # the text layer's (free) inputs
     return out
 
 

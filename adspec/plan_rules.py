@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
+from .languages import all_texts
 from .library import Library, load_library
 from .spec import Beat, BeatPlan, Issue, Spec, word_count
 
@@ -19,16 +20,17 @@ __all__ = ["plan_shaping_fields", "fit_clips", "clip_waste", "plan_waste", "vali
 def plan_shaping_fields(spec: Spec, registry: Any) -> dict[str, Any]:
     """The spec fields that shape the plan, as JSON values.
 
-    In: prompt, duration, style, brand name and tagline, asset names, var names, the planner
-    model, and the video model's clip lengths (not its name). Out: title, aspect ratio,
-    resolution, seed, colours, image/music models, var values, native audio, inline music/beats.
+    In: prompt, duration, style, brand name, asset names, var names, the planner model, and the
+    video model's clip lengths (not its name). Out: title, aspect ratio, resolution, seed, the
+    brand kit drawn by code (tagline, colours, logo, font, CTA, URL: words on screen never shape
+    a paid request), image/music models, var values, native audio, inline music/beats.
     """
     video = registry.resolve(spec.models.video, "video")
     shaping: dict[str, Any] = {
         "prompt": spec.prompt,
         "duration": spec.duration,
         "style": spec.style,
-        "brand": {"name": spec.brand.name, "tagline": spec.brand.tagline},
+        "brand": {"name": spec.brand.name},
         "assets": sorted(spec.assets),
         "vars": sorted(spec.vars),
         "planner": spec.models.planner,
@@ -143,10 +145,15 @@ def located_plan_problems(beats: Sequence[Beat], duration: int | None, library: 
         problems.append((("beats", len(beats) - 1), f"the last beat must be a cta or an end-card, not '{beats[-1].type}'"))
     rules = lib.voice
     for i, b in enumerate(beats):
-        if voice and b.voiceover is not None:
-            words, budget = word_count(b.voiceover), rules.budget(b.duration)
+        for line in all_texts(b.voiceover) if voice else []:
+            words, budget = word_count(line), rules.budget(b.duration)
             if words > budget:
                 problems.append((("beats", i), f"beats.{i} '{b.id}': the voiceover has {words} words; a {b.duration} s beat holds {budget}"))
+        limit = lib.on_screen.limit(b.type)
+        for shown in all_texts(b.on_screen):
+            if len(shown) > limit:
+                problems.append((("beats", i), f"beats.{i} '{b.id}': on_screen has {len(shown)} characters; "
+                                               f"a {b.type} beat holds {limit}"))
     if product_at is None:
         problems.append(((), "no beat shows the product"))
     elif product_at > 3:

@@ -7,6 +7,7 @@ plan files the render tasks read.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -30,11 +31,12 @@ from .beat_lock import (
 from .cache import Fetched
 from .config import load_settings
 from .cost import guarded
-from .errors import SpecError
+from .errors import MediaError, SpecError, raise_errors
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
+from .languages import text_in
 from .library import LIBRARY_VERSION, load_library
-from .loader import load_beat_file, parse_beat_file_text, path_exists, read_file
+from .loader import load_beat_file, load_spec, parse_beat_file_text, path_exists, read_file
 from .offline_planner import plan_offline
 from .paths import AdPaths, ad_name, beat_file_path, receipt_path
 from .plan_file import FPS, AdPlan, PlannedBeat, output_size, plan_files_intact
@@ -47,11 +49,15 @@ from .registry import load_registry
 from .spec import (
     BeatFile,
     BeatPlan,
+    MissingLanguage,
     PlannedFrom,
     Spec,
     default_music,
+    pick_text,
     render_beat_prompts,
+    render_on_screen,
     render_voiceover,
+    spec_text,
 )
 from .tasknames import task_name
 from .verify import plan_verifier
@@ -189,7 +195,103 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
             plan = plan_offline(step.shaping, sorted(int(x) for x in step.clip_lengths))
             stand_in = step.recipe.provider != "offline"
         beat_file = parse_beat_file_text(planned_beat_text(step, plan), str(step.beats_path))
-    return DryPlan(resolve(ad, step.spec, Path(spec_path), beat_file, step.beats_path), step, cached, stand_in)
+    spec, beat_file, _ = translated(ad, step.spec, Path(spec_path), beat_file, dry=True)
+    return DryPlan(resolve(ad, spec, Path(spec_path), beat_file, step.beats_path), step, cached, stand_in)
+
+
+# ---- languages: what the LLM planner translates ---------------------------------------------------
+
+#: text fields a language variant needs: (where, limit) for beats; the brand's words
+_BEAT_TEXTS = ("voiceover", "on_screen")
+_BRAND_TEXTS = {"tagline": "200 characters", "cta": "40 characters"}
+
+
+def _source_text(value: Any, own: str) -> str:
+    try:
+        return text_in(value, own, own) or ""
+    except KeyError:
+        return next(iter(value.values()))
+
+
+def missing_texts(spec: Spec, beat_file: BeatFile, own: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(key -> source text, key -> limit) of every text without the ad's language."""
+    lib = load_library()
+    texts: dict[str, str] = {}
+    limits: dict[str, str] = {}
+
+    def need(value: Any) -> bool:
+        try:
+            text_in(value, spec.language, own)
+            return False
+        except KeyError:
+            return True
+
+    for beat in beat_file.beats:
+        for field in _BEAT_TEXTS:
+            value = getattr(beat, field)
+            if value is None or (field == "voiceover" and not spec.voiceover) or not need(value):
+                continue
+            key = f"beats.{beat.id}.{field}"
+            texts[key] = _source_text(value, own)
+            limits[key] = (f"{lib.voice.budget(beat.duration)} words" if field == "voiceover"
+                           else f"{lib.on_screen.limit(beat.type)} characters")
+    for field, limit in _BRAND_TEXTS.items():
+        value = getattr(spec.brand, field)
+        if value is not None and need(value):
+            texts[f"brand.{field}"], limits[f"brand.{field}"] = _source_text(value, own), limit
+    return texts, limits
+
+
+def translated(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, *, dry: bool = False
+               ) -> tuple[Spec, BeatFile, list[tuple[Recipe, Fetched]]]:
+    """The spec and beat file with every text the ad's language lacks translated by the LLM
+    planner: one cached request per beat file and language (nothing written to the beat file;
+    the request cache keeps the answer). The offline planner cannot translate: the texts stay
+    missing and `resolve` names each one. `dry`: only what the cache already holds (no request)."""
+    own = own_language(spec, spec_path)
+    texts, limits = missing_texts(spec, beat_file, own)
+    ctx = context()
+    make = getattr(ctx.planner, "translate_recipe", None)
+    if not texts or make is None or spec.models.planner == "offline":
+        return spec, beat_file, []
+    recipe: Recipe = make(texts, own, spec.language, limits, spec.models.planner)
+    asked: list[tuple[Recipe, Fetched]] = []
+    if dry:
+        cache = ctx.cache_for_reading()
+        entry = cache.get(recipe.key)
+        # not asked yet: the source texts stand in (an estimate prices the request, not its words)
+        got = json.loads(cache.blob_path(entry.sha256).read_bytes()) if entry is not None else dict(texts)
+    else:
+        label = f"{ad} translation ({spec.language})"
+        fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, label), translation_verifier(label, set(texts)),
+                                  suffix=".json", label=label, on_progress=on_progress(ad, task_name("plan", ad)))
+        got = json.loads(fetched.path.read_bytes())
+        asked.append((recipe, fetched))
+
+    def merged(value: Any, key: str) -> Any:
+        if key not in got:
+            return value
+        base = {own: value} if isinstance(value, str) else dict(value)
+        return {**base, spec.language: got[key]}
+
+    beats = [b.model_copy(update={f: merged(getattr(b, f), f"beats.{b.id}.{f}") for f in _BEAT_TEXTS
+                                  if f"beats.{b.id}.{f}" in got}) for b in beat_file.beats]
+    brand = spec.brand.model_copy(update={f: merged(getattr(spec.brand, f), f"brand.{f}") for f in _BRAND_TEXTS
+                                          if f"brand.{f}" in got})
+    return spec.model_copy(update={"brand": brand}), beat_file.model_copy(update={"beats": beats}), asked
+
+
+def translation_verifier(what: str, keys: set[str]) -> Any:
+    def verify(path: Path) -> None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            ok = isinstance(data, dict) and keys <= set(data) and all(isinstance(v, str) and v for v in data.values())
+        except ValueError:
+            ok = False
+        if not ok:
+            raise MediaError(f"{what}: the translator's output is not the translation asked for")
+
+    return verify
 
 
 def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_path: Path | None = None) -> AdPlan:
@@ -202,12 +304,24 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     source = (beats_path or beat_file_path(spec_path)) if spec.beats is None else spec_path
     beats = []
     start = 0
+    own = own_language(spec, spec_path)
+    missing: list[SpecError] = []  # every beat that lacks the ad's language, one line each
     for beat in beat_file.beats:
         image_prompt, motion_prompt = render_beat_prompts(beat, spec, source)
         clips = tuple(fit_clips(beat.duration, video.clip_lengths))
-        line = render_voiceover(beat, spec, source)
-        beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line))
+        line = words = None
+        try:
+            line = render_voiceover(beat, spec, source, own)
+        except MissingLanguage as e:
+            missing.append(e)
+        try:
+            words = render_on_screen(beat, spec, source, own)
+        except MissingLanguage as e:
+            missing.append(e)
+        beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line,
+                                 words))
         start += beat.duration
+    raise_errors(missing)
     if start != spec.duration:
         raise SpecError(source, None, "beats", f"durations sum to {start} s but the spec's duration is {spec.duration} s")
     product = spec.assets.get("product")
@@ -217,7 +331,8 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     captions = spec.captions.model_dump(mode="json")
     if spec.captions.font:
         captions["font"] = str((spec_path.parent / spec.captions.font).resolve())
-    return AdPlan(
+    kit = brand_kit(spec, spec_path)
+    plan = AdPlan(
         ad=ad,
         title=spec.title,
         duration=spec.duration,
@@ -230,7 +345,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         style=spec.style,
         palette=tuple(spec.brand.colors),
         brand_name=spec.brand.name,
-        tagline=spec.brand.tagline,
+        tagline=kit["tagline"],  # in the ad's language
         reference=reference,
         image_model=image.name,
         video_model=video.name,
@@ -247,7 +362,60 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         voice_max_speedup=rules.max_speedup,
         captions=captions,
         placements=tuple(spec.placements),
+        brand_kit=kit,
+        language=spec.language,
     )
+    check_text_layer(plan, spec_path, source)
+    return plan
+
+
+def own_language(spec: Spec, spec_path: Path) -> str:
+    """The language plain strings are in: the one written at the spec's top level (a variant's
+    `language` is the ad's, not its texts')."""
+    if spec_path.is_file():
+        try:
+            return load_spec(spec_path).language
+        except SpecError:
+            pass
+    return spec.language
+
+
+def brand_kit(spec: Spec, spec_path: Path) -> dict[str, Any]:
+    """The brand kit the text layer draws, in the ad's language, with the spec's files as
+    absolute paths."""
+    b = spec.brand
+    here = spec_path.parent
+    own = own_language(spec, spec_path)
+
+    def text(value: Any, field: str) -> str | None:
+        if field in ("tagline", "cta"):  # words; a name and an address are the same in every language
+            value = pick_text(value, spec, own, spec_path, f"brand.{field}")
+        return " ".join(spec_text(value, spec).split()) if value else None
+
+    kit = {
+        "name": text(b.name, "name"), "tagline": text(b.tagline, "tagline"), "cta": text(b.cta, "cta"),
+        "url": text(b.url, "url"),
+        "logo": str((here / b.logo).resolve()) if b.logo else None,
+        "font": str((here / b.font).resolve()) if b.font else None,
+    }
+    for field in ("logo", "font"):
+        path = kit[field]
+        if path and not Path(path).is_file():
+            raise SpecError(spec_path, None, f"brand.{field}", f"{getattr(b, field)}: no such file")
+    return kit
+
+
+def check_text_layer(plan: AdPlan, spec_path: Path, source: Path) -> None:
+    """Every word on screen stands in the safe zone at a readable size, in the kit's font: else
+    one SpecError naming the beat and the text (before anything is paid for)."""
+    from .render.text_layer import layout
+    from .text_fit import TextFitError
+
+    try:
+        layout(plan.text_inputs())
+    except TextFitError as e:
+        field = e.field or "brand"
+        raise SpecError(source if field.startswith("beats.") else spec_path, None, field, str(e)) from None
 
 
 @lru_cache(maxsize=1)
@@ -284,6 +452,7 @@ def plan_ad(ad: str, spec_path: Path, *, force: bool = False) -> AdPlan:
     asked: list[tuple[Recipe, Fetched]] = []
     spec, beat_file = ensure_beat_file(spec_path, force=force, fetched_out=asked, ad=ad)
     beats_path = beats_path_of(ad, spec_path)
+    spec, beat_file, _ = translated(ad, spec, spec_path, beat_file)
     plan = resolve(ad, spec, spec_path, beat_file, beats_path)
     paths = AdPaths.of(context().settings.build_dir, ad)
     write_plan_files(paths, plan)

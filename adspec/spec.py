@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from .errors import SpecError
+from .languages import DEFAULT_LANGUAGE, Text, all_texts, any_text, check_map, tag_problem, text_in
 from .library import Library, TemplateProblem, load_library, render_template
 from .placements import load_placements, placement_ids, unknown_placement_message
 from .prompt_text import plain_text, product_from_prompt
@@ -50,6 +51,20 @@ RESERVED_VARS = ("brand", "tagline", "product", "style", "title")
 Slug = Annotated[str, Field(pattern=SLUG_RE.pattern, description="lower-case letters, digits and '-'")]
 Color = Annotated[str, Field(pattern=COLOR_RE.pattern, description='"#RRGGBB"')]
 VarValue = Union[str, int, float, bool]
+
+
+def _lang_text(max_len: int) -> AfterValidator:
+    def check(v: Any) -> Any:
+        if isinstance(v, dict):
+            check_map(v, max_len)
+        return v
+
+    return AfterValidator(check)
+
+
+def _text(max_len: int) -> Any:
+    """A text field drawn or spoken: a string, or a map language -> string (adspec.languages)."""
+    return Annotated[Union[Annotated[str, Field(min_length=1, max_length=max_len)], dict[str, str]], _lang_text(max_len)]
 
 
 def _relative_path(rel: str) -> str:
@@ -124,9 +139,17 @@ class Brand(Strict):
     """The brand on screen: name, tagline and palette (words and colours are drawn locally, never paid for)."""
 
     name: str | None = Field(None, min_length=1, max_length=200, description="the brand's name, as shown on screen")
-    tagline: str | None = Field(None, min_length=1, max_length=200, description="the closing line, e.g. 'Own every mile'")
+    tagline: _text(200) | None = Field(None, description="the closing line, e.g. 'Own every mile' (or a map "  # type: ignore[valid-type]
+                                                        "language -> text)")
     colors: list[Color] = Field(default_factory=lambda: ["#111111", "#F5F5F5"], min_length=1, max_length=8,
                                 description='the palette, 1-8 colours as "#RRGGBB"; the first is the main one')
+    logo: AssetPath | None = Field(None, description="the logo image (PNG with transparency best), relative to the spec; "
+                                                     "drawn on the end card, never generated")
+    font: AssetPath | None = Field(None, description="a .ttf/.otf for every word on screen (default: the bundled "
+                                                     "DejaVu Sans Bold; give one that covers CJK for Chinese/Japanese)")
+    cta: _text(40) | None = Field(None, description="the call to action, e.g. 'Shop now' (drawn on the cta "  # type: ignore[valid-type]
+                                                  "beat and the end card; or a map language -> text)")
+    url: str | None = Field(None, min_length=1, max_length=80, description="the address shown under the call to action")
 
 
 class Models(Strict):
@@ -174,8 +197,12 @@ class Beat(Strict):
     image_prompt: str = Field(min_length=1, max_length=2000,
                               description="what the storyboard image shows; may use {{ var }}, {{ brand }}, {{ product }}…")
     motion_prompt: str = Field(min_length=1, max_length=1000, description="the camera and motion of the beat's video")
-    voiceover: str | None = Field(None, min_length=1, max_length=500,
-                                  description="the words spoken during this beat ({{ var }} allowed); keep to the word budget")
+    voiceover: _text(500) | None = Field(  # type: ignore[valid-type]
+        None, description="the words spoken during this beat ({{ var }} allowed; or a map language -> text); "
+                          "keep to the word budget")
+    on_screen: _text(200) | None = Field(None,  # type: ignore[valid-type]
+                                  description="a super drawn over this beat by code (a headline, a price, a feature's "
+                                              "name; {{ var }} allowed); the beat type's limit is in the library")
 
     @field_validator("type")
     @classmethod
@@ -263,6 +290,8 @@ class Spec(Strict):
     native_audio: bool = Field(False, description="use the video model's own audio (if it has any) instead of music")
     voice: Voice = Field(default_factory=Voice, description="who speaks the voiceover lines, and how fast")
     voiceover: bool = Field(True, description="false: no spoken lines (the planner writes none, the build speaks none)")
+    language: str = Field(DEFAULT_LANGUAGE, description="the ad's language, a BCP 47 tag (en, de, pt-BR, ja); plain "
+                                                        "strings in text fields are in it; variants may set it")
     captions: Captions = Field(default_factory=Captions, description="captions of the spoken lines: burned in or not, font, colour")
     placements: list[PlacementId] = Field(
         default_factory=list, max_length=20,
@@ -271,6 +300,14 @@ class Spec(Strict):
     music: Music | None = Field(None, description="music for inline beats (default: derived from the style)")
     beats: list[Beat] | None = Field(None, min_length=1, max_length=60, description="inline beats: no planner runs")
     variants: Variants | None = Field(None, description="matrix / include / exclude / named: each variant is an ad <name>@<variant> (see adspec.variants)")
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        problem = tag_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @field_validator("vars")
     @classmethod
@@ -351,7 +388,8 @@ def prompt_context(spec: Spec) -> dict[str, Any]:
     TemplateProblem if one of the spec's own text fields does not render."""
     ctx: dict[str, Any] = dict(spec.vars)
     ctx["brand"] = spec_text(spec.brand.name, spec) if spec.brand.name else ""
-    ctx["tagline"] = spec_text(spec.brand.tagline, spec) if spec.brand.tagline else ""
+    tagline = any_text(spec.brand.tagline, spec.language)
+    ctx["tagline"] = spec_text(tagline, spec) if tagline else ""
     ctx["style"] = spec_text(spec.style, spec)
     ctx["title"] = spec_text(spec.title, spec)
     ctx["product"] = spec_text(product_name(spec), spec)
@@ -376,13 +414,36 @@ def render_beat_prompts(beat: Beat, spec: Spec, source: str | Path = "<beats>") 
     return out[0], out[1]
 
 
-def render_voiceover(beat: Beat, spec: Spec, source: str | Path = "<beats>") -> str | None:
-    """The beat's spoken line with its placeholders filled (None: the beat is silent, or the spec
-    says `voiceover: false`). SpecError names the file, the beat and the field."""
+class MissingLanguage(SpecError):
+    """A text field has no text in the ad's language (the offline planner cannot translate)."""
+
+
+def pick_text(value: Text | None, spec: Spec, own: str | None, source: str | Path, field: str) -> str | None:
+    """`value` in the spec's language (plain strings are in `own`, default the spec's language)."""
+    try:
+        return text_in(value, spec.language, own or spec.language)
+    except KeyError:
+        has = ", ".join(sorted(set(_languages(value, own or spec.language)))) or "none"
+        raise MissingLanguage(source, None, field, f"no '{spec.language}' text (has: {has}); write it, or plan with "
+                                                   "an LLM planner, which translates") from None
+
+
+def _languages(value: Text | None, own: str) -> list[str]:
+    if value is None:
+        return []
+    return [own] if isinstance(value, str) else list(value)
+
+
+def render_voiceover(beat: Beat, spec: Spec, source: str | Path = "<beats>", own: str | None = None) -> str | None:
+    """The beat's spoken line in the ad's language with its placeholders filled (None: the beat is
+    silent, or the spec says `voiceover: false`). SpecError names the file, the beat and the field."""
     if beat.voiceover is None or not spec.voiceover:
         return None
+    line = pick_text(beat.voiceover, spec, own, source, f"beats.{beat.id}.voiceover")
+    if line is None:
+        return None
     try:
-        text = render_template(beat.voiceover, prompt_context(spec))
+        text = render_template(line, prompt_context(spec))
     except TemplateProblem as e:
         raise SpecError(source, None, f"beats.{beat.id}.voiceover", str(e)) from None
     return " ".join(text.split()) or None
@@ -404,21 +465,21 @@ def voiceover_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
     rules = load_library().voice
     issues: list[Issue] = []
     for i, beat in enumerate(beats):
-        if beat.voiceover is None:
-            continue
-        try:
-            text = render_template(beat.voiceover, ctx)
-        except TemplateProblem as e:
-            issues.append(((*base, i, "voiceover"), f"beat '{beat.id}': {e}"))
-            continue
-        # spoken and drawn as captions: line breaks fold to spaces, other control characters are refused
-        problem = control_character_problem(" ".join(text.split()))
-        if problem is not None:
-            issues.append(((*base, i, "voiceover"), problem))
-            continue
-        words, budget = word_count(text), rules.budget(beat.duration)
-        if words > budget:
-            issues.append(((*base, i, "voiceover"), f"{words} words for a {beat.duration} s beat (budget {budget})"))
+        for line in all_texts(beat.voiceover):
+            try:
+                text = render_template(line, ctx)
+            except TemplateProblem as e:
+                issues.append(((*base, i, "voiceover"), f"beat '{beat.id}': {e}"))
+                break
+            # spoken and drawn as captions: line breaks fold to spaces, other control characters are refused
+            problem = control_character_problem(" ".join(text.split()))
+            if problem is not None:
+                issues.append(((*base, i, "voiceover"), problem))
+                break
+            words, budget = word_count(text), rules.budget(beat.duration)
+            if words > budget:
+                issues.append(((*base, i, "voiceover"), f"{words} words for a {beat.duration} s beat (budget {budget})"))
+                break
     return issues
 
 
@@ -439,7 +500,7 @@ def voice_issues(spec: Spec) -> list[Issue]:
 
 
 #: fields drawn on screen by code: a control character there breaks the text layout
-ON_SCREEN_FIELDS = (("brand", "name"), ("brand", "tagline"))
+ON_SCREEN_FIELDS = (("brand", "name"), ("brand", "tagline"), ("brand", "cta"), ("brand", "url"))
 
 
 def control_character_problem(text: str) -> str | None:
@@ -458,7 +519,8 @@ def spec_issues(spec: Spec) -> list[Issue]:
     issues: list[Issue] = []
     for loc, text in (
         (("title",), spec.title), (("prompt",), spec.prompt), (("style",), spec.style),
-        (("brand", "name"), spec.brand.name), (("brand", "tagline"), spec.brand.tagline),
+        (("brand", "name"), spec.brand.name), *((("brand", "tagline"), t) for t in all_texts(spec.brand.tagline)),
+        *((("brand", "cta"), t) for t in all_texts(spec.brand.cta)), (("brand", "url"), spec.brand.url),
     ):
         if text is None:
             continue
@@ -485,6 +547,7 @@ def spec_issues(spec: Spec) -> list[Issue]:
         if not issues:
             issues += prompt_issues(spec.beats, spec, ("beats",))
             issues += voiceover_issues(spec.beats, spec, ("beats",))
+            issues += on_screen_issues(spec.beats, spec, ("beats",))
     return issues + voice_issues(spec)
 
 
@@ -510,7 +573,65 @@ def beat_file_issues(beat_file: BeatFile, spec: Spec | None) -> list[Issue]:
     if spec is not None:
         issues += prompt_issues(beat_file.beats, spec, ("beats",))
         issues += voiceover_issues(beat_file.beats, spec, ("beats",))
+        issues += on_screen_issues(beat_file.beats, spec, ("beats",))
     return issues
+
+
+def render_on_screen(beat: Beat, spec: Spec, source: str | Path = "<beats>", own: str | None = None) -> str | None:
+    """The beat's super in the ad's language with its placeholders filled (None: nothing drawn)."""
+    words = pick_text(beat.on_screen, spec, own, source, f"beats.{beat.id}.on_screen")
+    if words is None:
+        return None
+    try:
+        text = render_template(words, prompt_context(spec))
+    except TemplateProblem as e:
+        raise SpecError(source, None, f"beats.{beat.id}.on_screen", str(e)) from None
+    return " ".join(text.split()) or None
+
+
+def on_screen_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
+    """Every super that does not render, holds a control character, is longer than its beat
+    type allows (library data) or cannot stand in the safe zone at a readable size (measured in
+    the bundled font; a spec's own `brand.font` is measured again when the ad is planned)."""
+    from .plan_file import output_size
+
+    try:
+        ctx = prompt_context(spec)
+    except TemplateProblem:
+        return []
+    rules = load_library().on_screen
+    width, height = output_size(spec.aspect_ratio, spec.resolution)
+    issues: list[Issue] = []
+    for i, beat in enumerate(beats):
+        for words in all_texts(beat.on_screen):
+            problem = _on_screen_problem(beat, words, spec, ctx, rules.limit(beat.type), width, height)
+            if problem is not None:
+                issues.append(((*base, i, "on_screen"), problem))
+                break
+    return issues
+
+
+def _on_screen_problem(beat: Beat, words: str, spec: Spec, ctx: dict[str, Any], limit: int, width: int,
+                       height: int) -> str | None:
+    """Why one super (in one language) cannot be drawn (None: it can)."""
+    from .text_fit import fit_problem
+
+    try:
+        text = " ".join(render_template(words, ctx).split())
+    except TemplateProblem as e:
+        return f"beat '{beat.id}': {e}"
+    problem = control_character_problem(text)
+    if problem is not None:
+        return problem
+    if limit == 0:
+        return f"beat '{beat.id}': a {beat.type} beat holds no super (it is composed from `brand:`)"
+    if len(text) > limit:
+        return f"beat '{beat.id}': super {text!r} is {len(text)} characters; a {beat.type} beat holds at most {limit}"
+    if spec.brand.font is None:
+        fit = fit_problem(text, None, width, height, spec.aspect_ratio)
+        if fit is not None:
+            return f"beat '{beat.id}': {fit}"
+    return None
 
 
 def music_for(style_text: str, brand: str | None = None, library: Library | None = None) -> Music:

@@ -17,7 +17,7 @@ Semantics, as GitHub Actions' `strategy.matrix`:
 - `named`: variants with explicit overrides and a name of your choosing (`{}` = the base spec).
 
 A key is a spec field written with dots: title, prompt, duration, aspect_ratio, resolution,
-style, seed, native_audio, brand.name, brand.tagline, brand.colors, models.planner, models.image,
+style, seed, native_audio, language, brand.name, brand.tagline, brand.colors, models.planner, models.image,
 models.video, models.music, vars.<name>, assets.<name> (a var or asset the spec declares).
 
 Names: a variant of `specs/trailrunner.yaml` is the ad `trailrunner@<variant>`, built into
@@ -59,7 +59,7 @@ Scalar = Union[bool, int, float, str]
 Value = Union[bool, int, float, str, list[Scalar]]
 
 SCALAR_FIELDS = ("title", "prompt", "duration", "aspect_ratio", "resolution", "style", "seed", "native_audio",
-                 "placements")
+                 "placements", "language")
 NESTED_FIELDS = {"brand": ("name", "tagline", "colors"), "models": ("planner", "image", "video", "music")}
 DECLARED_FIELDS = ("vars", "assets")  # vars.<name>, assets.<name>: the name must be declared in the spec
 ALLOWED_TEXT = ", ".join([*SCALAR_FIELDS, *(f"{k}.{f}" for k, fs in NESTED_FIELDS.items() for f in fs),

@@ -34,6 +34,8 @@ NEEDS = {  # test file -> the outside programs it needs
     "test_review_page.py": ("chromium",),
     "test_serve_page.py": ("chromium",),
     "test_ci_workflow.py": ("node", "actionlint"),
+    "test_text_layer.py": ("tesseract",),
+    "test_examples.py": ("tesseract",),
 }
 
 
@@ -49,13 +51,15 @@ def missing_programs(needed: set[str]) -> list[str]:
         "chromium": lambda: any(shutil.which(n) for n in CHROMIUM_NAMES),
         "node": lambda: bool(shutil.which("node")),
         "actionlint": lambda: actionlint_js() is not None,
+        "tesseract": lambda: bool(shutil.which("tesseract")),
     }
-    return [name for name in ("chromium", "node", "actionlint") if name in needed and not have[name]()]
+    return [name for name in ("chromium", "node", "actionlint", "tesseract") if name in needed and not have[name]()]
 
 
 def install_line(missing: list[str]) -> str:
     """One line: what the tests need and the commands that install it (Debian's packages)."""
-    apt = [pkg for name, pkg in (("chromium", "chromium"), ("node", "nodejs npm")) if name in missing]
+    apt = [pkg for name, pkg in (("chromium", "chromium"), ("tesseract", "tesseract-ocr"), ("node", "nodejs npm"))
+           if name in missing]
     steps = []
     if apt:
         steps.append(f"apt-get install {' '.join(apt)}")

@@ -174,3 +174,29 @@ def test_the_words_stay_inside_the_safe_area_while_the_camera_moves(built: Proje
             moved += 1
         previous = rgb
     assert moved > len(frames) // 3  # the picture does move
+
+
+def test_bilingual_example_shares_its_pictures_and_composes_a_logo_end_card(built: Project, tmp_path: Path) -> None:
+    """Issue 17: specs/lumiere.yaml is built in English and French on a fresh machine: the end card
+    (logo, name, tagline, call to action, address) is drawn by code in each language, and the
+    French ad reuses every storyboard and clip of the English one (only its voice differs)."""
+    from adspec.receipts import receipt_key
+
+    spec = load_spec(built.specs / "lumiere.yaml")
+    for language, tagline in (("en", "Wake up glowing"), ("fr", "votre")):
+        root = built.build / f"lumiere@{language}"
+        final = root / "final.mp4"
+        info = media.probe(final)
+        assert (info.width, info.height) == output_size(spec.aspect_ratio, spec.resolution)
+        card = frame_number(final, 10 * 24 + 12, tmp_path / f"card-{language}.png")
+        text = "\n".join(subprocess.run(["tesseract", str(card), "-", "--psm", psm], capture_output=True, text=True,
+                                        check=True).stdout for psm in ("6", "11"))
+        assert tagline in text and "lumiere.example.com" in text, text
+        layout = json.loads((root / "text_layout.json").read_text())
+        assert layout["language"] == language and "logo" in {t["role"] for t in layout["texts"]}
+    for beat in ("hook", "product-reveal", "cta"):
+        en, fr = (built.build / f"lumiere@{x}" / "beats" / beat for x in ("en", "fr"))
+        assert receipt_key(en / "storyboard.png") == receipt_key(fr / "storyboard.png")
+        assert receipt_key(en / "chunk-0.mp4") == receipt_key(fr / "chunk-0.mp4")
+    assert (built.build / "lumiere@en" / "beats" / "hook" / "voice.wav").read_bytes() != \
+        (built.build / "lumiere@fr" / "beats" / "hook" / "voice.wav").read_bytes()

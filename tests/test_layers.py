@@ -31,11 +31,11 @@ LAYERS: dict[str, int] = {
     "adspec": 1, "adspec.errors": 1, "adspec.config": 1, "adspec.hashing": 1, "adspec.fsutil": 1,
     "adspec.file_locks": 1, "adspec.paths": 1, "adspec.tasknames": 1, "adspec.money": 1,
     "adspec.recipes": 1, "adspec.providers.base": 1, "adspec.variants": 1, "adspec.plan_file": 1,
-    "adspec.shard": 1, "adspec.prompt_text": 1, "adspec.redact": 1, "adspec.build_files": 1,
+    "adspec.shard": 1, "adspec.prompt_text": 1, "adspec.redact": 1, "adspec.build_files": 1, "adspec.languages": 1,
     # 2 knowledge
     "adspec.library": 2, "adspec.registry": 2, "adspec.spec": 2, "adspec.plan_rules": 2,
     "adspec.spec_checks": 2, "adspec.loader": 2, "adspec.images": 2, "adspec.safe_areas": 2, "adspec.limits": 2,
-    "adspec.placements": 2,
+    "adspec.placements": 2, "adspec.text_fit": 2,
     # 3 planning
     "adspec.beat_lock": 3, "adspec.beat_edit": 3, "adspec.offline_planner": 3, "adspec.ads": 3, "adspec.validate": 3,
     # 4 effects

@@ -201,6 +201,8 @@ def test_offline_planner_is_deterministic_byte_for_byte(tmp_path: Path) -> None:
         assert text1 == text2
         # the committed beat file is this plan: a fresh checkout builds without planning
         committed = spec_path.with_name(spec_path.stem + ".beats.yaml").read_text(encoding="utf-8")
+        if "\n  planner: hand\n" in committed:  # written by a person (lumiere: two languages by hand)
+            continue
         assert committed == text1, f"{spec_path.name}: regenerate its beat file"
 
 
@@ -226,7 +228,7 @@ def test_trailrunner_plan_reads_well() -> None:
     assert [b.type for b in plan.beats] == ["hook", "problem", "product-reveal", "feature", "benefit", "cta"]
     assert plan.music.bpm == 128 and "energetic" in plan.music.prompt
     assert "TrailRunner X running shoe" in plan.beats[2].image_prompt and "Stride" in plan.beats[2].image_prompt
-    assert "Own every mile" in plan.beats[-1].image_prompt
+    assert "Own every mile" not in plan.beats[-1].image_prompt  # drawn by code (issue 17), never painted
     assert sum(plan_waste(plan, [6, 10]).values()) <= 6
 
 

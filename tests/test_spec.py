@@ -82,7 +82,7 @@ def test_good_spec_loads_with_defaults(tmp_path: Path) -> None:
 
 def test_example_specs_and_beat_files_validate() -> None:
     specs = find_specs(REPO / "specs")
-    assert [p.name for p in specs] == ["brewbox.yaml", "glowserum.yaml", "trailrunner.yaml"]
+    assert [p.name for p in specs] == ["brewbox.yaml", "glowserum.yaml", "lumiere.yaml", "trailrunner.yaml"]
     for p in specs:
         spec = load_spec(p)
         bf = load_beat_file(p.with_name(p.stem + ".beats.yaml"), spec)

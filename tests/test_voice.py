@@ -4,6 +4,7 @@ samples, pitch, pixels, parsed subtitle files."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -227,6 +228,12 @@ def test_offline_ad_speaks_with_captions_and_ducked_music(project: Project) -> N
     inside = diff[box.top:box.bottom, box.left:box.right]
     outside = diff.copy()
     outside[box.top:box.bottom, box.left:box.right] = 0
+    # the text layer's words (the cta beat's tagline, issue 17) stand where text_layout.json says
+    for text in json.loads((root / "text_layout.json").read_text())["texts"]:
+        if text["role"] != "caption" and text["start"] <= t <= text["end"]:
+            left, top, right, bottom = text["box"]
+            assert diff[top:bottom, left:right].mean() > 20
+            outside[top:bottom, left:right] = 0
     assert inside.mean() > 20 and (inside > 60).mean() > 0.05  # text and box drawn there
     assert outside.max() < 40 and outside.mean() < 1.5  # elsewhere only re-encoding noise
 

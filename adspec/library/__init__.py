@@ -182,6 +182,18 @@ class VoiceRules:
 
 
 @dataclass(frozen=True)
+class OnScreenRules:
+    """Supers per beat type (library data, `on_screen:` in beats.yaml)."""
+
+    max_chars: dict[str, int]  # beat type -> the longest super it holds (0: none)
+    planned: tuple[str, ...]  # the types the planners write a super for
+    default_max_chars: int = 40
+
+    def limit(self, beat_type: str) -> int:
+        return self.max_chars.get(beat_type, self.default_max_chars)
+
+
+@dataclass(frozen=True)
 class Style:
     name: str
     keywords: tuple[str, ...]
@@ -199,6 +211,7 @@ class Library:
     styles: dict[str, Style]
     default_style: str
     voice: VoiceRules = VoiceRules(2.5, 0.25, 0.15, 1.15)
+    on_screen: OnScreenRules = OnScreenRules({}, ())
 
     @property
     def types(self) -> list[str]:
@@ -292,7 +305,17 @@ def parse_library(data: Any) -> Library:
                        float(rv.get("tail", 0.15)), float(rv.get("max_speedup", 1.15)))
     if not (0 < voice.words_per_second <= 6 and 0 <= voice.lead_in < 1 and 0 <= voice.tail < 1 and 1 <= voice.max_speedup <= 1.5):
         raise LibraryError("voice: words_per_second in (0, 6], lead_in and tail in [0, 1), max_speedup in [1, 1.5]")
-    return Library(version=str(data["version"]), beats=beats, styles=styles, default_style=default, voice=voice)
+    ro = data.get("on_screen") or {}
+    limits = {str(k): int(v) for k, v in (ro.get("max_chars") or {}).items()}
+    planned = tuple(str(t) for t in ro.get("planned") or ())
+    for t in [*limits, *planned]:
+        if t not in beats:
+            raise LibraryError(f"on_screen: unknown beat type {t!r}")
+    if any(not 0 <= v <= 200 for v in limits.values()):
+        raise LibraryError("on_screen.max_chars: each in 0..200")
+    on_screen = OnScreenRules(limits, planned, int(ro.get("default_max_chars", 40)))
+    return Library(version=str(data["version"]), beats=beats, styles=styles, default_style=default, voice=voice,
+                   on_screen=on_screen)
 
 
 @lru_cache(maxsize=1)
@@ -315,6 +338,6 @@ def library_digest() -> str:
     return h.hexdigest()
 
 __all__ = [
-    "LIBRARY_VERSION", "Library", "BeatType", "VoiceRules", "Style", "TemplateProblem", "LibraryError",
+    "LIBRARY_VERSION", "Library", "BeatType", "VoiceRules", "OnScreenRules", "Style", "TemplateProblem", "LibraryError",
     "load_library", "library_digest", "parse_library", "render_template", "template_variables",
 ]

@@ -60,6 +60,12 @@ Rules a plan must keep (it is rejected otherwise):
 - image_prompt describes the single storyboard frame (subject, setting, composition, light, style);
   motion_prompt describes the camera and subject motion of the clip. Follow the library's prompt
   templates in spirit; keep any {{ variable }} placeholders of the spec as they are.
+- on_screen is a short super drawn over the beat by code (a headline, a feature's name, a price),
+  or null. Write one for the library types with `on_screen_planned: true`, within that type's
+  `on_screen_max_chars` (0: none); never repeat the voiceover word for word.
+- No words on screen in prompts: image_prompt and motion_prompt never ask for text, letters,
+  captions, signs, a logo, the brand's name, the tagline, a call to action or a URL to be drawn
+  (models garble them). Describe pictures only; adspec draws every word over the frames itself.
 - The video model renders clips of the listed lengths; a beat longer than a clip is covered by
   several clips and the last one is trimmed. Prefer durations that waste little clip time.
 - music.prompt describes the music bed (genre, instruments, mood); music.bpm fits the style.
@@ -67,6 +73,15 @@ Rules a plan must keep (it is rejected otherwise):
   one for every beat whose library type has `spoken: true`, none for the others, and none at all
   when the spec says "voiceover": false. A line keeps to its beat's word budget: at most
   floor(duration x WORDS_PER_SECOND) words (the library's `voice_examples` show the register).
+"""
+
+
+TRANSLATE_PROMPT = """\
+You translate the copy of short video ads: spoken lines (voiceover), short on-screen supers
+(on_screen), the brand's tagline and call to action (cta). Keep the tone and the meaning, keep
+every {{ variable }} placeholder exactly as it is, keep brand and product names untranslated,
+and keep each text within its limit (words for spoken lines, characters for on-screen text).
+Answer with JSON only, matching the given schema.
 """
 
 
@@ -83,6 +98,8 @@ def _library_json(lib: Any) -> list[dict[str, Any]]:
             "image_prompt_template": " ".join(b.image_prompt.split()),
             "motion_prompt_template": " ".join(b.motion_prompt.split()),
             "spoken": bool(b.voiceover),
+            "on_screen_planned": name in lib.on_screen.planned,
+            "on_screen_max_chars": lib.on_screen.limit(name),
             "voice_examples": list(b.lines_for("default"))[:2],
         })
     return rows
@@ -103,8 +120,12 @@ def plan_schema(beat_types: list[str]) -> dict[str, Any]:
                 strip(v)
 
     strip(schema)
-    beat = schema["$defs"]["Beat"]["properties"]["type"]
-    beat["enum"] = list(beat_types)
+    props = schema["$defs"]["Beat"]["properties"]
+    props["type"]["enum"] = list(beat_types)
+    for name in ("voiceover", "on_screen"):  # a planner writes plain strings: maps of languages are a person's
+        if name in props:
+            props[name] = {"anyOf": [{"type": "string"}, {"type": "null"}],
+                           **{k: v for k, v in props[name].items() if k in ("description", "default")}}
     return {"type": "json_schema", "json_schema": {"name": "BeatPlan", "strict": True, "schema": schema}}
 
 
@@ -168,6 +189,53 @@ class OpenAIPlanner:
         }
         return Recipe(provider="openai", kind="plan", model=model, version="chat.completions", params=params)
 
+    def translate_recipe(self, texts: dict[str, str], source: str, target: str, limits: dict[str, str],
+                         model: str | None = None) -> Recipe:
+        """One call that translates every text of a beat file (and the brand's words) missing in
+        `target`: keys like `beats.hook.voiceover` -> text; `limits` says how long each may be."""
+        model = model or load_registry().planner_default
+        items = [{"key": k, "text": texts[k], "limit": limits.get(k, "")} for k in sorted(texts)]
+        user = (f"Translate this video ad's copy from {source} into {target}.\n\n"
+                "<items>\n" + json.dumps(items, ensure_ascii=False, indent=1) + "\n</items>\n\n"
+                "Return every key once, with its translation.")
+        schema = {"type": "object", "additionalProperties": False, "required": ["items"], "properties": {
+            "items": {"type": "array", "items": {"type": "object", "additionalProperties": False,
+                                                 "required": ["key", "text"],
+                                                 "properties": {"key": {"type": "string"}, "text": {"type": "string"}}}}}}
+        params = {
+            "messages": [{"role": "system", "content": TRANSLATE_PROMPT}, {"role": "user", "content": user}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "Translation", "strict": True,
+                                                                       "schema": schema}},
+            "seed": 0,
+            "temperature": self.temperature,
+            "check": {"translate": sorted(texts), "target": target},  # not sent
+        }
+        return Recipe(provider="openai", kind="plan", model=model, version="chat.completions", params=params)
+
+    def _translate(self, client: Any, recipe: Recipe, job: Job, out: Path, calls: "_Calls") -> RunResult:
+        keys = set(recipe.params["check"]["translate"])
+        messages = list(recipe.params["messages"])
+        body = {k: v for k, v in recipe.params.items() if k not in ("messages", "check")}
+        problems: list[str] = []
+        for attempt in range(2):
+            resp = self._send(client, calls, job, "translating", model=recipe.model, messages=messages, **body)
+            content = calls.scrub(_strip_fences((resp.choices[0].message.content or "") if resp.choices else ""))
+            try:
+                got = {str(i["key"]): str(i["text"]).strip() for i in json.loads(content)["items"]}
+                problems = [f"missing key {k}" for k in sorted(keys - set(got))]
+                problems += [f"empty text for {k}" for k in sorted(keys) if k in got and not got[k]]
+            except (ValueError, KeyError, TypeError) as e:
+                problems = [f"the reply is not the JSON asked for ({type(e).__name__})"]
+            if not problems:
+                Path(out).write_text(json.dumps({k: got[k] for k in sorted(keys)}, ensure_ascii=False), encoding="utf-8")
+                return RunResult(job_id=resp.id, cost_usd=calls.cost(),
+                                 meta={"model": recipe.model, "completion_ids": calls.ids, "attempts": attempt + 1,
+                                       "requests": calls.requests, **calls.usage})
+            messages = messages + [{"role": "assistant", "content": content or "(no answer)"},
+                                   {"role": "user", "content": "Your reply cannot be used:\n- " + "\n- ".join(problems)
+                                    + "\nReply again with every key translated."}]
+        raise calls.error("no usable translation after one re-ask: " + "; ".join(problems[:6]), retryable=True)
+
     # ---- run --------------------------------------------------------------------------------
 
     def run(self, recipe: Recipe, job: Job, out: Path) -> RunResult:
@@ -182,6 +250,10 @@ class OpenAIPlanner:
         )
         lib = _library()
         check = recipe.params.get("check", {})
+        if check.get("translate"):
+            label = getattr(job, "label", None)
+            what = f"{label}: openai translator {recipe.model}" if label else f"openai translator {recipe.model}"
+            return self._translate(client, recipe, job, out, _Calls(recipe.model, what, key))
         messages = list(recipe.params["messages"])
         body = {k: v for k, v in recipe.params.items() if k not in ("messages", "check")}
         label = getattr(job, "label", None)  # e.g. "trailrunner plan": which ad failed

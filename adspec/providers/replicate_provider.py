@@ -106,15 +106,19 @@ def close_clients() -> None:
 atexit.register(close_clients)
 
 
+#: image models take no negative prompt (FLUX): the prompt itself says no words are wanted. Words
+#: on screen (tagline, CTA, URL, supers) are drawn by code over the frames (issue 17).
+NO_TEXT = "No text, letters, words, captions, signage or logos anywhere in the picture"
+
+
 def image_prompt(req: ImageRequest) -> str:
-    """The text sent to an image model: the beat's prompt, the ad's style and palette."""
+    """The text sent to an image model: the beat's prompt, the ad's style, and that the picture
+    carries no words. The brand kit is not sent (issue 17): a model paints a brand's name as
+    garbled text, and the colours are the text layer's, free to change without a new picture."""
     parts = [req.prompt.strip().rstrip(".")]
     if req.style:
         parts.append(f"Style: {req.style.strip()}")
-    if req.palette:
-        parts.append("Colour palette: " + ", ".join(req.palette))
-    if req.brand_name:
-        parts.append(f"Brand: {req.brand_name}")
+    parts.append(NO_TEXT)
     return ". ".join(parts) + "."
 
 

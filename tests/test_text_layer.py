@@ -1,0 +1,337 @@
+"""Words on screen drawn by code (issue 17): no text asked of the models, supers, the brand end
+card, safe zones. Checked at the fake Replicate (what the provider sees, how many requests) and in
+the pixels of final.mp4 (OCR with tesseract)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections import Counter
+
+import pytest
+from conftest import Project, small_spec
+from fakes.replicate_server import FakeReplicate
+
+from adspec.library import load_library, render_template
+from adspec.offline_planner import plan_spec_offline
+from adspec.spec import Spec
+
+REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
+TAGLINE = "Drink more every day"
+#: words that ask a model to draw text
+TEXT_WORDS = re.compile(r"\b(logo|logos|tagline|text|words|lettering|caption|headline|slogan)\b|\"", re.I)
+
+
+@pytest.fixture
+def live(project: Project):
+    with FakeReplicate(latency=0.01) as replicate:
+        project.env.update(ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN,
+                           REPLICATE_BASE_URL=replicate.base_url, REPLICATE_POLL_INTERVAL="0.01")
+        yield project, replicate
+
+
+def prompts_sent(replicate: FakeReplicate, kinds: tuple[str, ...] = ("flux", "hailuo", "veo", "kling", "wan")) -> list[str]:
+    out = []
+    for body in replicate.create_bodies:
+        if any(k in body["slug"] for k in kinds):
+            data = body["body"]["input"]
+            out.append(" | ".join(str(data.get(f, "")) for f in ("prompt", "negative_prompt")))
+    return out
+
+
+# ---- 1. no text asked of the models ---------------------------------------------------------
+
+
+def test_library_templates_ask_for_no_words() -> None:
+    ctx = {"product": "Widget", "brand": "Acme", "tagline": "Made to last", "style": "calm", "look": "soft light",
+           "camera": "slow dolly", "setting": "", "n": 1}
+    for bt in load_library().beats.values():
+        for field in ("image_prompt", "motion_prompt"):
+            out = render_template(getattr(bt, field), ctx)
+            assert not TEXT_WORDS.search(out), f"{bt.name}.{field} asks for words: {out}"
+            assert "Made to last" not in out
+
+
+def test_offline_plan_puts_no_tagline_in_prompts_or_lines() -> None:
+    spec = Spec.model_validate({"prompt": "A 60-second ad for the Zip bottle", "duration": 60, "style": "calm",
+                                "brand": {"name": "Zip", "tagline": TAGLINE}})
+    plan = plan_spec_offline(spec)
+    assert plan.beats[-1].type in ("cta", "end-card")
+    for beat in plan.beats:
+        for text in (beat.image_prompt, beat.motion_prompt, beat.voiceover or ""):
+            assert TAGLINE not in text and not TEXT_WORDS.search(beat.image_prompt), (beat.id, text)
+
+
+def test_prompts_sent_to_image_and_video_models_hold_no_tagline(live) -> None:
+    project, replicate = live
+    spec = small_spec(duration=8)
+    spec["brand"]["tagline"] = TAGLINE
+    del spec["beats"], spec["music"]  # planned (offline planner: no OpenAI key)
+    project.write_spec("zip", spec)
+    project.doit()
+    sent = prompts_sent(replicate)
+    assert len(sent) >= 3
+    for prompt in sent:
+        assert TAGLINE.lower() not in prompt.lower()
+    images = [b["body"]["input"]["prompt"] for b in replicate.create_bodies if "flux" in b["slug"]]
+    assert images and all("No text" in p for p in images)
+
+
+# ---- 2. supers, the brand kit, the end card, safe zones ---------------------------------------
+
+CTA, URL, SUPER = "Shop now", "zip.example.com", "Cold for 24 hours"
+
+
+def text_spec(**brand) -> dict:
+    spec = small_spec(duration=9)
+    spec["brand"] = {"name": "Zip", "tagline": TAGLINE, "colors": ["#FF5A1F", "#111111"], "cta": CTA, "url": URL,
+                     **brand}
+    spec["beats"] = [
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock",
+         "motion_prompt": "slow push in", "on_screen": SUPER},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The bottle in the sun", "motion_prompt": "pan left"},
+        {"id": "end-card", "type": "end-card", "duration": 3, "image_prompt": "A plain backdrop",
+         "motion_prompt": "holds still"},
+    ]
+    return spec
+
+
+def frame_at(video, seconds: float, out):
+    from PIL import Image
+
+    from adspec import media
+
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-y", "-ss", f"{seconds}", "-i", str(video), "-frames:v", "1",
+                    str(out)], check=True)
+    return Image.open(out).convert("RGB")
+
+
+def ocr(png) -> str:
+    """What tesseract reads, as a block of text (psm 6) and as sparse text (psm 11)."""
+    return "\n".join(subprocess.run(["tesseract", str(png), "-", "--psm", psm], capture_output=True, text=True,
+                                    check=True).stdout for psm in ("6", "11"))
+
+
+def test_text_layer_draws_supers_and_end_card_inside_the_safe_zone_and_pays_nothing(live, tmp_path) -> None:
+    project, replicate = live
+    logo = project.specs / "logo.png"
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGBA", (120, 120), (0, 0, 0, 0))
+    ImageDraw.Draw(im).ellipse((5, 5, 115, 115), fill=(255, 255, 255, 255))
+    im.save(logo)
+    spec = text_spec(logo="logo.png")
+    project.write_spec("zip", spec)
+    project.doit()
+    slugs = [b["slug"] for b in replicate.create_bodies]
+    # the end card is composed locally: images and clips for hook and cta only, and music
+    assert sorted(s.split("/")[0] for s in slugs) == ["black-forest-labs", "black-forest-labs", "meta",
+                                                       "minimax", "minimax"], slugs
+    for prompt in prompts_sent(replicate):
+        for words in (TAGLINE, CTA, URL, SUPER):
+            assert words.lower() not in prompt.lower(), (words, prompt)
+    final = project.build / "zip" / "final.mp4"
+    # OCR reads the tagline and the call to action on the end card
+    card = tmp_path / "card.png"
+    frame_at(final, 7.5, card)
+    text = ocr(card)
+    assert TAGLINE in text and CTA in text and URL in text, text
+    sup = tmp_path / "super.png"
+    frame_at(final, 1.5, sup)
+    assert SUPER in ocr(sup)
+    # every drawn text's box lies inside the safe zone of the aspect
+    from adspec.safe_areas import safe_area
+
+    layout = json.loads((project.build / "zip" / "text_layout.json").read_text())
+    safe = safe_area("16:9").title_box(640, 360)
+    roles = {t["role"] for t in layout["texts"]}
+    assert {"super", "cta", "name", "tagline", "url", "logo"} <= roles
+    for t in layout["texts"]:
+        left, tp, r, b = t["box"]
+        assert safe.left <= left < r <= safe.right and safe.top <= tp < b <= safe.bottom, t
+    # the logo is drawn: white pixels of the circle at its box's centre
+    logo_box = next(t["box"] for t in layout["texts"] if t["role"] == "logo")
+    px = Image.open(card).getpixel(((logo_box[0] + logo_box[2]) // 2, (logo_box[1] + logo_box[3]) // 2))
+    assert min(px) > 200, px
+
+    # editing words on screen, the CTA, the tagline, the colours, the logo: zero requests, a new final
+    before, old = len(replicate.create_bodies), final.read_bytes()
+    spec["beats"][0]["on_screen"] = "Ice cold all day"
+    spec["brand"].update(tagline="Drink better", cta="Buy today", url="zip.example.org", colors=["#0F4C81", "#F5A623"])
+    project.write_spec("zip", spec)
+    out = project.doit().stdout
+    assert len(replicate.create_bodies) == before
+    assert "mix:zip" in out and final.read_bytes() != old
+    frame_at(final, 7.5, card)
+    text = ocr(card)
+    assert "Drink better" in text and "Buy today" in text
+
+
+def test_nothing_drawn_keeps_the_copy_path(project: Project) -> None:
+    from adspec import media
+
+    spec = small_spec()
+    spec["brand"] = {"colors": ["#FF5A1F", "#111111"]}  # no words for the text layer
+    project.write_spec("zip", spec)
+    project.doit()
+    layout = json.loads((project.build / "zip" / "text_layout.json").read_text())
+    assert layout["texts"] == []
+    # the video stream is the stitched one, copied: same x264 settings, same packets
+    final, video = project.build / "zip" / "final.mp4", project.build / "zip" / "video.mp4"
+    assert media.x264_options(final) == media.x264_options(video)
+    assert media.count_frames(final) == media.count_frames(video)
+
+
+def test_an_over_long_super_is_a_one_line_error(project: Project) -> None:
+    spec = text_spec()
+    spec["beats"][0]["on_screen"] = "The coldest water bottle you will ever own, really"
+    project.write_spec("zip", spec)
+    proc = project.adspec("validate")
+    assert proc.returncode != 0
+    lines = [x for x in proc.stderr.splitlines() + proc.stdout.splitlines() if "on_screen" in x]
+    assert len(lines) == 1, proc.stdout + proc.stderr
+    assert re.search(r"zip\.yaml:\d+: beats\.0\.on_screen: beat 'hook': super 'The coldest .*' is \d+ characters; "
+                     r"a hook beat holds at most 32", lines[0]), lines[0]
+
+
+def test_a_super_too_wide_for_the_frame_names_the_beat_and_the_text() -> None:
+    from adspec.text_fit import TextFitError, bundled_font, fit_problem, super_blocks
+
+    # fits in a 16:9 frame, not in 2 lines of a 9:16 one at the readable minimum
+    words = "Supercalifragilistic Hyperventilation"
+    assert fit_problem(words, None, 1280, 720, "16:9") is None
+    problem = fit_problem("W" * 30, None, 360, 640, "9:16")
+    assert problem is not None and "readable minimum" in problem and "WWWW" in problem
+    with pytest.raises(TextFitError, match="no glyph"):
+        super_blocks([("super", "冷たい水")], bundled_font(), 1280, 720, "16:9")
+
+
+def test_planners_write_supers_where_the_library_calls_for_them() -> None:
+    spec = Spec.model_validate({"prompt": "A 30-second ad for the Zip bottle", "duration": 30, "style": "energetic",
+                                "brand": {"name": "Zip"}})
+    plan = plan_spec_offline(spec)
+    lib = load_library()
+    reveal = next(b for b in plan.beats if b.type == "product-reveal")
+    assert reveal.on_screen == "Zip bottle"
+    for beat in plan.beats:
+        assert beat.on_screen is None or (beat.type in lib.on_screen.planned
+                                          and len(beat.on_screen) <= lib.on_screen.limit(beat.type))
+
+
+# ---- 3. languages -----------------------------------------------------------------------------
+
+
+def language_spec(languages: list[str]) -> dict:
+    spec = text_spec()
+    spec["brand"]["tagline"] = {"en": TAGLINE, "de": "Trink mehr, jeden Tag", "fr": "Buvez plus chaque jour"}
+    spec["brand"]["cta"] = {"en": CTA, "de": "Jetzt kaufen", "fr": "Acheter"}
+    spec["beats"][0]["voiceover"] = {"en": "Meet the Zip bottle.", "de": "Das ist die Zip Flasche.",
+                                     "fr": "Voici la bouteille Zip."}
+    spec["beats"][0]["on_screen"] = {"en": SUPER, "de": "24 Stunden kalt", "fr": "Froid pendant 24 heures"}
+    spec["beats"][1]["voiceover"] = {"en": "Get yours today.", "de": "Hol dir deine.", "fr": "Achetez-la."}
+    if len(languages) > 1:
+        spec["variants"] = {"matrix": {"language": languages}}
+    else:
+        spec["language"] = languages[0]
+    return spec
+
+
+def test_a_language_variant_pays_only_for_its_voice(live, tmp_path) -> None:
+    project, replicate = live
+    project.write_spec("zip", language_spec(["en", "de", "fr"]))
+    project.doit()
+    by_model = Counter(b["slug"] for b in replicate.create_bodies)
+    # one language's images, clips and music (the end card is local), and 2 voiced beats x 3 languages
+    assert by_model == Counter({"black-forest-labs/flux-dev": 2, "minimax/hailuo-2.3-fast": 2, "meta/musicgen": 1,
+                                "minimax/speech-02-turbo": 6}), by_model
+    spoken = sorted(b["body"]["input"]["text"] for b in replicate.create_bodies if "speech" in b["slug"])
+    assert "Das ist die Zip Flasche." in spoken and "Voici la bouteille Zip." in spoken
+    for prompt in prompts_sent(replicate):
+        assert "Flasche" not in prompt and "Trink" not in prompt
+    layout = json.loads((project.build / "zip@de" / "text_layout.json").read_text())
+    assert layout["language"] == "de"
+    texts = {t["text"] for t in layout["texts"]}
+    assert {"24 Stunden kalt", "Trink mehr, jeden Tag", "Jetzt kaufen"} <= texts
+    card = tmp_path / "de.png"
+    frame_at(project.build / "zip@de" / "final.mp4", 7.5, card)
+    assert "Trink mehr" in ocr(card)
+    from adspec import media
+
+    streams = subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-i", str(project.build / "zip@de" / "final.mp4")],
+                             capture_output=True, text=True, check=False).stderr
+    assert re.search(r"Stream #0:2\S*\(deu\): Subtitle: mov_text", streams), streams
+
+
+def test_a_missing_language_names_each_beat_in_one_line(project: Project) -> None:
+    spec = language_spec(["en", "ja"])
+    project.write_spec("zip", spec)
+    proc = project.doit(check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    lines = [x for x in out.splitlines() if "no 'ja' text" in x]
+    fields = {re.search(r"(beats\.[\w-]+\.\w+)", x).group(1) for x in lines}
+    assert fields == {"beats.hook.voiceover", "beats.hook.on_screen", "beats.cta.voiceover"}, out
+    assert all("has: de, en, fr" in x for x in lines), lines
+
+
+def test_rtl_lays_out_right_to_left_and_cjk_wraps_between_characters() -> None:
+    from adspec.text_fit import bundled_font, font_at, is_rtl, super_blocks, wrap
+
+    blocks = super_blocks([("super", "שלום עולם")], bundled_font(), 1280, 720, "16:9")
+    assert blocks[0].rtl and is_rtl("مرحبا بالعالم") and not is_rtl("Hello")
+    font = font_at(bundled_font(), 40)
+    text = "冷たい水をいつでもどこでも飲めます"
+    lines = wrap(text, font, 300, 5)
+    assert lines is not None and len(lines) > 1 and "".join(lines) == text  # no spaces invented
+    # raqm lays the Hebrew out right to left: it draws what a plain left-to-right engine draws for
+    # the letters reversed (and not what it draws for them in logical order)
+    from PIL import Image, ImageDraw, ImageFont
+
+    basic = ImageFont.truetype(str(bundled_font()), 40, layout_engine=ImageFont.Layout.BASIC)
+
+    def picture(word: str, f) -> bytes:
+        img = Image.new("L", (300, 80), 0)
+        ImageDraw.Draw(img).text((10, 10), word, font=f, fill=255, direction="rtl" if f is font else None)
+        return img.tobytes()
+
+    assert picture("שלום", font) == picture("םולש", basic) != picture("שלום", basic)
+
+
+def translating_responder(body: dict) -> dict:
+    """The fake LLM: plans with spoken lines; translates by marking each text 'DE '."""
+    from fakes.openai_server import default_plan
+
+    if body["response_format"]["json_schema"]["name"] == "Translation":
+        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        items = json.loads(re.search(r"<items>\s*(.*?)\s*</items>", user, re.S).group(1))
+        return {"items": [{"key": i["key"], "text": f"DE {i['text']}"} for i in items]}
+    plan = default_plan(body)
+    for beat in plan["beats"]:
+        beat["voiceover"] = "Meet the Zip bottle." if beat["type"] in ("hook", "cta") else None
+        beat["on_screen"] = None
+    return plan
+
+
+def test_the_llm_planner_translates_missing_languages_once_per_beat_file_and_language(project: Project) -> None:
+    from fakes.openai_server import FakeOpenAI
+
+    spec = small_spec(duration=10)
+    del spec["beats"], spec["music"]
+    spec["brand"] = {"name": "Zip", "tagline": TAGLINE, "cta": CTA, "colors": ["#FF5A1F", "#111111"]}
+    spec["variants"] = {"matrix": {"language": ["en", "de"]}}
+    with FakeReplicate(latency=0.01) as replicate, FakeOpenAI(responder=translating_responder) as openai:
+        project.env.update(ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL=replicate.base_url,
+                           REPLICATE_POLL_INTERVAL="0.01", OPENAI_API_KEY="sk-FAKE-key-not-real-0000000",
+                           OPENAI_BASE_URL=openai.base_url)
+        project.write_spec("zip", spec)
+        project.doit()
+        assert openai.count == 2  # one plan shared by both languages, one translation into German
+        spoken = [b["body"]["input"]["text"] for b in replicate.create_bodies if "speech" in b["slug"]]
+        assert sorted(spoken) == ["DE Meet the Zip bottle.", "Meet the Zip bottle."]  # equal lines are one request
+        layout = json.loads((project.build / "zip@de" / "text_layout.json").read_text())
+        assert {f"DE {TAGLINE}", f"DE {CTA}"} <= {t["text"] for t in layout["texts"]}
+        before = len(replicate.create_bodies)
+        project.doit("clean")
+        project.doit()
+        assert openai.count == 2 and len(replicate.create_bodies) == before  # the translation is cached
