@@ -57,6 +57,7 @@ GOP_SECONDS = 1  # a closed GOP every second (fixed, no scene cuts): whole-secon
 # own clips are then cut at a keyframe and stream-copied instead of re-encoded
 LOUDNESS_TARGET = -16.0  # LUFS (integrated), true peak -1.5 dBTP
 TRUE_PEAK = -1.5
+PEAK_CEILING = -2.5  # dBFS at 192 kHz before AAC: the final's true peak stays under -1 dBTP
 
 
 def timescale(fps: float) -> int:
@@ -777,7 +778,11 @@ def mix(
     vin = ffmpeg.input(str(video))
     if music is not None or native or voices:
         gain = _gain_db(*_measure(audio(ffmpeg.input(str(video))), out))
-        a = _audio_chain(audio(vin).filter("volume", f"{gain:.2f}dB"), seconds)
+        # AAC encoding lifts true peaks by up to ~1 dB: a limiter, run at 192 kHz so it sees the
+        # peaks between samples, keeps them under PEAK_CEILING before the encoder
+        limited = (audio(vin).filter("volume", f"{gain:.2f}dB").filter("aresample", 192000)
+                   .filter("alimiter", limit=f"{10 ** (PEAK_CEILING / 20):.4f}", attack=1, release=50, level="false"))
+        a = _audio_chain(limited, seconds)
     else:
         a = _audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], seconds)
     kwargs: dict[str, Any] = {"t": seconds, "f": "mp4", **MP4_ARGS, **AUDIO_ENCODER_ARGS}

@@ -38,7 +38,7 @@ from adspec.plan_file import AdPlan, PlannedBeat, load_plan, plan_text
 
 BEAT = BeatInputs(id="hook", type="hook", duration=3, clips=(6,), image_prompt="a bottle", motion_prompt="push in",
                   aspect_ratio="16:9", width=640, height=360, seed=3, style="energetic", palette=("#FF5A1F", "#111111"),
-                  brand_name="Zip", tagline=None, reference=None, image_model="flux-dev", video_model="hailuo",
+                  brand_name="Zip", reference=None, image_model="flux-dev", video_model="hailuo",
                   native_audio=False)
 VOICE = VoiceInputs(id="hook", text="Drink more.", model="espeak", voice="en-us", speed=1, duration=3, lead_in=0.25,
                     tail=0.15, max_speedup=1.15)
