@@ -46,8 +46,9 @@ def content_sha256(music: Music, beats: Sequence[Beat]) -> str:
     """Hash of the planned content (music + beats, in order): differs once a person edits it."""
     # unset optional fields (a beat without `voiceover`) are left out: files planned before such a
     # field existed keep their hash, so they are not mistaken for hand edits
+    # `approved` records a person's look at the storyboard: never an edit of the plan
     return sha256_json({"music": music.model_dump(mode="json", exclude_none=True),
-                        "beats": [b.model_dump(mode="json", exclude_none=True) for b in beats]})
+                        "beats": [b.model_dump(mode="json", exclude_none=True, exclude={"approved"}) for b in beats]})
 
 
 def planned_from_for(plan: BeatPlan, spec_sha: str, planner: str, library: str | None = None) -> PlannedFrom:

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 from . import media, plan_step
 from .actions import context, place_chunk, settings_as
+from .approvals import APPROVED, state_of, storyboard_sha256
 from .config import as_live, load_settings
 from .cost import raise_hint, recipe_price
 from .errors import AdspecError, BudgetError
@@ -218,8 +219,16 @@ class _Estimator:
                              "planner's plan standing in for it; the real ones are known once planned (`adspec plan`)")
         exact_beats = not dry.stand_in
         stale_chunks = False
+        waiting: list[str] = []
         for beat in plan.beats:
-            stale_chunks |= self._beat(est, ad, plan, beat, paths, exact_beats)
+            stale_chunks |= self._beat(est, ad, plan, beat, paths, exact_beats, waiting)
+        if waiting:  # `approval: required`: only approved work is priced
+            est.notes.append(f"approval: required: the video of {', '.join(waiting)} waits for approval (not priced); "
+                             f"music, stitch and mix wait for every beat (`adspec approve --list {ad}`)")
+            est.items.append(Item(task_name("report", ad), "report", "free", note="review page (storyboards to approve)"))
+            if self.remote_note:
+                est.notes.append(self.remote_note)
+            return est
         music_stale = self._voices(est, ad, plan, paths)
         if not plan.native_audio:
             recipe = self.ctx.media.music_recipe(music_request(ad, plan.music_inputs()))
@@ -261,7 +270,8 @@ class _Estimator:
             stale = True
         return stale
 
-    def _beat(self, est: AdEstimate, ad: str, plan: Any, beat: Any, paths: AdPaths, exact: bool) -> bool:
+    def _beat(self, est: AdEstimate, ad: str, plan: Any, beat: Any, paths: AdPaths, exact: bool,
+              waiting: list[str] | None = None) -> bool:
         inputs = plan.beat_inputs(beat)
         sb = self.ctx.media.image_recipe(image_request(ad, inputs))
         target = paths.storyboard(beat.id)
@@ -276,6 +286,11 @@ class _Estimator:
             blob = self._blob(sb.key) if state == "cache" else None
             if blob is not None:
                 first = media.normalise_image(blob, self._tmpfile(".png"), plan.width, plan.height)
+        if plan.approval_required and waiting is not None:
+            shown = storyboard_sha256(target) if state == "current" else None
+            if state_of(beat.approved, shown) != APPROVED:  # as the build decides: its video waits
+                waiting.append(beat.id)
+                return False
         stale = False
         for k in range(beat.chunk_count):
             req = video_request(ad, inputs, k, paths)

@@ -42,6 +42,7 @@ class PlannedBeat:
     motion_prompt: str
     clips: tuple[int, ...]  # clip lengths of its chunks; the last one is trimmed
     voiceover: str | None = None  # the spoken line, rendered (None: a silent beat)
+    approved: str | None = None  # sha256 of the approved storyboard (never a recipe input)
 
     @property
     def chunk_count(self) -> int:
@@ -78,6 +79,7 @@ class AdPlan:
     voice_tail: float = 0.15
     voice_max_speedup: float = 1.15
     captions: dict[str, Any] | None = None  # burn, font (absolute path or None), color, box, size
+    approval_required: bool = False  # `approval: required`: a beat's video waits for its approval
 
     def beat(self, beat_id: str) -> PlannedBeat:
         for b in self.beats:

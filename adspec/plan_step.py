@@ -206,7 +206,8 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         image_prompt, motion_prompt = render_beat_prompts(beat, spec, source)
         clips = tuple(fit_clips(beat.duration, video.clip_lengths))
         line = render_voiceover(beat, spec, source)
-        beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line))
+        beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line,
+                                 approved=beat.approved))
         start += beat.duration
     if start != spec.duration:
         raise SpecError(source, None, "beats", f"durations sum to {start} s but the spec's duration is {spec.duration} s")
@@ -246,6 +247,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         voice_tail=rules.tail,
         voice_max_speedup=rules.max_speedup,
         captions=captions,
+        approval_required=spec.approval == "required",
     )
 
 

@@ -159,6 +159,10 @@ class Beat(Strict):
     motion_prompt: str = Field(min_length=1, max_length=1000, description="the camera and motion of the beat's video")
     voiceover: str | None = Field(None, min_length=1, max_length=500,
                                   description="the words spoken during this beat ({{ var }} allowed); keep to the word budget")
+    approved: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                 description="the sha256 of the storyboard image a person approved (`adspec approve`); "
+                                             "with `approval: required` only an approved beat's video is paid for; "
+                                             "never shapes the plan nor a paid request")
 
     @field_validator("type")
     @classmethod
@@ -243,6 +247,9 @@ class Spec(Strict):
                                           "description": "an identifier (letters, digits, _), not one of "
                                                          + ", ".join(RESERVED_VARS)}})
     seed: int = Field(0, ge=0, le=2**31 - 1, description="passed to every model that takes one")
+    approval: Literal["required", "off"] = Field(
+        "off", description="required: `doit` pays for storyboards, but for a beat's video only once `adspec approve` "
+                           "recorded that beat's storyboard in the beat file (see `adspec approve --list`)")
     native_audio: bool = Field(False, description="use the video model's own audio (if it has any) instead of music")
     voice: Voice = Field(default_factory=Voice, description="who speaks the voiceover lines, and how fast")
     voiceover: bool = Field(True, description="false: no spoken lines (the planner writes none, the build speaks none)")

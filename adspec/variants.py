@@ -58,7 +58,8 @@ VARIANT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 Scalar = Union[bool, int, float, str]
 Value = Union[bool, int, float, str, list[Scalar]]
 
-SCALAR_FIELDS = ("title", "prompt", "duration", "aspect_ratio", "resolution", "style", "seed", "native_audio")
+SCALAR_FIELDS = ("title", "prompt", "duration", "aspect_ratio", "resolution", "style", "seed", "native_audio",
+                 "approval")
 NESTED_FIELDS = {"brand": ("name", "tagline", "colors"), "models": ("planner", "image", "video", "music")}
 DECLARED_FIELDS = ("vars", "assets")  # vars.<name>, assets.<name>: the name must be declared in the spec
 ALLOWED_TEXT = ", ".join([*SCALAR_FIELDS, *(f"{k}.{f}" for k, fs in NESTED_FIELDS.items() for f in fs),

@@ -1,0 +1,134 @@
+"""Control what you pay for (issue 18): approvals kept in git, a model per beat, your own
+footage and stills, reference assets with roles. Real doit runs, the real `replicate` client
+against the fake server on loopback, requests counted at the fake."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from conftest import Project, small_spec
+from fakes.replicate_server import FakeReplicate
+
+REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
+IMAGE, VIDEO = "black-forest-labs/flux-dev", "minimax/hailuo-2.3-fast"
+
+
+@pytest.fixture
+def live(project: Project):
+    with FakeReplicate(latency=0.02) as replicate:
+        replicate.unique_outputs = True  # another prompt, another picture (as a real model)
+        project.env.update(ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN,
+                           REPLICATE_BASE_URL=replicate.base_url, REPLICATE_POLL_INTERVAL="0.01")
+        yield project, replicate
+
+
+def video_prompts(replicate: FakeReplicate, since: int = 0) -> list[str]:
+    return [b["body"]["input"]["prompt"] for b in replicate.create_bodies[since:] if b["slug"] == VIDEO]
+
+
+def approvals(project: Project, ad: str) -> dict[str, str]:
+    out = project.adspec("approve", "--list", ad)
+    assert out.returncode == 0, out.stderr
+    return {line.split("\t")[0].split("/")[1]: line.split("\t")[1] for line in out.stdout.splitlines()}
+
+
+# ---- 1. approvals in git ------------------------------------------------------------------------
+
+
+def test_approval_required_pays_video_only_for_approved_beats(live) -> None:
+    project, replicate = live
+    spec = small_spec(approval="required")
+    spec["beats"][0]["motion_prompt"] = "hook motion"
+    spec["beats"][1]["motion_prompt"] = "cta motion"
+    path = project.write_spec("zip", spec)
+    first = project.doit()  # storyboards are paid; no chunk: exit 0, one line per waiting beat
+    assert replicate.creates_by_model.get(IMAGE) == 2 and not replicate.creates_by_model.get(VIDEO)
+    assert first.stderr.count("waits for approval") == 2, first.stderr
+    assert not (project.build / "zip" / "final.mp4").exists()
+    page = (project.build / "zip" / "index.html").read_text()
+    assert page.count('data-approval="pending"') == 2
+    assert approvals(project, "zip") == {"hook": "pending", "cta": "pending"}
+    est = json.loads(project.adspec("estimate", "--json", "zip").stdout)
+    assert est["total_usd"] == 0 and any("waits for approval" in n for n in est["ads"][0]["notes"])
+
+    # approve one beat: its sha256 lands in the file (comments kept), only its chunks are paid
+    text = "# my comment stays\n" + path.read_text()
+    path.write_text(text)
+    out = project.adspec("approve", "zip/hook")
+    assert out.returncode == 0, out.stderr
+    written = path.read_text()
+    sha = yaml.safe_load(written)["beats"][0]["approved"]
+    storyboard = project.build / "zip" / "beats" / "hook" / "storyboard.png"
+    import hashlib
+
+    assert sha == hashlib.sha256(storyboard.read_bytes()).hexdigest()
+    assert written.startswith("# my comment stays\n") and "".join(
+        line for line in written.splitlines(keepends=True) if line.strip() != f"approved: {sha}") == text
+    assert approvals(project, "zip") == {"hook": "approved", "cta": "pending"}
+    est = json.loads(project.adspec("estimate", "--json", "zip").stdout)
+    assert est["ads"][0]["phases"]["chunks"]["to_pay"] == 1 and est["ads"][0]["phases"]["music"]["to_pay"] == 0
+    images = replicate.creates_by_model[IMAGE]
+    second = project.doit()
+    assert video_prompts(replicate) == ["hook motion"]
+    assert replicate.creates_by_model[IMAGE] == images  # approving re-pays no storyboard
+    assert second.stderr.count("waits for approval") == 1
+
+    # approve the rest: the ad is finished, nothing paid twice
+    assert project.adspec("approve", "zip").returncode == 0
+    project.doit()
+    assert sorted(set(video_prompts(replicate))) == ["cta motion", "hook motion"]
+    assert video_prompts(replicate).count("hook motion") == 1
+    assert (project.build / "zip" / "final.mp4").exists()
+    assert 'data-approval="approved"' in (project.build / "zip" / "index.html").read_text()
+
+    # an edit that changes a storyboard makes its approval stale and stops its video again
+    videos = len(video_prompts(replicate))
+    spec2 = yaml.safe_load(path.read_text())
+    spec2["beats"][0]["image_prompt"] = "A bottle on a red rock"
+    spec2["beats"][0]["motion_prompt"] = "hook motion two"
+    path.write_text(yaml.safe_dump(spec2, sort_keys=False))
+    third = project.doit()
+    assert len(video_prompts(replicate)) == videos
+    assert "zip/hook: video waits for approval" in third.stderr
+    assert approvals(project, "zip") == {"hook": "stale", "cta": "approved"}
+    assert 'data-approval="stale"' in (project.build / "zip" / "index.html").read_text()
+
+
+def test_approving_a_planned_beat_file_is_no_hand_edit_and_changes_no_recipe(project: Project) -> None:
+    from adspec.beat_lock import is_hand_edited
+    from adspec.loader import parse_beat_file_text
+
+    spec = small_spec(approval="required")
+    del spec["beats"], spec["music"]
+    project.write_spec("zip", spec)
+    project.doit()  # offline: the planner writes the beat file, storyboards are drawn, chunks wait
+    beats = project.beats_file("zip")
+    before = beats.read_text()
+    inputs = {p: p.read_bytes() for p in (project.build / "zip" / "beats").glob("*/beat.json")}
+    out = project.adspec("approve", "zip")
+    assert out.returncode == 0, out.stderr
+    after = beats.read_text()
+    assert after.count("approved: ") == len(inputs) and "# The beat file" in after
+    assert not is_hand_edited(parse_beat_file_text(after, "beats"))  # the lock ignores approvals
+    run = project.doit()
+    assert "waits for approval" not in run.stderr
+    assert beats.read_text() == after  # not replanned
+    assert {p: p.read_bytes() for p in inputs} == inputs  # no beat's inputs changed
+    assert (project.build / "zip" / "final.mp4").exists()
+    assert before != after
+
+
+def test_set_approved_replaces_in_place_and_refuses_unknown_beats() -> None:
+    from adspec.approvals import set_approved
+    from adspec.errors import SpecError
+
+    text = "beats:\n  # first\n  - id: a  # keep\n    type: hook\n\n  - id: b\n    type: cta\n    approved: " + "a0" * 32 + "\n"
+    one = set_approved(text, "a", "b1" * 32)
+    assert one == text.replace("    type: hook\n", "    type: hook\n    approved: " + "b1" * 32 + "\n")
+    two = set_approved(one, "b", "c2" * 32)
+    assert two == one.replace("a0" * 32, "c2" * 32)
+    with pytest.raises(SpecError, match="no beat with id 'c'"):
+        set_approved(text, "c", "b1" * 32)
