@@ -178,7 +178,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
         made_from = "was made from another recipe than it would be asked with now (or is missing)"
         yield member({
             "basename": task_name("storyboard", ad, beat.id),
-            "doc": f"storyboard image of {ad}/{beat.id} ({plan.image_model})",
+            "doc": f"storyboard image of {ad}/{beat.id} ({plan.image_model_of(beat)})",
             "actions": [(Reported(actions.make_storyboard), [ad, beat.id])],
             "file_dep": [beat_json, *ref],
             "targets": [storyboard],
@@ -208,7 +208,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                 targets.append(str(paths.last_frame(beat.id, k)))
             yield member({
                 "basename": task_name("chunk", ad, beat.id, k),
-                "doc": f"video chunk {k + 1} of {beat.chunk_count} of {ad}/{beat.id} ({plan.video_model}, {beat.clips[k]} s)",
+                "doc": f"video chunk {k + 1} of {beat.chunk_count} of {ad}/{beat.id} ({plan.video_model_of(beat)}, {beat.clips[k]} s)",
                 "actions": [(Reported(actions.make_chunk), [ad, beat.id, k])],
                 "file_dep": [beat_json, first],
                 "targets": targets,

@@ -43,6 +43,8 @@ class PlannedBeat:
     clips: tuple[int, ...]  # clip lengths of its chunks; the last one is trimmed
     voiceover: str | None = None  # the spoken line, rendered (None: a silent beat)
     approved: str | None = None  # sha256 of the approved storyboard (never a recipe input)
+    image_model: str | None = None  # the beat's own models (registry names), else the ad's
+    video_model: str | None = None
 
     @property
     def chunk_count(self) -> int:
@@ -80,6 +82,12 @@ class AdPlan:
     voice_max_speedup: float = 1.15
     captions: dict[str, Any] | None = None  # burn, font (absolute path or None), color, box, size
     approval_required: bool = False  # `approval: required`: a beat's video waits for its approval
+
+    def video_model_of(self, beat: PlannedBeat) -> str:
+        return beat.video_model or self.video_model
+
+    def image_model_of(self, beat: PlannedBeat) -> str:
+        return beat.image_model or self.image_model
 
     def beat(self, beat_id: str) -> PlannedBeat:
         for b in self.beats:
@@ -152,8 +160,8 @@ class AdPlan:
             "brand_name": self.brand_name,
             "tagline": self.tagline,
             "reference": self.reference,
-            "image_model": self.image_model,
-            "video_model": self.video_model,
+            "image_model": beat.image_model or self.image_model,
+            "video_model": beat.video_model or self.video_model,
             "native_audio": self.native_audio,
         }
 

@@ -202,12 +202,19 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     source = (beats_path or beat_file_path(spec_path)) if spec.beats is None else spec_path
     beats = []
     start = 0
+    native = spec.native_audio and video.native_audio
     for beat in beat_file.beats:
         image_prompt, motion_prompt = render_beat_prompts(beat, spec, source)
-        clips = tuple(fit_clips(beat.duration, video.clip_lengths))
+        own = beat.models
+        beat_video = registry.resolve(own.video, "video") if own is not None and own.video else None
+        beat_image = registry.resolve(own.image, "image") if own is not None and own.image else None
+        # a beat with its own video model is cut by that model's clip lengths
+        clips = tuple(fit_clips(beat.duration, (beat_video or video).clip_lengths))
+        native = native and (beat_video or video).native_audio  # native sound only when every beat has it
         line = render_voiceover(beat, spec, source)
         beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line,
-                                 approved=beat.approved))
+                                 approved=beat.approved, image_model=beat_image.name if beat_image else None,
+                                 video_model=beat_video.name if beat_video else None))
         start += beat.duration
     if start != spec.duration:
         raise SpecError(source, None, "beats", f"durations sum to {start} s but the spec's duration is {spec.duration} s")
@@ -236,7 +243,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         image_model=image.name,
         video_model=video.name,
         music_model=music.name,
-        native_audio=spec.native_audio and video.native_audio,  # the model's own audio, when it has any
+        native_audio=native,  # the models' own audio, when every beat's has it
         music_prompt=beat_file.music.prompt,
         bpm=beat_file.music.bpm,
         beats=tuple(beats),

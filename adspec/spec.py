@@ -143,6 +143,28 @@ class Models(Strict):
         return v
 
 
+class BeatModels(Strict):
+    """A beat's own image and video models (else the spec's `models:`); its chunking follows its
+    own video model's clip lengths."""
+
+    image: str | None = Field(None, description="this beat's storyboard image model",
+                              json_schema_extra=_enum(_model_enum("image")))
+    video: str | None = Field(None, description="this beat's image-to-video model; its clip lengths cut this beat",
+                              json_schema_extra=_enum(_model_enum("video")))
+
+    @field_validator("image", "video")
+    @classmethod
+    def _known_model(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        kind = str(info.field_name)
+        try:
+            _registry().resolve(v, kind)
+        except KeyError:
+            raise ValueError(_known_models_message(kind, v)) from None
+        return v
+
+
 def _beat_types() -> list[str]:
     return load_library().types
 
@@ -159,6 +181,7 @@ class Beat(Strict):
     motion_prompt: str = Field(min_length=1, max_length=1000, description="the camera and motion of the beat's video")
     voiceover: str | None = Field(None, min_length=1, max_length=500,
                                   description="the words spoken during this beat ({{ var }} allowed); keep to the word budget")
+    models: BeatModels | None = Field(None, description="this beat's own image and/or video model (names from `adspec models`)")
     approved: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
                                  description="the sha256 of the storyboard image a person approved (`adspec approve`); "
                                              "with `approval: required` only an approved beat's video is paid for; "
@@ -464,6 +487,8 @@ def spec_issues(spec: Spec) -> list[Issue]:
                                                 f"(it supports {', '.join(video.aspect_ratios)})"))
     except KeyError:
         pass
+    if spec.beats is not None:
+        issues += beat_model_issues(spec.beats, spec, ("beats",))
     if spec.music is not None and spec.beats is None:
         issues.append((("music",), "only allowed with inline `beats:`; otherwise the music is planned into the beat file"))
     if spec.beats is not None:
@@ -472,6 +497,22 @@ def spec_issues(spec: Spec) -> list[Issue]:
             issues += prompt_issues(spec.beats, spec, ("beats",))
             issues += voiceover_issues(spec.beats, spec, ("beats",))
     return issues + voice_issues(spec)
+
+
+def beat_model_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
+    """A beat's own video model must draw the spec's aspect ratio."""
+    issues: list[Issue] = []
+    for i, beat in enumerate(beats):
+        if beat.models is None or beat.models.video is None:
+            continue
+        try:
+            video = _registry().resolve(beat.models.video, "video")
+        except KeyError:
+            continue
+        if video.aspect_ratios and spec.aspect_ratio not in video.aspect_ratios:
+            issues.append(((*base, i, "models", "video"), f"{video.name} does not support aspect ratio {spec.aspect_ratio} "
+                                                          f"(it supports {', '.join(video.aspect_ratios)})"))
+    return issues
 
 
 def prompt_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
@@ -494,6 +535,7 @@ def beat_file_issues(beat_file: BeatFile, spec: Spec | None) -> list[Issue]:
     """The beat file's own rules, and with its spec: the total duration and that prompts render."""
     issues = _beats_issues(beat_file.beats, spec.duration if spec else None, ("beats",), "the beats")
     if spec is not None:
+        issues += beat_model_issues(beat_file.beats, spec, ("beats",))
         issues += prompt_issues(beat_file.beats, spec, ("beats",))
         issues += voiceover_issues(beat_file.beats, spec, ("beats",))
     return issues

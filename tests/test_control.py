@@ -132,3 +132,35 @@ def test_set_approved_replaces_in_place_and_refuses_unknown_beats() -> None:
     assert two == one.replace("a0" * 32, "c2" * 32)
     with pytest.raises(SpecError, match="no beat with id 'c'"):
         set_approved(text, "c", "b1" * 32)
+
+
+# ---- 3. a model per beat ----------------------------------------------------------------------------
+
+
+def test_a_beat_with_its_own_models_is_asked_of_them_and_cut_by_their_clips(live) -> None:
+    project, replicate = live
+    spec = small_spec()
+    spec["beats"][1]["models"] = {"image": "flux-schnell", "video": "veo-3.1-fast"}  # 5 s: one 6 s veo clip
+    project.write_spec("zip", spec)
+    project.doit()
+    by_beat = {b["body"]["input"]["prompt"]: b["slug"] for b in replicate.create_bodies}
+    slugs = [b["slug"] for b in replicate.create_bodies]
+    assert slugs.count(IMAGE) == 1 and slugs.count("black-forest-labs/flux-schnell") == 1
+    assert slugs.count(VIDEO) == 1 and slugs.count("google/veo-3.1-fast") == 1
+    veo = next(b["body"]["input"] for b in replicate.create_bodies if b["slug"] == "google/veo-3.1-fast")
+    assert veo["prompt"] == "pan left" and veo["duration"] == 6
+    assert any("The bottle and the logo" in p and s.endswith("flux-schnell") for p, s in by_beat.items())
+    plan = json.loads((project.build / "zip" / "plan.json").read_text())
+    assert [b["clips"] for b in plan["beats"]] == [[6], [6]]
+    assert json.loads((project.build / "zip" / "beats" / "cta" / "beat.json").read_text())["video_model"] == "veo-3.1-fast"
+
+
+def test_validate_names_an_unknown_beat_model_with_its_line(project: Project) -> None:
+    spec = small_spec()
+    spec["beats"][1]["models"] = {"video": "veo-9"}
+    path = project.write_spec("zip", spec)
+    out = project.adspec("validate", str(path))
+    assert out.returncode == 1
+    lines = [x for x in out.stderr.splitlines() if x.strip()]
+    line_no = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if "veo-9" in x)
+    assert len(lines) == 1 and lines[0].startswith(f"specs/zip.yaml:{line_no}: beats.1.models.video: unknown video model 'veo-9'"), lines
