@@ -32,6 +32,8 @@ def current_storyboard_sha(ad: str, beat_id: str, paths: AdPaths) -> str | None:
 
 
 def beat_state(ad: str, beat: PlannedBeat, paths: AdPaths) -> str:
+    if beat.own and beat.own.get("footage"):
+        return APPROVED  # your own footage: nothing is paid for this beat, nothing to approve
     if beat.approved is None:
         return state_of(None, None)
     return state_of(beat.approved, current_storyboard_sha(ad, beat.id, paths))

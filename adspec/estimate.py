@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import media, plan_step
-from .actions import context, place_chunk, settings_as
+from .actions import beat_image_recipe, beat_video_recipe, context, place_chunk, settings_as
 from .approvals import APPROVED, state_of, storyboard_sha256
 from .config import as_live, load_settings
 from .cost import raise_hint, recipe_price
 from .errors import AdspecError, BudgetError
 from .hashing import canonical_json
-from .media_requests import image_request, music_request, video_request
+from .media_requests import music_request, video_request
 from .money import fmt_usd, usd
 from .paths import AdPaths
 from .plan_step import Decision
@@ -273,7 +273,7 @@ class _Estimator:
     def _beat(self, est: AdEstimate, ad: str, plan: Any, beat: Any, paths: AdPaths, exact: bool,
               waiting: list[str] | None = None) -> bool:
         inputs = plan.beat_inputs(beat)
-        sb = self.ctx.media.image_recipe(image_request(ad, inputs))
+        sb = beat_image_recipe(self.ctx, ad, inputs)
         target = paths.storyboard(beat.id)
         state = self._state(sb, target)
         first: Path | None = None
@@ -288,14 +288,19 @@ class _Estimator:
                 first = media.normalise_image(blob, self._tmpfile(".png"), plan.width, plan.height)
         if plan.approval_required and waiting is not None:
             shown = storyboard_sha256(target) if state == "current" else None
-            if state_of(beat.approved, shown) != APPROVED:  # as the build decides: its video waits
+            own_footage = bool(inputs.get("footage"))  # nothing paid for it: never waits
+            if not own_footage and state_of(beat.approved, shown) != APPROVED:  # as the build decides: its video waits
                 waiting.append(beat.id)
                 return False
         stale = False
         for k in range(beat.chunk_count):
             req = video_request(ad, inputs, k, paths)
             chunk = paths.chunk(beat.id, k)
-            if first is not None:
+            if inputs.get("footage"):  # your own footage: local, needs no first frame
+                recipe = beat_video_recipe(self.ctx, ad, inputs, k, paths)
+                state = self._state(recipe, chunk)
+                note = "your own footage"
+            elif first is not None:
                 recipe = self.ctx.media.video_recipe(dataclasses.replace(req, first_frame=first))
                 state = self._state(recipe, chunk)
                 note = ""

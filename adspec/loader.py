@@ -256,6 +256,15 @@ def _validation_errors(e: ValidationError, model: type[BaseModel], lines: dict[L
     return out
 
 
+def locate_in_file(path: str | Path, loc: Loc) -> int | None:
+    """The line of `loc` (e.g. ("beats", 2, "footage")) in a YAML file, None if unknown."""
+    try:
+        _, lines = _parse_yaml(read_file(Path(path)), str(path), "file")
+    except (SpecError, OSError):
+        return None
+    return _locate(loc, lines)
+
+
 def _issues_to_errors(issues: list[Issue], lines: dict[Loc, int], shown: str) -> list[SpecError]:
     return [SpecError(shown, _locate(loc, lines), _dotted(loc) or None, msg) for loc, msg in issues]
 

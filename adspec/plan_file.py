@@ -45,6 +45,7 @@ class PlannedBeat:
     approved: str | None = None  # sha256 of the approved storyboard (never a recipe input)
     image_model: str | None = None  # the beat's own models (registry names), else the ad's
     video_model: str | None = None
+    own: dict[str, Any] | None = None  # own still or footage: own_image/footage (absolute), their sha256, footage_from
 
     @property
     def chunk_count(self) -> int:
@@ -163,6 +164,7 @@ class AdPlan:
             "image_model": beat.image_model or self.image_model,
             "video_model": beat.video_model or self.video_model,
             "native_audio": self.native_audio,
+            **(beat.own or {}),  # only when set: other beats' inputs stay as they were
         }
 
     def music_inputs(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, own_media
 from .actions import context, write_plan_files
 from .ads import beats_path_of, resolve_ad
 from .beat_lock import (
@@ -32,12 +32,12 @@ from .config import load_settings
 from .cost import guarded
 from .errors import SpecError
 from .fsutil import write_text_atomic
-from .hashing import sha256_bytes, sha256_json
+from .hashing import sha256_bytes, sha256_file, sha256_file_memo, sha256_json
 from .library import LIBRARY_VERSION, load_library
-from .loader import load_beat_file, parse_beat_file_text, path_exists, read_file
+from .loader import load_beat_file, locate_in_file, parse_beat_file_text, path_exists, read_file
 from .offline_planner import plan_offline
 from .paths import AdPaths, ad_name, beat_file_path, receipt_path
-from .plan_file import FPS, AdPlan, PlannedBeat, output_size
+from .plan_file import FPS, AdPlan, PlannedBeat, load_plan, output_size
 from .plan_rules import fit_clips, plan_shaping_fields
 from .progress import on_progress
 from .providers.base import PlanRequest
@@ -45,6 +45,7 @@ from .receipts import write_receipt
 from .recipes import Recipe
 from .registry import load_registry
 from .spec import (
+    Beat,
     BeatFile,
     BeatPlan,
     PlannedFrom,
@@ -203,18 +204,20 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     beats = []
     start = 0
     native = spec.native_audio and video.native_audio
-    for beat in beat_file.beats:
+    for index, beat in enumerate(beat_file.beats):
         image_prompt, motion_prompt = render_beat_prompts(beat, spec, source)
-        own = beat.models
-        beat_video = registry.resolve(own.video, "video") if own is not None and own.video else None
-        beat_image = registry.resolve(own.image, "image") if own is not None and own.image else None
-        # a beat with its own video model is cut by that model's clip lengths
-        clips = tuple(fit_clips(beat.duration, (beat_video or video).clip_lengths))
+        own_models = beat.models
+        beat_video = registry.resolve(own_models.video, "video") if own_models is not None and own_models.video else None
+        beat_image = registry.resolve(own_models.image, "image") if own_models is not None and own_models.image else None
+        # a beat with its own video model is cut by that model's clip lengths; own footage is one clip
+        clips = tuple(fit_clips(beat.duration, (beat_video or video).clip_lengths)) if beat.footage is None \
+            else (beat.duration,)
+        own = own_media_of(beat, index, spec_path, source)
         native = native and (beat_video or video).native_audio  # native sound only when every beat has it
         line = render_voiceover(beat, spec, source)
         beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line,
                                  approved=beat.approved, image_model=beat_image.name if beat_image else None,
-                                 video_model=beat_video.name if beat_video else None))
+                                 video_model=beat_video.name if beat_video else None, own=own))
         start += beat.duration
     if start != spec.duration:
         raise SpecError(source, None, "beats", f"durations sum to {start} s but the spec's duration is {spec.duration} s")
@@ -258,6 +261,25 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     )
 
 
+def own_media_of(beat: Beat, index: int, spec_path: Path, source: Path) -> dict[str, Any] | None:
+    """A beat's own still or footage as its inputs carry them (absolute path, sha256, start), or
+    None. Bad media (missing, not an image/video, unreadable, too short) is one located SpecError."""
+    if beat.image is None and beat.footage is None:
+        return None
+    field, rel = ("image", beat.image) if beat.image is not None else ("footage", beat.footage)
+    assert rel is not None
+    path = (spec_path.parent / rel).resolve()
+    start = float(beat.from_ or 0.0)
+    problem = own_media.media_problem(path, "image" if field == "image" else "footage", start, float(beat.duration))
+    if problem is not None:
+        loc: tuple[str | int, ...] = ("beats", index, field)
+        raise SpecError(source, locate_in_file(source, loc), ".".join(map(str, loc)), f"'{rel}' {problem}")
+    sha = sha256_file(path)
+    if field == "image":
+        return {"own_image": str(path), "own_image_sha256": sha}
+    return {"footage": str(path), "footage_sha256": sha, "footage_from": start}
+
+
 @lru_cache(maxsize=1)
 def _registry_digest() -> str:
     return sha256_bytes(resources.files("adspec.providers").joinpath("models.yaml").read_bytes())
@@ -283,9 +305,28 @@ def plan_is_current(ad: str, spec_path: str) -> bool:
     paths = AdPaths.of(load_settings().build_dir, ad)
     try:
         beats = beats_path_of(ad, spec_path)
-        return paths.plan_inputs.read_text() == inputs_stamp(Path(spec_path), beats) and paths.plan.exists()
+        if not (paths.plan_inputs.read_text() == inputs_stamp(Path(spec_path), beats) and paths.plan.exists()):
+            return False
     except (OSError, SpecError):
         return False
+    return own_media_unchanged(paths)
+
+
+def own_media_unchanged(paths: AdPaths) -> bool:
+    """Whether every beat's own still or footage still has the bytes the plan recorded (a
+    replaced file re-plans: that beat's inputs change, so exactly that beat is rebuilt)."""
+    plan = load_plan(paths)
+    if plan is None:
+        return False
+    for beat in plan.beats:
+        for field in ("own_image", "footage"):
+            if beat.own and beat.own.get(field):
+                try:
+                    if sha256_file_memo(beat.own[field]) != beat.own[f"{field}_sha256"]:
+                        return False
+                except OSError:
+                    return False
+    return True
 
 
 def plan_ad(ad: str, spec_path: Path, *, force: bool = False) -> AdPlan:

@@ -172,6 +172,8 @@ def _beat_types() -> list[str]:
 class Beat(Strict):
     """One beat of the ad: a storyboard image, then image-to-video chunks from it."""
 
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True, populate_by_name=True)
+
     id: Slug = Field(description="stable, unique slug; names the beat's targets (lower-case letters, digits, '-')")
     type: str = Field(max_length=40, description="one of the library's beat types (purpose and seconds in each one's description)",
                       json_schema_extra=_enum(_beat_types()))
@@ -182,6 +184,12 @@ class Beat(Strict):
     voiceover: str | None = Field(None, min_length=1, max_length=500,
                                   description="the words spoken during this beat ({{ var }} allowed); keep to the word budget")
     models: BeatModels | None = Field(None, description="this beat's own image and/or video model (names from `adspec models`)")
+    image: AssetPath | None = Field(None, description="your own still (relative to the spec's folder) as this beat's "
+                                                      "storyboard: no image request; its video starts from it")
+    footage: AssetPath | None = Field(None, description="your own clip (relative to the spec's folder), conformed to the "
+                                                        "ad's frame and cut to the beat: no image or video request")
+    from_: float | None = Field(None, alias="from", ge=0, le=3600,
+                                description="with `footage:`: the second of the clip the beat starts at (default 0)")
     approved: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
                                  description="the sha256 of the storyboard image a person approved (`adspec approve`); "
                                              "with `approval: required` only an approved beat's video is paid for; "
@@ -500,9 +508,14 @@ def spec_issues(spec: Spec) -> list[Issue]:
 
 
 def beat_model_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
-    """A beat's own video model must draw the spec's aspect ratio."""
+    """A beat's own video model must draw the spec's aspect ratio; `image:` and `footage:`
+    exclude each other, and `from:` goes with `footage:`."""
     issues: list[Issue] = []
     for i, beat in enumerate(beats):
+        if beat.image is not None and beat.footage is not None:
+            issues.append(((*base, i, "footage"), "a beat has either its own still (`image:`) or its own footage, not both"))
+        if beat.from_ is not None and beat.footage is None:
+            issues.append(((*base, i, "from"), "`from:` is the second of the beat's `footage:` to start at: set `footage:` too"))
         if beat.models is None or beat.models.video is None:
             continue
         try:

@@ -164,3 +164,92 @@ def test_validate_names_an_unknown_beat_model_with_its_line(project: Project) ->
     lines = [x for x in out.stderr.splitlines() if x.strip()]
     line_no = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if "veo-9" in x)
     assert len(lines) == 1 and lines[0].startswith(f"specs/zip.yaml:{line_no}: beats.1.models.video: unknown video model 'veo-9'"), lines
+
+
+# ---- 2. your own footage and stills --------------------------------------------------------------
+
+
+def _ffmpeg(*args: str) -> None:
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def _frame_rgb(video, at: float, tmp) -> tuple[int, int, int]:
+    from PIL import Image, ImageStat
+
+    out = tmp / f"frame-{at}.png"
+    _ffmpeg("-ss", f"{at}", "-i", str(video), "-frames:v", "1", str(out))
+    with Image.open(out) as im:
+        return tuple(round(x) for x in ImageStat.Stat(im.convert("RGB")).mean)  # type: ignore[return-value]
+
+
+def _near(a, b, tol: int = 24) -> bool:
+    return all(abs(x - y) <= tol for x, y in zip(a, b))
+
+
+def own_media_project(project: Project) -> dict:
+    assets = project.specs / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.new("RGB", (320, 240), (20, 200, 40)).save(assets / "green.png")
+    # 3 s red, then 5 s blue: `from: 3` starts the beat on blue
+    _ffmpeg("-f", "lavfi", "-i", "color=c=0xdc1e1e:s=320x240:r=24:d=3", "-f", "lavfi", "-i",
+            "color=c=0x1e32dc:s=320x240:r=24:d=5", "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]",
+            "-pix_fmt", "yuv420p", str(assets / "clip.mp4"))
+    spec = small_spec()
+    spec["beats"][0]["image"] = "assets/green.png"
+    spec["beats"][1]["footage"] = "assets/clip.mp4"
+    spec["beats"][1]["from"] = 3
+    return spec
+
+
+def test_own_still_and_footage_make_no_request_and_show_in_the_final(live, tmp_path) -> None:
+    project, replicate = live
+    project.write_spec("zip", own_media_project(project))
+    project.doit()
+    slugs = [b["slug"] for b in replicate.create_bodies]
+    assert IMAGE not in slugs  # the still is the hook's storyboard; the footage beat has no storyboard request
+    assert slugs.count(VIDEO) == 1  # the hook's video, from the still; none for the footage beat
+    video_in = next(b["body"]["input"] for b in replicate.create_bodies if b["slug"] == VIDEO)
+    assert video_in["prompt"] == "slow push in"
+    final = project.build / "zip" / "final.mp4"
+    from adspec import media
+
+    assert abs(media.probe(final).duration - 8) < 0.1
+    # the footage beat (3-8 s) shows the clip from its 3rd second on: blue, never its red start
+    for at in (3.2, 5.5, 7.8):
+        assert _near(_frame_rgb(final, at, tmp_path), (30, 50, 220)), at
+    sb = project.build / "zip" / "beats" / "hook" / "storyboard.png"
+    assert _near(_frame_rgb(sb, 0, tmp_path), (20, 200, 40), 6)
+    # replacing the footage file rebuilds that beat only, still with no request
+    before = len(replicate.create_bodies)
+    _ffmpeg("-f", "lavfi", "-i", "color=c=0x1edc32:s=320x240:r=24:d=9", "-pix_fmt", "yuv420p",
+            str(project.specs / "assets" / "clip.mp4"))
+    project.doit()
+    assert len(replicate.create_bodies) == before
+    assert _near(_frame_rgb(final, 5.5, tmp_path), (30, 220, 50))
+
+
+@pytest.mark.parametrize("field,make,message", [
+    ("footage", lambda p: p.write_bytes(b"not a video at all"), "is not a readable video"),
+    ("footage", None, "too short"),
+    ("image", lambda p: p.write_bytes(b"\x89PNG broken"), ""),
+])
+def test_bad_own_media_is_one_located_error(project: Project, field, make, message) -> None:
+    spec = own_media_project(project)
+    if field == "footage" and make is None:
+        spec["beats"][1]["from"] = 6  # 5 s from 6 s of an 8 s clip
+    elif field == "footage":
+        make(project.specs / "assets" / "clip.mp4")
+    else:
+        make(project.specs / "assets" / "green.png")
+    path = project.write_spec("zip", spec)
+    out = project.doit(check=False)
+    assert out.returncode != 0
+    line_no = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if x.strip().startswith(f"{field}:"))
+    failed = [x for x in (out.stdout + out.stderr).splitlines() if f"zip.yaml:{line_no}: beats." in x]
+    assert failed and f"beats.{1 if field == 'footage' else 0}.{field}: " in failed[0] and message in failed[0], out.stdout
