@@ -220,6 +220,8 @@ def render_beat_file(plan: BeatPlan, planned_from: PlannedFrom, *, clip_lengths:
         }
         if beat.voiceover is not None:
             fields["voiceover"] = beat.voiceover
+        if beat.shows is not None:
+            fields["shows"] = list(beat.shows)
         item = _dump([fields])
         parts.append("".join("  " + line if line.strip() else line for line in item.splitlines(keepends=True)))
     return "".join(parts)

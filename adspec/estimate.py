@@ -222,6 +222,8 @@ class _Estimator:
         waiting: list[str] = []
         for beat in plan.beats:
             stale_chunks |= self._beat(est, ad, plan, beat, paths, exact_beats, waiting)
+            if beat.note:  # e.g. a reference-capable image model chosen for what the beat shows
+                est.notes.append(f"{beat.id}: {beat.note}")
         if waiting:  # `approval: required`: only approved work is priced
             est.notes.append(f"approval: required: the video of {', '.join(waiting)} waits for approval (not priced); "
                              f"music, stitch and mix wait for every beat (`adspec approve --list {ad}`)")

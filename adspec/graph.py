@@ -171,7 +171,9 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
     for beat in plan.beats:
         beat_json = str(paths.beat_inputs(beat.id))
         storyboard = str(paths.storyboard(beat.id))
-        ref = [plan.reference] if plan.reference else []
+        # the reference images it sends: a changed photo re-runs exactly the beats that show it
+        ref = [r["path"] for r in beat.references] if beat.references is not None else \
+            ([plan.reference] if plan.reference else [])
         replanned = [] if spec_path is None else [
             Check(f"beat {beat.id} is planned differently now: its entry in the beat file (or the spec) changed "
                   f"since {beat_json} was written", beat_is_planned, ad, str(spec_path), beat.id)]

@@ -29,6 +29,7 @@ def image_request(ad: str, beat: dict[str, Any]) -> ImageRequest:
         brand_name=beat["brand_name"],
         tagline=beat["tagline"],
         reference=Path(beat["reference"]) if beat.get("reference") else None,
+        references=tuple(Path(r["path"]) for r in beat.get("references") or ()),
     )
 
 

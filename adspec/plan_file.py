@@ -46,6 +46,8 @@ class PlannedBeat:
     image_model: str | None = None  # the beat's own models (registry names), else the ad's
     video_model: str | None = None
     own: dict[str, Any] | None = None  # own still or footage: own_image/footage (absolute), their sha256, footage_from
+    references: tuple[dict[str, Any], ...] | None = None  # what it shows: [{name, role, path}] (None: no `shows:`)
+    note: str | None = None  # e.g. why its image model was chosen for it (the estimate says it)
 
     @property
     def chunk_count(self) -> int:
@@ -104,7 +106,9 @@ class AdPlan:
         data = dict(data)
         data["palette"] = tuple(data["palette"])
         data["beats"] = tuple(
-            PlannedBeat(**{**b, "clips": tuple(b["clips"])}) for b in data["beats"]
+            PlannedBeat(**{**b, "clips": tuple(b["clips"]),
+                           "references": None if b.get("references") is None else tuple(b["references"])})
+            for b in data["beats"]
         )
         return cls(**data)
 
@@ -160,11 +164,12 @@ class AdPlan:
             "palette": list(self.palette),
             "brand_name": self.brand_name,
             "tagline": self.tagline,
-            "reference": self.reference,
+            "reference": self.reference if beat.references is None else None,
             "image_model": beat.image_model or self.image_model,
             "video_model": beat.video_model or self.video_model,
             "native_audio": self.native_audio,
             **(beat.own or {}),  # only when set: other beats' inputs stay as they were
+            **({"references": [dict(r) for r in beat.references]} if beat.references is not None else {}),
         }
 
     def music_inputs(self) -> dict[str, Any]:

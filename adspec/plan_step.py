@@ -43,13 +43,15 @@ from .progress import on_progress
 from .providers.base import PlanRequest
 from .receipts import write_receipt
 from .recipes import Recipe
-from .registry import load_registry
+from .registry import ModelEntry, Registry, load_registry, reference_capacity, reference_model
 from .spec import (
     Beat,
     BeatFile,
     BeatPlan,
     PlannedFrom,
     Spec,
+    asset_path,
+    asset_role,
     default_music,
     render_beat_prompts,
     render_voiceover,
@@ -106,9 +108,28 @@ def inline_beat_file(spec: Spec) -> BeatFile:
     return BeatFile(music=spec.music or default_music(spec), beats=list(spec.beats or []))
 
 
+def with_shows(plan: BeatPlan, spec: Spec) -> BeatPlan:
+    """The planner's beats with `shows:` filled from the beat library (data: which beat types show
+    the product, which show people) and the spec's assets by role; a beat that shows none of them
+    (or a spec without such assets) is left as it was."""
+    lib = load_library()
+    roles = {name: asset_role(name, value) for name, value in spec.assets.items()}
+    beats = []
+    for beat in plan.beats:
+        bt = lib.beats.get(beat.type)
+        if beat.shows is None and bt is not None:
+            shown = [n for n, r in roles.items()
+                     if (r == "product" and bt.shows_product) or (r == "character" and bt.shows_people)]
+            if shown:
+                beat = beat.model_copy(update={"shows": shown})
+        beats.append(beat)
+    return plan.model_copy(update={"beats": beats})
+
+
 def planned_beat_text(step: PlanStep, plan: BeatPlan) -> str:
     """The beat file the plan step writes for a planner's `plan`."""
     assert step.recipe is not None and step.spec_sha is not None
+    plan = with_shows(plan, step.spec)
     planner = step.recipe.model if step.recipe.provider != "offline" else "offline"
     planned_from = planned_from_for(plan, step.spec_sha, planner, LIBRARY_VERSION)
     return render_beat_file(plan, planned_from, clip_lengths=step.clip_lengths)
@@ -213,16 +234,19 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         clips = tuple(fit_clips(beat.duration, (beat_video or video).clip_lengths)) if beat.footage is None \
             else (beat.duration,)
         own = own_media_of(beat, index, spec_path, source)
+        references, beat_image, note = beat_references(beat, index, spec, spec_path, source, beat_image or image,
+                                                       registry, beat_image)
         native = native and (beat_video or video).native_audio  # native sound only when every beat has it
         line = render_voiceover(beat, spec, source)
         beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line,
                                  approved=beat.approved, image_model=beat_image.name if beat_image else None,
-                                 video_model=beat_video.name if beat_video else None, own=own))
+                                 video_model=beat_video.name if beat_video else None, own=own,
+                                 references=references, note=note))
         start += beat.duration
     if start != spec.duration:
         raise SpecError(source, None, "beats", f"durations sum to {start} s but the spec's duration is {spec.duration} s")
     product = spec.assets.get("product")
-    reference = str((spec_path.parent / product).resolve()) if product else None
+    reference = str((spec_path.parent / asset_path(product)).resolve()) if product else None
     voice = registry.resolve(spec.models.voice, "voice")
     rules = load_library().voice
     captions = spec.captions.model_dump(mode="json")
@@ -259,6 +283,36 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         captions=captions,
         approval_required=spec.approval == "required",
     )
+
+
+def beat_references(beat: Beat, index: int, spec: Spec, spec_path: Path, source: Path, model: ModelEntry,
+                    registry: Registry, own_model: ModelEntry | None
+                    ) -> tuple[tuple[dict[str, Any], ...] | None, ModelEntry | None, str | None]:
+    """The reference images of what a beat shows, and the image model that takes them: when the
+    beat's (or spec's) model takes fewer than it shows, the cheapest one of the registry that takes
+    them all (the note says so). None: the beat has no `shows:` (the spec's product, as before)."""
+    if beat.shows is None:
+        return None, own_model, None
+    refs = []
+    for name in beat.shows:
+        value = spec.assets.get(name)
+        if value is None:
+            loc: tuple[str | int, ...] = ("beats", index, "shows")
+            raise SpecError(source, locate_in_file(source, loc), ".".join(map(str, loc)),
+                            f"'{name}' is not one of the spec's assets ({', '.join(spec.assets) or 'none'})")
+        refs.append({"name": name, "role": asset_role(name, value),
+                     "path": str((spec_path.parent / asset_path(value)).resolve())})
+    if refs and reference_capacity(model) < len(refs):  # `model`: the beat's own, else the spec's
+        chosen = reference_model(registry, len(refs), model.provider)
+        if chosen is None:
+            loc = ("beats", index, "shows")
+            raise SpecError(source, locate_in_file(source, loc), ".".join(map(str, loc)),
+                            f"no image model in the registry takes {len(refs)} reference images")
+        takes = reference_capacity(model)
+        note = (f"{chosen.name} chosen for its {len(refs)} reference image{'s' if len(refs) > 1 else ''} "
+                f"({', '.join(beat.shows)}): {model.name} takes {takes or 'none'}")
+        return tuple(refs), chosen, note
+    return tuple(refs), own_model, None
 
 
 def own_media_of(beat: Beat, index: int, spec_path: Path, source: Path) -> dict[str, Any] | None:

@@ -169,6 +169,28 @@ def _beat_types() -> list[str]:
     return load_library().types
 
 
+AssetRole = Literal["product", "character", "logo", "style"]
+
+
+class Asset(Strict):
+    """A reference asset with its role: what it is to the beats that show it."""
+
+    path: AssetPath = Field(description="an image relative to the spec's folder, inside the project")
+    role: AssetRole = Field(description="product, character (a person or mascot, named by its key), logo, or style (a look to match)")
+
+
+def asset_path(value: "str | Asset") -> str:
+    return value.path if isinstance(value, Asset) else value
+
+
+def asset_role(name: str, value: "str | Asset") -> str | None:
+    """An asset's role: as written, else `product` for the asset named product (as always) and
+    `logo` for one named logo; other plain paths have none (a beat may still show them)."""
+    if isinstance(value, Asset):
+        return value.role
+    return name if name in ("product", "logo") else None
+
+
 class Beat(Strict):
     """One beat of the ad: a storyboard image, then image-to-video chunks from it."""
 
@@ -190,6 +212,9 @@ class Beat(Strict):
                                                         "ad's frame and cut to the beat: no image or video request")
     from_: float | None = Field(None, alias="from", ge=0, le=3600,
                                 description="with `footage:`: the second of the clip the beat starts at (default 0)")
+    shows: list[Slug] | None = Field(None, max_length=8,
+                                     description="the spec's assets this beat shows (e.g. [product, maya]): their images "
+                                                 "go with its storyboard request as references")
     approved: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
                                  description="the sha256 of the storyboard image a person approved (`adspec approve`); "
                                              "with `approval: required` only an approved beat's video is paid for; "
@@ -266,9 +291,10 @@ class Spec(Strict):
                                    "pick the beat arc, look, camera language and tempo")
     brand: Brand = Field(default_factory=Brand, description="name, tagline and colours (drawn locally, never paid for)")
     models: Models = Field(default_factory=Models, description="planner, image, video and music models (`adspec models`)")
-    assets: dict[Slug, AssetPath] = Field(
+    assets: dict[Slug, Union[AssetPath, Asset]] = Field(
         default_factory=dict,
-        description="name -> image path relative to the spec's folder, inside the project; 'product' is the reference image",
+        description="name -> image path relative to the spec's folder (or {path, role}: role product, character, logo, "
+                    "style); 'product' is the product's reference image; a beat's `shows:` sends its references",
         json_schema_extra={"propertyNames": {"pattern": SLUG_RE.pattern,
                                              "description": "lower-case letters, digits and '-'"}},
     )
@@ -338,6 +364,11 @@ class BeatFile(Strict):
         if issues:
             raise ValueError(issues[0][1])
         return self
+
+
+#: a beat's fields a person sets, never a planner (the LLM planner's schema leaves them out;
+#: `shows` is filled after it from the beat library)
+PERSON_FIELDS = ("models", "image", "footage", "from", "shows", "approved")
 
 
 class BeatPlan(Strict):
@@ -514,6 +545,12 @@ def beat_model_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
     for i, beat in enumerate(beats):
         if beat.image is not None and beat.footage is not None:
             issues.append(((*base, i, "footage"), "a beat has either its own still (`image:`) or its own footage, not both"))
+        for j, name in enumerate(beat.shows or []):
+            if name not in spec.assets:
+                close = difflib.get_close_matches(name, list(spec.assets), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                issues.append(((*base, i, "shows", j), f"beat '{beat.id}' shows '{name}', which is not one of the spec's "
+                                                    f"assets{hint} (assets: {', '.join(spec.assets) or 'none'})"))
         if beat.from_ is not None and beat.footage is None:
             issues.append(((*base, i, "from"), "`from:` is the second of the beat's `footage:` to start at: set `footage:` too"))
         if beat.models is None or beat.models.video is None:

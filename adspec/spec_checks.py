@@ -24,7 +24,7 @@ from .paths import VARIANT_SEPARATOR as SEPARATOR
 from .paths import ad_name
 from .plan_rules import plan_shaping_fields
 from .registry import load_registry
-from .spec import COLOR_RE, SKIP_CROSS_CHECKS, SLUG_RE, Issue, Loc, Spec, spec_issues
+from .spec import COLOR_RE, SKIP_CROSS_CHECKS, SLUG_RE, Issue, Loc, Spec, asset_path, spec_issues
 from .variants import (
     VARIANT_NAME_RE,
     Variant,
@@ -196,7 +196,7 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
     real_root = root.resolve()
     issues: list[Issue] = []
     files: list[tuple[Loc, str, tuple[str, ...], str]] = [
-        (("assets", name), rel, IMAGE_SUFFIXES, "an image") for name, rel in spec.assets.items()]
+        (("assets", name), asset_path(rel), IMAGE_SUFFIXES, "an image") for name, rel in spec.assets.items()]
     if spec.captions.font:
         files.append((("captions", "font"), spec.captions.font, FONT_SUFFIXES, "a font"))
     for loc, rel, suffixes, kind in files:

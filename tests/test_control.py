@@ -253,3 +253,94 @@ def test_bad_own_media_is_one_located_error(project: Project, field, make, messa
     line_no = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if x.strip().startswith(f"{field}:"))
     failed = [x for x in (out.stdout + out.stderr).splitlines() if f"zip.yaml:{line_no}: beats." in x]
     assert failed and f"beats.{1 if field == 'footage' else 0}.{field}: " in failed[0] and message in failed[0], out.stdout
+
+
+# ---- 1. reference assets with roles ----------------------------------------------------------------
+
+
+def _data_uri_sha(value: str) -> str:
+    import base64
+    import hashlib
+
+    return hashlib.sha256(base64.b64decode(value.split(",", 1)[1])).hexdigest()
+
+
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def references_project(project: Project) -> dict:
+    from PIL import Image
+
+    assets = project.specs / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    for name, colour in (("bag", (200, 120, 30)), ("maya", (90, 60, 200)), ("leo", (30, 160, 160))):
+        Image.new("RGB", (64, 64), colour).save(assets / f"{name}.png")
+    spec = small_spec(duration=9)
+    spec["assets"] = {"product": "assets/bag.png", "maya": {"path": "assets/maya.png", "role": "character"},
+                      "leo": {"path": "assets/leo.png", "role": "character"}}
+    spec["beats"] = [
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "Maya runs", "motion_prompt": "m1",
+         "shows": ["maya"]},
+        {"id": "duo", "type": "lifestyle", "duration": 3, "image_prompt": "Maya and Leo", "motion_prompt": "m2",
+         "shows": ["maya", "leo"]},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The bag", "motion_prompt": "m3",
+         "shows": ["product"]},
+    ]
+    return spec
+
+
+def test_references_reach_a_reference_model_and_a_changed_photo_repays_only_its_beats(live) -> None:
+    project, replicate = live
+    project.write_spec("zip", references_project(project))
+    est = json.loads(project.adspec("estimate", "--json", "zip").stdout)
+    notes = " ".join(est["ads"][0]["notes"])
+    assert "flux-kontext-pro chosen" in notes and "flux-2-pro chosen" in notes and "flux-dev takes none" in notes
+    project.doit()
+    images = {b["body"]["input"]["prompt"].split(",")[0]: b for b in replicate.create_bodies if b["slug"] != VIDEO}
+    assets = project.specs / "assets"
+    cta = next(b for p, b in images.items() if "The bag" in p)
+    assert cta["slug"] == "black-forest-labs/flux-kontext-pro"
+    assert _data_uri_sha(cta["body"]["input"]["input_image"]) == _sha(assets / "bag.png")  # the product's bytes
+    duo = next(b for p, b in images.items() if "Maya and Leo" in p)
+    assert duo["slug"] == "black-forest-labs/flux-2-pro"
+    assert [_data_uri_sha(v) for v in duo["body"]["input"]["input_images"]] == [_sha(assets / "maya.png"),
+                                                                                 _sha(assets / "leo.png")]
+    hook = next(b for p, b in images.items() if "Maya runs" in p)
+    assert _data_uri_sha(hook["body"]["input"]["input_image"]) == _sha(assets / "maya.png")
+    # a new photo of Leo re-pays exactly the beat that shows him (its storyboard and its video)
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (250, 250, 20)).save(assets / "leo.png")
+    before = len(replicate.create_bodies)
+    project.doit()
+    new = replicate.create_bodies[before:]
+    assert [b["slug"] for b in new if b["slug"] != VIDEO] == ["black-forest-labs/flux-2-pro"]
+    assert [b["body"]["input"]["prompt"] for b in new if b["slug"] == VIDEO] == ["m2"]
+    assert _data_uri_sha(new[0]["body"]["input"]["input_images"][1]) == _sha(assets / "leo.png")
+
+
+def test_planners_fill_shows_from_the_library_and_validate_checks_names(project: Project) -> None:
+    from adspec.library import load_library
+
+    spec = references_project(project)
+    del spec["beats"], spec["music"]
+    spec["duration"] = 15
+    project.write_spec("zip", spec)
+    assert project.adspec("plan", "zip").returncode == 0
+    beats = yaml.safe_load(project.beats_file("zip").read_text())["beats"]
+    lib = load_library()
+    for b in beats:
+        bt = lib.beats[b["type"]]
+        expected = (["product"] if bt.shows_product else []) + (["maya", "leo"] if bt.shows_people else [])
+        assert b.get("shows", []) == expected, b
+    # a name that is no asset: one located error
+    text = project.beats_file("zip").read_text().replace("- product", "- prodcut", 1)
+    project.beats_file("zip").write_text(text)
+    out = project.adspec("validate")
+    line_no = next(i for i, x in enumerate(text.splitlines(), 1) if "prodcut" in x)
+    errors = [x for x in out.stderr.splitlines() if "prodcut" in x]
+    assert out.returncode == 1 and len(errors) == 1 and f"zip.beats.yaml:{line_no}: beats." in errors[0], out.stderr
+    assert "did you mean 'product'" in errors[0]
