@@ -344,3 +344,34 @@ def test_planners_fill_shows_from_the_library_and_validate_checks_names(project:
     errors = [x for x in out.stderr.splitlines() if "prodcut" in x]
     assert out.returncode == 1 and len(errors) == 1 and f"zip.beats.yaml:{line_no}: beats." in errors[0], out.stderr
     assert "did you mean 'product'" in errors[0]
+
+
+# ---- 5. draft, then final ------------------------------------------------------------------------
+
+
+def test_draft_variant_then_final_models_on_the_same_plan(live) -> None:
+    project, replicate = live
+    spec = small_spec(duration=10, models={"image": "flux-dev", "video": "seedance-1-pro"})
+    del spec["beats"], spec["music"]
+    spec["variants"] = {"named": {
+        "draft": {"models.image": "flux-schnell", "models.video": "seedance-1-lite", "resolution": "360p"},
+        "final": {"resolution": "720p", "approval": "required"},
+    }}
+    project.write_spec("zip", spec)
+    project.doit("zip@draft")
+    beats = project.beats_file("zip")
+    planned = beats.read_text()
+    slugs = {b["slug"] for b in replicate.create_bodies}
+    assert slugs == {"black-forest-labs/flux-schnell", "bytedance/seedance-1-lite", "meta/musicgen",
+                     "minimax/speech-02-turbo"}
+    drafts = len(replicate.create_bodies)
+    project.doit("zip@final")  # promoted: the same beat file, no new plan, the final models' stills
+    assert beats.read_text() == planned and not list(project.specs.glob("zip@*.beats.yaml"))
+    assert {b["slug"] for b in replicate.create_bodies[drafts:]} == {"black-forest-labs/flux-dev"}
+    assert project.adspec("approve", "zip@final").returncode == 0
+    project.doit("zip@final")  # then the final video of what was approved
+    assert project.beats_file("zip").read_text() != planned  # approvals only: still not replanned
+    new = {b["slug"] for b in replicate.create_bodies[drafts:]}
+    # the music and the voice lines are shared with the draft: paid once
+    assert new == {"black-forest-labs/flux-dev", "bytedance/seedance-1-pro"}
+    assert (project.build / "zip@final" / "final.mp4").exists()
