@@ -375,3 +375,13 @@ def test_draft_variant_then_final_models_on_the_same_plan(live) -> None:
     # the music and the voice lines are shared with the draft: paid once
     assert new == {"black-forest-labs/flux-dev", "bytedance/seedance-1-pro"}
     assert (project.build / "zip@final" / "final.mp4").exists()
+
+
+def test_ci_build_reports_waiting_beats_and_exits_0(project: Project) -> None:
+    project.write_spec("zip", small_spec(approval="required"))
+    out = project.adspec("build", "--json")
+    summary = json.loads(out.stdout)
+    assert out.returncode == 0, out.stderr
+    [row] = summary["ads"]
+    assert row["status"] == "waiting" and row["waiting_for_approval"] == ["hook", "cta"] and row["error"] is None
+    assert summary["totals"]["waiting"] == 1 and summary["totals"]["failed"] == 0
