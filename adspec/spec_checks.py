@@ -226,6 +226,36 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
     return issues
 
 
+OWN_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+OWN_VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv")
+
+
+def own_media_issues(beats: list[Any], spec_dir: str | Path, base: Loc = ("beats",)) -> list[Issue]:
+    """A beat's own `image:` / `footage:` must be a file of the right kind inside the project
+    (readable as an image; a video's length is checked when the ad is planned, with ffprobe)."""
+    spec_dir = Path(os.path.abspath(spec_dir))
+    root = spec_dir.parent
+    issues: list[Issue] = []
+    for i, beat in enumerate(beats):
+        for field, suffixes, kind in (("image", OWN_IMAGE_SUFFIXES, "an image"), ("footage", OWN_VIDEO_SUFFIXES, "a video")):
+            rel = getattr(beat, field, None)
+            if rel is None:
+                continue
+            loc = (*base, i, field)
+            target = Path(os.path.normpath(spec_dir / rel))
+            if not _inside(target, root) or not _inside(target.resolve(), root.resolve()):
+                issues.append((loc, f"'{rel}' leads outside the project folder"))
+            elif not target.is_file():
+                issues.append((loc, f"file '{rel}' not found (looked for {os.path.relpath(target, root)} in the project)"))
+            elif target.suffix.lower() not in suffixes:
+                issues.append((loc, f"'{rel}' must be {kind} ({', '.join(suffixes)})"))
+            elif field == "image":
+                problem = asset_problem(target)
+                if problem is not None:
+                    issues.append((loc, f"'{rel}' {problem}"))
+    return issues
+
+
 # ---- variant specs ----------------------------------------------------------------------------
 
 

@@ -385,3 +385,19 @@ def test_ci_build_reports_waiting_beats_and_exits_0(project: Project) -> None:
     [row] = summary["ads"]
     assert row["status"] == "waiting" and row["waiting_for_approval"] == ["hook", "cta"] and row["error"] is None
     assert summary["totals"]["waiting"] == 1 and summary["totals"]["failed"] == 0
+
+
+def test_validate_locates_a_missing_or_wrong_own_medium(project: Project) -> None:
+    spec = own_media_project(project)
+    spec["beats"][0]["image"] = "assets/clip.mp4"  # a video where a still goes
+    spec["beats"][1]["footage"] = "assets/nothere.mp4"
+    path = project.write_spec("zip", spec)
+    out = project.adspec("validate", str(path))
+    lines = [x for x in out.stderr.splitlines() if x.strip()]
+    text = path.read_text().splitlines()
+    image_line = next(i for i, x in enumerate(text, 1) if "image: assets/clip.mp4" in x)
+    footage_line = next(i for i, x in enumerate(text, 1) if "nothere" in x)
+    assert out.returncode == 1 and lines == [
+        f"specs/zip.yaml:{image_line}: beats.0.image: 'assets/clip.mp4' must be an image (.png, .jpg, .jpeg, .webp)",
+        f"specs/zip.yaml:{footage_line}: beats.1.footage: file 'assets/nothere.mp4' not found (looked for "
+        "specs/assets/nothere.mp4 in the project)"], out.stderr
