@@ -176,7 +176,12 @@ class Asset(Strict):
     """A reference asset with its role: what it is to the beats that show it."""
 
     path: AssetPath = Field(description="an image relative to the spec's folder, inside the project")
-    role: AssetRole = Field(description="product, character (a person or mascot, named by its key), logo, or style (a look to match)")
+    role: AssetRole = Field(description="product, character (a person or mascot, named by its key), logo, or style (a look to match)",
+                            json_schema_extra={"enumDescriptions": [
+                                "the product: beats that show the product send it",
+                                "a person or mascot, named by its key: beats that show people send it",
+                                "the brand's logo: sent where a beat's `shows:` lists it",
+                                "a look to match: sent where a beat's `shows:` lists it"]})
 
 
 def asset_path(value: "str | Asset") -> str:
@@ -306,7 +311,9 @@ class Spec(Strict):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="passed to every model that takes one")
     approval: Literal["required", "off"] = Field(
         "off", description="required: `doit` pays for storyboards, but for a beat's video only once `adspec approve` "
-                           "recorded that beat's storyboard in the beat file (see `adspec approve --list`)")
+                           "recorded that beat's storyboard in the beat file (see `adspec approve --list`)",
+        json_schema_extra={"enumDescriptions": ["a beat's video waits until its storyboard is approved",
+                                                "no approval: every beat's video is made (the default)"]})
     native_audio: bool = Field(False, description="use the video model's own audio (if it has any) instead of music")
     voice: Voice = Field(default_factory=Voice, description="who speaks the voiceover lines, and how fast")
     voiceover: bool = Field(True, description="false: no spoken lines (the planner writes none, the build speaks none)")
