@@ -24,7 +24,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -184,6 +186,11 @@ class Asset(Strict):
                                 "a look to match: sent where a beat's `shows:` lists it"]})
 
 
+#: an asset: a path, or {path, role}; the errors are the ones of the form written
+AssetValue = Annotated[Union[Annotated[AssetPath, Tag("path")], Annotated[Asset, Tag("asset")]],
+                       Discriminator(lambda v: "asset" if isinstance(v, (dict, Asset)) else "path")]
+
+
 def asset_path(value: "str | Asset") -> str:
     return value.path if isinstance(value, Asset) else value
 
@@ -296,7 +303,7 @@ class Spec(Strict):
                                    "pick the beat arc, look, camera language and tempo")
     brand: Brand = Field(default_factory=Brand, description="name, tagline and colours (drawn locally, never paid for)")
     models: Models = Field(default_factory=Models, description="planner, image, video and music models (`adspec models`)")
-    assets: dict[Slug, Union[AssetPath, Asset]] = Field(
+    assets: dict[Slug, AssetValue] = Field(
         default_factory=dict,
         description="name -> image path relative to the spec's folder (or {path, role}: role product, character, logo, "
                     "style); 'product' is the product's reference image; a beat's `shows:` sends its references",
