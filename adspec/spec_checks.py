@@ -303,6 +303,8 @@ def variant_spec(base: Spec, variant: Variant, spec_path: str | Path | None = No
     for key, value in variant.overrides:
         path, _ = field_path(key, base)
         assert path is not None
+        if path[0] == "assets" and isinstance(value, str) and isinstance(data["assets"].get(path[1]), dict):
+            value = {**data["assets"][path[1]], "path": value}  # another photo of the same role
         _set(data, path, value)
     problems: list[tuple[Loc, str]] = []
     spec = None
