@@ -7,7 +7,6 @@ written atomically, and every generated artifact gets a receipt beside it.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import threading
@@ -19,15 +18,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import media, own_media
+from .build_files import BeatInputs, MusicInputs, Timeline, read_model
 from .cache import Fetched, RequestCache, open_cache
 from .cache_view import CacheView
 from .config import Settings, load_settings
 from .cost import guarded
 from .fsutil import atomic_path, write_if_changed, write_json_atomic
-from .hashing import canonical_json
 from .media_requests import image_request, music_request, video_request
 from .paths import AdPaths
-from .plan_file import FPS
+from .plan_file import FPS, AdPlan, plan_files
 from .progress import on_progress
 from .providers.base import MediaProvider, PlanProvider
 from .providers.select import media_provider, plan_provider
@@ -92,10 +91,6 @@ def context(settings: Settings | None = None) -> Context:
         return _context_for(settings or current_settings())
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
 def paid_fetch(ctx: Context, recipe: Recipe, run: Any, verify: Any, *, suffix: str, label: str, ad: str,
                task: str) -> Fetched:
     """`ctx.cache.fetch` with the run's budget in front of the provider (reserve the price before
@@ -107,14 +102,14 @@ def paid_fetch(ctx: Context, recipe: Recipe, run: Any, verify: Any, *, suffix: s
 # ---- recipes of the paid steps (pure given the files on disk) -------------------------------------
 
 
-def beat_image_recipe(ctx: Context, ad: str, beat: dict[str, Any]) -> Recipe:
+def beat_image_recipe(ctx: Context, ad: str, beat: BeatInputs) -> Recipe:
     """A beat's storyboard recipe: the image model's, or the local one of your own still or footage."""
     return own_media.still_recipe(beat) if own_media.is_own(beat) else ctx.media.image_recipe(image_request(ad, beat))
 
 
-def beat_video_recipe(ctx: Context, ad: str, beat: dict[str, Any], index: int, paths: AdPaths) -> Recipe:
+def beat_video_recipe(ctx: Context, ad: str, beat: BeatInputs, index: int, paths: AdPaths) -> Recipe:
     """A beat's chunk recipe: the video model's, or the local one of your own footage."""
-    if beat.get("footage"):
+    if beat.footage:
         return own_media.footage_recipe(beat, FPS)
     return ctx.media.video_recipe(video_request(ad, beat, index, paths))
 
@@ -125,19 +120,19 @@ def _runner(ctx: Context, recipe: Recipe) -> Callable[..., Any]:
 
 def storyboard_recipe(ctx: Context, ad: str, beat_id: str) -> Recipe:
     paths = AdPaths.of(ctx.settings.build_dir, ad)
-    beat = read_json(paths.beat_inputs(beat_id))
+    beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
     return beat_image_recipe(ctx, ad, beat)
 
 
 def chunk_recipe(ctx: Context, ad: str, beat_id: str, index: int) -> Recipe:
     paths = AdPaths.of(ctx.settings.build_dir, ad)
-    beat = read_json(paths.beat_inputs(beat_id))
+    beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
     return beat_video_recipe(ctx, ad, beat, index, paths)
 
 
 def music_recipe(ctx: Context, ad: str) -> Recipe:
     paths = AdPaths.of(ctx.settings.build_dir, ad)
-    return ctx.media.music_recipe(music_request(ad, read_json(paths.music_inputs)))
+    return ctx.media.music_recipe(music_request(ad, read_model(MusicInputs, paths.music_inputs)))
 
 
 def is_current(artifact: str, kind: str, ad: str, *args: Any) -> bool:
@@ -160,51 +155,51 @@ def is_current(artifact: str, kind: str, ad: str, *args: Any) -> bool:
 def make_storyboard(ad: str, beat_id: str) -> None:
     ctx = context()
     paths = AdPaths.of(ctx.settings.build_dir, ad)
-    beat = read_json(paths.beat_inputs(beat_id))
+    beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
     recipe = beat_image_recipe(ctx, ad, beat)
-    what = f"{ad}/{beat_id} storyboard ({beat['image_model'] if recipe.provider != own_media.LOCAL else 'your own'})"
+    what = f"{ad}/{beat_id} storyboard ({beat.image_model if recipe.provider != own_media.LOCAL else 'your own'})"
     task = task_name("storyboard", ad, beat_id)
     fetched = paid_fetch(ctx, recipe, _runner(ctx, recipe), image_verifier(what), suffix=".img", label=what, ad=ad, task=task)
     target = paths.storyboard(beat_id)
-    media.normalise_image(fetched.path, target, beat["width"], beat["height"])
+    media.normalise_image(fetched.path, target, beat.width, beat.height)
     write_receipt(target, recipe, fetched, task)
 
 
 def make_chunk(ad: str, beat_id: str, index: int) -> None:
     ctx = context()
     paths = AdPaths.of(ctx.settings.build_dir, ad)
-    beat = read_json(paths.beat_inputs(beat_id))
+    beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
     recipe = beat_video_recipe(ctx, ad, beat, index, paths)
-    seconds = beat["clips"][index]
-    what = f"{ad}/{beat_id} chunk {index} ({beat['video_model'] if recipe.provider != own_media.LOCAL else 'your own footage'})"
+    seconds = beat.clips[index]
+    what = f"{ad}/{beat_id} chunk {index} ({beat.video_model if recipe.provider != own_media.LOCAL else 'your own footage'})"
     task = task_name("chunk", ad, beat_id, index)
     fetched = paid_fetch(ctx, recipe, _runner(ctx, recipe), video_verifier(what, seconds), suffix=".mp4", label=what,
                          ad=ad, task=task)
     target = paths.chunk(beat_id, index)
     place_chunk(fetched.path, target, beat, index)
-    if index + 1 < len(beat["clips"]):
+    if index + 1 < len(beat.clips):
         media.last_frame(target, paths.last_frame(beat_id, index))
     write_receipt(target, recipe, fetched, task)
 
 
-def place_chunk(src: Path, target: Path, beat: dict[str, Any], index: int) -> None:
+def place_chunk(src: Path, target: Path, beat: BeatInputs, index: int) -> None:
     """The chunk target from the provider's clip (also used by `adspec estimate` to derive a
     continuation's first frame exactly as the build would)."""
     # made stitch-ready here (copied if it already is): a live clip is re-encoded once, to the
     # part the beat uses, while other chunks are still being generated, not by every stitch
-    seconds = beat["clips"][index]
-    used = min(seconds, beat["duration"] - sum(beat["clips"][:index]))
-    media.conform_clip(src, target, width=beat["width"], height=beat["height"], fps=FPS, seconds=used,
-                       keep_audio=bool(beat["native_audio"]))
+    seconds = beat.clips[index]
+    used = min(seconds, beat.duration - sum(beat.clips[:index]))
+    media.conform_clip(src, target, width=beat.width, height=beat.height, fps=FPS, seconds=used,
+                       keep_audio=bool(beat.native_audio))
 
 
 def make_music(ad: str) -> None:
     ctx = context()
     paths = AdPaths.of(ctx.settings.build_dir, ad)
-    inputs = read_json(paths.music_inputs)
+    inputs = read_model(MusicInputs, paths.music_inputs)
     recipe = ctx.media.music_recipe(music_request(ad, inputs))
-    what = f"{ad} music ({inputs['model']})"
-    fetched = paid_fetch(ctx, recipe, ctx.media.run, audio_verifier(what, inputs["seconds"]), suffix=".wav",
+    what = f"{ad} music ({inputs.model})"
+    fetched = paid_fetch(ctx, recipe, ctx.media.run, audio_verifier(what, inputs.seconds), suffix=".wav",
                          label=what, ad=ad, task=task_name("music", ad))
     with atomic_path(paths.music) as tmp:
         shutil.copyfile(fetched.path, tmp)
@@ -215,21 +210,21 @@ def make_stitch(ad: str) -> None:
     """The chunks in beat order, each beat trimmed to its duration: matching clips are copied."""
     settings = load_settings()
     paths = AdPaths.of(settings.build_dir, ad)
-    timeline = read_json(paths.timeline)
+    timeline = read_model(Timeline, paths.timeline)
     items = []
-    for beat in timeline["beats"]:
-        left = beat["duration"]
-        for index, clip in enumerate(beat["clips"]):
+    for beat in timeline.beats:
+        left = beat.duration
+        for index, clip in enumerate(beat.clips):
             use = min(clip, left)
-            items.append(media.ConcatItem(paths.chunk(beat["id"], index), float(use)))
+            items.append(media.ConcatItem(paths.chunk(beat.id, index), float(use)))
             left -= use
     report = media.concat(
         items,
         paths.video,
-        width=timeline["width"],
-        height=timeline["height"],
-        fps=timeline["fps"],
-        keep_audio=timeline["native_audio"],
+        width=timeline.width,
+        height=timeline.height,
+        fps=timeline.fps,
+        keep_audio=timeline.native_audio,
     )
     write_json_atomic(paths.stitch_report, report.to_json())
 
@@ -237,26 +232,26 @@ def make_stitch(ad: str) -> None:
 def make_mix(ad: str) -> None:
     """final.mp4: the video, the music (or native sound) ducked under the spoken lines, the lines
     at their beats; with lines also the captions (files, a soft track, burned in unless off)."""
-    from .speech_mix import speech_parts
+    from .speech_mix import speech_parts, text_layout
 
     settings = load_settings()
     paths = AdPaths.of(settings.build_dir, ad)
-    timeline = read_json(paths.timeline)
-    music = None if timeline["native_audio"] else paths.music
+    timeline = read_model(Timeline, paths.timeline)
+    music = None if timeline.native_audio else paths.music
     with speech_parts(paths) as parts:
-        media.mix(paths.video, music, paths.final, seconds=float(timeline["duration"]),
-                  native_audio=timeline["native_audio"], voices=parts.voices, duck=parts.duck,
+        media.mix(paths.video, music, paths.final, seconds=float(timeline.duration),
+                  native_audio=timeline.native_audio, voices=parts.voices, duck=parts.duck,
                   overlays=parts.overlays, subtitles=parts.subtitles)
+        # where words were drawn (the delivery checks' safe zones)
+        write_json_atomic(paths.text_layout, text_layout(parts, timeline.width, timeline.height))
+    from . import provenance
+
+    if provenance.enabled():  # the C2PA manifest from the receipts (local: nothing paid, no recipe changes)
+        provenance.sign_file(paths.final, paths, ad, settings.build_dir)
 
 
-def write_plan_files(paths: AdPaths, plan: "Any") -> None:
-    """Split the resolved plan into the files the render tasks depend on; each is rewritten only
-    when its content changes, so editing one beat touches one beat.json."""
-    for beat in plan.beats:
-        write_if_changed(paths.beat_inputs(beat.id), canonical_json(plan.beat_inputs(beat)) + "\n")
-    for beat in plan.voiced:
-        write_if_changed(paths.voice_inputs(beat.id), canonical_json(plan.voice_inputs(beat)) + "\n")
-    write_if_changed(paths.speech, canonical_json(plan.speech()) + "\n")
-    write_if_changed(paths.music_inputs, canonical_json(plan.music_inputs()) + "\n")
-    write_if_changed(paths.timeline, canonical_json(plan.timeline()) + "\n")
-    write_if_changed(paths.plan, json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n")
+def write_plan_files(paths: AdPaths, plan: AdPlan) -> None:
+    """Split the resolved plan into the files the render tasks depend on (adspec.build_files);
+    each is rewritten only when its content changes, so editing one beat touches one beat.json."""
+    for path, text in plan_files(paths, plan):
+        write_if_changed(path, text)

@@ -13,7 +13,8 @@ import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from .build_files import Speech
 
 MAX_CHARS = 42  # per caption line
 MAX_LINES = 2
@@ -144,15 +145,15 @@ def to_vtt(items: list[Cue]) -> str:
                                    for c in items]).content
 
 
-def spoken_lines(speech: dict[str, Any], voice_seconds: dict[str, float]) -> list[SpokenLine]:
+def spoken_lines(speech: Speech, voice_seconds: dict[str, float]) -> list[SpokenLine]:
     """The lines of speech.json (see AdPlan.speech) with how long each voice.wav speaks."""
     out = []
-    for line in speech["lines"]:
-        if line["id"] not in voice_seconds:
+    for line in speech.lines:
+        if line.id not in voice_seconds:
             continue
-        start = float(line["start"]) + float(line["lead_in"])
-        out.append(SpokenLine(line["id"], start, voice_seconds[line["id"]], float(line["start"]),
-                              float(line["start"]) + float(line["duration"]), line["text"]))
+        start = float(line.start) + float(line.lead_in)
+        out.append(SpokenLine(line.id, start, voice_seconds[line.id], float(line.start),
+                              float(line.start) + float(line.duration), line.text))
     return out
 
 

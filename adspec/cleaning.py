@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
+from .build_files import AdStatus
 from .status import as_cleaned, now_iso, status_path, update_status
 
 
@@ -28,10 +29,10 @@ def mark_cleaned(build_dir: str, ad: str, dryrun: bool = False) -> None:
     if dryrun or not status_path(Path(build_dir), ad).exists():
         return
 
-    def change(d: dict[str, Any]) -> None:
+    def change(d: AdStatus) -> None:
         as_cleaned(d)
-        d["cleaned_at"] = now_iso()
-        d.pop("pid", None)
+        d.cleaned_at = now_iso()
+        d.pid = None
 
     try:
         update_status(Path(build_dir), ad, change)

@@ -121,6 +121,71 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_placements(args: argparse.Namespace) -> int:
+    from .placements import load_placements
+
+    rows = [p.model_dump(mode="json") for p in load_placements().values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="adspec placements (sources: adspec/library/placements.yaml)")
+    for column in ("id", "name", "aspect", "duration", "loudness", "safe zone l/r/t/b", "captions", "format"):
+        table.add_column(column, overflow="fold")
+    for p in load_placements().values():
+        z = p.safe_zone
+        table.add_row(p.id, p.name, p.aspect_ratio, p.duration.describe(),
+                      f"{p.loudness.lufs:g} LUFS, TP {p.loudness.true_peak:g} dBTP",
+                      f"{z.left:.0%}/{z.right:.0%}/{z.top:.0%}/{z.bottom:.0%}",
+                      "required" if p.captions_required else "-",
+                      f"{'/'.join(p.video.codecs)}+{'/'.join(p.audio.codecs)} {'/'.join(p.video.containers)}, "
+                      f"<= {p.video.max_kbps} kbps")
+    Console(width=max(Console().width, 140)).print(table)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """The delivery checks of built ads, now, on the files in build/ (nothing is rebuilt)."""
+    from .checks import check_ad
+    from .paths import AdPaths
+    from .plan_file import load_plan
+
+    settings = load_settings()
+    failed = False
+    for ad, _ in _build_ads(args.names):
+        paths = AdPaths.of(settings.build_dir, ad)
+        plan = load_plan(paths)
+        if plan is None or not paths.final.is_file():
+            print(f"{ad}: not built yet (run doit {ad})", file=sys.stderr)
+            failed = True
+            continue
+        report = check_ad(paths, ad, plan.placements)
+        for line in report.lines():
+            print(line)
+        if report.passed:
+            print(f"{ad}: ok ({', '.join(plan.placements) or 'the rules of every ad'})")
+        failed = failed or not report.passed
+    return EXIT_ERROR if failed else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Read a file's C2PA manifest back: its signature, its hash, its ingredients against the receipts."""
+    from .provenance import verify
+
+    bad = False
+    for name in args.files:
+        verdict = verify(Path(name))
+        for line in verdict.chain:
+            print(line)
+        for problem in verdict.problems:
+            print(f"{name}: {problem}", file=sys.stderr)
+        print(f"{name}: {'ok' if verdict.ok else 'FAILED'}")
+        bad = bad or not verdict.ok
+    return EXIT_ERROR if bad else 0
+
+
 def _build_ads(names: Sequence[str]) -> list[tuple[str, Path]]:
     """The ads `doit` would build (variants expanded, ADSPEC_SHARD applied), or the named ones
     (an ad, or a spec name standing for all its variants)."""
@@ -142,6 +207,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .build_files import AdStatus
     from .status import known_ads, print_table, read_status, rendered, watch
 
     settings = load_settings()
@@ -151,14 +217,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         return watch(settings.build_dir, args.names[0], interval=args.interval)
     names = list(args.names) or known_ads(settings.build_dir)
-    statuses = []
-    for n in names:
-        d = read_status(settings.build_dir, n)
-        d = d if d is not None else {"ad": n, "state": "not built"}
-        d["rendered"] = rendered(settings.build_dir, n)  # "offline animatic", "live", ...: not only model names
-        statuses.append(d)
+    found = {n: read_status(settings.build_dir, n) for n in names}
+    statuses = [d if d is not None else AdStatus(ad=n, state="not built") for n, d in found.items()]
+    for d in statuses:  # "offline animatic", "live", ...: not only model names
+        d.rendered = rendered(settings.build_dir, d.ad)
     if args.json:
-        print(json.dumps(statuses, indent=2))
+        print(json.dumps([d.to_json() if d is not None else {"ad": n, "state": "not built"} for n, d in found.items()],
+                         indent=2))
     elif not statuses:
         print(f"no builds under {settings.build_dir} yet (run doit)")
     else:
@@ -278,6 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="the model registry with prices")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("check", help="delivery checks of built ads against their placements (one line per violation)")
+    p.add_argument("names", nargs="*", metavar="AD", help="ads (default: all)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("verify", help="read a file's C2PA manifest: signature, hash, and every ingredient against "
+                                      "the receipts in its build; prints the chain")
+    p.add_argument("files", nargs="+", metavar="FILE", help="build/<ad>/final.mp4 or build/<ad>/export/<placement>.mp4")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("placements", help="the delivery placements an ad can list (placements: [...]) and their rules")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_placements)
 
     p = sub.add_parser("cache", help="see and bound the request cache: du, gc [--dry-run], show KEY, forget KEY, merge SRC...")
     cache_sub = p.add_subparsers(dest="cache_command", required=True)

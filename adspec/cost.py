@@ -13,6 +13,7 @@ the per-run budget (ADSPEC_BUDGET_USD).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .build_files import CostFile, CostItem, LastRun, PhaseCost, read_model_or_none, write_pretty
 from .config import load_settings
 from .errors import BudgetError
 from .file_locks import exclusive
@@ -30,7 +32,7 @@ from .fsutil import write_json_atomic
 from .money import fmt_usd, usd
 from .paths import AdPaths, receipt_path, runs_dir
 from .plan_file import load_plan
-from .receipts import read_receipt
+from .receipts import Receipt, read_receipt
 from .recipes import Recipe
 from .registry import load_registry, planner_price, price_for
 from .runs import run_id
@@ -113,23 +115,33 @@ def recipe_price(recipe: Recipe) -> Price:
 
 
 def read_json(path: Path) -> Any:
+    """A run's budget file (RunBudget), or None."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
 
-def ad_artifacts(build_dir: Path, ad: str) -> list[dict[str, Any]]:
-    """The paid artifacts of the ad's current plan, in order: target, phase, path (relative to
-    build/<ad>), and the receipt when the artifact exists."""
-    paths = AdPaths.of(build_dir, ad)
-    out: list[dict[str, Any]] = []
+@dataclass(frozen=True)
+class Artifact:
+    """A paid artifact of the ad's current plan and its receipt (None: not built, or no receipt
+    this version reads)."""
 
-    def add(target: str, phase: str, path: Path, **extra: Any) -> None:
-        found = read_receipt(path) if path.exists() else None
-        receipt = found.to_json() if found is not None else None
-        out.append({"target": target, "phase": phase, "path": str(path.relative_to(paths.root)),
-                    "exists": path.exists(), "receipt": receipt, **extra})
+    target: str
+    phase: str
+    path: Path
+    rel: str  # relative to build/<ad>
+    receipt: Receipt | None
+
+
+def ad_artifacts(build_dir: Path, ad: str) -> list[Artifact]:
+    """The paid artifacts of the ad's current plan, in order."""
+    paths = AdPaths.of(build_dir, ad)
+    out: list[Artifact] = []
+
+    def add(target: str, phase: str, path: Path) -> None:
+        receipt = read_receipt(path) if path.exists() else None
+        out.append(Artifact(target, phase, path, str(path.relative_to(paths.root)), receipt))
 
     if paths.plan.exists() and receipt_path(paths.plan).exists():
         add(task_name("plan", ad), "plan", paths.plan)
@@ -137,59 +149,67 @@ def ad_artifacts(build_dir: Path, ad: str) -> list[dict[str, Any]]:
     if plan is None:
         return out
     for beat in plan.beats:
-        add(task_name("storyboard", ad, beat.id), "storyboard", paths.storyboard(beat.id), beat=beat.id)
+        add(task_name("storyboard", ad, beat.id), "storyboard", paths.storyboard(beat.id))
         for k in range(beat.chunk_count):
-            add(task_name("chunk", ad, beat.id, k), "chunks", paths.chunk(beat.id, k), beat=beat.id, index=k)
+            add(task_name("chunk", ad, beat.id, k), "chunks", paths.chunk(beat.id, k))
     for beat in plan.voiced:
-        add(task_name("voice", ad, beat.id), "voice", paths.voice(beat.id), beat=beat.id)
+        add(task_name("voice", ad, beat.id), "voice", paths.voice(beat.id))
     if not plan.native_audio:
         add(task_name("music", ad), "music", paths.music)
     return out
 
 
-def _totals(items: list[dict[str, Any]]) -> dict[str, float]:
-    spent = sum(i["cost_usd"] for i in items if not i["cache_hit"])
-    saved = sum(i["cost_usd"] for i in items if i["cache_hit"])
-    return {"spent_usd": usd(spent), "saved_usd": usd(saved), "total_usd": usd(spent + saved)}
+def _totals(items: list[CostItem]) -> tuple[float, float, float]:
+    spent = sum(i.cost_usd for i in items if not i.cache_hit)
+    saved = sum(i.cost_usd for i in items if i.cache_hit)
+    return usd(spent), usd(saved), usd(spent + saved)
 
 
-def ad_cost(build_dir: Path, ad: str) -> dict[str, Any]:
+def ad_cost(build_dir: Path, ad: str) -> CostFile:
     """cost.json: per phase and in total, what the build of the current artifacts spent
     (`spent_usd`: requests it paid for), what came from the cache (`saved_usd`: what those
     requests cost when they were paid), and `total_usd` = spent + saved (what the ad is worth)."""
-    items = []
-    missing = []
+    items: list[CostItem] = []
+    missing: list[str] = []
     for a in ad_artifacts(build_dir, ad):
-        r = a["receipt"]
-        if not a["exists"] or not r:
-            missing.append(a["target"])
+        r = a.receipt
+        if r is None or not a.path.exists():
+            missing.append(a.target)
             continue
-        items.append({
-            "target": a["target"], "phase": a["phase"], "path": a["path"],
-            "cost_usd": usd(r.get("cost_usd") or 0.0), "cache_hit": bool(r.get("cache_hit")),
-            "model": (r.get("recipe") or {}).get("model"), "provider": (r.get("recipe") or {}).get("provider"),
-            "job_id": r.get("job_id"), "key": r.get("key"), "generated_at": r.get("generated_at"),
-        })
-    phases = {}
+        items.append(CostItem(
+            target=a.target, phase=a.phase, path=a.rel, cost_usd=usd(r.cost_usd or 0.0), cache_hit=bool(r.cache_hit),
+            model=(r.recipe or {}).get("model"), provider=(r.recipe or {}).get("provider"),
+            job_id=r.job_id, key=r.key, generated_at=r.generated_at,
+        ))
+    phases: dict[str, PhaseCost] = {}
     for phase in PAID_PHASES:
-        mine = [i for i in items if i["phase"] == phase]
-        phases[phase] = {**_totals(mine), "requests": len(mine), "from_cache": sum(1 for i in mine if i["cache_hit"])}
-    return {"ad": ad, "currency": "USD", **_totals(items), "phases": phases, "items": items, "not_built": missing}
+        mine = [i for i in items if i.phase == phase]
+        spent, saved, total = _totals(mine)
+        phases[phase] = PhaseCost(spent_usd=spent, saved_usd=saved, total_usd=total, requests=len(mine),
+                                  from_cache=sum(1 for i in mine if i.cache_hit))
+    spent, saved, total = _totals(items)
+    return CostFile(ad=ad, currency="USD", spent_usd=spent, saved_usd=saved, total_usd=total, phases=phases,
+                    items=tuple(items), not_built=tuple(missing))
 
 
-def write_cost(build_dir: Path, ad: str, last_run: dict[str, Any] | None = None) -> dict[str, Any]:
+def read_cost(build_dir: Path, ad: str) -> CostFile | None:
+    """build/<ad>/cost.json, or None (none yet, damaged, or of another version: recomputed by the
+    next write)."""
+    return read_model_or_none(CostFile, AdPaths.of(build_dir, ad).cost)
+
+
+def write_cost(build_dir: Path, ad: str, last_run: LastRun | None = None) -> CostFile | None:
     """Recompute build/<ad>/cost.json from the receipts (keeping or replacing `last_run`)."""
     paths = AdPaths.of(build_dir, ad)
     if not paths.root.exists():
-        return {}
+        return None
     with ad_lock(paths.root):
-        data = ad_cost(build_dir, ad)
-        old = read_json(paths.cost) or {}
-        run = last_run if last_run is not None else old.get("last_run")
-        if run is not None:
-            data["last_run"] = run
-        data["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write_json_atomic(paths.cost, data)
+        old = read_cost(build_dir, ad)
+        data = dataclasses.replace(
+            ad_cost(build_dir, ad),
+            last_run=last_run if last_run is not None else (old.last_run if old is not None else None),
+            updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        write_pretty(paths.cost, data.to_json())
     return data
 
 

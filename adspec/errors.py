@@ -12,9 +12,11 @@ The tree:
     ├── ProviderError            a provider call failed (retryable / resumable)
     │   └── BadOutputError       a paid prediction served a file that is not media
     ├── CacheError               the request cache or blob store cannot be used
+    ├── BuildFileError           a file of adspec's own under build/ is of another version, or damaged
     ├── BudgetError              a run would spend more than ADSPEC_BUDGET_USD
     ├── ShardError               ADSPEC_SHARD is not i/n
-    └── RemoteConfigError        ADSPEC_REMOTE_CACHE is malformed or cannot be used
+    ├── RemoteConfigError        ADSPEC_REMOTE_CACHE is malformed or cannot be used
+    └── ProvenanceError          a C2PA manifest cannot be signed (key, certificate, c2pa)
     config.SettingsError         another ADSPEC_* value adspec cannot use (ADSPEC_MAX_INFLIGHT=0)
     OSError of the machine       disk full, read-only, no permission...: also one line
     anything else                a bug: its traceback is shown
@@ -133,6 +135,12 @@ class CacheError(AdspecError):
     """The request cache or blob store cannot be used (unwritable, evicting, corrupt)."""
 
 
+class BuildFileError(AdspecError, ValueError):
+    """One of adspec's own build files (beat.json, plan.json, cost.json...) is of another
+    version or damaged (adspec.build_files). A ValueError too: readers that treat an unreadable
+    file as stale (an `uptodate` check) see it as they see bad JSON."""
+
+
 class BudgetError(AdspecError):
     """A run would spend more than ADSPEC_BUDGET_USD."""
 
@@ -167,6 +175,10 @@ def removed_meanwhile(e: OSError) -> bool:
         if name is not None and Path(os.fsdecode(name)).absolute().is_relative_to(build):
             return True
     return False
+
+
+class ProvenanceError(AdspecError):
+    """A C2PA manifest cannot be made or signed (adspec.provenance)."""
 
 
 def error_line(e: BaseException) -> str | None:

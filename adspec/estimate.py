@@ -30,10 +30,10 @@ from typing import Any, Sequence
 from . import media, plan_step
 from .actions import beat_image_recipe, beat_video_recipe, context, place_chunk, settings_as
 from .approvals import APPROVED, state_of, storyboard_sha256
+from .build_files import compact_text
 from .config import as_live, load_settings
 from .cost import raise_hint, recipe_price
 from .errors import AdspecError, BudgetError
-from .hashing import canonical_json
 from .media_requests import music_request, video_request
 from .money import fmt_usd, usd
 from .paths import AdPaths
@@ -251,11 +251,11 @@ class _Estimator:
         stale = False
         for beat in plan.voiced:
             inputs = plan.voice_inputs(beat)
-            recipe = provider_for(inputs["model"]).voice_recipe(voice_request(ad, inputs))
+            recipe = provider_for(inputs.model).voice_recipe(voice_request(ad, inputs))
             target = paths.voice(beat.id)
             state = self._state(recipe, target)
             try:
-                same_fit = paths.voice_inputs(beat.id).read_text(encoding="utf-8") == canonical_json(inputs) + "\n"
+                same_fit = paths.voice_inputs(beat.id).read_text(encoding="utf-8") == compact_text(inputs)
             except OSError:
                 same_fit = False
             if state == "current" and same_fit:
@@ -267,7 +267,7 @@ class _Estimator:
             else:
                 self._item(est, task_name("voice", ad, beat.id), "voice", state, recipe)
         try:
-            stale |= paths.speech.read_text(encoding="utf-8") != canonical_json(plan.speech()) + "\n"
+            stale |= paths.speech.read_text(encoding="utf-8") != compact_text(plan.speech())
         except OSError:
             stale = True
         return stale
@@ -290,7 +290,7 @@ class _Estimator:
                 first = media.normalise_image(blob, self._tmpfile(".png"), plan.width, plan.height)
         if plan.approval_required and waiting is not None:
             shown = storyboard_sha256(target) if state == "current" else None
-            own_footage = bool(inputs.get("footage"))  # nothing paid for it: never waits
+            own_footage = bool(inputs.footage)  # nothing paid for it: never waits
             if not own_footage and state_of(beat.approved, shown) != APPROVED:  # as the build decides: its video waits
                 waiting.append(beat.id)
                 return False
@@ -298,7 +298,7 @@ class _Estimator:
         for k in range(beat.chunk_count):
             req = video_request(ad, inputs, k, paths)
             chunk = paths.chunk(beat.id, k)
-            if inputs.get("footage"):  # your own footage: local, needs no first frame
+            if inputs.footage:  # your own footage: local, needs no first frame
                 recipe = beat_video_recipe(self.ctx, ad, inputs, k, paths)
                 state = self._state(recipe, chunk)
                 note = "your own footage"
@@ -340,7 +340,7 @@ class _Estimator:
     def _local(self, est: AdEstimate, ad: str, plan: Any, paths: AdPaths, stale_chunks: bool, music_stale: bool,
                plan_current: bool) -> None:
         try:
-            timeline_same = paths.timeline.read_text(encoding="utf-8") == canonical_json(plan.timeline()) + "\n"
+            timeline_same = paths.timeline.read_text(encoding="utf-8") == compact_text(plan.timeline())
         except OSError:
             timeline_same = False
         stitch = stale_chunks or not timeline_same or not paths.video.exists()

@@ -9,6 +9,9 @@ Per ad `<ad>`:
   music:<ad>                     music.json -> music.wav                                  (paid)
   stitch:<ad>                    chunks in beat order -> video.mp4                        (local)
   mix:<ad>                       video.mp4 + music.wav + voices -> final.mp4, captions    (local)
+  export:<ad>/<placement>        final.mp4 -> export/<placement>.mp4 (loudness, bitrate)     (local)
+  check:<ad>                     final + exports against the placements -> checks.json     (local)
+  timeline:<ad>                  the cut -> timeline.otio (OpenTimelineIO), for editors      (local)
   report:<ad>                    the review page index.html + storyboard.png contact sheet (local)
   <ad>                           everything above
 and for the run: `budget` (every plan waits on it: stops a live run whose estimate is over
@@ -27,11 +30,12 @@ from doit import create_after
 from doit.exceptions import TaskFailed
 from doit.task import Task, dict_to_task
 
-from . import actions, approvals, approve, cleaning, estimate, plan_step, report, voice
+from . import actions, approvals, approve, cleaning, delivery, estimate, plan_step, report, voice
+from .build_files import compact_text
 from .config import load_settings
 from .errors import AdspecError, error_line
-from .hashing import canonical_json
 from .paths import AdPaths, beat_file_path, build_index
+from .placements import placements_file
 from .plan_file import AdPlan, load_plan
 from .tasknames import AGGREGATE_KINDS, RESERVED, task_name
 
@@ -144,9 +148,10 @@ def beat_files_of(spec_path: Path) -> list[Path]:
 
 def render_task_names(ad: str, plan: AdPlan | None) -> list[str]:
     """Names of the tasks the delayed creator makes, so `doit list` and `doit <name>` know them."""
-    names = [task_name("stitch", ad), task_name("mix", ad), task_name("music", ad), task_name("report", ad),
-             *[task_name(k, ad) for k in PER_BEAT_KINDS]]
+    names = [task_name("stitch", ad), task_name("mix", ad), task_name("music", ad), task_name("check", ad),
+             task_name("timeline", ad), task_name("report", ad), *[task_name(k, ad) for k in PER_BEAT_KINDS]]
     if plan is not None:
+        names += [task_name("export", ad, p) for p in plan.placements]
         for beat in plan.beats:
             names.append(task_name("storyboard", ad, beat.id))
             names += [task_name("chunk", ad, beat.id, k) for k in range(beat.chunk_count)]
@@ -269,7 +274,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                       "actions": None, "task_dep": [plan_dep]}, "music", ad)
     final = str(paths.final)
     font = (plan.captions or {}).get("font")  # a spec's own caption font: a change re-renders the mix
-    made = [final] + ([str(paths.captions_srt), str(paths.captions_vtt)] if voice_files else [])
+    made = [final, str(paths.text_layout)] + ([str(paths.captions_srt), str(paths.captions_vtt)] if voice_files else [])
     yield member({
         "basename": task_name("mix", ad),
         "doc": f"final mix of {ad} -> build/{ad}/final.mp4",
@@ -282,6 +287,16 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
         "clean": [(cleaning.remove_files, [made]), (cleaning.mark_cleaned, [str(build_dir), ad])],
         "task_dep": [task_name("stitch", ad), task_name("music", ad), *[task_name("voice", ad, b.id) for b in plan.voiced]],
     }, "mix", ad)
+    yield from delivery_tasks(ad, plan, build_dir)
+    yield member({
+        "basename": task_name("timeline", ad),
+        "doc": f"the cut of {ad} for editors -> build/{ad}/timeline.otio (OpenTimelineIO)",
+        "actions": [(Reported(delivery.make_timeline), [ad])],
+        "file_dep": [str(paths.timeline), str(paths.speech), *voice_files] + ([] if plan.native_audio else [music]),
+        "targets": [str(paths.timeline_otio)],
+        "task_dep": [task_name("stitch", ad), task_name("music", ad), *[task_name("voice", ad, b.id) for b in plan.voiced]],
+        "clean": True,
+    }, "timeline", ad)
     yield report_task(ad, plan, build_dir)
 
 
@@ -298,6 +313,13 @@ def waiting_tasks(ad: str, plan: AdPlan, build_dir: Path, waiting: dict[str, str
     for kind in ("stitch", "music", "mix"):
         yield member({"basename": task_name(kind, ad), "doc": f"{kind} of {ad}: {why}", "actions": None,
                       "task_dep": [plan_dep, task_name("storyboard", ad), task_name("chunk", ad)]}, kind, ad)
+    for placement in plan.placements:
+        yield member({"basename": task_name("export", ad, placement), "doc": f"{ad} for {placement}: {why}",
+                      "actions": None, "task_dep": [task_name("mix", ad)]}, "export", ad)
+    yield member({"basename": task_name("check", ad), "doc": f"delivery checks of {ad}: {why}", "actions": None,
+                  "task_dep": [task_name("mix", ad)]}, "check", ad)
+    yield member({"basename": task_name("timeline", ad), "doc": f"the cut of {ad} for editors: {why}",
+                  "actions": None, "task_dep": [task_name("stitch", ad)]}, "timeline", ad)
     yield member({
         "basename": task_name("report", ad),
         "doc": f"review page of {ad} (storyboards and their approval; {why})",
@@ -309,6 +331,39 @@ def waiting_tasks(ad: str, plan: AdPlan, build_dir: Path, waiting: dict[str, str
                            report.report_is_current, ad)],
         "clean": True,
     }, "report", ad)
+
+
+def delivery_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[Task]:
+    """After the mix, all local: one export per placement, then the checks of the final and the
+    exports (`check:<ad>` fails the ad with one line per violation)."""
+    paths = AdPaths.of(build_dir, ad)
+    rules = placements_file()
+    exports, export_tasks = [], []
+    for placement in plan.placements:
+        out = str(paths.export(placement))
+        yield member({
+            "basename": task_name("export", ad, placement),
+            "doc": f"{ad} for {placement} -> build/{ad}/export/{placement}.mp4 (its loudness and format)",
+            "actions": [(Reported(delivery.make_export), [ad, placement])],
+            "file_dep": [str(paths.final), rules],
+            "targets": [out],
+            "task_dep": [task_name("mix", ad)],
+            "clean": True,
+        }, "export", ad)
+        exports.append(out)
+        export_tasks.append(task_name("export", ad, placement))
+    placements = list(plan.placements)
+    yield member({
+        "basename": task_name("check", ad),
+        "doc": f"delivery checks of {ad} ({', '.join(placements) or 'the rules of every ad'}) -> build/{ad}/checks.json",
+        "actions": [(Reported(delivery.check_action), [ad, placements])],
+        "file_dep": [str(paths.final), str(paths.text_layout), rules, *exports],
+        "targets": [str(paths.checks)],
+        "task_dep": [task_name("mix", ad), *export_tasks],
+        "uptodate": [Check(f"the placements of {ad} changed since its checks ran", _same_placements,
+                           str(paths.checks), placements)],
+        "clean": True,
+    }, "check", ad)
 
 
 def unplanned_tasks(ad: str, build_dir: Path) -> Iterator[Task]:
@@ -330,9 +385,24 @@ def unplanned_tasks(ad: str, build_dir: Path) -> Iterator[Task]:
                   "task_dep": [task_name("stitch", ad), task_name("music", ad)], "targets": [str(paths.final)],
                   "clean": [(cleaning.remove_files, [[str(paths.final)]]),
                             (cleaning.mark_cleaned, [str(build_dir), ad])]}, "mix", ad)
+    yield member({"basename": task_name("check", ad), "doc": f"delivery checks of {ad} {later}", "actions": None,
+                  "task_dep": [task_name("mix", ad)], "targets": [str(paths.checks)], "clean": True}, "check", ad)
+    yield member({"basename": task_name("timeline", ad), "doc": f"the cut of {ad} for editors {later}", "actions": None,
+                  "task_dep": [task_name("stitch", ad)], "targets": [str(paths.timeline_otio)], "clean": True},
+                 "timeline", ad)
     yield member({"basename": task_name("report", ad), "doc": f"review page of {ad} {later}", "actions": None,
                   "task_dep": [task_name("mix", ad)], "targets": [str(paths.review_page), str(paths.contact_sheet)],
                   "clean": True}, "report", ad)
+
+
+def _same_placements(checks_json: str, placements: list[str]) -> bool:
+    """Whether checks.json was written for these placements (a new placement re-runs the checks)."""
+    import json
+
+    try:
+        return bool(json.loads(Path(checks_json).read_text(encoding="utf-8")).get("placements") == placements)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def beat_is_planned(ad: str, spec_path: str, beat_id: str) -> bool:
@@ -348,7 +418,7 @@ def beat_is_planned(ad: str, spec_path: str, beat_id: str) -> bool:
     for beat in plan.beats:
         if beat.id == beat_id:
             try:
-                return paths.beat_inputs(beat_id).read_text(encoding="utf-8") == canonical_json(plan.beat_inputs(beat)) + "\n"
+                return paths.beat_inputs(beat_id).read_text(encoding="utf-8") == compact_text(plan.beat_inputs(beat))
             except OSError:
                 return False
     return False
@@ -462,7 +532,8 @@ def kind_groups(ads: list[str], build_dir: Path, *, running: bool) -> Iterator[T
     members are the ads' tasks of that kind; while running only those certain to exist (an
     ad's plan may change its beats), for the other commands every one the plans on disk name."""
     docs = {"storyboard": "every storyboard image", "chunk": "every video chunk", "music": "every music bed",
-            "stitch": "every stitched video", "mix": "every final mix"}
+            "stitch": "every stitched video", "mix": "every final mix", "check": "every ad's delivery checks",
+            "timeline": "every editor timeline (timeline.otio)"}
     for kind, doc in docs.items():
         members: list[str] = []
         for ad in ads:
@@ -505,7 +576,7 @@ def group_alias_task(base: str, ads: list[str], build_dir: Path) -> TaskDict | N
     if base in RESERVED or not ads:
         return None
     return {"basename": base, "doc": f"build every variant of {base} ({len(ads)})", "actions": None,
-            "task_dep": [task_name(kind, ad) for ad in ads for kind in ("mix", "report")],
+            "task_dep": [task_name(kind, ad) for ad in ads for kind in ("mix", "check", "timeline", "report")],
             "clean": [(clean_ad, [str(build_dir), ad]) for ad in ads]}
 
 
@@ -515,7 +586,7 @@ def default_run(ads: list[tuple[str, Path]]) -> list[str]:
     `doit ignore <ad>` skip all of that ad's work: doit ignores what an ignored task needs."""
     names: list[str] = []
     for ad, _ in ads:
-        names += [ad] if ad not in RESERVED else [task_name("mix", ad), task_name("report", ad)]
+        names += [ad] if ad not in RESERVED else [task_name(k, ad) for k in ("mix", "check", "timeline", "report")]
     return [*names, "report"]
 
 

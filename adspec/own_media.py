@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import media
+from .build_files import BeatInputs
 from .errors import MediaError
 from .images import asset_problem
 from .providers.base import RunResult
@@ -32,27 +33,34 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv")
 
 
-def is_own(beat: dict[str, Any]) -> bool:
+def is_own(beat: BeatInputs) -> bool:
     """Whether a beat's storyboard is the person's own still or footage frame (no image request)."""
-    return bool(beat.get("own_image") or beat.get("footage"))
+    return beat.is_own
 
 
-def still_recipe(beat: dict[str, Any]) -> Recipe:
+def _from(beat: BeatInputs) -> float:
+    return beat.footage_from if beat.footage_from is not None else 0.0
+
+
+def still_recipe(beat: BeatInputs) -> Recipe:
     """The storyboard of a beat with `image:` or `footage:` (local, free)."""
-    size = {"width": beat["width"], "height": beat["height"]}
-    if beat.get("footage"):
-        return Recipe(LOCAL, "image", "footage-frame", "local/1", {**size, "from": beat.get("footage_from", 0.0)},
-                      {"footage": FileRef(beat["footage_sha256"], Path(beat["footage"]))})
+    size = {"width": beat.width, "height": beat.height}
+    if beat.footage:
+        assert beat.footage_sha256 is not None
+        return Recipe(LOCAL, "image", "footage-frame", "local/1", {**size, "from": _from(beat)},
+                      {"footage": FileRef(beat.footage_sha256, Path(beat.footage))})
+    assert beat.own_image is not None and beat.own_image_sha256 is not None
     return Recipe(LOCAL, "image", "still", "local/1", size,
-                  {"image": FileRef(beat["own_image_sha256"], Path(beat["own_image"]))})
+                  {"image": FileRef(beat.own_image_sha256, Path(beat.own_image))})
 
 
-def footage_recipe(beat: dict[str, Any], fps: int) -> Recipe:
+def footage_recipe(beat: BeatInputs, fps: int) -> Recipe:
     """The one chunk of a beat with `footage:`: the clip from `from`, cut to the beat."""
+    assert beat.footage is not None and beat.footage_sha256 is not None
     return Recipe(LOCAL, "video", "footage", "local/1",
-                  {"width": beat["width"], "height": beat["height"], "fps": fps, "from": beat.get("footage_from", 0.0),
-                   "seconds": beat["duration"]},
-                  {"footage": FileRef(beat["footage_sha256"], Path(beat["footage"]))})
+                  {"width": beat.width, "height": beat.height, "fps": fps, "from": _from(beat),
+                   "seconds": beat.duration},
+                  {"footage": FileRef(beat.footage_sha256, Path(beat.footage))})
 
 
 def run_local(recipe: Recipe, job: Any, out: Path) -> RunResult:

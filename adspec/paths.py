@@ -124,6 +124,30 @@ class AdPaths:
     def captions_vtt(self) -> Path:
         return self.root / "captions.vtt"
 
+    @property
+    def text_layout(self) -> Path:
+        """Where the mix drew words on the picture (burned captions): boxes and times, for the
+        safe-zone checks (adspec.checks)."""
+        return self.root / "text_layout.json"
+
+    @property
+    def checks(self) -> Path:
+        """The delivery checks' results (adspec.checks)."""
+        return self.root / "checks.json"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    def export(self, placement: str) -> Path:
+        """The final made for one placement (adspec.exports)."""
+        return self.export_dir / f"{placement}.mp4"
+
+    @property
+    def timeline_otio(self) -> Path:
+        """The cut as an OpenTimelineIO file, for editors (adspec.timeline_otio)."""
+        return self.root / "timeline.otio"
+
     def voice_inputs(self, beat_id: str) -> Path:
         return self.beat_dir(beat_id) / "voice.json"
 

@@ -9,8 +9,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
+from .build_files import (
+    BeatInputs,
+    MusicInputs,
+    Speech,
+    SpokenLineEntry,
+    Timeline,
+    TimelineBeat,
+    VoiceInputs,
+    compact_text,
+    decode,
+    read_model,
+)
+from .errors import BuildFileError
 from .paths import AdPaths
 
 FPS = 24  # the output frame rate of every ad; model clips at other rates are re-timed in stitch
@@ -56,6 +70,12 @@ class PlannedBeat:
 
 @dataclass(frozen=True)
 class AdPlan:
+    """build/<ad>/plan.json (versioned: one of another version reads as no plan, and the plan
+    step rewrites it)."""
+
+    VERSION: ClassVar[int] = 1
+    REBUILT: ClassVar[str] = "run doit again: the plan step rewrites it"
+
     ad: str
     title: str
     duration: int
@@ -85,6 +105,8 @@ class AdPlan:
     voice_max_speedup: float = 1.15
     captions: dict[str, Any] | None = None  # burn, font (absolute path or None), color, box, size
     approval_required: bool = False  # `approval: required`: a beat's video waits for its approval
+    placements: tuple[str, ...] = ()  # delivery placements (adspec.placements): checks and exports, local only
+    version: int = VERSION
 
     def video_model_of(self, beat: PlannedBeat) -> str:
         return beat.video_model or self.video_model
@@ -102,105 +124,129 @@ class AdPlan:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "AdPlan":
-        data = dict(data)
-        data["palette"] = tuple(data["palette"])
-        data["beats"] = tuple(
-            PlannedBeat(**{**b, "clips": tuple(b["clips"]),
-                           "references": None if b.get("references") is None else tuple(b["references"])})
-            for b in data["beats"]
-        )
-        return cls(**data)
+    def from_json(cls, data: Any, where: str = "plan.json") -> "AdPlan":
+        """The plan in parsed JSON; BuildFileError when it is of another version or damaged."""
+        return decode(cls, data, where)
 
     @property
     def voiced(self) -> tuple[PlannedBeat, ...]:
         """The beats that speak, in playing order."""
         return tuple(b for b in self.beats if b.voiceover)
 
-    def voice_inputs(self, beat: PlannedBeat) -> dict[str, Any]:
+    def voice_inputs(self, beat: PlannedBeat) -> VoiceInputs:
         """What a beat's line is made from: the paid part (text, model, voice, speed) and the
         local fit (duration and the library's rules), never its position."""
-        return {
-            "id": beat.id,
-            "text": beat.voiceover,
-            "model": self.voice_model,
-            "voice": self.voice_name,
-            "speed": self.voice_speed,
-            "duration": beat.duration,
-            "lead_in": self.voice_lead_in,
-            "tail": self.voice_tail,
-            "max_speedup": self.voice_max_speedup,
-        }
+        return VoiceInputs(
+            id=beat.id,
+            text=beat.voiceover or "",
+            model=self.voice_model,
+            voice=self.voice_name,
+            speed=self.voice_speed,
+            duration=beat.duration,
+            lead_in=self.voice_lead_in,
+            tail=self.voice_tail,
+            max_speedup=self.voice_max_speedup,
+        )
 
-    def speech(self) -> dict[str, Any]:
+    def speech(self) -> Speech:
         """What the mix places and captions: each line at its beat's start, and the caption style."""
-        return {
-            "width": self.width,
-            "height": self.height,
-            "aspect_ratio": self.aspect_ratio,
-            "palette": list(self.palette),
-            "captions": self.captions,
-            "lines": [
-                {"id": b.id, "start": b.start, "duration": b.duration, "lead_in": self.voice_lead_in, "text": b.voiceover}
+        return Speech(
+            width=self.width,
+            height=self.height,
+            aspect_ratio=self.aspect_ratio,
+            palette=self.palette,
+            captions=self.captions,
+            lines=tuple(
+                SpokenLineEntry(id=b.id, start=b.start, duration=b.duration, lead_in=self.voice_lead_in,
+                                text=b.voiceover or "")
                 for b in self.voiced
-            ],
-        }
+            ),
+        )
 
-    def beat_inputs(self, beat: PlannedBeat) -> dict[str, Any]:
+    def beat_inputs(self, beat: PlannedBeat) -> BeatInputs:
         """Everything a beat's storyboard and chunks are made from: that beat's own fields and
         the ad-wide look, never its position (moving a beat costs nothing)."""
-        return {
-            "id": beat.id,
-            "type": beat.type,
-            "duration": beat.duration,
-            "clips": list(beat.clips),
-            "image_prompt": beat.image_prompt,
-            "motion_prompt": beat.motion_prompt,
-            "aspect_ratio": self.aspect_ratio,
-            "width": self.width,
-            "height": self.height,
-            "seed": self.seed,
-            "style": self.style,
-            "palette": list(self.palette),
-            "brand_name": self.brand_name,
-            "tagline": self.tagline,
-            "reference": self.reference if beat.references is None else None,
-            "image_model": beat.image_model or self.image_model,
-            "video_model": beat.video_model or self.video_model,
-            "native_audio": self.native_audio,
-            **(beat.own or {}),  # only when set: other beats' inputs stay as they were
-            **({"references": [dict(r) for r in beat.references]} if beat.references is not None else {}),
-        }
+        own = beat.own or {}
+        return BeatInputs(
+            id=beat.id,
+            type=beat.type,
+            duration=beat.duration,
+            clips=beat.clips,
+            image_prompt=beat.image_prompt,
+            motion_prompt=beat.motion_prompt,
+            aspect_ratio=self.aspect_ratio,
+            width=self.width,
+            height=self.height,
+            seed=self.seed,
+            style=self.style,
+            palette=self.palette,
+            brand_name=self.brand_name,
+            tagline=self.tagline,
+            reference=self.reference if beat.references is None else None,
+            image_model=self.image_model_of(beat),
+            video_model=self.video_model_of(beat),
+            native_audio=self.native_audio,
+            own_image=own.get("own_image"),
+            own_image_sha256=own.get("own_image_sha256"),
+            footage=own.get("footage"),
+            footage_sha256=own.get("footage_sha256"),
+            footage_from=own.get("footage_from"),
+            references=None if beat.references is None else tuple(dict(r) for r in beat.references),
+        )
 
-    def music_inputs(self) -> dict[str, Any]:
+    def music_inputs(self) -> MusicInputs:
         """Music depends on the plan's music fields and the total duration only."""
-        return {
-            "prompt": self.music_prompt,
-            "bpm": self.bpm,
-            "seconds": self.duration,
-            "seed": self.seed,
-            "model": self.music_model,
-        }
+        return MusicInputs(prompt=self.music_prompt, bpm=self.bpm, seconds=self.duration, seed=self.seed,
+                           model=self.music_model)
 
-    def timeline(self) -> dict[str, Any]:
+    def timeline(self) -> Timeline:
         """What stitch and mix are made from: the beats in order, each trimmed to its duration."""
-        return {
-            "width": self.width,
-            "height": self.height,
-            "fps": self.fps,
-            "duration": self.duration,
-            "native_audio": self.native_audio,
-            "beats": [
-                {"id": b.id, "start": b.start, "duration": b.duration, "clips": list(b.clips)}
-                for b in self.beats
-            ],
-        }
+        return Timeline(
+            width=self.width,
+            height=self.height,
+            fps=self.fps,
+            duration=self.duration,
+            native_audio=self.native_audio,
+            beats=tuple(TimelineBeat(id=b.id, start=b.start, duration=b.duration, clips=b.clips) for b in self.beats),
+        )
+
+
+def plan_text(plan: AdPlan) -> str:
+    """plan.json's bytes: indented, sorted keys, the same for the same plan."""
+    return json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n"
+
+
+def plan_files(paths: AdPaths, plan: AdPlan) -> list[tuple[Path, str]]:
+    """Every file the plan step writes from `plan`, with its exact bytes: beat.json and
+    voice.json of each beat, speech.json, music.json, timeline.json and plan.json."""
+    out: list[tuple[Path, str]] = [(paths.beat_inputs(b.id), compact_text(plan.beat_inputs(b))) for b in plan.beats]
+    out += [(paths.voice_inputs(b.id), compact_text(plan.voice_inputs(b))) for b in plan.voiced]
+    out += [(paths.speech, compact_text(plan.speech())), (paths.music_inputs, compact_text(plan.music_inputs())),
+            (paths.timeline, compact_text(plan.timeline())), (paths.plan, plan_text(plan))]
+    return out
+
+
+def plan_files_intact(paths: AdPaths) -> bool:
+    """Whether plan.json reads as a plan of this version and every file derived from it holds
+    exactly what the plan step would write: false when one was hand-edited, damaged, deleted or
+    written by another version (the plan step then rewrites it; nothing else is rebuilt when its
+    content comes back the same)."""
+    plan = load_plan(paths)
+    if plan is None:
+        return False
+    for path, text in plan_files(paths, plan):
+        try:
+            if path.read_text(encoding="utf-8") != text:
+                return False
+        except (OSError, UnicodeDecodeError):
+            return False
+    return True
 
 
 def load_plan(paths: AdPaths) -> AdPlan | None:
     """The ad's plan.json, or None before the first plan (or when it is not a plan this
-    version of adspec wrote: the plan step rewrites it)."""
+    version of adspec wrote, or damaged: the plan step rewrites it)."""
     try:
-        return AdPlan.from_json(json.loads(paths.plan.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):
+        return read_model(AdPlan, paths.plan)
+    except (OSError, BuildFileError):
         return None

@@ -37,7 +37,7 @@ from .library import LIBRARY_VERSION, load_library
 from .loader import load_beat_file, locate_in_file, parse_beat_file_text, path_exists, read_file
 from .offline_planner import plan_offline
 from .paths import AdPaths, ad_name, beat_file_path, receipt_path
-from .plan_file import FPS, AdPlan, PlannedBeat, load_plan, output_size
+from .plan_file import FPS, AdPlan, PlannedBeat, load_plan, output_size, plan_files_intact
 from .plan_rules import fit_clips, plan_shaping_fields
 from .progress import on_progress
 from .providers.base import PlanRequest
@@ -282,6 +282,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         voice_max_speedup=rules.max_speedup,
         captions=captions,
         approval_required=spec.approval == "required",
+        placements=tuple(spec.placements),
     )
 
 
@@ -359,7 +360,7 @@ def plan_is_current(ad: str, spec_path: str) -> bool:
     paths = AdPaths.of(load_settings().build_dir, ad)
     try:
         beats = beats_path_of(ad, spec_path)
-        if not (paths.plan_inputs.read_text() == inputs_stamp(Path(spec_path), beats) and paths.plan.exists()):
+        if not (paths.plan_inputs.read_text() == inputs_stamp(Path(spec_path), beats) and plan_files_intact(paths)):
             return False
     except (OSError, SpecError):
         return False

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import cost as costmod
+from .build_files import AdStatus, ChunkCounts, LastError, LastRun, RunCost, RunningTask, StatusCost, TaskCounts
 from .config import load_settings
 from .money import fmt_usd, usd
 from .paths import AdPaths
-from .receipts import read_receipt
+from .receipts import Receipt, read_receipt
 from .runs import run_id
 from .status import now_iso, provider_wait, update_status
 from .tasknames import KINDS, PAID_KINDS, PHASE_OF, split_task, task_name
@@ -190,55 +191,46 @@ class AdspecReporter:
                 st = self.ads.setdefault(parts[1], AdState(parts[1]))
                 st.names.add(name)
 
-    def _status_change(self, s: AdState) -> Callable[[dict[str, Any]], None]:
+    def _status_change(self, s: AdState) -> Callable[[AdStatus], None]:
         total, done = len(s.names), len(s.done & s.names)
         chunks = sorted(s.chunk_names())
-        running = {t: {"since": since, **({"provider_status": s.waits[t][0], "status_since": s.waits[t][1]}
-                                           if t in s.waits else {})}
+        running = {t: RunningTask(since, *s.waits[t]) if t in s.waits else RunningTask(since)
                    for t, since in s.running.items()}
         failed = bool(s.failed)
         settled = len((s.done | s.ignored) & s.names)
         finished = not s.running and (failed or (total and settled >= total))
         ignored = sorted(s.ignored & s.names)
         paths = AdPaths.of(self.build_dir, s.ad)
-        snapshot: dict[str, Any] = {
-            # `doit ignore`d work is settled too (not "running 76 %" forever); an ad whose final
-            # was ignored is "ignored", not "done"
-            "state": "failed" if failed and not s.running else (
-                ("ignored" if f"mix:{s.ad}" in s.ignored else "done") if finished
-                else ("interrupted" if s.stopped else "running")),
-            "ignored": ignored,
-            "phase": s.phase,
-            "progress_pct": round(s.pct, 1),
-            "tasks": {"total": total, "done": done, "run": len(s.executed), "up_to_date": len(s.uptodate),
-                      "failed": len(s.failed)},
-            "chunks": {"done": len([c for c in chunks if c in s.done]), "total": len(chunks),
-                       "current": [c.split(":", 1)[1] for c in chunks if c in s.running]},
-            "running": running,
-            "artifacts": dict(sorted(s.artifacts.items())),
-            "run": self.run_id,
-            "pid": os.getpid(),
-            "started_at": now_iso(self.started),
-            "run_cost": {"spent_usd": usd(sum(s.paid.values())), "saved_usd": usd(sum(s.hits.values()))},
-        }
-        if paths.final.exists() and task_name("mix", s.ad) in s.done:
-            snapshot["final"] = paths.final.name
-        if paths.review_page.exists():
-            snapshot["review"] = paths.review_page.name
+        # `doit ignore`d work is settled too (not "running 76 %" forever); an ad whose final was
+        # ignored is "ignored", not "done"
+        state = "failed" if failed and not s.running else (
+            ("ignored" if f"mix:{s.ad}" in s.ignored else "done") if finished
+            else ("interrupted" if s.stopped else "running"))
+        tasks = TaskCounts(total=total, done=done, run=len(s.executed), up_to_date=len(s.uptodate), failed=len(s.failed))
+        chunk_counts = ChunkCounts(done=len([c for c in chunks if c in s.done]), total=len(chunks),
+                                   current=tuple(c.split(":", 1)[1] for c in chunks if c in s.running))
+        run_cost = RunCost(spent_usd=usd(sum(s.paid.values())), saved_usd=usd(sum(s.hits.values())))
+        final = paths.final.name if paths.final.exists() and task_name("mix", s.ad) in s.done else None
+        review = paths.review_page.name if paths.review_page.exists() else None
         last_error = None
         if s.failed:
             task, message = next(reversed(s.failed.items()))
-            last_error = {"task": task, "message": message, "time": now_iso()}
+            last_error = LastError(task=task, message=message, time=now_iso())
 
-        def change(d: dict[str, Any]) -> None:
-            if d.get("run") != self.run_id:  # a new run: drop the last run's live fields
-                for k in ("running", "last_error", "artifacts"):
-                    d.pop(k, None)
-            d.update(snapshot)
-            d["last_error"] = last_error
-            c = costmod.read_json(paths.cost) or {}
-            d["cost"] = {"spent_usd": c.get("spent_usd", 0.0), "saved_usd": c.get("saved_usd", 0.0),
-                         "total_usd": c.get("total_usd", 0.0), **{f"run_{k}": v for k, v in snapshot["run_cost"].items()}}
+        def change(d: AdStatus) -> None:
+            d.state, d.ignored, d.phase, d.progress_pct = state, tuple(ignored), s.phase, round(s.pct, 1)
+            d.tasks, d.chunks, d.running = tasks, chunk_counts, dict(running)
+            d.artifacts = dict(sorted(s.artifacts.items()))
+            d.run, d.pid, d.started_at, d.run_cost = self.run_id, os.getpid(), now_iso(self.started), run_cost
+            if final is not None:
+                d.final = final
+            if review is not None:
+                d.review = review
+            d.last_error = last_error
+            c = costmod.read_cost(self.build_dir, s.ad)
+            d.cost = StatusCost(spent_usd=c.spent_usd if c else 0.0, saved_usd=c.saved_usd if c else 0.0,
+                                total_usd=c.total_usd if c else 0.0, run_spent_usd=run_cost.spent_usd,
+                                run_saved_usd=run_cost.saved_usd)
 
         return change
 
@@ -248,11 +240,11 @@ class AdspecReporter:
         except OSError:
             pass
 
-    def _receipt(self, task: Any) -> dict[str, Any] | None:
+    def _receipt(self, task: Any) -> Receipt | None:
         for t in task.targets:
             r = read_receipt(Path(t))
             if r is not None:
-                return r.to_json()
+                return r
         return None
 
     # ---- doit's reporter interface ------------------------------------------------------------------
@@ -297,8 +289,8 @@ class AdspecReporter:
             self._note_artifacts(s, task)
             if kind in PAID_KINDS:
                 r = self._receipt(task)
-                if r is not None and r.get("run") == self.run_id:
-                    (s.hits if r.get("cache_hit") else s.paid)[task.name] = float(r.get("cost_usd") or 0.0)
+                if r is not None and r.run == self.run_id:
+                    (s.hits if r.cache_hit else s.paid)[task.name] = float(r.cost_usd or 0.0)
                     costmod.write_cost(self.build_dir, s.ad)
             if self._console is not None and task.actions:
                 extra = ""
@@ -319,8 +311,11 @@ class AdspecReporter:
                 message = f"not run: a task it needs failed ({message})"
             got = self._state(task.name)
             if getattr(fail, "report", True) and name != "UnmetDependency":
-                self.failures.append((task.name, message))
-                self.write(f"FAILED {task.name}: {message}\n")
+                # a failure of several lines (the delivery checks: one per violation) keeps them apart
+                lines = [" ".join(ln.split()) for ln in text.splitlines() if ln.strip()] if name == "TaskFailed" else []
+                for line in lines if len(lines) > 1 else [message]:
+                    self.failures.append((task.name, line))
+                    self.write(f"FAILED {task.name}: {line}\n")
                 if name != "TaskFailed":  # a bug, not a reported error: keep its traceback
                     self.write("".join(getattr(fail, "traceback", []) or []))
             if got is None:
@@ -383,12 +378,12 @@ class AdspecReporter:
                 s.running.clear()
                 s.waits.clear()
                 s.stopped = True
-                last_run = {
-                    "run": self.run_id, "started_at": now_iso(self.started), "finished_at": now_iso(),
-                    "spent_usd": usd(sum(s.paid.values())), "saved_usd": usd(sum(s.hits.values())),
-                    "ran": len(s.executed), "up_to_date": len(s.uptodate), "failed": len(s.failed),
-                    "paid_requests": len(s.paid), "from_cache": len(s.hits),
-                }
+                last_run = LastRun(
+                    run=self.run_id, started_at=now_iso(self.started), finished_at=now_iso(),
+                    spent_usd=usd(sum(s.paid.values())), saved_usd=usd(sum(s.hits.values())),
+                    ran=len(s.executed), up_to_date=len(s.uptodate), failed=len(s.failed),
+                    paid_requests=len(s.paid), from_cache=len(s.hits),
+                )
                 try:
                     costmod.write_cost(self.build_dir, s.ad, last_run=last_run)
                 except OSError:

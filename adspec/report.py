@@ -9,7 +9,7 @@ its type, timing and prompts, the cost table (cost.json's figures) and the statu
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from . import media
 from .approvals import state_of, storyboard_sha256
+from .build_files import AdStatus, CostFile, read_model_or_none
 from .config import load_settings
 from .cost import ad_cost
 from .fsutil import atomic_path, write_text_atomic
@@ -42,13 +43,6 @@ def _env() -> Any:
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["usd"] = fmt_usd
     return env
-
-
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 # ---- contact sheet -------------------------------------------------------------------------------
@@ -105,16 +99,17 @@ def page_inputs(build_dir: Path, ad: str) -> str:
     video's identity (size and mtime). The page is rewritten only when this changes."""
     paths = AdPaths.of(build_dir, ad)
     cost = ad_cost(build_dir, ad)
-    items = [(i["target"], i["cost_usd"], i["cache_hit"], i["key"]) for i in cost["items"]]
+    items = [(i.target, i.cost_usd, i.cache_hit, i.key) for i in cost.items]
     try:
         st = paths.final.stat()
         final = (st.st_size, st.st_mtime_ns)
     except OSError:
         final = None
-    plan = _read(paths.plan)
-    shown = [storyboard_sha256(paths.storyboard(b["id"])) for b in (plan or {}).get("beats", [])] \
-        if (plan or {}).get("approval_required") else None  # the approval marks follow the storyboards
-    return sha256_json({"plan": plan, "items": items, "final": final, "v": 2, **({"approval": shown} if shown else {})})  # v2: the render mode, the player
+    plan = load_plan(paths)
+    shown = [storyboard_sha256(paths.storyboard(b.id)) for b in plan.beats] \
+        if plan is not None and plan.approval_required else None  # the approval marks follow the storyboards
+    return sha256_json({"plan": plan.to_json() if plan is not None else None, "items": items, "final": final,
+                        "v": 2, **({"approval": shown} if shown else {})})  # v2: the render mode, the player
 
 
 def report_is_current(ad: str) -> bool:
@@ -135,8 +130,8 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
     paths = AdPaths.of(build_dir, ad)
     plan = load_plan(paths)
     cost = ad_cost(build_dir, ad)
-    status = _read(paths.status) or {}
-    by_target = {i["target"]: i for i in cost["items"]}
+    status = read_model_or_none(AdStatus, paths.status)
+    by_target = {i.target: i for i in cost.items}
     beats = []
     if plan is not None:
         for i, b in enumerate(plan.beats):
@@ -144,14 +139,14 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
             sb = by_target.get(task_name("storyboard", ad, b.id))
             vo = by_target.get(task_name("voice", ad, b.id))
             chunks = [*chunks, vo] if vo else chunks
-            beat_cost = sum(x["cost_usd"] for x in [sb, *chunks] if x)
+            beat_cost = sum(x.cost_usd for x in [sb, *chunks] if x)
             beats.append({
                 "n": i + 1, "id": b.id, "type": b.type, "start": b.start, "end": b.start + b.duration,
                 "duration": b.duration, "clips": list(b.clips), "image_prompt": b.image_prompt,
                 "motion_prompt": b.motion_prompt, "image": f"beats/{b.id}/storyboard.png",
                 "voiceover": b.voiceover, "voice": f"beats/{b.id}/voice.wav" if paths.voice(b.id).exists() else None,
                 "image_exists": paths.storyboard(b.id).exists(), "cost_usd": beat_cost,
-                "from_cache": all(x["cache_hit"] for x in [sb, *chunks] if x) and any([sb, *chunks]),
+                "from_cache": all(x.cache_hit for x in [sb, *chunks] if x) and any([sb, *chunks]),
                 # `approval: required`: approved / pending / stale (the storyboard on disk against `approved:`)
                 "approval": state_of(b.approved, storyboard_sha256(paths.storyboard(b.id))) if plan.approval_required else None,
             })
@@ -163,21 +158,21 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
                      "height": info.height, "vcodec": info.vcodec, "acodec": info.acodec}
         except Exception:  # a broken file still gets a page that says so
             final = {"src": paths.final.name, "duration": None, "width": None, "height": None, "vcodec": None, "acodec": None}
-    phases = [{"name": p, **cost["phases"][p]} for p in PAID_PHASES]
+    phases = [{"name": p, **dataclasses.asdict(cost.phases[p])} for p in PAID_PHASES]
     captions = paths.captions_vtt.name if paths.captions_vtt.exists() else None
-    mode = render_mode(cost["items"])
+    mode = render_mode(cost.items)
     return {
         "rendered": mode, "offline": mode in (OFFLINE_LABEL, "partly offline"),
         "captions": captions,
         "voice": f"{plan.voice_model} · {plan.voice_name} · ×{plan.voice_speed:g}" if plan is not None and plan.voiced else None,
         "ad": ad, "plan": plan, "beats": beats, "final": final, "cost": cost, "phases": phases,
         "status": {
-            "state": "built" if final else (status.get("state") or "not built"),
+            "state": "built" if final else ((status.state if status else None) or "not built"),
             "updated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-            "tasks": status.get("tasks") or {},
-            "last_error": status.get("last_error"),
-            "run": status.get("run"),
-            "run_cost": status.get("run_cost") or {},
+            "tasks": dataclasses.asdict(status.tasks) if status else {},
+            "last_error": status.last_error if status else None,
+            "run": status.run if status else None,
+            "run_cost": dataclasses.asdict(status.run_cost) if status else {},
         },
         "sheet": paths.contact_sheet.name,
         "music": plan is not None and not plan.native_audio,
@@ -211,12 +206,13 @@ def _link(build_dir: Path, path: Path) -> str:
 
 
 def write_index(build_dir: Path, ads: Sequence[str]) -> Path:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for ad in ads:
         paths = AdPaths.of(build_dir, ad)
         plan = load_plan(paths)
-        cost = _read(paths.cost) or ad_cost(build_dir, ad)
-        status = _read(paths.status) or {}
+        cost = read_model_or_none(CostFile, paths.cost) or ad_cost(build_dir, ad)
+        status = read_model_or_none(AdStatus, paths.status)
+        state = status.state if status else None
         poster = None
         if plan is not None and plan.beats and paths.storyboard(plan.beats[0].id).exists():
             poster = _link(build_dir, paths.storyboard(plan.beats[0].id))
@@ -225,11 +221,10 @@ def write_index(build_dir: Path, ads: Sequence[str]) -> Path:
             "aspect": plan.aspect_ratio if plan else "", "beats": len(plan.beats) if plan else 0,
             "page": _link(build_dir, paths.review_page) if paths.review_page.exists() else None,
             "final": _link(build_dir, paths.final) if paths.final.exists() else None, "poster": poster,
-            "state": "built" if paths.final.exists() and status.get("state") != "failed" else (status.get("state") or "not built"),
-            "last_error": (status.get("last_error") or {}).get("message"),
-            "rendered": render_mode(cost.get("items") or []),
-            "spent_usd": cost.get("spent_usd", 0.0), "saved_usd": cost.get("saved_usd", 0.0),
-            "total_usd": cost.get("total_usd", 0.0),
+            "state": "built" if paths.final.exists() and state != "failed" else (state or "not built"),
+            "last_error": status.last_error.message if status and status.last_error else None,
+            "rendered": render_mode(cost.items),
+            "spent_usd": cost.spent_usd, "saved_usd": cost.saved_usd, "total_usd": cost.total_usd,
         })
     totals = {k: sum(r[k] for r in rows) for k in ("spent_usd", "saved_usd", "total_usd")}
     html = _env().get_template("index.html.j2").render(

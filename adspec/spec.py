@@ -34,6 +34,7 @@ from pydantic import (
 
 from .errors import SpecError
 from .library import Library, TemplateProblem, load_library, render_template
+from .placements import load_placements, placement_ids, unknown_placement_message
 from .prompt_text import plain_text, product_from_prompt
 from .registry import Registry, load_registry
 from .variants import Variants
@@ -64,6 +65,22 @@ def _relative_path(rel: str) -> str:
 
 
 AssetPath = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_relative_path)]
+
+
+def _known_placement(name: str) -> str:
+    if name not in load_placements():
+        raise ValueError(unknown_placement_message(name))
+    return name
+
+
+def _placement_enum() -> list[str]:
+    try:
+        return placement_ids()
+    except Exception:  # the schema must not depend on the data file being readable
+        return []
+
+
+PlacementId = Annotated[str, AfterValidator(_known_placement), Field(json_schema_extra={"enum": _placement_enum()})]
 
 Loc = tuple[Union[str, int], ...]
 Issue = tuple[Loc, str]  # (location in the document, one-line message)
@@ -325,6 +342,10 @@ class Spec(Strict):
     voice: Voice = Field(default_factory=Voice, description="who speaks the voiceover lines, and how fast")
     voiceover: bool = Field(True, description="false: no spoken lines (the planner writes none, the build speaks none)")
     captions: Captions = Field(default_factory=Captions, description="captions of the spoken lines: burned in or not, font, colour")
+    placements: list[PlacementId] = Field(
+        default_factory=list, max_length=20,
+        description="where the ad runs (`adspec placements`): each is checked (`check:<ad>`) and exported "
+                    "(build/<ad>/export/<placement>.mp4); local only, never paid for")
     music: Music | None = Field(None, description="music for inline beats (default: derived from the style)")
     beats: list[Beat] | None = Field(None, min_length=1, max_length=60, description="inline beats: no planner runs")
     variants: Variants | None = Field(None, description="matrix / include / exclude / named: each variant is an ad <name>@<variant> (see adspec.variants)")

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import captions
+from .build_files import Speech, read_model
 from .media import Overlay
 from .paths import AdPaths
 
@@ -33,22 +35,34 @@ def wav_seconds(path: Path) -> float:
         return w.getnframes() / float(w.getframerate())
 
 
+def text_layout(parts: SpeechParts, width: int, height: int) -> dict[str, Any]:
+    """Where the words drawn on the picture sit (each burned caption's box and time), for the
+    delivery checks' safe zones; written by the mix beside the final."""
+    from PIL import Image
+
+    boxes = []
+    for overlay, cue in zip(parts.overlays, parts.cues):
+        with Image.open(overlay.png) as img:
+            w, h = img.size
+        boxes.append({"kind": "caption", "text": cue.text, "x": overlay.x, "y": overlay.y, "w": w, "h": h,
+                      "start": overlay.start, "end": overlay.end})
+    return {"width": width, "height": height, "boxes": boxes}
+
+
 @contextmanager
 def speech_parts(paths: AdPaths) -> Iterator[SpeechParts]:
     """The parts of an ad's speech, with caption files written and images drawn in a scratch
     folder that lives as long as the context (the mix reads them)."""
-    import json
-
     parts = SpeechParts()
-    speech = json.loads(paths.speech.read_text(encoding="utf-8")) if paths.speech.exists() else {"lines": []}
+    speech = read_model(Speech, paths.speech) if paths.speech.exists() else None
     seconds = {}
-    for line in speech["lines"]:
-        wav = paths.voice(line["id"])
-        seconds[line["id"]] = wav_seconds(wav)
-        start = float(line["start"]) + float(line["lead_in"])
+    for line in speech.lines if speech is not None else ():
+        wav = paths.voice(line.id)
+        seconds[line.id] = wav_seconds(wav)
+        start = float(line.start) + float(line.lead_in)
         parts.voices.append((wav, start))
-        parts.duck.append((start, start + seconds[line["id"]]))
-    if not parts.voices:
+        parts.duck.append((start, start + seconds[line.id]))
+    if speech is None or not parts.voices:
         for stale in (paths.captions_srt, paths.captions_vtt):
             stale.unlink(missing_ok=True)
         yield parts
@@ -56,12 +70,12 @@ def speech_parts(paths: AdPaths) -> Iterator[SpeechParts]:
     parts.cues = captions.cues(captions.spoken_lines(speech, seconds))
     captions.write_captions(parts.cues, paths.captions_srt, paths.captions_vtt)
     parts.subtitles = paths.captions_srt
-    options = speech.get("captions") or {}
+    options = speech.captions or {}
     with tempfile.TemporaryDirectory(prefix=".captions-", dir=paths.root) as tmp:
         if options.get("burn", True):
             from .render.captions import caption_images
 
-            placed = caption_images(parts.cues, Path(tmp), width=speech["width"], height=speech["height"],
-                                    aspect_ratio=speech["aspect_ratio"], palette=speech["palette"], options=options)
+            placed = caption_images(parts.cues, Path(tmp), width=speech.width, height=speech.height,
+                                    aspect_ratio=speech.aspect_ratio, palette=speech.palette, options=options)
             parts.overlays = [Overlay(p.png, p.x, p.y, p.start, p.end) for p in placed]
         yield parts

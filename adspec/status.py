@@ -4,26 +4,26 @@ Writers (the doit reporter in the main process, provider waits in worker threads
 merge their fields under a per-ad file lock and replace the file atomically (temp + rename), so a
 reader sees valid, complete JSON at every moment.
 
-status.json:
-    {"ad", "state": "running"|"done"|"failed"|"interrupted"|"ignored"|"cleaned", "phase", "progress_pct",
-     "tasks": {"total", "done", "run", "cached", "failed"}, "chunks": {"done", "total", "current"},
-     "running": {task: {"since", "provider_status", "status_since"}},
+status.json is read and written through `adspec.build_files.AdStatus` (versioned; one of another
+version or damaged is started afresh):
+    {"version", "ad", "state": "running"|"done"|"failed"|"interrupted"|"ignored"|"cleaned", "phase",
+     "progress_pct", "ignored", "tasks": {"total", "done", "run", "up_to_date", "failed"},
+     "chunks": {"done", "total", "current"}, "running": {task: {"since", "provider_status", "status_since"}},
      "cost": {"spent_usd", "saved_usd", "total_usd", "run_spent_usd", "run_saved_usd"},
-     "artifacts": {task: path relative to build/<ad>}, "final", "review",
-     "last_error": {"task", "message", "time"} | null, "run", "pid", "started_at", "updated_at"}
+     "run_cost": {"spent_usd", "saved_usd"}, "artifacts": {task: path relative to build/<ad>}, "final",
+     "review", "last_error": {"task", "message", "time"} | null, "run", "pid", "started_at", "updated_at"}
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Iterable
 
+from .build_files import AdStatus, CostFile, CostItem, RunningTask, read_model_or_none, write_pretty
 from .file_locks import exclusive
-from .fsutil import write_json_atomic
 from .money import fmt_usd
 from .paths import AdPaths
 
@@ -41,50 +41,47 @@ def status_path(build_dir: Path, ad: str) -> Path:
     return AdPaths.of(build_dir, ad).status
 
 
-def read_status(build_dir: Path, ad: str) -> dict[str, Any] | None:
-    """build/<ad>/status.json as its readers should see it: a "running" status whose build
-    process is gone (SIGKILL, a reboot: it could not say so itself) reads "interrupted"."""
-    try:
-        d = json.loads(status_path(build_dir, ad).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(d, dict):
-        return None
-    if d.get("state") == "running" and not owner_alive(d):
-        d["state"] = "interrupted"
-    elif d.get("state") == "done" and not AdPaths.of(build_dir, ad).final.exists():
+def read_status(build_dir: Path, ad: str) -> AdStatus | None:
+    """build/<ad>/status.json as its readers should see it (None: none yet, damaged, or of
+    another version): a "running" status whose build process is gone (SIGKILL, a reboot: it
+    could not say so itself) reads "interrupted"; a "done" one whose final is gone, "cleaned"."""
+    d = read_model_or_none(AdStatus, status_path(build_dir, ad))
+    if d is not None and d.state == "running" and not owner_alive(d):
+        d.state = "interrupted"
+    elif d is not None and d.state == "done" and not AdPaths.of(build_dir, ad).final.exists():
         as_cleaned(d)  # its final was removed since (by hand, or a clean that could not say so)
     return d
 
 
-def as_cleaned(d: dict[str, Any]) -> None:
+def as_cleaned(d: AdStatus) -> None:
     """`d` as the status of an ad whose built files are gone: nothing done, nothing to show."""
-    d.update(state="cleaned", phase="cleaned", progress_pct=0.0, running={}, final=None, review=None, artifacts={})
-    for counts in (d.get("tasks"), d.get("chunks")):
-        if isinstance(counts, dict) and "done" in counts:
-            counts["done"] = 0
+    d.state = d.phase = "cleaned"
+    d.progress_pct = 0.0
+    d.running, d.final, d.review, d.artifacts = {}, None, None, {}
+    d.tasks.done = 0
+    d.chunks.done = 0
 
 
-def update_status(build_dir: Path, ad: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+def update_status(build_dir: Path, ad: str, change: Callable[[AdStatus], None]) -> AdStatus:
     """Read, change and atomically rewrite build/<ad>/status.json under the ad's lock."""
     root = AdPaths.of(build_dir, ad).root
     with ad_lock(root):
-        data = read_status(build_dir, ad) or {"ad": ad}
+        data = read_status(build_dir, ad) or AdStatus(ad=ad)
         change(data)
-        data["ad"] = ad
-        data["updated_at"] = now_iso()
-        write_json_atomic(AdPaths(root).status, data)
+        data.ad = ad
+        data.updated_at = now_iso()
+        write_pretty(AdPaths(root).status, data.to_json())
         return data
 
 
 def provider_wait(build_dir: Path, ad: str, task: str, status: str) -> None:
     """A provider reported `status` for `task` (e.g. starting, processing)."""
 
-    def change(d: dict[str, Any]) -> None:
-        run = d.setdefault("running", {}).setdefault(task, {"since": time.time()})
-        if run.get("provider_status") != status:
-            run["provider_status"] = status
-            run["status_since"] = time.time()
+    def change(d: AdStatus) -> None:
+        run = d.running.setdefault(task, RunningTask(since=time.time()))
+        if run.provider_status != status:
+            run.provider_status = status
+            run.status_since = time.time()
 
     update_status(build_dir, ad, change)
 
@@ -96,11 +93,11 @@ PICTURE_PHASES = ("storyboard", "chunks")
 OFFLINE_LABEL = "offline animatic"
 
 
-def render_mode(items: list[dict[str, Any]]) -> str:
+def render_mode(items: Iterable[CostItem]) -> str:
     """How the picture of an ad was made, from its cost items (cost.json's `items`): "offline
     animatic" (the free local render: drawn storyboards, camera moves), "live" (the providers'
     models), "partly offline", or "" when nothing of the picture is built."""
-    providers = {i.get("provider") for i in items if i.get("phase") in PICTURE_PHASES}
+    providers = {i.provider for i in items if i.phase in PICTURE_PHASES}
     if not providers:
         return ""
     if providers == {"offline"}:
@@ -109,13 +106,9 @@ def render_mode(items: list[dict[str, Any]]) -> str:
 
 
 def rendered(build_dir: Path, ad: str) -> str:
-    """`render_mode` of build/<ad>/cost.json ("" when there is none yet)."""
-    try:
-        cost = json.loads(AdPaths.of(build_dir, ad).cost.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
-    items = cost.get("items") if isinstance(cost, dict) else None
-    return render_mode([i for i in items if isinstance(i, dict)]) if isinstance(items, list) else ""
+    """`render_mode` of build/<ad>/cost.json ("" when there is none yet, or of another version)."""
+    cost = read_model_or_none(CostFile, AdPaths.of(build_dir, ad).cost)
+    return render_mode(cost.items) if cost is not None else ""
 
 
 # ---- adspec status --------------------------------------------------------------------------------
@@ -133,43 +126,40 @@ def _elapsed(since: float | None) -> str:
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
-def row(d: dict[str, Any]) -> dict[str, str]:
-    tasks = d.get("tasks") or {}
-    chunks = d.get("chunks") or {}
-    cost = d.get("cost") or {}
+def row(d: AdStatus) -> dict[str, str]:
     waits = []
-    for task, r in sorted((d.get("running") or {}).items()):
+    for task, r in sorted(d.running.items()):
         what = task.split(":", 1)[-1]
-        if r.get("provider_status"):
-            waits.append(f"{what} {r['provider_status']} {_elapsed(r.get('status_since') or r.get('since'))}")
+        if r.provider_status:
+            waits.append(f"{what} {r.provider_status} {_elapsed(r.status_since or r.since)}")
         else:
-            waits.append(f"{what} {_elapsed(r.get('since'))}")
-    err = d.get("last_error") or {}
+            waits.append(f"{what} {_elapsed(r.since)}")
+    err = d.last_error
     return {
-        "ad": d.get("ad", "?"),
+        "ad": d.ad,
         "state": state_of(d),
-        "rendered": str(d.get("rendered") or ""),
-        "phase": d.get("phase") or "",
-        "progress": f"{d.get('progress_pct', 0):.0f}% ({tasks.get('done', 0)}/{tasks.get('total', 0)})",
-        "chunks": f"{chunks.get('done', 0)}/{chunks.get('total', 0)}" if chunks.get("total") else "",
-        "spent": fmt_usd(cost.get("spent_usd", 0.0)),
-        "saved": fmt_usd(cost.get("saved_usd", 0.0)),
+        "rendered": d.rendered or "",
+        "phase": d.phase or "",
+        "progress": f"{d.progress_pct:.0f}% ({d.tasks.done}/{d.tasks.total})",
+        "chunks": f"{d.chunks.done}/{d.chunks.total}" if d.chunks.total else "",
+        "spent": fmt_usd(d.cost.spent_usd),
+        "saved": fmt_usd(d.cost.saved_usd),
         "now": "; ".join(waits),
-        "error": err.get("message", "") if d.get("state") == "failed" or err else "",
-        "updated": d.get("updated_at", ""),
+        "error": err.message if err is not None else "",
+        "updated": d.updated_at or "",
     }
 
 
-def state_of(d: dict[str, Any]) -> str:
+def state_of(d: AdStatus) -> str:
     """The state a status says, corrected for a build that is gone: a "running" status whose
     process no longer exists (killed, machine rebooted) is "interrupted"."""
-    state = str(d.get("state", "?"))
+    state = d.state or "?"
     if state == "running" and not owner_alive(d):
         return "interrupted"
     return state
 
 
-def print_table(statuses: list[dict[str, Any]], file: Any = None) -> None:
+def print_table(statuses: list[AdStatus], file: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -201,18 +191,18 @@ def watch(build_dir: Path, ad: str, *, interval: float = 1.0, timeout: float | N
             if line != last:
                 print(line, file=out, flush=True)
                 last = line
-            if d.get("state") in ("done", "failed") and not d.get("running"):
-                return 0 if d["state"] == "done" else 1
-            if d.get("state") == "running" and d.get("pid") and not owner_alive(d):
-                print(f"{ad}: the build process ({d['pid']}) is gone; status stays as it left it", file=out, flush=True)
+            if d.state in ("done", "failed") and not d.running:
+                return 0 if d.state == "done" else 1
+            if d.state == "running" and d.pid and not owner_alive(d):
+                print(f"{ad}: the build process ({d.pid}) is gone; status stays as it left it", file=out, flush=True)
                 return 1
         if timeout is not None and time.time() - start > timeout:
             return 2
         time.sleep(interval)
 
 
-def owner_alive(d: dict[str, Any]) -> bool:
-    pid = d.get("pid")
+def owner_alive(d: AdStatus) -> bool:
+    pid = d.pid
     if not pid:
         return False
     try:

@@ -1,5 +1,5 @@
 """The task-name grammar, built and parsed here only: `kind:ad`, `storyboard:ad/beat`,
-`chunk:ad/beat/k`, `voice:ad/beat`; the alias `ad` builds one ad, `budget` and `report` are the run's own tasks.
+`chunk:ad/beat/k`, `voice:ad/beat`, `export:ad/placement`; the alias `ad` builds one ad, `budget` and `report` are the run's own tasks.
 
 An ad name never holds ':' or '/', and a beat id never holds '/', so the parts split back cleanly.
 """
@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Iterable, NamedTuple
 
 #: every kind of per-ad task, in build order
-KINDS = ("plan", "storyboard", "chunk", "voice", "music", "stitch", "mix", "report")
+KINDS = ("plan", "storyboard", "chunk", "voice", "music", "stitch", "mix", "export", "check", "timeline", "report")
 #: the kinds whose task may call a paid provider
 PAID_KINDS = frozenset({"plan", "storyboard", "chunk", "voice", "music"})
 #: kind -> the phase it is counted in (costs, estimates, progress): chunks are one phase
 PHASE_OF = {"plan": "plan", "storyboard": "storyboard", "chunk": "chunks", "voice": "voice", "music": "music", "stitch": "stitch",
-            "mix": "mix", "report": "report"}
+            "mix": "mix", "export": "export", "check": "check", "timeline": "timeline", "report": "report"}
 #: every phase, in build order; the paid ones first
 PHASES = tuple(PHASE_OF.values())
 PAID_PHASES = tuple(PHASE_OF[k] for k in KINDS if k in PAID_KINDS)

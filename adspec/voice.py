@@ -9,15 +9,14 @@ that the step fails with one line saying what to do. The paid audio stays in the
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from . import media
 from .actions import context, current_settings, paid_fetch
+from .build_files import VoiceInputs, read_model
 from .config import load_settings
 from .errors import AdspecError
 from .paths import AdPaths
@@ -46,14 +45,14 @@ class Fit:
         return self.spoken / self.tempo
 
 
-def fit_line(beat_id: str, spoken: float, inputs: dict[str, Any]) -> Fit:
+def fit_line(beat_id: str, spoken: float, inputs: VoiceInputs) -> Fit:
     """How a line of `spoken` seconds fits its beat (pure). VoiceFitError past the speed-up limit."""
-    duration = float(inputs["duration"])
-    room = max(0.0, duration - float(inputs["lead_in"]) - float(inputs["tail"]))
+    duration = float(inputs.duration)
+    room = max(0.0, duration - float(inputs.lead_in) - float(inputs.tail))
     if spoken <= room:
         return Fit(spoken, room, 1.0)
     tempo = spoken / room if room > 0 else float("inf")
-    limit = float(inputs["max_speedup"])
+    limit = float(inputs.max_speedup)
     if tempo <= limit + 1e-9:
         return Fit(spoken, room, tempo)
     raise VoiceFitError(
@@ -63,22 +62,22 @@ def fit_line(beat_id: str, spoken: float, inputs: dict[str, Any]) -> Fit:
     )
 
 
-def voice_request(ad: str, inputs: dict[str, Any]) -> VoiceRequest:
-    return VoiceRequest(ad=ad, beat_id=inputs["id"], text=inputs["text"], model=inputs["model"],
-                        voice=inputs["voice"], speed=float(inputs["speed"]))
+def voice_request(ad: str, inputs: VoiceInputs) -> VoiceRequest:
+    return VoiceRequest(ad=ad, beat_id=inputs.id, text=inputs.text, model=inputs.model,
+                        voice=inputs.voice, speed=float(inputs.speed))
 
 
 def provider_for(model: str) -> MediaProvider:
     return voice_provider(current_settings(), model)
 
 
-def read_inputs(build_dir: Path, ad: str, beat_id: str) -> dict[str, Any]:
-    return json.loads(AdPaths.of(build_dir, ad).voice_inputs(beat_id).read_text(encoding="utf-8"))
+def read_inputs(build_dir: Path, ad: str, beat_id: str) -> VoiceInputs:
+    return read_model(VoiceInputs, AdPaths.of(build_dir, ad).voice_inputs(beat_id))
 
 
 def voice_recipe(build_dir: Path, ad: str, beat_id: str) -> Recipe:
     inputs = read_inputs(build_dir, ad, beat_id)
-    return provider_for(inputs["model"]).voice_recipe(voice_request(ad, inputs))
+    return provider_for(inputs.model).voice_recipe(voice_request(ad, inputs))
 
 
 def make_voice(ad: str, beat_id: str) -> None:
@@ -86,9 +85,9 @@ def make_voice(ad: str, beat_id: str) -> None:
     ctx = context()
     paths = AdPaths.of(ctx.settings.build_dir, ad)
     inputs = read_inputs(ctx.settings.build_dir, ad, beat_id)
-    provider = provider_for(inputs["model"])
+    provider = provider_for(inputs.model)
     recipe = provider.voice_recipe(voice_request(ad, inputs))
-    what = f"{ad}/{beat_id} voice ({inputs['model']})"
+    what = f"{ad}/{beat_id} voice ({inputs.model})"
     task = task_name("voice", ad, beat_id)
     fetched = paid_fetch(ctx, recipe, provider.run, speech_verifier(what), suffix=".audio", label=what, ad=ad, task=task)
     target = paths.voice(beat_id)

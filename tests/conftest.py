@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 _SCRUB = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS",
           "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL", "ADSPEC_BACKEND", "ADSPEC_SPECS", "ADSPEC_BUILD",
           "ADSPEC_CACHE_DIR", "ADSPEC_BUDGET_USD", "ADSPEC_SHARD", "ADSPEC_REMOTE_CACHE",
-          "ADSPEC_MAX_INFLIGHT", "ADSPEC_CPU_JOBS")
+          "ADSPEC_MAX_INFLIGHT", "ADSPEC_CPU_JOBS", "ADSPEC_CLAIM_STALE", "ADSPEC_C2PA", "ADSPEC_C2PA_KEY",
+          "ADSPEC_C2PA_CERT")
 
 
 # ---- what the tests need beyond pip ---------------------------------------------------------------
@@ -105,7 +106,10 @@ class Project:
     def run_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
         env.update(ADSPEC_SPECS=str(self.specs), ADSPEC_BUILD=str(self.build), ADSPEC_CACHE_DIR=str(self.cache),
-                   ADSPEC_BACKEND="offline", PYTHONPATH=str(REPO))
+                   ADSPEC_BACKEND="offline", PYTHONPATH=str(REPO),
+                   # C2PA manifests are salted (a signed final differs from run to run in its manifest
+                   # only): off for the tests that compare finals byte for byte; tests/test_ship.py turns it on
+                   ADSPEC_C2PA="off")
         env.update(self.env)
         env.update(extra)
         return env

@@ -50,7 +50,7 @@ def test_status_json_is_valid_at_every_moment_of_a_build(project: Project) -> No
     assert "running" in states and {"storyboard", "chunks"} & phases
     d = json.loads(status.read_text())
     assert d["state"] == "done" and d["phase"] == "done" and d["progress_pct"] == 100
-    assert d["tasks"]["total"] == d["tasks"]["done"] == 11  # plan, 3 images, 3 chunks, music, stitch, mix, report
+    assert d["tasks"]["total"] == d["tasks"]["done"] == 13  # plan, 3 images, 3 chunks, music, stitch, mix, check, timeline, report
     assert d["chunks"] == {"done": 3, "total": 3, "current": []}
     assert d["running"] == {} and d["last_error"] is None
     assert d["final"] == "final.mp4" and d["artifacts"]["mix:zip"] == "final.mp4"
@@ -63,12 +63,12 @@ def test_status_json_is_valid_at_every_moment_of_a_build(project: Project) -> No
 
     followed = watcher.communicate(timeout=60)[0].splitlines()
     assert watcher.returncode == 0 and len(followed) >= 3, followed  # it followed the build ...
-    assert followed[0].startswith("zip: running") and followed[-1].startswith("zip: done done 100% (11/11)")  # ... to its end
+    assert followed[0].startswith("zip: running") and followed[-1].startswith("zip: done done 100% (13/13)")  # ... to its end
 
     table = project.adspec("status")
-    assert table.returncode == 0 and "zip" in table.stdout and "done" in table.stdout and "100% (11/11)" in table.stdout
+    assert table.returncode == 0 and "zip" in table.stdout and "done" in table.stdout and "100% (13/13)" in table.stdout
     watched = project.adspec("status", "--watch", "zip")
-    assert watched.returncode == 0 and watched.stdout.startswith("zip: done done 100% (11/11) chunks 3/3")
+    assert watched.returncode == 0 and watched.stdout.startswith("zip: done done 100% (13/13) chunks 3/3")
     as_json = json.loads(project.adspec("status", "--json").stdout)
     assert as_json[0]["ad"] == "zip" and as_json[0]["state"] == "done"
 

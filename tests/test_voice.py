@@ -22,6 +22,7 @@ from adspec.registry import load_registry
 from adspec.render.speech import speak_to_wav, synthesize
 from adspec.safe_areas import safe_area
 from adspec.spec import word_count
+from adspec.build_files import VoiceInputs
 from adspec.voice import VoiceFitError, fit_line
 
 RATE = 16000
@@ -107,7 +108,8 @@ def test_every_offline_voice_speaks_and_repeats(tmp_path: Path) -> None:
 
 
 def test_fit_line_speeds_up_at_most_15_percent_then_says_what_to_do() -> None:
-    inputs = {"duration": 3, "lead_in": 0.25, "tail": 0.15, "max_speedup": 1.15}
+    inputs = VoiceInputs(id="hook", text="a line", model="espeak", voice="en-us", speed=1.0, duration=3,
+                         lead_in=0.25, tail=0.15, max_speedup=1.15)
     room = 3 - 0.25 - 0.15
     assert fit_line("hook", 2.0, inputs).tempo == 1.0
     fit = fit_line("hook", room * 1.15, inputs)

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import json
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
+from ..build_files import AdStatus, ChunkCounts
 from ..config import Settings
 from ..paths import AdPaths, ad_folder
+from ..plan_file import load_plan
 from ..status import read_status
 from .builds import QUEUED, RUNNING, BuildQueue
 
@@ -37,13 +39,6 @@ def file_url(settings: Settings, path: Path) -> str | None:
     return f"/files/{quote(rel.as_posix())}?v={st.st_mtime_ns}"
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _iso_to_epoch(text: str | None) -> float:
     if not text:
         return 0.0
@@ -56,31 +51,32 @@ def _iso_to_epoch(text: str | None) -> float:
 def ad_view(settings: Settings, queue: BuildQueue, ad: str) -> dict[str, Any]:
     """The live page's whole state for one ad."""
     paths = AdPaths.of(settings.build_dir, ad)
-    status = read_status(settings.build_dir, ad) or {}
+    found = read_status(settings.build_dir, ad)
+    status = found or AdStatus(ad=ad)
     run = queue.get(ad)
-    state = status.get("state") or "not built"
-    error = (status.get("last_error") or {}).get("message") if state == "failed" else None
+    state = status.state or "not built"
+    error = status.last_error.message if state == "failed" and status.last_error is not None else None
     fresh = True  # does status.json describe the server's latest build of this ad?
     if run is not None:
         if run.state == QUEUED:
             state, error, fresh = "queued", None, False
         elif run.state == RUNNING:
-            started = _iso_to_epoch(status.get("started_at"))
+            started = _iso_to_epoch(status.started_at)
             fresh = started >= int(run.started_at or 0) - 1
             state, error = "running", None
-        elif run.error and _iso_to_epoch(status.get("updated_at")) < int(run.started_at or 0):
+        elif run.error and _iso_to_epoch(status.updated_at) < int(run.started_at or 0):
             state, error = "failed", run.error  # the build failed before doit wrote a status
         elif run.error and state != "failed":
             state, error = "failed", run.error
-    chunks = (status.get("chunks") or {}) if fresh else {}
-    artifacts = (status.get("artifacts") or {}) if fresh else {}
-    running = (status.get("running") or {}) if fresh else {}
-    plan = _read_json(paths.plan) or {}
-    beats = []
-    for b in plan.get("beats") or []:
-        bid = b["id"]
+    chunks = status.chunks if fresh else ChunkCounts()
+    artifacts = status.artifacts if fresh else {}
+    running = status.running if fresh else {}
+    plan = load_plan(paths)
+    beats: list[dict[str, Any]] = []
+    for b in plan.beats if plan is not None else ():
+        bid = b.id
         task_chunks = []
-        for k in range(len(b.get("clips") or [])):
+        for k in range(len(b.clips)):
             task = f"chunk:{ad}/{bid}/{k}"
             chunk = paths.chunk(bid, k)
             task_chunks.append({
@@ -91,26 +87,25 @@ def ad_view(settings: Settings, queue: BuildQueue, ad: str) -> dict[str, Any]:
             })
         sb_task = f"storyboard:{ad}/{bid}"
         beats.append({
-            "id": bid, "type": b.get("type"), "start": b.get("start"), "duration": b.get("duration"),
-            "image_prompt": b.get("image_prompt"), "motion_prompt": b.get("motion_prompt"),
+            "id": bid, "type": b.type, "start": b.start, "duration": b.duration,
+            "image_prompt": b.image_prompt, "motion_prompt": b.motion_prompt,
             "storyboard": {"state": "running" if sb_task in running else "done" if sb_task in artifacts else
                            ("stale" if paths.storyboard(bid).exists() else "waiting"),
                            "url": file_url(settings, paths.storyboard(bid))},
             "chunks": task_chunks,
         })
-    cost = status.get("cost") or {}
+    cost = status.cost
     return {
         "ad": ad,
-        "title": plan.get("title"),
+        "title": plan.title if plan is not None else None,
         "state": state,
-        "phase": (status.get("phase") if fresh else None) or ("queued" if state == "queued" else None),
-        "progress": float(status.get("progress_pct", 0.0)) if fresh else 0.0,
-        "tasks": status.get("tasks") if fresh else None,
-        "chunks": {"done": chunks.get("done", 0), "total": chunks.get("total", 0), "current": chunks.get("current", [])},
+        "phase": (status.phase if fresh else None) or ("queued" if state == "queued" else None),
+        "progress": float(status.progress_pct) if fresh else 0.0,
+        "tasks": dataclasses.asdict(status.tasks) if fresh and found is not None else None,
+        "chunks": {"done": chunks.done, "total": chunks.total, "current": list(chunks.current)},
         "running": sorted(running),
-        "waits": {t: r.get("provider_status") for t, r in running.items() if r.get("provider_status")},
-        "cost": {"spent_usd": cost.get("spent_usd", 0.0), "saved_usd": cost.get("saved_usd", 0.0),
-                 "total_usd": cost.get("total_usd", 0.0)},
+        "waits": {t: r.provider_status for t, r in running.items() if r.provider_status},
+        "cost": {"spent_usd": cost.spent_usd, "saved_usd": cost.saved_usd, "total_usd": cost.total_usd},
         "error": error,
         "beats": beats,
         "video": file_url(settings, paths.video),
@@ -118,7 +113,7 @@ def ad_view(settings: Settings, queue: BuildQueue, ad: str) -> dict[str, Any]:
         "review": file_url(settings, paths.root / "index.html"),
         "thumbnail": next((b["storyboard"]["url"] for b in beats if b["storyboard"]["url"]), None),
         "queue": run.to_json() if run is not None else None,
-        "updated_at": status.get("updated_at"),
+        "updated_at": status.updated_at,
     }
 
 

@@ -1,0 +1,387 @@
+"""Ready to ship (issue 21): placements as data, checks as build targets, exports, the OTIO
+timeline and C2PA provenance. Real doit runs over small offline ads; media facts measured with ffmpeg."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, small_spec
+
+from adspec.placements import load_placements
+
+IDS = ["youtube-instream", "youtube-bumper", "youtube-shorts", "tiktok", "instagram-reels", "meta-feed-1x1",
+       "meta-feed-4x5", "ctv-15", "ctv-30"]
+
+
+def test_placements_are_data_with_sources() -> None:
+    placements = load_placements()
+    assert list(placements) == IDS
+    assert placements["youtube-bumper"].duration.max == 6
+    assert placements["ctv-30"].duration.exact == 30 and placements["ctv-30"].loudness.lufs == -24
+    assert placements["instagram-reels"].safe_zone.bottom == 0.35
+    text = (REPO / "adspec" / "library" / "placements.yaml").read_text()
+    for pid in IDS:  # every placement's figures carry a source comment
+        block = text.split(f"\n{pid}:\n", 1)[1].split("\n\n", 1)[0]
+        figures = [line for line in block.splitlines() if ":" in line and line.startswith("  ") and "name:" not in line]
+        assert figures and all("#" in line for line in figures), pid
+
+
+def test_adspec_placements_lists_them() -> None:
+    out = subprocess.run([sys.executable, "-m", "adspec.cli", "placements", "--json"], capture_output=True, text=True,
+                         cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=True)
+    rows = json.loads(out.stdout)
+    assert [r["id"] for r in rows] == IDS
+
+
+def test_unknown_placement_is_a_located_error(project) -> None:
+    path = project.write_spec("ad", small_spec(placements=["tiktok", "tiktk"]))
+    proc = project.adspec("validate", str(path))
+    assert proc.returncode == 1
+    line = proc.stderr.strip()
+    assert line.startswith("specs/ad.yaml:30: ") and "placements.1: unknown placement 'tiktk' (did you mean 'tiktok'?)" in line
+    assert "known: youtube-instream, youtube-bumper" in line
+
+
+def test_a_variant_may_list_its_own_placements(project) -> None:
+    spec = small_spec(aspect_ratio="9:16", placements=["tiktok"],
+                      variants={"named": {"wide": {"aspect_ratio": "16:9", "placements": ["youtube-bumper"]}}})
+    path = project.write_spec("ad", spec)
+    assert project.adspec("validate", str(path)).returncode == 0
+    bad = dict(spec, variants={"named": {"wide": {"placements": ["nope"]}}})
+    path = project.write_spec("ad", bad)
+    proc = project.adspec("validate", str(path))
+    assert proc.returncode == 1 and "unknown placement 'nope'" in proc.stderr
+
+
+# ---- checks on files made to violate them (measured: ffmpeg's ebur128, luma per frame) --------
+
+import pytest  # noqa: E402
+
+from adspec import media  # noqa: E402
+from adspec.checks import check_file, flash_transitions, max_flashes_per_second  # noqa: E402
+from adspec.media_delivery import loudness  # noqa: E402
+
+
+def make_clip(out, *, seconds: float = 2.0, size: str = "320x180", video: str | None = None, gain_db: float = 5.0,
+              vcodec: str = "libx264", subtitles: bool = False):
+    """A clip from ffmpeg's generators: `video` a lavfi source (default a still colour), a 1 kHz
+    tone at `gain_db` (ffmpeg's sine is at 1/8 of full scale: -21 LUFS; +5 dB reads -16 LUFS), H.264 + AAC in MP4."""
+    src = video or f"color=c=0x406080:s={size}:r=24:d={seconds}"
+    args = [media.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", src,
+            "-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate=48000:duration={seconds}"]
+    if subtitles:
+        srt = out.with_suffix(".srt")
+        srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nHello\n\n")
+        args += ["-i", str(srt)]
+    args += ["-map", "0:v", "-map", "1:a"] + (["-map", "2:s", "-c:s", "mov_text"] if subtitles else [])
+    args += ["-af", f"volume={gain_db}dB", "-ac", "2", "-c:v", vcodec, "-pix_fmt", "yuv420p", "-c:a", "aac",
+             "-t", str(seconds), str(out)]
+    subprocess.run(args, check=True)
+    return out
+
+
+def lines(report) -> list[str]:
+    return report.lines()
+
+
+def test_a_31_s_ctv_30_ad_fails_its_duration(tmp_path) -> None:
+    long = make_clip(tmp_path / "long.mp4", seconds=31, size="160x90")
+    rep = check_file("ad", long, ["ctv-30"], measure_flashes=False)
+    assert "ad: ctv-30: duration: 31.00 s, must be exactly 30 s" in lines(rep)
+    ok = make_clip(tmp_path / "ok.mp4", seconds=30, size="160x90")
+    assert not [x for x in lines(check_file("ad", ok, ["ctv-30"], measure_flashes=False)) if "duration" in x]
+    bumper = check_file("ad", make_clip(tmp_path / "b.mp4", seconds=8, size="160x90"), ["youtube-bumper"])
+    assert "ad: youtube-bumper: duration: 8.00 s, over the maximum of 6 s" in lines(bumper)
+
+
+def test_minus_8_lufs_audio_fails_loudness_and_a_normal_level_passes(tmp_path) -> None:
+    loud = make_clip(tmp_path / "loud.mp4", gain_db=13.0)
+    i, tp = loudness(loud)
+    assert i == pytest.approx(-8.0, abs=0.5)
+    rep = check_file("ad", loud, [])
+    assert f"ad: loudness: integrated {i:.1f} LUFS, outside -27 to -13 LUFS" in lines(rep)
+    yt = check_file("ad", loud, ["youtube-instream"])
+    assert f"ad: youtube-instream: loudness: integrated {i:.1f} LUFS in loud.mp4, target -14 +-1 LU" in lines(yt)
+    normal = make_clip(tmp_path / "normal.mp4", gain_db=5.0)  # about -16 LUFS, peak about -13 dBTP
+    assert lines(check_file("ad", normal, [])) == []
+
+
+def test_a_flashing_clip_fails_and_a_slow_fade_passes(tmp_path) -> None:
+    flashing = make_clip(tmp_path / "flash.mp4", video="nullsrc=s=64x64:r=24:d=2,geq=lum='if(lt(mod(N\\,4)\\,2)\\,220\\,30)':cb=128:cr=128")
+    rep = check_file("ad", flashing, [])
+    assert [x for x in lines(rep) if x.startswith("ad: flashes: 6 flashes in the second from ")]
+    fade = make_clip(tmp_path / "fade.mp4", video="nullsrc=s=64x64:r=24:d=2,geq=lum='16+N*4':cb=128:cr=128")
+    assert lines(check_file("ad", fade, [])) == []
+    # the rule itself: 3 flashes a second is allowed, 4 is not; small flicker is no flash
+    three = ([0] * 4 + [100] * 4) * 4  # a transition every 4 frames: 6 (3 flashes) in any 24
+    assert max_flashes_per_second(three, 24)[0] == 3
+    assert max_flashes_per_second([0, 0, 100, 100, 100, 0] * 4, 24)[0] == 4
+    assert flash_transitions([50, 60, 50, 60, 50] * 10) == []
+
+
+def test_captions_required_aspect_and_format(tmp_path) -> None:
+    square = make_clip(tmp_path / "sq.mp4", size="180x180")
+    assert ("ad: meta-feed-1x1: captions: required, but the file has no subtitle stream and no burned captions"
+            in lines(check_file("ad", square, ["meta-feed-1x1"])))
+    with_subs = make_clip(tmp_path / "sqs.mp4", size="180x180", subtitles=True)
+    assert not [x for x in lines(check_file("ad", with_subs, ["meta-feed-1x1"])) if "captions" in x]
+    burned = {"width": 180, "height": 180, "boxes": [{"kind": "caption", "text": "Hi", "x": 60, "y": 120, "w": 60,
+                                                       "h": 20, "start": 0.0, "end": 1.0}]}
+    assert not [x for x in lines(check_file("ad", square, ["meta-feed-1x1"], layout=burned)) if "captions" in x]
+    assert "ad: tiktok: aspect: 180x180 is not 9:16" in lines(check_file("ad", square, ["tiktok"]))
+    mpeg4 = make_clip(tmp_path / "m4.mp4", vcodec="mpeg4")
+    assert "ad: format: video codec mpeg4, must be h264" in lines(check_file("ad", mpeg4, []))
+
+
+# ---- checks and exports as build targets ----------------------------------------------------
+
+from conftest import executed_tasks  # noqa: E402
+from fakes.replicate_server import FakeReplicate  # noqa: E402
+
+REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
+
+
+@pytest.fixture
+def live(project):
+    with FakeReplicate(latency=0.02) as replicate:
+        project.env.update(ADSPEC_BACKEND="", ADSPEC_C2PA="on", REPLICATE_API_TOKEN=REPLICATE_TOKEN,
+                           REPLICATE_BASE_URL=replicate.base_url, REPLICATE_POLL_INTERVAL="0.01")
+        yield project, replicate
+
+
+def test_placements_added_to_a_built_ad_are_checked_and_exported_for_free(live) -> None:
+    project, replicate = live
+    project.write_spec("zip", small_spec(duration=6, beats=[
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock", "motion_prompt": "push in"},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The logo", "motion_prompt": "pan left"}]))
+    out = project.doit().stdout
+    assert "check:zip" in executed_tasks(out)  # the rules of every ad, on every build
+    ad = project.build / "zip"
+    assert json.loads((ad / "checks.json").read_text())["passed"] is True
+    requests, paid = len(replicate.requests), replicate.paid_creates
+    assert paid > 0
+
+    # placements are local: adding them re-runs the plan files, checks and exports, and asks nothing
+    project.write_spec("zip", small_spec(duration=6, placements=["youtube-instream", "ctv-15"], beats=[
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock", "motion_prompt": "push in"},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The logo", "motion_prompt": "pan left"}]))
+    proc = project.doit(check=False)
+    assert len(replicate.requests) == requests and replicate.paid_creates == paid
+    ran = executed_tasks(proc.stdout)
+    assert {"export:zip/youtube-instream", "export:zip/ctv-15", "check:zip"} <= set(ran)
+    assert not {t for t in ran if t.split(":")[0] in ("storyboard", "chunk", "music", "voice", "stitch", "mix")}
+    # a 6 s ad is no 15 s CTV spot: the ad fails with that one line, and only that one
+    assert proc.returncode != 0
+    failed = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAILED check:zip: ")]
+    assert failed == ["FAILED check:zip: zip: ctv-15: duration: 6.00 s, must be exactly 15 s"]
+    report = json.loads((ad / "checks.json").read_text())
+    assert report["lines"] == ["zip: ctv-15: duration: 6.00 s, must be exactly 15 s"]
+
+    # exports meet their placements' loudness when measured; the video is the final's, copied
+    for pid, target, ceiling in (("youtube-instream", -14.0, -1.0), ("ctv-15", -24.0, -2.0)):
+        export = ad / "export" / f"{pid}.mp4"
+        i, tp = loudness(export)
+        assert abs(i - target) <= 1.0 and tp <= ceiling, (pid, i, tp)
+        info, final = media.probe(export), media.probe(ad / "final.mp4")
+        assert (info.vcodec, info.acodec, info.width, info.height) == ("h264", "aac", final.width, final.height)
+        assert abs(info.duration - final.duration) <= 1 / 24 + 0.03
+    assert len(replicate.requests) == requests
+
+    # the export carries the provenance of the paid clips: their provider job ids, checked against the receipts
+    verified = project.adspec("verify", str(ad / "export" / "ctv-15.mp4"))
+    assert verified.returncode == 0, verified.stderr
+    job = json.loads((ad / "beats" / "hook" / "chunk-0.receipt.json").read_text())["job_id"]
+    assert job in replicate.predictions and f"job {job}" in verified.stdout
+    assert len(replicate.requests) == requests
+
+    # `adspec check` prints the same line and exits 1
+    cli = project.adspec("check", "zip")
+    assert cli.returncode == 1 and cli.stdout.splitlines() == ["zip: ctv-15: duration: 6.00 s, must be exactly 15 s"]
+
+    # dropping the placement that cannot hold: the ad passes and the next run does nothing
+    project.write_spec("zip", small_spec(duration=6, placements=["youtube-instream"], beats=[
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock", "motion_prompt": "push in"},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The logo", "motion_prompt": "pan left"}]))
+    project.doit()
+    assert json.loads((ad / "checks.json").read_text())["passed"] is True
+    assert executed_tasks(project.doit().stdout) == []
+    assert len(replicate.requests) == requests
+
+
+def test_9x16_captions_in_the_reels_bottom_zone_fail_and_pass_for_tiktok(project) -> None:
+    line = {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle", "motion_prompt": "push in",
+            "voiceover": "Meet Zip."}
+    spec = small_spec(duration=6, aspect_ratio="9:16", placements=["tiktok", "instagram-reels"], beats=[
+        line, {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The logo", "motion_prompt": "pan left"}])
+    project.write_spec("v", spec)
+    proc = project.doit(check=False)
+    assert proc.returncode != 0
+    failed = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAILED check:v: ")]
+    assert len(failed) == 1 and failed[0].startswith(
+        'FAILED check:v: v: instagram-reels: safe-zone: caption "Meet Zip." at 0.25-')
+    assert "reaches into the bottom 35% (y " in failed[0]
+    layout = json.loads((project.build / "v" / "text_layout.json").read_text())
+    assert layout["width"] == 360 and [b["text"] for b in layout["boxes"]] == ["Meet Zip."]
+    project.write_spec("v", dict(spec, placements=["tiktok"]))  # TikTok's zone is 20 %: the captions sit above it
+    project.doit()
+    assert json.loads((project.build / "v" / "checks.json").read_text())["passed"] is True
+
+
+# ---- the timeline editors open -------------------------------------------------------------
+
+
+def test_timeline_otio_loads_and_matches_the_final(project) -> None:
+    import opentimelineio as otio
+
+    spec = small_spec(duration=8, beats=[
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle", "motion_prompt": "push in",
+         "voiceover": "Meet Zip."},
+        {"id": "cta", "type": "cta", "duration": 5, "image_prompt": "The logo", "motion_prompt": "pan left"}])
+    project.write_spec("zip", spec)
+    project.doit()
+    ad = project.build / "zip"
+    timeline = otio.adapters.read_from_file(str(ad / "timeline.otio"))
+    final = ad / "final.mp4"
+    seconds = media.decoded_duration(final, "v")
+    assert timeline.duration().to_seconds() == pytest.approx(seconds, abs=1 / 24)
+    assert media.count_frames(final) == timeline.tracks[0].duration().to_frames()
+    plan = json.loads((ad / "timeline.json").read_text())
+    v1 = timeline.tracks[0]
+    assert [m.name for m in v1.markers] == ["hook", "cta"]
+    assert [(m.marked_range.start_time.to_seconds(), m.marked_range.duration.to_seconds()) for m in v1.markers] == [
+        (0, 3), (3, 5)]
+    used = []  # each beat's chunks, the last trimmed, their used ranges summing to the beat
+    for beat in plan["beats"]:
+        clips = [c for c in v1.find_clips() if c.name.startswith(beat["id"] + "/")]
+        assert len(clips) == len(beat["clips"])
+        assert sum(c.source_range.duration.to_seconds() for c in clips) == pytest.approx(beat["duration"])
+        for c in clips:
+            path = c.media_reference.target_url.removeprefix("file://")
+            assert Path(path).parent == (ad / "beats" / beat["id"]).resolve()
+            assert c.source_range.duration.to_seconds() <= media.probe(path).duration + 0.05
+        used += clips
+    # each beat's first clip starts where the beat starts in the final
+    firsts = [next(c for c in used if c.name.startswith(b["id"] + "/")) for b in plan["beats"]]
+    assert [v1.range_of_child(c).start_time.to_seconds() for c in firsts] == [b["start"] for b in plan["beats"]]
+    names = [t.name for t in timeline.tracks]
+    assert names == ["V1", "Voice", "Music"]
+    voice = [c for c in timeline.tracks[1].find_clips()]
+    assert [c.name for c in voice] == ["voice hook"]
+    assert timeline.tracks[1].range_of_child(voice[0]).start_time.to_seconds() == pytest.approx(0.25)
+    music = timeline.tracks[2].find_clips()[0]
+    assert music.source_range.duration.to_seconds() == pytest.approx(8)
+    assert music.media_reference.target_url == (ad / "music.wav").resolve().as_uri()
+
+
+# ---- provenance: C2PA inside the files ------------------------------------------------------
+
+
+def test_final_and_exports_carry_a_c2pa_manifest_that_verify_checks(project) -> None:
+    import c2pa
+
+    project.env["ADSPEC_C2PA"] = "on"
+    project.write_spec("zip", small_spec(duration=6, placements=["youtube-instream"], beats=[
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock", "motion_prompt": "push in"},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The logo", "motion_prompt": "pan left"}]))
+    project.doit()
+    ad = project.build / "zip"
+    final, export = ad / "final.mp4", ad / "export" / "youtube-instream.mp4"
+    for path in (final, export):
+        proc = project.adspec("verify", str(path))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.splitlines()[-1] == f"{path}: ok"
+        assert "trainedAlgorithmicMedia" in proc.stdout and "adspec local test CA" in proc.stdout
+    manifest = c2pa.Reader(str(final)).get_active_manifest()
+    assert manifest is not None
+    ingredients = {i["title"]: i["metadata"]["adspec"] for i in manifest["ingredients"]}
+    assert set(ingredients) == {"beats/hook/storyboard.png", "beats/cta/storyboard.png",
+                                "beats/hook/chunk-0.mp4", "beats/cta/chunk-0.mp4"}
+    receipt = json.loads((ad / "beats" / "hook" / "storyboard.receipt.json").read_text())
+    assert ingredients["beats/hook/storyboard.png"]["sha256"] == receipt["sha256"]
+    assert ingredients["beats/hook/storyboard.png"]["model"] == "flux-dev"
+    # the media is the mix's: the manifest sits beside it, the picture and sound are unchanged
+    assert media.probe(final).vcodec == "h264" and media.count_frames(final) == 6 * 24
+
+    # one byte of the video changed: the file's hash no longer matches its signed manifest
+    data = bytearray(final.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    tampered = ad / "tampered.mp4"
+    tampered.write_bytes(bytes(data))
+    proc = project.adspec("verify", str(tampered))
+    assert proc.returncode == 1 and "Hash.mismatch" in proc.stderr and proc.stdout.splitlines()[-1].endswith("FAILED")
+
+    # one byte of a receipt changed: the ingredient no longer matches what the build says it made
+    path = ad / "beats" / "hook" / "storyboard.receipt.json"
+    text = path.read_text()
+    sha = receipt["sha256"]
+    path.write_text(text.replace(sha, ("0" if sha[0] != "0" else "1") + sha[1:]))
+    proc = project.adspec("verify", str(final))
+    assert proc.returncode == 1
+    assert f"ingredient beats/hook/storyboard.png: sha256 {sha[:12]}… in the manifest" in proc.stderr
+    path.write_text(text)
+    assert project.adspec("verify", str(final)).returncode == 0
+
+
+def test_export_copies_what_holds_and_caps_what_does_not(tmp_path) -> None:
+    from adspec.media_delivery import export, file_facts
+
+    clip = make_clip(tmp_path / "c.mp4", seconds=3, size="640x360",
+                     video="testsrc2=s=640x360:r=24:d=3")  # busy picture: a high bitrate at x264's defaults
+    i, tp = loudness(clip)
+    out = tmp_path / "same.mp4"
+    assert export(clip, out, lufs=round(i), true_peak=-1.0, max_video_kbps=50000, audio_kbps=192) is True
+    assert (loudness(out)[0] == pytest.approx(i, abs=0.1) and file_facts(out).audio_kbps == file_facts(clip).audio_kbps)
+    capped = tmp_path / "capped.mp4"
+    before = file_facts(clip).video_kbps
+    assert before is not None and before > 400
+    assert export(clip, capped, lufs=-24, true_peak=-2, max_video_kbps=300, audio_kbps=128) is False
+    after = file_facts(capped)
+    assert after.video_kbps is not None and after.video_kbps <= 300
+    got, peak = loudness(capped)
+    assert abs(got + 24) <= 0.5 and peak <= -2
+    assert media.count_frames(capped) == media.count_frames(clip)
+
+
+def test_signing_with_the_users_key_and_certificate(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from adspec import provenance
+    from adspec.errors import ProvenanceError
+    from adspec.paths import AdPaths
+
+    # a certificate of the user's own (here: another CA made the same way, kept elsewhere)
+    theirs = tmp_path / "theirs"
+    provenance._make_local_ca(theirs)
+    monkeypatch.setenv("ADSPEC_C2PA_KEY", str(theirs / "signer.key"))
+    monkeypatch.delenv("ADSPEC_C2PA_CERT", raising=False)
+    with pytest.raises(ProvenanceError, match="set both ADSPEC_C2PA_KEY and ADSPEC_C2PA_CERT"):
+        provenance.signing_identity(tmp_path / "build")
+    monkeypatch.setenv("ADSPEC_C2PA_CERT", str(theirs / "signer.pem"))
+    ident = provenance.signing_identity(tmp_path / "build")
+    assert not ident.local and ident.alg == "ed25519"
+    assert not (tmp_path / "build" / ".adspec" / "c2pa").exists()  # no local CA made when the user signs
+
+    # a build folder with one receipt-backed storyboard is enough to sign and verify
+    root = tmp_path / "build" / "ad"
+    (root / "beats" / "hook").mkdir(parents=True)
+    (root / "plan.json").write_text("{}")
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), "#ff5a1f").save(root / "beats" / "hook" / "storyboard.png")
+    from adspec.hashing import sha256_file
+
+    sha = sha256_file(root / "beats" / "hook" / "storyboard.png")
+    (root / "beats" / "hook" / "storyboard.receipt.json").write_text(json.dumps({
+        "artifact": "storyboard.png", "task": "storyboard:ad/hook", "sha256": sha, "key": "k" * 64,
+        "recipe": {"provider": "replicate", "kind": "image", "model": "flux-dev"}, "job_id": "pred-123",
+        "cost_usd": 0.025, "cache_hit": False, "generated_at": "", "generation_seconds": 1.0, "received_at": "",
+        "run": "r", "version": 1}))
+    final = root / "final.mp4"
+    shutil.copy(make_clip(tmp_path / "clip.mp4"), final)
+    provenance.sign_file(final, AdPaths(root), "ad", tmp_path / "build")
+    verdict = provenance.verify(final)
+    assert verdict.ok, verdict.problems
+    assert any("ingredient beats/hook/storyboard.png: flux-dev (replicate), job pred-123" in x for x in verdict.chain)
