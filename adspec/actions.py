@@ -18,7 +18,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from . import media
+from . import media, own_media
 from .build_files import BeatInputs, MusicInputs, Timeline, read_model
 from .cache import Fetched, RequestCache, open_cache
 from .cache_view import CacheView
@@ -114,16 +114,33 @@ def paid_fetch(ctx: Context, recipe: Recipe, run: Any, verify: Any, *, suffix: s
 # ---- recipes of the paid steps (pure given the files on disk) -------------------------------------
 
 
+def beat_image_recipe(ctx: Context, ad: str, beat: BeatInputs) -> Recipe:
+    """A beat's storyboard recipe: the image model's (the local renderer's for an end card the text
+    layer composes), or the local one of your own still or footage."""
+    return own_media.still_recipe(beat) if own_media.is_own(beat) else ctx.media_for(beat).image_recipe(image_request(ad, beat))
+
+
+def beat_video_recipe(ctx: Context, ad: str, beat: BeatInputs, index: int, paths: AdPaths) -> Recipe:
+    """A beat's chunk recipe: the video model's, or the local one of your own footage."""
+    if beat.footage:
+        return own_media.footage_recipe(beat, FPS)
+    return ctx.media_for(beat).video_recipe(video_request(ad, beat, index, paths))
+
+
+def _runner(ctx: Context, recipe: Recipe, beat: BeatInputs) -> Callable[..., Any]:
+    return own_media.run_local if recipe.provider == own_media.LOCAL else ctx.media_for(beat).run
+
+
 def storyboard_recipe(ctx: Context, ad: str, beat_id: str) -> Recipe:
     paths = AdPaths.of(ctx.settings.build_dir, ad)
     beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
-    return ctx.media_for(beat).image_recipe(image_request(ad, beat))
+    return beat_image_recipe(ctx, ad, beat)
 
 
 def chunk_recipe(ctx: Context, ad: str, beat_id: str, index: int) -> Recipe:
     paths = AdPaths.of(ctx.settings.build_dir, ad)
     beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
-    return ctx.media_for(beat).video_recipe(video_request(ad, beat, index, paths))
+    return beat_video_recipe(ctx, ad, beat, index, paths)
 
 
 def music_recipe(ctx: Context, ad: str) -> Recipe:
@@ -152,11 +169,10 @@ def make_storyboard(ad: str, beat_id: str) -> None:
     ctx = context()
     paths = AdPaths.of(ctx.settings.build_dir, ad)
     beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
-    provider = ctx.media_for(beat)
-    recipe = provider.image_recipe(image_request(ad, beat))
-    what = f"{ad}/{beat_id} storyboard ({beat.image_model})"
+    recipe = beat_image_recipe(ctx, ad, beat)
+    what = f"{ad}/{beat_id} storyboard ({beat.image_model if recipe.provider != own_media.LOCAL else 'your own'})"
     task = task_name("storyboard", ad, beat_id)
-    fetched = paid_fetch(ctx, recipe, provider.run, image_verifier(what), suffix=".img", label=what, ad=ad, task=task)
+    fetched = paid_fetch(ctx, recipe, _runner(ctx, recipe, beat), image_verifier(what), suffix=".img", label=what, ad=ad, task=task)
     target = paths.storyboard(beat_id)
     media.normalise_image(fetched.path, target, beat.width, beat.height)
     write_receipt(target, recipe, fetched, task)
@@ -166,12 +182,11 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     ctx = context()
     paths = AdPaths.of(ctx.settings.build_dir, ad)
     beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
-    provider = ctx.media_for(beat)
-    recipe = provider.video_recipe(video_request(ad, beat, index, paths))
+    recipe = beat_video_recipe(ctx, ad, beat, index, paths)
     seconds = beat.clips[index]
-    what = f"{ad}/{beat_id} chunk {index} ({beat.video_model})"
+    what = f"{ad}/{beat_id} chunk {index} ({beat.video_model if recipe.provider != own_media.LOCAL else 'your own footage'})"
     task = task_name("chunk", ad, beat_id, index)
-    fetched = paid_fetch(ctx, recipe, provider.run, video_verifier(what, seconds), suffix=".mp4", label=what,
+    fetched = paid_fetch(ctx, recipe, _runner(ctx, recipe, beat), video_verifier(what, seconds), suffix=".mp4", label=what,
                          ad=ad, task=task)
     target = paths.chunk(beat_id, index)
     place_chunk(fetched.path, target, beat, index)

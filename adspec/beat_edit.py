@@ -25,7 +25,7 @@ from .errors import SpecError
 
 __all__ = ["content_sha256", "text_fields", "beat_texts", "set_beat_fields"]
 
-_NOT_TEXT = ("id", "type")
+_NOT_TEXT = ("id", "type", "approved", "image", "footage")  # approved: written by `adspec approve` only
 
 
 def content_sha256(data: bytes | str) -> str:

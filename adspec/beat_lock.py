@@ -46,8 +46,9 @@ def content_sha256(music: Music, beats: Sequence[Beat]) -> str:
     """Hash of the planned content (music + beats, in order): differs once a person edits it."""
     # unset optional fields (a beat without `voiceover`) are left out: files planned before such a
     # field existed keep their hash, so they are not mistaken for hand edits
+    # `approved` records a person's look at the storyboard: never an edit of the plan
     return sha256_json({"music": music.model_dump(mode="json", exclude_none=True),
-                        "beats": [b.model_dump(mode="json", exclude_none=True) for b in beats]})
+                        "beats": [b.model_dump(mode="json", exclude_none=True, exclude={"approved"}) for b in beats]})
 
 
 def planned_from_for(plan: BeatPlan, spec_sha: str, planner: str, library: str | None = None) -> PlannedFrom:
@@ -222,6 +223,8 @@ def render_beat_file(plan: BeatPlan, planned_from: PlannedFrom, *, clip_lengths:
             fields["voiceover"] = beat.voiceover
         if beat.on_screen is not None:
             fields["on_screen"] = beat.on_screen
+        if beat.shows is not None:
+            fields["shows"] = list(beat.shows)
         item = _dump([fields])
         parts.append("".join("  " + line if line.strip() else line for line in item.splitlines(keepends=True)))
     return "".join(parts)

@@ -201,17 +201,36 @@ class BeatInputs:
     palette: tuple[str, ...]
     brand_name: str | None
     reference: str | None  # absolute path of the product reference image
-    image_model: str
+    image_model: str  # the beat's own model, else the ad's
     video_model: str
     native_audio: bool
     local: bool = False  # an end card the text layer composes: its picture is rendered locally, never paid
     version: int = VERSION
+    # a beat's own still or footage, and what it shows: written only when set, so the inputs of
+    # beats without them stay byte for byte as they were
+    own_image: str | None = None  # absolute path of the beat's own still
+    own_image_sha256: str | None = None
+    footage: str | None = None  # absolute path of the beat's own footage
+    footage_sha256: str | None = None
+    footage_from: float | None = None  # where in the footage the beat starts (seconds)
+    references: tuple[dict[str, Any], ...] | None = None  # what it shows: [{name, role, path}]
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("own_image", "own_image_sha256", "footage", "footage_sha256",
+                                            "footage_from", "references")
 
     def to_json(self) -> dict[str, Any]:
         out = _to_json(self)
         if not out["local"]:  # only when set: other beats' files stay as they were
             del out["local"]
+        for key in self.OPTIONAL:
+            if out[key] is None:
+                del out[key]
         return out
+
+    @property
+    def is_own(self) -> bool:
+        """Whether the beat is made of your own still or footage (no image model is asked)."""
+        return bool(self.own_image or self.footage)
 
 
 @dataclass(frozen=True)

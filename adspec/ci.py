@@ -94,14 +94,18 @@ def summarize(ads: list[tuple[str, Path]], records: dict[str, dict[str, Any]] | 
         root = [(t, r) for t, r in failures if r.get("kind") != "UnmetDependency"] or failures
         final = AdPaths.of(build_dir, ad).final
         error = failed_task = None
+        waiting: list[str] = []
         if root:
             failed_task, rec = root[0]
             error = rec.get("error") or "failed"
         elif not tasks:
             error = note or "not built: its tasks did not run (see doit's output)"
         elif not final.is_file():
-            error = "no final.mp4 was produced"
-        status = "failed" if error else "ok"
+            waiting = waiting_beats(ad, build_dir)
+            if not waiting:
+                error = "no final.mp4 was produced"
+        # `approval: required` and beats not approved yet: what was asked for, not a failure
+        status = "failed" if error else ("waiting" if waiting else "ok")
         rows.append({
             "ad": ad,
             "spec": _shown(spec_path),
@@ -110,8 +114,20 @@ def summarize(ads: list[tuple[str, Path]], records: dict[str, dict[str, Any]] | 
             "error": error,
             "failed_task": failed_task,
             "tasks": counts,
+            **({"waiting_for_approval": waiting} if waiting else {}),
         })
     return rows
+
+
+def waiting_beats(ad: str, build_dir: Path) -> list[str]:
+    """The beats of an ad with `approval: required` whose video waits for approval."""
+    from .approve import states
+    from .plan_file import load_plan
+
+    plan = load_plan(AdPaths.of(build_dir, ad))
+    if plan is None or not plan.approval_required:
+        return []
+    return [b for b, state in states(ad, plan, build_dir).items() if state != "approved"]
 
 
 def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out: TextIO | None = None,
@@ -161,7 +177,7 @@ def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out
 
     rows = summarize(selected, records, settings.build_dir, code, note)
     new = _ledger_lines(settings.cache_dir)[ledger_before:]
-    failed = [r for r in rows if r["status"] != "ok"]
+    failed = [r for r in rows if r["status"] == "failed"]
     exit_code = 1 if failed else (code if code else 0)
     summary = {
         "ok": exit_code == 0,
@@ -170,8 +186,9 @@ def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out
         "ads": rows,
         "totals": {
             "ads": len(rows),
-            "ok": len(rows) - len(failed),
+            "ok": sum(1 for r in rows if r["status"] == "ok"),
             "failed": len(failed),
+            "waiting": sum(1 for r in rows if r["status"] == "waiting"),
             "tasks_run": sum(r["tasks"]["run"] for r in rows),
             "tasks_up_to_date": sum(r["tasks"]["up_to_date"] for r in rows),
             "tasks_failed": sum(r["tasks"]["failed"] for r in rows),
@@ -188,7 +205,10 @@ def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out
         out.write(f"adspec build{where}: {t['ok']} of {t['ads']} ads built, {t['failed']} failed\n")
         for r in rows:
             detail = r["final"] if r["status"] == "ok" else r["error"]
-            out.write(f"  {'ok' if r['status'] == 'ok' else 'FAILED':6}  {r['ad']}  {detail}\n")
+            if r["status"] == "waiting":
+                detail = "video waits for approval of " + ", ".join(r["waiting_for_approval"])
+            label = {"ok": "ok", "waiting": "WAIT"}.get(r["status"], "FAILED")
+            out.write(f"  {label:6}  {r['ad']}  {detail}\n")
     out.flush()
     return exit_code
 

@@ -54,6 +54,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    from .approve import approve, listing
+
+    if args.list:
+        for target in args.targets:
+            rows = listing(target)
+            for beat_id, state, sha in rows:
+                print(f"{target.partition('/')[0]}/{beat_id}\t{state}" + (f"\t{sha[:12]}" if sha else ""))
+            counts = {s: sum(1 for _, x, _ in rows if x == s) for s in ("approved", "pending", "stale")}
+            print(f"{target}: " + ", ".join(f"{n} {s}" for s, n in counts.items()), file=sys.stderr)
+        return 0
+    for line in approve(args.targets):
+        print(line)
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from .ci import run_build
 
@@ -300,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replan even over hand edits of the beat file")
     p.set_defaults(func=cmd_plan)
 
+    p = sub.add_parser("approve", help="record a beat's storyboard as approved in its beat file (approved: <sha256>); "
+                                       "with `approval: required` only approved beats' video is paid for")
+    p.add_argument("targets", nargs="+", metavar="AD[/BEAT...]", help="an ad (every beat) or AD/BEAT[/BEAT...]")
+    p.add_argument("--list", action="store_true", help="show each beat as approved, pending or stale; change nothing")
+    p.set_defaults(func=cmd_approve)
+
     p = sub.add_parser("schema", help="JSON Schema of the spec and the beat file")
     p.add_argument("--write", metavar="DIR", help="write spec.schema.json and beats.schema.json into DIR (e.g. schema: where the modelines of specs/ point)")
     p.set_defaults(func=cmd_schema)
@@ -378,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-NEEDS_PROJECT = ("validate", "plan", "estimate", "build")  # commands that read specs/
+NEEDS_PROJECT = ("validate", "plan", "estimate", "build", "approve")  # commands that read specs/
 EXIT_CLOSED_PIPE = 128 + 13  # as a program killed by SIGPIPE (`cat big | head`)
 
 

@@ -87,6 +87,8 @@ def recipe_price(recipe: Recipe) -> Price:
     """What running `recipe` would cost, from the registry's price rule."""
     if recipe.provider == "offline":
         return Price(0.0, True, "offline (free)")
+    if recipe.provider == "local":  # your own still or footage (adspec.own_media)
+        return Price(0.0, True, "your own media (free)")
     if recipe.kind == "plan":
         return planner_estimate(recipe)
     entry = load_registry().models.get(recipe.model)

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import media, plan_step
-from .actions import context, place_chunk, settings_as
+from .actions import beat_image_recipe, beat_video_recipe, context, place_chunk, settings_as
+from .approvals import APPROVED, state_of, storyboard_sha256
 from .build_files import compact_text
 from .config import as_live, load_settings
 from .cost import raise_hint, recipe_price
 from .errors import AdspecError, BudgetError
-from .media_requests import image_request, music_request, video_request
+from .media_requests import music_request, video_request
 from .money import fmt_usd, usd
 from .paths import AdPaths
 from .plan_step import Decision
@@ -218,8 +219,18 @@ class _Estimator:
                              "planner's plan standing in for it; the real ones are known once planned (`adspec plan`)")
         exact_beats = not dry.stand_in
         stale_chunks = False
+        waiting: list[str] = []
         for beat in plan.beats:
-            stale_chunks |= self._beat(est, ad, plan, beat, paths, exact_beats)
+            stale_chunks |= self._beat(est, ad, plan, beat, paths, exact_beats, waiting)
+            if beat.note:  # e.g. a reference-capable image model chosen for what the beat shows
+                est.notes.append(f"{beat.id}: {beat.note}")
+        if waiting:  # `approval: required`: only approved work is priced
+            est.notes.append(f"approval: required: the video of {', '.join(waiting)} waits for approval (not priced); "
+                             f"music, stitch and mix wait for every beat (`adspec approve --list {ad}`)")
+            est.items.append(Item(task_name("report", ad), "report", "free", note="review page (storyboards to approve)"))
+            if self.remote_note:
+                est.notes.append(self.remote_note)
+            return est
         music_stale = self._voices(est, ad, plan, paths)
         if not plan.native_audio:
             recipe = self.ctx.media.music_recipe(music_request(ad, plan.music_inputs()))
@@ -261,10 +272,10 @@ class _Estimator:
             stale = True
         return stale
 
-    def _beat(self, est: AdEstimate, ad: str, plan: Any, beat: Any, paths: AdPaths, exact: bool) -> bool:
+    def _beat(self, est: AdEstimate, ad: str, plan: Any, beat: Any, paths: AdPaths, exact: bool,
+              waiting: list[str] | None = None) -> bool:
         inputs = plan.beat_inputs(beat)
-        provider = self.ctx.media_for(inputs)  # an end card the text layer composes is local
-        sb = provider.image_recipe(image_request(ad, inputs))
+        sb = beat_image_recipe(self.ctx, ad, inputs)
         target = paths.storyboard(beat.id)
         state = self._state(sb, target)
         first: Path | None = None
@@ -277,17 +288,27 @@ class _Estimator:
             blob = self._blob(sb.key) if state == "cache" else None
             if blob is not None:
                 first = media.normalise_image(blob, self._tmpfile(".png"), plan.width, plan.height)
+        if plan.approval_required and waiting is not None:
+            shown = storyboard_sha256(target) if state == "current" else None
+            own_footage = bool(inputs.footage)  # nothing paid for it: never waits
+            if not own_footage and state_of(beat.approved, shown) != APPROVED:  # as the build decides: its video waits
+                waiting.append(beat.id)
+                return False
         stale = False
         for k in range(beat.chunk_count):
             req = video_request(ad, inputs, k, paths)
             chunk = paths.chunk(beat.id, k)
-            if first is not None:
-                recipe = provider.video_recipe(dataclasses.replace(req, first_frame=first))
+            if inputs.footage:  # your own footage: local, needs no first frame
+                recipe = beat_video_recipe(self.ctx, ad, inputs, k, paths)
+                state = self._state(recipe, chunk)
+                note = "your own footage"
+            elif first is not None:
+                recipe = self.ctx.media_for(inputs).video_recipe(dataclasses.replace(req, first_frame=first))
                 state = self._state(recipe, chunk)
                 note = ""
             else:
                 dummy = Path(__file__)  # any file: its hash is replaced by the symbol of its producer
-                recipe = provider.video_recipe(dataclasses.replace(req, first_frame=dummy))
+                recipe = self.ctx.media_for(inputs).video_recipe(dataclasses.replace(req, first_frame=dummy))
                 recipe = dataclasses.replace(recipe, files={
                     name: (FileRef(sha256=symbol, path=v.path) if v.path == dummy else v)
                     for name, v in recipe.files.items()})

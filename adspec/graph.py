@@ -30,7 +30,7 @@ from doit import create_after
 from doit.exceptions import TaskFailed
 from doit.task import Task, dict_to_task
 
-from . import actions, cleaning, delivery, estimate, plan_step, report, voice
+from . import actions, approvals, approve, cleaning, delivery, estimate, plan_step, report, voice
 from .build_files import compact_text
 from .config import load_settings
 from .errors import AdspecError, error_line
@@ -169,17 +169,23 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
     chunk_files: list[str] = []
     storyboard_tasks: list[str] = []
     chunk_tasks: list[str] = []
+    # `approval: required`: a beat whose storyboard is not the approved one gets stand-ins for its
+    # chunks (the first says once that it waits), and the ad's music, stitch and mix wait too
+    waiting = {} if not plan.approval_required else {
+        b: s for b, s in approve.states(ad, plan, build_dir).items() if s != approvals.APPROVED}
     for beat in plan.beats:
         beat_json = str(paths.beat_inputs(beat.id))
         storyboard = str(paths.storyboard(beat.id))
-        ref = [plan.reference] if plan.reference else []
+        # the reference images it sends: a changed photo re-runs exactly the beats that show it
+        ref = [r["path"] for r in beat.references] if beat.references is not None else \
+            ([plan.reference] if plan.reference else [])
         replanned = [] if spec_path is None else [
             Check(f"beat {beat.id} is planned differently now: its entry in the beat file (or the spec) changed "
                   f"since {beat_json} was written", beat_is_planned, ad, str(spec_path), beat.id)]
         made_from = "was made from another recipe than it would be asked with now (or is missing)"
         yield member({
             "basename": task_name("storyboard", ad, beat.id),
-            "doc": f"storyboard image of {ad}/{beat.id} ({plan.image_model})",
+            "doc": f"storyboard image of {ad}/{beat.id} ({plan.image_model_of(beat)})",
             "actions": [(Reported(actions.make_storyboard), [ad, beat.id])],
             "file_dep": [beat_json, *ref],
             "targets": [storyboard],
@@ -189,6 +195,17 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
             "clean": True,
         }, "storyboard", ad)
         storyboard_tasks.append(task_name("storyboard", ad, beat.id))
+        if beat.id in waiting:
+            for k in range(beat.chunk_count):
+                yield member({
+                    "basename": task_name("chunk", ad, beat.id, k),
+                    "doc": f"video chunk {k + 1} of {ad}/{beat.id}: waits for approval ({waiting[beat.id]})",
+                    "actions": [(approvals.say_waiting, [ad, beat.id, waiting[beat.id]])] if k == 0 else None,
+                    "task_dep": [plan_dep, task_name("storyboard", ad, beat.id)],
+                    "verbosity": 2,
+                }, "chunk", ad)
+                chunk_tasks.append(task_name("chunk", ad, beat.id, k))
+            continue
         for k in range(beat.chunk_count):
             chunk = str(paths.chunk(beat.id, k))
             first = str(paths.first_frame(beat.id, k))
@@ -198,7 +215,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                 targets.append(str(paths.last_frame(beat.id, k)))
             yield member({
                 "basename": task_name("chunk", ad, beat.id, k),
-                "doc": f"video chunk {k + 1} of {beat.chunk_count} of {ad}/{beat.id} ({plan.video_model}, {beat.clips[k]} s)",
+                "doc": f"video chunk {k + 1} of {beat.chunk_count} of {ad}/{beat.id} ({plan.video_model_of(beat)}, {beat.clips[k]} s)",
                 "actions": [(Reported(actions.make_chunk), [ad, beat.id, k])],
                 "file_dep": [beat_json, first],
                 "targets": targets,
@@ -212,6 +229,9 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                   "task_dep": storyboard_tasks}, "storyboard", ad)
     yield member({"basename": task_name("chunk", ad), "doc": f"every video chunk of {ad}", "actions": None,
                   "task_dep": chunk_tasks}, "chunk", ad)
+    if waiting:
+        yield from waiting_tasks(ad, plan, build_dir, waiting)
+        return
     voice_files: list[str] = []
     for beat in plan.voiced:
         wav = str(paths.voice(beat.id))
@@ -279,6 +299,39 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
         "clean": True,
     }, "timeline", ad)
     yield report_task(ad, plan, build_dir)
+
+
+def waiting_tasks(ad: str, plan: AdPlan, build_dir: Path, waiting: dict[str, str]) -> Iterator[Task]:
+    """While some beat of an ad with `approval: required` waits for approval: its voices,
+    music, stitch and mix wait too (stand-ins that do nothing), and the review page shows the
+    storyboards with their approval state."""
+    paths = AdPaths.of(build_dir, ad)
+    plan_dep = task_name("plan", ad)
+    why = f"waits for approval of {', '.join(waiting)}"
+    for beat in plan.voiced:
+        yield member({"basename": task_name("voice", ad, beat.id), "doc": f"spoken line of {ad}/{beat.id}: {why}",
+                      "actions": None, "task_dep": [plan_dep]}, "voice", ad)
+    for kind in ("stitch", "music", "mix"):
+        yield member({"basename": task_name(kind, ad), "doc": f"{kind} of {ad}: {why}", "actions": None,
+                      "task_dep": [plan_dep, task_name("storyboard", ad), task_name("chunk", ad)]}, kind, ad)
+    for placement in plan.placements:
+        yield member({"basename": task_name("export", ad, placement), "doc": f"{ad} for {placement}: {why}",
+                      "actions": None, "task_dep": [task_name("mix", ad)]}, "export", ad)
+    yield member({"basename": task_name("check", ad), "doc": f"delivery checks of {ad}: {why}", "actions": None,
+                  "task_dep": [task_name("mix", ad)]}, "check", ad)
+    yield member({"basename": task_name("timeline", ad), "doc": f"the cut of {ad} for editors: {why}",
+                  "actions": None, "task_dep": [task_name("stitch", ad)]}, "timeline", ad)
+    yield member({
+        "basename": task_name("report", ad),
+        "doc": f"review page of {ad} (storyboards and their approval; {why})",
+        "actions": [(Reported(report.make_report), [ad])],
+        "file_dep": [str(paths.plan), *[str(paths.storyboard(b.id)) for b in plan.beats]],
+        "targets": [str(paths.review_page), str(paths.contact_sheet)],
+        "task_dep": [task_name("mix", ad)],
+        "uptodate": [Check(f"the review page of {ad} does not show what is built now (or is missing)",
+                           report.report_is_current, ad)],
+        "clean": True,
+    }, "report", ad)
 
 
 def delivery_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[Task]:

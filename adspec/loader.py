@@ -37,7 +37,7 @@ from .spec import (
     spec_issues,
     voiceover_issues,
 )
-from .spec_checks import ASPECT_HINT, asset_issues, field_message, variant_issues
+from .spec_checks import ASPECT_HINT, asset_issues, field_message, own_media_issues, variant_issues
 
 __all__ = [
     "load_spec", "load_beat_file", "check_ad_name", "parse_spec_text", "parse_beat_file_text",
@@ -256,6 +256,15 @@ def _validation_errors(e: ValidationError, model: type[BaseModel], lines: dict[L
     return out
 
 
+def locate_in_file(path: str | Path, loc: Loc) -> int | None:
+    """The line of `loc` (e.g. ("beats", 2, "footage")) in a YAML file, None if unknown."""
+    try:
+        _, lines = _parse_yaml(read_file(Path(path)), str(path), "file")
+    except (SpecError, OSError):
+        return None
+    return _locate(loc, lines)
+
+
 def _issues_to_errors(issues: list[Issue], lines: dict[Loc, int], shown: str) -> list[SpecError]:
     return [SpecError(shown, _locate(loc, lines), _dotted(loc) or None, msg) for loc, msg in issues]
 
@@ -417,6 +426,7 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
         issues = spec_issues(spec)
         if spec_path is not None:
             issues += asset_issues(spec, spec_path)
+            issues += own_media_issues(spec.beats or [], Path(spec_path).parent)
         if not issues and not schema_errors and spec.variants is not None:
             issues += variant_issues(spec, spec_path)
     except Exception as e:
@@ -474,7 +484,13 @@ def beat_file_errors(path: str | Path, spec: Spec | None = None) -> tuple[BeatFi
         data = _read(path, shown)
     except SpecError as e:
         return None, [e]
-    return beat_file_errors_text(data, shown, spec)
+    bf, errors = beat_file_errors_text(data, shown, spec)
+    if bf is not None:  # its own stills and footage, beside the spec (the beat file's folder)
+        _, lines = _parse_yaml(data, shown, "beat file")
+        errors = _issues_to_errors(own_media_issues(bf.beats, path.parent), lines, shown)
+        if errors:
+            bf = None
+    return bf, errors
 
 
 def beat_rule_warnings(path: str | Path, beats: list[Beat], inline: bool = False) -> list[SpecError]:

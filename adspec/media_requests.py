@@ -29,6 +29,7 @@ def image_request(ad: str, beat: BeatInputs) -> ImageRequest:
         brand_name=beat.brand_name,
         tagline=None,  # words on screen are drawn by the text layer, never by (or for) a model
         reference=Path(beat.reference) if beat.reference else None,
+        references=tuple(Path(r["path"]) for r in beat.references or ()),
     )
 
 

@@ -58,6 +58,12 @@ class PlannedBeat:
     clips: tuple[int, ...]  # clip lengths of its chunks; the last one is trimmed
     voiceover: str | None = None  # the spoken line, rendered (None: a silent beat)
     on_screen: str | None = None  # the super drawn over the beat, rendered (None: none)
+    approved: str | None = None  # sha256 of the approved storyboard (never a recipe input)
+    image_model: str | None = None  # the beat's own models (registry names), else the ad's
+    video_model: str | None = None
+    own: dict[str, Any] | None = None  # own still or footage: own_image/footage (absolute), their sha256, footage_from
+    references: tuple[dict[str, Any], ...] | None = None  # what it shows: [{name, role, path}] (None: no `shows:`)
+    note: str | None = None  # e.g. why its image model was chosen for it (the estimate says it)
 
     @property
     def chunk_count(self) -> int:
@@ -103,8 +109,15 @@ class AdPlan:
     #: the brand kit drawn by code: name, tagline, cta, url, logo and font (absolute paths or None)
     brand_kit: dict[str, Any] | None = None
     language: str = "en"
+    approval_required: bool = False  # `approval: required`: a beat's video waits for its approval
     placements: tuple[str, ...] = ()  # delivery placements (adspec.placements): checks and exports, local only
     version: int = VERSION
+
+    def video_model_of(self, beat: PlannedBeat) -> str:
+        return beat.video_model or self.video_model
+
+    def image_model_of(self, beat: PlannedBeat) -> str:
+        return beat.image_model or self.image_model
 
     def beat(self, beat_id: str) -> PlannedBeat:
         for b in self.beats:
@@ -180,6 +193,7 @@ class AdPlan:
     def beat_inputs(self, beat: PlannedBeat) -> BeatInputs:
         """Everything a beat's storyboard and chunks are made from: that beat's own fields and
         the ad-wide look, never its position (moving a beat costs nothing)."""
+        own = beat.own or {}
         return BeatInputs(
             id=beat.id,
             type=beat.type,
@@ -194,10 +208,16 @@ class AdPlan:
             style=self.style,
             palette=self.palette,
             brand_name=self.brand_name,
-            reference=self.reference,
-            image_model=self.image_model,
-            video_model=self.video_model,
+            reference=self.reference if beat.references is None else None,
+            image_model=self.image_model_of(beat),
+            video_model=self.video_model_of(beat),
             native_audio=self.native_audio,
+            own_image=own.get("own_image"),
+            own_image_sha256=own.get("own_image_sha256"),
+            footage=own.get("footage"),
+            footage_sha256=own.get("footage_sha256"),
+            footage_from=own.get("footage_from"),
+            references=None if beat.references is None else tuple(dict(r) for r in beat.references),
             local=self.composed_locally(beat),
         )
 

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, own_media
 from .actions import context, write_plan_files
 from .ads import beats_path_of, resolve_ad
 from .beat_lock import (
@@ -33,25 +33,28 @@ from .config import load_settings
 from .cost import guarded
 from .errors import MediaError, SpecError, raise_errors
 from .fsutil import write_text_atomic
-from .hashing import sha256_bytes, sha256_json
+from .hashing import sha256_bytes, sha256_file, sha256_file_memo, sha256_json
 from .languages import text_in
 from .library import LIBRARY_VERSION, load_library
-from .loader import load_beat_file, load_spec, parse_beat_file_text, path_exists, read_file
+from .loader import load_beat_file, load_spec, locate_in_file, parse_beat_file_text, path_exists, read_file
 from .offline_planner import plan_offline
 from .paths import AdPaths, ad_name, beat_file_path, receipt_path
-from .plan_file import FPS, AdPlan, PlannedBeat, output_size, plan_files_intact
+from .plan_file import FPS, AdPlan, PlannedBeat, load_plan, output_size, plan_files_intact
 from .plan_rules import fit_clips, plan_shaping_fields
 from .progress import on_progress
 from .providers.base import PlanRequest
 from .receipts import write_receipt
 from .recipes import Recipe
-from .registry import load_registry
+from .registry import ModelEntry, Registry, load_registry, reference_capacity, reference_model
 from .spec import (
+    Beat,
     BeatFile,
     BeatPlan,
     MissingLanguage,
     PlannedFrom,
     Spec,
+    asset_path,
+    asset_role,
     default_music,
     pick_text,
     render_beat_prompts,
@@ -111,9 +114,28 @@ def inline_beat_file(spec: Spec) -> BeatFile:
     return BeatFile(music=spec.music or default_music(spec), beats=list(spec.beats or []))
 
 
+def with_shows(plan: BeatPlan, spec: Spec) -> BeatPlan:
+    """The planner's beats with `shows:` filled from the beat library (data: which beat types show
+    the product, which show people) and the spec's assets by role; a beat that shows none of them
+    (or a spec without such assets) is left as it was."""
+    lib = load_library()
+    roles = {name: asset_role(name, value) for name, value in spec.assets.items()}
+    beats = []
+    for beat in plan.beats:
+        bt = lib.beats.get(beat.type)
+        if beat.shows is None and bt is not None:
+            shown = [n for n, r in roles.items()
+                     if (r == "product" and bt.shows_product) or (r == "character" and bt.shows_people)]
+            if shown:
+                beat = beat.model_copy(update={"shows": shown})
+        beats.append(beat)
+    return plan.model_copy(update={"beats": beats})
+
+
 def planned_beat_text(step: PlanStep, plan: BeatPlan) -> str:
     """The beat file the plan step writes for a planner's `plan`."""
     assert step.recipe is not None and step.spec_sha is not None
+    plan = with_shows(plan, step.spec)
     planner = step.recipe.model if step.recipe.provider != "offline" else "offline"
     planned_from = planned_from_for(plan, step.spec_sha, planner, LIBRARY_VERSION)
     return render_beat_file(plan, planned_from, clip_lengths=step.clip_lengths)
@@ -304,28 +326,40 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     source = (beats_path or beat_file_path(spec_path)) if spec.beats is None else spec_path
     beats = []
     start = 0
-    own = own_language(spec, spec_path)
+    own_lang = own_language(spec, spec_path)
     missing: list[SpecError] = []  # every beat that lacks the ad's language, one line each
-    for beat in beat_file.beats:
+    native = spec.native_audio and video.native_audio
+    for index, beat in enumerate(beat_file.beats):
         image_prompt, motion_prompt = render_beat_prompts(beat, spec, source)
-        clips = tuple(fit_clips(beat.duration, video.clip_lengths))
+        own_models = beat.models
+        beat_video = registry.resolve(own_models.video, "video") if own_models is not None and own_models.video else None
+        beat_image = registry.resolve(own_models.image, "image") if own_models is not None and own_models.image else None
+        # a beat with its own video model is cut by that model's clip lengths; own footage is one clip
+        clips = tuple(fit_clips(beat.duration, (beat_video or video).clip_lengths)) if beat.footage is None \
+            else (beat.duration,)
+        own = own_media_of(beat, index, spec_path, source)
+        references, beat_image, note = beat_references(beat, index, spec, spec_path, source, beat_image or image,
+                                                       registry, beat_image)
+        native = native and (beat_video or video).native_audio  # native sound only when every beat has it
         line = words = None
         try:
-            line = render_voiceover(beat, spec, source, own)
+            line = render_voiceover(beat, spec, source, own_lang)
         except MissingLanguage as e:
             missing.append(e)
         try:
-            words = render_on_screen(beat, spec, source, own)
+            words = render_on_screen(beat, spec, source, own_lang)
         except MissingLanguage as e:
             missing.append(e)
         beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line,
-                                 words))
+                                 words, approved=beat.approved, image_model=beat_image.name if beat_image else None,
+                                 video_model=beat_video.name if beat_video else None, own=own,
+                                 references=references, note=note))
         start += beat.duration
     raise_errors(missing)
     if start != spec.duration:
         raise SpecError(source, None, "beats", f"durations sum to {start} s but the spec's duration is {spec.duration} s")
     product = spec.assets.get("product")
-    reference = str((spec_path.parent / product).resolve()) if product else None
+    reference = str((spec_path.parent / asset_path(product)).resolve()) if product else None
     voice = registry.resolve(spec.models.voice, "voice")
     rules = load_library().voice
     captions = spec.captions.model_dump(mode="json")
@@ -350,7 +384,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         image_model=image.name,
         video_model=video.name,
         music_model=music.name,
-        native_audio=spec.native_audio and video.native_audio,  # the model's own audio, when it has any
+        native_audio=native,  # the models' own audio, when every beat's has it
         music_prompt=beat_file.music.prompt,
         bpm=beat_file.music.bpm,
         beats=tuple(beats),
@@ -361,6 +395,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         voice_tail=rules.tail,
         voice_max_speedup=rules.max_speedup,
         captions=captions,
+        approval_required=spec.approval == "required",
         placements=tuple(spec.placements),
         brand_kit=kit,
         language=spec.language,
@@ -418,6 +453,55 @@ def check_text_layer(plan: AdPlan, spec_path: Path, source: Path) -> None:
         raise SpecError(source if field.startswith("beats.") else spec_path, None, field, str(e)) from None
 
 
+def beat_references(beat: Beat, index: int, spec: Spec, spec_path: Path, source: Path, model: ModelEntry,
+                    registry: Registry, own_model: ModelEntry | None
+                    ) -> tuple[tuple[dict[str, Any], ...] | None, ModelEntry | None, str | None]:
+    """The reference images of what a beat shows, and the image model that takes them: when the
+    beat's (or spec's) model takes fewer than it shows, the cheapest one of the registry that takes
+    them all (the note says so). None: the beat has no `shows:` (the spec's product, as before)."""
+    if beat.shows is None:
+        return None, own_model, None
+    refs = []
+    for name in beat.shows:
+        value = spec.assets.get(name)
+        if value is None:
+            loc: tuple[str | int, ...] = ("beats", index, "shows")
+            raise SpecError(source, locate_in_file(source, loc), ".".join(map(str, loc)),
+                            f"'{name}' is not one of the spec's assets ({', '.join(spec.assets) or 'none'})")
+        refs.append({"name": name, "role": asset_role(name, value),
+                     "path": str((spec_path.parent / asset_path(value)).resolve())})
+    if refs and reference_capacity(model) < len(refs):  # `model`: the beat's own, else the spec's
+        chosen = reference_model(registry, len(refs), model.provider)
+        if chosen is None:
+            loc = ("beats", index, "shows")
+            raise SpecError(source, locate_in_file(source, loc), ".".join(map(str, loc)),
+                            f"no image model in the registry takes {len(refs)} reference images")
+        takes = reference_capacity(model)
+        note = (f"{chosen.name} chosen for its {len(refs)} reference image{'s' if len(refs) > 1 else ''} "
+                f"({', '.join(beat.shows)}): {model.name} takes {takes or 'none'}")
+        return tuple(refs), chosen, note
+    return tuple(refs), own_model, None
+
+
+def own_media_of(beat: Beat, index: int, spec_path: Path, source: Path) -> dict[str, Any] | None:
+    """A beat's own still or footage as its inputs carry them (absolute path, sha256, start), or
+    None. Bad media (missing, not an image/video, unreadable, too short) is one located SpecError."""
+    if beat.image is None and beat.footage is None:
+        return None
+    field, rel = ("image", beat.image) if beat.image is not None else ("footage", beat.footage)
+    assert rel is not None
+    path = (spec_path.parent / rel).resolve()
+    start = float(beat.from_ or 0.0)
+    problem = own_media.media_problem(path, "image" if field == "image" else "footage", start, float(beat.duration))
+    if problem is not None:
+        loc: tuple[str | int, ...] = ("beats", index, field)
+        raise SpecError(source, locate_in_file(source, loc), ".".join(map(str, loc)), f"'{rel}' {problem}")
+    sha = sha256_file(path)
+    if field == "image":
+        return {"own_image": str(path), "own_image_sha256": sha}
+    return {"footage": str(path), "footage_sha256": sha, "footage_from": start}
+
+
 @lru_cache(maxsize=1)
 def _registry_digest() -> str:
     return sha256_bytes(resources.files("adspec.providers").joinpath("models.yaml").read_bytes())
@@ -443,9 +527,28 @@ def plan_is_current(ad: str, spec_path: str) -> bool:
     paths = AdPaths.of(load_settings().build_dir, ad)
     try:
         beats = beats_path_of(ad, spec_path)
-        return paths.plan_inputs.read_text() == inputs_stamp(Path(spec_path), beats) and plan_files_intact(paths)
+        if not (paths.plan_inputs.read_text() == inputs_stamp(Path(spec_path), beats) and plan_files_intact(paths)):
+            return False
     except (OSError, SpecError):
         return False
+    return own_media_unchanged(paths)
+
+
+def own_media_unchanged(paths: AdPaths) -> bool:
+    """Whether every beat's own still or footage still has the bytes the plan recorded (a
+    replaced file re-plans: that beat's inputs change, so exactly that beat is rebuilt)."""
+    plan = load_plan(paths)
+    if plan is None:
+        return False
+    for beat in plan.beats:
+        for field in ("own_image", "footage"):
+            if beat.own and beat.own.get(field):
+                try:
+                    if sha256_file_memo(beat.own[field]) != beat.own[f"{field}_sha256"]:
+                        return False
+                except OSError:
+                    return False
+    return True
 
 
 def plan_ad(ad: str, spec_path: Path, *, force: bool = False) -> AdPlan:

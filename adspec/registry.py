@@ -26,6 +26,7 @@ class ModelEntry:
     aspect_ratios: tuple[str, ...] = ()
     native_audio: bool = False
     uses_reference: bool = False
+    max_references: int = 0  # reference images it takes in one list field ({references}); 0: see uses_reference
     max_seconds: int | None = None
     price: dict[str, Any] = field(default_factory=dict)
     # live input shaping (see models.yaml header): the exact JSON input template, which of its
@@ -103,13 +104,13 @@ def load_registry() -> Registry:
 # ---- input shaping ----------------------------------------------------------------------------
 
 PLACEHOLDERS = {
-    "image": {"prompt", "aspect_ratio", "seed", "width", "height", "reference"},
+    "image": {"prompt", "aspect_ratio", "seed", "width", "height", "reference", "references"},
     "video": {"prompt", "first_frame", "seconds", "resolution", "aspect_ratio", "seed", "fps",
               "frames", "native_audio"},
     "music": {"prompt", "seconds", "seed", "bpm"},
     "voice": {"text", "voice", "speed"},
 }
-FILE_PLACEHOLDERS = {"reference", "first_frame"}
+FILE_PLACEHOLDERS = {"reference", "references", "first_frame"}
 PRICE_RULES = ("per_image", "per_second", "per_run", "per_predict_second", "per_1k_chars")
 _PH = re.compile(r"^\{([a-z_]+)\}$")
 
@@ -183,11 +184,40 @@ def shape_input(entry: ModelEntry, values: dict[str, Any]) -> tuple[dict[str, An
         value = values.get(ph)
         if value is None:
             continue
-        if fname in entry.files:
+        if fname in entry.files and isinstance(value, (list, tuple)):
+            if not value:
+                continue
+            for i, item in enumerate(value):  # a list of files: `field[i]` (see list_field)
+                files[f"{fname}[{i}]"] = item
+        elif fname in entry.files:
             files[fname] = value
         else:
             params[fname] = value
     return params, files
+
+
+def list_field(name: str) -> tuple[str, int] | None:
+    """("input_images", 1) for the recipe file name "input_images[1]" (a list input), else None."""
+    if name.endswith("]") and "[" in name:
+        base, _, index = name[:-1].partition("[")
+        if index.isdigit():
+            return base, int(index)
+    return None
+
+
+def reference_capacity(entry: ModelEntry) -> int:
+    """How many reference images an image model takes with a request (0: none)."""
+    return entry.max_references or (1 if entry.uses_reference else 0)
+
+
+def reference_model(registry: "Registry", count: int, provider: str) -> ModelEntry | None:
+    """The cheapest image model of `provider` that takes `count` reference images (data: the
+    registry's `uses_reference` / `max_references` and per-image prices), or None."""
+    able = [e for e in registry.models.values()
+            if e.kind == "image" and e.provider == provider and reference_capacity(e) >= count]
+    able.sort(key=lambda e: (float(e.price.get("per_image", 1e9)) if isinstance(e.price.get("per_image"), (int, float))
+                             else 1e9, e.name))
+    return able[0] if able else None
 
 
 # ---- prices -----------------------------------------------------------------------------------

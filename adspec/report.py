@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import media
+from .approvals import state_of, storyboard_sha256
 from .build_files import AdStatus, CostFile, read_model_or_none
 from .config import load_settings
 from .cost import ad_cost
@@ -105,8 +106,10 @@ def page_inputs(build_dir: Path, ad: str) -> str:
     except OSError:
         final = None
     plan = load_plan(paths)
+    shown = [storyboard_sha256(paths.storyboard(b.id)) for b in plan.beats] \
+        if plan is not None and plan.approval_required else None  # the approval marks follow the storyboards
     return sha256_json({"plan": plan.to_json() if plan is not None else None, "items": items, "final": final,
-                        "v": 2})  # v2: the render mode, the player
+                        "v": 2, **({"approval": shown} if shown else {})})  # v2: the render mode, the player
 
 
 def report_is_current(ad: str) -> bool:
@@ -144,6 +147,8 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
                 "voiceover": b.voiceover, "voice": f"beats/{b.id}/voice.wav" if paths.voice(b.id).exists() else None,
                 "image_exists": paths.storyboard(b.id).exists(), "cost_usd": beat_cost,
                 "from_cache": all(x.cache_hit for x in [sb, *chunks] if x) and any([sb, *chunks]),
+                # `approval: required`: approved / pending / stale (the storyboard on disk against `approved:`)
+                "approval": state_of(b.approved, storyboard_sha256(paths.storyboard(b.id))) if plan.approval_required else None,
             })
     final = None
     if paths.final.exists():

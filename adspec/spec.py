@@ -24,7 +24,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -183,12 +185,68 @@ class Models(Strict):
         return v
 
 
+class BeatModels(Strict):
+    """A beat's own image and video models (else the spec's `models:`); its chunking follows its
+    own video model's clip lengths."""
+
+    image: str | None = Field(None, description="this beat's storyboard image model",
+                              json_schema_extra=_enum(_model_enum("image")))
+    video: str | None = Field(None, description="this beat's image-to-video model; its clip lengths cut this beat",
+                              json_schema_extra=_enum(_model_enum("video")))
+
+    @field_validator("image", "video")
+    @classmethod
+    def _known_model(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        kind = str(info.field_name)
+        try:
+            _registry().resolve(v, kind)
+        except KeyError:
+            raise ValueError(_known_models_message(kind, v)) from None
+        return v
+
+
 def _beat_types() -> list[str]:
     return load_library().types
 
 
+AssetRole = Literal["product", "character", "logo", "style"]
+
+
+class Asset(Strict):
+    """A reference asset with its role: what it is to the beats that show it."""
+
+    path: AssetPath = Field(description="an image relative to the spec's folder, inside the project")
+    role: AssetRole = Field(description="product, character (a person or mascot, named by its key), logo, or style (a look to match)",
+                            json_schema_extra={"enumDescriptions": [
+                                "the product: beats that show the product send it",
+                                "a person or mascot, named by its key: beats that show people send it",
+                                "the brand's logo: sent where a beat's `shows:` lists it",
+                                "a look to match: sent where a beat's `shows:` lists it"]})
+
+
+#: an asset: a path, or {path, role}; the errors are the ones of the form written
+AssetValue = Annotated[Union[Annotated[AssetPath, Tag("path")], Annotated[Asset, Tag("asset")]],
+                       Discriminator(lambda v: "asset" if isinstance(v, (dict, Asset)) else "path")]
+
+
+def asset_path(value: "str | Asset") -> str:
+    return value.path if isinstance(value, Asset) else value
+
+
+def asset_role(name: str, value: "str | Asset") -> str | None:
+    """An asset's role: as written, else `product` for the asset named product (as always) and
+    `logo` for one named logo; other plain paths have none (a beat may still show them)."""
+    if isinstance(value, Asset):
+        return value.role
+    return name if name in ("product", "logo") else None
+
+
 class Beat(Strict):
     """One beat of the ad: a storyboard image, then image-to-video chunks from it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True, populate_by_name=True)
 
     id: Slug = Field(description="stable, unique slug; names the beat's targets (lower-case letters, digits, '-')")
     type: str = Field(max_length=40, description="one of the library's beat types (purpose and seconds in each one's description)",
@@ -203,6 +261,20 @@ class Beat(Strict):
     on_screen: _text(200) | None = Field(None,  # type: ignore[valid-type]
                                   description="a super drawn over this beat by code (a headline, a price, a feature's "
                                               "name; {{ var }} allowed); the beat type's limit is in the library")
+    models: BeatModels | None = Field(None, description="this beat's own image and/or video model (names from `adspec models`)")
+    image: AssetPath | None = Field(None, description="your own still (relative to the spec's folder) as this beat's "
+                                                      "storyboard: no image request; its video starts from it")
+    footage: AssetPath | None = Field(None, description="your own clip (relative to the spec's folder), conformed to the "
+                                                        "ad's frame and cut to the beat: no image or video request")
+    from_: float | None = Field(None, alias="from", ge=0, le=3600,
+                                description="with `footage:`: the second of the clip the beat starts at (default 0)")
+    shows: list[Slug] | None = Field(None, max_length=8,
+                                     description="the spec's assets this beat shows (e.g. [product, maya]): their images "
+                                                 "go with its storyboard request as references")
+    approved: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                 description="the sha256 of the storyboard image a person approved (`adspec approve`); "
+                                             "with `approval: required` only an approved beat's video is paid for; "
+                                             "never shapes the plan nor a paid request")
 
     @field_validator("type")
     @classmethod
@@ -275,9 +347,10 @@ class Spec(Strict):
                                    "pick the beat arc, look, camera language and tempo")
     brand: Brand = Field(default_factory=Brand, description="name, tagline and colours (drawn locally, never paid for)")
     models: Models = Field(default_factory=Models, description="planner, image, video and music models (`adspec models`)")
-    assets: dict[Slug, AssetPath] = Field(
+    assets: dict[Slug, AssetValue] = Field(
         default_factory=dict,
-        description="name -> image path relative to the spec's folder, inside the project; 'product' is the reference image",
+        description="name -> image path relative to the spec's folder (or {path, role}: role product, character, logo, "
+                    "style); 'product' is the product's reference image; a beat's `shows:` sends its references",
         json_schema_extra={"propertyNames": {"pattern": SLUG_RE.pattern,
                                              "description": "lower-case letters, digits and '-'"}},
     )
@@ -287,6 +360,11 @@ class Spec(Strict):
                                           "description": "an identifier (letters, digits, _), not one of "
                                                          + ", ".join(RESERVED_VARS)}})
     seed: int = Field(0, ge=0, le=2**31 - 1, description="passed to every model that takes one")
+    approval: Literal["required", "off"] = Field(
+        "off", description="required: `doit` pays for storyboards, but for a beat's video only once `adspec approve` "
+                           "recorded that beat's storyboard in the beat file (see `adspec approve --list`)",
+        json_schema_extra={"enumDescriptions": ["a beat's video waits until its storyboard is approved",
+                                                "no approval: every beat's video is made (the default)"]})
     native_audio: bool = Field(False, description="use the video model's own audio (if it has any) instead of music")
     voice: Voice = Field(default_factory=Voice, description="who speaks the voiceover lines, and how fast")
     voiceover: bool = Field(True, description="false: no spoken lines (the planner writes none, the build speaks none)")
@@ -358,6 +436,11 @@ class BeatFile(Strict):
         if issues:
             raise ValueError(issues[0][1])
         return self
+
+
+#: a beat's fields a person sets, never a planner (the LLM planner's schema leaves them out;
+#: `shows` is filled after it from the beat library)
+PERSON_FIELDS = ("models", "image", "footage", "from", "shows", "approved")
 
 
 class BeatPlan(Strict):
@@ -540,6 +623,8 @@ def spec_issues(spec: Spec) -> list[Issue]:
                                                 f"(it supports {', '.join(video.aspect_ratios)})"))
     except KeyError:
         pass
+    if spec.beats is not None:
+        issues += beat_model_issues(spec.beats, spec, ("beats",))
     if spec.music is not None and spec.beats is None:
         issues.append((("music",), "only allowed with inline `beats:`; otherwise the music is planned into the beat file"))
     if spec.beats is not None:
@@ -549,6 +634,33 @@ def spec_issues(spec: Spec) -> list[Issue]:
             issues += voiceover_issues(spec.beats, spec, ("beats",))
             issues += on_screen_issues(spec.beats, spec, ("beats",))
     return issues + voice_issues(spec)
+
+
+def beat_model_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
+    """A beat's own video model must draw the spec's aspect ratio; `image:` and `footage:`
+    exclude each other, and `from:` goes with `footage:`."""
+    issues: list[Issue] = []
+    for i, beat in enumerate(beats):
+        if beat.image is not None and beat.footage is not None:
+            issues.append(((*base, i, "footage"), "a beat has either its own still (`image:`) or its own footage, not both"))
+        for j, name in enumerate(beat.shows or []):
+            if name not in spec.assets:
+                close = difflib.get_close_matches(name, list(spec.assets), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                issues.append(((*base, i, "shows", j), f"beat '{beat.id}' shows '{name}', which is not one of the spec's "
+                                                    f"assets{hint} (assets: {', '.join(spec.assets) or 'none'})"))
+        if beat.from_ is not None and beat.footage is None:
+            issues.append(((*base, i, "from"), "`from:` is the second of the beat's `footage:` to start at: set `footage:` too"))
+        if beat.models is None or beat.models.video is None:
+            continue
+        try:
+            video = _registry().resolve(beat.models.video, "video")
+        except KeyError:
+            continue
+        if video.aspect_ratios and spec.aspect_ratio not in video.aspect_ratios:
+            issues.append(((*base, i, "models", "video"), f"{video.name} does not support aspect ratio {spec.aspect_ratio} "
+                                                          f"(it supports {', '.join(video.aspect_ratios)})"))
+    return issues
 
 
 def prompt_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
@@ -571,6 +683,7 @@ def beat_file_issues(beat_file: BeatFile, spec: Spec | None) -> list[Issue]:
     """The beat file's own rules, and with its spec: the total duration and that prompts render."""
     issues = _beats_issues(beat_file.beats, spec.duration if spec else None, ("beats",), "the beats")
     if spec is not None:
+        issues += beat_model_issues(beat_file.beats, spec, ("beats",))
         issues += prompt_issues(beat_file.beats, spec, ("beats",))
         issues += voiceover_issues(beat_file.beats, spec, ("beats",))
         issues += on_screen_issues(beat_file.beats, spec, ("beats",))

@@ -24,7 +24,7 @@ from .paths import VARIANT_SEPARATOR as SEPARATOR
 from .paths import ad_name
 from .plan_rules import plan_shaping_fields
 from .registry import load_registry
-from .spec import COLOR_RE, SKIP_CROSS_CHECKS, SLUG_RE, Issue, Loc, Spec, spec_issues
+from .spec import COLOR_RE, SKIP_CROSS_CHECKS, SLUG_RE, Issue, Loc, Spec, asset_path, spec_issues
 from .variants import (
     VARIANT_NAME_RE,
     Variant,
@@ -196,7 +196,7 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
     real_root = root.resolve()
     issues: list[Issue] = []
     files: list[tuple[Loc, str, tuple[str, ...], str]] = [
-        (("assets", name), rel, IMAGE_SUFFIXES, "an image") for name, rel in spec.assets.items()]
+        (("assets", name), asset_path(rel), IMAGE_SUFFIXES, "an image") for name, rel in spec.assets.items()]
     if spec.captions.font:
         files.append((("captions", "font"), spec.captions.font, FONT_SUFFIXES, "a font"))
     for loc, rel, suffixes, kind in files:
@@ -223,6 +223,36 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
             problem = asset_problem(real)  # from its header: nothing huge is decoded
             if problem is not None:
                 issues.append((loc, f"'{rel}' {problem}"))
+    return issues
+
+
+OWN_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+OWN_VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv")
+
+
+def own_media_issues(beats: list[Any], spec_dir: str | Path, base: Loc = ("beats",)) -> list[Issue]:
+    """A beat's own `image:` / `footage:` must be a file of the right kind inside the project
+    (readable as an image; a video's length is checked when the ad is planned, with ffprobe)."""
+    spec_dir = Path(os.path.abspath(spec_dir))
+    root = spec_dir.parent
+    issues: list[Issue] = []
+    for i, beat in enumerate(beats):
+        for field, suffixes, kind in (("image", OWN_IMAGE_SUFFIXES, "an image"), ("footage", OWN_VIDEO_SUFFIXES, "a video")):
+            rel = getattr(beat, field, None)
+            if rel is None:
+                continue
+            loc = (*base, i, field)
+            target = Path(os.path.normpath(spec_dir / rel))
+            if not _inside(target, root) or not _inside(target.resolve(), root.resolve()):
+                issues.append((loc, f"'{rel}' leads outside the project folder"))
+            elif not target.is_file():
+                issues.append((loc, f"file '{rel}' not found (looked for {os.path.relpath(target, root)} in the project)"))
+            elif target.suffix.lower() not in suffixes:
+                issues.append((loc, f"'{rel}' must be {kind} ({', '.join(suffixes)})"))
+            elif field == "image":
+                problem = asset_problem(target)
+                if problem is not None:
+                    issues.append((loc, f"'{rel}' {problem}"))
     return issues
 
 
@@ -273,6 +303,8 @@ def variant_spec(base: Spec, variant: Variant, spec_path: str | Path | None = No
     for key, value in variant.overrides:
         path, _ = field_path(key, base)
         assert path is not None
+        if path[0] == "assets" and isinstance(value, str) and isinstance(data["assets"].get(path[1]), dict):
+            value = {**data["assets"][path[1]], "path": value}  # another photo of the same role
         _set(data, path, value)
     problems: list[tuple[Loc, str]] = []
     spec = None

@@ -134,7 +134,8 @@ def _beat_words() -> dict[str, str]:
 def _describe_names(schema: dict[str, Any]) -> None:
     """`enumDescriptions` (read by the YAML language server and VS Code) for model and beat type names."""
     defs = schema.get("$defs", {})
-    named = [(defs.get("Models", {}).get("properties", {}).get(kind), _model_words(kind)) for kind in ("image", "video", "music", "voice")]
+    named = [(defs.get(models, {}).get("properties", {}).get(kind), _model_words(kind))
+             for models in ("Models", "BeatModels") for kind in ("image", "video", "music", "voice")]
     named.append((defs.get("Beat", {}).get("properties", {}).get("type"), _beat_words()))
     for prop, words in named:
         if prop and prop.get("enum"):

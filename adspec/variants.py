@@ -59,7 +59,7 @@ Scalar = Union[bool, int, float, str]
 Value = Union[bool, int, float, str, list[Scalar]]
 
 SCALAR_FIELDS = ("title", "prompt", "duration", "aspect_ratio", "resolution", "style", "seed", "native_audio",
-                 "placements", "language")
+                 "placements", "language", "approval")
 NESTED_FIELDS = {"brand": ("name", "tagline", "colors"), "models": ("planner", "image", "video", "music")}
 DECLARED_FIELDS = ("vars", "assets")  # vars.<name>, assets.<name>: the name must be declared in the spec
 ALLOWED_TEXT = ", ".join([*SCALAR_FIELDS, *(f"{k}.{f}" for k, fs in NESTED_FIELDS.items() for f in fs),

@@ -37,16 +37,17 @@ LAYERS: dict[str, int] = {
     "adspec.spec_checks": 2, "adspec.loader": 2, "adspec.images": 2, "adspec.safe_areas": 2, "adspec.limits": 2,
     "adspec.placements": 2, "adspec.text_fit": 2,
     # 3 planning
-    "adspec.beat_lock": 3, "adspec.beat_edit": 3, "adspec.offline_planner": 3, "adspec.ads": 3, "adspec.validate": 3,
+    "adspec.beat_lock": 3, "adspec.beat_edit": 3, "adspec.approvals": 3, "adspec.offline_planner": 3, "adspec.ads": 3, "adspec.validate": 3,
     # 4 effects
     "adspec.cache": 4, "adspec.cache_entry": 4, "adspec.remote_claims": 4, "adspec.cache_view": 4, "adspec.remote": 4,
-    "adspec.media": 4, "adspec.media_requests": 4, "adspec.verify": 4, "adspec.media_delivery": 4, "adspec.providers": 4,
-    "adspec.render": 4, "adspec.captions": 4, "adspec.speech_mix": 4,
+    "adspec.media": 4, "adspec.media_requests": 4, "adspec.verify": 4, "adspec.own_media": 4, "adspec.media_delivery": 4,
+    "adspec.providers": 4, "adspec.render": 4, "adspec.captions": 4, "adspec.speech_mix": 4,
     # 5 records
     "adspec.prices": 5, "adspec.cost": 5, "adspec.status": 5, "adspec.progress": 5,
     "adspec.receipts": 5, "adspec.checks": 5, "adspec.timeline_otio": 5, "adspec.provenance": 5, "adspec.runs": 5, "adspec.report": 5, "adspec.cache_admin": 5, "adspec.cleaning": 5,
     # 6 build
     "adspec.actions": 6, "adspec.plan_step": 6, "adspec.estimate": 6, "adspec.graph": 6, "adspec.voice": 6, "adspec.delivery": 6,
+    "adspec.approve": 6,
     # 7 edges
     "adspec.cli": 7, "adspec.ci": 7, "adspec.dodo_support": 7, "adspec.serve": 7, "adspec.mcp_server": 7,
     "adspec.project": 7,

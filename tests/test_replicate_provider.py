@@ -102,8 +102,14 @@ def test_image_request_body_matches_schema(fake, provider, tmp_path, frame, mode
     assert sent["slug"] == entry.slug and sent["path"] == f"/v1/models/{entry.slug}/predictions"
     assert validate_input(entry.slug, sent["body"]["input"]) == []
     # the recipe's params are exactly what was sent, less the file fields
-    assert {k: v for k, v in sent["body"]["input"].items() if k not in recipe.files} == recipe.params
-    if entry.uses_reference:
+    from adspec.registry import list_field
+
+    file_fields = {(list_field(k) or (k, 0))[0] for k in recipe.files}  # `input_images[0]` is input_images
+    assert {k: v for k, v in sent["body"]["input"].items() if k not in file_fields} == recipe.params
+    if entry.uses_reference and entry.max_references > 1:  # a list of references (one given here)
+        assert [v[:22] for v in sent["body"]["input"]["input_images"]] == ["data:image/png;base64,"]
+        assert set(recipe.files) == {"input_images[0]"}
+    elif entry.uses_reference:
         assert sent["body"]["input"]["input_image"].startswith("data:image/png;base64,")
         assert set(recipe.files) == {"input_image"}
     assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"

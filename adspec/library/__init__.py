@@ -157,6 +157,7 @@ class BeatType:
     favoured_by: tuple[str, ...]  # styles whose arc plays it early (rank <= 3)
     #: spoken-line templates, longest first, by tone (a style name, or "default"); none: no voice
     voiceover: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    shows_people: bool = False  # a spec's `character` assets appear in it (its `shows:`)
 
     def lines_for(self, style: str) -> tuple[str, ...]:
         """The line templates for a style's tone (its own, else the default ones)."""
@@ -279,6 +280,7 @@ def parse_library(data: Any) -> Library:
         beats[name] = BeatType(
             name=name, purpose=str(raw["purpose"]), min=lo, max=hi, ideal=ideal, position=raw["position"],
             repeatable=bool(raw.get("repeatable", False)), shows_product=bool(raw.get("shows_product", False)),
+            shows_people=bool(raw.get("shows_people", False)),
             image_prompt=raw["image_prompt"], motion_prompt=raw["motion_prompt"], favoured_by=favoured,
             voiceover=voiceover,
         )

@@ -32,6 +32,7 @@ class ImageRequest:
     brand_name: str | None = None
     tagline: str | None = None
     reference: Path | None = None  # the product reference image, if the spec has one
+    references: tuple[Path, ...] = ()  # the images of what the beat shows (its `shows:`), in order
 
 
 @dataclass(frozen=True)

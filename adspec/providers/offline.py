@@ -65,7 +65,9 @@ class OfflineMedia:
     # ---- recipes (pure) ----------------------------------------------------------------------
 
     def image_recipe(self, req: ImageRequest) -> Recipe:
-        files = {"reference": FileRef.of(req.reference)} if req.reference else {}
+        first = req.references[0] if req.references else req.reference
+        files = {"reference": FileRef.of(first)} if first else {}
+        files.update({f"reference_{i}": FileRef.of(p) for i, p in enumerate(req.references[1:], 1)})
         return Recipe(
             provider=self.name,
             kind="image",

@@ -34,7 +34,7 @@ from ..plan_rules import plan_problems
 from ..recipes import Recipe
 from ..redact import scrub
 from ..registry import load_registry, planner_price
-from ..spec import BeatPlan
+from ..spec import PERSON_FIELDS, BeatPlan
 from .base import Job, PlanRequest, RunResult
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,15 @@ def plan_schema(beat_types: list[str]) -> dict[str, Any]:
                 strip(v)
 
     strip(schema)
+    # a person's fields of a beat (adspec.spec.PERSON_FIELDS: approvals, own media, models, what it
+    # shows) are not the planner's: left out, the request stays what it was before they existed
+    beat_def = schema["$defs"]["Beat"]
+    for name in PERSON_FIELDS:
+        beat_def["properties"].pop(name, None)
+        if name in beat_def.get("required", []):
+            beat_def["required"].remove(name)
+    for name in [k for k in schema["$defs"] if k in ("BeatModels",)]:
+        schema["$defs"].pop(name)
     props = schema["$defs"]["Beat"]["properties"]
     props["type"]["enum"] = list(beat_types)
     for name in ("voiceover", "on_screen"):  # a planner writes plain strings: maps of languages are a person's

@@ -52,9 +52,11 @@ from ..redact import redact_url, scrub
 from ..registry import (
     ModelEntry,
     Registry,
+    list_field,
     load_registry,
     model_resolution,
     price_for,
+    reference_capacity,
     shape_input,
     spec_resolution_for,
 )
@@ -185,6 +187,11 @@ class ReplicateMedia:
             "height": req.height,
             "reference": req.reference if entry.uses_reference else None,
         }
+        if req.references:  # what the beat shows: one reference field, or a list of them
+            values["reference"] = req.references[0] if entry.uses_reference else None
+            values["references"] = list(req.references[:reference_capacity(entry)])
+        elif req.reference is not None and entry.max_references:
+            values["references"] = [req.reference]
         return self._recipe(entry, values)
 
     def video_recipe(self, req: VideoRequest) -> Recipe:
@@ -360,8 +367,12 @@ class _Call:
 
     def _input(self) -> dict[str, Any]:
         data = dict(self.recipe.params)
-        for field, ref in self.recipe.files.items():
-            data[field] = self._file_value(ref)
+        for field, ref in sorted(self.recipe.files.items(), key=lambda kv: list_field(kv[0]) or (kv[0], -1)):
+            listed = list_field(field)
+            if listed is not None:  # `input_images[1]`: the second item of the list input
+                data.setdefault(listed[0], []).append(self._file_value(ref))
+            else:
+                data[field] = self._file_value(ref)
         return data
 
     def _file_value(self, ref: FileRef) -> str:
@@ -459,13 +470,19 @@ class _Call:
         if p.get("data_removed") or (p.get("status") == "succeeded" and p.get("output") is None):
             return None  # even if it were ours its output is gone: a retry creates anew
         given = p.get("input")
-        if not isinstance(given, dict) or set(given) != set(self.recipe.params) | set(self.recipe.files):
+        fields = {(list_field(f) or (f, -1))[0] for f in self.recipe.files}
+        if not isinstance(given, dict) or set(given) != set(self.recipe.params) | fields:
             return None
         for k, v in self.recipe.params.items():
             if json.dumps(given[k], sort_keys=True) != json.dumps(v, sort_keys=True):
                 return None
         for field, ref in self.recipe.files.items():
-            value = given[field]
+            listed = list_field(field)
+            if listed is not None:
+                items = given.get(listed[0])
+                value = items[listed[1]] if isinstance(items, list) and len(items) > listed[1] else None
+            else:
+                value = given[field]
             if not isinstance(value, str):
                 return None
             if value.startswith("data:"):

@@ -105,6 +105,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "aspect_ratio": _f(S, ["match_input_image", "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "4:5", "5:4", "21:9", "9:21", "2:1", "1:2"]),
         "output_format": _f(S, ["jpg", "png"]), "safety_tolerance": _f(I, None, 0, 6), "prompt_upsampling": _f(B),
         "seed": _f(I)}},
+    # multi-reference: `input_images` is a list of URIs (up to 4 here, as ../shared/PROVIDERS.md says)
+    "black-forest-labs/flux-2-pro": {"required": ["prompt"], "output": "single", "kind": "image", "fields": {
+        "prompt": _f(S), "input_images": _f("array"),
+        "aspect_ratio": _f(S, ["match_input_image", "custom", "1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3"]),
+        "width": _f(I, None, 256, 2048), "height": _f(I, None, 256, 2048), "seed": _f(I),
+        "output_format": _f(S, ["webp", "jpg", "png"]), "safety_tolerance": _f(I, None, 1, 5), "prompt_upsampling": _f(B)}},
     "minimax/hailuo-2.3-fast": {"required": ["first_frame_image"], "output": "single", "kind": "video", "fields": {
         "prompt": _f(S), "first_frame_image": _f(U), "duration": _f(I, [6, 10]),
         "resolution": _f(S, ["768p", "1080p"]), "prompt_optimizer": _f(B)}},
@@ -177,6 +183,12 @@ def validate_input(slug: str, data: dict[str, Any], file_exists=lambda url: True
         }[t]
         if not ok:
             errors.append(f"input.{name}: Invalid type. Expected: {t}, given: {type(value).__name__}")
+            continue
+        if t == "array":
+            if slug == "black-forest-labs/flux-2-pro" and not 1 <= len(value) <= 4:
+                errors.append(f"input.{name}: Array must have between 1 and 4 items")
+            if not all(isinstance(v, str) and (v.startswith("data:") or v.startswith("http")) for v in value):
+                errors.append(f"input.{name}: every item must be a 'uri'")
             continue
         if spec["enum"] is not None and value not in spec["enum"]:
             errors.append(f"input.{name}: {name} must be one of the following: " + ", ".join(map(str, spec["enum"])))

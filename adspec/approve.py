@@ -1,0 +1,130 @@
+"""`adspec approve AD[/BEAT...]` and `adspec approve --list AD`, and the approval state the build
+graph gates a beat's video on (see adspec.approvals for what approved, pending and stale mean).
+
+A storyboard counts only when it is current: built from exactly the recipe its beat asks now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .actions import is_current
+from .ads import choose_ads, resolve_ad
+from .approvals import APPROVED, set_approved, state_of, storyboard_sha256
+from .config import load_settings
+from .errors import SpecError
+from .fsutil import write_text_atomic
+from .loader import read_file
+from .paths import AdPaths
+from .plan_file import AdPlan, PlannedBeat, load_plan
+
+__all__ = ["beat_state", "states", "approve", "listing"]
+
+
+def current_storyboard_sha(ad: str, beat_id: str, paths: AdPaths) -> str | None:
+    """The sha256 of the beat's storyboard when it is built from the beat as planned now."""
+    storyboard = paths.storyboard(beat_id)
+    if not is_current(str(storyboard), "storyboard", ad, beat_id):
+        return None
+    return storyboard_sha256(storyboard)
+
+
+def beat_state(ad: str, beat: PlannedBeat, paths: AdPaths) -> str:
+    if beat.own and beat.own.get("footage"):
+        return APPROVED  # your own footage: nothing is paid for this beat, nothing to approve
+    if beat.approved is None:
+        return state_of(None, None)
+    return state_of(beat.approved, current_storyboard_sha(ad, beat.id, paths))
+
+
+def states(ad: str, plan: AdPlan, build_dir: Path) -> dict[str, str]:
+    """Each beat's approval state (beat id -> approved / pending / stale)."""
+    paths = AdPaths.of(build_dir, ad)
+    return {b.id: beat_state(ad, b, paths) for b in plan.beats}
+
+
+def _ad_and_beats(target: str) -> tuple[str, list[str]]:
+    ad, _, rest = target.partition("/")
+    return ad, [b for b in rest.split("/") if b]
+
+
+def _planned(ad: str, spec_path: Path) -> tuple[AdPlan, AdPaths]:
+    paths = AdPaths.of(load_settings().build_dir, ad)
+    plan = load_plan(paths)
+    if plan is None:
+        raise SpecError(spec_path, None, None, f"{ad} is not planned yet: run `doit storyboard:{ad}` and look at the "
+                                               "storyboards first")
+    return plan, paths
+
+
+def approve(targets: list[str]) -> list[str]:
+    """Write the current storyboard's sha256 into each named beat (every beat of an ad named
+    alone). Returns one line per beat. SpecError (nothing written for that ad) when a beat is
+    unknown or its storyboard is not built from the beat as it is."""
+    settings = load_settings()
+    lines: list[str] = []
+    for target in targets:
+        ad, beat_ids = _ad_and_beats(target)
+        spec_path = _spec_of(ad, settings.specs_dir)
+        resolved = resolve_ad(ad, spec_path)
+        plan, paths = _planned(ad, spec_path)
+        known = [b.id for b in plan.beats]
+        for b in beat_ids:
+            if b not in known:
+                raise SpecError(spec_path, None, None, f"{ad} has no beat '{b}' (its beats: {', '.join(known)})")
+        file = spec_path if resolved.spec.beats is not None else resolved.beats_path
+        text = read_file(file).decode("utf-8")
+        for beat_id in beat_ids or known:
+            sha = current_storyboard_sha(ad, beat_id, paths)
+            if sha is None:
+                raise SpecError(file, None, f"beats.{beat_id}",
+                                f"the storyboard of {ad}/{beat_id} is not built from this beat as it is now: run "
+                                f"`doit storyboard:{ad}/{beat_id}`, look at it, then approve it")
+            text = set_approved(text, beat_id, sha, str(file))
+            lines.append(f"{ad}/{beat_id}: approved {sha[:12]} in {file}")
+        write_text_atomic(file, text)
+    return lines
+
+
+def listing(target: str) -> list[tuple[str, str, str | None]]:
+    """(beat id, state, approved hash) of every beat of the ad `target` names."""
+    settings = load_settings()
+    ad, beat_ids = _ad_and_beats(target)
+    spec_path = _spec_of(ad, settings.specs_dir)
+    plan, paths = _planned(ad, spec_path)
+    written = approved_in_file(ad, spec_path)  # the file as it is now (plan.json follows at the next run)
+    out = []
+    for b in plan.beats:
+        if beat_ids and b.id not in beat_ids:
+            continue
+        approved = written.get(b.id)
+        state = state_of(None, None) if approved is None else state_of(approved, current_storyboard_sha(ad, b.id, paths))
+        out.append((b.id, state, approved))
+    return out
+
+
+def approved_in_file(ad: str, spec_path: Path) -> dict[str, str]:
+    """Beat id -> `approved:` as the beat file (or the spec's inline beats) says now."""
+    resolved = resolve_ad(ad, spec_path)
+    file = spec_path if resolved.spec.beats is not None else resolved.beats_path
+    try:
+        data = yaml.safe_load(read_file(file).decode("utf-8")) or {}
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    beats = data.get("beats") if isinstance(data, dict) else None
+    return {str(b["id"]): str(b["approved"]) for b in beats or [] if isinstance(b, dict) and b.get("approved") and b.get("id")}
+
+
+def _spec_of(ad: str, specs_dir: Path) -> Path:
+    """The spec file of the ad named (SpecError for a name that is no ad)."""
+    ads = choose_ads(specs_dir, (ad,))[0]
+    for name, spec_path in ads:
+        if name == ad:
+            return spec_path
+    raise SpecError(specs_dir, None, None, f"'{ad}' names several ads ({', '.join(n for n, _ in ads)}): approve one of them")
+
+
+def is_approved(state: str) -> bool:
+    return state == APPROVED

@@ -1,0 +1,403 @@
+"""Control what you pay for (issue 18): approvals kept in git, a model per beat, your own
+footage and stills, reference assets with roles. Real doit runs, the real `replicate` client
+against the fake server on loopback, requests counted at the fake."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from conftest import Project, small_spec
+from fakes.replicate_server import FakeReplicate
+
+REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
+IMAGE, VIDEO = "black-forest-labs/flux-dev", "minimax/hailuo-2.3-fast"
+
+
+@pytest.fixture
+def live(project: Project):
+    with FakeReplicate(latency=0.02) as replicate:
+        replicate.unique_outputs = True  # another prompt, another picture (as a real model)
+        project.env.update(ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN,
+                           REPLICATE_BASE_URL=replicate.base_url, REPLICATE_POLL_INTERVAL="0.01")
+        yield project, replicate
+
+
+def video_prompts(replicate: FakeReplicate, since: int = 0) -> list[str]:
+    return [b["body"]["input"]["prompt"] for b in replicate.create_bodies[since:] if b["slug"] == VIDEO]
+
+
+def approvals(project: Project, ad: str) -> dict[str, str]:
+    out = project.adspec("approve", "--list", ad)
+    assert out.returncode == 0, out.stderr
+    return {line.split("\t")[0].split("/")[1]: line.split("\t")[1] for line in out.stdout.splitlines()}
+
+
+# ---- 1. approvals in git ------------------------------------------------------------------------
+
+
+def test_approval_required_pays_video_only_for_approved_beats(live) -> None:
+    project, replicate = live
+    spec = small_spec(approval="required")
+    spec["beats"][0]["motion_prompt"] = "hook motion"
+    spec["beats"][1]["motion_prompt"] = "cta motion"
+    path = project.write_spec("zip", spec)
+    first = project.doit()  # storyboards are paid; no chunk: exit 0, one line per waiting beat
+    assert replicate.creates_by_model.get(IMAGE) == 2 and not replicate.creates_by_model.get(VIDEO)
+    assert first.stderr.count("waits for approval") == 2, first.stderr
+    assert not (project.build / "zip" / "final.mp4").exists()
+    page = (project.build / "zip" / "index.html").read_text()
+    assert page.count('data-approval="pending"') == 2
+    assert approvals(project, "zip") == {"hook": "pending", "cta": "pending"}
+    est = json.loads(project.adspec("estimate", "--json", "zip").stdout)
+    assert est["total_usd"] == 0 and any("waits for approval" in n for n in est["ads"][0]["notes"])
+
+    # approve one beat: its sha256 lands in the file (comments kept), only its chunks are paid
+    text = "# my comment stays\n" + path.read_text()
+    path.write_text(text)
+    out = project.adspec("approve", "zip/hook")
+    assert out.returncode == 0, out.stderr
+    written = path.read_text()
+    sha = yaml.safe_load(written)["beats"][0]["approved"]
+    storyboard = project.build / "zip" / "beats" / "hook" / "storyboard.png"
+    import hashlib
+
+    assert sha == hashlib.sha256(storyboard.read_bytes()).hexdigest()
+    assert written.startswith("# my comment stays\n") and "".join(
+        line for line in written.splitlines(keepends=True) if line.strip() != f"approved: {sha}") == text
+    assert approvals(project, "zip") == {"hook": "approved", "cta": "pending"}
+    est = json.loads(project.adspec("estimate", "--json", "zip").stdout)
+    assert est["ads"][0]["phases"]["chunks"]["to_pay"] == 1 and est["ads"][0]["phases"]["music"]["to_pay"] == 0
+    images = replicate.creates_by_model[IMAGE]
+    second = project.doit()
+    assert video_prompts(replicate) == ["hook motion"]
+    assert replicate.creates_by_model[IMAGE] == images  # approving re-pays no storyboard
+    assert second.stderr.count("waits for approval") == 1
+
+    # approve the rest: the ad is finished, nothing paid twice
+    assert project.adspec("approve", "zip").returncode == 0
+    project.doit()
+    assert sorted(set(video_prompts(replicate))) == ["cta motion", "hook motion"]
+    assert video_prompts(replicate).count("hook motion") == 1
+    assert (project.build / "zip" / "final.mp4").exists()
+    assert 'data-approval="approved"' in (project.build / "zip" / "index.html").read_text()
+
+    # an edit that changes a storyboard makes its approval stale and stops its video again
+    videos = len(video_prompts(replicate))
+    spec2 = yaml.safe_load(path.read_text())
+    spec2["beats"][0]["image_prompt"] = "A bottle on a red rock"
+    spec2["beats"][0]["motion_prompt"] = "hook motion two"
+    path.write_text(yaml.safe_dump(spec2, sort_keys=False))
+    third = project.doit()
+    assert len(video_prompts(replicate)) == videos
+    assert "zip/hook: video waits for approval" in third.stderr
+    assert approvals(project, "zip") == {"hook": "stale", "cta": "approved"}
+    assert 'data-approval="stale"' in (project.build / "zip" / "index.html").read_text()
+
+
+def test_approving_a_planned_beat_file_is_no_hand_edit_and_changes_no_recipe(project: Project) -> None:
+    from adspec.beat_lock import is_hand_edited
+    from adspec.loader import parse_beat_file_text
+
+    spec = small_spec(approval="required")
+    del spec["beats"], spec["music"]
+    project.write_spec("zip", spec)
+    project.doit()  # offline: the planner writes the beat file, storyboards are drawn, chunks wait
+    beats = project.beats_file("zip")
+    before = beats.read_text()
+    inputs = {p: p.read_bytes() for p in (project.build / "zip" / "beats").glob("*/beat.json")}
+    out = project.adspec("approve", "zip")
+    assert out.returncode == 0, out.stderr
+    after = beats.read_text()
+    assert after.count("approved: ") == len(inputs) and "# The beat file" in after
+    assert not is_hand_edited(parse_beat_file_text(after, "beats"))  # the lock ignores approvals
+    run = project.doit()
+    assert "waits for approval" not in run.stderr
+    assert beats.read_text() == after  # not replanned
+    assert {p: p.read_bytes() for p in inputs} == inputs  # no beat's inputs changed
+    assert (project.build / "zip" / "final.mp4").exists()
+    assert before != after
+
+
+def test_set_approved_replaces_in_place_and_refuses_unknown_beats() -> None:
+    from adspec.approvals import set_approved
+    from adspec.errors import SpecError
+
+    text = "beats:\n  # first\n  - id: a  # keep\n    type: hook\n\n  - id: b\n    type: cta\n    approved: " + "a0" * 32 + "\n"
+    one = set_approved(text, "a", "b1" * 32)
+    assert one == text.replace("    type: hook\n", "    type: hook\n    approved: " + "b1" * 32 + "\n")
+    two = set_approved(one, "b", "c2" * 32)
+    assert two == one.replace("a0" * 32, "c2" * 32)
+    with pytest.raises(SpecError, match="no beat with id 'c'"):
+        set_approved(text, "c", "b1" * 32)
+
+
+# ---- 3. a model per beat ----------------------------------------------------------------------------
+
+
+def test_a_beat_with_its_own_models_is_asked_of_them_and_cut_by_their_clips(live) -> None:
+    project, replicate = live
+    spec = small_spec()
+    spec["beats"][1]["models"] = {"image": "flux-schnell", "video": "veo-3.1-fast"}  # 5 s: one 6 s veo clip
+    project.write_spec("zip", spec)
+    project.doit()
+    by_beat = {b["body"]["input"]["prompt"]: b["slug"] for b in replicate.create_bodies}
+    slugs = [b["slug"] for b in replicate.create_bodies]
+    assert slugs.count(IMAGE) == 1 and slugs.count("black-forest-labs/flux-schnell") == 1
+    assert slugs.count(VIDEO) == 1 and slugs.count("google/veo-3.1-fast") == 1
+    veo = next(b["body"]["input"] for b in replicate.create_bodies if b["slug"] == "google/veo-3.1-fast")
+    assert veo["prompt"] == "pan left" and veo["duration"] == 6
+    assert any("The bottle and the logo" in p and s.endswith("flux-schnell") for p, s in by_beat.items())
+    plan = json.loads((project.build / "zip" / "plan.json").read_text())
+    assert [b["clips"] for b in plan["beats"]] == [[6], [6]]
+    assert json.loads((project.build / "zip" / "beats" / "cta" / "beat.json").read_text())["video_model"] == "veo-3.1-fast"
+
+
+def test_validate_names_an_unknown_beat_model_with_its_line(project: Project) -> None:
+    spec = small_spec()
+    spec["beats"][1]["models"] = {"video": "veo-9"}
+    path = project.write_spec("zip", spec)
+    out = project.adspec("validate", str(path))
+    assert out.returncode == 1
+    lines = [x for x in out.stderr.splitlines() if x.strip()]
+    line_no = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if "veo-9" in x)
+    assert len(lines) == 1 and lines[0].startswith(f"specs/zip.yaml:{line_no}: beats.1.models.video: unknown video model 'veo-9'"), lines
+
+
+# ---- 2. your own footage and stills --------------------------------------------------------------
+
+
+def _ffmpeg(*args: str) -> None:
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def _frame_rgb(video, at: float, tmp) -> tuple[int, int, int]:
+    from PIL import Image, ImageStat
+
+    out = tmp / f"frame-{at}.png"
+    _ffmpeg("-ss", f"{at}", "-i", str(video), "-frames:v", "1", str(out))
+    with Image.open(out) as im:
+        return tuple(round(x) for x in ImageStat.Stat(im.convert("RGB")).mean)  # type: ignore[return-value]
+
+
+def _near(a, b, tol: int = 24) -> bool:
+    return all(abs(x - y) <= tol for x, y in zip(a, b))
+
+
+def own_media_project(project: Project) -> dict:
+    assets = project.specs / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.new("RGB", (320, 240), (20, 200, 40)).save(assets / "green.png")
+    # 3 s red, then 5 s blue: `from: 3` starts the beat on blue
+    _ffmpeg("-f", "lavfi", "-i", "color=c=0xdc1e1e:s=320x240:r=24:d=3", "-f", "lavfi", "-i",
+            "color=c=0x1e32dc:s=320x240:r=24:d=5", "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]",
+            "-pix_fmt", "yuv420p", str(assets / "clip.mp4"))
+    spec = small_spec()
+    spec["beats"][0]["image"] = "assets/green.png"
+    spec["beats"][1]["footage"] = "assets/clip.mp4"
+    spec["beats"][1]["from"] = 3
+    return spec
+
+
+def test_own_still_and_footage_make_no_request_and_show_in_the_final(live, tmp_path) -> None:
+    project, replicate = live
+    project.write_spec("zip", own_media_project(project))
+    project.doit()
+    slugs = [b["slug"] for b in replicate.create_bodies]
+    assert IMAGE not in slugs  # the still is the hook's storyboard; the footage beat has no storyboard request
+    assert slugs.count(VIDEO) == 1  # the hook's video, from the still; none for the footage beat
+    video_in = next(b["body"]["input"] for b in replicate.create_bodies if b["slug"] == VIDEO)
+    assert video_in["prompt"] == "slow push in"
+    final = project.build / "zip" / "final.mp4"
+    from adspec import media
+
+    assert abs(media.probe(final).duration - 8) < 0.1
+    # the footage beat (3-8 s) shows the clip from its 3rd second on: blue, never its red start
+    for at in (3.2, 5.5, 7.8):
+        assert _near(_frame_rgb(final, at, tmp_path), (30, 50, 220)), at
+    sb = project.build / "zip" / "beats" / "hook" / "storyboard.png"
+    assert _near(_frame_rgb(sb, 0, tmp_path), (20, 200, 40), 6)
+    # replacing the footage file rebuilds that beat only, still with no request
+    before = len(replicate.create_bodies)
+    _ffmpeg("-f", "lavfi", "-i", "color=c=0x1edc32:s=320x240:r=24:d=9", "-pix_fmt", "yuv420p",
+            str(project.specs / "assets" / "clip.mp4"))
+    project.doit()
+    assert len(replicate.create_bodies) == before
+    assert _near(_frame_rgb(final, 5.5, tmp_path), (30, 220, 50))
+
+
+@pytest.mark.parametrize("field,make,message", [
+    ("footage", lambda p: p.write_bytes(b"not a video at all"), "is not a readable video"),
+    ("footage", None, "too short"),
+    ("image", lambda p: p.write_bytes(b"\x89PNG broken"), ""),
+])
+def test_bad_own_media_is_one_located_error(project: Project, field, make, message) -> None:
+    spec = own_media_project(project)
+    if field == "footage" and make is None:
+        spec["beats"][1]["from"] = 6  # 5 s from 6 s of an 8 s clip
+    elif field == "footage":
+        make(project.specs / "assets" / "clip.mp4")
+    else:
+        make(project.specs / "assets" / "green.png")
+    path = project.write_spec("zip", spec)
+    out = project.doit(check=False)
+    assert out.returncode != 0
+    line_no = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if x.strip().startswith(f"{field}:"))
+    failed = [x for x in (out.stdout + out.stderr).splitlines() if f"zip.yaml:{line_no}: beats." in x]
+    assert failed and f"beats.{1 if field == 'footage' else 0}.{field}: " in failed[0] and message in failed[0], out.stdout
+
+
+# ---- 1. reference assets with roles ----------------------------------------------------------------
+
+
+def _data_uri_sha(value: str) -> str:
+    import base64
+    import hashlib
+
+    return hashlib.sha256(base64.b64decode(value.split(",", 1)[1])).hexdigest()
+
+
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def references_project(project: Project) -> dict:
+    from PIL import Image
+
+    assets = project.specs / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    for name, colour in (("bag", (200, 120, 30)), ("maya", (90, 60, 200)), ("leo", (30, 160, 160))):
+        Image.new("RGB", (64, 64), colour).save(assets / f"{name}.png")
+    spec = small_spec(duration=9)
+    spec["assets"] = {"product": "assets/bag.png", "maya": {"path": "assets/maya.png", "role": "character"},
+                      "leo": {"path": "assets/leo.png", "role": "character"}}
+    spec["beats"] = [
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "Maya runs", "motion_prompt": "m1",
+         "shows": ["maya"]},
+        {"id": "duo", "type": "lifestyle", "duration": 3, "image_prompt": "Maya and Leo", "motion_prompt": "m2",
+         "shows": ["maya", "leo"]},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The bag", "motion_prompt": "m3",
+         "shows": ["product"]},
+    ]
+    return spec
+
+
+def test_references_reach_a_reference_model_and_a_changed_photo_repays_only_its_beats(live) -> None:
+    project, replicate = live
+    project.write_spec("zip", references_project(project))
+    est = json.loads(project.adspec("estimate", "--json", "zip").stdout)
+    notes = " ".join(est["ads"][0]["notes"])
+    assert "flux-kontext-pro chosen" in notes and "flux-2-pro chosen" in notes and "flux-dev takes none" in notes
+    project.doit()
+    images = {b["body"]["input"]["prompt"].split(",")[0]: b for b in replicate.create_bodies if b["slug"] != VIDEO}
+    assets = project.specs / "assets"
+    cta = next(b for p, b in images.items() if "The bag" in p)
+    assert cta["slug"] == "black-forest-labs/flux-kontext-pro"
+    assert _data_uri_sha(cta["body"]["input"]["input_image"]) == _sha(assets / "bag.png")  # the product's bytes
+    duo = next(b for p, b in images.items() if "Maya and Leo" in p)
+    assert duo["slug"] == "black-forest-labs/flux-2-pro"
+    assert [_data_uri_sha(v) for v in duo["body"]["input"]["input_images"]] == [_sha(assets / "maya.png"),
+                                                                                 _sha(assets / "leo.png")]
+    hook = next(b for p, b in images.items() if "Maya runs" in p)
+    assert _data_uri_sha(hook["body"]["input"]["input_image"]) == _sha(assets / "maya.png")
+    # a new photo of Leo re-pays exactly the beat that shows him (its storyboard and its video)
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (250, 250, 20)).save(assets / "leo.png")
+    before = len(replicate.create_bodies)
+    project.doit()
+    new = replicate.create_bodies[before:]
+    assert [b["slug"] for b in new if b["slug"] != VIDEO] == ["black-forest-labs/flux-2-pro"]
+    assert [b["body"]["input"]["prompt"] for b in new if b["slug"] == VIDEO] == ["m2"]
+    assert _data_uri_sha(new[0]["body"]["input"]["input_images"][1]) == _sha(assets / "leo.png")
+
+
+def test_planners_fill_shows_from_the_library_and_validate_checks_names(project: Project) -> None:
+    from adspec.library import load_library
+
+    spec = references_project(project)
+    del spec["beats"], spec["music"]
+    spec["duration"] = 15
+    project.write_spec("zip", spec)
+    assert project.adspec("plan", "zip").returncode == 0
+    beats = yaml.safe_load(project.beats_file("zip").read_text())["beats"]
+    lib = load_library()
+    for b in beats:
+        bt = lib.beats[b["type"]]
+        expected = (["product"] if bt.shows_product else []) + (["maya", "leo"] if bt.shows_people else [])
+        assert b.get("shows", []) == expected, b
+    # a name that is no asset: one located error
+    text = project.beats_file("zip").read_text().replace("- product", "- prodcut", 1)
+    project.beats_file("zip").write_text(text)
+    out = project.adspec("validate")
+    line_no = next(i for i, x in enumerate(text.splitlines(), 1) if "prodcut" in x)
+    errors = [x for x in out.stderr.splitlines() if "prodcut" in x]
+    assert out.returncode == 1 and len(errors) == 1 and f"zip.beats.yaml:{line_no}: beats." in errors[0], out.stderr
+    assert "did you mean 'product'" in errors[0]
+
+
+# ---- 5. draft, then final ------------------------------------------------------------------------
+
+
+def test_draft_variant_then_final_models_on_the_same_plan(live) -> None:
+    project, replicate = live
+    spec = small_spec(duration=10, models={"image": "flux-dev", "video": "seedance-1-pro"})
+    del spec["beats"], spec["music"]
+    spec["variants"] = {"named": {
+        "draft": {"models.image": "flux-schnell", "models.video": "seedance-1-lite", "resolution": "360p"},
+        "final": {"resolution": "720p", "approval": "required"},
+    }}
+    project.write_spec("zip", spec)
+    project.doit("zip@draft")
+    beats = project.beats_file("zip")
+    planned = beats.read_text()
+    slugs = {b["slug"] for b in replicate.create_bodies}
+    assert slugs == {"black-forest-labs/flux-schnell", "bytedance/seedance-1-lite", "meta/musicgen",
+                     "minimax/speech-02-turbo"}
+    drafts = len(replicate.create_bodies)
+    project.doit("zip@final")  # promoted: the same beat file, no new plan, the final models' stills
+    assert beats.read_text() == planned and not list(project.specs.glob("zip@*.beats.yaml"))
+    assert {b["slug"] for b in replicate.create_bodies[drafts:]} == {"black-forest-labs/flux-dev"}
+    assert project.adspec("approve", "zip@final").returncode == 0
+    project.doit("zip@final")  # then the final video of what was approved
+    assert project.beats_file("zip").read_text() != planned  # approvals only: still not replanned
+    new = {b["slug"] for b in replicate.create_bodies[drafts:]}
+    # the music and the voice lines are shared with the draft: paid once
+    assert new == {"black-forest-labs/flux-dev", "bytedance/seedance-1-pro"}
+    assert (project.build / "zip@final" / "final.mp4").exists()
+
+
+def test_ci_build_reports_waiting_beats_and_exits_0(project: Project) -> None:
+    project.write_spec("zip", small_spec(approval="required"))
+    out = project.adspec("build", "--json")
+    summary = json.loads(out.stdout)
+    assert out.returncode == 0, out.stderr
+    [row] = summary["ads"]
+    assert row["status"] == "waiting" and row["waiting_for_approval"] == ["hook", "cta"] and row["error"] is None
+    assert summary["totals"]["waiting"] == 1 and summary["totals"]["failed"] == 0
+
+
+def test_validate_locates_a_missing_or_wrong_own_medium(project: Project) -> None:
+    spec = own_media_project(project)
+    spec["beats"][0]["image"] = "assets/clip.mp4"  # a video where a still goes
+    spec["beats"][1]["footage"] = "assets/nothere.mp4"
+    path = project.write_spec("zip", spec)
+    out = project.adspec("validate", str(path))
+    lines = [x for x in out.stderr.splitlines() if x.strip()]
+    text = path.read_text().splitlines()
+    image_line = next(i for i, x in enumerate(text, 1) if "image: assets/clip.mp4" in x)
+    footage_line = next(i for i, x in enumerate(text, 1) if "nothere" in x)
+    assert out.returncode == 1 and lines == [
+        f"specs/zip.yaml:{image_line}: beats.0.image: 'assets/clip.mp4' must be an image (.png, .jpg, .jpeg, .webp)",
+        f"specs/zip.yaml:{footage_line}: beats.1.footage: file 'assets/nothere.mp4' not found (looked for "
+        "specs/assets/nothere.mp4 in the project)"], out.stderr
