@@ -94,7 +94,7 @@ def _db_to_linear(db: float) -> float:
 
 
 def export(final: str | Path, out: str | Path, *, lufs: float, true_peak: float, max_video_kbps: int,
-           audio_kbps: int, tolerance: float = 0.5, passes: int = 4) -> bool:
+           audio_kbps: int, tolerance: float = 0.5, passes: int = 8) -> bool:
     """The final re-packaged for one placement: audio brought to `lufs` with its true peak under
     `true_peak` (a measured gain, then a peak limiter run at 192 kHz so it catches the peaks
     between samples; each pass measures the encoded result (EBU R128) and corrects the gain and

@@ -36,16 +36,18 @@ def live_env(project: Project, replicate, openai=None, **extra: str) -> None:
 
 def copy_examples(project: Project, *, resolution: str = "360p", keep_beats: bool = False) -> list[str]:
     """The repo's example specs (and assets) in the project, at a draft resolution; without their
-    beat files unless `keep_beats`, so the planner runs too. Returns the ad names."""
+    beat files unless `keep_beats`, so the planner runs too. Returns the ad names (a spec's variants
+    each, as doit builds them: lumiere@en, lumiere@fr)."""
     ignore = None if keep_beats else shutil.ignore_patterns("*.beats.yaml")
     shutil.copytree(REPO / "specs", project.specs, dirs_exist_ok=True, ignore=ignore)
-    ads = []
     for spec in sorted(project.specs.glob("*.yaml")):
         if spec.name.endswith(".beats.yaml"):
             continue
         text = re.sub(r"^resolution:.*$", "", spec.read_text(), flags=re.M)
         spec.write_text(text.rstrip("\n") + f"\nresolution: {resolution}\n")
-        ads.append(spec.stem)
+    from adspec.ads import choose_ads
+
+    ads = [name for name, _ in choose_ads(project.specs)[0]]
     return ads
 
 
@@ -134,7 +136,7 @@ def check_final(path: Path, seconds: float) -> None:
 
 def cache_problems(cache_dir: Path) -> list[str]:
     """Every entry's blob present with the bytes it claims, and diskcache's sqlite intact."""
-    from adspec.cache import RequestCache
+    from adspec.cache_view import CacheView
 
     problems = []
     db = cache_dir / "requests" / "cache.db"
@@ -146,7 +148,7 @@ def cache_problems(cache_dir: Path) -> list[str]:
             con.close()
         if ok != "ok":
             problems.append(f"sqlite: {ok}")
-    cache = RequestCache(cache_dir)
+    cache = CacheView(cache_dir)  # read-only: it can look at a cache on a full disk
     try:
         for entry in cache.entries():
             blob = cache.blob_path(entry.sha256)

@@ -224,7 +224,8 @@ def test_9x16_captions_in_the_reels_bottom_zone_fail_and_pass_for_tiktok(project
         'FAILED check:v: v: instagram-reels: safe-zone: caption "Meet Zip." at 0.25-')
     assert "reaches into the bottom 35% (y " in failed[0]
     layout = json.loads((project.build / "v" / "text_layout.json").read_text())
-    assert layout["width"] == 360 and [b["text"] for b in layout["boxes"]] == ["Meet Zip."]
+    assert layout["width"] == 360 and [b["text"] for b in layout["boxes"] if b["kind"] == "caption"] == ["Meet Zip."]
+    assert "Drink more" in [b["text"] for b in layout["boxes"]]  # the text layer's words are checked too (issue 17)
     project.write_spec("v", dict(spec, placements=["tiktok"]))  # TikTok's zone is 20 %: the captions sit above it
     project.doit()
     assert json.loads((project.build / "v" / "checks.json").read_text())["passed"] is True
