@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 from ..images import open_image
 from ..safe_areas import safe_area
 from ..text_fit import Block, TextFitError, bundled_font, end_card_blocks, font_at, measure, super_blocks
+from .captions import _luminance, _rgb, contrast
 
 FADE = 0.25  # seconds a super takes to fade in, and out
 SUPER_LEAD = 0.2  # a super appears this long after its beat starts
@@ -35,25 +36,6 @@ class Drawn:
     fade: float
     beat: str
     blocks: tuple[Block, ...]  # the texts in this picture, in frame coordinates
-
-
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    h = hex_colour.lstrip("#")
-    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
-
-
-def _luminance(hex_colour: str) -> float:
-    def lin(c: int) -> float:
-        x = c / 255
-        return x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4
-
-    r, g, b = (lin(c) for c in _rgb(hex_colour))
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def contrast(a: str, b: str) -> float:
-    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (la + 0.05) / (lb + 0.05)
 
 
 def best_on(background: str, palette: Sequence[str]) -> str:
