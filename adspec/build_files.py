@@ -323,6 +323,7 @@ class Speech:
     palette: tuple[str, ...]
     captions: dict[str, Any] | None  # burn, font (absolute path or None), color, box, size
     lines: tuple[SpokenLineEntry, ...]
+    safe_zones: dict[str, dict[str, float]] | None = None  # placement id -> its safe zone (AdPlan.safe_zones)
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ Per placement (the file delivered to it: build/<ad>/export/<placement>.mp4 when 
   aspect     width:height within 1 % of the placement's
   loudness   integrated within +-LOUDNESS_TOLERANCE LU of the target, true peak at most the ceiling
   captions   where required: a subtitle stream or burned captions
-  safe zone  every text box the build drew (text_layout.json: the burned captions) inside the
+  safe zone  every text box the build drew (text_layout.json: supers, end card, burned captions) inside the
              placement's safe zone
   format     codecs, container, video and audio bitrate, sample rate within the placement's limits
 """

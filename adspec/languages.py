@@ -86,6 +86,13 @@ def any_text(value: Text | None, own: str) -> str | None:
         return next(iter(value.values()), None)
 
 
+def texts_by_language(value: Text | None, own: str) -> list[tuple[str, str]]:
+    """(language, text) of every text a field has (a plain string is in `own`)."""
+    if value is None:
+        return []
+    return [(own, value)] if isinstance(value, str) else list(value.items())
+
+
 def all_texts(value: Text | None) -> list[str]:
     if value is None:
         return []
@@ -107,4 +114,4 @@ def check_map(value: Mapping[str, str], max_len: int) -> None:
 
 
 __all__ = ["BCP47_RE", "DEFAULT_LANGUAGE", "Text", "all_texts", "any_text", "check_map", "is_rtl_language", "iso639_2",
-           "languages_of", "primary", "tag_problem", "text_in"]
+           "languages_of", "primary", "tag_problem", "text_in", "texts_by_language"]

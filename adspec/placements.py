@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
+from typing import Literal, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -86,6 +86,15 @@ def load_placements() -> dict[str, Placement]:
     """Every placement by id, in the file's order."""
     raw = yaml.safe_load(resources.files("adspec.library").joinpath(PLACEMENTS_FILE).read_text(encoding="utf-8"))
     return {pid: Placement(id=pid, **fields) for pid, fields in raw.items()}
+
+
+def text_zones(placements: Sequence[str], aspect_ratio: str) -> dict[str, dict[str, float]]:
+    """The safe zones words on screen keep inside, for an ad of `aspect_ratio` delivered to
+    `placements`: placement id -> fractions kept clear on each side, for each (known) placement of
+    that aspect ratio (an export to another aspect is not drawn for)."""
+    known = load_placements()
+    return {pid: known[pid].safe_zone.model_dump() for pid in placements
+            if pid in known and known[pid].aspect_ratio == aspect_ratio}
 
 
 def placement_ids() -> list[str]:

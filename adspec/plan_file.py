@@ -111,6 +111,9 @@ class AdPlan:
     language: str = "en"
     approval_required: bool = False  # `approval: required`: a beat's video waits for its approval
     placements: tuple[str, ...] = ()  # delivery placements (adspec.placements): checks and exports, local only
+    #: placement id -> its safe zone (fractions kept clear of text), for the placements of the ad's
+    #: aspect: every word drawn stays inside all of them (local only, like the placements)
+    safe_zones: dict[str, dict[str, float]] | None = None
     version: int = VERSION
 
     def video_model_of(self, beat: PlannedBeat) -> str:
@@ -161,6 +164,7 @@ class AdPlan:
             aspect_ratio=self.aspect_ratio,
             palette=self.palette,
             captions=self.captions,
+            safe_zones=self.safe_zones,
             lines=tuple(
                 SpokenLineEntry(id=b.id, start=b.start, duration=b.duration, lead_in=self.voice_lead_in,
                                 text=b.voiceover or "")
@@ -177,6 +181,7 @@ class AdPlan:
             "aspect_ratio": self.aspect_ratio,
             "palette": list(self.palette),
             "language": self.language,
+            "safe_zones": self.safe_zones or {},
             "brand": self.brand_kit or {"name": self.brand_name, "tagline": self.tagline},
             "beats": [
                 {"id": b.id, "type": b.type, "start": b.start, "duration": b.duration, "on_screen": b.on_screen}

@@ -39,6 +39,7 @@ from .library import LIBRARY_VERSION, load_library
 from .loader import load_beat_file, load_spec, locate_in_file, parse_beat_file_text, path_exists, read_file
 from .offline_planner import plan_offline
 from .paths import AdPaths, ad_name, beat_file_path, receipt_path
+from .placements import text_zones
 from .plan_file import FPS, AdPlan, PlannedBeat, load_plan, output_size, plan_files_intact
 from .plan_rules import fit_clips, plan_shaping_fields
 from .progress import on_progress
@@ -363,9 +364,11 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     voice = registry.resolve(spec.models.voice, "voice")
     rules = load_library().voice
     captions = spec.captions.model_dump(mode="json")
+    kit = brand_kit(spec, spec_path)
     if spec.captions.font:
         captions["font"] = str((spec_path.parent / spec.captions.font).resolve())
-    kit = brand_kit(spec, spec_path)
+    elif kit.get("font"):  # captions in the brand's font unless they have their own
+        captions["font"] = kit["font"]
     plan = AdPlan(
         ad=ad,
         title=spec.title,
@@ -397,6 +400,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         captions=captions,
         approval_required=spec.approval == "required",
         placements=tuple(spec.placements),
+        safe_zones=text_zones(spec.placements, spec.aspect_ratio) or None,
         brand_kit=kit,
         language=spec.language,
     )
@@ -444,13 +448,23 @@ def check_text_layer(plan: AdPlan, spec_path: Path, source: Path) -> None:
     """Every word on screen stands in the safe zone at a readable size, in the kit's font: else
     one SpecError naming the beat and the text (before anything is paid for)."""
     from .render.text_layer import layout
-    from .text_fit import TextFitError
+    from .text_fit import TextFitError, bundled_font, missing_glyphs
 
     try:
         layout(plan.text_inputs())
     except TextFitError as e:
         field = e.field or "brand"
         raise SpecError(source if field.startswith("beats.") else spec_path, None, field, str(e)) from None
+    captions = plan.captions or {}
+    if captions.get("burn", True):  # burned captions: every spoken character in the captions' font
+        font = Path(captions.get("font") or bundled_font())
+        for beat in plan.voiced:
+            missing = missing_glyphs(font, beat.voiceover or "")
+            if missing:
+                raise SpecError(source, None, f"beats.{beat.id}.voiceover",
+                                f"beat '{beat.id}', language {plan.language}: the font {font.name} has no glyph for "
+                                f"{''.join(missing[:8])!r} in the caption {beat.voiceover!r}; give brand.font (or "
+                                "captions.font) a font that covers the script, or captions: {burn: false}")
 
 
 def beat_references(beat: Beat, index: int, spec: Spec, spec_path: Path, source: Path, model: ModelEntry,

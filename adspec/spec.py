@@ -33,9 +33,9 @@ from pydantic import (
 )
 
 from .errors import SpecError
-from .languages import DEFAULT_LANGUAGE, Text, all_texts, any_text, check_map, tag_problem, text_in
+from .languages import DEFAULT_LANGUAGE, Text, all_texts, any_text, check_map, tag_problem, text_in, texts_by_language
 from .library import Library, TemplateProblem, load_library, render_template
-from .placements import load_placements, placement_ids, unknown_placement_message
+from .placements import load_placements, placement_ids, text_zones, unknown_placement_message
 from .prompt_text import plain_text, product_from_prompt
 from .registry import Registry, load_registry
 from .variants import Variants
@@ -299,7 +299,8 @@ class Captions(Strict):
     track; burned into the picture unless `burn: false`. Styling is local: it never pays."""
 
     burn: bool = Field(True, description="false: captions only as files and a soft subtitle track, not in the picture")
-    font: AssetPath | None = Field(None, description="a .ttf/.otf file relative to the spec (default: the bundled DejaVu Sans Bold)")
+    font: AssetPath | None = Field(None, description="a .ttf/.otf file relative to the spec (default: brand.font, "
+                                                     "else the bundled DejaVu Sans Bold)")
     color: Color | None = Field(None, description="text colour (default: the brand's lightest colour)")
     box: bool = Field(True, description="a translucent box behind the text (else an outline)")
     size: float = Field(1.0, ge=0.5, le=2.0, description="scale of the default text size")
@@ -716,18 +717,18 @@ def on_screen_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
     width, height = output_size(spec.aspect_ratio, spec.resolution)
     issues: list[Issue] = []
     for i, beat in enumerate(beats):
-        for words in all_texts(beat.on_screen):
-            problem = _on_screen_problem(beat, words, spec, ctx, rules.limit(beat.type), width, height)
+        for language, words in texts_by_language(beat.on_screen, spec.language):
+            problem = _on_screen_problem(beat, words, language, spec, ctx, rules.limit(beat.type), width, height)
             if problem is not None:
                 issues.append(((*base, i, "on_screen"), problem))
                 break
     return issues
 
 
-def _on_screen_problem(beat: Beat, words: str, spec: Spec, ctx: dict[str, Any], limit: int, width: int,
-                       height: int) -> str | None:
+def _on_screen_problem(beat: Beat, words: str, language: str, spec: Spec, ctx: dict[str, Any], limit: int,
+                       width: int, height: int) -> str | None:
     """Why one super (in one language) cannot be drawn (None: it can)."""
-    from .text_fit import fit_problem
+    from .text_fit import bundled_font, fit_problem, missing_glyphs
 
     try:
         text = " ".join(render_template(words, ctx).split())
@@ -741,7 +742,11 @@ def _on_screen_problem(beat: Beat, words: str, spec: Spec, ctx: dict[str, Any], 
     if len(text) > limit:
         return f"beat '{beat.id}': super {text!r} is {len(text)} characters; a {beat.type} beat holds at most {limit}"
     if spec.brand.font is None:
-        fit = fit_problem(text, None, width, height, spec.aspect_ratio)
+        missing = missing_glyphs(bundled_font(), text)
+        if missing:
+            return (f"beat '{beat.id}', language {language}: the bundled font has no glyph for "
+                    f"{''.join(missing[:8])!r} in {text!r}; give brand.font a font that covers the script")
+        fit = fit_problem(text, None, width, height, spec.aspect_ratio, text_zones(spec.placements, spec.aspect_ratio))
         if fit is not None:
             return f"beat '{beat.id}': {fit}"
     return None

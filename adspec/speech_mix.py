@@ -76,6 +76,7 @@ def speech_parts(paths: AdPaths) -> Iterator[SpeechParts]:
             from .render.captions import caption_images
 
             placed = caption_images(parts.cues, Path(tmp), width=speech.width, height=speech.height,
-                                    aspect_ratio=speech.aspect_ratio, palette=speech.palette, options=options)
+                                    aspect_ratio=speech.aspect_ratio, palette=speech.palette, options=options,
+                                    zones=speech.safe_zones)
             parts.overlays = [Overlay(p.png, p.x, p.y, p.start, p.end) for p in placed]
         yield parts

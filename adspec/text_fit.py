@@ -1,12 +1,13 @@
 """Where words on screen stand: the pure layout of supers and the end card (no drawing).
 
-Every text is laid out inside the title-safe box of its aspect ratio (adspec.safe_areas), in the
-brand's font, at a size that is a fraction of the frame's short side: supers start at
-SUPER_SIZE and shrink, wrapping onto at most SUPER_LINES lines, down to MIN_SIZE (the readable
-minimum); a text that still does not fit is a TextFitError naming the text. Words wrap at spaces;
-text without spaces (Chinese, Japanese) wraps between any two characters; right-to-left scripts
-are laid out right to left by Pillow's raqm engine. A font that lacks a character of the text is
-an error too (no boxes on screen).
+Every text is laid out inside the title-safe box of its aspect ratio (adspec.safe_areas),
+narrowed to the safe zones of the placements the ad is made for (`zones`: placement id ->
+fractions kept clear on each side), in the brand's font, at a size that is a fraction of the
+frame's short side: supers start at SUPER_SIZE and shrink, wrapping onto at most SUPER_LINES
+lines, down to MIN_SIZE (the readable minimum); a text that still does not fit is a
+TextFitError naming the text. Words wrap at spaces; text without spaces (Chinese, Japanese)
+wraps between any two characters; right-to-left scripts are laid out right to left by Pillow's
+raqm engine. A font that lacks a character of the text is an error too (no boxes on screen).
 
 The result is a list of `Block`s: the text's lines, its font size and its box in pixels. The
 text layer (adspec.render.text_layer) draws exactly these boxes and records them in
@@ -20,11 +21,14 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from PIL import ImageFont
 
-from .safe_areas import Box, safe_area
+from .safe_areas import Box, text_area
+
+#: placement id -> the fractions of the frame it keeps clear of text (left, right, top, bottom)
+Zones = Mapping[str, Mapping[str, float]]
 
 SUPER_SIZE = 0.085  # a super's text height at first, as a fraction of the frame's short side
 MIN_SIZE = 0.038  # the readable minimum (about 14 px at 360p, 27 px at 720p)
@@ -45,6 +49,10 @@ class TextFitError(ValueError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+
+class MissingGlyphError(TextFitError):
+    """The font has no glyph for a character of the text (it would draw an empty box)."""
 
 
 def bundled_font() -> Path:
@@ -73,7 +81,8 @@ def is_rtl(text: str) -> bool:
     return False
 
 
-def _is_cjk(ch: str) -> bool:
+def is_cjk(ch: str) -> bool:
+    """A character of a script written without spaces between words (Chinese, Japanese, Korean's Hanja)."""
     o = ord(ch)
     return (0x2E80 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF
             or 0x20000 <= o <= 0x3134F)
@@ -104,7 +113,7 @@ def _tokens(text: str) -> list[str]:
     out: list[str] = []
     word = ""
     for ch in text:
-        if _is_cjk(ch):
+        if is_cjk(ch):
             if word:
                 out.append(word)
                 word = ""
@@ -178,11 +187,11 @@ def measure(lines: Sequence[str], font: ImageFont.FreeTypeFont, size: int) -> tu
 
 
 def _fit(text: str, role: str, font_path: str | Path, start: int, least: int, max_w: int, max_h: int,
-         max_lines: int) -> Block:
+         max_lines: int, where: str = "") -> Block:
     missing = missing_glyphs(font_path, text)
     if missing:
-        raise TextFitError(f"the font {Path(font_path).name} has no glyph for {''.join(missing[:8])!r} in {text!r}; "
-                           "give brand.font a font that covers the script")
+        raise MissingGlyphError(f"the font {Path(font_path).name} has no glyph for {''.join(missing[:8])!r} in "
+                                f"{text!r}; give brand.font a font that covers the script")
     for size in range(start, least - 1, -1):
         font = font_at(font_path, size)
         pad = max(2, round(size * PAD))
@@ -192,7 +201,7 @@ def _fit(text: str, role: str, font_path: str | Path, start: int, least: int, ma
         w, h, _ = measure(lines, font, size)
         if w <= max_w and h <= max_h:
             return Block(role, text, tuple(lines), size, 0, 0, w, h, is_rtl(text))
-    raise TextFitError(f"{text!r} does not fit the safe zone ({max_w}x{max_h} px) in {max_lines} line(s) "
+    raise TextFitError(f"{text!r} does not fit the safe zone{where} ({max_w}x{max_h} px) in {max_lines} line(s) "
                        f"at the readable minimum of {least} px; shorten it")
 
 
@@ -200,11 +209,16 @@ def sizes(width: int, height: int, fraction: float) -> int:
     return max(MIN_PX, round(min(width, height) * fraction))
 
 
+def _zone_words(zones: Zones | None) -> str:
+    """How a message names the safe zone: " of the aspect and tiktok, instagram-reels" (or none)."""
+    return f" of the aspect and {', '.join(zones)}" if zones else ""
+
+
 def super_blocks(texts: Sequence[tuple[str, str]], font_path: str | Path, width: int, height: int,
-                 aspect_ratio: str, *, top: bool = True) -> list[Block]:
+                 aspect_ratio: str, *, top: bool = True, zones: Zones | None = None) -> list[Block]:
     """Supers (role, text) stacked from the top of the safe box (captions keep the bottom band),
     each centred. TextFitError when one cannot fit at a readable size."""
-    area = safe_area(aspect_ratio)
+    area = text_area(aspect_ratio, (zones or {}).values())
     safe = area.title_box(width, height)
     captions = area.caption_box(width, height)
     max_h = max(1, captions.top - safe.top) if top else safe.height
@@ -213,20 +227,22 @@ def super_blocks(texts: Sequence[tuple[str, str]], font_path: str | Path, width:
     y = safe.top
     for role, text in texts:
         scale = 1.0 if role == "super" else 0.7
-        b = _fit(text, role, font_path, max(least, round(start * scale)), least, safe.width, max_h, SUPER_LINES)
+        b = _fit(text, role, font_path, max(least, round(start * scale)), least, safe.width, max_h, SUPER_LINES,
+                 _zone_words(zones))
         if y + b.h > safe.top + max_h:
-            raise TextFitError(f"{text!r} does not fit the safe zone under the texts above it; shorten them")
+            raise TextFitError(f"{text!r} does not fit the safe zone{_zone_words(zones)} under the texts above it; "
+                               "shorten them")
         out.append(Block(b.role, b.text, b.lines, b.size, safe.left + (safe.width - b.w) // 2, y, b.w, b.h, b.rtl))
         y += b.h + round(b.size * CARD_GAP)
     return out
 
 
 def end_card_blocks(rows: Sequence[tuple[str, str]], logo_size: tuple[int, int] | None, font_path: str | Path,
-                    width: int, height: int, aspect_ratio: str) -> list[Block]:
+                    width: int, height: int, aspect_ratio: str, zones: Zones | None = None) -> list[Block]:
     """The end card: the logo (if any) then the rows (name, tagline, cta, url), centred as one
     stack in the safe box; everything shrinks together until it fits, and a row that would go
     under the readable minimum is a TextFitError naming it."""
-    safe = safe_area(aspect_ratio).title_box(width, height)
+    safe = text_area(aspect_ratio, (zones or {}).values()).title_box(width, height)
     least = sizes(width, height, MIN_SIZE)
     scale = 1.0
     while True:
@@ -238,9 +254,10 @@ def end_card_blocks(rows: Sequence[tuple[str, str]], logo_size: tuple[int, int] 
         for role, text in rows:
             want = round(min(width, height) * CARD_SIZES.get(role, 0.05) * scale)
             if want < least:
-                raise TextFitError(f"the end card does not fit the safe zone: {text!r} would be under the readable "
+                raise TextFitError(f"the end card does not fit the safe zone{_zone_words(zones)}: {text!r} would be "
+                                   "under the readable "
                                    f"minimum of {least} px; shorten it or drop a row")
-            blocks.append(_fit(text, role, font_path, want, least, safe.width, safe.height, 2))
+            blocks.append(_fit(text, role, font_path, want, least, safe.width, safe.height, 2, _zone_words(zones)))
         gaps = [round(max(b.size, least) * CARD_GAP) for b in blocks[1:]]
         total = sum(b.h for b in blocks) + sum(gaps)
         if total <= safe.height:
@@ -254,14 +271,16 @@ def end_card_blocks(rows: Sequence[tuple[str, str]], logo_size: tuple[int, int] 
     return placed
 
 
-def fit_problem(text: str, font_path: str | Path | None, width: int, height: int, aspect_ratio: str) -> str | None:
+def fit_problem(text: str, font_path: str | Path | None, width: int, height: int, aspect_ratio: str,
+                zones: Zones | None = None) -> str | None:
     """Why a super cannot stand on this frame (None: it fits)."""
     try:
-        super_blocks([("super", text)], font_path or bundled_font(), width, height, aspect_ratio)
+        super_blocks([("super", text)], font_path or bundled_font(), width, height, aspect_ratio, zones=zones)
     except TextFitError as e:
         return str(e)
     return None
 
 
-__all__ = ["Block", "TextFitError", "bundled_font", "end_card_blocks", "fit_problem", "font_at", "is_rtl",
+__all__ = ["Block", "MissingGlyphError", "TextFitError", "Zones", "bundled_font", "end_card_blocks", "fit_problem",
+           "font_at", "is_cjk", "is_rtl",
            "measure", "missing_glyphs", "super_blocks", "wrap"]

@@ -219,6 +219,62 @@ def test_planners_write_supers_where_the_library_calls_for_them() -> None:
                                           and len(beat.on_screen) <= lib.on_screen.limit(beat.type))
 
 
+def test_placement_safe_zones_keep_every_drawn_text_clear_and_pay_nothing(live) -> None:
+    """Reels keeps its bottom 35 % clear: adding it to a 9:16 ad made for TikTok moves the supers,
+    the end card and the burned captions above it, re-rendered locally (no request)."""
+    from adspec.checks import safe_zone_violations
+    from adspec.placements import load_placements
+
+    project, replicate = live
+    spec = text_spec()
+    spec.update(aspect_ratio="9:16", placements=["tiktok"])
+    spec["beats"][0]["voiceover"] = "Meet the Zip bottle."
+    project.write_spec("zip", spec)
+    project.doit()
+    ad = project.build / "zip"
+    for_tiktok = json.loads((ad / "text_layout.json").read_text())
+    reels = load_placements()["instagram-reels"]
+    assert safe_zone_violations(for_tiktok, reels)  # drawn for TikTok's 20 %: inside Reels' bottom 35 %
+    paid = len(replicate.create_bodies)
+
+    spec["placements"] = ["tiktok", "instagram-reels"]
+    project.write_spec("zip", spec)
+    out = project.doit().stdout
+    assert len(replicate.create_bodies) == paid and "mix:zip" in out  # drawn again, nothing asked
+    layout = json.loads((ad / "text_layout.json").read_text())
+    assert layout["safe_zones"] == ["instagram-reels", "tiktok"]
+    width, height = layout["width"], layout["height"]
+    clear_below = height - round(height * 0.35)
+    roles = [t["role"] for t in layout["texts"]]
+    assert {"super", "cta", "name", "tagline", "url", "caption"} <= set(roles), roles
+    for t in layout["texts"]:  # inside Reels' zone (sides 6 %, top 14 %, bottom 35 %) and TikTok's right 12 %
+        left, top, right, bottom = t["box"]
+        assert bottom <= clear_below and top >= round(height * 0.14), t
+        assert left >= round(width * 0.06) and right <= width - round(width * 0.12), t
+    captions = [t for t in layout["texts"] if t["role"] == "caption"]
+    assert captions and all(t["box"][3] < clear_below for t in captions)  # above the highest bottom
+    checks = json.loads((ad / "checks.json").read_text())
+    assert checks["passed"] is True and checks["placements"] == ["tiktok", "instagram-reels"], checks["lines"]
+    assert not safe_zone_violations(layout, reels)
+
+
+def test_a_super_that_fits_the_aspect_but_not_a_placement_zone_names_the_beat_and_the_zone() -> None:
+    from adspec.render.text_layer import layout
+    from adspec.text_fit import TextFitError, fit_problem
+
+    words = "Wonderfulness Unbelievable"
+    narrow = {"kiosk": {"left": 0.4, "right": 0.4, "top": 0.1, "bottom": 0.1}}  # a zone as placements.yaml writes it
+    assert fit_problem(words, None, 360, 640, "9:16") is None
+    problem = fit_problem(words, None, 360, 640, "9:16", narrow)
+    assert problem is not None and words in problem and "kiosk" in problem
+    text = {"width": 360, "height": 640, "aspect_ratio": "9:16", "palette": [], "language": "en", "safe_zones": narrow,
+            "brand": {}, "beats": [{"id": "hook", "type": "hook", "start": 0, "duration": 3, "on_screen": words}]}
+    with pytest.raises(TextFitError) as e:
+        layout(text)
+    assert str(e.value).startswith("beat 'hook': ") and words in str(e.value) and "\n" not in str(e.value)
+    assert e.value.field == "beats.hook.on_screen"
+
+
 # ---- 3. languages -----------------------------------------------------------------------------
 
 

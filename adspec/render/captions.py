@@ -1,5 +1,7 @@
 """Burned-in captions drawn with Pillow: one transparent image per cue, placed inside the
-caption band of the frame's safe area, in the brand's colours and a readable bundled font.
+caption band of the frame's safe area (narrowed to the safe zones of the ad's placements: the
+band sits above the highest bottom any of them keeps clear), in the brand's colours and a
+readable font.
 
 `TextStyle` and `draw_text_block` are the reusable part (any words drawn on the picture);
 `caption_images` lays out the cues of an ad.
@@ -15,7 +17,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..safe_areas import Box, safe_area
+from ..safe_areas import Box, text_area
+from ..text_fit import TextFitError, is_cjk, missing_glyphs, wrap
 
 BASE_SIZE = 0.058  # text height as a fraction of the frame's short side, at size 1.0
 MIN_PX = 12
@@ -73,23 +76,51 @@ class TextStyle:
         return ImageFont.truetype(str(self.font), size or self.size)
 
 
-def draw_text_block(lines: Sequence[str], style: TextStyle, max_width: int) -> Image.Image:
-    """The lines centred on a transparent image with a box or outline for contrast; the font
-    shrinks until the widest line fits `max_width`."""
-    size = style.size
-    probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
-    while True:
-        font = style.pil_font(size)
-        pad = max(2, round(size * 0.35))
-        widths = [probe.textlength(line, font=font) for line in lines]
-        if max(widths) + 2 * pad <= max_width or size <= MIN_PX:
-            break
-        size -= 1
+def _measure(lines: Sequence[str], font: ImageFont.FreeTypeFont, size: int, line_gap: float
+             ) -> tuple[int, int, int, list[float]]:
+    """(width, height, padding, line widths) of the lines' block at `size`."""
+    pad = max(2, round(size * 0.35))
+    widths = [float(font.getlength(line)) for line in lines]
     ascent, descent = font.getmetrics()
-    line_h = ascent + descent
-    gap = round(size * style.line_gap)
-    w = min(max_width, int(max(widths)) + 2 * pad)
-    h = len(lines) * line_h + (len(lines) - 1) * gap + 2 * pad
+    h = len(lines) * (ascent + descent) + (len(lines) - 1) * round(size * line_gap) + 2 * pad
+    return int(max(widths)) + 2 * pad, h, pad, widths
+
+
+def _joined(lines: Sequence[str]) -> str:
+    """The lines as one text again: joined by a space, or by nothing between two characters of a
+    script written without spaces (a line break there was not a space)."""
+    out = ""
+    for line in lines:
+        if out and not (is_cjk(out[-1]) and is_cjk(line[:1] or " ")):
+            out += " "
+        out += line
+    return out
+
+
+def fit_block(lines: Sequence[str], style: TextStyle, max_width: int, max_height: int) -> tuple[list[str], int] | None:
+    """(lines, size) of the largest size from the style's down to MIN_PX at which the block fits
+    `max_width` x `max_height`: the lines as given first; where they are too wide even at MIN_PX,
+    their words wrapped again to the width (between characters for Chinese and Japanese). None:
+    nothing fits."""
+    for rewrap in (False, True):
+        for size in range(style.size, MIN_PX - 1, -1):
+            font = style.pil_font(size)
+            pad = max(2, round(size * 0.35))
+            cand = wrap(_joined(lines), font, max_width - 2 * pad, 99) if rewrap else list(lines)
+            if not cand:
+                continue
+            w, h, _, _ = _measure(cand, font, size, style.line_gap)
+            if w <= max_width and h <= max_height:
+                return cand, size
+    return None
+
+
+def draw_text_block(lines: Sequence[str], style: TextStyle, size: int) -> Image.Image:
+    """The lines centred on a transparent image at `size`, with a box or outline for contrast."""
+    font = style.pil_font(size)
+    w, h, pad, widths = _measure(lines, font, size, style.line_gap)
+    ascent, descent = font.getmetrics()
+    line_h, gap = ascent + descent, round(size * style.line_gap)
     img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     draw = ImageDraw.Draw(img)
     backing = _rgb(style.backing)
@@ -115,16 +146,28 @@ class Placed:
 
 
 def caption_images(cues: Sequence[Any], out_dir: Path, *, width: int, height: int, aspect_ratio: str,
-                   palette: Sequence[str], options: dict[str, Any] | None) -> list[Placed]:
-    """One PNG per cue in `out_dir`, positioned centred on the bottom of the caption band."""
-    box: Box = safe_area(aspect_ratio).caption_box(width, height)
+                   palette: Sequence[str], options: dict[str, Any] | None,
+                   zones: dict[str, dict[str, float]] | None = None) -> list[Placed]:
+    """One PNG per cue in `out_dir`, positioned centred on the bottom of the caption band.
+    TextFitError (naming the beat and the words) for a cue that does not fit the band at the
+    smallest size, or whose font lacks one of its characters: never an overflow or a box."""
+    box: Box = text_area(aspect_ratio, (zones or {}).values()).caption_box(width, height)
     style = TextStyle.for_brand(palette, width, height, options)
     out_dir.mkdir(parents=True, exist_ok=True)
     placed = []
     for i, cue in enumerate(cues):
-        img = draw_text_block(cue.text.split("\n"), style, box.width)
-        if img.height > box.height:  # never outside the band: crop is better than overflow
-            img = img.crop((0, 0, img.width, box.height))
+        words = " ".join(cue.text.split())
+        missing = missing_glyphs(style.font, cue.text)
+        if missing:
+            raise TextFitError(f"beat '{cue.beat}': the font {style.font.name} has no glyph for "
+                               f"{''.join(missing[:8])!r} in the caption {words!r}; give captions.font (or "
+                               "brand.font) a font that covers the script")
+        fitted = fit_block(cue.text.split("\n"), style, box.width, box.height)
+        if fitted is None:
+            where = f" of the aspect and {', '.join(zones)}" if zones else ""
+            raise TextFitError(f"beat '{cue.beat}': the caption {words!r} does not fit the caption band{where} "
+                               f"({box.width}x{box.height} px) at the smallest size of {MIN_PX} px; shorten the line")
+        img = draw_text_block(fitted[0], style, fitted[1])
         png = out_dir / f"cue-{i:03d}.png"
         img.save(png, format="PNG", compress_level=1)
         x = box.left + (box.width - img.width) // 2

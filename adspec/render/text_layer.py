@@ -2,9 +2,10 @@
 as transparent pictures the mix lays over the video (one re-encode per ad, at the end).
 
 Input: build/<ad>/text.json (AdPlan.text_inputs). Layout: adspec.text_fit (every box inside the
-title-safe zone of the aspect). Output: one PNG per text with its place, time span and fade,
-and the layout as JSON (build/<ad>/text_layout.json). Nothing here asks a provider: changing a
-word, the logo, the font or a colour re-renders locally and pays nothing.
+title-safe zone of the aspect, narrowed to the safe zones of the ad's placements of that aspect).
+Output: one PNG per text with its place, time span and fade, and the layout as JSON
+(build/<ad>/text_layout.json). Nothing here asks a provider: changing a word, the logo, the font,
+a colour or a placement re-renders locally and pays nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +17,17 @@ from typing import Any, Sequence
 from PIL import Image, ImageDraw
 
 from ..images import open_image
-from ..safe_areas import safe_area
-from ..text_fit import Block, TextFitError, bundled_font, end_card_blocks, font_at, measure, super_blocks
+from ..safe_areas import text_area
+from ..text_fit import (
+    Block,
+    MissingGlyphError,
+    TextFitError,
+    bundled_font,
+    end_card_blocks,
+    font_at,
+    measure,
+    super_blocks,
+)
 from .captions import _luminance, _rgb, contrast
 
 FADE = 0.25  # seconds a super takes to fade in, and out
@@ -140,6 +150,7 @@ def layout(text: dict[str, Any]) -> list[tuple[dict[str, Any], str, list[Block]]
     brand = text.get("brand") or {}
     font = brand.get("font") or str(bundled_font())
     has_end_card = any(b["type"] == "end-card" for b in text["beats"])
+    zones = text.get("safe_zones") or {}
     out: list[tuple[dict[str, Any], str, list[Block]]] = []
     for beat in text["beats"]:
         try:
@@ -147,14 +158,15 @@ def layout(text: dict[str, Any]) -> list[tuple[dict[str, Any], str, list[Block]]
                 rows = card_rows(brand)
                 if rows or brand.get("logo"):
                     logo = _logo_size(brand.get("logo"))
-                    out.append((beat, "card", end_card_blocks(rows, logo, font, width, height, aspect)))
+                    out.append((beat, "card", end_card_blocks(rows, logo, font, width, height, aspect, zones)))
                 continue
             texts = beat_texts(beat, brand, has_end_card)
             if texts:
-                out.append((beat, "super", super_blocks(texts, font, width, height, aspect)))
+                out.append((beat, "super", super_blocks(texts, font, width, height, aspect, zones=zones)))
         except TextFitError as e:
             where = "brand" if beat["type"] == "end-card" or not beat.get("on_screen") else f"beats.{beat['id']}.on_screen"
-            raise TextFitError(f"beat '{beat['id']}': {e}", where) from None
+            language = f", language {text.get('language', 'en')}" if isinstance(e, MissingGlyphError) else ""
+            raise TextFitError(f"beat '{beat['id']}'{language}: {e}", where) from None
     return out
 
 
@@ -179,10 +191,11 @@ def draw(text: dict[str, Any], out_dir: Path) -> tuple[list[Drawn], dict[str, An
             fade = min(FADE, (end - start) / 4)
         img.save(png, format="PNG", compress_level=1)
         drawn.append(Drawn(png, x, y, start, end, fade, beat["id"], tuple(blocks)))
-    safe = safe_area(aspect).title_box(width, height)
+    zones = text.get("safe_zones") or {}
+    safe = text_area(aspect, zones.values()).title_box(width, height)
     record = {
         "width": width, "height": height, "aspect_ratio": aspect, "language": text.get("language", "en"),
-        "safe_box": [safe.left, safe.top, safe.right, safe.bottom],
+        "safe_box": [safe.left, safe.top, safe.right, safe.bottom], "safe_zones": sorted(zones),
         "texts": [
             {"beat": d.beat, "role": b.role, "text": b.text, "lines": list(b.lines), "size": b.size,
              "box": [b.x, b.y, b.x + b.w, b.y + b.h], "start": round(d.start, 3), "end": round(d.end, 3)}

@@ -1,13 +1,15 @@
 """Safe areas per aspect ratio (data: one yaml file per aspect, e.g. 16x9.yaml).
 
 `title` is where words on screen may go; `captions` is the band captions sit in. Fractions of
-the frame, so one file serves every resolution. Words drawn by code (captions now, supers and
-end cards later) keep inside these.
+the frame, so one file serves every resolution. Every word drawn by code (supers, the end card,
+burned captions) keeps inside these, narrowed to the safe zones of the placements the ad is made
+for (`text_area`): a platform whose buttons cover the bottom third pushes the text above them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 
@@ -51,6 +53,18 @@ class SafeArea:
         top = max(title.top, bottom - round(height * c["max_height"]))
         return Box(left, top, right, bottom)
 
+    def within(self, zones: Iterable[Mapping[str, float]]) -> SafeArea:
+        """This area narrowed to placements' safe zones (fractions kept clear on each side):
+        text stands only where every zone allows it; the caption band keeps its usual gap above
+        the highest bottom."""
+        zones = list(zones)
+        if not zones:
+            return self
+        title = {side: max([self.title[side], *(float(z[side]) for z in zones)]) for side in self.title}
+        gap = max(0.0, self.captions["bottom"] - self.title["bottom"])
+        captions = {**self.captions, "bottom": max(self.captions["bottom"], title["bottom"] + gap)}
+        return replace(self, title=title, captions=captions)
+
 
 def _file(aspect_ratio: str) -> str:
     return aspect_ratio.replace(":", "x") + ".yaml"
@@ -66,6 +80,12 @@ def safe_area(aspect_ratio: str) -> SafeArea:
     data = yaml.safe_load(text)
     return SafeArea(str(data["aspect_ratio"]), {k: float(v) for k, v in data["title"].items()},
                     {k: float(v) for k, v in data["captions"].items()})
+
+
+def text_area(aspect_ratio: str, zones: Iterable[Mapping[str, float]] = ()) -> SafeArea:
+    """Where words may stand on a frame of `aspect_ratio` in an ad delivered to placements with
+    these safe zones (the intersection of the aspect's title-safe area and every zone)."""
+    return safe_area(aspect_ratio).within(zones)
 
 
 RATIOS = {"16:9": 16 / 9, "9:16": 9 / 16, "1:1": 1.0, "4:5": 4 / 5}
