@@ -250,6 +250,7 @@ class VoiceInputs:
     lead_in: float
     tail: float
     max_speedup: float
+    language: str = "en"  # BCP 47: which voice the offline model speaks the line with
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:

@@ -154,6 +154,7 @@ class AdPlan:
             lead_in=self.voice_lead_in,
             tail=self.voice_tail,
             max_speedup=self.voice_max_speedup,
+            language=self.language,
         )
 
     def speech(self) -> Speech:

@@ -64,7 +64,7 @@ def fit_line(beat_id: str, spoken: float, inputs: VoiceInputs) -> Fit:
 
 def voice_request(ad: str, inputs: VoiceInputs) -> VoiceRequest:
     return VoiceRequest(ad=ad, beat_id=inputs.id, text=inputs.text, model=inputs.model,
-                        voice=inputs.voice, speed=float(inputs.speed))
+                        voice=inputs.voice, speed=float(inputs.speed), language=inputs.language)
 
 
 def provider_for(model: str) -> MediaProvider:
@@ -89,6 +89,12 @@ def make_voice(ad: str, beat_id: str) -> None:
     recipe = provider.voice_recipe(voice_request(ad, inputs))
     what = f"{ad}/{beat_id} voice ({inputs.model})"
     task = task_name("voice", ad, beat_id)
+    if recipe.provider == "offline":
+        from .render.speech import language_note
+
+        note = language_note(inputs.language)
+        if note:
+            log.warning("%s: %s", what, note)
     fetched = paid_fetch(ctx, recipe, provider.run, speech_verifier(what), suffix=".audio", label=what, ad=ad, task=task)
     target = paths.voice(beat_id)
     with tempfile.TemporaryDirectory(prefix=".voice-", dir=target.parent) as tmp:

@@ -108,6 +108,51 @@ def test_every_offline_voice_speaks_and_repeats(tmp_path: Path) -> None:
         assert a == b and len(a) > 20000, voice
 
 
+def test_offline_voice_speaks_each_language_with_its_own_espeak_voice(tmp_path: Path) -> None:
+    """A German or French line is spoken by eSpeak NG's German or French voice (in the register
+    asked for), the same bytes in two processes, and not what the English voice makes of it."""
+    from adspec.providers.base import NullJob, VoiceRequest
+    from adspec.providers.offline import OfflineMedia
+
+    offline = OfflineMedia()
+    lines = {"de": "Das ist die Zip Flasche, kalt den ganzen Tag.", "fr": "Voici la bouteille Zip, froide toute la journée."}
+    for language, text in lines.items():
+        recipe = offline.voice_recipe(VoiceRequest(ad="a", beat_id="hook", text=text, model="espeak",
+                                                   voice="en-us+f4", speed=1.0, language=language))
+        assert recipe.params["voice"] == f"{language}+f4"
+        english = offline.voice_recipe(VoiceRequest(ad="a", beat_id="hook", text=text, model="espeak",
+                                                    voice="en-us+f4", speed=1.0))
+        assert english.params["voice"] == "en-us+f4" and english.key != recipe.key
+        offline.run(recipe, NullJob(), tmp_path / "a.wav")
+        offline.run(recipe, NullJob(), tmp_path / "b.wav")  # each run is its own eSpeak process
+        offline.run(english, NullJob(), tmp_path / "en.wav")
+        a, b = (tmp_path / "a.wav").read_bytes(), (tmp_path / "b.wav").read_bytes()
+        assert a == b and len(a) > 20000, language
+        assert a != (tmp_path / "en.wav").read_bytes(), language
+        assert speech_facts(pcm(tmp_path / "a.wav"), RATE)["onsets"] >= 5, language  # speech, not a tone or silence
+    # a live voice's register carries over; a tag's region falls back to its language
+    male = offline.voice_recipe(VoiceRequest(ad="a", beat_id="hook", text="Hallo", model="speech-02-turbo",
+                                             voice="Deep_Voice_Man", speed=1.0, language="de-AT"))
+    assert male.params["voice"] == "de+m3"
+
+
+def test_a_language_espeak_lacks_is_spoken_in_english_with_a_one_line_note(project: Project) -> None:
+    spec = small_spec(duration=6, language="zu", beats=[
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle", "motion_prompt": "push in",
+         "voiceover": "Sawubona, nansi ibhodlela."},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The logo", "motion_prompt": "pan left"}])
+    spec["brand"] = {"name": "Zip", "colors": ["#FF5A1F", "#111111"]}
+    project.write_spec("zu", spec)
+    proc = project.doit()
+    out = proc.stdout + proc.stderr
+    notes = [x for x in out.splitlines() if "no voice for 'zu'" in x]
+    assert notes == ["zu/hook voice (speech-02-turbo): eSpeak NG has no voice for 'zu': the offline voice speaks the line "
+                     "in English"], out
+    receipt = json.loads((project.build / "zu" / "beats" / "hook" / "voice.receipt.json").read_text())
+    assert receipt["recipe"]["params"]["voice"].startswith("en-us+")  # the English voice of its register
+    assert speech_facts(pcm(project.build / "zu" / "beats" / "hook" / "voice.wav"), RATE)["onsets"] >= 3  # not silence
+
+
 def test_fit_line_speeds_up_at_most_15_percent_then_says_what_to_do() -> None:
     inputs = VoiceInputs(id="hook", text="a line", model="espeak", voice="en-us", speed=1.0, duration=3,
                          lead_in=0.25, tail=0.15, max_speedup=1.15)

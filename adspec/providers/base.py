@@ -78,6 +78,9 @@ class VoiceRequest:
     model: str  # registry name of a voice model
     voice: str
     speed: float
+    #: the line's language (BCP 47): the offline voice speaks it with eSpeak's voice for it; a
+    #: live model reads it from the text (its recipe holds what the provider sees, not this)
+    language: str = "en"
 
 
 @dataclass(frozen=True)

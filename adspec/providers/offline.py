@@ -124,7 +124,8 @@ class OfflineMedia:
 
     def voice_recipe(self, req: VoiceRequest) -> Recipe:
         """eSpeak NG speaks every voice model's lines offline: the voice is the model's own when
-        it is an eSpeak voice, else one of the same register (see render.speech.espeak_voice)."""
+        it is an eSpeak voice, else one of the same register, in the line's language where eSpeak
+        has a voice for it (see render.speech.espeak_voice)."""
         from ..registry import load_registry
         from ..render.speech import espeak_voice
 
@@ -134,7 +135,8 @@ class OfflineMedia:
             kind="voice",
             model=req.model,
             version=_version("voice"),
-            params={"text": req.text, "voice": espeak_voice(req.voice, offline.voices), "speed": req.speed},
+            params={"text": req.text, "voice": espeak_voice(req.voice, offline.voices, req.language),
+                    "speed": req.speed},
         )
 
     # ---- rendering -----------------------------------------------------------------------------

@@ -7,6 +7,12 @@ spoken after another differs in its samples from the same line spoken first. Eac
 therefore spoken by a fresh child process (`python -m adspec.render.speech`, ~0.1 s): the WAV is a
 function of (text, voice, speed) alone, bit for bit, on any runner and in any build order, like
 every other offline render.
+
+A line in another language than English is spoken by eSpeak NG's own voice for that language (its
+voice list, `espeak_ListVoices`: German by `de`, Japanese by `ja`, Mandarin by `cmn`, ...), in
+the register of the English voice asked for (`+f4`, `+m3`: variants without breath noise, which
+would differ from process to process). A language eSpeak NG has no voice for is spoken by the
+English voice, and the voice step says so in one line.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import subprocess
 import sys
 import threading
 import wave
+from functools import lru_cache
 from pathlib import Path
 
 from ..errors import MediaError
@@ -39,13 +46,76 @@ _rate = 0
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
-def espeak_voice(name: str, offline_voices: tuple[str, ...] = ()) -> str:
-    """The eSpeak voice that speaks for `name`: itself when eSpeak has it, else a female or male
-    English voice after the live voice's register."""
+class _Voice(ctypes.Structure):
+    """espeak_VOICE (speak_lib.h): `languages` is a run of (priority byte, language, NUL), then 0."""
+
+    _fields_ = [("name", ctypes.c_char_p), ("languages", ctypes.c_void_p), ("identifier", ctypes.c_char_p),
+                ("gender", ctypes.c_ubyte), ("age", ctypes.c_ubyte), ("variant", ctypes.c_ubyte),
+                ("xx1", ctypes.c_ubyte), ("score", ctypes.c_int), ("spare", ctypes.c_void_p)]
+
+
+@lru_cache(maxsize=1)
+def espeak_languages() -> tuple[tuple[str, str, int], ...]:
+    """(language, voice, priority) for every language of every voice eSpeak NG ships (its own
+    list; the voice as `espeak_SetVoiceByName` takes it: the identifier's last part, lower case)."""
+    out: list[tuple[str, str, int]] = []
+    with _lock:
+        lib, _ = _load()
+        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+        voices = lib.espeak_ListVoices(None)
+        i = 0
+        while voices[i]:
+            v = voices[i].contents
+            voice = v.identifier.decode().rsplit("/", 1)[-1].lower()
+            at = v.languages
+            while (priority := ctypes.string_at(at, 1)[0]) != 0:
+                language = ctypes.string_at(at + 1).decode()
+                out.append((language.lower(), voice, priority))
+                at += 2 + len(language)
+            i += 1
+    return tuple(out)
+
+
+def language_voice(tag: str) -> str | None:
+    """eSpeak NG's voice for a BCP 47 language tag: the voice listing the tag itself, else its
+    primary subtag (`de-AT` -> `de`, `zh-Hans` -> `cmn`), the most preferred one first. None: eSpeak
+    NG has no voice for it."""
+    tag = tag.lower()
+    for want in (tag, tag.split("-", 1)[0]):
+        found = [(priority, i, voice) for i, (language, voice, priority) in enumerate(espeak_languages())
+                 if language == want]
+        if found:
+            return min(found)[2]
+    return None
+
+
+def _english_voice(name: str, offline_voices: tuple[str, ...]) -> str:
     if name in offline_voices:
         return name
     low = name.lower()
     return "en-us+f4" if any(w in low for w in _FEMININE) else "en-us+m3"
+
+
+def espeak_voice(name: str, offline_voices: tuple[str, ...] = (), language: str = "en") -> str:
+    """The eSpeak voice that speaks for `name` in `language`: in English, `name` itself when
+    eSpeak has it, else a female or male English voice after the live voice's register; in
+    another language, eSpeak's voice for it in the same register (`de+f4`), or the English voice
+    when eSpeak has none (see `language_note`)."""
+    english = _english_voice(name, offline_voices)
+    if language.split("-", 1)[0].lower() == "en":
+        return english
+    own = language_voice(language)
+    if own is None:
+        return english
+    _, plus, variant = english.partition("+")
+    return f"{own}{plus}{variant}"
+
+
+def language_note(language: str) -> str | None:
+    """One line when the offline voice cannot speak `language` (None: it can)."""
+    if language.split("-", 1)[0].lower() == "en" or language_voice(language) is not None:
+        return None
+    return f"eSpeak NG has no voice for '{language}': the offline voice speaks the line in English"
 
 
 def _load() -> tuple[ctypes.CDLL, int]:
