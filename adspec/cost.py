@@ -74,11 +74,17 @@ _PLAN_TOKENS_BASE = 60
 
 def planner_estimate(recipe: Recipe) -> Price:
     """A chat completion's price before it is made: the prompt's tokens (about 4 characters
-    each) and a reply of about 90 tokens per beat (one beat per ~5 s)."""
+    each) and a reply of about 90 tokens per beat (one beat per ~5 s); a translation's reply is
+    about as long as the texts it was given (the user message)."""
     sent = {k: v for k, v in recipe.params.items() if k != "check"}
     prompt_tokens = math.ceil(len(json.dumps(sent, ensure_ascii=False)) / 4)
-    duration = int((recipe.params.get("check") or {}).get("duration") or 30)
-    completion = _PLAN_TOKENS_BASE + _PLAN_TOKENS_PER_BEAT * (duration // 5 + 2)
+    check = recipe.params.get("check") or {}
+    if "translate" in check:
+        user = next((m.get("content", "") for m in recipe.params.get("messages", []) if m.get("role") == "user"), "")
+        completion = _PLAN_TOKENS_BASE + math.ceil(len(user) / 4)
+    else:
+        duration = int(check.get("duration") or 30)
+        completion = _PLAN_TOKENS_BASE + _PLAN_TOKENS_PER_BEAT * (duration // 5 + 2)
     return Price(usd(planner_price(recipe.model, prompt_tokens, completion)), False,
                  f"~{prompt_tokens} prompt + ~{completion} reply tokens")
 

@@ -8,7 +8,9 @@ How the unknowns are handled:
 - The plan is made in memory (`plan_step.dry_plan`): inline beats and a kept beat file are exact;
   when the planner would run, a cached answer is used if there is one (exact); the offline
   planner is exact offline; a live planner that would be asked is priced from its prompt's size
-  and the beats are the offline planner's stand-in plan (flagged: `exact: false`).
+  and the beats are the offline planner's stand-in plan (flagged: `exact: false`). A language
+  variant whose texts the LLM planner would translate adds that call (one per beat file and
+  language, priced like the planner; free when cached).
 - Storyboards and music: their recipes follow from the plan alone, so "cached or not" is exact.
 - Chunk k's recipe needs its first frame (the storyboard, or chunk k-1's last frame). When that
   input is on disk and current, the key is exact; when it is stale but its producer is cached,
@@ -214,6 +216,8 @@ class _Estimator:
                        "the planner writes the beat file" if state != "cache" else "the planner's answer is cached")
         else:
             est.items.append(Item(task_name("plan", ad), "plan", "free", note="resolve the plan files (no planner call)"))
+        if dry.translation is not None and not plan_current:
+            self._translation(est, ad, dry.translation, exact=not dry.stand_in)
         if dry.stand_in:
             est.notes.append("the live planner would write the beat file: the beats and chunks below are the offline "
                              "planner's plan standing in for it; the real ones are known once planned (`adspec plan`)")
@@ -244,6 +248,14 @@ class _Estimator:
         if self.remote_note:
             est.notes.append(self.remote_note)
         return est
+
+    def _translation(self, est: AdEstimate, ad: str, recipe: Any, exact: bool) -> None:
+        """The LLM planner's one call translating the texts the ad's language lacks (per beat file
+        and language: variants that share both share it), at the planner model's price."""
+        language = recipe.params.get("check", {}).get("target", "?")
+        state = "cache" if recipe.key in self.made or self.cache.peek(recipe.key) else (
+            "pay" if recipe_price(recipe).usd > 0 else "free")
+        self._item(est, task_name("plan", ad), "plan", state, recipe, f"translation into {language}", exact=exact)
 
     def _voices(self, est: AdEstimate, ad: str, plan: Any, paths: AdPaths) -> bool:
         """The spoken lines (exact: a line's recipe follows from the plan alone); True when the

@@ -195,6 +195,7 @@ class DryPlan:
     step: PlanStep
     planner_cached: bool = False  # the planner's answer is in the request cache
     stand_in: bool = False  # the live planner would run: beats are the offline planner's, as a stand-in
+    translation: Recipe | None = None  # the LLM planner's call translating the texts the ad's language lacks
 
 
 def dry_plan(ad: str, spec_path: Path) -> DryPlan:
@@ -218,8 +219,9 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
             plan = plan_offline(step.shaping, sorted(int(x) for x in step.clip_lengths))
             stand_in = step.recipe.provider != "offline"
         beat_file = parse_beat_file_text(planned_beat_text(step, plan), str(step.beats_path))
-    spec, beat_file, _ = translated(ad, step.spec, Path(spec_path), beat_file, dry=True)
-    return DryPlan(resolve(ad, spec, Path(spec_path), beat_file, step.beats_path), step, cached, stand_in)
+    spec, beat_file, translation = translated(ad, step.spec, Path(spec_path), beat_file, dry=True)
+    return DryPlan(resolve(ad, spec, Path(spec_path), beat_file, step.beats_path), step, cached, stand_in,
+                   translation)
 
 
 # ---- languages: what the LLM planner translates ---------------------------------------------------
@@ -266,19 +268,19 @@ def missing_texts(spec: Spec, beat_file: BeatFile, own: str) -> tuple[dict[str, 
 
 
 def translated(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, *, dry: bool = False
-               ) -> tuple[Spec, BeatFile, list[tuple[Recipe, Fetched]]]:
+               ) -> tuple[Spec, BeatFile, Recipe | None]:
     """The spec and beat file with every text the ad's language lacks translated by the LLM
     planner: one cached request per beat file and language (nothing written to the beat file;
-    the request cache keeps the answer). The offline planner cannot translate: the texts stay
-    missing and `resolve` names each one. `dry`: only what the cache already holds (no request)."""
+    the request cache keeps the answer), and that request's recipe (None: nothing to translate,
+    or the offline planner, which cannot translate: the texts stay missing and `resolve` names
+    each one). `dry`: only what the cache already holds (no request; an estimate prices the recipe)."""
     own = own_language(spec, spec_path)
     texts, limits = missing_texts(spec, beat_file, own)
     ctx = context()
     make = getattr(ctx.planner, "translate_recipe", None)
     if not texts or make is None or spec.models.planner == "offline":
-        return spec, beat_file, []
+        return spec, beat_file, None
     recipe: Recipe = make(texts, own, spec.language, limits, spec.models.planner)
-    asked: list[tuple[Recipe, Fetched]] = []
     if dry:
         cache = ctx.cache_for_reading()
         entry = cache.get(recipe.key)
@@ -289,7 +291,6 @@ def translated(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, *, dry
         fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, label), translation_verifier(label, set(texts)),
                                   suffix=".json", label=label, on_progress=on_progress(ad, task_name("plan", ad)))
         got = json.loads(fetched.path.read_bytes())
-        asked.append((recipe, fetched))
 
     def merged(value: Any, key: str) -> Any:
         if key not in got:
@@ -301,7 +302,7 @@ def translated(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, *, dry
                                   if f"beats.{b.id}.{f}" in got}) for b in beat_file.beats]
     brand = spec.brand.model_copy(update={f: merged(getattr(spec.brand, f), f"brand.{f}") for f in _BRAND_TEXTS
                                           if f"brand.{f}" in got})
-    return spec.model_copy(update={"brand": brand}), beat_file.model_copy(update={"beats": beats}), asked
+    return spec.model_copy(update={"brand": brand}), beat_file.model_copy(update={"beats": beats}), recipe
 
 
 def translation_verifier(what: str, keys: set[str]) -> Any:

@@ -369,3 +369,43 @@ def test_estimate_live_prices_the_live_build_with_no_key_and_no_request(project:
         keyed = estimate(project)  # what a build with keys would be told
         assert keyed["total_usd"] == live["total_usd"] and pay_targets(keyed) == pay_targets(live)
         assert replicate.requests == [] and openai.count == 0
+
+
+def _translator(body: dict) -> dict:
+    """The fake LLM translating every item it is given (prefixed 'DE ')."""
+    import re
+
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    items = json.loads(re.search(r"<items>\s*(.*?)\s*</items>", user, re.S).group(1))
+    return {"items": [{"key": i["key"], "text": f"DE {i['text']}"} for i in items]}
+
+
+def test_estimate_prices_a_language_variants_translation_once_per_beat_file_and_language(project: Project) -> None:
+    """Issue 17: the LLM planner translates the texts a language variant lacks in one cached call
+    per beat file and language; the estimate counts it at the planner model's price, once for
+    the variants that share it, and at nothing once it is cached."""
+    spec = small_spec()
+    spec["beats"][0]["voiceover"] = "Meet the Zip bottle."
+    spec["brand"].update(cta="Shop now")
+    spec["variants"] = {"matrix": {"language": ["en", "de"], "seed": [1, 2]}}
+    project.write_spec("zip", spec)
+    with FakeOpenAI(responder=_translator) as openai:
+        project.env.update(ADSPEC_BACKEND="", OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=openai.base_url)
+        est = estimate(project)
+        assert est["backend"] == {"media": "offline", "planner": "openai"}
+        calls = {a["ad"]: [t for t in a["targets"] if "translation" in t["note"]] for a in est["ads"]}
+        assert calls["zip@en-1"] == calls["zip@en-2"] == []  # nothing to translate into English
+        first, second = calls["zip@de-1"], calls["zip@de-2"]
+        assert len(first) == len(second) == 1
+        assert first[0]["target"] == "plan:zip@de-1" and first[0]["action"] == "pay"
+        assert first[0]["model"] == load_registry().planner_default and "translation into de" in first[0]["note"]
+        assert 0 < first[0]["usd"] < 0.05 and est["total_usd"] == first[0]["usd"]  # the media are offline: free
+        assert second[0]["action"] == "cache" and second[0]["usd"] == 0 and second[0]["key"] == first[0]["key"]
+        assert openai.count == 0  # an estimate asks nothing
+
+        project.doit("plan:zip@de-1")  # the plan step translates (the one paid call)
+        assert openai.count == 1
+        after = estimate(project)
+        again = [t for a in after["ads"] if a["ad"] == "zip@de-2" for t in a["targets"] if "translation" in t["note"]]
+        assert [(t["action"], t["usd"]) for t in again] == [("cache", 0)] and after["total_usd"] == 0
+        assert not [t for a in after["ads"] if a["ad"] == "zip@de-1" for t in a["targets"] if "translation" in t["note"]]
