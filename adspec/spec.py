@@ -512,6 +512,34 @@ def pick_text(value: Text | None, spec: Spec, own: str | None, source: str | Pat
                                                    "an LLM planner, which translates") from None
 
 
+def language_gaps(spec: Spec, beats: list[Beat], own: str) -> tuple[list[Issue], list[Issue]]:
+    """Every text without the ad's language (`spec.language`; plain strings are in `own`), as
+    (beat issues located in `beats`, brand issues located in the spec): a beat's spoken line (when
+    the ad speaks) and super, the brand's tagline and call to action."""
+
+    def gap(value: Text | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            text_in(value, spec.language, own)
+            return None
+        except KeyError:
+            return ", ".join(sorted(set(_languages(value, own)))) or "none"
+
+    in_beats: list[Issue] = []
+    for i, beat in enumerate(beats):
+        for field in ("voiceover", "on_screen"):
+            has = gap(getattr(beat, field)) if field != "voiceover" or spec.voiceover else None
+            if has is not None:
+                in_beats.append((("beats", i, field), f"beat '{beat.id}' has no '{spec.language}' {field} (has: {has})"))
+    in_brand: list[Issue] = []
+    for field in ("tagline", "cta"):
+        has = gap(getattr(spec.brand, field))
+        if has is not None:
+            in_brand.append((("brand", field), f"no '{spec.language}' brand.{field} (has: {has})"))
+    return in_beats, in_brand
+
+
 def _languages(value: Text | None, own: str) -> list[str]:
     if value is None:
         return []

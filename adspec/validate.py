@@ -13,14 +13,15 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from .ads import beat_files
+from .ads import beat_files, expansion
+from .config import load_settings
 from .errors import SpecError
 from .fsutil import write_if_changed
 from .library import load_library
-from .loader import beat_file_errors, beat_rule_warnings, path_exists, spec_errors
+from .loader import beat_file_errors, beat_rule_warnings, load_beat_file, locate_in_file, path_exists, spec_errors
 from .paths import SPEC_SUFFIXES, ad_name, beat_file_path, is_beat_file, spec_of_beat_file
 from .registry import load_registry, models_table
-from .spec import BeatFile, Spec
+from .spec import Beat, BeatFile, Loc, Spec, language_gaps
 
 __all__ = ["validate_paths", "json_schema", "write_schemas", "SCHEMA_FILES"]
 
@@ -93,7 +94,43 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
             for variant_beats, variant_spec in beat_files(spec_path):
                 if variant_beats != beats_path and path_exists(variant_beats):
                     errors += beat_file_errors(_shown(variant_beats), variant_spec)[1]
+        if spec is not None and not errs:
+            errors += missing_language_errors(spec_path)
     return errors
+
+
+def missing_language_errors(spec_path: Path) -> list[SpecError]:
+    """One error per text an ad (or variant) lacks in its language, where no LLM planner will
+    translate it (the offline planner cannot): the variants that lack the same text share the line.
+    Beat files the planner has not written yet are not known, so not checked."""
+    try:
+        exp = expansion(spec_path)
+    except SpecError:
+        return []
+    own = exp.spec.language
+    translates = load_settings().live_planner
+    ads = [(v.ad, v.spec, exp.beats_path(v.beats_tag)) for v in exp.variants] or \
+        [(exp.base_ad, exp.spec, exp.beats_path(None))]
+    found: dict[tuple[Path, Loc, str], tuple[str, list[str]]] = {}
+    for ad, spec, beats_path in ads:
+        if translates and spec.models.planner != "offline":
+            continue
+        beats: list[Beat] = []
+        source = spec_path
+        if spec.beats is not None:
+            beats = list(spec.beats)
+        elif path_exists(beats_path):
+            try:
+                beats, source = list(load_beat_file(beats_path).beats), beats_path
+            except SpecError:  # reported on its own
+                pass
+        in_beats, in_brand = language_gaps(spec, beats, own)
+        for path, issues in ((source, in_beats), (spec_path, in_brand)):
+            for loc, message in issues:
+                found.setdefault((path, loc, spec.language), (message, []))[1].append(ad)
+    return [SpecError(_shown(path), locate_in_file(path, loc), ".".join(map(str, loc)),
+                      f"{', '.join(ads_of)}: {message}; write it, or plan with an LLM planner, which translates")
+            for (path, loc, _), (message, ads_of) in found.items()]
 
 
 def json_schema() -> dict[str, Any]:

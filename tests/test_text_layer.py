@@ -331,6 +331,23 @@ def test_a_missing_language_names_each_beat_in_one_line(project: Project) -> Non
     assert all("has: de, en, fr" in x for x in lines), lines
 
 
+def test_validate_names_each_text_a_language_variant_lacks_in_one_line(project: Project) -> None:
+    """The offline planner cannot translate: `adspec validate` says, for each variant, which beat
+    (or brand field) lacks its language, one line each, where the text is written."""
+    project.write_spec("zip", language_spec(["en", "ja"]))
+    proc = project.adspec("validate")
+    assert proc.returncode == 1
+    out = (proc.stdout + proc.stderr).splitlines()
+    lines = [x for x in out if "no 'ja'" in x]
+    assert len(lines) == len(out) == 5, out  # nothing else: the en variant has every text
+    fields = {re.match(r"specs/zip\.yaml:\d+: ([\w.]+): zip@ja: ", x).group(1) for x in lines}
+    assert fields == {"beats.0.voiceover", "beats.0.on_screen", "beats.1.voiceover", "brand.tagline", "brand.cta"}
+    assert all("(has: de, en, fr); write it, or plan with an LLM planner, which translates" in x for x in lines)
+    assert any("beat 'hook' has no 'ja' on_screen" in x for x in lines)
+    # an LLM planner translates the missing texts when the ad is planned: nothing to report
+    assert project.adspec("validate", ADSPEC_BACKEND="", OPENAI_API_KEY="sk-FAKE-key-not-real-0000000").returncode == 0
+
+
 def test_rtl_lays_out_right_to_left_and_cjk_wraps_between_characters() -> None:
     from adspec.text_fit import bundled_font, font_at, is_rtl, super_blocks, wrap
 
