@@ -371,6 +371,80 @@ def test_rtl_lays_out_right_to_left_and_cjk_wraps_between_characters() -> None:
     assert picture("שלום", font) == picture("םולש", basic) != picture("שלום", basic)
 
 
+def covering_font(out, chars: str):
+    """The bundled DejaVu Sans Bold plus a glyph (a solid block, em-wide) for each of `chars`:
+    a font that covers a Japanese text, made with fontTools (no large CJK font needed)."""
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+    from fontTools.ttLib import TTFont
+
+    from adspec.text_fit import bundled_font
+
+    font = TTFont(str(bundled_font()))
+    upm, order = font["head"].unitsPerEm, list(font.getGlyphOrder())
+    m = upm // 10
+    for ch in dict.fromkeys(chars):
+        name = f"uni{ord(ch):04X}"
+        pen = TTGlyphPen(None)
+        pen.moveTo((m, -m)), pen.lineTo((m, upm - 3 * m)), pen.lineTo((upm - m, upm - 3 * m)), pen.lineTo((upm - m, -m))
+        pen.closePath()
+        order.append(name)
+        font.setGlyphOrder(order)
+        font["glyf"][name] = pen.glyph()
+        font["hmtx"][name] = (upm, m)
+        for table in font["cmap"].tables:
+            if table.isUnicode():
+                table.cmap[ord(ch)] = name
+    for tag in ("hdmx", "LTSH", "VDMX"):  # per-glyph tables the new glyphs are not in
+        if tag in font:
+            del font[tag]
+    font["post"].formatType = 3.0
+    font.save(str(out))
+    return out
+
+
+def test_a_japanese_super_needs_a_font_that_covers_it_and_wraps_between_characters(project: Project, tmp_path) -> None:
+    super_ja, line_ja = "冷たい水をいつでもどこでも", "つめたいみず。"
+    spec = text_spec()
+    spec.update(aspect_ratio="9:16", language="ja")
+    spec["beats"][0].update(on_screen=super_ja, voiceover=line_ja)
+    project.write_spec("zip", spec)
+    # the bundled font has no Japanese: one line naming the beat, the text and the language (never boxes)
+    proc = project.adspec("validate")
+    assert proc.returncode == 1
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert len(lines) == 1 and re.match(r"specs/zip\.yaml:\d+: beats\.0\.on_screen: beat 'hook', language ja: the "
+                                        r"bundled font has no glyph for '.+' in '冷たい水をいつでもどこでも'; give brand\.font "
+                                        r"a font that covers the script$", lines[0]), lines
+    run = project.doit(check=False)
+    assert run.returncode != 0 and not (project.build / "zip" / "final.mp4").exists()
+    failed = [x for x in (run.stdout + run.stderr).splitlines() if "no glyph" in x]
+    assert failed and all("beat 'hook', language ja" in x and super_ja in x and "brand.font" in x for x in failed)
+    # the burned captions of a Japanese line too, before anything is made
+    project.write_spec("zip", {**spec, "beats": [{**spec["beats"][0], "on_screen": "Cold"}, *spec["beats"][1:]]})
+    run = project.doit("plan:zip", check=False)
+    failed = [x for x in run.stdout.splitlines() if x.startswith("FAILED ")]
+    assert len(failed) == 1 and "beats.hook.voiceover: beat 'hook', language ja: the font DejaVuSans-Bold.ttf has no " \
+        f"glyph for" in failed[0] and f"in the caption '{line_ja}'; give brand.font (or captions.font)" in failed[0], failed
+
+    # with a font that covers it: drawn, wrapped between characters (no spaces invented)
+    covering_font(project.specs / "ja.ttf", super_ja + line_ja)
+    spec["brand"]["font"] = "ja.ttf"
+    project.write_spec("zip", spec)
+    project.doit()
+    layout = json.loads((project.build / "zip" / "text_layout.json").read_text())
+    sup = next(t for t in layout["texts"] if t["role"] == "super")
+    assert len(sup["lines"]) == 2 and "".join(sup["lines"]) == super_ja, sup
+    captions = [t for t in layout["texts"] if t["role"] == "caption"]
+    assert captions and captions[0]["text"] == line_ja
+    # the first character is the font's glyph (a solid block), not a box outline: its middle is lit
+    frame = frame_at(project.build / "zip" / "final.mp4", 1.5, tmp_path / "ja.png")
+    left, top, right, bottom = sup["box"]
+    pad, size = round(sup["size"] * 0.35), sup["size"]
+    row = [(sum(frame.getpixel((x, top + pad + size // 2))) // 3) for x in range(left + pad, right - pad)]
+    first = next(i for i, v in enumerate(row) if v > 180)  # the first glyph's left edge
+    assert min(row[first + size // 4: first + size // 2]) > 180, row[first: first + size]
+
+
 def translating_responder(body: dict) -> dict:
     """The fake LLM: plans with spoken lines; translates by marking each text 'DE '."""
     from fakes.openai_server import default_plan
