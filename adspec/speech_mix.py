@@ -17,6 +17,7 @@ from typing import Any
 
 from . import captions
 from .build_files import Speech, read_model
+from .errors import MediaError
 from .media import Overlay
 from .paths import AdPaths
 
@@ -74,9 +75,13 @@ def speech_parts(paths: AdPaths) -> Iterator[SpeechParts]:
     with tempfile.TemporaryDirectory(prefix=".captions-", dir=paths.root) as tmp:
         if options.get("burn", True):
             from .render.captions import caption_images
+            from .text_fit import TextFitError
 
-            placed = caption_images(parts.cues, Path(tmp), width=speech.width, height=speech.height,
-                                    aspect_ratio=speech.aspect_ratio, palette=speech.palette, options=options,
-                                    zones=speech.safe_zones)
+            try:
+                placed = caption_images(parts.cues, Path(tmp), width=speech.width, height=speech.height,
+                                        aspect_ratio=speech.aspect_ratio, palette=speech.palette, options=options,
+                                        zones=speech.safe_zones)
+            except TextFitError as e:  # one line naming the beat and the words, never a crop
+                raise MediaError(f"captions: {e}") from None
             parts.overlays = [Overlay(p.png, p.x, p.y, p.start, p.end) for p in placed]
         yield parts

@@ -275,6 +275,30 @@ def test_a_super_that_fits_the_aspect_but_not_a_placement_zone_names_the_beat_an
     assert e.value.field == "beats.hook.on_screen"
 
 
+def test_a_caption_too_wide_for_its_band_is_wrapped_again_and_one_that_cannot_fit_is_an_error(tmp_path) -> None:
+    from PIL import Image
+
+    from adspec.captions import Cue
+    from adspec.placements import text_zones
+    from adspec.render.captions import caption_images
+    from adspec.safe_areas import text_area
+    from adspec.text_fit import TextFitError
+
+    zones = text_zones(["instagram-reels"], "9:16")
+    band = text_area("9:16", zones.values()).caption_box(360, 640)
+    line = "Every bottle keeps your water cold all day"  # one caption line of 42 characters
+    [placed] = caption_images([Cue("hook", 0, 1, line)], tmp_path, width=360, height=640, aspect_ratio="9:16",
+                              palette=[], options={}, zones=zones)
+    with Image.open(placed.png) as im:
+        w, h = im.size
+    assert band.left <= placed.x and placed.x + w <= band.right and band.top <= placed.y and placed.y + h <= band.bottom
+    assert h > 2 * 21  # too wide for 281 px even at 12 px on one line: wrapped onto more lines, not cropped
+    with pytest.raises(TextFitError) as e:
+        caption_images([Cue("cta", 0, 1, "W" * 80)], tmp_path, width=360, height=640, aspect_ratio="9:16", palette=[],
+                       options={}, zones=zones)
+    assert str(e.value).startswith("beat 'cta': the caption 'WWW") and "instagram-reels" in str(e.value)
+
+
 # ---- 3. languages -----------------------------------------------------------------------------
 
 
