@@ -42,7 +42,8 @@ def beat_chunk_references(beat: BeatInputs) -> ChunkReferences:
         return ChunkReferences()
     entry = load_registry().resolve(beat.video_model, "video")
     names = tuple(str(r["name"]) for r in beat.references)
-    return chunk_references(entry, names, beat.aspect_ratio, beat.clips, spec_resolution_for(beat.width, beat.height))
+    return chunk_references(entry, names, beat.aspect_ratio, beat.clips, spec_resolution_for(beat.width, beat.height),
+                            own_still=bool(beat.own_image))
 
 
 def video_references(beat: BeatInputs, index: int) -> tuple[Path, ...]:

@@ -277,16 +277,20 @@ class ChunkReferences:
 
 
 def chunk_references(entry: ModelEntry, names: tuple[str, ...] | list[str], aspect_ratio: str,
-                     clips: tuple[int, ...] | list[int], spec_resolution: str) -> ChunkReferences:
+                     clips: tuple[int, ...] | list[int], spec_resolution: str, own_still: bool = False) -> ChunkReferences:
     """The chunks of a beat (clip lengths `clips`) that video model `entry` is sent the beat's
     reference images with (`names`: what it shows). Pure: the registry's `references:` rule only.
 
     A model that still takes the start image with them gets them with every chunk. One that does
     not (reference-to-video) gets them with the beat's first chunk only: the chunks after it must
-    start from the last frame of the one before, or the beat would cut at every clip."""
+    start from the last frame of the one before, or the beat would cut at every clip; and none
+    when the beat starts from your own still (`own_still`: it is what the beat is made from)."""
     rule = entry.references
     if rule is None or not names or not clips:
         return ChunkReferences()
+    if own_still and not rule.first_frame:
+        return ChunkReferences(why_not=f"its video is made without its reference images ({', '.join(names)}): it starts "
+                                       f"from your own still (`image:`), and {entry.name} takes no start image with them")
     candidates = range(len(clips)) if rule.first_frame else range(1)
     chunks: list[int] = []
     missed: list[int] = []

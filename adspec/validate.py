@@ -146,7 +146,8 @@ def _why_no_references(beat: Beat, spec: Spec) -> str | None:
     except (KeyError, ValueError):
         return None  # an unknown model is an error of its own
     width, height = output_size(spec.aspect_ratio, spec.resolution)
-    return chunk_references(entry, tuple(beat.shows), spec.aspect_ratio, clips, spec_resolution_for(width, height)).why_not
+    return chunk_references(entry, tuple(beat.shows), spec.aspect_ratio, clips, spec_resolution_for(width, height),
+                            own_still=beat.image is not None).why_not
 
 
 def json_schema() -> dict[str, Any]:

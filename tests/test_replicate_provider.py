@@ -461,3 +461,25 @@ def test_chunks_without_references_are_asked_as_before(provider, tmp_path):
                 continue
             assert provider.video_recipe(video_request("zip", shows, k, paths)).identity() == \
                 provider.video_recipe(video_request("zip", plain, k, paths)).identity(), (model, aspect, k)
+
+
+def test_a_beat_made_from_your_own_still_keeps_it_as_its_start(provider, tmp_path):
+    """veo-3.1 takes no start image with reference images: a beat that starts from your own
+    still (`image:`) is not turned into a reference-to-video chunk that would drop it."""
+    from adspec.build_files import BeatInputs
+    from adspec.media_requests import beat_chunk_references, video_request
+    from adspec.paths import AdPaths
+
+    photo = _photo(tmp_path / "bag.png", (200, 120, 30))
+    still = _photo(tmp_path / "still.png", (10, 200, 10))
+    beat = BeatInputs(id="hook", type="hook", duration=8, clips=(8,), image_prompt="a bag", motion_prompt="push in",
+                      aspect_ratio="16:9", width=640, height=360, seed=3, style="", palette=(), brand_name=None,
+                      reference=None, image_model="flux-dev", video_model="veo-3.1", native_audio=False,
+                      own_image=str(still), own_image_sha256=_sha(still.read_bytes()),
+                      references=({"name": "product", "role": "product", "path": str(photo)},))
+    paths = AdPaths.of(tmp_path / "build", "zip")
+    paths.first_frame("hook", 0).parent.mkdir(parents=True)
+    paths.first_frame("hook", 0).write_bytes(still.read_bytes())
+    recipe = provider.video_recipe(video_request("zip", beat, 0, paths))
+    assert set(recipe.files) == {"image"} and recipe.files["image"].sha256 == _sha(still.read_bytes())
+    assert "starts from your own still" in (beat_chunk_references(beat).why_not or "")
