@@ -34,6 +34,7 @@ from . import actions, approvals, approve, cleaning, delivery, estimate, plan_st
 from .build_files import compact_text
 from .config import load_settings
 from .errors import AdspecError, error_line
+from .media_requests import beat_chunk_references
 from .paths import AdPaths, beat_file_path, build_index
 from .placements import placements_file
 from .plan_file import AdPlan, load_plan
@@ -206,6 +207,8 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                 }, "chunk", ad)
                 chunk_tasks.append(task_name("chunk", ad, beat.id, k))
             continue
+        # the chunks sent the images of what the beat shows depend on them too (models.yaml `references:`)
+        with_refs = beat_chunk_references(plan.beat_inputs(beat)).chunks if beat.references else ()
         for k in range(beat.chunk_count):
             chunk = str(paths.chunk(beat.id, k))
             first = str(paths.first_frame(beat.id, k))
@@ -217,7 +220,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                 "basename": task_name("chunk", ad, beat.id, k),
                 "doc": f"video chunk {k + 1} of {beat.chunk_count} of {ad}/{beat.id} ({plan.video_model_of(beat)}, {beat.clips[k]} s)",
                 "actions": [(Reported(actions.make_chunk), [ad, beat.id, k])],
-                "file_dep": [beat_json, first],
+                "file_dep": [beat_json, first, *(ref if k in with_refs else [])],
                 "targets": targets,
                 "task_dep": [plan_dep, first_task],
                 "uptodate": [*replanned, Check(f"{chunk} {made_from}", actions.is_current, chunk, "chunk", ad, beat.id, k)],
