@@ -25,9 +25,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Sequence
 
-import yaml
-
 from .config import load_settings
+from .data_yaml import load_data
 from .errors import MediaError
 from .fsutil import atomic_path
 from .limits import cpu_slot
@@ -85,7 +84,7 @@ def video_kbps(width: int, height: int) -> int | None:
 
 @lru_cache(maxsize=1)
 def _bitrate_table() -> list[tuple[int, int]]:
-    data = yaml.safe_load(resources.files("adspec.render").joinpath("bitrates.yaml").read_text(encoding="utf-8"))
+    data = load_data(resources.files("adspec.render").joinpath("bitrates.yaml").read_text(encoding="utf-8"))
     return sorted((int(k), int(v)) for k, v in data["kbps_by_short_side"].items())
 
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-import yaml
+from .data_yaml import load_data
 
 KINDS = ("image", "video", "music", "voice")
 
@@ -119,7 +119,7 @@ def parse_registry(data: dict[str, Any]) -> Registry:
 @lru_cache(maxsize=1)
 def load_registry() -> Registry:
     text = resources.files("adspec.providers").joinpath("models.yaml").read_text(encoding="utf-8")
-    return parse_registry(yaml.safe_load(text))
+    return parse_registry(load_data(text))
 
 
 # ---- input shaping ----------------------------------------------------------------------------
