@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -21,13 +22,16 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
+from adspec.cache import RequestCache
+from adspec.providers.base import RunResult
+from adspec.recipes import Recipe
 from adspec.remote import RemoteCache
 from adspec.remote_claims import Claims
 from conftest import REPO, small_spec
 from fakes.openai_server import FakeOpenAI
 from fakes.replicate_server import FakeReplicate
 from reliability import check_final
-from s3_stores import IgnoreConditions, moto_behind, s3_client, seaweedfs
+from s3_stores import ConflictFirst, IgnoreConditions, moto_behind, s3_client, seaweedfs
 from test_remote_cache import AWS_KEY_ID, AWS_SECRET, objects, runner, s3_endpoint  # noqa: F401 - fixtures
 
 NO_CONDITIONAL_WRITES = "does not honour conditional writes"
@@ -185,3 +189,46 @@ def test_a_store_without_conditional_writes_is_reported_once_and_the_build_goes_
         assert replicate.paid_creates >= 5
         assert len([k for k in objects(client, bucket_name, "team/cache/entries/")]) >= 5
 
+
+def test_a_claim_that_races_another_write_409_waits_and_never_pays_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS S3 answers a conditional write that races another write of the same key with 409
+    ConditionalRequestConflict, not 412. Two runners (own local caches) need one new request at
+    once over a store that answers each claim's first conditional write so: the loser is not
+    told the store failed (it would then pay without a claim); the request is paid once."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    with moto_behind(ConflictFirst) as (endpoint, layer):
+        bucket_name = f"adspec-{uuid.uuid4().hex[:12]}"
+        client = s3_client(endpoint, AWS_KEY_ID, AWS_SECRET)
+        client.create_bucket(Bucket=bucket_name)
+        url = f"s3://{bucket_name}/team/cache"
+        recipe = Recipe(provider="replicate", kind="image", model="flux-dev", version="t/1", params={"p": 409})
+        runs: list[str] = []
+        start = threading.Barrier(2)
+
+        def run(recipe, job, out: Path) -> RunResult:
+            runs.append(recipe.key)
+            time.sleep(1.0)  # the provider at work: the other runner is waiting by now
+            out.write_bytes(b"an artifact")
+            return RunResult(job_id="job-409", cost_usd=0.25)
+
+        caches = [RequestCache(tmp_path / f"runner-{i}", remote=RemoteCache(url, endpoint_url=endpoint,
+                                                                             region="us-east-1"))
+                  for i in range(2)]
+        got: list[object] = []
+
+        def fetch(cache: RequestCache) -> None:
+            start.wait()
+            got.append(cache.fetch(recipe, run, lambda p: None, suffix=".img"))
+
+        threads = [threading.Thread(target=fetch, args=(c,)) for c in caches]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert len(got) == 2 and all(f.path.read_bytes() == b"an artifact" for f in got)
+        assert layer.conflicts == [f"/{bucket_name}/team/cache/claims/{recipe.key}.json"]  # one 409 was answered
+        assert runs == [recipe.key]  # paid once
+        assert not [p for c in caches for p in c.problems if "claim" in p], [c.problems for c in caches]
+        assert not objects(client, bucket_name, "team/cache/claims/")
