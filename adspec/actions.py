@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -27,6 +28,7 @@ from .cost import guarded
 from .errors import MediaError
 from .fsutil import atomic_path, write_if_changed, write_json_atomic
 from .languages import iso639_2
+from .media_overlay import burn_overlays
 from .media_requests import image_request, music_request, video_request
 from .paths import AdPaths
 from .plan_file import FPS, AdPlan, plan_files
@@ -251,12 +253,14 @@ def make_mix(ad: str) -> None:
     paths = AdPaths.of(settings.build_dir, ad)
     timeline = read_model(Timeline, paths.timeline)
     music = None if timeline.native_audio else paths.music
-    with speech_parts(paths) as parts, text_overlays(paths) as (texts, layout):
+    with speech_parts(paths) as parts, text_overlays(paths) as (texts, layout), \
+            tempfile.TemporaryDirectory(prefix=".drawn-", dir=paths.final.parent) as drawn:
         overlays = [*texts, *parts.overlays]  # captions over supers
-        media.mix(paths.video, music, paths.final, seconds=float(timeline.duration),
+        # only the seconds under words are encoded again; the rest of the picture is copied
+        picture = burn_overlays(paths.video, overlays, Path(drawn) / "video.mp4") if overlays else paths.video
+        media.mix(picture, music, paths.final, seconds=float(timeline.duration),
                   native_audio=timeline.native_audio, voices=parts.voices, duck=parts.duck,
-                  overlays=overlays, subtitles=parts.subtitles,
-                  subtitle_language=iso639_2(str(layout.get("language") or "en")))
+                  subtitles=parts.subtitles, subtitle_language=iso639_2(str(layout.get("language") or "en")))
         # where words were drawn: the text layer's record, the burned captions beside it, and the
         # same boxes in the delivery checks' form (safe zones)
         layout["texts"] += caption_layout(parts.overlays, parts.cues)

@@ -111,12 +111,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="adspec model registry (prices marked * are third-party figures)", show_lines=False)
-    for column in ("name", "kind", "replicate / openai ref", "clips (s) / voices", "price", "checked"):
+    for column in ("name", "kind", "replicate / openai ref", "clips (s) / voices", "reference images", "price", "checked"):
         table.add_column(column, overflow="fold")
     for r in rows:
         name = r["name"] + (f" ({r['aliases']})" if r["aliases"] else "")
         price = r["price"] + ("" if r["verified"] else " *")
-        table.add_row(name, r["kind"], r["ref"], r["clip_lengths"] or r.get("voices", ""), price, r["checked"])
+        table.add_row(name, r["kind"], r["ref"], r["clip_lengths"] or r.get("voices", ""), r["references"], price,
+                      r["checked"])
     Console(width=max(Console().width, 120)).print(table)
     return 0
 

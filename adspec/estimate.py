@@ -36,7 +36,7 @@ from .build_files import compact_text
 from .config import as_live, load_settings
 from .cost import raise_hint, recipe_price
 from .errors import AdspecError, BudgetError
-from .media_requests import music_request, video_request
+from .media_requests import beat_chunk_references, music_request, video_request
 from .money import fmt_usd, usd
 from .paths import AdPaths
 from .plan_step import Decision
@@ -228,6 +228,7 @@ class _Estimator:
             stale_chunks |= self._beat(est, ad, plan, beat, paths, exact_beats, waiting)
             if beat.note:  # e.g. a reference-capable image model chosen for what the beat shows
                 est.notes.append(f"{beat.id}: {beat.note}")
+            est.notes += [f"{beat.id}: {line}" for line in video_reference_notes(plan, beat)]
         if waiting:  # `approval: required`: only approved work is priced
             est.notes.append(f"approval: required: the video of {', '.join(waiting)} waits for approval (not priced); "
                              f"music, stitch and mix wait for every beat (`adspec approve --list {ad}`)")
@@ -321,11 +322,16 @@ class _Estimator:
             else:
                 dummy = Path(__file__)  # any file: its hash is replaced by the symbol of its producer
                 recipe = self.ctx.media_for(inputs).video_recipe(dataclasses.replace(req, first_frame=dummy))
+                symbolic = any(v.path == dummy for v in recipe.files.values())
                 recipe = dataclasses.replace(recipe, files={
                     name: (FileRef(sha256=symbol, path=v.path) if v.path == dummy else v)
                     for name, v in recipe.files.items()})
-                state = "cache" if recipe.key in self.made else ("pay" if recipe_price(recipe).usd > 0 else "free")
-                note = "its first frame is made earlier in this build"
+                if symbolic:
+                    state = "cache" if recipe.key in self.made else ("pay" if recipe_price(recipe).usd > 0 else "free")
+                    note = "its first frame is made earlier in this build"
+                else:  # sent without its start image (reference-to-video): the key is exact already
+                    state = self._state(recipe, chunk)
+                    note = ""
             if state == "current":
                 est.up_to_date += 1
             else:
@@ -370,6 +376,15 @@ class _Estimator:
             est.items.append(Item(task_name("report", ad), "report", "free", note="review page"))
         else:
             est.up_to_date += 1
+
+
+def video_reference_notes(plan: Any, beat: Any) -> list[str]:
+    """What the estimate says about a beat's references and its video model: why chunks that
+    would carry them carry none (a condition of the model fails), or that the first chunk starts
+    from them rather than from the storyboard. Nothing for a beat without `shows:`, or a model
+    that takes no reference images (its video is asked as before)."""
+    chosen = beat_chunk_references(plan.beat_inputs(beat))
+    return [line for line in (chosen.why_not, chosen.note) if line]
 
 
 def estimate(ads: Sequence[tuple[str, Path]], live: bool = False) -> RunEstimate:

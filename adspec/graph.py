@@ -34,6 +34,7 @@ from . import actions, approvals, approve, cleaning, delivery, estimate, plan_st
 from .build_files import compact_text
 from .config import load_settings
 from .errors import AdspecError, error_line
+from .media_requests import beat_chunk_references
 from .paths import AdPaths, beat_file_path, build_index
 from .placements import placements_file
 from .plan_file import AdPlan, load_plan
@@ -206,6 +207,8 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                 }, "chunk", ad)
                 chunk_tasks.append(task_name("chunk", ad, beat.id, k))
             continue
+        # the chunks sent the images of what the beat shows depend on them too (models.yaml `references:`)
+        with_refs = beat_chunk_references(plan.beat_inputs(beat)).chunks if beat.references else ()
         for k in range(beat.chunk_count):
             chunk = str(paths.chunk(beat.id, k))
             first = str(paths.first_frame(beat.id, k))
@@ -217,7 +220,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                 "basename": task_name("chunk", ad, beat.id, k),
                 "doc": f"video chunk {k + 1} of {beat.chunk_count} of {ad}/{beat.id} ({plan.video_model_of(beat)}, {beat.clips[k]} s)",
                 "actions": [(Reported(actions.make_chunk), [ad, beat.id, k])],
-                "file_dep": [beat_json, first],
+                "file_dep": [beat_json, first, *(ref if k in with_refs else [])],
                 "targets": targets,
                 "task_dep": [plan_dep, first_task],
                 "uptodate": [*replanned, Check(f"{chunk} {made_from}", actions.is_current, chunk, "chunk", ad, beat.id, k)],
@@ -305,7 +308,6 @@ def waiting_tasks(ad: str, plan: AdPlan, build_dir: Path, waiting: dict[str, str
     """While some beat of an ad with `approval: required` waits for approval: its voices,
     music, stitch and mix wait too (stand-ins that do nothing), and the review page shows the
     storyboards with their approval state."""
-    paths = AdPaths.of(build_dir, ad)
     plan_dep = task_name("plan", ad)
     why = f"waits for approval of {', '.join(waiting)}"
     for beat in plan.voiced:
@@ -321,17 +323,7 @@ def waiting_tasks(ad: str, plan: AdPlan, build_dir: Path, waiting: dict[str, str
                   "task_dep": [task_name("mix", ad)]}, "check", ad)
     yield member({"basename": task_name("timeline", ad), "doc": f"the cut of {ad} for editors: {why}",
                   "actions": None, "task_dep": [task_name("stitch", ad)]}, "timeline", ad)
-    yield member({
-        "basename": task_name("report", ad),
-        "doc": f"review page of {ad} (storyboards and their approval; {why})",
-        "actions": [(Reported(report.make_report), [ad])],
-        "file_dep": [str(paths.plan), *[str(paths.storyboard(b.id)) for b in plan.beats]],
-        "targets": [str(paths.review_page), str(paths.contact_sheet)],
-        "task_dep": [task_name("mix", ad)],
-        "uptodate": [Check(f"the review page of {ad} does not show what is built now (or is missing)",
-                           report.report_is_current, ad)],
-        "clean": True,
-    }, "report", ad)
+    yield report_task(ad, plan, build_dir, waiting=why)
 
 
 def delivery_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[Task]:
@@ -448,13 +440,17 @@ def _build_dir() -> Path:
     return load_settings().build_dir
 
 
-def report_task(ad: str, plan: AdPlan, build_dir: Path) -> Task:
+def report_task(ad: str, plan: AdPlan, build_dir: Path, waiting: str | None = None) -> Task:
+    """The review page; while beats wait for approval (`waiting` says which) it shows the
+    storyboards and their approval state, with no final to depend on."""
     paths = AdPaths.of(build_dir, ad)
+    final = [] if waiting else [str(paths.final)]
     return member({
         "basename": task_name("report", ad),
-        "doc": f"review page of {ad} -> build/{ad}/index.html, storyboard.png",
+        "doc": (f"review page of {ad} (storyboards and their approval; {waiting})" if waiting
+                else f"review page of {ad} -> build/{ad}/index.html, storyboard.png"),
         "actions": [(Reported(report.make_report), [ad])],
-        "file_dep": [str(paths.final), str(paths.plan), *[str(paths.storyboard(b.id)) for b in plan.beats]],
+        "file_dep": [*final, str(paths.plan), *[str(paths.storyboard(b.id)) for b in plan.beats]],
         "targets": [str(paths.review_page), str(paths.contact_sheet)],
         "task_dep": [task_name("mix", ad)],
         "uptodate": [Check(f"the review page of {ad} does not show what is built now (or is missing)",

@@ -21,9 +21,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
 
-import yaml
-
 from .config import load_settings
+from .data_yaml import load_data
 
 _held = threading.local()
 _guard = threading.Lock()
@@ -42,7 +41,7 @@ def cores() -> int:
 @lru_cache(maxsize=1)
 def _limits_data() -> dict[str, dict[str, int]]:
     text = resources.files("adspec.library").joinpath("limits.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text) or {}
+    data = load_data(text) or {}
     return {name: dict(v or {}) for name, v in (data.get("providers") or {}).items()}
 
 

@@ -10,7 +10,7 @@ from .build_files import BeatInputs, MusicInputs
 from .paths import AdPaths
 from .plan_file import FPS
 from .providers.base import ImageRequest, MusicRequest, VideoRequest
-from .registry import load_registry
+from .registry import ChunkReferences, chunk_references, load_registry, spec_resolution_for
 
 
 def image_request(ad: str, beat: BeatInputs) -> ImageRequest:
@@ -33,6 +33,26 @@ def image_request(ad: str, beat: BeatInputs) -> ImageRequest:
     )
 
 
+def beat_chunk_references(beat: BeatInputs) -> ChunkReferences:
+    """Which chunks of a beat its video model is sent the images of what it shows with (its
+    `shows:`, never the spec-wide product of a beat without one), and what to say about it: the
+    registry's `references:` rule of the model (registry.chunk_references). None for a beat whose
+    video no model makes (your own footage, an end card the text layer composes)."""
+    if not beat.references or beat.footage or beat.local:
+        return ChunkReferences()
+    entry = load_registry().resolve(beat.video_model, "video")
+    names = tuple(str(r["name"]) for r in beat.references)
+    return chunk_references(entry, names, beat.aspect_ratio, beat.clips, spec_resolution_for(beat.width, beat.height),
+                            own_still=bool(beat.own_image))
+
+
+def video_references(beat: BeatInputs, index: int) -> tuple[Path, ...]:
+    """The reference images chunk `index` of a beat is sent with (none where the rule fails)."""
+    if index not in beat_chunk_references(beat).chunks:
+        return ()
+    return tuple(Path(r["path"]) for r in beat.references or ())
+
+
 def video_request(ad: str, beat: BeatInputs, index: int, paths: AdPaths) -> VideoRequest:
     entry = load_registry().resolve(beat.video_model, "video")
     return VideoRequest(
@@ -49,6 +69,7 @@ def video_request(ad: str, beat: BeatInputs, index: int, paths: AdPaths) -> Vide
         seed=beat.seed,
         first_frame=paths.first_frame(beat.id, index),
         native_audio=beat.native_audio,
+        references=video_references(beat, index),
     )
 
 

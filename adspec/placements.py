@@ -10,8 +10,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Literal, Sequence
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .data_yaml import load_data
 
 PLACEMENTS_FILE = "placements.yaml"
 
@@ -84,7 +85,7 @@ class Placement(_Strict):
 @lru_cache(maxsize=1)
 def load_placements() -> dict[str, Placement]:
     """Every placement by id, in the file's order."""
-    raw = yaml.safe_load(resources.files("adspec.library").joinpath(PLACEMENTS_FILE).read_text(encoding="utf-8"))
+    raw = load_data(resources.files("adspec.library").joinpath(PLACEMENTS_FILE).read_text(encoding="utf-8"))
     return {pid: Placement(id=pid, **fields) for pid, fields in raw.items()}
 
 

@@ -47,6 +47,12 @@ def _even(x: float) -> int:
     return int(round(x / 2.0)) * 2
 
 
+def composed_locally(beat_type: str, kit: dict[str, Any]) -> bool:
+    """Whether a beat of `beat_type` is composed by the text layer from the brand kit `kit`
+    (name, tagline, cta, url, logo): an end card with something of the brand to show."""
+    return beat_type == "end-card" and any(kit.get(k) for k in ("name", "tagline", "cta", "url", "logo"))
+
+
 @dataclass(frozen=True)
 class PlannedBeat:
     id: str
@@ -193,8 +199,7 @@ class AdPlan:
     def composed_locally(self, beat: PlannedBeat) -> bool:
         """An end card with something of the brand to show is composed by the text layer over a
         local picture: no image or video is asked of a model for it."""
-        kit = self.brand_kit or {}
-        return beat.type == "end-card" and any(kit.get(k) for k in ("name", "tagline", "cta", "url", "logo"))
+        return composed_locally(beat.type, self.brand_kit or {})
 
     def beat_inputs(self, beat: PlannedBeat) -> BeatInputs:
         """Everything a beat's storyboard and chunks are made from: that beat's own fields and

@@ -8,9 +8,22 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-import yaml
+from .data_yaml import load_data
 
 KINDS = ("image", "video", "music", "voice")
+
+
+@dataclass(frozen=True)
+class VideoReferences:
+    """How a video model takes reference images with a chunk (models.yaml `references:`): the
+    input field is the one whose template is "{references}"; the rest are the conditions under
+    which the provider honours them. Where a condition does not hold, none are sent."""
+
+    max: int  # at most this many images in one request
+    aspect_ratios: tuple[str, ...] = ()  # only at these aspect ratios (empty: any)
+    clip_lengths: tuple[int, ...] = ()  # only with clips of these lengths (empty: any)
+    resolutions: tuple[str, ...] = ()  # only at these of the model's own resolution values (empty: any)
+    first_frame: bool = True  # whether the start image is still sent with them (false: reference-to-video)
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,7 @@ class ModelEntry:
     resolutions: dict[str, str] = field(default_factory=dict)
     clip_lengths_at: dict[str, tuple[int, ...]] = field(default_factory=dict)
     output: str = "single"  # "single" (one URI) or "list" ([URI])
+    references: VideoReferences | None = None  # video models that take reference images (issue 18)
     voices: tuple[str, ...] = ()  # voice models: the voice names `voice.name` may use
     default_voice: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # anything else in the entry
@@ -78,6 +92,13 @@ def _entry(name: str, raw: dict[str, Any]) -> ModelEntry:
             known[key] = tuple(known[key])
     if "clip_lengths_at" in known:
         known["clip_lengths_at"] = {str(k): tuple(v) for k, v in known["clip_lengths_at"].items()}
+    if "references" in known:
+        rule: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in known["references"].items()}
+        rule.pop("source", None)  # where the rule was read: for people, not for the code
+        try:
+            known["references"] = VideoReferences(**rule)
+        except TypeError as e:
+            raise ValueError(f"models.yaml: {name}: references: {e}") from None
     entry = ModelEntry(name=name, extra=extra, **known)
     _check_entry(entry)
     return entry
@@ -98,7 +119,7 @@ def parse_registry(data: dict[str, Any]) -> Registry:
 @lru_cache(maxsize=1)
 def load_registry() -> Registry:
     text = resources.files("adspec.providers").joinpath("models.yaml").read_text(encoding="utf-8")
-    return parse_registry(yaml.safe_load(text))
+    return parse_registry(load_data(text))
 
 
 # ---- input shaping ----------------------------------------------------------------------------
@@ -106,7 +127,7 @@ def load_registry() -> Registry:
 PLACEHOLDERS = {
     "image": {"prompt", "aspect_ratio", "seed", "width", "height", "reference", "references"},
     "video": {"prompt", "first_frame", "seconds", "resolution", "aspect_ratio", "seed", "fps",
-              "frames", "native_audio"},
+              "frames", "native_audio", "references"},
     "music": {"prompt", "seconds", "seed", "bpm"},
     "voice": {"text", "voice", "speed"},
 }
@@ -146,6 +167,12 @@ def _check_entry(e: ModelEntry) -> None:
         raise ValueError(f"{where}: a video model needs clip_lengths")
     if e.output not in ("single", "list", "bytes"):
         raise ValueError(f"{where}: output must be 'single', 'list' or 'bytes'")
+    takes_refs = any(_placeholder(v) == "references" for v in e.input.values())
+    if e.kind == "video" and takes_refs != (e.references is not None):
+        raise ValueError(f"{where}: a video model takes reference images with both a `references:` rule and "
+                         "an input field of \"{references}\", or with neither")
+    if e.references is not None and (e.kind != "video" or e.references.max < 1):
+        raise ValueError(f"{where}: `references:` is for video models, with `max` of 1 or more")
     if e.kind == "voice" and (not e.voices or (e.default_voice or e.voices[0]) not in e.voices):
         raise ValueError(f"{where}: a voice model needs `voices` (and its default_voice among them)")
 
@@ -218,6 +245,75 @@ def reference_model(registry: "Registry", count: int, provider: str) -> ModelEnt
     able.sort(key=lambda e: (float(e.price.get("per_image", 1e9)) if isinstance(e.price.get("per_image"), (int, float))
                              else 1e9, e.name))
     return able[0] if able else None
+
+
+def reference_problem(entry: ModelEntry, count: int, aspect_ratio: str, seconds: int,
+                      resolution: str | None) -> str | None:
+    """Why one chunk of video model `entry` cannot carry `count` reference images (a phrase that
+    follows the model's name), or None when it can. `resolution`: the model's own value."""
+    rule = entry.references
+    if rule is None:
+        return "takes no reference images"
+    if count > rule.max:
+        return f"takes at most {rule.max} reference images (the beat shows {count})"
+    if rule.aspect_ratios and aspect_ratio not in rule.aspect_ratios:
+        return f"takes them only at {' or '.join(rule.aspect_ratios)} (this ad is {aspect_ratio})"
+    if rule.clip_lengths and seconds not in rule.clip_lengths:
+        lengths = " or ".join(str(c) for c in rule.clip_lengths)
+        return f"takes them only with clips of {lengths} s (this one is {seconds} s)"
+    if rule.resolutions and resolution not in rule.resolutions:
+        return f"takes them only at {' or '.join(rule.resolutions)} (this chunk is {resolution})"
+    return None
+
+
+@dataclass(frozen=True)
+class ChunkReferences:
+    """Which chunks of a beat carry the reference images of what it shows, and what to tell the
+    user about it (one line each, or None)."""
+
+    chunks: tuple[int, ...] = ()
+    why_not: str | None = None  # why chunks that would carry them do not (a condition of the model fails)
+    note: str | None = None  # what sending them changes (reference-to-video: no start image)
+
+
+def chunk_references(entry: ModelEntry, names: tuple[str, ...] | list[str], aspect_ratio: str,
+                     clips: tuple[int, ...] | list[int], spec_resolution: str, own_still: bool = False) -> ChunkReferences:
+    """The chunks of a beat (clip lengths `clips`) that video model `entry` is sent the beat's
+    reference images with (`names`: what it shows). Pure: the registry's `references:` rule only.
+
+    A model that still takes the start image with them gets them with every chunk. One that does
+    not (reference-to-video) gets them with the beat's first chunk only: the chunks after it must
+    start from the last frame of the one before, or the beat would cut at every clip; and none
+    when the beat starts from your own still (`own_still`: it is what the beat is made from)."""
+    rule = entry.references
+    if rule is None or not names or not clips:
+        return ChunkReferences()
+    if own_still and not rule.first_frame:
+        return ChunkReferences(why_not=f"its video is made without its reference images ({', '.join(names)}): it starts "
+                                       f"from your own still (`image:`), and {entry.name} takes no start image with them")
+    candidates = range(len(clips)) if rule.first_frame else range(1)
+    chunks: list[int] = []
+    missed: list[int] = []
+    problem: str | None = None
+    for k in candidates:
+        why = reference_problem(entry, len(names), aspect_ratio, clips[k],
+                                model_resolution(entry, spec_resolution, clips[k]))
+        if why is None:
+            chunks.append(k)
+        else:
+            missed.append(k)
+            problem = problem or why
+    why_not = None
+    if missed:
+        which = "its video is" if not chunks else \
+            ("chunks " if len(missed) > 1 else "chunk ") + ", ".join(str(k + 1) for k in missed) + \
+            f" of {len(clips)} {'are' if len(missed) > 1 else 'is'}"
+        why_not = f"{which} made without its reference images ({', '.join(names)}): {entry.name} {problem}"
+    note = None
+    if chunks and not rule.first_frame:
+        note = (f"its first chunk is sent its reference images ({', '.join(names)}) and starts from them, not from "
+                f"the storyboard: {entry.name} takes no start image with them")
+    return ChunkReferences(tuple(chunks), why_not, note)
 
 
 # ---- prices -----------------------------------------------------------------------------------
@@ -294,6 +390,17 @@ def _describe_price(p: dict[str, Any]) -> str:
     return "free"
 
 
+def describe_references(entry: ModelEntry) -> str:
+    """What reference images a model takes, for `adspec models`: "" for none."""
+    rule = entry.references
+    if rule is not None:
+        only = [", ".join(rule.aspect_ratios), " or ".join(f"{c} s" for c in rule.clip_lengths), ", ".join(rule.resolutions)]
+        text = f"up to {rule.max}" + (f" ({'; '.join(x for x in only if x)} only)" if any(only) else "")
+        return text + ("" if rule.first_frame else ", without the start image")
+    takes = reference_capacity(entry) if entry.kind == "image" else 0
+    return f"up to {takes}" if takes else ""
+
+
 def models_table() -> list[dict[str, Any]]:
     """One row per model and per known planner, for `adspec models`."""
     reg = load_registry()
@@ -311,6 +418,7 @@ def models_table() -> list[dict[str, Any]]:
                 "aspect_ratios": ", ".join(e.aspect_ratios),
                 "native_audio": e.native_audio,
                 "voices": ", ".join(e.voices),
+                "references": describe_references(e),
                 "price": _describe_price(e.price),
                 "verified": bool(e.price.get("verified", True)),
                 "checked": e.price.get("checked", ""),
@@ -326,6 +434,7 @@ def models_table() -> list[dict[str, Any]]:
             "aspect_ratios": "",
             "native_audio": False,
             "voices": "",
+            "references": "",
             "price": f"${p.get('input', 0):g} in / ${p.get('output', 0):g} out per 1M tokens",
             "verified": True,
             "checked": p.get("checked", ""),

@@ -68,6 +68,13 @@ def _precondition_failed(e: BaseException) -> bool:
     return status == 412 or code in ("PreconditionFailed", "412")
 
 
+def _conflict(e: BaseException) -> bool:
+    """AWS S3's answer to a conditional write that raced another write of the same key while it
+    was in flight (409 ConditionalRequestConflict, "retry"): not a failure of the store."""
+    status, code = _status(e)
+    return status == 409 or code == "ConditionalRequestConflict"
+
+
 def _missing(e: BaseException) -> bool:
     status, code = _status(e)
     return status == 404 or code in ("NoSuchKey", "404", "NotFound")
@@ -138,19 +145,23 @@ class Claims:
                           sort_keys=True).encode("utf-8")
 
     def create(self, key: str, state: dict[str, Any]) -> str | None:
-        """Claim `key`: its ETag when this runner won, None when another holds it."""
+        """Claim `key`: its ETag when this runner won, None when it did not (another holds the
+        claim, or AWS answered 409 because another runner's claim was being written at that
+        moment: the caller reads the claim and tries again, it never pays without one)."""
         try:
             got = self.remote.client.put_object(Bucket=self.remote.bucket, Key=self.name(key),
                                                 Body=self._body(state), IfNoneMatch="*",
                                                 ContentType="application/json")
             return str(got["ETag"])
         except Exception as e:
-            if _precondition_failed(e):
+            if _precondition_failed(e) or _conflict(e):
                 return None
             raise
 
     def replace(self, key: str, etag: str, state: dict[str, Any]) -> str | None:
-        """Rewrite the claim if it is still the one with `etag`: the new ETag, else None."""
+        """Rewrite the claim if it is still the one with `etag`: the new ETag, else None. A 409
+        (another write of the claim in flight) raises: it says nothing about who holds it, and
+        both callers try again (the heartbeat on its next beat, a taker on its next look)."""
         try:
             got = self.remote.client.put_object(Bucket=self.remote.bucket, Key=self.name(key),
                                                 Body=self._body(state), IfMatch=etag,

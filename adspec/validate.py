@@ -15,13 +15,16 @@ from typing import Any, Iterable
 
 from .ads import beat_files, expansion
 from .config import load_settings
-from .errors import SpecError
+from .errors import SpecError, SpecWarning
 from .fsutil import write_if_changed
 from .library import load_library
 from .loader import beat_file_errors, beat_rule_warnings, load_beat_file, locate_in_file, path_exists, spec_errors
 from .paths import SPEC_SUFFIXES, ad_name, beat_file_path, is_beat_file, spec_of_beat_file
-from .registry import load_registry, models_table
+from .plan_file import composed_locally, output_size
+from .plan_rules import fit_clips
+from .registry import chunk_references, load_registry, models_table, spec_resolution_for
 from .spec import Beat, BeatFile, Loc, Spec, language_gaps
+from .spec_checks import resolve_variants
 
 __all__ = ["validate_paths", "json_schema", "write_schemas", "SCHEMA_FILES"]
 
@@ -95,8 +98,58 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
                 if variant_beats != beats_path and path_exists(variant_beats):
                     errors += beat_file_errors(_shown(variant_beats), variant_spec)[1]
         if spec is not None and not errs:
+            errors += reference_warnings(spec_path, spec)
             errors += missing_language_errors(spec_path)
     return errors
+
+
+def reference_warnings(spec_path: Path, spec: Spec) -> list[SpecError]:
+    """A warning, at its `shows:`, for each beat whose video model takes reference images but
+    is sent none of what the beat shows with some of its chunks, because a condition of the
+    model's `references:` rule fails (e.g. veo-3.1 at 9:16): the same line the estimate says.
+    For the ad, or each of its variants (named when they differ)."""
+    ads = [(None, spec)] if spec.variants is None else \
+        [(v.ad, v.spec) for v in resolve_variants(spec, ad_name(spec_path), spec_path)[0]]
+    found: dict[tuple[Path, int, str], list[str]] = {}
+    ids: dict[tuple[Path, int], str] = {}
+    for ad, ad_spec in ads:
+        if ad_spec.beats is not None:
+            source, beats = spec_path, ad_spec.beats
+        else:
+            tag = next((v.beats_tag for v in resolve_variants(spec, ad_name(spec_path), spec_path)[0] if v.ad == ad), None)
+            source = beat_file_path(spec_path, tag)
+            parsed = beat_file_errors(source, ad_spec)[0] if path_exists(source) else None
+            if parsed is None:
+                continue
+            beats = parsed.beats
+        for i, beat in enumerate(beats):
+            why = _why_no_references(beat, ad_spec)
+            if why:
+                found.setdefault((source, i, why), []).append(ad or "")
+                ids[(source, i)] = beat.id
+    out: list[SpecError] = []
+    for (source, i, why), names in found.items():
+        loc = ("beats", i, "shows")
+        whose = f" ({', '.join(names)})" if any(names) and len(names) < len(ads) else ""
+        out.append(SpecWarning(str(_shown(source)), locate_in_file(source, loc), f"beats.{i}.shows",
+                               f"'{ids[(source, i)]}'{whose}: {why}"))
+    return out
+
+
+def _why_no_references(beat: Beat, spec: Spec) -> str | None:
+    """Why chunks of `beat` that its video model would send its references with carry none."""
+    kit = {k: getattr(spec.brand, k) for k in ("name", "tagline", "cta", "url", "logo")}
+    if not beat.shows or beat.footage is not None or composed_locally(beat.type, kit):
+        return None  # nothing shown, or no video model is asked for the beat
+    name = beat.models.video if beat.models is not None and beat.models.video else spec.models.video
+    try:
+        entry = load_registry().resolve(name, "video")
+        clips = fit_clips(beat.duration, entry.clip_lengths)
+    except (KeyError, ValueError):
+        return None  # an unknown model is an error of its own
+    width, height = output_size(spec.aspect_ratio, spec.resolution)
+    return chunk_references(entry, tuple(beat.shows), spec.aspect_ratio, clips, spec_resolution_for(width, height),
+                            own_still=beat.image is not None).why_not
 
 
 def missing_language_errors(spec_path: Path) -> list[SpecError]:

@@ -29,9 +29,10 @@ def makespan_plot(makespan: dict[str, Any], out: Path) -> Path:
     runs = sorted(makespan["runs"], key=lambda r: r["ads"])
     n = [r["ads"] for r in runs]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    ax.plot(n, [r["makespan_s"] for r in runs], "o-", label=f"makespan, doit -n {makespan['jobs']} -P thread")
+    how = "doit" if makespan.get("jobs") is None else f"doit -n {makespan['jobs']} -P thread"
+    ax.plot(n, [r["makespan_s"] for r in runs], "o-", label=f"makespan, {how}")
     ax.plot(n, [r["critical_path_s"] for r in runs], "s--", label="critical path")
-    ax.plot(n, [r["lower_bound_s"] for r in runs], "^:", label=f"lower bound max(CP, work/{makespan['jobs']})")
+    ax.plot(n, [r["lower_bound_s"] for r in runs], "^:", label="lower bound max(CP, local CPU-s / cores)")
     ax.plot(n, [r["sequential_s"] for r in runs], "x-.", label="seed's sequential schedule")
     ax.set_xlabel("ads built at once (30 s each, live mode on the fakes)")
     ax.set_ylabel("seconds")

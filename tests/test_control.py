@@ -322,6 +322,89 @@ def test_references_reach_a_reference_model_and_a_changed_photo_repays_only_its_
     assert _data_uri_sha(new[0]["body"]["input"]["input_images"][1]) == _sha(assets / "leo.png")
 
 
+VEO = "google/veo-3.1"
+
+
+def veo_project(project: Project, aspect_ratio: str) -> dict:
+    """A veo-3.1 ad: a 12 s beat that shows the product (clips of 8 and 4 s), an 8 s beat that
+    shows Maya, and a 4 s beat that shows nothing."""
+    from PIL import Image
+
+    assets = project.specs / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    for name, colour in (("bag", (200, 120, 30)), ("maya", (90, 60, 200))):
+        Image.new("RGB", (64, 64), colour).save(assets / f"{name}.png")
+    spec = small_spec(duration=24, aspect_ratio=aspect_ratio, models={"video": "veo-3.1"})
+    spec["assets"] = {"product": "assets/bag.png", "maya": {"path": "assets/maya.png", "role": "character"}}
+    spec["beats"] = [
+        {"id": "bag", "type": "demo", "duration": 12, "image_prompt": "The bag on a rock", "motion_prompt": "m-bag",
+         "shows": ["product"]},
+        {"id": "maya", "type": "lifestyle", "duration": 8, "image_prompt": "Maya runs", "motion_prompt": "m-maya",
+         "shows": ["maya"]},
+        {"id": "plain", "type": "cta", "duration": 4, "image_prompt": "A trail", "motion_prompt": "m-plain"},
+    ]
+    return spec
+
+
+def veo_inputs(replicate: FakeReplicate, since: int = 0) -> dict[tuple[str, int], dict]:
+    """What the fake received for each veo-3.1 chunk: (motion prompt, duration) -> input."""
+    return {(b["body"]["input"]["prompt"], b["body"]["input"]["duration"]): b["body"]["input"]
+            for b in replicate.create_bodies[since:] if b["slug"] == VEO}
+
+
+def test_veo_16x9_chunks_carry_what_their_beat_shows_and_a_new_photo_repays_only_its_chunks(live) -> None:
+    project, replicate = live
+    project.env["ADSPEC_BUDGET_USD"] = "20"  # veo-3.1 costs $0.20 a second
+    project.write_spec("zip", veo_project(project, "16:9"))
+    assets = project.specs / "assets"
+    est = json.loads(project.adspec("estimate", "--json", "zip").stdout)
+    notes = est["ads"][0]["notes"]
+    assert "bag: its first chunk is sent its reference images (product) and starts from them, not from the " \
+           "storyboard: veo-3.1 takes no start image with them" in notes, notes
+    assert not any(n.startswith("plain:") for n in notes) and not any("made without" in n for n in notes)
+    project.doit()
+    sent = veo_inputs(replicate)
+    assert set(sent) == {("m-bag", 8), ("m-bag", 4), ("m-maya", 8), ("m-plain", 4)}
+    # the beat's first chunk: the product photo's bytes in reference_images, no start image
+    assert [_data_uri_sha(v) for v in sent[("m-bag", 8)]["reference_images"]] == [_sha(assets / "bag.png")]
+    assert "image" not in sent[("m-bag", 8)]
+    # its second chunk continues from the first one's last frame, without references
+    last = project.build / "zip" / "beats" / "bag" / "chunk-0.last.png"
+    assert "reference_images" not in sent[("m-bag", 4)] and _data_uri_sha(sent[("m-bag", 4)]["image"]) == _sha(last)
+    assert [_data_uri_sha(v) for v in sent[("m-maya", 8)]["reference_images"]] == [_sha(assets / "maya.png")]
+    assert "reference_images" not in sent[("m-plain", 4)] and "image" in sent[("m-plain", 4)]
+    # a new photo of Maya re-pays her beat's storyboard and its one chunk, and nothing else
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (250, 250, 20)).save(assets / "maya.png")
+    before = len(replicate.create_bodies)
+    project.doit()
+    new = replicate.create_bodies[before:]
+    assert sorted(b["slug"] for b in new) == ["black-forest-labs/flux-kontext-pro", VEO], [b["slug"] for b in new]
+    (again,) = veo_inputs(replicate, before).items()
+    assert again[0] == ("m-maya", 8)
+    assert [_data_uri_sha(v) for v in again[1]["reference_images"]] == [_sha(assets / "maya.png")]
+
+
+def test_a_9x16_veo_ad_sends_no_references_and_says_why(live) -> None:
+    project, replicate = live
+    project.env["ADSPEC_BUDGET_USD"] = "20"  # veo-3.1 costs $0.20 a second
+    spec = veo_project(project, "9:16")
+    project.write_spec("zip", spec)
+    why = "veo-3.1 takes them only at 16:9 (this ad is 9:16)"
+    out = project.adspec("validate")
+    warned = [line for line in out.stderr.splitlines() if why in line]
+    assert out.returncode == 0 and len(warned) == 2, out.stderr
+    assert "zip.yaml:" in warned[0] and "beats.0.shows: warning: 'bag': its video is made without its reference " \
+           "images (product)" in warned[0], warned
+    est = json.loads(project.adspec("estimate", "--json", "zip").stdout)
+    assert f"maya: its video is made without its reference images (maya): {why}" in est["ads"][0]["notes"]
+    project.doit()
+    sent = veo_inputs(replicate)
+    assert len(sent) == 4 and all("reference_images" not in i and "image" in i for i in sent.values()), sent
+    assert all(i["aspect_ratio"] == "9:16" for i in sent.values())
+
+
 def test_planners_fill_shows_from_the_library_and_validate_checks_names(project: Project) -> None:
     from adspec.library import load_library
 

@@ -28,7 +28,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "adspec"
 
 LAYERS: dict[str, int] = {
     # 1 values
-    "adspec": 1, "adspec.errors": 1, "adspec.config": 1, "adspec.hashing": 1, "adspec.fsutil": 1,
+    "adspec": 1, "adspec.errors": 1, "adspec.config": 1, "adspec.hashing": 1, "adspec.fsutil": 1, "adspec.data_yaml": 1,
     "adspec.file_locks": 1, "adspec.paths": 1, "adspec.tasknames": 1, "adspec.money": 1,
     "adspec.recipes": 1, "adspec.providers.base": 1, "adspec.variants": 1, "adspec.plan_file": 1,
     "adspec.shard": 1, "adspec.prompt_text": 1, "adspec.redact": 1, "adspec.build_files": 1, "adspec.languages": 1,
@@ -40,7 +40,7 @@ LAYERS: dict[str, int] = {
     "adspec.beat_lock": 3, "adspec.beat_edit": 3, "adspec.approvals": 3, "adspec.offline_planner": 3, "adspec.ads": 3, "adspec.validate": 3,
     # 4 effects
     "adspec.cache": 4, "adspec.cache_entry": 4, "adspec.remote_claims": 4, "adspec.cache_view": 4, "adspec.remote": 4,
-    "adspec.media": 4, "adspec.media_requests": 4, "adspec.verify": 4, "adspec.own_media": 4, "adspec.media_delivery": 4,
+    "adspec.media": 4, "adspec.media_overlay": 4, "adspec.media_requests": 4, "adspec.verify": 4, "adspec.own_media": 4, "adspec.media_delivery": 4,
     "adspec.providers": 4, "adspec.render": 4, "adspec.captions": 4, "adspec.speech_mix": 4,
     # 5 records
     "adspec.prices": 5, "adspec.cost": 5, "adspec.status": 5, "adspec.progress": 5,

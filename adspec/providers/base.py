@@ -53,6 +53,9 @@ class VideoRequest:
     seed: int
     first_frame: Path
     native_audio: bool = False
+    #: the images of what the beat shows, when this chunk carries them (the registry's `references:`
+    #: rule of the model holds for it: see registry.chunk_references); () for every other chunk
+    references: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ from ..registry import (
     model_resolution,
     price_for,
     reference_capacity,
+    reference_problem,
     shape_input,
     spec_resolution_for,
 )
@@ -203,17 +204,25 @@ class ReplicateMedia:
             )
         if entry.aspect_ratios and req.aspect_ratio not in entry.aspect_ratios:
             raise ProviderError(f"{entry.name} has no aspect ratio {req.aspect_ratio} (has {', '.join(entry.aspect_ratios)})", retryable=False)
-        values = {
+        resolution = model_resolution(entry, spec_resolution_for(req.width, req.height), req.seconds)
+        values: dict[str, Any] = {
             "prompt": req.prompt,
             "first_frame": req.first_frame,
             "seconds": req.seconds,
-            "resolution": model_resolution(entry, spec_resolution_for(req.width, req.height), req.seconds),
+            "resolution": resolution,
             "aspect_ratio": req.aspect_ratio,
             "seed": req.seed,
             "fps": entry.fps,
             "frames": req.seconds * entry.fps + 1,
             "native_audio": bool(req.native_audio and entry.native_audio),
         }
+        if req.references:  # what the beat shows, where the model's rule holds (media_requests.video_references)
+            problem = reference_problem(entry, len(req.references), req.aspect_ratio, req.seconds, resolution)
+            if problem is not None or entry.references is None:
+                raise ProviderError(f"{entry.name} {problem}: this chunk cannot carry reference images", retryable=False)
+            values["references"] = list(req.references)
+            if not entry.references.first_frame:  # reference-to-video: the start image is not sent with them
+                values["first_frame"] = None
         return self._recipe(entry, values)
 
     def music_recipe(self, req: MusicRequest) -> Recipe:

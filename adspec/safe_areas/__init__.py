@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 
-import yaml
+from ..data_yaml import load_data
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def safe_area(aspect_ratio: str) -> SafeArea:
         text = resources.files(__name__).joinpath(_file(aspect_ratio)).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise KeyError(aspect_ratio) from None
-    data = yaml.safe_load(text)
+    data = load_data(text)
     return SafeArea(str(data["aspect_ratio"]), {k: float(v) for k, v in data["title"].items()},
                     {k: float(v) for k, v in data["captions"].items()})
 

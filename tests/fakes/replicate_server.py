@@ -201,6 +201,15 @@ def validate_input(slug: str, data: dict[str, Any], file_exists=lambda url: True
                 errors.append(f"input.{name}: Does not match format 'uri'")
             elif not value.startswith("data:") and not file_exists(value):
                 errors.append(f"input.{name}: could not fetch {value}")
+    if slug == "google/veo-3.1" and data.get("reference_images"):
+        # "1 to 3 reference images … only work with 16:9 aspect ratio and 8-second duration" (the
+        # model page); Google's API takes no start image with them (GenerateVideosConfig.referenceImages)
+        if len(data["reference_images"]) > 3:
+            errors.append("input.reference_images: Array must have between 1 and 3 items")
+        if data.get("aspect_ratio", "16:9") != "16:9" or data.get("duration", 8) != 8:
+            errors.append("input.reference_images: reference images only work with 16:9 aspect ratio and 8-second duration")
+        if "image" in data:
+            errors.append("input.image: image cannot be combined with reference_images")
     if slug.startswith("minimax/hailuo") and data.get("resolution") == "1080p" and data.get("duration") == 10:
         errors.append("input.duration: 10 seconds is only available for 768p resolution")
     return errors

@@ -1,0 +1,178 @@
+"""Words drawn over a finished video, re-encoding only the seconds they cover.
+
+Why: the text layer (supers, the end card's words, burned captions) is drawn over the stitched
+video, whose clips are already in our encoder settings. Re-encoding the whole ad for a super on
+its last beat costs a full 720p encode (about 10 CPU-s for 30 s on one thread) and a second
+generation of loss everywhere. Our streams are closed GOPs (`media.GOP_SECONDS`), so the video
+is split at keyframes by stream copy, only the GOPs an overlay touches are decoded, drawn on and
+encoded again with the same settings, and the pieces are joined by stream copy: every frame
+outside the overlays' spans is bit-for-bit the stitched one.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from .errors import MediaError
+from .media import (
+    MP4_ARGS,
+    Overlay,
+    _atomic,
+    _concat_line,
+    _run,
+    _run_args,
+    _to_bt709,
+    ffmpeg,
+    probe,
+    timescale,
+    video_encoder_args,
+)
+
+
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, payload end) of the ISO BMFF boxes in data[start:end]."""
+    at = start
+    while at + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[at:at + 8])
+        head = 8
+        if size == 1:
+            size, head = struct.unpack(">Q", data[at + 8:at + 16])[0], 16
+        elif size == 0:
+            size = end - at
+        if size < head:
+            return
+        yield kind, at + head, min(end, at + size)
+        at += size
+
+
+def _moov(video: Path) -> bytes:
+    """The MP4's `moov` box payload, read without reading the media data."""
+    with open(video, "rb") as f:
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                raise MediaError(f"{video}: no moov box: not an MP4")
+            size, kind = struct.unpack(">I4s", head)
+            if size == 1:
+                size = struct.unpack(">Q", f.read(8))[0] - 8
+            if kind == b"moov":
+                return f.read(size - 8) if size else f.read()
+            if size < 8:
+                raise MediaError(f"{video}: a damaged MP4 box")
+            f.seek(size - 8, 1)
+
+
+def _child(data: bytes, lo: int, hi: int, kind: bytes) -> tuple[int, int] | None:
+    return next(((a, b) for k, a, b in _boxes(data, lo, hi) if k == kind), None)
+
+
+def keyframes(video: str | Path) -> list[int]:
+    """Frame numbers of the video track's keyframes, from the MP4's sync-sample table (`stss`):
+    nothing is decoded. Our streams are closed GOPs, so the n-th sample in decode order that is
+    a keyframe is also the n-th picture shown. A track without `stss` is all keyframes."""
+    moov = _moov(Path(video))
+    for kind, ta, tb in _boxes(moov, 0, len(moov)):
+        mdia = _child(moov, ta, tb, b"mdia") if kind == b"trak" else None
+        hdlr = _child(moov, *mdia, b"hdlr") if mdia else None
+        if not mdia or not hdlr or moov[hdlr[0] + 8:hdlr[0] + 12] != b"vide":
+            continue
+        minf = _child(moov, *mdia, b"minf")
+        stbl = _child(moov, *minf, b"stbl") if minf else None
+        if stbl is None:
+            break
+        stss, stsz = _child(moov, *stbl, b"stss"), _child(moov, *stbl, b"stsz")
+        if stss is None and stsz is not None:
+            return list(range(struct.unpack(">I", moov[stsz[0] + 8:stsz[0] + 12])[0]))
+        if stss is None:
+            break
+        (n,) = struct.unpack(">I", moov[stss[0] + 4:stss[0] + 8])
+        return [v - 1 for v in struct.unpack(f">{n}I", moov[stss[0] + 8:stss[0] + 8 + 4 * n])]
+    raise MediaError(f"{video}: no video track with a sample table in the MP4")
+
+
+def dirty_spans(overlays: Sequence[Overlay], keys: Sequence[int], frames: int, fps: float) -> list[tuple[int, int]]:
+    """The frame ranges [a, b) to re-encode: each overlay's span widened to the keyframes around
+    it, overlapping ranges merged, so every overlay lies whole inside one range."""
+    bounds = sorted({*keys, frames})
+    spans: list[tuple[int, int]] = []
+    for o in sorted(overlays, key=lambda o: o.start):
+        first = max(0, int(o.start * fps))
+        last = min(frames, int(-(-o.end * fps // 1)))  # ceil
+        if last <= first:
+            continue
+        a = max((k for k in bounds if k <= first), default=0)
+        b = min((k for k in bounds if k >= last), default=frames)
+        if spans and a <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], b))
+        else:
+            spans.append((a, b))
+    return spans
+
+
+def _draw(piece: Path, out: Path, overlays: Sequence[Overlay], offset: float, fps: float, size: tuple[int, int],
+          frames: int) -> None:
+    """Re-encode one piece with the overlays drawn, their times shifted by -offset."""
+    v: Any = ffmpeg.input(str(piece))["v:0"]
+    for o in overlays:
+        start, end = o.start - offset, o.end - offset
+        if o.fade > 0:  # a still looped over its span, faded in and out, shifted to its start
+            span = max(0.0, end - start)
+            pic = (ffmpeg.input(str(o.png), loop=1, t=f"{span:.3f}", framerate=fps)["v:0"]
+                   .filter("format", "rgba")
+                   .filter("fade", t="in", st=0, d=f"{o.fade:.3f}", alpha=1)
+                   .filter("fade", t="out", st=f"{max(0.0, span - o.fade):.3f}", d=f"{o.fade:.3f}", alpha=1)
+                   .filter("setpts", f"PTS+{start:.3f}/TB"))
+            v = ffmpeg.overlay(v, pic, x=o.x, y=o.y, eof_action="pass")
+        else:
+            v = ffmpeg.overlay(v, ffmpeg.input(str(o.png))["v:0"], x=o.x, y=o.y,
+                               enable=f"between(t,{start:.3f},{end:.3f})")
+    kwargs = {**video_encoder_args(fps, size), "frames:v": frames, "an": None, "f": "mp4"}
+    _run(ffmpeg.output(_to_bt709(v), str(out), **kwargs), out)
+
+
+def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Path) -> Path:
+    """`video` (our encoder's stream) with `overlays` drawn, as a video-only MP4 at `out`: the
+    GOPs the overlays touch re-encoded, every other GOP copied."""
+    out = Path(out)
+    info = probe(video)
+    fps = info.fps or 24
+    frames = int(round(info.duration * fps))
+    keys = keyframes(video)
+    spans = dirty_spans(overlays, keys, frames, fps)
+    if not spans:
+        raise MediaError(f"{video}: no overlay falls inside the video")
+    cuts = sorted({c for span in spans for c in span} - {0, frames})
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.overlay-", dir=out.parent) as d:
+        parts = Path(d)
+        if cuts:  # one pass splits at the chosen keyframes by stream copy (exact: each cut is a keyframe)
+            _run_args(["-loglevel", "error", "-i", str(video), "-map", "0:v:0", "-c", "copy", "-f", "segment",
+                       "-segment_frames", ",".join(map(str, cuts)), "-reset_timestamps", "1", "-segment_format", "mp4",
+                       "-segment_format_options", "movflags=+negative_cts_offsets:use_editlist=0",
+                       str(parts / "seg%04d.mp4")], video)
+        starts = [0, *cuts]
+        ends = [*cuts, frames]
+        pieces = []
+        for n, (a, b) in enumerate(zip(starts, ends)):
+            seg = parts / f"seg{n:04d}.mp4" if cuts else Path(video)
+            if not seg.exists():
+                raise MediaError(f"{video}: the split at frame {a} found no keyframe")
+            if (a, b) in spans:
+                inside = [o for o in overlays if a / fps <= o.start + 1e-6 and o.start < b / fps]
+                drawn = parts / f"drawn{n:04d}.mp4"
+                _draw(seg, drawn, inside, a / fps, fps, (info.width, info.height), b - a)
+                pieces.append(drawn)
+            else:
+                pieces.append(seg)
+        listing = parts / "list.txt"
+        listing.write_text("".join(_concat_line(p) for p in pieces), encoding="utf-8")
+        with _atomic(out) as tmp:
+            _run_args(["-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v:0",
+                       "-c", "copy", "-video_track_timescale", str(timescale(fps)), "-movflags", MP4_ARGS["movflags"],
+                       "-use_editlist", "0", "-f", "mp4", str(tmp)], out)
+    return out
+
+
+__all__ = ["burn_overlays", "dirty_spans", "keyframes"]
