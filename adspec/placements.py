@@ -92,10 +92,22 @@ def load_placements() -> dict[str, Placement]:
 def text_zones(placements: Sequence[str], aspect_ratio: str) -> dict[str, dict[str, float]]:
     """The safe zones words on screen keep inside, for an ad of `aspect_ratio` delivered to
     `placements`: placement id -> fractions kept clear on each side, for each (known) placement of
-    that aspect ratio (an export to another aspect is not drawn for)."""
+    that aspect ratio whose zone reaches further in than the aspect's own title-safe area on some
+    side (an export to another aspect is not drawn for; a zone within the aspect's area changes
+    nothing, so listing it draws nothing again)."""
+    from .safe_areas import safe_area
+
     known = load_placements()
-    return {pid: known[pid].safe_zone.model_dump() for pid in placements
-            if pid in known and known[pid].aspect_ratio == aspect_ratio}
+    title = safe_area(aspect_ratio).title
+    out = {}
+    for pid in placements:
+        p = known.get(pid)
+        if p is None or p.aspect_ratio != aspect_ratio:
+            continue
+        zone = p.safe_zone.model_dump()
+        if any(zone[side] > title[side] for side in title):
+            out[pid] = zone
+    return out
 
 
 def placement_ids() -> list[str]:

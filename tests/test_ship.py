@@ -165,14 +165,22 @@ def test_placements_added_to_a_built_ad_are_checked_and_exported_for_free(live) 
     assert paid > 0
 
     # placements are local: adding them re-runs the plan files, checks and exports, and asks nothing
+    # (CTV's zone is the 16:9 title-safe area: the words stay where they are)
+    project.write_spec("zip", small_spec(duration=6, placements=["ctv-15"], beats=[
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock", "motion_prompt": "push in"},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The logo", "motion_prompt": "pan left"}]))
+    ran = executed_tasks(project.doit(check=False).stdout)
+    assert {"export:zip/ctv-15", "check:zip"} <= set(ran)
+    assert not {t for t in ran if t.split(":")[0] in ("storyboard", "chunk", "music", "voice", "stitch", "mix")}
+    # YouTube's zone keeps the bottom 12 % clear (its progress bar): the words are drawn again, locally
     project.write_spec("zip", small_spec(duration=6, placements=["youtube-instream", "ctv-15"], beats=[
         {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock", "motion_prompt": "push in"},
         {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The logo", "motion_prompt": "pan left"}]))
     proc = project.doit(check=False)
     assert len(replicate.requests) == requests and replicate.paid_creates == paid
     ran = executed_tasks(proc.stdout)
-    assert {"export:zip/youtube-instream", "export:zip/ctv-15", "check:zip"} <= set(ran)
-    assert not {t for t in ran if t.split(":")[0] in ("storyboard", "chunk", "music", "voice", "stitch", "mix")}
+    assert {"export:zip/youtube-instream", "export:zip/ctv-15", "check:zip", "mix:zip"} <= set(ran)
+    assert not {t for t in ran if t.split(":")[0] in ("storyboard", "chunk", "music", "voice", "stitch")}
     # a 6 s ad is no 15 s CTV spot: the ad fails with that one line, and only that one
     assert proc.returncode != 0
     failed = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAILED check:zip: ")]
