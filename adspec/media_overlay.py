@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import struct
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from .config import load_settings
 from .errors import MediaError
+from .limits import cores
 from .media import (
     MP4_ARGS,
     Overlay,
@@ -112,6 +115,27 @@ def dirty_spans(overlays: Sequence[Overlay], keys: Sequence[int], frames: int, f
     return spans
 
 
+def split_for_cores(spans: Sequence[tuple[int, int]], overlays: Sequence[Overlay], keys: Sequence[int], fps: float,
+                    parts: int, min_frames: int) -> list[tuple[int, int]]:
+    """The spans cut at keyframes into up to `parts` pieces of about equal length each (none
+    shorter than `min_frames`), so their encodes run on every core at once; never inside a fading
+    overlay (its fade is drawn whole in one piece), while a cut one is drawn in both pieces."""
+    fading = [(o.start * fps, o.end * fps) for o in overlays if o.fade > 0]
+    pieces: list[tuple[int, int]] = []
+    for a, b in spans:
+        n = max(1, min(parts, (b - a) // max(1, min_frames)))
+        inner = [k for k in keys if a + min_frames <= k <= b - min_frames and not any(s < k < e for s, e in fading)]
+        cuts: list[int] = []
+        for i in range(1, n):
+            ideal = a + (b - a) * i / n
+            best = min(inner, key=lambda k: abs(k - ideal), default=None)
+            if best is not None and (not cuts or best - cuts[-1] >= min_frames) and best not in cuts:
+                cuts.append(best)
+        bounds = [a, *sorted(cuts), b]
+        pieces += list(zip(bounds, bounds[1:]))
+    return pieces
+
+
 def _draw(piece: Path, out: Path, overlays: Sequence[Overlay], offset: float, fps: float, size: tuple[int, int],
           frames: int) -> None:
     """Re-encode one piece with the overlays drawn, their times shifted by -offset."""
@@ -144,6 +168,8 @@ def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Pat
     spans = dirty_spans(overlays, keys, frames, fps)
     if not spans:
         raise MediaError(f"{video}: no overlay falls inside the video")
+    workers = load_settings().cpu_jobs or cores()
+    spans = split_for_cores(spans, overlays, keys, fps, workers, min_frames=max(1, int(round(2 * fps))))
     cuts = sorted({c for span in spans for c in span} - {0, frames})
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.overlay-", dir=out.parent) as d:
         parts = Path(d)
@@ -154,18 +180,24 @@ def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Pat
                        str(parts / "seg%04d.mp4")], video)
         starts = [0, *cuts]
         ends = [*cuts, frames]
-        pieces = []
+        pieces: list[Path] = []
+        jobs = []
         for n, (a, b) in enumerate(zip(starts, ends)):
             seg = parts / f"seg{n:04d}.mp4" if cuts else Path(video)
             if not seg.exists():
                 raise MediaError(f"{video}: the split at frame {a} found no keyframe")
             if (a, b) in spans:
-                inside = [o for o in overlays if a / fps <= o.start + 1e-6 and o.start < b / fps]
+                inside = [o for o in overlays if o.start < b / fps and o.end > a / fps]
                 drawn = parts / f"drawn{n:04d}.mp4"
-                _draw(seg, drawn, inside, a / fps, fps, (info.width, info.height), b - a)
+                jobs.append((seg, drawn, inside, a / fps, b - a))
                 pieces.append(drawn)
             else:
                 pieces.append(seg)
+        # the pieces encode at once, one per core (each ffmpeg takes a CPU slot)
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
+            for done in [pool.submit(_draw, seg, drawn, inside, start, fps, (info.width, info.height), n)
+                         for seg, drawn, inside, start, n in jobs]:
+                done.result()
         listing = parts / "list.txt"
         listing.write_text("".join(_concat_line(p) for p in pieces), encoding="utf-8")
         with _atomic(out) as tmp:
@@ -175,4 +207,4 @@ def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Pat
     return out
 
 
-__all__ = ["burn_overlays", "dirty_spans", "keyframes"]
+__all__ = ["burn_overlays", "dirty_spans", "keyframes", "split_for_cores"]

@@ -378,3 +378,27 @@ def test_words_drawn_over_a_video_reencode_only_the_seconds_they_cover(tmp_path:
     r, g, b = _pixels(frame)[35, 60]
     assert r > 200 and g < 100 and b < 100  # the word's red, where it was drawn
     assert media.probe(final).has_audio and abs(media.decoded_duration(final, "v") - 5) <= FRAME
+
+
+def test_long_words_are_encoded_in_pieces_on_every_core_and_drawn_across_the_cut(
+        tmp_path: Path, ours: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from adspec.media_overlay import burn_overlays, split_for_cores
+
+    png = tmp_path / "word.png"
+    Image.new("RGBA", (80, 30), (255, 40, 40, 255)).save(png)
+    keys = [0, 24, 48, 72, 96]
+    caption = media.Overlay(png, 20, 20, 0.0, 5.0)
+    assert split_for_cores([(0, 120)], [caption], keys, FPS, 2, 48) == [(0, 48), (48, 120)]
+    assert split_for_cores([(0, 120)], [caption], keys, FPS, 1, 48) == [(0, 120)]
+    fading = media.Overlay(png, 20, 120, 1.5, 3.5, fade=0.2)  # its fade is never cut
+    assert split_for_cores([(0, 120)], [caption, fading], keys, FPS, 2, 48) == [(0, 120)]
+    monkeypatch.setenv("ADSPEC_CPU_JOBS", "2")
+    video = media.concat([(ours["2s"], 2), (ours["3s"], 3)], tmp_path / "v.mp4", width=W, height=H, fps=FPS)
+    drawn = burn_overlays(video.out, [caption], tmp_path / "drawn.mp4")
+    assert media.count_frames(drawn) == 5 * FPS
+    for t in (0.5, 1.95, 2.05, 4.9):  # on both sides of the cut at 2 s
+        frame = tmp_path / f"f{t}.png"
+        subprocess.run([media.ffmpeg_exe(), "-v", "error", "-y", "-ss", str(t), "-i", str(drawn), "-frames:v", "1",
+                        str(frame)], check=True)
+        r, g, b = _pixels(frame)[35, 60]
+        assert r > 200 and g < 100 and b < 100, t
