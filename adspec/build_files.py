@@ -111,7 +111,7 @@ def _fields_of(cls: type[M], data: Any, where: str) -> M:
     if not isinstance(data, dict):
         raise BuildFileError(f"{where}: an object was expected, not {type(data).__name__}")
     values: dict[str, Any] = {}
-    for name, tp, optional in _schema(cls):
+    for name, tp, optional in _schema(cls):  # type: ignore[arg-type]  # a class is hashable
         if name not in data:
             if optional:
                 continue
