@@ -257,10 +257,11 @@ def make_mix(ad: str) -> None:
             tempfile.TemporaryDirectory(prefix=".drawn-", dir=paths.final.parent) as drawn:
         overlays = [*texts, *parts.overlays]  # captions over supers
         # only the seconds under words are encoded again; the rest of the picture is copied
-        picture = burn_overlays(paths.video, overlays, Path(drawn) / "video.mp4") if overlays else paths.video
-        media.mix(picture, music, paths.final, seconds=float(timeline.duration),
+        picture = burn_overlays(paths.video, overlays, Path(drawn) / "video.mp4") if overlays else None
+        media.mix(paths.video, music, paths.final, seconds=float(timeline.duration),
                   native_audio=timeline.native_audio, voices=parts.voices, duck=parts.duck,
-                  subtitles=parts.subtitles, subtitle_language=iso639_2(str(layout.get("language") or "en")))
+                  subtitles=parts.subtitles, subtitle_language=iso639_2(str(layout.get("language") or "en")),
+                  picture=picture)
         # where words were drawn: the text layer's record, the burned captions beside it, and the
         # same boxes in the delivery checks' form (safe zones)
         layout["texts"] += caption_layout(parts.overlays, parts.cues)

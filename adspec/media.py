@@ -739,9 +739,11 @@ def mix(
     duck: Sequence[tuple[float, float]] = (),
     subtitles: Path | None = None,
     subtitle_language: str = "eng",
+    picture: str | Path | None = None,
 ) -> Path:
-    """The final ad: video stream COPIED (words are drawn on it before: `media_overlay`), audio
-    built to exactly `seconds`.
+    """The final ad: video stream COPIED (from `picture` when given: the video with words drawn
+    by `media_overlay`, which has no sound; `video` still gives the native sound), audio built to
+    exactly `seconds`.
 
     Music is trimmed/padded to `seconds`, faded in 0.5 s / out 1.5 s. With `native_audio` and a
     video that has audio, the music is ducked under it (sidechaincompress) and mixed; with no
@@ -820,7 +822,7 @@ def mix(
             extra -= peak - (FINAL_TRUE_PEAK - 0.3)
 
         kwargs: dict[str, Any] = {"t": seconds, "f": "mp4", "c:v": "copy", "c:a": "copy", **MP4_ARGS}
-        streams = [ffmpeg.input(str(video))["v:0"], ffmpeg.input(str(track))["a:0"]]
+        streams = [ffmpeg.input(str(picture or video))["v:0"], ffmpeg.input(str(track))["a:0"]]
         if subtitles is not None:
             streams.append(ffmpeg.input(str(subtitles), f="srt")["s:0"])
             kwargs.update({"c:s": "mov_text", "metadata:s:s:0": f"language={subtitle_language}"})

@@ -364,7 +364,7 @@ def test_words_drawn_over_a_video_reencode_only_the_seconds_they_cover(tmp_path:
     overlays = [media.Overlay(png, 20, 20, 2.2, 2.8), media.Overlay(png, 20, 120, 4.1, 5.0, fade=0.2)]
     assert dirty_spans(overlays, [0, 24, 48, 72, 96], 120, FPS) == [(48, 72), (96, 120)]
     drawn = burn_overlays(video.out, overlays, tmp_path / "drawn.mp4")
-    final = media.mix(drawn, music, tmp_path / "final.mp4", seconds=5, native_audio=False)
+    final = media.mix(video.out, music, tmp_path / "final.mp4", seconds=5, native_audio=False, picture=drawn)
     before, after = _frame_hashes(video.out), _frame_hashes(final)
     assert len(after) == len(before) == 5 * FPS
     changed = {i for i, (a, b) in enumerate(zip(before, after)) if a != b}
