@@ -62,14 +62,21 @@ def _spec() -> dict:
 
 
 def _claims(client, bucket_name: str) -> dict[str, bytes]:
-    """The claims in the store now (one released between listing and reading is left out)."""
+    """The claims in the store now (one released between listing and reading is left out, and so
+    is the runner's one-time probe of conditional writes, a tiny object under the same prefix)."""
     out = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket_name, Prefix="team/cache/claims/"):
         for obj in page.get("Contents", []):
             try:
-                out[obj["Key"]] = client.get_object(Bucket=bucket_name, Key=obj["Key"])["Body"].read()
+                body = client.get_object(Bucket=bucket_name, Key=obj["Key"])["Body"].read()
             except client.exceptions.NoSuchKey:
                 continue
+            try:
+                is_claim = isinstance(json.loads(body), dict)
+            except ValueError:
+                is_claim = False
+            if is_claim:
+                out[obj["Key"]] = body
     return out
 
 
