@@ -652,16 +652,23 @@ def concat(
                                keep_audio=keep_audio)
                 pieces.append(piece)
                 report.reencoded.append(item.path)
-        listing = Path(parts) / "list.txt"
-        listing.write_text("".join(_concat_line(p) for p in pieces), encoding="utf-8")
-        args = ["-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v:0"]
-        if keep_audio:
-            args += ["-map", "0:a:0"]
-        args += ["-c", "copy", "-video_track_timescale", str(timescale(fps)), "-movflags", MP4_ARGS["movflags"],
-                 "-use_editlist", "0", "-f", "mp4"]
-        with _atomic(out) as tmp:
-            _run_args([*args, str(tmp)], out)
+        join_by_copy(pieces, out, fps, Path(parts), keep_audio=keep_audio)
     return report
+
+
+def join_by_copy(pieces: Sequence[Path], out: Path, fps: float, workdir: Path, *, keep_audio: bool = False) -> Path:
+    """`pieces` (our encoder's streams) one after another at `out`, by the concat demuxer with
+    stream copy: nothing is decoded."""
+    listing = workdir / "list.txt"
+    listing.write_text("".join(_concat_line(p) for p in pieces), encoding="utf-8")
+    args = ["-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v:0"]
+    if keep_audio:
+        args += ["-map", "0:a:0"]
+    args += ["-c", "copy", "-video_track_timescale", str(timescale(fps)), "-movflags", MP4_ARGS["movflags"],
+             "-use_editlist", "0", "-f", "mp4"]
+    with _atomic(out) as tmp:
+        _run_args([*args, str(tmp)], out)
+    return out
 
 
 # ---- final mix ------------------------------------------------------------------------------

@@ -21,16 +21,13 @@ from .config import load_settings
 from .errors import MediaError
 from .limits import cores
 from .media import (
-    MP4_ARGS,
     Overlay,
-    _atomic,
-    _concat_line,
     _run,
     _run_args,
     _to_bt709,
     ffmpeg,
+    join_by_copy,
     probe,
-    timescale,
     video_encoder_args,
 )
 
@@ -198,12 +195,7 @@ def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Pat
             for done in [pool.submit(_draw, seg, drawn, inside, start, fps, (info.width, info.height), n)
                          for seg, drawn, inside, start, n in jobs]:
                 done.result()
-        listing = parts / "list.txt"
-        listing.write_text("".join(_concat_line(p) for p in pieces), encoding="utf-8")
-        with _atomic(out) as tmp:
-            _run_args(["-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v:0",
-                       "-c", "copy", "-video_track_timescale", str(timescale(fps)), "-movflags", MP4_ARGS["movflags"],
-                       "-use_editlist", "0", "-f", "mp4", str(tmp)], out)
+        join_by_copy(pieces, out, fps, parts)
     return out
 
 
