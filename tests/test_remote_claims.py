@@ -61,6 +61,17 @@ def _spec() -> dict:
     return small_spec()
 
 
+def _run_all(runners) -> list[tuple[str, str]]:
+    """Every runner's `doit` at once; each must exit 0. Their (stdout, stderr), in order."""
+    procs = [_start(r) for r in runners]
+    outputs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, (out[-2000:], err[-2000:])
+        outputs.append((out, err))
+    return outputs
+
+
 def _claims(client, bucket_name: str) -> dict[str, bytes]:
     """The claims in the store now (one released between listing and reading is left out, and so
     is the runner's one-time probe of conditional writes, a tiny object under the same prefix)."""
@@ -121,10 +132,7 @@ def test_three_runners_at_once_pay_once_per_request(tmp_path: Path, store) -> No
     with FakeReplicate(latency=1.0) as replicate, FakeOpenAI() as openai:
         runners = [runner(tmp_path / f"runner-{i}", endpoint, bucket_name, (replicate, openai), _spec())
                    for i in range(3)]
-        procs = [_start(r) for r in runners]
-        for r, p in zip(runners, procs):
-            out, err = p.communicate(timeout=300)
-            assert p.returncode == 0, (out[-2000:], err[-2000:])
+        for r, (out, err) in zip(runners, _run_all(runners)):
             assert NO_CONDITIONAL_WRITES not in out + err
             check_final(r.build / "zip" / "final.mp4", 8)
         assert replicate.paid_creates >= 5
@@ -180,10 +188,7 @@ def test_a_store_without_conditional_writes_is_reported_once_and_the_build_goes_
         client.create_bucket(Bucket=bucket_name)
         runners = [runner(tmp_path / f"runner-{i}", endpoint, bucket_name, (replicate, openai), _spec())
                    for i in range(2)]
-        procs = [_start(r) for r in runners]
-        for r, p in zip(runners, procs):
-            out, err = p.communicate(timeout=300)
-            assert p.returncode == 0, (out[-2000:], err[-2000:])
+        for r, (out, err) in zip(runners, _run_all(runners)):
             lines = [line for line in (out + err).splitlines() if NO_CONDITIONAL_WRITES in line]
             assert lines == [f"remote cache s3://{bucket_name}/team/cache: the store does not honour conditional "
                              "writes (If-None-Match); two runners that need the same new request at the same "
