@@ -156,9 +156,11 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
         ctx = context()
         recipe = step.recipe
         assert recipe is not None
-        base, shown = ad_name(spec_path), ad or ad_name(spec_path)  # the request names the base ad
-        fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, f"{base} plan"), plan_verifier(f"{base} plan"),
-                                  suffix=".json", label=f"{base} plan", on_progress=on_progress(shown, task_name("plan", shown)))
+        base, shown = ad_name(spec_path), ad or ad_name(spec_path)
+        # the request is the base ad's (its variants share it); its errors also name the ad asking
+        label = f"{base} plan" if shown == base else f"{base} plan (for {shown})"
+        fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, label), plan_verifier(label),
+                                  suffix=".json", label=label, on_progress=on_progress(shown, task_name("plan", shown)))
         plan = BeatPlan.model_validate_json(fetched.path.read_bytes())
         text = planned_beat_text(step, plan)
         # the planner took a while: a hand edit made meanwhile is kept (LockError), never overwritten
