@@ -16,6 +16,7 @@ from .cost import RunBudget
 from .errors import error_line
 from .fsutil import sweep_leftovers
 from .graph import default_run, task_creators
+from .noop_stamp import doit_command
 from .progress import AdspecReporter
 from .runs import new_run_id
 from .tasknames import aggregate_ad, split_task
@@ -76,23 +77,6 @@ def default_task_names(creators: dict[str, Callable[..., Any]]) -> list[str]:
     """What a bare `doit` runs: each ad through its alias `<ad>` (so `doit ignore <ad>` skips
     everything of that ad: doit ignores what an ignored task needs), then the all-ads page."""
     return list(getattr(creators, "default_tasks", None) or [])
-
-
-_LOADER_OPTIONS_WITH_VALUE = {"-f", "--file", "-d", "--dir"}
-
-
-def doit_command(argv: Sequence[str]) -> str:
-    """The doit command being run ('run' unless another is named), found as doit finds it:
-    the first word after the loader's own options."""
-    from doit.doit_cmd import DoitMain
-
-    commands = {c.get_name() for c in DoitMain.DOIT_CMDS}
-    args = list(argv)
-    while args and args[0].startswith("-"):
-        opt = args.pop(0)
-        if opt in _LOADER_OPTIONS_WITH_VALUE and args:
-            args.pop(0)
-    return args[0] if args and args[0] in commands else "run"
 
 
 def asked_ads(argv: Sequence[str], ads: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import cost as costmod
+from . import noop_stamp
 from .build_files import AdStatus, ChunkCounts, LastError, LastRun, RunCost, RunningTask, StatusCost, TaskCounts
 from .config import load_settings
 from .money import fmt_usd, usd
@@ -96,12 +97,15 @@ class AdspecReporter:
         self._live: Any = None  # rich.live.Live while the live display runs
         self._last_table: Any = None  # the last table drawn (see _render)
         self._console: Any = None  # its rich.console.Console
+        self.watch = noop_stamp.watching()  # what this run reads, for the no-op stamp
         _reporter = self
 
     # ---- output ---------------------------------------------------------------------------------
 
     def write(self, text: str) -> None:
         with self.lock:
+            if self.watch is not None:
+                self.watch.output.append(text)
             if self._console is not None:
                 self._console.print(text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
             else:
@@ -252,6 +256,8 @@ class AdspecReporter:
     def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
         _interrupt_on_sigterm()
         self.tasks = tasks
+        if self.watch is not None:
+            self.watch.note_tasks(tasks)
         with self.lock:
             self._refresh_names()
         if self.live_mode:
@@ -262,6 +268,8 @@ class AdspecReporter:
 
     def execute_task(self, task: Any) -> None:
         with self.lock:
+            if task.actions and self.watch is not None:
+                self.watch.executed = True
             if task.actions and task.name[0] != "_" and self._console is None:
                 self.write(f".  {task.title()}\n")
             got = self._state(task.name)
@@ -396,6 +404,8 @@ class AdspecReporter:
             costmod.RunBudget(self.build_dir, self.settings.budget_usd, self.run_id).remove()
         except OSError:
             pass
+        if self.watch is not None:  # last: a stamp sees what this run left, its own writes too
+            self.watch.finish(clean=not self.failures and not self.runtime_errors)
 
     # ---- the end ------------------------------------------------------------------------------------
 

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 _say(f"  {rows[-1]['cold_build_s']:.2f} s = {rows[-1]['x_realtime']:.3f} x realtime")
             _write(a.results, "offline", {"meta": meta, "rows": rows})
             summary["offline"] = {r["resolution"]: {k: r[k] for k in ("cold_build_s", "x_realtime", "cpu_s", "x_realtime_cpu_bound",
-                                                                       "stitch_plus_mix_s", "warm_noop_s", "stitch", "peak_rss_mb")}
+                                                                       "stitch_plus_mix_s", "warm_noop_s", "warm_noop_check_s", "stitch", "peak_rss_mb")}
                                   for r in rows}
         if "noop" in what:
             from .offline import noop_scaling
@@ -117,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             r = noop_scaling(ws, noop_sizes, repeats=1 if a.quick else 3, duration=duration)
             _write(a.results, "noop", {"meta": meta, **r})
             for row in r["rows"]:
-                _say(f"  {row['ads']:4d} ads: {row['noop_s']:.3f} s, estimate {row.get('estimate_s')}")
-            summary["noop"] = {"rows": [{k: row.get(k) for k in ("ads", "noop_s", "estimate_s", "peak_rss_mb")} for row in r["rows"]],
+                _say(f"  {row['ads']:4d} ads: {row['noop_s']:.3f} s (every task checked: {row['noop_check_s']:.3f} s), "
+                     f"estimate {row.get('estimate_s')}")
+            summary["noop"] = {"rows": [{k: row.get(k) for k in ("ads", "noop_s", "noop_check_s", "estimate_s", "peak_rss_mb")}
+                                        for row in r["rows"]],
                                "at_20_ads_s": r["noop_at_20_ads_s"], "seconds_per_ad": r["seconds_per_ad"], "estimate": r["estimate"]}
         if "makespan" in what:
             from .live import makespan

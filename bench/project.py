@@ -204,7 +204,10 @@ class Project:
 
     def doit(self, *args: str, sample_tree: bool = False, timeout: float = 900, **extra_env: str) -> Run:
         """`doit ARGS` with the repo's dodo.py in this project, timed from process start to exit."""
-        timings_file = self.root / f".timings-{time.monotonic_ns()}.json"
+        # one name per project, not per run: the environment is part of what makes a no-op one
+        # (adspec.noop_stamp); a replayed no-op writes no timings (its file is removed first)
+        timings_file = self.root / ".timings.json"
+        timings_file.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args]
         if not args or args[0].startswith("-"):  # `doit run` (the default command): our reporter
             cmd += ["--reporter", "bench"]
