@@ -121,7 +121,7 @@ def video_encoder_args(fps: float, size: tuple[int, int] | None = None) -> dict[
         "sc_threshold": 0,
         "bf": 2,
         "video_track_timescale": timescale(fps),
-        # BT.709 tagged (and converted with its matrix: `_to_bt709`), as HD video is: a player or
+        # BT.709 tagged (and converted with its matrix: `to_bt709`), as HD video is: a player or
         # platform decodes the brand colours as written in the spec, not 601-shifted
         "colorspace": "bt709",
         "color_primaries": "bt709",
@@ -136,7 +136,7 @@ def video_encoder_args(fps: float, size: tuple[int, int] | None = None) -> dict[
 MP4_ARGS: dict[str, Any] = {"movflags": "+faststart+negative_cts_offsets", "use_editlist": 0}
 
 
-def _to_bt709(stream: Any) -> Any:
+def to_bt709(stream: Any) -> Any:
     """RGB (a still, a PNG) or another YUV to yuv420p with the BT.709 matrix, limited range:
     ffmpeg's implicit conversion would use BT.601's and the tags would lie."""
     return stream.filter("scale", out_color_matrix="bt709", out_range="tv").filter("format", PIX_FMT)
@@ -184,7 +184,7 @@ def _reason(stderr: str) -> str:
     return meaningful[-1] if meaningful else (lines[-1] if lines else "ffmpeg failed")
 
 
-def _run_args(args: Sequence[str], what: str | Path, *, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_ffmpeg_args(args: Sequence[str], what: str | Path, *, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run ffmpeg with `args`; MediaError naming `what` on failure."""
     cmd = [ffmpeg_exe(), "-hide_banner", *(["-nostdin"] if stdin is None else []), "-y", *map(str, args)]
     try:
@@ -197,14 +197,14 @@ def _run_args(args: Sequence[str], what: str | Path, *, stdin: bytes | None = No
     return proc
 
 
-def _run(stream: Any, what: str | Path) -> subprocess.CompletedProcess[bytes]:
+def run_ffmpeg_graph(stream: Any, what: str | Path) -> subprocess.CompletedProcess[bytes]:
     """Run an ffmpeg-python graph with our binary."""
     args = stream.global_args("-loglevel", "error").compile(cmd="ffmpeg")[1:]
-    return _run_args(args, what)
+    return run_ffmpeg_args(args, what)
 
 
 @contextmanager
-def _atomic(out: str | Path) -> Iterator[Path]:
+def atomic_media(out: str | Path) -> Iterator[Path]:
     """A temporary path beside `out` (same suffix, so ffmpeg picks the muxer), renamed on success."""
     with atomic_path(out) as tmp:
         yield tmp
@@ -325,7 +325,7 @@ def probe(path: str | Path) -> MediaInfo:
 
 def _progress(path: str | Path, stream: str) -> dict[str, str]:
     """Decode one stream to null and return ffmpeg's final -progress values (exact counts)."""
-    proc = _run_args(
+    proc = run_ffmpeg_args(
         ["-loglevel", "error", "-nostats", "-i", str(path), "-map", f"0:{stream}:0", "-fps_mode", "passthrough",
          "-progress", "pipe:1", "-f", "null", "-"],
         path,
@@ -351,7 +351,7 @@ def decoded_duration(path: str | Path, stream: str = "v") -> float:
 
 def loudness_lufs(path: str | Path) -> float:
     """Integrated loudness (EBU R128) of the first audio stream, in LUFS."""
-    proc = _run_args(
+    proc = run_ffmpeg_args(
         ["-nostats", "-i", str(path), "-map", "0:a:0", "-af", "ebur128=framelog=quiet", "-f", "null", "-"], path
     )
     found = re.findall(r"I:\s*(-?[\d.]+|-inf) LUFS", proc.stderr.decode("utf-8", "replace"))
@@ -373,7 +373,7 @@ def last_frame(video: str | Path, out_png: str | Path) -> Path:
     out_png.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".last-", dir=out_png.parent) as d:
         bmp = Path(d) / "last.bmp"
-        _run_args(
+        run_ffmpeg_args(
             # from the keyframe before the last second (any stream: the seek lands on a keyframe)
             ["-loglevel", "error", "-sseof", "-1", "-i", str(video), "-map", "0:v:0", "-fps_mode", "passthrough",
              "-update", "1", "-c:v", "bmp", "-pix_fmt", "bgr24", "-f", "image2", str(bmp)],
@@ -381,7 +381,7 @@ def last_frame(video: str | Path, out_png: str | Path) -> Path:
         )
         if not bmp.exists():
             raise MediaError(f"{video}: no frame decoded")
-        with Image.open(bmp) as im, _atomic(out_png) as tmp:
+        with Image.open(bmp) as im, atomic_media(out_png) as tmp:
             im.convert("RGB").save(tmp, format="PNG")
     return out_png
 
@@ -389,8 +389,8 @@ def last_frame(video: str | Path, out_png: str | Path) -> Path:
 def first_frame(video: str | Path, out_png: str | Path) -> Path:
     """The first decoded frame as PNG."""
     out_png = Path(out_png)
-    with _atomic(out_png) as tmp:
-        _run_args(
+    with atomic_media(out_png) as tmp:
+        run_ffmpeg_args(
             ["-loglevel", "error", "-i", str(video), "-map", "0:v:0", "-frames:v", "1", "-c:v", "png",
              "-pix_fmt", "rgb24", "-f", "image2", str(tmp)],
             video,
@@ -420,7 +420,7 @@ def normalise_image(src: str | Path, out_png: str | Path, width: int, height: in
             fitted = im if im.size == (width, height) else ImageOps.fit(im, (width, height), Image.Resampling.LANCZOS)
     except (UnidentifiedImageError, OSError) as e:
         raise MediaError(f"{src}: not an image ({e.__class__.__name__})") from None
-    with _atomic(out_png) as tmp:
+    with atomic_media(out_png) as tmp:
         fitted.save(tmp, format="PNG")
     return out_png
 
@@ -488,8 +488,8 @@ def normalise_clip(
                 kwargs["shortest"] = None
         streams.append(_audio_chain(a, seconds))
         kwargs.update(AUDIO_ENCODER_ARGS)
-    with _atomic(out) as tmp:
-        _run(ffmpeg.output(*streams, str(tmp), f="mp4", **kwargs), src)
+    with atomic_media(out) as tmp:
+        run_ffmpeg_graph(ffmpeg.output(*streams, str(tmp), f="mp4", **kwargs), src)
     return out
 
 
@@ -514,7 +514,7 @@ def conform_clip(
     out = Path(out)
     info = probe(src)
     if clip_matches(info, width, height, fps, audio=keep_audio) and same_encoder(src, fps):
-        with _atomic(out) as tmp:
+        with atomic_media(out) as tmp:
             shutil.copyfile(src, tmp)
         return False
     normalise_clip(src, out, width=width, height=height, fps=fps, seconds=seconds, keep_audio=keep_audio)
@@ -547,7 +547,7 @@ def _our_x264_signature(fps: float) -> tuple[tuple[str, str | None], ...]:
     with tempfile.TemporaryDirectory(prefix="adspec-sig-") as d:
         ref = Path(d) / "ref.mp4"
         src = ffmpeg.input(f"color=c=gray:s=64x64:r={fps}", f="lavfi", t=2 / fps)
-        _run(ffmpeg.output(src, str(ref), **video_encoder_args(fps)), "encoder signature")
+        run_ffmpeg_graph(ffmpeg.output(src, str(ref), **video_encoder_args(fps)), "encoder signature")
         opts = x264_options(ref) or {}
     return tuple((k, opts.get(k)) for k in _STRUCTURAL)
 
@@ -640,9 +640,9 @@ def concat(
                 # closed GOPs: the first `frames` packets in decode order are exactly the first
                 # `frames` pictures, so a keyframe-aligned cut needs no re-encode
                 piece = Path(parts) / f"{n:04d}.mp4"
-                _run_args(["-loglevel", "error", "-i", str(item.path), "-map", "0:v:0", "-c", "copy",
-                           "-frames:v", str(frames), "-video_track_timescale", str(timescale(fps)),
-                           "-f", "mp4", str(piece)], item.path)
+                run_ffmpeg_args(["-loglevel", "error", "-i", str(item.path), "-map", "0:v:0", "-c", "copy",
+                                 "-frames:v", str(frames), "-video_track_timescale", str(timescale(fps)),
+                                 "-f", "mp4", str(piece)], item.path)
                 pieces.append(piece)
                 report.copied.append(item.path)
                 report.cut.append(item.path)
@@ -666,8 +666,8 @@ def join_by_copy(pieces: Sequence[Path], out: Path, fps: float, workdir: Path, *
         args += ["-map", "0:a:0"]
     args += ["-c", "copy", "-video_track_timescale", str(timescale(fps)), "-movflags", MP4_ARGS["movflags"],
              "-use_editlist", "0", "-f", "mp4"]
-    with _atomic(out) as tmp:
-        _run_args([*args, str(tmp)], out)
+    with atomic_media(out) as tmp:
+        run_ffmpeg_args([*args, str(tmp)], out)
     return out
 
 
@@ -688,7 +688,7 @@ _TRUE_PEAK = re.compile(r"True peak:\s*Peak:\s*(-?[\d.]+|-inf) dBFS")
 def _measure(a: Any, what: str | Path) -> tuple[float, float]:
     """(integrated loudness in LUFS, true peak in dBTP) of an ffmpeg-python audio stream."""
     graph = ffmpeg.output(a.filter("ebur128", peak="true", framelog="quiet"), "-", f="null")
-    proc = _run_args(graph.global_args("-nostats").compile(cmd="ffmpeg")[1:], what)
+    proc = run_ffmpeg_args(graph.global_args("-nostats").compile(cmd="ffmpeg")[1:], what)
     err = proc.stderr.decode("utf-8", "replace")
     i, tp = _INTEGRATED.findall(err), _TRUE_PEAK.findall(err)
     if not i or not tp:
@@ -813,7 +813,7 @@ def mix(
                 a = _audio_chain(limited, seconds)
             else:
                 a = _audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], seconds)
-            _run(ffmpeg.output(a, str(track), t=seconds, f="mp4", **MP4_ARGS, **AUDIO_ENCODER_ARGS), out)
+            run_ffmpeg_graph(ffmpeg.output(a, str(track), t=seconds, f="mp4", **MP4_ARGS, **AUDIO_ENCODER_ARGS), out)
 
         # AAC can lift true peaks by a few dB on dense, loud material (measured: +3.7 dB on
         # noise): the encoded track is measured, and written again a little quieter while it is
@@ -833,8 +833,8 @@ def mix(
         if subtitles is not None:
             streams.append(ffmpeg.input(str(subtitles), f="srt")["s:0"])
             kwargs.update({"c:s": "mov_text", "metadata:s:s:0": f"language={subtitle_language}"})
-        with _atomic(out) as tmp:
-            _run(ffmpeg.output(*streams, str(tmp), **kwargs), out)
+        with atomic_media(out) as tmp:
+            run_ffmpeg_graph(ffmpeg.output(*streams, str(tmp), **kwargs), out)
     return out
 
 
@@ -857,8 +857,8 @@ def trim_speech(src: str | Path, out: str | Path) -> float:
         .filter("silenceremove", start_periods=1, start_threshold=_SILENCE, start_silence=0.05)
         .filter("areverse")
     )
-    with _atomic(out) as tmp:
-        _run(ffmpeg.output(a, str(tmp), f="wav", acodec="pcm_s16le"), out)
+    with atomic_media(out) as tmp:
+        run_ffmpeg_graph(ffmpeg.output(a, str(tmp), f="wav", acodec="pcm_s16le"), out)
     with wave.open(str(out), "rb") as w:
         return w.getnframes() / float(w.getframerate())
 
@@ -891,8 +891,8 @@ def fit_voice(src: str | Path, out: str | Path, *, tempo: float, seconds: float,
     if tempo > 1.0 + 1e-6:
         a = a.filter("atempo", f"{tempo:.5f}")
     a = a.filter("atrim", end=max(0.01, seconds)).filter("afade", t="out", st=max(0.0, seconds - 0.03), d=0.03)
-    with _atomic(out) as tmp:
-        _run(ffmpeg.output(a, str(tmp), f="wav", acodec="pcm_s16le", ar=SPEECH_RATE, ac=1), out)
+    with atomic_media(out) as tmp:
+        run_ffmpeg_graph(ffmpeg.output(a, str(tmp), f="wav", acodec="pcm_s16le", ar=SPEECH_RATE, ac=1), out)
     return out
 
 
@@ -921,7 +921,7 @@ def camera_clip(
     if frames <= 0:
         raise MediaError(f"{out}: {seconds} s is less than one frame at {fps} fps")
     v = (
-        _to_bt709(ffmpeg.input(str(src_png)))  # zoompan rescales every frame: 4:2:0 is 3x cheaper than RGB
+        to_bt709(ffmpeg.input(str(src_png)))  # zoompan rescales every frame: 4:2:0 is 3x cheaper than RGB
         .filter("zoompan", z=zoom, x=x, y=y, d=frames, s=f"{width}x{height}", fps=fps)
         .filter("setsar", 1)
         .filter("format", PIX_FMT)
@@ -932,6 +932,6 @@ def camera_clip(
     if with_audio:
         streams.append(_audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], frames / fps))
         kwargs.update(AUDIO_ENCODER_ARGS)
-    with _atomic(out) as tmp:
-        _run(ffmpeg.output(*streams, str(tmp), **kwargs), src_png)
+    with atomic_media(out) as tmp:
+        run_ffmpeg_graph(ffmpeg.output(*streams, str(tmp), **kwargs), src_png)
     return out

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MediaError
-from .media import AUDIO_CHANNELS, AUDIO_RATE, MP4_ARGS, _atomic, _run_args, ffmpeg_exe, probe, video_encoder_args
+from .media import (
+    AUDIO_CHANNELS,
+    AUDIO_RATE,
+    MP4_ARGS,
+    atomic_media,
+    ffmpeg_exe,
+    probe,
+    run_ffmpeg_args,
+    video_encoder_args,
+)
 from .redact import child_env
 
 _INPUT = re.compile(r"^Input #0, ([\w,]+), from")
@@ -68,8 +77,8 @@ def file_facts(path: str | Path) -> FileFacts:
 def loudness(path: str | Path) -> tuple[float, float]:
     """(integrated loudness in LUFS, true peak in dBTP) of the first audio stream (EBU R128,
     ffmpeg's ebur128 filter with true-peak metering)."""
-    proc = _run_args(["-nostats", "-i", str(path), "-map", "0:a:0", "-af", "ebur128=peak=true:framelog=quiet",
-                      "-f", "null", "-"], path)
+    proc = run_ffmpeg_args(["-nostats", "-i", str(path), "-map", "0:a:0", "-af", "ebur128=peak=true:framelog=quiet",
+                            "-f", "null", "-"], path)
     err = proc.stderr.decode("utf-8", "replace")
     i, tp = _INTEGRATED.findall(err), _TRUE_PEAK.findall(err)
     if not i or not tp:
@@ -82,8 +91,8 @@ def luma_means(path: str | Path, size: int = 32) -> list[float]:
     grey thumbnail of each (area-averaged: the mean of the whole frame)."""
     import numpy as np
 
-    proc = _run_args(["-loglevel", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
-                      "-vf", f"scale={size}:{size}:flags=area,format=gray", "-f", "rawvideo", "-"], path)
+    proc = run_ffmpeg_args(["-loglevel", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
+                            "-vf", f"scale={size}:{size}:flags=area,format=gray", "-f", "rawvideo", "-"], path)
     frames = np.frombuffer(proc.stdout, dtype=np.uint8)
     n = frames.size // (size * size)
     return [float(x) for x in frames[: n * size * size].reshape(n, size * size).mean(axis=1)]
@@ -126,7 +135,7 @@ def _capped_video(final: Path, out: Path, fps: float, max_kbps: int, tries: int 
         args = ["-loglevel", "error", "-i", str(final), "-map", "0:v:0", "-an", "-sn"]
         for k, v in enc.items():
             args += [f"-{k}", str(v)]
-        _run_args([*args, "-f", "mp4", str(out)], out)
+        run_ffmpeg_args([*args, "-f", "mp4", str(out)], out)
         got = file_facts(out).video_kbps
         if got is None or got <= max_kbps:
             return out
@@ -143,16 +152,16 @@ def _audio_passes(final: Path, out: Path, base: list[str], seconds: float, *, lu
     integrated, peak = loudness(final)
     silent = integrated == float("-inf") or integrated < SILENCE_LUFS
     if silent or (abs(integrated - lufs) <= tolerance and peak <= true_peak):  # nothing to change: copy
-        with _atomic(out) as tmp:
-            _run_args([*base, "-c:a", "copy", *tail[tail.index("-t"):], str(tmp)], out)
+        with atomic_media(out) as tmp:
+            run_ffmpeg_args([*base, "-c:a", "copy", *tail[tail.index("-t"):], str(tmp)], out)
         return
     gain, limit = lufs - integrated, true_peak - 1.0
-    with _atomic(out) as tmp:
+    with atomic_media(out) as tmp:
         for _ in range(max(1, passes)):
             chain = [] if silent else [f"volume={gain:.2f}dB", "aresample=192000",
                                        f"alimiter=limit={_db_to_linear(limit):.4f}:attack=1:release=50:level=false",
                                        f"aresample={AUDIO_RATE}"]
-            _run_args([*base, *(["-af", ",".join(chain)] if chain else []), *tail, str(tmp)], out)
+            run_ffmpeg_args([*base, *(["-af", ",".join(chain)] if chain else []), *tail, str(tmp)], out)
             if silent:
                 break
             got, peak = loudness(tmp)

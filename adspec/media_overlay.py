@@ -22,12 +22,12 @@ from .errors import MediaError
 from .limits import cores
 from .media import (
     Overlay,
-    _run,
-    _run_args,
-    _to_bt709,
     ffmpeg,
     join_by_copy,
     probe,
+    run_ffmpeg_args,
+    run_ffmpeg_graph,
+    to_bt709,
     video_encoder_args,
 )
 
@@ -151,7 +151,7 @@ def _draw(piece: Path, out: Path, overlays: Sequence[Overlay], offset: float, fp
             v = ffmpeg.overlay(v, ffmpeg.input(str(o.png))["v:0"], x=o.x, y=o.y,
                                enable=f"between(t,{start:.3f},{end:.3f})")
     kwargs = {**video_encoder_args(fps, size), "frames:v": frames, "an": None, "f": "mp4"}
-    _run(ffmpeg.output(_to_bt709(v), str(out), **kwargs), out)
+    run_ffmpeg_graph(ffmpeg.output(to_bt709(v), str(out), **kwargs), out)
 
 
 def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Path) -> Path:
@@ -171,10 +171,10 @@ def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Pat
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.overlay-", dir=out.parent) as d:
         parts = Path(d)
         if cuts:  # one pass splits at the chosen keyframes by stream copy (exact: each cut is a keyframe)
-            _run_args(["-loglevel", "error", "-i", str(video), "-map", "0:v:0", "-c", "copy", "-f", "segment",
-                       "-segment_frames", ",".join(map(str, cuts)), "-reset_timestamps", "1", "-segment_format", "mp4",
-                       "-segment_format_options", "movflags=+negative_cts_offsets:use_editlist=0",
-                       str(parts / "seg%04d.mp4")], video)
+            run_ffmpeg_args(["-loglevel", "error", "-i", str(video), "-map", "0:v:0", "-c", "copy", "-f", "segment",
+                             "-segment_frames", ",".join(map(str, cuts)), "-reset_timestamps", "1", "-segment_format", "mp4",
+                             "-segment_format_options", "movflags=+negative_cts_offsets:use_editlist=0",
+                             str(parts / "seg%04d.mp4")], video)
         starts = [0, *cuts]
         ends = [*cuts, frames]
         pieces: list[Path] = []

@@ -86,8 +86,8 @@ def run_local(recipe: Recipe, job: Any, out: Path) -> RunResult:
 
 def _cut(src: Path, out: Path, start: float, seconds: float) -> Path:
     """`seconds` of `src` from `start` on, re-encoded without loss of note (then conformed)."""
-    media._run_args(["-y", "-ss", f"{float(start):.3f}", "-i", str(src), "-t", f"{float(seconds):.3f}", "-map", "0:v:0",
-                     "-an", "-c:v", "libx264", "-qp", "0", "-preset", "ultrafast", "-pix_fmt", "yuv444p", str(out)], src)
+    media.run_ffmpeg_args(["-y", "-ss", f"{float(start):.3f}", "-i", str(src), "-t", f"{float(seconds):.3f}", "-map", "0:v:0",
+                           "-an", "-c:v", "libx264", "-qp", "0", "-preset", "ultrafast", "-pix_fmt", "yuv444p", str(out)], src)
     return out
 
 
