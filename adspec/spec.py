@@ -131,6 +131,18 @@ def _known_models_message(kind: str, name: str) -> str:
     return f"unknown {kind} model '{name}'{hint}; known: {', '.join(names)}{alias_note}"
 
 
+def _known_model(v: str | None, info: ValidationInfo) -> str | None:
+    """A model name field (`image`, `video`, ...) must name a registry model of that kind."""
+    if v is None:
+        return v
+    kind = str(info.field_name)
+    try:
+        _registry().resolve(v, kind)
+    except KeyError:
+        raise ValueError(_known_models_message(kind, v)) from None
+    return v
+
+
 class Strict(BaseModel):
     # strict: a number is never silently a string nor a string a number ("7" for a seed, `2024`
     # for a title): the JSON Schema editors use says the same, and so does `adspec validate`
@@ -174,15 +186,7 @@ class Models(Strict):
             raise ValueError("must not be empty")
         return v
 
-    @field_validator("image", "video", "music", "voice")
-    @classmethod
-    def _known_model(cls, v: str, info: ValidationInfo) -> str:
-        kind = str(info.field_name)
-        try:
-            _registry().resolve(v, kind)
-        except KeyError:
-            raise ValueError(_known_models_message(kind, v)) from None
-        return v
+    _known = field_validator("image", "video", "music", "voice")(_known_model)
 
 
 class BeatModels(Strict):
@@ -194,17 +198,7 @@ class BeatModels(Strict):
     video: str | None = Field(None, description="this beat's image-to-video model; its clip lengths cut this beat",
                               json_schema_extra=_enum(_model_enum("video")))
 
-    @field_validator("image", "video")
-    @classmethod
-    def _known_model(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None:
-            return v
-        kind = str(info.field_name)
-        try:
-            _registry().resolve(v, kind)
-        except KeyError:
-            raise ValueError(_known_models_message(kind, v)) from None
-        return v
+    _known = field_validator("image", "video")(_known_model)
 
 
 def _beat_types() -> list[str]:
