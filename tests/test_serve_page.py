@@ -80,8 +80,11 @@ def test_live_page_updates_and_edits_one_beat(project: Project, browser: Browser
     with FakeReplicate(latency=0.05) as replicate, FakeOpenAI() as openai:
         replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 1.0  # chunks take a moment: the page shows them come
         replicate.unique_outputs = True  # a new storyboard is a new picture (so its chunks are new requests)
+        # one prediction at a time: the chunks finish a second apart, not all in the same instant
+        # (a page polled on a loaded machine could miss a moment with some done and some not)
         env = dict(ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL=replicate.base_url,
-                   REPLICATE_POLL_INTERVAL="0.02", OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=openai.base_url)
+                   REPLICATE_POLL_INTERVAL="0.02", OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=openai.base_url,
+                   ADSPEC_MAX_INFLIGHT="1")
         with Server(project, **env) as server:
             browser.open(f"{server.url}/ads/zip")
             assert _watch(browser, "s.state !== ''", timeout=30)[-1]["state"] == "not built"
