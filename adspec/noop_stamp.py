@@ -16,7 +16,11 @@ read" is, taken at the end of that run and compared again at the next start:
 ctime cannot be set back, so an edit never compares equal, even one restoring old bytes and
 mtime. Anything that may differ makes the normal run happen (it is the check, only slower), and
 the normal run writes a new stamp only if it too was a clean no-op. `ADSPEC_FAST_NOOP=0` turns
-this off. Only doit's `run` command is stamped or replayed."""
+this off. Only doit's `run` command is stamped or replayed.
+
+What the stamp cannot see: a file outside the specs and build folders that an up-to-date check
+only stats (never opens or lists) and no task declares as a file_dep. No check does that today
+(assets, fonts and logos are file_deps or hashed); a new check must keep to it."""
 
 from __future__ import annotations
 
