@@ -170,6 +170,9 @@ class _Watch:
         self.deps_start: dict[str, FileState] = {}
         self.output: list[str] = []
         self.executed = False
+        self.tasks: dict[str, Any] = {}
+        self.selected: list[str] = []
+        self.reported: set[str] = set()  # tasks doit reported as up to date, ignored, done or failed
         sys.addaudithook(self._event)
 
     def _event(self, event: str, args: tuple[Any, ...]) -> None:
@@ -203,18 +206,35 @@ class _Watch:
             with self.lock:
                 self.read.setdefault(path, state)
 
-    def note_tasks(self, tasks: dict[str, Any]) -> None:
-        """Every task's file_dep, as the run starts (doit checks them by stat, unseen by audit)."""
+    def note_tasks(self, tasks: dict[str, Any], selected: Sequence[str]) -> None:
+        """Every task's file_dep, as the run starts (doit checks them by stat, unseen by audit),
+        and what was asked for: a stamp needs every task it depends on to have been reported."""
+        self.tasks, self.selected = tasks, list(selected)
         for task in tasks.values():
             for dep in getattr(task, "file_dep", ()) or ():
                 p = os.path.abspath(dep)
                 self.deps_start.setdefault(p, _state(p))
 
+    def _complete(self) -> bool:
+        """Whether doit reported on every task the run asked for and everything they depend on
+        (a run stopped by Ctrl-C or SIGTERM ends through the reporter too, with tasks unasked)."""
+        todo, needed = list(self.selected), set()
+        while todo:
+            name = todo.pop()
+            if name in needed:
+                continue
+            needed.add(name)
+            task = self.tasks.get(name)
+            if task is None:  # a task created later than the run got to
+                return False
+            todo += [*task.task_dep, *task.setup_tasks, *getattr(task, "calc_dep", ())]
+        return needed <= self.reported
+
     def finish(self, clean: bool) -> None:
         """Write the stamp if this run was a clean no-op whose inputs did not move under it."""
         stamp = self.build_dir / STAMP_NAME
         try:
-            if not clean or self.executed:
+            if not clean or self.executed or not self._complete():
                 stamp.unlink(missing_ok=True)
                 return
             end: dict[str, FileState] = {}

@@ -257,7 +257,7 @@ class AdspecReporter:
         _interrupt_on_sigterm()
         self.tasks = tasks
         if self.watch is not None:
-            self.watch.note_tasks(tasks)
+            self.watch.note_tasks(tasks, selected_tasks)
         with self.lock:
             self._refresh_names()
         if self.live_mode:
@@ -284,6 +284,8 @@ class AdspecReporter:
 
     def add_success(self, task: Any) -> None:
         with self.lock:
+            if self.watch is not None:
+                self.watch.reported.add(task.name)
             got = self._state(task.name)
             if got is None:
                 return
@@ -311,6 +313,8 @@ class AdspecReporter:
 
     def add_failure(self, task: Any, fail: Any) -> None:
         with self.lock:
+            if self.watch is not None:
+                self.watch.reported.add(task.name)
             text = str(getattr(fail, "message", "") or fail.get_name())
             # one line per error (a spec's errors come several at once), each on one line
             message = "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip()) or fail.get_name()
@@ -338,6 +342,8 @@ class AdspecReporter:
 
     def skip_uptodate(self, task: Any) -> None:
         with self.lock:
+            if self.watch is not None:
+                self.watch.reported.add(task.name)
             if task.name[0] != "_" and self._console is None:
                 self.write(f"-- {task.title()}\n")
             got = self._state(task.name)
@@ -354,6 +360,8 @@ class AdspecReporter:
 
     def skip_ignore(self, task: Any) -> None:
         with self.lock:
+            if self.watch is not None:
+                self.watch.reported.add(task.name)
             if self._console is None:
                 self.write(f"!! {task.title()}\n")
             got = self._state(task.name)

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 _say(f"  {rows[-1]['cold_build_s']:.2f} s = {rows[-1]['x_realtime']:.3f} x realtime")
             _write(a.results, "offline", {"meta": meta, "rows": rows})
             summary["offline"] = {r["resolution"]: {k: r[k] for k in ("cold_build_s", "x_realtime", "cpu_s", "x_realtime_cpu_bound",
-                                                                       "stitch_plus_mix_s", "warm_noop_s", "warm_noop_check_s", "stitch", "peak_rss_mb")}
+                                                                       "stitch_plus_mix_s", "stitch_plus_mix_soft_captions_s", "warm_noop_s", "warm_noop_check_s", "stitch", "peak_rss_mb")}
                                   for r in rows}
         if "noop" in what:
             from .offline import noop_scaling

@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Any
 
+import yaml
+
 from .project import Project, Workspace, ad_names, read_json
 
 
@@ -29,6 +31,14 @@ def cold_build(ws: Workspace, resolution: str, jobs: int | None = None, duration
     warm = [project.doit().check() for _ in range(3)]  # the first writes the stamp, the others replay it
     assert all(not w.executed() for w in [*checked, *warm]), "warm rebuild executed tasks"
     stitch, mix = run.duration(f"stitch:{ad}") or 0.0, run.duration(f"mix:{ad}") or 0.0
+    # the same ad with its captions as a soft track only (`captions: {burn: false}`): a local edit
+    # that re-runs the mix alone, which then draws only the supers' seconds and copies the rest
+    spec_path = project.specs / f"{ad}.yaml"
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    spec["captions"] = {**(spec.get("captions") or {}), "burn": False}
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    soft = project.doit().check()
+    soft_mix = soft.duration(f"mix:{ad}")
     chunk_times = [run.duration(f"chunk:{ad}/{b['id']}/{k}") for b in plan["beats"] for k in range(len(b["clips"]))]
     return {
         "resolution": resolution,
@@ -45,6 +55,8 @@ def cold_build(ws: Workspace, resolution: str, jobs: int | None = None, duration
         "stitch_s": stitch,
         "mix_s": mix,
         "stitch_plus_mix_s": stitch + mix,
+        "stitch_plus_mix_soft_captions_s": stitch + soft_mix if soft_mix is not None else None,
+        "soft_captions_ran": soft.executed(),
         "chunk_task_s": {"mean": sum(chunk_times) / len(chunk_times), "max": max(chunk_times)},
         "plan_task_s": run.duration(f"plan:{ad}"),
         "stitch": _stitch_report(project, ad),

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Project, executed_tasks, small_spec
+from conftest import REPO, Project, executed_tasks, small_spec
 
 STAMP = ".adspec-noop.json"
 
@@ -92,6 +93,24 @@ def test_a_repeated_no_op_replays_until_anything_it_read_changes(project: Projec
     project.write_spec("zap", small_spec(seed=9))
     proc = project.doit()
     assert "mix:zap" in executed_tasks(proc.stdout)
+    settle(project)
+
+    # a run stopped while it asks the tasks (SIGTERM, as a cancelled CI job; Ctrl-C alike) leaves
+    # no stamp: it did not ask them all
+    assert (project.build / STAMP).exists()
+    for _ in range(5):
+        os.utime(spec)  # the next run asks every task
+        proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")], cwd=project.root,
+                                env=project.run_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("-- "):
+                proc.send_signal(signal.SIGTERM)
+                break
+        proc.stdout.read()
+        if proc.wait(timeout=60) != 0:  # stopped before the end (else it was faster than the signal)
+            break
+    assert proc.returncode != 0 and not (project.build / STAMP).exists()
     settle(project)
 
     # switched off
