@@ -1,8 +1,11 @@
 """Captions of the spoken lines: cues per phrase, timed to where the voice is.
 
 The usual broadcast/social rules: a cue holds at most 2 lines of about 42 characters and stays
-at least 1 s on screen; a cue never leaves its beat. Pure given the lines and how long each is
-spoken; SRT and WebVTT are written with the `srt` and `webvtt-py` libraries.
+at least 1 s on screen; a cue never leaves its beat. Widths are display columns: a Chinese,
+Japanese or Korean character takes two (21 to a line, near the 13–16 of those languages' own
+subtitle rules), and such text breaks between characters, where it has no spaces, and after its
+own punctuation (。、！？), never before it. Pure given the lines and how long each is spoken;
+SRT and WebVTT are written with the `srt` and `webvtt-py` libraries.
 """
 
 from __future__ import annotations
@@ -10,13 +13,14 @@ from __future__ import annotations
 import datetime
 import re
 import textwrap
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .build_files import Speech
 
-MAX_CHARS = 42  # per caption line
+MAX_CHARS = 42  # display columns per caption line (a wide CJK character is two)
 MAX_LINES = 2
 MIN_SECONDS = 1.0
 
@@ -41,33 +45,107 @@ class SpokenLine:
     text: str
 
 
+# CJK punctuation a line may end with but never start with (kinsoku); a pause after any of them
+_CLOSING = "、。，．！？；：」』）〉》】・…ー々"
+_PAUSE = "。、，！？；："
+
+
+def _wide(ch: str) -> bool:
+    return unicodedata.east_asian_width(ch) in ("W", "F")
+
+
+def width(text: str) -> int:
+    """Display columns: two for a wide (CJK) character, one for any other."""
+    return sum(2 if _wide(c) else 1 for c in text)
+
+
+def _tokens(text: str) -> list[str]:
+    """The units a line may break between: words, and each wide character on its own; a closing
+    mark joins what precedes it (a line may end with it, never start with it). A space is a
+    token of its own."""
+    out: list[str] = []
+    for run in re.findall(r"\s+|\S+", text):
+        if run.isspace():
+            out.append(" ")
+            continue
+        word = ""
+        for ch in run:
+            if ch in _CLOSING:
+                if word:
+                    word += ch
+                elif out and out[-1] != " ":
+                    out[-1] += ch
+                else:
+                    out.append(ch)
+            elif _wide(ch):
+                if word:
+                    out.append(word)
+                    word = ""
+                out.append(ch)
+            else:
+                word += ch
+        if word:
+            out.append(word)
+    return out
+
+
+def _wrap_tokens(text: str, limit: int) -> list[str]:
+    """Greedy lines of at most `limit` columns (a token longer than that is cut)."""
+    lines, cur = [], ""
+    for tok in _tokens(text):
+        if tok == " ":
+            cur = cur + " " if cur else cur
+            continue
+        if cur and width(cur.rstrip() + tok) > limit:
+            lines.append(cur.rstrip())
+            cur = ""
+        while width(tok) > limit:  # one unbreakable run wider than a line
+            cut = 1
+            while cut < len(tok) and width(tok[:cut + 1]) <= limit:
+                cut += 1
+            lines.append(tok[:cut])
+            tok = tok[cut:]
+        cur += tok
+    if cur.strip():
+        lines.append(cur.rstrip())
+    return lines
+
+
 def wrap(text: str) -> list[str]:
-    """Lines of at most MAX_CHARS; two lines are balanced (no orphan word on the second)."""
-    lines = textwrap.wrap(text, MAX_CHARS, break_long_words=True, break_on_hyphens=False)
+    """Lines of at most MAX_CHARS columns; two lines are balanced (no orphan word on the second)."""
+    if not any(_wide(c) for c in text):
+        lines = textwrap.wrap(text, MAX_CHARS, break_long_words=True, break_on_hyphens=False)
+        if len(lines) == 2:
+            for w in range((len(text) + 1) // 2, MAX_CHARS + 1):
+                balanced = textwrap.wrap(text, w, break_long_words=False, break_on_hyphens=False)
+                if len(balanced) == 2:
+                    return balanced
+        return lines
+    lines = _wrap_tokens(text, MAX_CHARS)
     if len(lines) == 2:
-        for width in range((len(text) + 1) // 2, MAX_CHARS + 1):
-            balanced = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
+        for w in range((width(text) + 1) // 2, MAX_CHARS + 1):
+            balanced = _wrap_tokens(text, w)
             if len(balanced) == 2:
                 return balanced
     return lines
 
 
 def phrases(text: str) -> list[str]:
-    """The line cut where a reader pauses (after . ! ? ; : , and dashes), each piece then cut
-    into pieces that wrap to at most MAX_LINES lines."""
-    parts = [p.strip() for p in re.split(r"(?<=[.!?;:,…])\s+|\s+[—–-]\s+", text) if p.strip()]
+    """The line cut where a reader pauses (after . ! ? ; : , and dashes, and after CJK's own
+    。、！？), each piece then cut into pieces that wrap to at most MAX_LINES lines."""
+    parts = [p.strip() for p in re.split(rf"(?<=[.!?;:,…])\s+|(?<=[{_PAUSE}])|\s+[—–-]\s+", text) if p.strip()]
     out: list[str] = []
     for part in parts:
-        words, cur = part.split(), ""
-        for word in words:
-            trial = f"{cur} {word}".strip()
-            if cur and len(wrap(trial)) > MAX_LINES:
-                out.append(cur)
-                cur = word
+        cur = ""
+        for tok in _tokens(part):
+            trial = (cur + tok) if tok != " " else cur + " "
+            if cur.strip() and tok != " " and len(wrap(trial.strip())) > MAX_LINES:
+                out.append(cur.strip())
+                cur = tok
             else:
                 cur = trial
-        if cur:
-            out.append(cur)
+        if cur.strip():
+            out.append(cur.strip())
     return out
 
 
