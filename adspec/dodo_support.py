@@ -17,6 +17,7 @@ from .errors import error_line
 from .fsutil import sweep_leftovers
 from .graph import default_run, task_creators
 from .noop_stamp import doit_command
+from .paths import STATE_DB
 from .progress import AdspecReporter
 from .runs import new_run_id
 from .tasknames import aggregate_ad, split_task
@@ -57,7 +58,7 @@ def doit_config(default_tasks: list[str] | None = None) -> dict[str, Any]:
         "reporter": AdspecReporter,
         # sqlite3: two doit processes at once must not corrupt the state DB (dbm.dumb would)
         "backend": "sqlite3",
-        "dep_file": str(settings.build_dir / ".doit.sqlite3"),
+        "dep_file": str(settings.build_dir / STATE_DB),
         "verbosity": 1,
         # a failed ad does not stop the others; doit still exits non-zero (CI: every ad gets its chance)
         "continue": True,

@@ -89,13 +89,18 @@ def inflight(provider: str) -> Iterator[None]:
         yield
 
 
+def cpu_jobs() -> int:
+    """Local media jobs at once: `ADSPEC_CPU_JOBS`, else one per core."""
+    return load_settings().cpu_jobs or cores()
+
+
 @contextmanager
 def cpu_slot() -> Iterator[None]:
     """Hold one core for local work for the duration of the block."""
     global _cpu_gate
     with _guard:
         if _cpu_gate is None:
-            _cpu_gate = threading.BoundedSemaphore(load_settings().cpu_jobs or cores())
+            _cpu_gate = threading.BoundedSemaphore(cpu_jobs())
         gate = _cpu_gate
     with _hold("cpu", gate):
         yield

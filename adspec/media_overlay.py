@@ -17,9 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .config import load_settings
 from .errors import MediaError
-from .limits import cores
+from .limits import cpu_jobs
 from .media import (
     Overlay,
     ffmpeg,
@@ -165,7 +164,7 @@ def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Pat
     spans = dirty_spans(overlays, keys, frames, fps)
     if not spans:
         raise MediaError(f"{video}: no overlay falls inside the video")
-    workers = load_settings().cpu_jobs or cores()
+    workers = cpu_jobs()
     spans = split_for_cores(spans, overlays, keys, fps, workers, min_frames=max(1, int(round(2 * fps))))
     cuts = sorted({c for span in spans for c in span} - {0, frames})
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.overlay-", dir=out.parent) as d:

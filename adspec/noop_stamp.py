@@ -29,18 +29,16 @@ import json
 import os
 import stat
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .fsutil import write_text_atomic
+from .paths import STATE_DB
 
 STAMP_NAME = ".adspec-noop.json"
 STAMP_VERSION = 1
 # changed by the shell between two identical commands, never read by a build
 _ENV_IGNORED = frozenset({"_", "OLDPWD", "SHLVL", "PWD"})
-# doit's state DB: written when the run ends (by sqlite, which Python's audit hooks do not see)
-_DB_PREFIX = ".doit.sqlite3"
 _LOADER_OPTIONS_WITH_VALUE = {"-f", "--file", "-d", "--dir"}
 _NOT_WATCHED = frozenset({STAMP_NAME, "__pycache__"})
 
@@ -161,7 +159,6 @@ class _Watch:
         self.build_dir = build_dir
         self.read: dict[str, FileState] = {}  # first seen state of every file opened or listed
         self.written: set[str] = set()  # files this run wrote, replaced or removed
-        self.lock = threading.Lock()
         self.start_trees: dict[str, FileState] = {}
         for root in self.roots:
             _tree(root, self.start_trees)
@@ -202,9 +199,7 @@ class _Watch:
         if writing:
             self.written.add(path)
         elif path not in self.read and not path.startswith(("/proc/", "/dev/", "/sys/")):
-            state = _state(path)
-            with self.lock:
-                self.read.setdefault(path, state)
+            self.read.setdefault(path, _state(path))  # atomic: workers' threads note at once
 
     def note_tasks(self, tasks: dict[str, Any], selected: Sequence[str]) -> None:
         """Every task's file_dep, as the run starts (doit checks them by stat, unseen by audit),
@@ -243,7 +238,8 @@ class _Watch:
             written = self.written
 
             def moved(path: str, before: FileState, after: FileState) -> bool:
-                return before != after and path not in written and not os.path.basename(path).startswith(_DB_PREFIX)
+                # doit's state DB is written as the run ends, by sqlite (unseen by the audit hook)
+                return before != after and path not in written and not os.path.basename(path).startswith(STATE_DB)
 
             if any(moved(p, self.start_trees.get(p), end.get(p)) for p in set(self.start_trees) | set(end)):
                 stamp.unlink(missing_ok=True)

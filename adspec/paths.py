@@ -11,6 +11,7 @@ from pathlib import Path
 BEATS_SUFFIX = ".beats.yaml"
 SPEC_SUFFIXES = (".yaml", ".yml")  # a spec is `<ad>.yaml` or `<ad>.yml`; its beat file takes the same ending
 BEATS_SUFFIXES = tuple(".beats" + s for s in SPEC_SUFFIXES)
+STATE_DB = ".doit.sqlite3"  # doit's state DB in the build folder (sqlite: two doit processes at once are safe)
 VARIANT_SEPARATOR = "@"  # `<spec>@<variant>`: the ad name of a variant (see adspec.variants)
 
 

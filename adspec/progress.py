@@ -251,6 +251,11 @@ class AdspecReporter:
                 return r
         return None
 
+    def _reported(self, task: Any) -> None:
+        """doit has said what became of `task` (the no-op stamp needs every asked task said)."""
+        if self.watch is not None:
+            self.watch.reported.add(task.name)
+
     # ---- doit's reporter interface ------------------------------------------------------------------
 
     def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
@@ -284,8 +289,7 @@ class AdspecReporter:
 
     def add_success(self, task: Any) -> None:
         with self.lock:
-            if self.watch is not None:
-                self.watch.reported.add(task.name)
+            self._reported(task)
             got = self._state(task.name)
             if got is None:
                 return
@@ -313,8 +317,7 @@ class AdspecReporter:
 
     def add_failure(self, task: Any, fail: Any) -> None:
         with self.lock:
-            if self.watch is not None:
-                self.watch.reported.add(task.name)
+            self._reported(task)
             text = str(getattr(fail, "message", "") or fail.get_name())
             # one line per error (a spec's errors come several at once), each on one line
             message = "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip()) or fail.get_name()
@@ -342,8 +345,7 @@ class AdspecReporter:
 
     def skip_uptodate(self, task: Any) -> None:
         with self.lock:
-            if self.watch is not None:
-                self.watch.reported.add(task.name)
+            self._reported(task)
             if task.name[0] != "_" and self._console is None:
                 self.write(f"-- {task.title()}\n")
             got = self._state(task.name)
@@ -360,8 +362,7 @@ class AdspecReporter:
 
     def skip_ignore(self, task: Any) -> None:
         with self.lock:
-            if self.watch is not None:
-                self.watch.reported.add(task.name)
+            self._reported(task)
             if self._console is None:
                 self.write(f"!! {task.title()}\n")
             got = self._state(task.name)
