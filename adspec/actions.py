@@ -29,11 +29,12 @@ from .errors import MediaError
 from .fsutil import atomic_path, write_if_changed, write_json_atomic
 from .languages import iso639_2
 from .media_overlay import burn_overlays
-from .media_requests import image_request, music_request, video_request
+from .media_requests import image_request, music_request, shown_seconds, video_request
 from .paths import AdPaths
 from .plan_file import FPS, AdPlan, plan_files
 from .progress import on_progress
 from .providers.base import MediaProvider, PlanProvider
+from .providers.offline import OfflineMedia
 from .providers.select import media_provider, plan_provider
 from .receipts import receipt_key, write_receipt
 from .recipes import Recipe
@@ -185,7 +186,9 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     paths = AdPaths.of(ctx.settings.build_dir, ad)
     beat = read_model(BeatInputs, paths.beat_inputs(beat_id))
     recipe = beat_video_recipe(ctx, ad, beat, index, paths)
-    seconds = beat.clips[index]
+    # a model's clip must last the length it was asked for; the offline render is drawn only as
+    # long as the ad shows it
+    seconds = recipe.params.get("shown", beat.clips[index]) if recipe.provider == OfflineMedia.name else beat.clips[index]
     what = f"{ad}/{beat_id} chunk {index} ({beat.video_model if recipe.provider != own_media.LOCAL else 'your own footage'})"
     task = task_name("chunk", ad, beat_id, index)
     fetched = paid_fetch(ctx, recipe, _runner(ctx, recipe, beat), video_verifier(what, seconds), suffix=".mp4", label=what,
@@ -202,9 +205,7 @@ def place_chunk(src: Path, target: Path, beat: BeatInputs, index: int) -> None:
     continuation's first frame exactly as the build would)."""
     # made stitch-ready here (copied if it already is): a live clip is re-encoded once, to the
     # part the beat uses, while other chunks are still being generated, not by every stitch
-    seconds = beat.clips[index]
-    used = min(seconds, beat.duration - sum(beat.clips[:index]))
-    media.conform_clip(src, target, width=beat.width, height=beat.height, fps=FPS, seconds=used,
+    media.conform_clip(src, target, width=beat.width, height=beat.height, fps=FPS, seconds=shown_seconds(beat, index),
                        keep_audio=bool(beat.native_audio))
 
 

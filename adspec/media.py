@@ -911,15 +911,18 @@ def camera_clip(
     x: str,
     y: str,
     with_audio: bool = False,
+    shown: float | None = None,
 ) -> Path:
     """Render exactly round(seconds*fps) frames of a zoompan camera move over a still, with our
-    encoder settings. `zoom`, `x`, `y` are zoompan expressions of `on` (see render.motion); the
-    still is usually pre-upscaled so zoompan's whole-pixel crops do not visibly jitter.
-    `with_audio` adds a silent AAC track (a stand-in for a model's native audio)."""
+    encoder settings, or only the first `shown` seconds of that move. `zoom`, `x`, `y` are
+    zoompan expressions of `on` (see render.motion); the still is usually pre-upscaled so
+    zoompan's whole-pixel crops do not visibly jitter. `with_audio` adds a silent AAC track (a
+    stand-in for a model's native audio)."""
     out = Path(out)
     frames = int(round(seconds * fps))
     if frames <= 0:
         raise MediaError(f"{out}: {seconds} s is less than one frame at {fps} fps")
+    drawn = frames if shown is None else max(1, min(frames, int(round(shown * fps))))
     v = (
         to_bt709(ffmpeg.input(str(src_png)))  # zoompan rescales every frame: 4:2:0 is 3x cheaper than RGB
         .filter("zoompan", z=zoom, x=x, y=y, d=frames, s=f"{width}x{height}", fps=fps)
@@ -927,10 +930,10 @@ def camera_clip(
         .filter("format", PIX_FMT)
     )
     v = _tag_bt709(v)
-    kwargs: dict[str, Any] = {**video_encoder_args(fps, (width, height)), "frames:v": frames, "f": "mp4"}
+    kwargs: dict[str, Any] = {**video_encoder_args(fps, (width, height)), "frames:v": drawn, "f": "mp4"}
     streams = [v]
     if with_audio:
-        streams.append(_audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], frames / fps))
+        streams.append(_audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], drawn / fps))
         kwargs.update(AUDIO_ENCODER_ARGS)
     with atomic_media(out) as tmp:
         run_ffmpeg_graph(ffmpeg.output(*streams, str(tmp), **kwargs), src_png)

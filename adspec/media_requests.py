@@ -70,7 +70,14 @@ def video_request(ad: str, beat: BeatInputs, index: int, paths: AdPaths) -> Vide
         first_frame=paths.first_frame(beat.id, index),
         native_audio=beat.native_audio,
         references=video_references(beat, index),
+        shown=shown_seconds(beat, index),
     )
+
+
+def shown_seconds(beat: BeatInputs, index: int) -> int:
+    """The seconds of chunk `index` the ad shows: all of it but for a beat's last chunk, which
+    may run past what the beat has left."""
+    return min(beat.clips[index], beat.duration - sum(beat.clips[:index]))
 
 
 def music_request(ad: str, music: MusicInputs) -> MusicRequest:

@@ -44,7 +44,10 @@ def cold_build(ws: Workspace, resolution: str, jobs: int | None = None, duration
         "resolution": resolution,
         "size": f"{plan['width']}x{plan['height']}",
         "seconds": plan["duration"],
-        "rendered_video_seconds": sum(sum(b["clips"]) for b in plan["beats"]),
+        # the offline render draws of each clip only what the ad shows (a beat's last chunk may be
+        # longer than the beat has left): the seconds of video drawn, not the clips' lengths
+        "rendered_video_seconds": sum(min(c, b["duration"] - sum(b["clips"][:k])) for b in plan["beats"]
+                                      for k, c in enumerate(b["clips"])),
         "jobs": jobs,
         "cold_build_s": run.wall,
         "x_realtime": run.wall / plan["duration"],

@@ -222,6 +222,31 @@ def test_stitch_of_offline_chunks_copies_them(tmp_path: Path, provider: OfflineM
     assert media.count_frames(report.out) == round(4.5 * FPS)
 
 
+def test_a_beats_last_chunk_is_drawn_only_as_long_as_it_is_shown(tmp_path: Path, provider: OfflineMedia,
+                                                                  storyboard: Path) -> None:
+    whole_req = _video_req(storyboard, seconds=3, prompt="slow push in")
+    whole = provider.video_recipe(whole_req)
+    assert provider.video_recipe(replace(whole_req, shown=3)).key == whole.key  # all of it shown: the same recipe
+    part = provider.video_recipe(replace(whole_req, shown=1))
+    assert part.key != whole.key and part.params["shown"] == 1 and part.params["seconds"] == 3
+    outs = {}
+    for name, rec in (("whole", whole), ("part", part)):
+        outs[name] = tmp_path / f"{name}.mp4"
+        provider.run(rec, NullJob(), outs[name])
+    assert media.count_frames(outs["part"]) == FPS and media.count_frames(outs["whole"]) == 3 * FPS
+    assert media.same_encoder(outs["part"], FPS)
+    # the same move as the whole clip's first second (not the whole move squeezed into one)
+    a = media.last_frame(outs["part"], tmp_path / "a.png")
+    b = tmp_path / "b.png"
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-y", "-i", str(outs["whole"]), "-vf", f"select=eq(n\\,{FPS - 1})",
+                    "-frames:v", "1", str(b)], check=True)
+    moved_to_end = media.last_frame(outs["whole"], tmp_path / "c.png")
+    assert np.abs(_pixels(a) - _pixels(b)).mean() < 2 < np.abs(_pixels(a) - _pixels(moved_to_end)).mean()
+    # the stitch copies it whole
+    report = media.concat([(outs["part"], 1)], tmp_path / "v.mp4", width=W, height=H, fps=FPS)
+    assert report.copied == [outs["part"]] and not report.cut and not report.reencoded
+
+
 # ---- music --------------------------------------------------------------------------------
 
 

@@ -56,6 +56,10 @@ class VideoRequest:
     #: the images of what the beat shows, when this chunk carries them (the registry's `references:`
     #: rule of the model holds for it: see registry.chunk_references); () for every other chunk
     references: tuple[Path, ...] = ()
+    #: the seconds of the clip the ad shows (the stitch cuts the rest): the last chunk of a beat may
+    #: be longer than the beat has left. A model is asked for `seconds` (its clip lengths); a free
+    #: renderer draws only these. None: all of it
+    shown: int | None = None
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,9 @@ class OfflineMedia:
             raise ProviderError(f"offline video: fps {req.fps} is outside {MIN_FPS}..{MAX_FPS}", retryable=False)
         if req.seconds <= 0:
             raise ProviderError(f"offline video: clip length {req.seconds} s must be positive", retryable=False)
+        # only the seconds the ad shows are drawn (a beat's last chunk may run past its end), of
+        # the same move as the whole clip's: the stitch copies it whole, no frame is thrown away
+        shown = {} if req.shown is None or req.shown >= req.seconds else {"shown": max(1, req.shown)}
         return Recipe(
             provider=self.name,
             kind="video",
@@ -103,6 +106,7 @@ class OfflineMedia:
                 "move": motion.camera_move(req.prompt),
                 "strength": motion.move_strength(req.prompt),
                 "seconds": req.seconds,
+                **shown,
                 "fps": req.fps,
                 "width": req.width,
                 "height": req.height,
@@ -219,4 +223,4 @@ class OfflineMedia:
             src = Path(tmp) / "still.png"
             big.save(src, format="PNG", compress_level=1)
             media.camera_clip(src, out, width=width, height=height, fps=fps, seconds=seconds, zoom=zoom, x=x, y=y,
-                              with_audio=bool(p.get("audio")))
+                              with_audio=bool(p.get("audio")), shown=p.get("shown"))
