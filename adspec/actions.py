@@ -7,11 +7,13 @@ written atomically, and every generated artifact gets a receipt beside it.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import shutil
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -257,12 +259,15 @@ def make_mix(ad: str) -> None:
     with speech_parts(paths) as parts, text_overlays(paths) as (texts, layout), \
             tempfile.TemporaryDirectory(prefix=".drawn-", dir=paths.final.parent) as drawn:
         overlays = [*texts, *parts.overlays]  # captions over supers
-        # only the seconds under words are encoded again; the rest of the picture is copied
-        picture = burn_overlays(paths.video, overlays, Path(drawn) / "video.mp4") if overlays else None
-        media.mix(paths.video, music, paths.final, seconds=float(timeline.duration),
-                  native_audio=timeline.native_audio, voices=parts.voices, duck=parts.duck,
-                  subtitles=parts.subtitles, subtitle_language=iso639_2(str(layout.get("language") or "en")),
-                  picture=picture)
+        # only the seconds under words are encoded again; the rest of the picture is copied. The
+        # words are drawn while the sound is mixed (each ffmpeg holds a core: limits.cpu_slot)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            picture = pool.submit(contextvars.copy_context().run, burn_overlays, paths.video, overlays,
+                                  Path(drawn) / "video.mp4") if overlays else None
+            media.mix(paths.video, music, paths.final, seconds=float(timeline.duration),
+                      native_audio=timeline.native_audio, voices=parts.voices, duck=parts.duck,
+                      subtitles=parts.subtitles, subtitle_language=iso639_2(str(layout.get("language") or "en")),
+                      picture=picture)
         # where words were drawn: the text layer's record, the burned captions beside it, and the
         # same boxes in the delivery checks' form (safe zones)
         layout["texts"] += caption_layout(parts.overlays, parts.cues)

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import wave
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -746,11 +747,12 @@ def mix(
     duck: Sequence[tuple[float, float]] = (),
     subtitles: Path | None = None,
     subtitle_language: str = "eng",
-    picture: str | Path | None = None,
+    picture: str | Path | Future[Path] | None = None,
 ) -> Path:
     """The final ad: video stream COPIED (from `picture` when given: the video with words drawn
     by `media_overlay`, which has no sound; `video` still gives the native sound), audio built to
-    exactly `seconds`.
+    exactly `seconds`. A `picture` still being drawn (a Future) is waited for after the sound is
+    made, so the two are made at once.
 
     Music is trimmed/padded to `seconds`, faded in 0.5 s / out 1.5 s. With `native_audio` and a
     video that has audio, the music is ducked under it (sidechaincompress) and mixed; with no
@@ -828,6 +830,8 @@ def mix(
                 break
             extra -= peak - (FINAL_TRUE_PEAK - 0.3)
 
+        if isinstance(picture, Future):
+            picture = picture.result()
         kwargs: dict[str, Any] = {"t": seconds, "f": "mp4", "c:v": "copy", "c:a": "copy", **MP4_ARGS}
         streams = [ffmpeg.input(str(picture or video))["v:0"], ffmpeg.input(str(track))["a:0"]]
         if subtitles is not None:
