@@ -31,7 +31,7 @@ from .errors import MediaError
 from .fsutil import atomic_path, write_if_changed, write_json_atomic
 from .languages import iso639_2
 from .media_overlay import burn_overlays
-from .media_requests import image_request, music_request, shown_seconds, video_request
+from .media_requests import beat_chunk_references, image_request, music_request, shown_seconds, video_request
 from .paths import AdPaths
 from .plan_file import FPS, AdPlan, plan_files
 from .progress import on_progress
@@ -193,6 +193,9 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     seconds = recipe.params.get("shown", beat.clips[index]) if recipe.provider == OfflineMedia.name else beat.clips[index]
     what = f"{ad}/{beat_id} chunk {index} ({beat.video_model if recipe.provider != own_media.LOCAL else 'your own footage'})"
     task = task_name("chunk", ad, beat_id, index)
+    refused = beat_chunk_references(beat).why_not if index == 0 and beat.references else None
+    if refused:  # as validate and the estimate say it: what the beat shows is not sent, and why
+        log.warning("%s/%s: %s", ad, beat_id, refused)
     fetched = paid_fetch(ctx, recipe, _runner(ctx, recipe, beat), video_verifier(what, seconds), suffix=".mp4", label=what,
                          ad=ad, task=task)
     target = paths.chunk(beat_id, index)

@@ -1,6 +1,6 @@
 """`python -m bench [what ...]`: run the benchmarks, write JSON results and PNG plots.
 
-    python -m bench                      # everything (< 5 min on 2 cores)
+    python -m bench                      # everything (~20 min on 2 cores, most of it the 50-ad build)
     python -m bench makespan edit        # live mode on the fakes: makespan, speed-up, edit cost
     python -m bench offline              # offline cold build at 720p and 1080p, stitch + mix, memory
     python -m bench noop                 # no-op doit (and adspec estimate) for 1..100 ads, memory

@@ -399,10 +399,14 @@ def test_a_9x16_veo_ad_sends_no_references_and_says_why(live) -> None:
            "images (product)" in warned[0], warned
     est = json.loads(project.adspec("estimate", "--json", "zip").stdout)
     assert f"maya: its video is made without its reference images (maya): {why}" in est["ads"][0]["notes"]
-    project.doit()
+    proc = project.doit()
     sent = veo_inputs(replicate)
     assert len(sent) == 4 and all("reference_images" not in i and "image" in i for i in sent.values()), sent
     assert all(i["aspect_ratio"] == "9:16" for i in sent.values())
+    # the build says so too, one line for each beat (as its first chunk is made)
+    said = sorted(line for line in (proc.stdout + proc.stderr).splitlines() if why in line)
+    assert [line.split(": ")[0] for line in said] == ["zip/bag", "zip/maya"], said
+    assert said[0] == f"zip/bag: its video is made without its reference images (product): {why}", said
 
 
 def test_planners_fill_shows_from_the_library_and_validate_checks_names(project: Project) -> None:
