@@ -8,8 +8,10 @@ any input bytes.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -176,7 +178,27 @@ def _yaml_error(e: yaml.YAMLError, text: str, shown: str) -> SpecError:
 
 
 def _parse_yaml(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dict[Loc, int]]:
-    """bytes -> (top-level mapping, lines by location). SpecError for anything else."""
+    """bytes -> (top-level mapping, lines by location). SpecError for anything else.
+
+    A file is read several times while an ad is checked and planned (the spec, its beat file, the
+    rules' warnings), and this composer is pure Python (it records every node's line): the same
+    bytes are parsed once per process (files up to _CACHED_BYTES: what a long-running studio
+    keeps stays small), and each caller gets its own copy."""
+    if len(data) > _CACHED_BYTES:
+        return _parse_yaml_once(data, shown, what)
+    value, lines = _parsed_yaml(data, shown, what)
+    return copy.deepcopy(value), dict(lines)
+
+
+_CACHED_BYTES = 32 * 1024  # a spec or beat file is a few kB
+
+
+@lru_cache(maxsize=64)
+def _parsed_yaml(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dict[Loc, int]]:
+    return _parse_yaml_once(data, shown, what)
+
+
+def _parse_yaml_once(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dict[Loc, int]]:
     if len(data) > MAX_BYTES:
         raise SpecError(shown, None, None, f"file is larger than {MAX_BYTES // 1024} KiB; is this really a {what}?")
     try:

@@ -440,3 +440,23 @@ def test_json_schema_round_trip(tmp_path: Path) -> None:
         assert BeatFile.model_validate(yaml.safe_load(p.with_name(p.stem + ".beats.yaml").read_text()))
     written = write_schemas(tmp_path / "schema")
     assert [w.name for w in written] == ["spec.schema.json", "beats.schema.json"]
+
+
+def test_a_file_parsed_once_per_process_gives_every_caller_its_own_copy() -> None:
+    """The loader parses the same bytes once (adspec.loader._parse_yaml); one caller changing
+    what it got never changes what the next one reads, and a prompt compiled once renders each
+    context on its own, its unknown variables still refused."""
+    from adspec.library import TemplateProblem, render_template
+    from adspec.loader import _parse_yaml
+
+    data = b"prompt: a runner at dawn\nduration: 15\nbrand:\n  name: Zip\n"
+    first, lines = _parse_yaml(data, "specs/a.yaml", "spec")
+    first["brand"]["name"] = "changed"
+    lines.clear()
+    again, lines_again = _parse_yaml(data, "specs/a.yaml", "spec")
+    assert again["brand"]["name"] == "Zip" and lines_again[("brand", "name")] == 4
+    text = "{{ product }} on a trail at {{ time }}"
+    assert render_template(text, {"product": "the bag", "time": "dawn"}) == "the bag on a trail at dawn"
+    assert render_template(text, {"product": "the shoe", "time": "dusk"}) == "the shoe on a trail at dusk"
+    with pytest.raises(TemplateProblem, match="unknown variable 'time'"):
+        render_template(text, {"product": "the bag"})
