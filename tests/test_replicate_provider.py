@@ -442,6 +442,8 @@ def test_chunks_without_references_are_asked_as_before(provider, tmp_path):
                            aspect_ratio=aspect, width=size[0], height=size[1], fps=REG.models[model].fps, seed=3,
                            first_frame=first, native_audio=False)
         assert provider.video_recipe(req).key == key, (model, aspect, seconds)
+        # how much of the clip the ad shows is never sent: a model is asked its whole clip
+        assert provider.video_recipe(dataclasses.replace(req, shown=1)).key == key, (model, aspect, seconds)
 
     paths = AdPaths.of(tmp_path / "build", "zip")
     photo = _photo(tmp_path / "bag.png", (200, 120, 30))
