@@ -112,19 +112,18 @@ def _wrap_tokens(text: str, limit: int) -> list[str]:
 
 
 def wrap(text: str) -> list[str]:
-    """Lines of at most MAX_CHARS columns; two lines are balanced (no orphan word on the second)."""
-    if not any(_wide(c) for c in text):
-        lines = textwrap.wrap(text, MAX_CHARS, break_long_words=True, break_on_hyphens=False)
-        if len(lines) == 2:
-            for w in range((len(text) + 1) // 2, MAX_CHARS + 1):
-                balanced = textwrap.wrap(text, w, break_long_words=False, break_on_hyphens=False)
-                if len(balanced) == 2:
-                    return balanced
-        return lines
-    lines = _wrap_tokens(text, MAX_CHARS)
+    """Lines of at most MAX_CHARS columns; two lines are balanced (no orphan word on the second).
+    Text without wide characters is cut by `textwrap` (English cues stay what they were), text
+    with them between its tokens (`_wrap_tokens`)."""
+    def cut(limit: int, long_words: bool) -> list[str]:
+        if any(_wide(c) for c in text):
+            return _wrap_tokens(text, limit)
+        return textwrap.wrap(text, limit, break_long_words=long_words, break_on_hyphens=False)
+
+    lines = cut(MAX_CHARS, True)
     if len(lines) == 2:
         for w in range((width(text) + 1) // 2, MAX_CHARS + 1):
-            balanced = _wrap_tokens(text, w)
+            balanced = cut(w, False)
             if len(balanced) == 2:
                 return balanced
     return lines

@@ -101,8 +101,6 @@ def _check_ast(ast: nodes.Template) -> None:
 
 
 def _parse(text: str) -> nodes.Template:
-    if not isinstance(text, str):
-        raise TemplateProblem("template must be text")
     if len(text) > MAX_TEMPLATE_CHARS:
         raise TemplateProblem(f"template is longer than {MAX_TEMPLATE_CHARS} characters")
     try:
