@@ -232,13 +232,7 @@ def make_stitch(ad: str) -> None:
     settings = load_settings()
     paths = AdPaths.of(settings.build_dir, ad)
     timeline = read_model(Timeline, paths.timeline)
-    items = []
-    for beat in timeline.beats:
-        left = beat.duration
-        for index, clip in enumerate(beat.clips):
-            use = min(clip, left)
-            items.append(media.ConcatItem(paths.chunk(beat.id, index), float(use)))
-            left -= use
+    items = [media.ConcatItem(paths.chunk(beat, index), float(use)) for beat, index, use in timeline.shown_clips()]
     report = media.concat(
         items,
         paths.video,
@@ -263,14 +257,16 @@ def make_mix(ad: str) -> None:
             tempfile.TemporaryDirectory(prefix=".drawn-", dir=paths.final.parent) as drawn:
         overlays = [*texts, *parts.overlays]  # captions over supers
         # only the seconds under words are encoded again; the rest of the picture is copied. The
-        # words are drawn while the sound is mixed (each ffmpeg holds a core: limits.cpu_slot)
+        # words are drawn while the sound is mixed (each ffmpeg holds a core: limits.cpu_slot);
+        # what the last mix drew and its sound are reused where their inputs are the same
         with ThreadPoolExecutor(max_workers=1) as pool:
             picture = pool.submit(contextvars.copy_context().run, burn_overlays, paths.video, overlays,
-                                  Path(drawn) / "video.mp4") if overlays else None
+                                  Path(drawn) / "video.mp4", anchors=clip_starts(timeline),
+                                  keep=paths.mix_parts) if overlays else None
             media.mix(paths.video, music, paths.final, seconds=float(timeline.duration),
                       native_audio=timeline.native_audio, voices=parts.voices, duck=parts.duck,
                       subtitles=parts.subtitles, subtitle_language=iso639_2(str(layout.get("language") or "en")),
-                      picture=picture)
+                      picture=picture, keep=paths.mix_parts)
         # where words were drawn: the text layer's record, the burned captions beside it, and the
         # same boxes in the delivery checks' form (safe zones)
         layout["texts"] += caption_layout(parts.overlays, parts.cues)
@@ -284,6 +280,15 @@ def make_mix(ad: str) -> None:
 
     if provenance.enabled():  # the C2PA manifest from the receipts (local: nothing paid, no recipe changes)
         provenance.sign_file(paths.final, paths, ad, settings.build_dir)
+
+
+def clip_starts(timeline: Timeline) -> list[float]:
+    """Where each clip begins in the stitched video, in seconds."""
+    starts, at = [], 0
+    for _beat, _index, use in timeline.shown_clips():
+        starts.append(float(at))
+        at += use
+    return starts
 
 
 @contextmanager

@@ -329,6 +329,18 @@ class Timeline:
     def to_json(self) -> dict[str, Any]:
         return _to_json(self)
 
+    def shown_clips(self) -> list[tuple[str, int, int]]:
+        """(beat id, chunk index, seconds shown) of every clip, in the order the stitch joins
+        them: a beat's last clip is cut to what the beat has left."""
+        out = []
+        for beat in self.beats:
+            left = beat.duration
+            for index, clip in enumerate(beat.clips):
+                use = min(clip, left)
+                out.append((beat.id, index, use))
+                left -= use
+        return out
+
 
 @dataclass(frozen=True)
 class SpokenLineEntry:

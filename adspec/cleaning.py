@@ -1,6 +1,6 @@
 """`doit clean`: remove the files adspec's tasks made, and say so in status.json.
 
-Only targets are removed (the files the ad's tasks declare); receipts, the request cache, beat
+Only targets are removed (the files the ad's tasks declare, and the mix's kept pieces); receipts, the request cache, beat
 files and anything else in build/ stay, so the next `doit` rebuilds from the cache and pays
 nothing, and a file adspec did not make is never touched. (Which files an ad's tasks make is the
 graph's to say: graph.ad_targets, graph.clean_ad.)"""
@@ -8,6 +8,7 @@ graph's to say: graph.ad_targets, graph.clean_ad.)"""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -22,6 +23,14 @@ def remove_files(paths: Iterable[str], dryrun: bool = False) -> None:
             print(f"removing file '{path}'")
             if not dryrun:
                 os.remove(path)
+
+
+def remove_folder(path: str, dryrun: bool = False) -> None:
+    """doit clean action: remove a folder of kept intermediates (the mix's drawn pieces)."""
+    if os.path.isdir(path):
+        print(f"removing dir '{path}'")
+        if not dryrun:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def mark_cleaned(build_dir: str, ad: str, dryrun: bool = False) -> None:

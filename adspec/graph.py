@@ -288,7 +288,8 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                     + [f for f in ((plan.brand_kit or {}).get(k) for k in ("logo", "font")) if f],  # the kit's files
         "targets": made,
         # cleaning the final says so in status.json (not "done" with no final)
-        "clean": [(cleaning.remove_files, [made]), (cleaning.mark_cleaned, [str(build_dir), ad])],
+        "clean": [(cleaning.remove_files, [made]), (cleaning.remove_folder, [str(paths.mix_parts)]),
+                  (cleaning.mark_cleaned, [str(build_dir), ad])],
         "task_dep": [task_name("stitch", ad), task_name("music", ad), *[task_name("voice", ad, b.id) for b in plan.voiced]],
     }, "mix", ad)
     yield from delivery_tasks(ad, plan, build_dir)
@@ -376,7 +377,7 @@ def unplanned_tasks(ad: str, build_dir: Path) -> Iterator[Task]:
                   "targets": [str(paths.music)], "clean": True}, "music", ad)
     yield member({"basename": task_name("mix", ad), "doc": f"final mix of {ad} {later}", "actions": None,
                   "task_dep": [task_name("stitch", ad), task_name("music", ad)], "targets": [str(paths.final)],
-                  "clean": [(cleaning.remove_files, [[str(paths.final)]]),
+                  "clean": [(cleaning.remove_files, [[str(paths.final)]]), (cleaning.remove_folder, [str(paths.mix_parts)]),
                             (cleaning.mark_cleaned, [str(build_dir), ad])]}, "mix", ad)
     yield member({"basename": task_name("check", ad), "doc": f"delivery checks of {ad} {later}", "actions": None,
                   "task_dep": [task_name("mix", ad)], "targets": [str(paths.checks)], "clean": True}, "check", ad)

@@ -19,17 +19,19 @@ import subprocess
 import tempfile
 import wave
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from .config import load_settings
 from .data_yaml import load_data
 from .errors import MediaError
+from .file_locks import locked
 from .fsutil import atomic_path
+from .hashing import sha256_file, sha256_json
 from .limits import cpu_slot
 from .redact import child_env
 
@@ -748,6 +750,7 @@ def mix(
     subtitles: Path | None = None,
     subtitle_language: str = "eng",
     picture: str | Path | Future[Path] | None = None,
+    keep: Path | None = None,
 ) -> Path:
     """The final ad: video stream COPIED (from `picture` when given: the video with words drawn
     by `media_overlay`, which has no sound; `video` still gives the native sound), audio built to
@@ -763,7 +766,8 @@ def mix(
     (ebur128), the second applies the gain and encodes AAC 48 kHz stereo (3x faster than a
     one-pass dynamic `loudnorm`, and the music's dynamics are left alone). With neither music nor
     native audio nor voice the track is silent (every final has an audio stream, so players and
-    platforms treat all ads alike)."""
+    platforms treat all ads alike). With `keep` (a folder of the ad's) the sound is kept there by
+    what it was made from, and the next mix with the same music, lines and times reuses it."""
     out = Path(out)
     vinfo = probe(video)
     if not vinfo.has_video:
@@ -799,36 +803,26 @@ def mix(
         return _audio_chain(mixed, seconds)
 
     sound = music is not None or native or bool(voices)
-    gain = _gain_db(*_measure(audio(ffmpeg.input(str(video))), out)) if sound else 0.0
+    # the sound alone follows from the music, the lines and their times (not from the picture, but
+    # for a native track): kept, an edit that remakes a clip mixes no sound again
+    kept = keep / f"sound-{_sound_key(music, voices, duck, seconds)}.m4a" if keep and sound and not native else None
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.mix-", dir=out.parent) as d:
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.mix-", dir=out.parent) as d, ExitStack() as held:
         track = Path(d) / "audio.m4a"
-
-        def write_audio(extra_db: float) -> None:
-            if sound:
-                # a limiter, run at 192 kHz so it sees the peaks between samples, keeps them
-                # under PEAK_CEILING before the encoder
-                limited = (audio(ffmpeg.input(str(video))).filter("volume", f"{gain + extra_db:.2f}dB")
-                           .filter("aresample", 192000)
-                           .filter("alimiter", limit=f"{10 ** (PEAK_CEILING / 20):.4f}", attack=1, release=50,
-                                   level="false"))
-                a = _audio_chain(limited, seconds)
-            else:
-                a = _audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], seconds)
-            run_ffmpeg_graph(ffmpeg.output(a, str(track), t=seconds, f="mp4", **MP4_ARGS, **AUDIO_ENCODER_ARGS), out)
-
-        # AAC can lift true peaks by a few dB on dense, loud material (measured: +3.7 dB on
-        # noise): the encoded track is measured, and written again a little quieter while it is
-        # over the ceiling. Only the sound is written again: the video is muxed once, below.
-        extra = 0.0
-        for _ in range(3):
-            write_audio(extra)
-            if not sound:
-                break
-            _, peak = _measure(ffmpeg.input(str(track))["a:0"], out)
-            if peak <= FINAL_TRUE_PEAK:
-                break
-            extra -= peak - (FINAL_TRUE_PEAK - 0.3)
+        if kept is not None:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(locked(kept.parent / ".sound.lock", wait=True))
+        if kept is not None and kept.exists():
+            track = kept
+        else:
+            _write_sound(video, track, audio if sound else None, seconds, out)
+            if kept is not None:
+                os.replace(track, kept)
+                track = kept
+        if kept is not None:
+            for old in kept.parent.glob("sound-*.m4a"):
+                if old != kept:
+                    old.unlink(missing_ok=True)
 
         if isinstance(picture, Future):
             picture = picture.result()
@@ -840,6 +834,58 @@ def mix(
         with atomic_media(out) as tmp:
             run_ffmpeg_graph(ffmpeg.output(*streams, str(tmp), **kwargs), out)
     return out
+
+
+#: bump when the sound is made differently: a kept sound of the old making is not reused
+_SOUND_VERSION = 1
+
+
+def _sound_key(music: str | Path | None, voices: Sequence[tuple[Path, float]], duck: Sequence[tuple[float, float]],
+               seconds: float) -> str:
+    """What a mix's sound (without a native track) follows from: the files, their times, the levels."""
+    return sha256_json({
+        "sound": _SOUND_VERSION,
+        "music": sha256_file(music) if music is not None else None,
+        "voices": [[sha256_file(path), f"{start:.3f}"] for path, start in voices],
+        "duck": duck_expression(duck),
+        "seconds": f"{seconds:.3f}",
+        "levels": [LOUDNESS_TARGET, TRUE_PEAK, PEAK_CEILING, FINAL_TRUE_PEAK, BED_UNDER_VOICE_DB],
+        "encoder": AUDIO_ENCODER_ARGS,
+    })
+
+
+def _write_sound(video: str | Path, track: Path, audio: Callable[[Any], Any] | None, seconds: float,
+                 what: Path) -> None:
+    """The ad's sound at `track` (AAC in MP4), normalised: `audio` builds the mix from an input
+    of `video` (its native sound); None writes silence."""
+
+    def write_audio(gain_db: float) -> None:
+        if audio is not None:
+            # a limiter, run at 192 kHz so it sees the peaks between samples, keeps them
+            # under PEAK_CEILING before the encoder
+            limited = (audio(ffmpeg.input(str(video))).filter("volume", f"{gain_db:.2f}dB")
+                       .filter("aresample", 192000)
+                       .filter("alimiter", limit=f"{10 ** (PEAK_CEILING / 20):.4f}", attack=1, release=50,
+                               level="false"))
+            a = _audio_chain(limited, seconds)
+        else:
+            a = _audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], seconds)
+        run_ffmpeg_graph(ffmpeg.output(a, str(track), t=seconds, f="mp4", **MP4_ARGS, **AUDIO_ENCODER_ARGS), what)
+
+    if audio is None:
+        write_audio(0.0)
+        return
+    gain = _gain_db(*_measure(audio(ffmpeg.input(str(video))), what))
+    # AAC can lift true peaks by a few dB on dense, loud material (measured: +3.7 dB on
+    # noise): the encoded track is measured, and written again a little quieter while it is
+    # over the ceiling. Only the sound is written again: the video is muxed once, after it.
+    extra = 0.0
+    for _ in range(3):
+        write_audio(gain + extra)
+        _, peak = _measure(ffmpeg.input(str(track))["a:0"], what)
+        if peak <= FINAL_TRUE_PEAK:
+            break
+        extra -= peak - (FINAL_TRUE_PEAK - 0.3)
 
 
 # ---- speech ------------------------------------------------------------------------------------

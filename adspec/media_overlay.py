@@ -14,13 +14,17 @@ from __future__ import annotations
 import struct
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .errors import MediaError
+from .file_locks import locked
+from .hashing import sha256_file, sha256_file_memo, sha256_json
 from .limits import cpu_jobs
 from .media import (
     Overlay,
+    atomic_media,
     ffmpeg,
     join_by_copy,
     probe,
@@ -112,15 +116,27 @@ def dirty_spans(overlays: Sequence[Overlay], keys: Sequence[int], frames: int, f
 
 
 def split_for_cores(spans: Sequence[tuple[int, int]], overlays: Sequence[Overlay], keys: Sequence[int], fps: float,
-                    parts: int, min_frames: int) -> list[tuple[int, int]]:
-    """The spans cut at keyframes into up to `parts` pieces of about equal length each (none
-    shorter than `min_frames`), so their encodes run on every core at once; never inside a fading
-    overlay (its fade is drawn whole in one piece), while a cut one is drawn in both pieces."""
+                    parts: int, min_frames: int, anchors: Sequence[int] = ()) -> list[tuple[int, int]]:
+    """The spans cut at keyframes into pieces: first at the `anchors` (where the stitch put a
+    clip: an edit that remakes one clip then leaves every other piece as it was), then, while
+    there are fewer pieces than `parts`, each cut into about equal lengths (none shorter than
+    `min_frames`) so their encodes run on every core at once. Never inside a fading overlay (its
+    fade is drawn whole in one piece), while a cut one is drawn in both pieces."""
     fading = [(o.start * fps, o.end * fps) for o in overlays if o.fade > 0]
-    pieces: list[tuple[int, int]] = []
+
+    def cuttable(k: int) -> bool:
+        return not any(s < k < e for s, e in fading)
+
+    at_anchors: list[tuple[int, int]] = []
+    marks = sorted(set(anchors) & set(keys))
     for a, b in spans:
-        n = max(1, min(parts, (b - a) // max(1, min_frames)))
-        inner = [k for k in keys if a + min_frames <= k <= b - min_frames and not any(s < k < e for s, e in fading)]
+        bounds = [a, *(k for k in marks if a < k < b and cuttable(k)), b]
+        at_anchors += list(zip(bounds, bounds[1:]))
+    each = -(-parts // max(1, len(at_anchors)))  # ceil: how many pieces each should become
+    pieces: list[tuple[int, int]] = []
+    for a, b in at_anchors:
+        n = max(1, min(each, (b - a) // max(1, min_frames)))
+        inner = [k for k in keys if a + min_frames <= k <= b - min_frames and cuttable(k)]
         cuts: list[int] = []
         for i in range(1, n):
             ideal = a + (b - a) * i / n
@@ -153,26 +169,57 @@ def _draw(piece: Path, out: Path, overlays: Sequence[Overlay], offset: float, fp
     run_ffmpeg_graph(ffmpeg.output(to_bt709(v), str(out), **kwargs), out)
 
 
-def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Path) -> Path:
+#: bump when `_draw` draws differently: a kept piece of the old drawing is not reused
+_DRAW_VERSION = 1
+
+
+def _piece_key(seg: Path, overlays: Sequence[Overlay], offset: float, fps: float, size: tuple[int, int],
+               frames: int) -> str:
+    """Everything a drawn piece's bytes follow from (its encode is repeatable: `_X264_THREADS`):
+    the piece of video, each overlay's picture, place and time within the piece, the encoder."""
+    return sha256_json({
+        "draw": _DRAW_VERSION,
+        "video": sha256_file(seg),
+        "overlays": [[sha256_file_memo(o.png), o.x, o.y, f"{o.start - offset:.3f}", f"{o.end - offset:.3f}",
+                      f"{o.fade:.3f}"] for o in overlays],
+        "fps": fps, "size": list(size), "frames": frames,
+        "encoder": video_encoder_args(fps, size),
+    })
+
+
+def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Path, *,
+                  anchors: Sequence[float] = (), keep: Path | None = None) -> Path:
     """`video` (our encoder's stream) with `overlays` drawn, as a video-only MP4 at `out`: the
-    GOPs the overlays touch re-encoded, every other GOP copied."""
+    GOPs the overlays touch re-encoded, every other GOP copied.
+
+    `anchors` (seconds: where the stitch put each clip) are where pieces are cut first. With
+    `keep` (a folder of this ad's), each drawn piece is kept there by what it was made from and
+    the next call reuses it: after an edit that remade one clip, only that clip's seconds are
+    drawn and encoded again (the pieces of the last call are kept, the rest removed)."""
     out = Path(out)
     info = probe(video)
     fps = info.fps or 24
+    size = (info.width, info.height)
     frames = int(round(info.duration * fps))
     keys = keyframes(video)
     spans = dirty_spans(overlays, keys, frames, fps)
     if not spans:
         raise MediaError(f"{video}: no overlay falls inside the video")
     workers = cpu_jobs()
-    spans = split_for_cores(spans, overlays, keys, fps, workers, min_frames=max(1, int(round(2 * fps))))
+    spans = split_for_cores(spans, overlays, keys, fps, workers, min_frames=max(1, int(round(2 * fps))),
+                            anchors=[int(round(a * fps)) for a in anchors])
     cuts = sorted({c for span in spans for c in span} - {0, frames})
-    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.overlay-", dir=out.parent) as d:
-        parts = Path(d)
-        if cuts:  # one pass splits at the chosen keyframes by stream copy (exact: each cut is a keyframe)
+    with ExitStack() as stack:
+        parts = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f".{out.stem}.overlay-", dir=out.parent)))
+        if keep is not None:  # one mix of this ad at a time uses and prunes the kept pieces
+            keep.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(locked(keep / ".lock", wait=True))
+        # one pass splits at the chosen keyframes by stream copy (exact: each cut is a keyframe);
+        # no `btrt` (the whole video's bitrate), so a piece's bytes are its frames' alone
+        if cuts:
             run_ffmpeg_args(["-loglevel", "error", "-i", str(video), "-map", "0:v:0", "-c", "copy", "-f", "segment",
                              "-segment_frames", ",".join(map(str, cuts)), "-reset_timestamps", "1", "-segment_format", "mp4",
-                             "-segment_format_options", "movflags=+negative_cts_offsets:use_editlist=0",
+                             "-segment_format_options", "movflags=+negative_cts_offsets:use_editlist=0:write_btrt=0",
                              str(parts / "seg%04d.mp4")], video)
         starts = [0, *cuts]
         ends = [*cuts, frames]
@@ -182,20 +229,34 @@ def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Pat
             seg = parts / f"seg{n:04d}.mp4" if cuts else Path(video)
             if not seg.exists():
                 raise MediaError(f"{video}: the split at frame {a} found no keyframe")
-            if (a, b) in spans:
-                inside = [o for o in overlays if o.start < b / fps and o.end > a / fps]
-                drawn = parts / f"drawn{n:04d}.mp4"
-                jobs.append((seg, drawn, inside, a / fps, b - a))
-                pieces.append(drawn)
-            else:
+            if (a, b) not in spans:
                 pieces.append(seg)
+                continue
+            inside = [o for o in overlays if o.start < b / fps and o.end > a / fps]
+            if keep is None:
+                drawn = parts / f"drawn{n:04d}.mp4"
+            else:
+                drawn = keep / f"{_piece_key(seg, inside, a / fps, fps, size, b - a)}.mp4"
+            if not drawn.exists():
+                jobs.append((seg, drawn, inside, a / fps, b - a))
+            pieces.append(drawn)
         # the pieces encode at once, one per core (each ffmpeg takes a CPU slot)
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
-            for done in [pool.submit(_draw, seg, drawn, inside, start, fps, (info.width, info.height), n)
+            for done in [pool.submit(_draw_whole, seg, drawn, inside, start, fps, size, n)
                          for seg, drawn, inside, start, n in jobs]:
                 done.result()
         join_by_copy(pieces, out, fps, parts)
+        if keep is not None:
+            for old in set(keep.glob("*.mp4")) - set(pieces):
+                old.unlink(missing_ok=True)
     return out
+
+
+def _draw_whole(piece: Path, out: Path, overlays: Sequence[Overlay], offset: float, fps: float,
+                size: tuple[int, int], frames: int) -> None:
+    """`_draw` into `out` whole or not at all (a kept piece is reused by its name alone)."""
+    with atomic_media(out) as tmp:
+        _draw(piece, tmp, overlays, offset, fps, size, frames)
 
 
 __all__ = ["burn_overlays", "dirty_spans", "keyframes", "split_for_cores"]

@@ -113,6 +113,12 @@ class AdPaths:
         return self.root / "final.mp4"
 
     @property
+    def mix_parts(self) -> Path:
+        """What the last mix made that the next may reuse: the pieces of picture with words drawn
+        (adspec.media_overlay) and the sound (adspec.media.mix)."""
+        return self.root / "mix-parts"
+
+    @property
     def speech(self) -> Path:
         """Where each spoken line is placed and how captions look (the mix's input)."""
         return self.root / "speech.json"

@@ -75,6 +75,38 @@ def test_edit_one_beat_regenerates_only_that_beat(project: Project) -> None:
     assert not ran & {"storyboard:zip/cta", "chunk:zip/cta/0", "music:zip"}
 
 
+def test_edit_one_beat_mixes_only_that_beat_again(project: Project) -> None:
+    """With captions burned over both beats, editing the first beat's picture draws the words
+    again over its seconds only and makes no sound again (both kept from the last mix), and the
+    final is the same file a mix from nothing makes."""
+    spec = small_spec()
+    spec["beats"][0]["voiceover"] = "Meet the Zip bottle."
+    spec["beats"][1]["voiceover"] = "Drink more, carry less."
+    project.write_spec("zip", spec)
+    project.doit()
+    parts = project.build / "zip" / "mix-parts"
+
+    def kept() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in parts.iterdir() if not p.name.startswith(".")}
+
+    first = kept()
+    sound = [n for n in first if n.startswith("sound-")]
+    assert len(sound) == 1 and sum(n.endswith(".mp4") for n in first) == 2  # a piece per beat's clip
+    spec["beats"][0]["image_prompt"] = "A bottle on a wet rock at dawn"
+    project.write_spec("zip", spec)
+    assert "mix:zip" in executed_tasks(project.doit().stdout)
+    second = kept()
+    same = set(first) & set(second)
+    assert sound[0] in same and len(same) == 2 and len(second) == 3  # the cta's piece and the sound reused
+    assert all(first[n] == second[n] for n in same)  # not written again
+    final = project.build / "zip" / "final.mp4"
+    edited = final.read_bytes()
+    project.doit("clean", "mix:zip")
+    assert not parts.exists() and not final.exists()
+    assert "mix:zip" in executed_tasks(project.doit().stdout)
+    assert final.read_bytes() == edited
+
+
 def test_edit_music_prompt_makes_one_music_call(project: Project) -> None:
     spec = small_spec()
     project.write_spec("zip", spec)

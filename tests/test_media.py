@@ -380,6 +380,44 @@ def test_words_drawn_over_a_video_reencode_only_the_seconds_they_cover(tmp_path:
     assert media.probe(final).has_audio and abs(media.decoded_duration(final, "v") - 5) <= FRAME
 
 
+def test_a_mix_after_one_clip_changed_draws_only_that_clip_again(tmp_path: Path, ours: dict[str, Path],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Captions over the whole video, two clips: after the second clip is remade, its piece is
+    drawn again, the first clip's piece is the one kept from before, and the result is the same
+    bytes as drawing everything afresh."""
+    from adspec.media_overlay import burn_overlays, split_for_cores
+
+    monkeypatch.setenv("ADSPEC_CPU_JOBS", "1")  # one core: the anchors alone cut the pieces
+    png = tmp_path / "word.png"
+    Image.new("RGBA", (80, 30), (255, 40, 40, 255)).save(png)
+    caption = media.Overlay(png, 20, 20, 0.0, 5.0)
+    keys = [0, 24, 48, 72, 96]
+    assert split_for_cores([(0, 120)], [caption], keys, FPS, 1, 48, anchors=[0, 48]) == [(0, 48), (48, 120)]
+    fading = media.Overlay(png, 20, 120, 1.5, 3.5, fade=0.2)  # never cut inside a fade, anchor or not
+    assert split_for_cores([(0, 120)], [caption, fading], keys, FPS, 1, 48, anchors=[0, 48]) == [(0, 120)]
+    other = _lavfi(tmp_path / "other.mp4", f"mandelbrot=s={W}x{H}:r={FPS}", 3, vargs=("-c:v", "libx264", "-pix_fmt", "yuv420p"))
+    remade = media.normalise_clip(other, tmp_path / "remade.mp4", width=W, height=H, fps=FPS, seconds=3)
+    keep = tmp_path / "drawn"
+
+    def kept() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in keep.glob("*.mp4")}
+
+    before = media.concat([(ours["2s"], 2), (ours["3s"], 3)], tmp_path / "v1.mp4", width=W, height=H, fps=FPS)
+    burn_overlays(before.out, [caption], tmp_path / "a.mp4", anchors=[0.0, 2.0], keep=keep)
+    first = kept()
+    assert len(first) == 2  # one piece per clip
+    after = media.concat([(ours["2s"], 2), (remade, 3)], tmp_path / "v2.mp4", width=W, height=H, fps=FPS)
+    again = burn_overlays(after.out, [caption], tmp_path / "b.mp4", anchors=[0.0, 2.0], keep=keep)
+    second = kept()
+    assert len(second) == 2 and len(set(second) & set(first)) == 1  # the old second piece removed
+    (same,) = set(second) & set(first)
+    assert second[same] == first[same]  # reused, not written again
+    afresh = burn_overlays(after.out, [caption], tmp_path / "c.mp4", anchors=[0.0, 2.0])
+    assert again.read_bytes() == afresh.read_bytes()
+    assert _frame_hashes(again)[:48] == _frame_hashes(tmp_path / "a.mp4")[:48]
+    assert _frame_hashes(again)[48:] != _frame_hashes(tmp_path / "a.mp4")[48:]
+
+
 def test_long_words_are_encoded_in_pieces_on_every_core_and_drawn_across_the_cut(
         tmp_path: Path, ours: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     from adspec.media_overlay import burn_overlays, split_for_cores
