@@ -185,9 +185,11 @@ def _format_violations(path: Path, p: Placement | None) -> list[str]:
 
 
 def check_file(ad: str, path: Path, placements: Sequence[str], *, layout: dict[str, Any] | None = None,
-               delivered: dict[str, Path] | None = None, measure_flashes: bool = True) -> CheckReport:
+               delivered: dict[str, Path] | None = None, measure_flashes: bool = True,
+               kept_lumas: Path | None = None) -> CheckReport:
     """Every check of `placements` (and the universal ones) on `path` (the final), with the
-    placement's own file from `delivered` (its export) where there is one."""
+    placement's own file from `delivered` (its export) where there is one; `kept_lumas` keeps the
+    frames' lumas by GOP for the next check (media_delivery.luma_means)."""
     known = load_placements()
     report = CheckReport(ad, list(placements))
     info = probe(path)
@@ -201,7 +203,7 @@ def check_file(ad: str, path: Path, placements: Sequence[str], *, layout: dict[s
     # the two decodes of the final (its sound's loudness, every frame's luma) at once
     with ThreadPoolExecutor(max_workers=1) as pool:
         sound = pool.submit(loudness, path) if info.has_audio else None
-        lumas = luma_means(path) if measure_flashes and info.has_video else None
+        lumas = luma_means(path, keep=kept_lumas) if measure_flashes and info.has_video else None
         if sound is not None:
             lufs, tp = sound.result()
     # the final's picture length, from the frames just decoded (CFR: ours); else decoded again below
@@ -273,6 +275,7 @@ def read_layout(paths: AdPaths) -> dict[str, Any] | None:
 def check_ad(paths: AdPaths, ad: str, placements: Sequence[str]) -> CheckReport:
     """The checks of a built ad; the result written to build/<ad>/checks.json."""
     delivered = {pid: paths.export(pid) for pid in placements if paths.export(pid).is_file()}
-    report = check_file(ad, paths.final, placements, layout=read_layout(paths), delivered=delivered)
+    report = check_file(ad, paths.final, placements, layout=read_layout(paths), delivered=delivered,
+                        kept_lumas=paths.mix_parts / "lumas.json")
     write_json_atomic(paths.checks, report.to_json())
     return report

@@ -6,6 +6,7 @@ placement's limit). Same binary and atomic writes as adspec.media; nothing here 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import tempfile
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MediaError
+from .fsutil import write_json_atomic
 from .media import (
     AUDIO_CHANNELS,
     AUDIO_RATE,
@@ -23,6 +25,7 @@ from .media import (
     run_ffmpeg_args,
     video_encoder_args,
 )
+from .mp4_table import gop_digests
 from .redact import child_env
 
 _INPUT = re.compile(r"^Input #0, ([\w,]+), from")
@@ -86,16 +89,66 @@ def loudness(path: str | Path) -> tuple[float, float]:
     return float(i[-1]), float(tp[-1])
 
 
-def luma_means(path: str | Path, size: int = 32) -> list[float]:
+def luma_means(path: str | Path, size: int = 32, *, keep: Path | None = None) -> list[float]:
     """The mean luma (0-255, limited-range Y as decoded) of every frame, from a `size`x`size`
-    grey thumbnail of each (area-averaged: the mean of the whole frame)."""
+    grey thumbnail of each (area-averaged: the mean of the whole frame).
+
+    With `keep` (a JSON file of the ad's), each GOP's values are kept by the digest of its coded
+    bytes (mp4_table.gop_digests) and the next call decodes only the GOPs it has not seen: after
+    an edit that remade one clip, only that clip's seconds (the mix copies the rest)."""
+    if keep is None:
+        return _decode_lumas(path, size)
+    try:
+        gops = gop_digests(path)
+    except MediaError:
+        return _decode_lumas(path, size)
+    known = _read_kept(keep, size)
+    fps = probe(path).fps or 24.0
+    lumas: dict[str, list[float]] = {}
+    todo = [g for g in gops if g[2] not in known]
+    runs: list[list[tuple[int, int, str]]] = []
+    for g in todo:  # contiguous GOPs decode in one pass
+        if runs and runs[-1][-1][0] + runs[-1][-1][1] == g[0]:
+            runs[-1].append(g)
+        else:
+            runs.append([g])
+    for run in runs:
+        first, frames = run[0][0], sum(g[1] for g in run)
+        values = _decode_lumas(path, size, first=first, frames=frames, fps=fps)
+        if len(values) != frames:  # not decodable GOP by GOP (an open GOP): the whole file
+            return _decode_lumas(path, size)
+        at = 0
+        for _first, n, digest in run:
+            lumas[digest], at = values[at:at + n], at + n
+    out: list[float] = []
+    for _first, _n, digest in gops:
+        out += lumas.get(digest) or known[digest]
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(keep, {"size": size, "gops": {d: lumas.get(d) or known[d] for _f, _n, d in gops}})
+    return out
+
+
+def _read_kept(keep: Path, size: int) -> dict[str, list[float]]:
+    try:
+        data = json.loads(keep.read_text(encoding="utf-8"))
+        return dict(data["gops"]) if data.get("size") == size else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _decode_lumas(path: str | Path, size: int, *, first: int = 0, frames: int | None = None,
+                  fps: float = 24.0) -> list[float]:
+    """Every frame's mean luma, or `frames` of them from frame `first` (a keyframe: the seek
+    lands half a frame before it and the frames before it are decoded and dropped)."""
     import numpy as np
 
-    proc = run_ffmpeg_args(["-loglevel", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
-                            "-vf", f"scale={size}:{size}:flags=area,format=gray", "-f", "rawvideo", "-"], path)
-    frames = np.frombuffer(proc.stdout, dtype=np.uint8)
-    n = frames.size // (size * size)
-    return [float(x) for x in frames[: n * size * size].reshape(n, size * size).mean(axis=1)]
+    seek = ["-ss", f"{(first - 0.5) / fps:.6f}"] if first > 0 else []
+    count = ["-frames:v", str(frames)] if frames is not None else []
+    proc = run_ffmpeg_args(["-loglevel", "error", *seek, "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
+                            *count, "-vf", f"scale={size}:{size}:flags=area,format=gray", "-f", "rawvideo", "-"], path)
+    data = np.frombuffer(proc.stdout, dtype=np.uint8)
+    n = data.size // (size * size)
+    return [float(x) for x in data[: n * size * size].reshape(n, size * size).mean(axis=1)]
 
 
 def _db_to_linear(db: float) -> float:

@@ -11,12 +11,11 @@ outside the overlays' spans is bit-for-bit the stitched one.
 
 from __future__ import annotations
 
-import struct
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from .errors import MediaError
 from .file_locks import locked
@@ -33,67 +32,7 @@ from .media import (
     to_bt709,
     video_encoder_args,
 )
-
-
-def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(type, payload start, payload end) of the ISO BMFF boxes in data[start:end]."""
-    at = start
-    while at + 8 <= end:
-        size, kind = struct.unpack(">I4s", data[at:at + 8])
-        head = 8
-        if size == 1:
-            size, head = struct.unpack(">Q", data[at + 8:at + 16])[0], 16
-        elif size == 0:
-            size = end - at
-        if size < head:
-            return
-        yield kind, at + head, min(end, at + size)
-        at += size
-
-
-def _moov(video: Path) -> bytes:
-    """The MP4's `moov` box payload, read without reading the media data."""
-    with open(video, "rb") as f:
-        while True:
-            head = f.read(8)
-            if len(head) < 8:
-                raise MediaError(f"{video}: no moov box: not an MP4")
-            size, kind = struct.unpack(">I4s", head)
-            if size == 1:
-                size = struct.unpack(">Q", f.read(8))[0] - 8
-            if kind == b"moov":
-                return f.read(size - 8) if size else f.read()
-            if size < 8:
-                raise MediaError(f"{video}: a damaged MP4 box")
-            f.seek(size - 8, 1)
-
-
-def _child(data: bytes, lo: int, hi: int, kind: bytes) -> tuple[int, int] | None:
-    return next(((a, b) for k, a, b in _boxes(data, lo, hi) if k == kind), None)
-
-
-def keyframes(video: str | Path) -> list[int]:
-    """Frame numbers of the video track's keyframes, from the MP4's sync-sample table (`stss`):
-    nothing is decoded. Our streams are closed GOPs, so the n-th sample in decode order that is
-    a keyframe is also the n-th picture shown. A track without `stss` is all keyframes."""
-    moov = _moov(Path(video))
-    for kind, ta, tb in _boxes(moov, 0, len(moov)):
-        mdia = _child(moov, ta, tb, b"mdia") if kind == b"trak" else None
-        hdlr = _child(moov, *mdia, b"hdlr") if mdia else None
-        if not mdia or not hdlr or moov[hdlr[0] + 8:hdlr[0] + 12] != b"vide":
-            continue
-        minf = _child(moov, *mdia, b"minf")
-        stbl = _child(moov, *minf, b"stbl") if minf else None
-        if stbl is None:
-            break
-        stss, stsz = _child(moov, *stbl, b"stss"), _child(moov, *stbl, b"stsz")
-        if stss is None and stsz is not None:
-            return list(range(struct.unpack(">I", moov[stsz[0] + 8:stsz[0] + 12])[0]))
-        if stss is None:
-            break
-        (n,) = struct.unpack(">I", moov[stss[0] + 4:stss[0] + 8])
-        return [v - 1 for v in struct.unpack(f">{n}I", moov[stss[0] + 8:stss[0] + 8 + 4 * n])]
-    raise MediaError(f"{video}: no video track with a sample table in the MP4")
+from .mp4_table import keyframes
 
 
 def dirty_spans(overlays: Sequence[Overlay], keys: Sequence[int], frames: int, fps: float) -> list[tuple[int, int]]:

@@ -115,7 +115,8 @@ class AdPaths:
     @property
     def mix_parts(self) -> Path:
         """What the last mix made that the next may reuse: the pieces of picture with words drawn
-        (adspec.media_overlay) and the sound (adspec.media.mix)."""
+        (adspec.media_overlay) and the sound (adspec.media.mix); and the lumas the last checks
+        measured, by GOP (adspec.media_delivery.luma_means)."""
         return self.root / "mix-parts"
 
     @property

@@ -87,11 +87,13 @@ def test_edit_one_beat_mixes_only_that_beat_again(project: Project) -> None:
     parts = project.build / "zip" / "mix-parts"
 
     def kept() -> dict[str, int]:
-        return {p.name: p.stat().st_mtime_ns for p in parts.iterdir() if not p.name.startswith(".")}
+        return {p.name: p.stat().st_mtime_ns for p in parts.iterdir() if p.suffix in (".mp4", ".m4a")}
 
     first = kept()
     sound = [n for n in first if n.startswith("sound-")]
     assert len(sound) == 1 and sum(n.endswith(".mp4") for n in first) == 2  # a piece per beat's clip
+    lumas = json.loads((parts / "lumas.json").read_text())["gops"]  # the checks' flash measure, by GOP
+    assert len(lumas) == 8 and all(len(v) == 24 for v in lumas.values())
     spec["beats"][0]["image_prompt"] = "A bottle on a wet rock at dawn"
     project.write_spec("zip", spec)
     assert "mix:zip" in executed_tasks(project.doit().stdout)
@@ -99,6 +101,8 @@ def test_edit_one_beat_mixes_only_that_beat_again(project: Project) -> None:
     same = set(first) & set(second)
     assert sound[0] in same and len(same) == 2 and len(second) == 3  # the cta's piece and the sound reused
     assert all(first[n] == second[n] for n in same)  # not written again
+    again = json.loads((parts / "lumas.json").read_text())["gops"]
+    assert len(set(again) & set(lumas)) == 5  # the cta's five seconds, the same coded bytes: not decoded again
     final = project.build / "zip" / "final.mp4"
     edited = final.read_bytes()
     project.doit("clean", "mix:zip")

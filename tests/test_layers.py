@@ -40,7 +40,7 @@ LAYERS: dict[str, int] = {
     "adspec.beat_lock": 3, "adspec.beat_edit": 3, "adspec.approvals": 3, "adspec.offline_planner": 3, "adspec.ads": 3, "adspec.validate": 3,
     # 4 effects
     "adspec.cache": 4, "adspec.cache_entry": 4, "adspec.remote_claims": 4, "adspec.cache_view": 4, "adspec.remote": 4,
-    "adspec.media": 4, "adspec.media_overlay": 4, "adspec.media_requests": 4, "adspec.verify": 4, "adspec.own_media": 4, "adspec.media_delivery": 4,
+    "adspec.media": 4, "adspec.media_overlay": 4, "adspec.mp4_table": 4, "adspec.media_requests": 4, "adspec.verify": 4, "adspec.own_media": 4, "adspec.media_delivery": 4,
     "adspec.providers": 4, "adspec.render": 4, "adspec.captions": 4, "adspec.speech_mix": 4,
     # 5 records
     "adspec.prices": 5, "adspec.cost": 5, "adspec.status": 5, "adspec.progress": 5,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -416,6 +417,33 @@ def test_a_mix_after_one_clip_changed_draws_only_that_clip_again(tmp_path: Path,
     assert again.read_bytes() == afresh.read_bytes()
     assert _frame_hashes(again)[:48] == _frame_hashes(tmp_path / "a.mp4")[:48]
     assert _frame_hashes(again)[48:] != _frame_hashes(tmp_path / "a.mp4")[48:]
+
+
+def test_lumas_are_kept_by_gop_and_only_new_gops_decoded(tmp_path: Path, ours: dict[str, Path]) -> None:
+    """The flash check's lumas: kept by the digest of each GOP's coded bytes, the same values as
+    a decode of the whole file, and a GOP seen before is not decoded again."""
+    from adspec.media_delivery import luma_means
+    from adspec.mp4_table import gop_digests
+
+    other = _lavfi(tmp_path / "other.mp4", f"mandelbrot=s={W}x{H}:r={FPS}", 3, vargs=("-c:v", "libx264", "-pix_fmt", "yuv420p"))
+    remade = media.normalise_clip(other, tmp_path / "remade.mp4", width=W, height=H, fps=FPS, seconds=3)
+    before = media.concat([(ours["2s"], 2), (ours["3s"], 3)], tmp_path / "v1.mp4", width=W, height=H, fps=FPS).out
+    after = media.concat([(ours["2s"], 2), (remade, 3)], tmp_path / "v2.mp4", width=W, height=H, fps=FPS).out
+    gops_before, gops_after = gop_digests(before), gop_digests(after)
+    assert [(a, n) for a, n, _ in gops_after] == [(0, 24), (24, 24), (48, 24), (72, 24), (96, 24)]
+    assert [d for *_, d in gops_before[:2]] == [d for *_, d in gops_after[:2]]  # the first clip's GOPs
+    assert not {d for *_, d in gops_before[2:]} & {d for *_, d in gops_after[2:]}
+    keep = tmp_path / "lumas.json"
+    assert luma_means(before, keep=keep) == luma_means(before)
+    # a kept value is used as it is: mark the first clip's GOPs, then measure the remade video
+    kept = json.loads(keep.read_text())
+    for _a, _n, digest in gops_before[:2]:
+        kept["gops"][digest] = [7.0] * 24
+    keep.write_text(json.dumps(kept))
+    measured, whole = luma_means(after, keep=keep), luma_means(after)
+    assert measured[:48] == [7.0] * 48  # not decoded again
+    assert measured[48:] == whole[48:] and len(measured) == len(whole) == 5 * FPS  # decoded from its keyframe
+    assert set(json.loads(keep.read_text())["gops"]) == {d for *_, d in gops_after}  # only this file's kept
 
 
 def test_long_words_are_encoded_in_pieces_on_every_core_and_drawn_across_the_cut(
