@@ -26,12 +26,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
+from . import kept_files
 from .config import load_settings
 from .data_yaml import load_data
 from .errors import MediaError
 from .file_locks import locked
 from .fsutil import atomic_path
 from .hashing import sha256_file, sha256_json
+from .kept_files import find_kept
 from .limits import cpu_slot
 from .redact import child_env
 
@@ -805,24 +807,21 @@ def mix(
     sound = music is not None or native or bool(voices)
     # the sound alone follows from the music, the lines and their times (not from the picture, but
     # for a native track): kept, an edit that remakes a clip mixes no sound again
-    kept = keep / f"sound-{_sound_key(music, voices, duck, seconds)}.m4a" if keep and sound and not native else None
+    key = f"sound-{_sound_key(music, voices, duck, seconds)}" if keep and sound and not native else None
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.mix-", dir=out.parent) as d, ExitStack() as held:
         track = Path(d) / "audio.m4a"
-        if kept is not None:
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            held.enter_context(locked(kept.parent / ".sound.lock", wait=True))
-        if kept is not None and kept.exists():
-            track = kept
+        if keep is not None and key is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            held.enter_context(locked(keep / ".sound.lock", wait=True))
+            found = find_kept(keep, key, ".m4a")
+            if found is None:
+                _write_sound(video, track, audio, seconds, out)
+                found = kept_files.keep(track, keep, key, ".m4a")
+            track = found
+            kept_files.prune(keep, "sound-*.m4a", [track])
         else:
             _write_sound(video, track, audio if sound else None, seconds, out)
-            if kept is not None:
-                os.replace(track, kept)
-                track = kept
-        if kept is not None:
-            for old in kept.parent.glob("sound-*.m4a"):
-                if old != kept:
-                    old.unlink(missing_ok=True)
 
         if isinstance(picture, Future):
             picture = picture.result()

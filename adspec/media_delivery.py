@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import MediaError
 from .fsutil import write_json_atomic
+from .hashing import sha256_json
 from .media import (
     AUDIO_CHANNELS,
     AUDIO_RATE,
@@ -124,14 +125,18 @@ def luma_means(path: str | Path, size: int = 32, *, keep: Path | None = None) ->
     for _first, _n, digest in gops:
         out += lumas.get(digest) or known[digest]
     keep.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(keep, {"size": size, "gops": {d: lumas.get(d) or known[d] for _f, _n, d in gops}})
+    kept = {d: lumas.get(d) or known[d] for _f, _n, d in gops}
+    write_json_atomic(keep, {"size": size, "gops": kept, "sha256": sha256_json(kept)})
     return out
 
 
 def _read_kept(keep: Path, size: int) -> dict[str, list[float]]:
+    """The kept lumas by GOP digest; none when the file is missing, of another size, or its
+    values no longer match the digest written with them (a damaged file is not believed)."""
     try:
         data = json.loads(keep.read_text(encoding="utf-8"))
-        return dict(data["gops"]) if data.get("size") == size else {}
+        gops = dict(data["gops"])
+        return gops if data.get("size") == size and data.get("sha256") == sha256_json(gops) else {}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 

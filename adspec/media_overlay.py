@@ -17,13 +17,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import kept_files
 from .errors import MediaError
 from .file_locks import locked
 from .hashing import sha256_file, sha256_file_memo, sha256_json
+from .kept_files import find_kept
 from .limits import cpu_jobs
 from .media import (
     Overlay,
-    atomic_media,
     ffmpeg,
     join_by_copy,
     probe,
@@ -133,8 +134,9 @@ def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Pat
 
     `anchors` (seconds: where the stitch put each clip) are where pieces are cut first. With
     `keep` (a folder of this ad's), each drawn piece is kept there by what it was made from and
-    the next call reuses it: after an edit that remade one clip, only that clip's seconds are
-    drawn and encoded again (the pieces of the last call are kept, the rest removed)."""
+    the next call reuses it while its bytes are intact (kept_files): after an edit that remade
+    one clip, only that clip's seconds are drawn and encoded again (the pieces of the last call
+    are kept, the rest removed)."""
     out = Path(out)
     info = probe(video)
     fps = info.fps or 24
@@ -163,7 +165,7 @@ def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Pat
         starts = [0, *cuts]
         ends = [*cuts, frames]
         pieces: list[Path] = []
-        jobs = []
+        jobs = []  # (index in pieces, segment, drawn, overlays inside, start second, frames, key)
         for n, (a, b) in enumerate(zip(starts, ends)):
             seg = parts / f"seg{n:04d}.mp4" if cuts else Path(video)
             if not seg.exists():
@@ -172,30 +174,24 @@ def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Pat
                 pieces.append(seg)
                 continue
             inside = [o for o in overlays if o.start < b / fps and o.end > a / fps]
-            if keep is None:
-                drawn = parts / f"drawn{n:04d}.mp4"
-            else:
-                drawn = keep / f"{_piece_key(seg, inside, a / fps, fps, size, b - a)}.mp4"
-            if not drawn.exists():
-                jobs.append((seg, drawn, inside, a / fps, b - a))
-            pieces.append(drawn)
+            key = _piece_key(seg, inside, a / fps, fps, size, b - a) if keep is not None else ""
+            found = find_kept(keep, key, ".mp4") if keep is not None else None
+            if found is None:
+                found = parts / f"drawn{n:04d}.mp4"
+                jobs.append((len(pieces), seg, found, inside, a / fps, b - a, key))
+            pieces.append(found)
         # the pieces encode at once, one per core (each ffmpeg takes a CPU slot)
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
-            for done in [pool.submit(_draw_whole, seg, drawn, inside, start, fps, size, n)
-                         for seg, drawn, inside, start, n in jobs]:
+            for done in [pool.submit(_draw, seg, drawn, inside, start, fps, size, n)
+                         for _i, seg, drawn, inside, start, n, _k in jobs]:
                 done.result()
+        if keep is not None:
+            for i, _seg, drawn, *_rest, key in jobs:
+                pieces[i] = kept_files.keep(drawn, keep, key, ".mp4")
         join_by_copy(pieces, out, fps, parts)
         if keep is not None:
-            for old in set(keep.glob("*.mp4")) - set(pieces):
-                old.unlink(missing_ok=True)
+            kept_files.prune(keep, "*.mp4", pieces)
     return out
-
-
-def _draw_whole(piece: Path, out: Path, overlays: Sequence[Overlay], offset: float, fps: float,
-                size: tuple[int, int], frames: int) -> None:
-    """`_draw` into `out` whole or not at all (a kept piece is reused by its name alone)."""
-    with atomic_media(out) as tmp:
-        _draw(piece, tmp, overlays, offset, fps, size, frames)
 
 
 __all__ = ["burn_overlays", "dirty_spans", "keyframes", "split_for_cores"]

@@ -29,7 +29,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "adspec"
 LAYERS: dict[str, int] = {
     # 1 values
     "adspec": 1, "adspec.errors": 1, "adspec.config": 1, "adspec.hashing": 1, "adspec.fsutil": 1, "adspec.data_yaml": 1,
-    "adspec.file_locks": 1, "adspec.paths": 1, "adspec.tasknames": 1, "adspec.money": 1,
+    "adspec.file_locks": 1, "adspec.kept_files": 1, "adspec.paths": 1, "adspec.tasknames": 1, "adspec.money": 1,
     "adspec.recipes": 1, "adspec.providers.base": 1, "adspec.variants": 1, "adspec.plan_file": 1,
     "adspec.shard": 1, "adspec.prompt_text": 1, "adspec.redact": 1, "adspec.build_files": 1, "adspec.languages": 1,
     # 2 knowledge

@@ -214,6 +214,23 @@ def test_mix_copies_video_and_normalises_music(tmp_path: Path, ours: dict[str, P
     assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
 
 
+def test_a_kept_sound_is_reused_while_intact(tmp_path: Path, ours: dict[str, Path], music: Path) -> None:
+    """The mix keeps its sound by what it is made from: the next mix reuses the file as it is,
+    and one damaged by hand is made again (never served), the final the same bytes each time."""
+    keep = tmp_path / "parts"
+    first = media.mix(ours["2s"], music, tmp_path / "a.mp4", seconds=2, native_audio=False, keep=keep)
+    (sound,) = keep.glob("sound-*.m4a")
+    made = sound.stat().st_mtime_ns
+    second = media.mix(ours["2s"], music, tmp_path / "b.mp4", seconds=2, native_audio=False, keep=keep)
+    assert sound.stat().st_mtime_ns == made and second.read_bytes() == first.read_bytes()
+    data = bytearray(sound.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    sound.write_bytes(bytes(data))
+    third = media.mix(ours["2s"], music, tmp_path / "c.mp4", seconds=2, native_audio=False, keep=keep)
+    assert third.read_bytes() == first.read_bytes()
+    assert [p.name for p in keep.glob("sound-*.m4a")] == [sound.name] and sound.read_bytes() != bytes(data)
+
+
 def test_mix_ducks_music_under_native_audio(tmp_path: Path, ours: dict[str, Path], src: Path, music: Path) -> None:
     native = media.concat([(src, 3)], tmp_path / "native.mp4", width=W, height=H, fps=FPS, keep_audio=True)
     ducked = media.mix(native.out, music, tmp_path / "ducked.mp4", seconds=3, native_audio=True)
@@ -417,11 +434,20 @@ def test_a_mix_after_one_clip_changed_draws_only_that_clip_again(tmp_path: Path,
     assert again.read_bytes() == afresh.read_bytes()
     assert _frame_hashes(again)[:48] == _frame_hashes(tmp_path / "a.mp4")[:48]
     assert _frame_hashes(again)[48:] != _frame_hashes(tmp_path / "a.mp4")[48:]
+    # a kept piece damaged by hand is not served: it is drawn again, the result the same bytes
+    damaged = keep / same
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    mended = burn_overlays(after.out, [caption], tmp_path / "d.mp4", anchors=[0.0, 2.0], keep=keep)
+    assert mended.read_bytes() == afresh.read_bytes()
+    assert set(kept()) == set(second) and damaged.read_bytes() != bytes(data)
 
 
 def test_lumas_are_kept_by_gop_and_only_new_gops_decoded(tmp_path: Path, ours: dict[str, Path]) -> None:
     """The flash check's lumas: kept by the digest of each GOP's coded bytes, the same values as
     a decode of the whole file, and a GOP seen before is not decoded again."""
+    from adspec.hashing import sha256_json
     from adspec.media_delivery import luma_means
     from adspec.mp4_table import gop_digests
 
@@ -435,11 +461,13 @@ def test_lumas_are_kept_by_gop_and_only_new_gops_decoded(tmp_path: Path, ours: d
     assert not {d for *_, d in gops_before[2:]} & {d for *_, d in gops_after[2:]}
     keep = tmp_path / "lumas.json"
     assert luma_means(before, keep=keep) == luma_means(before)
-    # a kept value is used as it is: mark the first clip's GOPs, then measure the remade video
     kept = json.loads(keep.read_text())
-    for _a, _n, digest in gops_before[:2]:
-        kept["gops"][digest] = [7.0] * 24
-    keep.write_text(json.dumps(kept))
+    marked = {**kept["gops"], **{digest: [7.0] * 24 for _a, _n, digest in gops_before[:2]}}
+    # a file whose values do not match the digest written with them (damaged) is not believed
+    keep.write_text(json.dumps({**kept, "gops": marked}))
+    assert luma_means(before, keep=keep) == luma_means(before)
+    # a kept value is used as it is: mark the first clip's GOPs, then measure the remade video
+    keep.write_text(json.dumps({**kept, "gops": marked, "sha256": sha256_json(marked)}))
     measured, whole = luma_means(after, keep=keep), luma_means(after)
     assert measured[:48] == [7.0] * 48  # not decoded again
     assert measured[48:] == whole[48:] and len(measured) == len(whole) == 5 * FPS  # decoded from its keyframe
