@@ -33,7 +33,6 @@ from .errors import MediaError
 from .file_locks import locked
 from .fsutil import atomic_path
 from .hashing import sha256_file, sha256_json
-from .kept_files import find_kept
 from .limits import cpu_slot
 from .redact import child_env
 
@@ -814,7 +813,7 @@ def mix(
         if keep is not None and key is not None:
             keep.mkdir(parents=True, exist_ok=True)
             held.enter_context(locked(keep / ".sound.lock", wait=True))
-            found = find_kept(keep, key, ".m4a")
+            found = kept_files.find_kept(keep, key, ".m4a")
             if found is None:
                 _write_sound(video, track, audio, seconds, out)
                 found = kept_files.keep(track, keep, key, ".m4a")

@@ -21,7 +21,6 @@ from . import kept_files
 from .errors import MediaError
 from .file_locks import locked
 from .hashing import sha256_file, sha256_file_memo, sha256_json
-from .kept_files import find_kept
 from .limits import cpu_jobs
 from .media import (
     Overlay,
@@ -175,7 +174,7 @@ def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Pat
                 continue
             inside = [o for o in overlays if o.start < b / fps and o.end > a / fps]
             key = _piece_key(seg, inside, a / fps, fps, size, b - a) if keep is not None else ""
-            found = find_kept(keep, key, ".mp4") if keep is not None else None
+            found = kept_files.find_kept(keep, key, ".mp4") if keep is not None else None
             if found is None:
                 found = parts / f"drawn{n:04d}.mp4"
                 jobs.append((len(pieces), seg, found, inside, a / fps, b - a, key))
