@@ -485,3 +485,18 @@ def test_a_beat_made_from_your_own_still_keeps_it_as_its_start(provider, tmp_pat
     recipe = provider.video_recipe(video_request("zip", beat, 0, paths))
     assert set(recipe.files) == {"image"} and recipe.files["image"].sha256 == _sha(still.read_bytes())
     assert "starts from your own still" in (beat_chunk_references(beat).why_not or "")
+
+
+def test_the_fake_gives_inputs_whose_hashes_share_a_hue_their_own_bytes() -> None:
+    """Tests tell a swapped artifact by its bytes: two inputs must never share them, even when
+    their hashes pick the same hue (one pair in 359 did, and a test failed once in CI)."""
+    first = {"prompt": "a"}
+    hue = int(FakeReplicate.input_hash(first)[:4], 16) % 359
+    second = next({"prompt": f"b{i}"} for i in range(100_000)
+                  if int(FakeReplicate.input_hash({"prompt": f"b{i}"})[:4], 16) % 359 == hue)
+    with FakeReplicate(latency=0.0) as fake:
+        fake.unique_outputs = True
+        tints = [fake._tint_for(first), fake._tint_for(second), fake._tint_for(first)]
+    assert tints[0] != tints[1] and tints[0] == tints[2]
+    assert make_media("voice", seconds=0.5, tint=tints[0]) != make_media("voice", seconds=0.5, tint=tints[1])
+    assert make_media("video", seconds=0.5, tint=tints[0]) != make_media("video", seconds=0.5, tint=tints[1])

@@ -245,7 +245,7 @@ def make_media(kind: str, aspect: str = "16:9", seconds: float = 1.0, audio: boo
             args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(out)]
         elif kind == "voice":  # speech-like: a gliding voiced tone, syllables at 4 Hz, mono 32 kHz
             out = Path(d) / "o.wav"
-            f0 = 140 + tint % 60
+            f0 = round(140 + tint / 6, 3)  # 140-200 Hz, its own pitch for each tint
             expr = f"0.5*sin(2*PI*({f0}*t+8*sin(2*PI*1.5*t)))*(0.55+0.45*sin(2*PI*4*t))"
             args = ["-f", "lavfi", "-i", f"aevalsrc={expr}:s=32000:d={seconds}", "-ac", "1", str(out)]
         else:
@@ -306,6 +306,7 @@ class FakeReplicate:
         self.files: dict[str, tuple[bytes, str, str]] = {}
         self.file_meta: dict[str, tuple[dict[str, Any], datetime]] = {}
         self.outputs: dict[str, tuple[bytes, str]] = {}
+        self._tints: dict[str, int] = {}
         self.requests: list[dict[str, Any]] = []
         self.creates_by_model: Counter[str] = Counter()
         self.creates_by_input: Counter[str] = Counter()
@@ -431,13 +432,29 @@ class FakeReplicate:
             return "processing"
         return p["outcome"]
 
+    def _tint_for(self, data: dict[str, Any]) -> int:
+        """The hue shift of one input's outputs: from its hash, and never one another input of
+        this server already has (two inputs sharing a hue would share bytes, and a test that tells
+        artifacts apart by their bytes would fail one run in a few hundred)."""
+        key = self.input_hash(data)
+        with self._lock:
+            if key not in self._tints:
+                taken = set(self._tints.values())
+                tint = 1 + int(key[:4], 16) % 359
+                for _ in range(359):
+                    if tint not in taken:
+                        break
+                    tint = tint % 359 + 1
+                self._tints[key] = tint
+            return self._tints[key]
+
     def _output_for(self, p: dict[str, Any]) -> Any:
         if p["output"] is not None:
             return p["output"]
         schema = SCHEMAS[p["slug"]]
         data = p["input"]
         kind = schema["kind"]
-        tint = 1 + int(self.input_hash(data)[:4], 16) % 359 if self.unique_outputs else 0
+        tint = self._tint_for(data) if self.unique_outputs else 0
         if p.get("corrupt"):  # the provider stored a broken file: every download gives these bytes
             blob, mime, ext = b"\x00corrupt at the provider " + p["id"].encode() * 8, \
                 {"image": "image/png", "video": "video/mp4"}.get(kind, "audio/wav"), "bin"
