@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,11 @@ from PIL import Image, ImageChops
 
 from adspec import media
 from adspec.captions import MAX_CHARS, MAX_LINES
+from adspec.errors import MediaError
 from adspec.loader import load_spec
 from adspec.offline_planner import plan_spec_offline
 from adspec.registry import load_registry
-from adspec.render.speech import speak_to_wav, synthesize
+from adspec.render.speech import child_output, read_child_output, speak_to_wav, synthesize
 from adspec.safe_areas import safe_area
 from adspec.spec import word_count
 from adspec.build_files import VoiceInputs
@@ -96,6 +98,22 @@ def test_offline_voice_is_a_function_of_the_line(tmp_path: Path) -> None:
     assert again == first
     # while eSpeak itself, called twice in one process, does not repeat itself: the check can fail
     assert synthesize(line, "en-us+f4", 1.0)[0] != synthesize(line, "en-us+f4", 1.0)[0]
+
+
+def test_a_voice_cut_short_on_its_way_from_the_child_is_refused(tmp_path: Path) -> None:
+    """The speech child says how many samples it sends: all of a long line arrive (more than one
+    pipe's 64 KiB), and a stream cut anywhere is an error, never a shorter line in the cache."""
+    line = "Ready? Meet the Zip bottle, built for the long way home, from the first mile to the last."
+    spoken = speak_to_wav(line, tmp_path / "long.wav", voice="en-us+f4", speed=1.0)
+    with wave.open(str(spoken)) as w:
+        rate, frames = w.getframerate(), w.getnframes()
+    assert frames * 2 > 65536 and frames / rate > 3.0  # the whole line: ~5 s, not 1.5 s
+    pcm = spoken.read_bytes()[44:]
+    sent = child_output(rate, pcm)
+    assert read_child_output(sent) == (rate, pcm)
+    for cut in (len(sent) - 1, 65536, 12, 5):
+        with pytest.raises(MediaError, match="cut short|header"):
+            read_child_output(sent[:cut])
 
 
 def test_every_offline_voice_speaks_and_repeats(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -167,7 +168,7 @@ def speak_to_wav(text: str, out: str | Path, *, voice: str, speed: float) -> Pat
     if done.returncode != 0:
         why = done.stderr.decode(errors="replace").strip().splitlines()
         raise MediaError(f"offline voice: {why[-1] if why else 'eSpeak NG failed'}")
-    rate, pcm = int.from_bytes(done.stdout[:4], "little"), done.stdout[4:]
+    rate, pcm = read_child_output(done.stdout)
     if not pcm:
         raise MediaError(f"offline voice: no audio for {text!r}")
     out = Path(out)
@@ -179,15 +180,34 @@ def speak_to_wav(text: str, out: str | Path, *, voice: str, speed: float) -> Pat
     return out
 
 
+def child_output(rate: int, pcm: bytes) -> bytes:
+    """What the child sends: the sample rate (4 bytes), the samples' length (8 bytes), the samples."""
+    return rate.to_bytes(4, "little") + len(pcm).to_bytes(8, "little") + pcm
+
+
+def read_child_output(data: bytes) -> tuple[int, bytes]:
+    """(rate, samples) from the child's output, refused when fewer samples arrived than it said:
+    a line cut short would be cached, and served, as if eSpeak had spoken it so (seen: a child's
+    stdout stopped at one pipe's 64 KiB while a profiler interrupted its writes)."""
+    if len(data) < 12:
+        raise MediaError(f"offline voice: the speech process sent {len(data)} bytes, not even its header")
+    rate, size, pcm = int.from_bytes(data[:4], "little"), int.from_bytes(data[4:12], "little"), data[12:]
+    if len(pcm) != size:
+        raise MediaError(f"offline voice: the speech process's samples were cut short ({len(pcm)} of {size} bytes)")
+    return rate, pcm
+
+
 def _child() -> int:
-    """The child's side: one line from stdin (JSON) -> 4-byte rate + samples on stdout."""
+    """The child's side: one line from stdin (JSON) -> `child_output` on stdout."""
     job = json.loads(sys.stdin.buffer.read())
     try:
         pcm, rate = synthesize(job["text"], job["voice"], float(job["speed"]))
     except MediaError as e:
         print(e, file=sys.stderr)
         return 1
-    sys.stdout.buffer.write(rate.to_bytes(4, "little") + pcm)
+    data = memoryview(child_output(rate, pcm))
+    while data:  # a write may take less than asked (a pipe, a signal): write the rest, unbuffered
+        data = data[os.write(sys.stdout.fileno(), data):]
     return 0
 
 
