@@ -11,6 +11,7 @@ reporter does: `.  <task>` when a task runs, `-- <task>` when it is up to date, 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -388,6 +389,11 @@ class AdspecReporter:
                 self._live.stop()
             except Exception:  # pragma: no cover - a terminal gone away
                 pass
+        # doit calls this from a `finally`: a KeyboardInterrupt (Ctrl-C, or SIGTERM made one) is
+        # still on its way out. A run that was not cut short, and in which nothing failed, went
+        # through: the tasks of an ad it never asked about were not part of it (`doit mix` does
+        # not run the checks), so they do not make the ad "interrupted".
+        went_through = sys.exc_info()[0] is None and not self.failures and not self.runtime_errors
         with self.lock:
             for s in self.ads.values():
                 if not s.touched:
@@ -395,6 +401,8 @@ class AdspecReporter:
                 s.running.clear()
                 s.waits.clear()
                 s.stopped = True
+                if went_through:
+                    s.names &= s.done | s.ignored | set(s.failed)
                 last_run = LastRun(
                     run=self.run_id, started_at=now_iso(self.started), finished_at=now_iso(),
                     spent_usd=usd(sum(s.paid.values())), saved_usd=usd(sum(s.hits.values())),

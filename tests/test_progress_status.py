@@ -73,6 +73,20 @@ def test_status_json_is_valid_at_every_moment_of_a_build(project: Project) -> No
     assert as_json[0]["ad"] == "zip" and as_json[0]["state"] == "done"
 
 
+def test_a_run_of_some_tasks_leaves_an_ad_done(project: Project) -> None:
+    """`doit mix` after a build runs the mix's own chain only: the ad is still "done", not
+    "interrupted" for the checks and report that run never asked about."""
+    project.write_spec("zip", small_spec(duration=8))
+    project.doit()
+    for args in (("mix",), ("stitch:zip",)):
+        project.doit(*args, ADSPEC_FAST_NOOP="0")  # asked, not replayed: the reporter sees the run
+        d = json.loads((project.build / "zip" / "status.json").read_text())
+        assert d["state"] == "done" and d["phase"] == "done" and d["progress_pct"] == 100, (args, d)
+        assert d["tasks"]["done"] == d["tasks"]["total"] < 10, (args, d["tasks"])
+    shown = project.adspec("status")
+    assert shown.returncode == 0 and "interrupted" not in shown.stdout and "done" in shown.stdout, shown.stdout
+
+
 @pytest.fixture
 def live(project: Project):
     with FakeReplicate(latency=0.05) as replicate:
