@@ -43,7 +43,8 @@ from .tasknames import AGGREGATE_KINDS, RESERVED, task_name
 TaskDict = dict[str, Any]
 
 # Each kind of task (tasknames.KINDS) is a doit group (`doit chunk`, `doit clean chunk`, `doit chunk:<TAB>`).
-# Kinds with one task per beat (or per clip): `storyboard:<ad>` and `chunk:<ad>` stand for all of an ad's.
+# Kinds with one task per beat, clip or placement: `storyboard:<ad>`, `chunk:<ad>`, `voice:<ad>` and
+# `export:<ad>` stand for all of an ad's.
 PER_BEAT_KINDS = AGGREGATE_KINDS
 
 
@@ -236,6 +237,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
         yield from waiting_tasks(ad, plan, build_dir, waiting)
         return
     voice_files: list[str] = []
+    voice_tasks: list[str] = []
     for beat in plan.voiced:
         wav = str(paths.voice(beat.id))
         yield member({
@@ -250,6 +252,8 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
             "clean": True,
         }, "voice", ad)
         voice_files.append(wav)
+        voice_tasks.append(task_name("voice", ad, beat.id))
+    yield every_voice(ad, voice_tasks)
     yield member({
         "basename": task_name("stitch", ad),
         "doc": f"stitch {ad}: chunks in beat order, each beat trimmed to its duration",
@@ -305,6 +309,18 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
     yield report_task(ad, plan, build_dir)
 
 
+def every_voice(ad: str, voices: list[str]) -> Task:
+    """`voice:<ad>`: every spoken line of the ad (none when no beat speaks)."""
+    return member({"basename": task_name("voice", ad), "doc": f"every spoken line of {ad}", "actions": None,
+                   "task_dep": voices}, "voice", ad)
+
+
+def every_export(ad: str, exports: list[str]) -> Task:
+    """`export:<ad>`: the ad's file for each of its placements (none without placements)."""
+    return member({"basename": task_name("export", ad), "doc": f"every placement's file of {ad}", "actions": None,
+                   "task_dep": exports}, "export", ad)
+
+
 def waiting_tasks(ad: str, plan: AdPlan, build_dir: Path, waiting: dict[str, str]) -> Iterator[Task]:
     """While some beat of an ad with `approval: required` waits for approval: its voices,
     music, stitch and mix wait too (stand-ins that do nothing), and the review page shows the
@@ -314,12 +330,14 @@ def waiting_tasks(ad: str, plan: AdPlan, build_dir: Path, waiting: dict[str, str
     for beat in plan.voiced:
         yield member({"basename": task_name("voice", ad, beat.id), "doc": f"spoken line of {ad}/{beat.id}: {why}",
                       "actions": None, "task_dep": [plan_dep]}, "voice", ad)
+    yield every_voice(ad, [task_name("voice", ad, beat.id) for beat in plan.voiced])
     for kind in ("stitch", "music", "mix"):
         yield member({"basename": task_name(kind, ad), "doc": f"{kind} of {ad}: {why}", "actions": None,
                       "task_dep": [plan_dep, task_name("storyboard", ad), task_name("chunk", ad)]}, kind, ad)
     for placement in plan.placements:
         yield member({"basename": task_name("export", ad, placement), "doc": f"{ad} for {placement}: {why}",
                       "actions": None, "task_dep": [task_name("mix", ad)]}, "export", ad)
+    yield every_export(ad, [task_name("export", ad, placement) for placement in plan.placements])
     yield member({"basename": task_name("check", ad), "doc": f"delivery checks of {ad}: {why}", "actions": None,
                   "task_dep": [task_name("mix", ad)]}, "check", ad)
     yield member({"basename": task_name("timeline", ad), "doc": f"the cut of {ad} for editors: {why}",
@@ -346,6 +364,7 @@ def delivery_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[Task]:
         }, "export", ad)
         exports.append(out)
         export_tasks.append(task_name("export", ad, placement))
+    yield every_export(ad, export_tasks)
     placements = list(plan.placements)
     yield member({
         "basename": task_name("check", ad),
@@ -371,6 +390,10 @@ def unplanned_tasks(ad: str, build_dir: Path) -> Iterator[Task]:
                   "task_dep": plan_dep}, "storyboard", ad)
     yield member({"basename": task_name("chunk", ad), "doc": f"every video chunk of {ad} {later}", "actions": None,
                   "task_dep": plan_dep}, "chunk", ad)
+    yield member({"basename": task_name("voice", ad), "doc": f"every spoken line of {ad} {later}", "actions": None,
+                  "task_dep": plan_dep}, "voice", ad)
+    yield member({"basename": task_name("export", ad), "doc": f"every placement's file of {ad} {later}",
+                  "actions": None, "task_dep": plan_dep}, "export", ad)
     yield member({"basename": task_name("stitch", ad), "doc": f"stitch {ad} {later}", "actions": None, "task_dep": plan_dep,
                   "targets": [str(paths.video), str(paths.stitch_report)], "clean": True}, "stitch", ad)
     yield member({"basename": task_name("music", ad), "doc": f"music of {ad} {later}", "actions": None, "task_dep": plan_dep,
@@ -529,8 +552,9 @@ def kind_groups(ads: list[str], build_dir: Path, *, running: bool) -> Iterator[T
     """One doit group per kind of task (`doit mix` mixes every ad; `doit clean chunk`). Its
     members are the ads' tasks of that kind; while running only those certain to exist (an
     ad's plan may change its beats), for the other commands every one the plans on disk name."""
-    docs = {"storyboard": "every storyboard image", "chunk": "every video chunk", "music": "every music bed",
-            "stitch": "every stitched video", "mix": "every final mix", "check": "every ad's delivery checks",
+    docs = {"storyboard": "every storyboard image", "chunk": "every video chunk", "voice": "every spoken line",
+            "music": "every music bed", "stitch": "every stitched video", "mix": "every final mix",
+            "export": "every placement's file", "check": "every ad's delivery checks",
             "timeline": "every editor timeline (timeline.otio)"}
     for kind, doc in docs.items():
         members: list[str] = []

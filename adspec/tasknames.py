@@ -19,7 +19,7 @@ PHASE_OF = {"plan": "plan", "storyboard": "storyboard", "chunk": "chunks", "voic
 PHASES = tuple(PHASE_OF.values())
 PAID_PHASES = tuple(PHASE_OF[k] for k in KINDS if k in PAID_KINDS)
 #: kinds with an aggregate task `<kind>:<ad>` (all of an ad's storyboards/chunks, no work of its own)
-AGGREGATE_KINDS = ("storyboard", "chunk")
+AGGREGATE_KINDS = ("storyboard", "chunk", "voice", "export")
 #: doit's own commands and the run's tasks: an ad of one of these names gets no alias task
 RESERVED = frozenset({*KINDS, "budget", "list", "clean", "info", "forget", "ignore", "help", "run", "auto", "dumpdb",
                       "strace", "reset-dep", "tabcompletion"})
@@ -43,7 +43,7 @@ def task_name(kind: str, ad: str, beat: str | None = None, index: int | None = N
 
 def split_task(name: str) -> TaskName | None:
     """'chunk:zip/hook/1' -> TaskName('chunk', 'zip', 'hook/1'); None for tasks of no ad and for
-    the aggregates `storyboard:<ad>` and `chunk:<ad>` (they do no work of their own)."""
+    the aggregates `storyboard:<ad>`, `chunk:<ad>`, `voice:<ad>`, `export:<ad>` (they do no work of their own)."""
     if ":" not in name:
         return None
     kind, rest = name.split(":", 1)

@@ -26,7 +26,8 @@ def test_doit_commands_on_a_fresh_checkout(project: Project) -> None:
     listed = project.doit("list").stdout
     names = [line.split()[0] for line in listed.splitlines() if line.strip()]
     assert not [n for n in names if n.startswith("render_")], listed  # no internal names
-    for kind in ("plan", "storyboard", "chunk", "music", "stitch", "mix", "report", "alpha", "beta"):
+    for kind in ("plan", "storyboard", "chunk", "voice", "music", "stitch", "mix", "export", "check", "timeline",
+                 "report", "alpha", "beta"):  # every kind of task is a group
         assert kind in names, listed
     # bash completion after `doit chunk:` runs `doit list --quiet --all chunk`
     members = project.doit("list", "--quiet", "--all", "chunk").stdout.split()
@@ -65,6 +66,23 @@ def test_doit_commands_on_a_fresh_checkout(project: Project) -> None:
     project.doit("clean", "chunk")
     assert not any(p.exists() for p in chunks)
     assert (project.build / "alpha" / "final.mp4").exists()
+
+
+def test_doit_voice_makes_the_spoken_lines_only(project: Project) -> None:
+    """`voice` is a group like the other kinds: `doit voice` speaks every line (after the plan)
+    and nothing else, `doit list --all voice` lists them, `doit clean voice` removes them."""
+    spec = small_spec(seed=3)
+    spec["beats"][0]["voiceover"] = "Meet Zip."
+    spec["beats"][1]["voiceover"] = "Drink more."
+    project.write_spec("alpha", spec)
+    ran = executed_tasks(project.doit("voice").stdout)
+    assert sorted(ran) == ["plan:alpha", "voice:alpha/cta", "voice:alpha/hook"], ran
+    voices = [project.build / "alpha" / "beats" / b / "voice.wav" for b in ("hook", "cta")]
+    assert all(v.is_file() for v in voices) and not (project.build / "alpha" / "final.mp4").exists()
+    members = project.doit("list", "--quiet", "--all", "voice").stdout.split()
+    assert {"voice:alpha", "voice:alpha/hook", "voice:alpha/cta"} <= set(members), members
+    project.doit("clean", "voice")
+    assert not any(v.exists() for v in voices)
 
 
 def test_clean_info_and_status_after_a_build(project: Project) -> None:
