@@ -347,7 +347,7 @@ def _partial(model: type[M], value: dict[str, Any], e: ValidationError) -> tuple
         else:
             data.pop(head, None)
     try:
-        return model.model_validate(data, context={SKIP_CROSS_CHECKS: True}), unsure
+        return model.model_validate(data, context={SKIP_CROSS_CHECKS: True}, by_name=False), unsure
     except Exception:
         return None, unsure
 
@@ -359,7 +359,7 @@ def _partial_beat_issues(value: dict[str, Any], spec: Spec | None) -> list[Issue
     issues: list[Issue] = []
     for i, raw in enumerate(value["beats"]):
         try:
-            beat = Beat.model_validate(raw)
+            beat = Beat.model_validate(raw, by_name=False)
         except Exception:
             continue
         for loc, msg in prompt_issues([beat], spec, ("beats",)) + voiceover_issues([beat], spec, ("beats",)):
@@ -435,7 +435,7 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
     unsure: set[str] = set()
     spec: Spec | None
     try:
-        spec = Spec.model_validate(value, context={SKIP_CROSS_CHECKS: True})
+        spec = Spec.model_validate(value, context={SKIP_CROSS_CHECKS: True}, by_name=False)
     except ValidationError as e:
         # every error at once: the checks that need a valid spec still run on what did parse
         schema_errors = _validation_errors(e, Spec, lines, shown)
@@ -475,7 +475,7 @@ def beat_file_errors_text(data: bytes | str, shown: str, spec: Spec | None = Non
     except SpecError as e:
         return None, [e]
     try:
-        bf = BeatFile.model_validate(value, context={SKIP_CROSS_CHECKS: True})
+        bf = BeatFile.model_validate(value, context={SKIP_CROSS_CHECKS: True}, by_name=False)
     except ValidationError as e:
         schema_errors = _validation_errors(e, BeatFile, lines, shown)
         return None, _merge(schema_errors, _issues_to_errors(_partial_beat_issues(value, spec), lines, shown))

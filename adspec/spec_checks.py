@@ -68,7 +68,7 @@ def _walk_type(model: type[BaseModel], loc: Loc) -> tuple[Any, Any]:
     for part in loc:
         cls = _model_in(current)
         if cls is not None and isinstance(part, str):
-            info = cls.model_fields.get(part)
+            info = _field_named(cls, part)
             if info is None:
                 return None, None
             current = info.annotation
@@ -98,7 +98,15 @@ def _bounds(model: type[BaseModel], loc: Loc) -> tuple[Any, Any]:
 def _allowed_fields(model: type[BaseModel], parent: Loc) -> list[str]:
     annotation, _ = _walk_type(model, parent)
     cls = _model_in(annotation) if annotation is not None else None
-    return list(cls.model_fields) if cls is not None else []
+    return [info.alias or name for name, info in cls.model_fields.items()] if cls is not None else []
+
+
+def _field_named(cls: type[BaseModel], written: str) -> Any:
+    """The field a file writes as `written`: its alias (`from`) where it has one, else its name."""
+    for name, info in cls.model_fields.items():
+        if (info.alias or name) == written:
+            return info
+    return None
 
 
 def _got(value: Any) -> str:

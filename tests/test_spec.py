@@ -177,6 +177,14 @@ def test_inline_beats_good(tmp_path: Path) -> None:
         ("A kettle in {{ city }}", "{{ city.upper() }}", 9, "beats.0.image_prompt", "calls"),
         ("    duration: 4\n", "    duration: 4.5\n", 8, "beats.0.duration", "whole number"),
         ("    motion_prompt: steam rises\n", "", 6, "beats.0.motion_prompt", "is required"),
+        # a field is named as it is written (`from`), never by its name in the code (`from_`)
+        ("    motion_prompt: steam rises\n", "    motion_prompt: steam rises\n    fro: 2\n", 11, "beats.0.fro",
+         "unknown field (did you mean 'from'?); allowed: id, type, duration, image_prompt, motion_prompt, voiceover, "
+         "on_screen, models, image, footage, from, shows, approved"),
+        ("    motion_prompt: steam rises\n", "    motion_prompt: steam rises\n    from_: 2\n", 11, "beats.0.from_",
+         "unknown field (did you mean 'from'?)"),
+        ("    motion_prompt: steam rises\n", "    motion_prompt: steam rises\n    from: -1\n", 11, "beats.0.from",
+         "must be between 0 and 3600"),
     ],
 )
 def test_bad_inline_beats(tmp_path: Path, old: str, new: str, line: int, field: str, words: str) -> None:
