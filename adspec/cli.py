@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-NEEDS_PROJECT = ("validate", "plan", "estimate", "build", "approve")  # commands that read specs/
+NEEDS_PROJECT = ("validate", "plan", "estimate", "build", "approve", "status", "check")  # commands of a project
 EXIT_CLOSED_PIPE = 128 + 13  # as a program killed by SIGPIPE (`cat big | head`)
 
 

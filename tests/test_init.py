@@ -73,7 +73,7 @@ def test_init_into_a_new_folder(tmp_path: Path) -> None:
 def test_no_project_says_what_to_do_in_one_line(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    for cmd in (("estimate",), ("plan",), ("validate",)):
+    for cmd in (("estimate",), ("plan",), ("validate",), ("status",), ("check",)):
         out = _run(empty, _env(tmp_path), "adspec.cli", *cmd)
         assert out.returncode == 1
         assert out.stderr.count("\n") == 1 and "adspec init" in out.stderr and "Traceback" not in out.stderr, out.stderr
