@@ -44,12 +44,25 @@ class AdspecError(Exception):
         return " ".join(str(self).split())
 
 
+def shown_path(path: str) -> str:
+    """A file as its user would type it: relative to the current folder when it is inside it
+    (`specs/x.yaml:3: ...` under doit as under `adspec validate specs/x.yaml`)."""
+    p = Path(path)
+    if not p.is_absolute():
+        return path
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except (ValueError, OSError):  # elsewhere, or the current folder is gone
+        return path
+
+
 class SpecError(AdspecError):
     """A spec or beat file is invalid: names the file, the line and the field."""
 
     def __init__(self, path: str | PathLike[str], line: int | None, field: str | None, message: str):
         self.path, self.line, self.field, self.message = str(path), line, field, message
-        where = self.path if line is None else f"{self.path}:{line}"
+        shown = shown_path(self.path)
+        where = shown if line is None else f"{shown}:{line}"
         what = f"{field}: {message}" if field else message
         super().__init__(f"{where}: {what}")
 
@@ -69,8 +82,9 @@ class SpecErrors(SpecError):
         lines = [e.one_line() for e in self.errors[: self.SHOWN]]
         more = len(self.errors) - self.SHOWN
         if more > 0:
-            lines.append(f"{self.path}: ... and {more} more error{'s' if more != 1 else ''}; "
-                         f"run `adspec validate {self.path}` to see them all")
+            shown = shown_path(self.path)
+            lines.append(f"{shown}: ... and {more} more error{'s' if more != 1 else ''}; "
+                         f"run `adspec validate {shown}` to see them all")
         return "\n".join(lines)
 
 

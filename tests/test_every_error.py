@@ -41,11 +41,14 @@ def test_validate_reports_schema_and_later_errors_in_one_run(project: Project) -
 def test_doit_shows_the_first_errors_and_how_many_more(project: Project) -> None:
     many = BOTH_STAGES.replace("brand: {colors: [red]}", "brand: {colors: [red, blue]}\nseed: -1")
     (project.specs / "many.yaml").write_text(many, encoding="utf-8")
-    proc = project.doit(check=False)
+    proc = project.doit("--dir", str(project.root), check=False)  # doit in the project, as a user's own dodo.py runs it
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     shown = [line for line in out.splitlines() if re.search(r"many\.yaml:\d+: ", line)]
     assert len(shown) == 5, out  # the first few, one per line
+    # each names its task, and the file as it would be typed here (doit runs in the project)
+    assert all(line.startswith("FAILED plan:many: specs/many.yaml:") for line in shown), shown
+    assert "FAILED plan:many: specs/many.yaml: ... and 2 more errors; run `adspec validate specs/many.yaml`" in out, out
     assert re.search(r"and (\d+) more errors?; run `adspec validate .*many\.yaml`", out), out
     more = int(re.search(r"and (\d+) more error", out).group(1))  # type: ignore[union-attr]
     assert more == 2, out  # 7 errors in all: prompt, duration, 2 colours, seed, 2 assets
