@@ -371,6 +371,19 @@ class _Estimator:
             est.items.append(Item(task_name("mix", ad), "mix", "free", note="local"))
         else:
             est.up_to_date += 1
+        for placement in plan.placements:
+            if mix or not paths.export(placement).exists():
+                est.items.append(Item(task_name("export", ad, placement), "export", "free", note="local"))
+            else:
+                est.up_to_date += 1
+        if mix or not paths.checks.exists():
+            est.items.append(Item(task_name("check", ad), "check", "free", note="local"))
+        else:
+            est.up_to_date += 1
+        if not timeline_same or music_stale or not paths.timeline_otio.exists():  # its cut, lines or music
+            est.items.append(Item(task_name("timeline", ad), "timeline", "free", note="local"))
+        else:
+            est.up_to_date += 1
         page = paths.review_page
         if mix or not page.exists():
             est.items.append(Item(task_name("report", ad), "report", "free", note="review page"))

@@ -141,9 +141,10 @@ def test_estimate_equals_spend_is_zero_on_noop_and_names_an_edited_beat(live) ->
     assert pay_targets(edited) == ["chunk:zip/cta/0", "chunk:zip/cta/1", "storyboard:zip/cta"]
     stale = {t["target"] for t in edited["ads"][0]["targets"]}
     assert stale == {"plan:zip", "storyboard:zip/cta", "chunk:zip/cta/0", "chunk:zip/cta/1", "stitch:zip",
-                     "mix:zip", "report:zip"}
+                     "mix:zip", "check:zip", "report:zip"}
     assert edited["ads"][0]["phases"]["chunks"]["to_pay"] == 2
-    project.doit()
+    ran = executed_tasks(project.doit().stdout)
+    assert stale == {t for t in ran if ":" in t}, sorted(ran)  # the estimate named what the build ran
     assert spent(project, before) == pytest.approx(edited["total_usd"], abs=1e-6) == pytest.approx(0.025 + 2 * 0.192)
     assert replicate.paid_creates - creates == 3
 
@@ -242,7 +243,11 @@ def test_estimate_before_any_build_counts_a_shared_request_once(project: Project
     assert one_t["storyboard:one/hook"] == "free" and two_t["storyboard:two/hook"] == "cache"
     assert two_t["chunk:two/cta/0"] == "cache"  # keyed by the same (not yet made) first frame
     text = project.adspec("estimate").stdout
-    assert "one: 9 to make" in text and "Total to pay: $0.00" in text
+    assert "Total to pay: $0.00" in text
+    # what it lists is what the build then runs (checks and the timeline included)
+    ran = executed_tasks(project.doit().stdout)
+    ran_one = {t for t in ran if ":" in t and t.split(":", 1)[1].split("/")[0] == "one"}
+    assert set(one_t) == ran_one and f"one: {len(ran_one)} to make" in text, (sorted(one_t), sorted(ran_one))
 
 
 # ---- prices and the run budget ---------------------------------------------------------------------
