@@ -18,7 +18,7 @@ PHASE_OF = {"plan": "plan", "storyboard": "storyboard", "chunk": "chunks", "voic
 #: every phase, in build order; the paid ones first
 PHASES = tuple(PHASE_OF.values())
 PAID_PHASES = tuple(PHASE_OF[k] for k in KINDS if k in PAID_KINDS)
-#: kinds with an aggregate task `<kind>:<ad>` (all of an ad's storyboards/chunks, no work of its own)
+#: kinds with an aggregate task `<kind>:<ad>` (all of an ad's storyboards, chunks, voices or exports; no work of its own)
 AGGREGATE_KINDS = ("storyboard", "chunk", "voice", "export")
 #: doit's own commands and the run's tasks: an ad of one of these names gets no alias task
 RESERVED = frozenset({*KINDS, "budget", "list", "clean", "info", "forget", "ignore", "help", "run", "auto", "dumpdb",
