@@ -41,13 +41,13 @@ def text_fields() -> tuple[str, ...]:
 
     from .spec import Beat
 
-    out = []
-    for name, info in Beat.model_fields.items():
-        ann = info.annotation
-        kinds = typing.get_args(ann) or (ann,)
-        if name not in _NOT_TEXT and str in kinds:
-            out.append(name)
-    return tuple(out)
+    def takes_text(ann: Any) -> bool:  # a str in Optional/Union/Annotated (the voiceover's `_text`), not in a list
+        if typing.get_origin(ann) in (list, dict, tuple):
+            return False
+        return ann is str or any(takes_text(a) for a in typing.get_args(ann))
+
+    return tuple(name for name, info in Beat.model_fields.items()
+                 if name not in _NOT_TEXT and takes_text(info.annotation))
 
 
 def _compose(text: str, shown: str) -> Any:

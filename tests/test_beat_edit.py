@@ -92,3 +92,16 @@ def test_mistakes_name_the_field() -> None:
     assert e.value.field == "image_prompt"
     assert text_fields()[:2] == ("image_prompt", "motion_prompt")
     assert content_sha256(BEATS) == content_sha256(BEATS.encode()) != content_sha256(BEATS + " ")
+
+
+def test_a_spoken_line_and_a_super_are_edited_like_prompts() -> None:
+    """The page and agents edit a beat's voiceover and on-screen text too (typed as a string or a
+    map of languages): a string in place, a map of languages refused (edit it in the file)."""
+    assert {"voiceover", "on_screen"} <= set(text_fields()) and "shows" not in text_fields()
+    spoken = BEATS.replace('    motion_prompt: pan left\n', '    motion_prompt: pan left\n    voiceover: Drink more.\n'
+                           '    on_screen: {en: Drink more, de: Trink mehr}\n')
+    new = set_beat_fields(spoken, "cta", {"voiceover": "Drink more, go further."})
+    assert new == spoken.replace("voiceover: Drink more.", "voiceover: Drink more, go further.")
+    with pytest.raises(SpecError) as e:
+        set_beat_fields(spoken, "cta", {"on_screen": "Drink more"})
+    assert e.value.field == "on_screen" and "not a text value" in e.value.message
