@@ -38,7 +38,7 @@ from .media_requests import beat_chunk_references
 from .paths import AdPaths, beat_file_path, build_index
 from .placements import placements_file
 from .plan_file import AdPlan, load_plan
-from .tasknames import AGGREGATE_KINDS, RESERVED, task_name
+from .tasknames import AGGREGATE_KINDS, RESERVED, WAITS_FOR_APPROVAL, task_name
 
 TaskDict = dict[str, Any]
 
@@ -333,7 +333,9 @@ def waiting_tasks(ad: str, plan: AdPlan, build_dir: Path, waiting: dict[str, str
     yield every_voice(ad, [task_name("voice", ad, beat.id) for beat in plan.voiced])
     for kind in ("stitch", "music", "mix"):
         yield member({"basename": task_name(kind, ad), "doc": f"{kind} of {ad}: {why}", "actions": None,
-                      "task_dep": [plan_dep, task_name("storyboard", ad), task_name("chunk", ad)]}, kind, ad)
+                      "task_dep": [plan_dep, task_name("storyboard", ad), task_name("chunk", ad)],
+                      # the reporter's cue: this ad's run ends "waiting", not "done" (status.json)
+                      **({"meta": {WAITS_FOR_APPROVAL: sorted(waiting)}} if kind == "mix" else {})}, kind, ad)
     for placement in plan.placements:
         yield member({"basename": task_name("export", ad, placement), "doc": f"{ad} for {placement}: {why}",
                       "actions": None, "task_dep": [task_name("mix", ad)]}, "export", ad)

@@ -4,7 +4,8 @@ under the budget, follow the status, and read and edit a beat. Every tool return
 results (JSON objects). Builds run `adspec build AD` in a child process, one ad at a time (the
 same queue as `adspec serve`): nothing bypasses the specs, the beat files, the cache or the budget.
 
-Approvals (`adspec approve`) do not exist yet in adspec; there is no approve tool until they do.
+There is no approve tool, on purpose: approving a storyboard before its video is paid for is a
+person's act (`adspec approve`, reviewed in git), not an agent's.
 """
 
 from __future__ import annotations

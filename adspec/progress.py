@@ -27,7 +27,7 @@ from .paths import AdPaths
 from .receipts import Receipt, read_receipt
 from .runs import run_id
 from .status import now_iso, provider_wait, update_status
-from .tasknames import KINDS, PAID_KINDS, PHASE_OF, split_task, task_name
+from .tasknames import KINDS, PAID_KINDS, PHASE_OF, WAITS_FOR_APPROVAL, split_task, task_name
 
 # plain mode: a provider wait longer than ADSPEC_WAIT_NOTICE seconds (settings.wait_notice_s) gets
 # a line, and another when its status changes or every WAIT_REPEAT_S seconds
@@ -53,6 +53,7 @@ class AdState:
     last_kind: str = "plan"
     touched: bool = False
     stopped: bool = False  # the run is over: what is not finished now was interrupted
+    waiting: tuple[str, ...] = ()  # `approval: required`: the beats whose video waits (the graph's stand-in mix says)
 
     def chunk_names(self) -> list[str]:
         return [n for n in self.names if n.startswith("chunk:")]
@@ -208,8 +209,9 @@ class AdspecReporter:
         paths = AdPaths.of(self.build_dir, s.ad)
         # `doit ignore`d work is settled too (not "running 76 %" forever); an ad whose final was
         # ignored is "ignored", not "done"
+        # and one whose videos wait for approval (its mix a stand-in) is "waiting", not "done"
         state = "failed" if failed and not s.running else (
-            ("ignored" if f"mix:{s.ad}" in s.ignored else "done") if finished
+            ("ignored" if f"mix:{s.ad}" in s.ignored else ("waiting" if s.waiting else "done")) if finished
             else ("interrupted" if s.stopped else "running"))
         tasks = TaskCounts(total=total, done=done, run=len(s.executed), up_to_date=len(s.uptodate), failed=len(s.failed))
         chunk_counts = ChunkCounts(done=len([c for c in chunks if c in s.done]), total=len(chunks),
@@ -223,7 +225,8 @@ class AdspecReporter:
             last_error = LastError(task=task, message=message, time=now_iso())
 
         def change(d: AdStatus) -> None:
-            d.state, d.ignored, d.phase, d.progress_pct = state, tuple(ignored), s.phase, round(s.pct, 1)
+            d.state, d.ignored, d.progress_pct = state, tuple(ignored), round(s.pct, 1)
+            d.phase = "waiting" if state == "waiting" else s.phase
             d.tasks, d.chunks, d.running = tasks, chunk_counts, dict(running)
             d.artifacts = dict(sorted(s.artifacts.items()))
             d.run, d.pid, d.started_at, d.run_cost = self.run_id, os.getpid(), now_iso(self.started), run_cost
@@ -302,6 +305,7 @@ class AdspecReporter:
             s.done.add(task.name)
             s.executed.add(task.name)
             self._note_artifacts(s, task)
+            self._note_waiting(s, task)
             if kind in PAID_KINDS:
                 r = self._receipt(task)
                 if r is not None and r.run == self.run_id:
@@ -358,6 +362,7 @@ class AdspecReporter:
             s.done.add(task.name)
             s.uptodate.add(task.name)
             self._note_artifacts(s, task)
+            self._note_waiting(s, task)
             # no status.json write per up-to-date task (one atomic write each made a no-op over 20
             # ads take seconds, bench/): the ad's next event or complete_run writes it
 
@@ -436,6 +441,11 @@ class AdspecReporter:
                 except ValueError:
                     s.artifacts[task.name] = str(p)
                 break
+
+    @staticmethod
+    def _note_waiting(s: AdState, task: Any) -> None:
+        if task.name == task_name("mix", s.ad):
+            s.waiting = tuple((getattr(task, "meta", None) or {}).get(WAITS_FOR_APPROVAL, ()))
 
     def _summary(self) -> None:
         touched = [s for s in self.ads.values() if s.touched]

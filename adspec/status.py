@@ -6,7 +6,7 @@ reader sees valid, complete JSON at every moment.
 
 status.json is read and written through `adspec.build_files.AdStatus` (versioned; one of another
 version or damaged is started afresh):
-    {"version", "ad", "state": "running"|"done"|"failed"|"interrupted"|"ignored"|"cleaned", "phase",
+    {"version", "ad", "state": "running"|"done"|"waiting"|"failed"|"interrupted"|"ignored"|"cleaned", "phase",
      "progress_pct", "ignored", "tasks": {"total", "done", "run", "up_to_date", "failed"},
      "chunks": {"done", "total", "current"}, "running": {task: {"since", "provider_status", "status_since"}},
      "cost": {"spent_usd", "saved_usd", "total_usd", "run_spent_usd", "run_saved_usd"},
@@ -170,7 +170,7 @@ def print_table(statuses: list[AdStatus], file: Any = None) -> None:
     for c in cols:
         table.add_column(c, overflow="fold")
     for r in rows:
-        style = {"failed": "red", "interrupted": "red", "done": "green", "running": "yellow"}.get(r["state"])
+        style = {"failed": "red", "interrupted": "red", "done": "green", "waiting": "yellow", "running": "yellow"}.get(r["state"])
         table.add_row(*[r[c] for c in cols], style=style)
     console.print(table)
 
@@ -191,8 +191,8 @@ def watch(build_dir: Path, ad: str, *, interval: float = 1.0, timeout: float | N
             if line != last:
                 print(line, file=out, flush=True)
                 last = line
-            if d.state in ("done", "failed") and not d.running:
-                return 0 if d.state == "done" else 1
+            if d.state in ("done", "waiting", "failed") and not d.running:
+                return 1 if d.state == "failed" else 0
             if d.state == "running" and d.pid and not owner_alive(d):
                 print(f"{ad}: the build process ({d.pid}) is gone; status stays as it left it", file=out, flush=True)
                 return 1

@@ -472,6 +472,11 @@ def test_ci_build_reports_waiting_beats_and_exits_0(project: Project) -> None:
     [row] = summary["ads"]
     assert row["status"] == "waiting" and row["waiting_for_approval"] == ["hook", "cta"] and row["error"] is None
     assert summary["totals"]["waiting"] == 1 and summary["totals"]["failed"] == 0
+    # status.json and `adspec status` say so too: waiting, not done (there is no final) nor cleaned
+    assert json.loads((project.build / "zip" / "status.json").read_text())["state"] == "waiting"
+    [shown] = json.loads(project.adspec("status", "--json").stdout)
+    assert shown["state"] == "waiting" and shown["phase"] == "waiting", shown
+    assert project.adspec("status", "--watch", "zip").returncode == 0  # it has finished: the watch ends
 
 
 def test_validate_locates_a_missing_or_wrong_own_medium(project: Project) -> None:

@@ -285,3 +285,21 @@ def test_the_queue_runs_one_build_per_ad_and_the_next_after_it() -> None:
     (_, s1, e1), (_, s2, e2), (_, s3, e3) = q.spans
     assert e1 <= s2 and e2 <= s3  # never two at once
     assert q.get("a").state == "done" and q.get("b").state == "done"
+
+
+def test_an_ad_waiting_for_approval_is_not_a_failed_build(project: Project) -> None:
+    """`approval: required` and no beat approved yet: the build makes the storyboards and stops
+    there on purpose; the studio and agents must not call that build failed."""
+    from adspec.serve.builds import _outcome
+
+    spec = small_spec(seed=4)
+    spec["approval"] = "required"
+    project.write_spec("zip", spec)
+    built = project.adspec("build", "zip", "--json")
+    [row] = json.loads(built.stdout)["ads"]
+    assert built.returncode == 0 and row["status"] == "waiting", built.stdout + built.stderr
+    assert _outcome("zip", built.returncode, built.stdout, built.stderr) is None
+    spec["beats"][0]["image_prompt"] = "{{ nope }}"  # a real failure still is one
+    project.write_spec("zip", spec)
+    failed = project.adspec("build", "zip", "--json")
+    assert "unknown variable 'nope'" in (_outcome("zip", failed.returncode, failed.stdout, failed.stderr) or "")

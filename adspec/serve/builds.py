@@ -61,7 +61,9 @@ def _child_env(folders: dict[str, str]) -> dict[str, str]:
 
 
 def _outcome(ad: str, code: int, stdout: str, stderr: str) -> str | None:
-    """The build's error for `ad` (None when it built), from `adspec build --json`'s summary."""
+    """The build's error for `ad` (None when it built, or built what it may: `waiting` is an ad
+    with `approval: required` whose videos wait for approval, not a failure), from `adspec build
+    --json`'s summary."""
     try:
         summary = json.loads(stdout)
     except ValueError:
@@ -69,7 +71,7 @@ def _outcome(ad: str, code: int, stdout: str, stderr: str) -> str | None:
         return None if code == 0 else (lines[-1] if lines else f"adspec build exited {code}")
     for row in summary.get("ads", []):
         if row.get("ad") == ad:
-            if row.get("status") == "ok":
+            if row.get("status") in ("ok", "waiting"):
                 return None
             error = row.get("error") or "failed"
             failed = [x for x in (stderr or "").splitlines() if x.startswith("FAILED ")]
