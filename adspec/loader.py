@@ -308,11 +308,15 @@ def _fill_defaults(value: dict[str, Any], path: str | Path) -> None:
     ratio and style come from the prompt's words when the spec does not set them."""
     if "title" not in value:
         value["title"] = readable_title(path)
+    beats = value.get("beats")
+    if "duration" not in value and isinstance(beats, list) and beats and all(
+            isinstance(b, dict) and type(b.get("duration")) is int for b in beats):
+        value["duration"] = sum(b["duration"] for b in beats)  # inline beats say how long the ad is
     prompt = value.get("prompt")
     if isinstance(prompt, str):
         for key, found in prompt_settings(prompt).items():
             if key == "duration" and "beats" in value:
-                continue  # inline beats say how long the ad is
+                continue  # ... not the prompt's words
             value.setdefault(key, found)
 
 

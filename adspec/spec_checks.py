@@ -197,7 +197,7 @@ FONT_SUFFIXES = (".ttf", ".otf")
 
 
 def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
-    """Every asset (and the captions' font) must be an existing image (font) file inside the
+    """Every asset (and the captions' font, the brand's logo and font) must be an existing image (font) file inside the
     project folder (the folder holding specs/): no absolute paths, no `..` or symlink leading out of it."""
     spec_dir = Path(os.path.abspath(spec_path)).parent
     root = spec_dir.parent
@@ -207,6 +207,10 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
         (("assets", name), asset_path(rel), IMAGE_SUFFIXES, "an image") for name, rel in spec.assets.items()]
     if spec.captions.font:
         files.append((("captions", "font"), spec.captions.font, FONT_SUFFIXES, "a font"))
+    if spec.brand.logo:  # the brand kit's files: drawn by code, checked like any asset
+        files.append((("brand", "logo"), spec.brand.logo, IMAGE_SUFFIXES, "an image"))
+    if spec.brand.font:
+        files.append((("brand", "font"), spec.brand.font, FONT_SUFFIXES, "a font"))
     for loc, rel, suffixes, kind in files:
         target = spec_dir / rel
         lexical = Path(os.path.normpath(target))

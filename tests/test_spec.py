@@ -194,6 +194,13 @@ def test_bad_inline_beats(tmp_path: Path, old: str, new: str, line: int, field: 
     assert words in err.message, str(err)
 
 
+def test_inline_beats_say_how_long_the_ad_is(tmp_path: Path) -> None:
+    """No `duration:` with inline beats: their sum, not the prompt's words nor the default 30."""
+    text = INLINE.replace("duration: 10\n", "", 1).replace("A short ad", "A 15-second ad", 1)
+    assert "duration: 10" not in text and "15-second" in text
+    assert load_spec(write(tmp_path, "inl.yaml", text)).duration == 10
+
+
 def test_inline_beats_default_music_from_style(tmp_path: Path) -> None:
     from adspec.spec import default_music, inline_plan
 
@@ -251,6 +258,26 @@ def test_bad_assets(tmp_path: Path, rel: str, words: str) -> None:
     err = error_of(write(project, "a.yaml", spec_with_asset(rel)))
     assert err.line == GOOD.count("\n") + 2 and err.field in ("assets.product", "assets"), str(err)
     assert words in err.message, str(err)
+
+
+@pytest.mark.parametrize(
+    "brand, field, words",
+    [
+        ("logo: ../../../etc/passwd", "brand.logo", "outside the project"),
+        ("logo: missing.png", "brand.logo", "not found"),
+        ("font: nope.ttf", "brand.font", "not found"),
+        ("font: assets/p.png", "brand.font", "must be a font"),
+    ],
+)
+def test_brand_kit_files_are_checked_like_assets(tmp_path: Path, brand: str, field: str, words: str) -> None:
+    """The brand's logo and font are files of the project too: validate names them with the
+    line, before a plan is made (they were only found missing when planning, and never outside)."""
+    project = tmp_path / "proj"
+    (project / "specs" / "assets").mkdir(parents=True)
+    (project / "specs" / "assets" / "p.png").write_bytes(TINY_PNG)
+    text = GOOD.replace('brand: {name: Zephyr,', "brand: {" + brand + ", name: Zephyr,")
+    err = error_of(write(project, "a.yaml", text))
+    assert err.line == 6 and err.field == field and words in err.message, str(err)
 
 
 @pytest.mark.parametrize("name", ["Trail.yaml", "my ad.yaml", "-x.yaml", "é.yaml", f"{'a' * 65}.yaml"])
