@@ -100,7 +100,10 @@ def listing(target: str) -> list[tuple[str, str, str | None]]:
         if beat_ids and b.id not in beat_ids:
             continue
         approved = written.get(b.id)
-        state = state_of(None, None) if approved is None else state_of(approved, current_storyboard_sha(ad, b.id, paths))
+        if b.own and b.own.get("footage"):
+            state = APPROVED  # your own footage: nothing paid, nothing to approve (as the build decides)
+        else:
+            state = state_of(None, None) if approved is None else state_of(approved, current_storyboard_sha(ad, b.id, paths))
         out.append((b.id, state, approved))
     return out
 

@@ -493,3 +493,13 @@ def test_validate_locates_a_missing_or_wrong_own_medium(project: Project) -> Non
         f"specs/zip.yaml:{image_line}: beats.0.image: 'assets/clip.mp4' must be an image (.png, .jpg, .jpeg, .webp)",
         f"specs/zip.yaml:{footage_line}: beats.1.footage: file 'assets/nothere.mp4' not found (looked for "
         "specs/assets/nothere.mp4 in the project)"], out.stderr
+
+
+def test_a_footage_beat_lists_as_approved(project: Project) -> None:
+    """`approval: required`: a beat of your own footage pays for nothing, so the build never makes
+    it wait; `adspec approve --list` says the same (it said pending)."""
+    spec = own_media_project(project)
+    spec["approval"] = "required"
+    project.write_spec("zip", spec)
+    project.doit("storyboard:zip")
+    assert approvals(project, "zip") == {"hook": "pending", "cta": "approved"}
