@@ -131,6 +131,9 @@ def test_captions_required_aspect_and_format(tmp_path) -> None:
     burned = {"width": 180, "height": 180, "boxes": [{"kind": "caption", "text": "Hi", "x": 60, "y": 120, "w": 60,
                                                        "h": 20, "start": 0.0, "end": 1.0}]}
     assert not [x for x in lines(check_file("ad", square, ["meta-feed-1x1"], layout=burned)) if "captions" in x]
+    supered = {"width": 180, "height": 180, "boxes": [{**burned["boxes"][0], "kind": "super"}]}  # words, not captions
+    assert ("ad: meta-feed-1x1: captions: required, but the file has no subtitle stream and no burned captions"
+            in lines(check_file("ad", square, ["meta-feed-1x1"], layout=supered)))
     assert "ad: tiktok: aspect: 180x180 is not 9:16" in lines(check_file("ad", square, ["tiktok"]))
     mpeg4 = make_clip(tmp_path / "m4.mp4", vcodec="mpeg4")
     assert "ad: format: video codec mpeg4, must be h264" in lines(check_file("ad", mpeg4, []))
