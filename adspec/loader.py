@@ -303,6 +303,19 @@ def readable_title(path: str | Path) -> str:
     return " ".join(w[:1].upper() + w[1:] for w in words if w) or "Untitled"
 
 
+def _duration_allowed(seconds: int) -> bool:
+    """Within the spec's `duration` bounds (its field's ge/le)."""
+    import annotated_types
+
+    ok = True
+    for m in Spec.model_fields["duration"].metadata:
+        if isinstance(m, annotated_types.Ge):
+            ok = ok and seconds >= m.ge
+        elif isinstance(m, annotated_types.Le):
+            ok = ok and seconds <= m.le
+    return ok
+
+
 def _fill_defaults(value: dict[str, Any], path: str | Path) -> None:
     """A spec needs only `prompt:`: the title defaults to the file's name, and duration, aspect
     ratio and style come from the prompt's words when the spec does not set them."""
@@ -311,7 +324,9 @@ def _fill_defaults(value: dict[str, Any], path: str | Path) -> None:
     beats = value.get("beats")
     if "duration" not in value and isinstance(beats, list) and beats and all(
             isinstance(b, dict) and type(b.get("duration")) is int for b in beats):
-        value["duration"] = sum(b["duration"] for b in beats)  # inline beats say how long the ad is
+        total = sum(b["duration"] for b in beats)  # inline beats say how long the ad is ...
+        if _duration_allowed(total):  # ... when an ad may last that long (else the beats' own errors say why)
+            value["duration"] = total
     prompt = value.get("prompt")
     if isinstance(prompt, str):
         for key, found in prompt_settings(prompt).items():
