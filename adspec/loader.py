@@ -13,7 +13,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -310,9 +310,9 @@ def _duration_allowed(seconds: int) -> bool:
     ok = True
     for m in Spec.model_fields["duration"].metadata:
         if isinstance(m, annotated_types.Ge):
-            ok = ok and seconds >= m.ge
+            ok = ok and seconds >= cast(int, m.ge)
         elif isinstance(m, annotated_types.Le):
-            ok = ok and seconds <= m.le
+            ok = ok and seconds <= cast(int, m.le)
     return ok
 
 
