@@ -13,7 +13,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -39,7 +39,7 @@ from .spec import (
     spec_issues,
     voiceover_issues,
 )
-from .spec_checks import ASPECT_HINT, asset_issues, field_message, own_media_issues, variant_issues
+from .spec_checks import ASPECT_HINT, asset_issues, field_bounds, field_message, own_media_issues, variant_issues
 
 __all__ = [
     "load_spec", "load_beat_file", "check_ad_name", "parse_spec_text", "parse_beat_file_text",
@@ -304,16 +304,9 @@ def readable_title(path: str | Path) -> str:
 
 
 def _duration_allowed(seconds: int) -> bool:
-    """Within the spec's `duration` bounds (its field's ge/le)."""
-    import annotated_types
-
-    ok = True
-    for m in Spec.model_fields["duration"].metadata:
-        if isinstance(m, annotated_types.Ge):
-            ok = ok and seconds >= cast(int, m.ge)
-        elif isinstance(m, annotated_types.Le):
-            ok = ok and seconds <= cast(int, m.le)
-    return ok
+    """Within the spec's `duration` bounds (its field's ge/le, as the error messages read them)."""
+    lo, hi = field_bounds(Spec, ("duration",))
+    return (lo is None or seconds >= lo) and (hi is None or seconds <= hi)
 
 
 def _fill_defaults(value: dict[str, Any], path: str | Path) -> None:

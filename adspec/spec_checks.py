@@ -84,7 +84,7 @@ def _walk_type(model: type[BaseModel], loc: Loc) -> tuple[Any, Any]:
     return current, info
 
 
-def _bounds(model: type[BaseModel], loc: Loc) -> tuple[Any, Any]:
+def field_bounds(model: type[BaseModel], loc: Loc) -> tuple[Any, Any]:
     _, info = _walk_type(model, loc)
     lo = hi = None
     for m in getattr(info, "metadata", None) or []:
@@ -141,7 +141,7 @@ def field_message(err: Mapping[str, Any], model: type[BaseModel], loc: Loc) -> s
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"unknown field{hint}; allowed: {', '.join(allowed)}" if allowed else "unknown field"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        lo, hi = _bounds(model, loc)
+        lo, hi = field_bounds(model, loc)
         if lo is not None and hi is not None:
             return f"must be between {lo} and {hi}{_got(value)}"
         if "ge" in ctx:
