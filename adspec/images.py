@@ -19,13 +19,17 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import MediaError
 
-__all__ = ["MAX_PIXELS", "FORMATS", "open_image", "asset_problem"]
+__all__ = ["MAX_PIXELS", "FORMATS", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "open_image", "asset_problem"]
 
 #: the largest image adspec decodes: a 48 Mpx phone photo or a 45 Mpx camera original fits; one
 #: decode of it costs about 400 MB at most (the storyboard's RGBA copy included)
 MAX_PIXELS = 50_000_000
 #: what an asset may be (Pillow's format names; MPO is the JPEG many phones write)
 FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "WEBP": "WebP"}
+#: the names a user's still (an asset, a logo, a beat's own `image:`) and own footage may have:
+#: what validate asks and what the plan step reads, from one place
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv")
 
 # Pillow refuses by itself above twice its limit (DecompressionBombError) and warns between: our
 # own check below refuses everything above MAX_PIXELS, so its warning would only be noise.

@@ -22,15 +22,13 @@ from typing import Any
 from . import media
 from .build_files import BeatInputs
 from .errors import MediaError
-from .images import asset_problem
+from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, asset_problem
 from .providers.base import RunResult
 from .recipes import FileRef, Recipe
 
 __all__ = ["LOCAL", "is_own", "still_recipe", "footage_recipe", "run_local", "media_problem"]
 
 LOCAL = "local"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv")
 
 
 def is_own(beat: BeatInputs) -> bool:

@@ -19,7 +19,7 @@ import annotated_types
 from pydantic import BaseModel, ValidationError
 
 from .fsutil import file_kind
-from .images import asset_problem
+from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, asset_problem
 from .paths import VARIANT_SEPARATOR as SEPARATOR
 from .paths import ad_name
 from .plan_rules import plan_shaping_fields
@@ -33,7 +33,6 @@ from .variants import (
     name_of_values,
 )
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 #: said wherever an aspect ratio came out of YAML as a number (YAML 1.1 reads 16:9 as base 60)
 ASPECT_HINT = ' (write it quoted, e.g. "16:9": YAML reads 16:9 unquoted as a number)'
 
@@ -238,10 +237,6 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
     return issues
 
 
-OWN_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-OWN_VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv")
-
-
 def own_media_issues(beats: list[Any], spec_dir: str | Path, base: Loc = ("beats",)) -> list[Issue]:
     """A beat's own `image:` / `footage:` must be a file of the right kind inside the project
     (readable as an image; a video's length is checked when the ad is planned, with ffprobe)."""
@@ -249,7 +244,7 @@ def own_media_issues(beats: list[Any], spec_dir: str | Path, base: Loc = ("beats
     root = spec_dir.parent
     issues: list[Issue] = []
     for i, beat in enumerate(beats):
-        for field, suffixes, kind in (("image", OWN_IMAGE_SUFFIXES, "an image"), ("footage", OWN_VIDEO_SUFFIXES, "a video")):
+        for field, suffixes, kind in (("image", IMAGE_SUFFIXES, "an image"), ("footage", VIDEO_SUFFIXES, "a video")):
             rel = getattr(beat, field, None)
             if rel is None:
                 continue
