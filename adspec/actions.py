@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import media, own_media
-from .build_files import BeatInputs, MusicInputs, Timeline, read_model
+from .build_files import RECORD_VERSIONS, BeatInputs, MusicInputs, Timeline, read_model
 from .cache import Fetched, RequestCache, open_cache
 from .cache_view import CacheView
 from .config import Settings, load_settings
@@ -241,7 +241,7 @@ def make_stitch(ad: str) -> None:
         fps=timeline.fps,
         keep_audio=timeline.native_audio,
     )
-    write_json_atomic(paths.stitch_report, report.to_json())
+    write_json_atomic(paths.stitch_report, {**report.to_json(), "version": RECORD_VERSIONS["stitch.json"]})
 
 
 def make_mix(ad: str) -> None:
@@ -275,6 +275,7 @@ def make_mix(ad: str) -> None:
             {"kind": t["role"], "text": t.get("text"), "x": t["box"][0], "y": t["box"][1],
              "w": t["box"][2] - t["box"][0], "h": t["box"][3] - t["box"][1], "start": t["start"], "end": t["end"]}
             for t in layout["texts"] if t.get("role") != "caption"]
+        layout["version"] = RECORD_VERSIONS["text_layout.json"]
         write_json_atomic(paths.text_layout, layout)
     from . import provenance
 

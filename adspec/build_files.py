@@ -9,7 +9,14 @@
     cost.json              CostFile      the ad's cost ledger (adspec.cost)
     status.json            AdStatus      the ad's live status (adspec.status)
 
-Every file carries a `version`. One of another version, or damaged (not JSON, a field missing or
+Every file carries a `version`; the four plain records below carry theirs too (`RECORD_VERSIONS`):
+
+    text.json              the text layer's inputs (written by the plan, compared byte for byte)
+    text_layout.json       where the mix drew words (the delivery checks read it)
+    stitch.json            what the stitch copied and re-encoded (for people)
+    checks.json            the delivery checks' results
+
+One of another version, or damaged (not JSON, a field missing or
 of the wrong kind), reads as a `BuildFileError`: one line naming the file, never a KeyError. The
 plan's files are derived, so the plan step treats such a file as stale and rewrites it
 (adspec.plan_step.plan_is_current); cost.json and status.json are recomputed or started afresh.
@@ -38,8 +45,22 @@ __all__ = [
     "BeatInputs", "VoiceInputs", "MusicInputs", "Timeline", "TimelineBeat", "Speech", "SpokenLineEntry",
     "CostFile", "CostItem", "PhaseCost", "LastRun", "AdStatus", "TaskCounts", "ChunkCounts", "RunningTask", "StatusCost",
     "RunCost", "LastError", "decode", "read_model", "read_model_or_none", "compact_text", "write_compact",
-    "write_pretty",
+    "write_pretty", "RECORD_VERSIONS", "record_version",
 ]
+
+#: the version each plain JSON record is written with; a record of another one is out of date
+#: (its task runs again: it is derived, free, and never part of a paid recipe)
+RECORD_VERSIONS: dict[str, int] = {"text.json": 1, "text_layout.json": 1, "stitch.json": 1, "checks.json": 1}
+
+
+def record_version(path: str | Path) -> int | None:
+    """The `version` a plain record was written with; None when it is missing, damaged or has none."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    version = data.get("version") if isinstance(data, dict) else None
+    return version if isinstance(version, int) else None
 
 
 M = TypeVar("M")

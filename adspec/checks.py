@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .build_files import RECORD_VERSIONS
 from .fsutil import write_json_atomic
 from .media import decoded_duration, probe
 from .media_delivery import SILENCE_LUFS, file_facts, loudness, luma_means
@@ -73,7 +74,7 @@ class CheckReport:
     def to_json(self) -> dict[str, Any]:
         return {"ad": self.ad, "passed": self.passed, "placements": self.placements,
                 "violations": [asdict(v) for v in self.violations], "lines": self.lines(),
-                "measured": self.measured, "notes": self.notes}
+                "measured": self.measured, "notes": self.notes, "version": RECORD_VERSIONS["checks.json"]}
 
 
 # ---- pure rules --------------------------------------------------------------------------------
@@ -265,11 +266,13 @@ def check_file(ad: str, path: Path, placements: Sequence[str], *, layout: dict[s
 
 
 def read_layout(paths: AdPaths) -> dict[str, Any] | None:
+    """The mix's record of where it drew words; None when missing, damaged or of another version
+    (the mix task runs again for one of another version: graph's uptodate)."""
     try:
         data: dict[str, Any] = json.loads(paths.text_layout.read_text(encoding="utf-8"))
-        return data
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) and data.get("version") == RECORD_VERSIONS["text_layout.json"] else None
 
 
 def check_ad(paths: AdPaths, ad: str, placements: Sequence[str]) -> CheckReport:

@@ -31,7 +31,7 @@ from doit.exceptions import TaskFailed
 from doit.task import Task, dict_to_task
 
 from . import actions, approvals, approve, cleaning, delivery, estimate, plan_step, report, voice
-from .build_files import compact_text
+from .build_files import RECORD_VERSIONS, compact_text, record_version
 from .config import load_settings
 from .errors import AdspecError, error_line
 from .media_requests import beat_chunk_references
@@ -291,6 +291,8 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                     + ([font] if voice_files and font else [])
                     + [f for f in ((plan.brand_kit or {}).get(k) for k in ("logo", "font")) if f],  # the kit's files
         "targets": made,
+        "uptodate": [Check(f"build/{ad}/text_layout.json was written by another version", _layout_current,
+                           str(paths.text_layout))],
         # cleaning the final says so in status.json (not "done" with no final)
         "clean": [(cleaning.remove_files, [made]), (cleaning.remove_folder, [str(paths.mix_parts)]),
                   (cleaning.mark_cleaned, [str(build_dir), ad])],
@@ -415,13 +417,20 @@ def unplanned_tasks(ad: str, build_dir: Path) -> Iterator[Task]:
 
 
 def _same_placements(checks_json: str, placements: list[str]) -> bool:
-    """Whether checks.json was written for these placements (a new placement re-runs the checks)."""
+    """Whether checks.json was written for these placements, by this version of the checks (a new
+    placement, or checks of another version, re-run them)."""
     import json
 
     try:
-        return bool(json.loads(Path(checks_json).read_text(encoding="utf-8")).get("placements") == placements)
+        data = json.loads(Path(checks_json).read_text(encoding="utf-8"))
+        return bool(data.get("placements") == placements and data.get("version") == RECORD_VERSIONS["checks.json"])
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _layout_current(layout_json: str) -> bool:
+    """Whether the mix's record of where it drew words is of this version (the checks read it)."""
+    return record_version(layout_json) == RECORD_VERSIONS["text_layout.json"]
 
 
 def beat_is_planned(ad: str, spec_path: str, beat_id: str) -> bool:

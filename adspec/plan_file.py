@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .build_files import (
+    RECORD_VERSIONS,
     BeatInputs,
     MusicInputs,
     Speech,
@@ -194,6 +195,7 @@ class AdPlan:
                 {"id": b.id, "type": b.type, "start": b.start, "duration": b.duration, "on_screen": b.on_screen}
                 for b in self.beats
             ],
+            "version": RECORD_VERSIONS["text.json"],
         }
 
     def composed_locally(self, beat: PlannedBeat) -> bool:

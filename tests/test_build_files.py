@@ -176,3 +176,30 @@ def test_cost_and_status_of_another_version_are_recomputed(project: Project) -> 
     assert cost["version"] == 1 and cost["ad"] == "zip" and "last_run" in cost
     shown = project.adspec("status", "--json")
     assert shown.returncode == 0 and json.loads(shown.stdout)[0]["state"] == "done", shown.stdout + shown.stderr
+
+
+def test_the_plain_records_carry_a_version_and_one_of_another_reruns_its_task(project: Project) -> None:
+    """text.json, text_layout.json, stitch.json and checks.json carry a version too; a layout or
+    checks record of another version re-runs the mix and the checks (local: the cache is not asked
+    again, nothing new is made), and the plan rewrites a text.json of another version."""
+    from adspec.build_files import RECORD_VERSIONS
+
+    project.write_spec("zip", small_spec())
+    project.doit()
+    root = project.build / "zip"
+    for name, version in RECORD_VERSIONS.items():
+        assert json.loads((root / name).read_text())["version"] == version, name
+    assert executed_tasks(project.doit().stdout) == []
+    made = len(project.ledger())
+    for name in ("text_layout.json", "checks.json"):
+        data = json.loads((root / name).read_text())
+        (root / name).write_text(json.dumps({**data, "version": 0}))
+    ran = executed_tasks(project.doit().stdout)
+    assert {"mix:zip", "check:zip"} <= set(ran) and not any(t.startswith(("chunk:", "storyboard:")) for t in ran), ran
+    for name in ("text_layout.json", "checks.json"):
+        assert json.loads((root / name).read_text())["version"] == RECORD_VERSIONS[name]
+    text = json.loads((root / "text.json").read_text())
+    (root / "text.json").write_text(json.dumps({**text, "version": 0}))
+    project.doit()
+    assert json.loads((root / "text.json").read_text())["version"] == RECORD_VERSIONS["text.json"]
+    assert len(project.ledger()) == made  # nothing asked of a provider for any of it

@@ -148,6 +148,18 @@ def test_estimate_equals_spend_is_zero_on_noop_and_names_an_edited_beat(live) ->
     assert spent(project, before) == pytest.approx(edited["total_usd"], abs=1e-6) == pytest.approx(0.025 + 2 * 0.192)
     assert replicate.paid_creates - creates == 3
 
+    # edit the words on screen: free; the estimate names the mix and what follows it, as doit runs
+    creates = replicate.paid_creates
+    spec["beats"][0]["on_screen"] = "Go further"
+    project.write_spec("zip", spec)
+    worded = estimate(project)
+    assert worded["total_usd"] == 0 and pay_targets(worded) == []
+    stale = {t["target"] for t in worded["ads"][0]["targets"]}
+    assert stale == {"plan:zip", "mix:zip", "check:zip", "report:zip"}, sorted(stale)
+    ran = executed_tasks(project.doit().stdout)
+    assert stale == {t for t in ran if ":" in t}, sorted(ran)
+    assert replicate.paid_creates == creates
+
     # clean: every target is stale, and every one comes from the cache: 0 to pay, then 0 paid
     project.doit("clean")
     cleaned = estimate(project)
