@@ -27,7 +27,8 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from .errors import SpecError
 from .hashing import sha256_file
 
-__all__ = ["APPROVED", "PENDING", "STALE", "state_of", "storyboard_sha256", "set_approved", "waiting_line"]
+__all__ = ["APPROVED", "PENDING", "STALE", "state_of", "own_footage", "storyboard_sha256", "set_approved",
+           "waiting_line"]
 
 APPROVED, PENDING, STALE = "approved", "pending", "stale"
 
@@ -46,6 +47,13 @@ def state_of(approved: str | None, storyboard_sha: str | None) -> str:
     if approved is None:
         return PENDING
     return APPROVED if storyboard_sha is not None and storyboard_sha == approved else STALE
+
+
+def own_footage(beat: Any) -> bool:
+    """A beat of the person's own footage pays for nothing: it is approved as it is (the build,
+    the listing and the review page all say so)."""
+    own = getattr(beat, "own", None)
+    return bool(own and own.get("footage"))
 
 
 def waiting_line(ad: str, beat_id: str, state: str) -> str:

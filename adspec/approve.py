@@ -1,7 +1,10 @@
 """`adspec approve AD[/BEAT...]` and `adspec approve --list AD`, and the approval state the build
 graph gates a beat's video on (see adspec.approvals for what approved, pending and stale mean).
 
-A storyboard counts only when it is current: built from exactly the recipe its beat asks now.
+A storyboard counts only when it is current: built from exactly the recipe its beat asks now. The
+build asks that of the plan it has just made; `adspec approve` and `--list` ask it of the plan as
+the spec and beat file say now (made in memory: an image prompt edited since the last build makes
+its storyboard out of date before any `doit`, so an old picture is never approved for a new beat).
 """
 
 from __future__ import annotations
@@ -10,15 +13,17 @@ from pathlib import Path
 
 import yaml
 
-from .actions import is_current
+from .actions import beat_image_recipe, context, is_current
 from .ads import choose_ads, resolve_ad
-from .approvals import APPROVED, set_approved, state_of, storyboard_sha256
+from .approvals import APPROVED, own_footage, set_approved, state_of, storyboard_sha256
 from .config import load_settings
 from .errors import SpecError
 from .fsutil import write_text_atomic
 from .loader import read_file
 from .paths import AdPaths
 from .plan_file import AdPlan, PlannedBeat, load_plan
+from .plan_step import Decision, dry_plan
+from .receipts import receipt_key
 
 __all__ = ["beat_state", "states", "approve", "listing"]
 
@@ -32,7 +37,7 @@ def current_storyboard_sha(ad: str, beat_id: str, paths: AdPaths) -> str | None:
 
 
 def beat_state(ad: str, beat: PlannedBeat, paths: AdPaths) -> str:
-    if beat.own and beat.own.get("footage"):
+    if own_footage(beat):
         return APPROVED  # your own footage: nothing is paid for this beat, nothing to approve
     if beat.approved is None:
         return state_of(None, None)
@@ -50,13 +55,24 @@ def _ad_and_beats(target: str) -> tuple[str, list[str]]:
     return ad, [b for b in rest.split("/") if b]
 
 
-def _planned(ad: str, spec_path: Path) -> tuple[AdPlan, AdPaths]:
+def _planned(ad: str, spec_path: Path) -> tuple[AdPlan, AdPaths, dict[str, str | None]]:
+    """The ad's plan as its files say now (nothing written, no planner asked) and, per beat, the
+    sha256 of its storyboard when the one built is made from that beat as it is now (else None)."""
     paths = AdPaths.of(load_settings().build_dir, ad)
-    plan = load_plan(paths)
-    if plan is None:
+    dry = dry_plan(ad, spec_path)
+    if load_plan(paths) is None or dry.step.decision is Decision.PLAN:  # no beat file yet, or one to write again
         raise SpecError(spec_path, None, None, f"{ad} is not planned yet: run `doit storyboard:{ad}` and look at the "
                                                "storyboards first")
-    return plan, paths
+    ctx, shas = context(), {}
+    for beat in dry.plan.beats:
+        storyboard = paths.storyboard(beat.id)
+        try:
+            current = storyboard.is_file() and receipt_key(storyboard) == beat_image_recipe(
+                ctx, ad, dry.plan.beat_inputs(beat)).key
+        except (OSError, ValueError, KeyError):
+            current = False
+        shas[beat.id] = storyboard_sha256(storyboard) if current else None
+    return dry.plan, paths, shas
 
 
 def approve(targets: list[str]) -> list[str]:
@@ -69,7 +85,7 @@ def approve(targets: list[str]) -> list[str]:
         ad, beat_ids = _ad_and_beats(target)
         spec_path = _spec_of(ad, settings.specs_dir)
         resolved = resolve_ad(ad, spec_path)
-        plan, paths = _planned(ad, spec_path)
+        plan, paths, shas = _planned(ad, spec_path)
         known = [b.id for b in plan.beats]
         for b in beat_ids:
             if b not in known:
@@ -77,7 +93,7 @@ def approve(targets: list[str]) -> list[str]:
         file = spec_path if resolved.spec.beats is not None else resolved.beats_path
         text = read_file(file).decode("utf-8")
         for beat_id in beat_ids or known:
-            sha = current_storyboard_sha(ad, beat_id, paths)
+            sha = shas[beat_id]
             if sha is None:
                 raise SpecError(file, None, f"beats.{beat_id}",
                                 f"the storyboard of {ad}/{beat_id} is not built from this beat as it is now: run "
@@ -93,17 +109,17 @@ def listing(target: str) -> list[tuple[str, str, str | None]]:
     settings = load_settings()
     ad, beat_ids = _ad_and_beats(target)
     spec_path = _spec_of(ad, settings.specs_dir)
-    plan, paths = _planned(ad, spec_path)
+    plan, paths, shas = _planned(ad, spec_path)
     written = approved_in_file(ad, spec_path)  # the file as it is now (plan.json follows at the next run)
     out = []
     for b in plan.beats:
         if beat_ids and b.id not in beat_ids:
             continue
         approved = written.get(b.id)
-        if b.own and b.own.get("footage"):
+        if own_footage(b):
             state = APPROVED  # your own footage: nothing paid, nothing to approve (as the build decides)
         else:
-            state = state_of(None, None) if approved is None else state_of(approved, current_storyboard_sha(ad, b.id, paths))
+            state = state_of(None, None) if approved is None else state_of(approved, shas[b.id])
         out.append((b.id, state, approved))
     return out
 

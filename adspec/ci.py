@@ -100,9 +100,9 @@ def summarize(ads: list[tuple[str, Path]], records: dict[str, dict[str, Any]] | 
             error = rec.get("error") or "failed"
         elif not tasks:
             error = note or "not built: its tasks did not run (see doit's output)"
-        elif not final.is_file():
+        else:  # waiting even when a final of an earlier, approved cut is still there
             waiting = waiting_beats(ad, build_dir)
-            if not waiting:
+            if not waiting and not final.is_file():
                 error = "no final.mp4 was produced"
         # `approval: required` and beats not approved yet: what was asked for, not a failure
         status = "failed" if error else ("waiting" if waiting else "ok")

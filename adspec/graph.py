@@ -205,6 +205,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                     "actions": [(approvals.say_waiting, [ad, beat.id, waiting[beat.id]])] if k == 0 else None,
                     "task_dep": [plan_dep, task_name("storyboard", ad, beat.id)],
                     "verbosity": 2,
+                    "meta": {WAITS_FOR_APPROVAL: sorted(waiting)},
                 }, "chunk", ad)
                 chunk_tasks.append(task_name("chunk", ad, beat.id, k))
             continue
@@ -329,23 +330,24 @@ def waiting_tasks(ad: str, plan: AdPlan, build_dir: Path, waiting: dict[str, str
     storyboards with their approval state."""
     plan_dep = task_name("plan", ad)
     why = f"waits for approval of {', '.join(waiting)}"
+    # the reporter's cue: these do nothing (not "built"), and the ad's run ends "waiting", not "done"
+    meta = {WAITS_FOR_APPROVAL: sorted(waiting)}
     for beat in plan.voiced:
         yield member({"basename": task_name("voice", ad, beat.id), "doc": f"spoken line of {ad}/{beat.id}: {why}",
-                      "actions": None, "task_dep": [plan_dep]}, "voice", ad)
+                      "actions": None, "task_dep": [plan_dep], "meta": meta}, "voice", ad)
     yield every_voice(ad, [task_name("voice", ad, beat.id) for beat in plan.voiced])
     for kind in ("stitch", "music", "mix"):
         yield member({"basename": task_name(kind, ad), "doc": f"{kind} of {ad}: {why}", "actions": None,
-                      "task_dep": [plan_dep, task_name("storyboard", ad), task_name("chunk", ad)],
-                      # the reporter's cue: this ad's run ends "waiting", not "done" (status.json)
-                      **({"meta": {WAITS_FOR_APPROVAL: sorted(waiting)}} if kind == "mix" else {})}, kind, ad)
+                      "task_dep": [plan_dep, task_name("storyboard", ad), task_name("chunk", ad)], "meta": meta},
+                     kind, ad)
     for placement in plan.placements:
         yield member({"basename": task_name("export", ad, placement), "doc": f"{ad} for {placement}: {why}",
-                      "actions": None, "task_dep": [task_name("mix", ad)]}, "export", ad)
+                      "actions": None, "task_dep": [task_name("mix", ad)], "meta": meta}, "export", ad)
     yield every_export(ad, [task_name("export", ad, placement) for placement in plan.placements])
     yield member({"basename": task_name("check", ad), "doc": f"delivery checks of {ad}: {why}", "actions": None,
-                  "task_dep": [task_name("mix", ad)]}, "check", ad)
+                  "task_dep": [task_name("mix", ad)], "meta": meta}, "check", ad)
     yield member({"basename": task_name("timeline", ad), "doc": f"the cut of {ad} for editors: {why}",
-                  "actions": None, "task_dep": [task_name("stitch", ad)]}, "timeline", ad)
+                  "actions": None, "task_dep": [task_name("stitch", ad)], "meta": meta}, "timeline", ad)
     yield report_task(ad, plan, build_dir, waiting=why)
 
 

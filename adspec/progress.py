@@ -54,6 +54,7 @@ class AdState:
     touched: bool = False
     stopped: bool = False  # the run is over: what is not finished now was interrupted
     waiting: tuple[str, ...] = ()  # `approval: required`: the beats whose video waits (the graph's stand-in mix says)
+    stood_in: set[str] = field(default_factory=set)  # the stand-ins of waiting work: settled, not built
 
     def chunk_names(self) -> list[str]:
         return [n for n in self.names if n.startswith("chunk:")]
@@ -152,7 +153,7 @@ class AdspecReporter:
         for s in ads:
             total, done = len(s.names), len(s.done & s.names)
             chunks = s.chunk_names()
-            chunk_done = len([n for n in chunks if n in s.done])
+            chunk_done = len([n for n in chunks if n in s.done - s.stood_in])
             waits = []
             for task, start in sorted(s.running.items(), key=lambda kv: kv[1]):
                 st = s.waits.get(task)
@@ -214,10 +215,11 @@ class AdspecReporter:
             ("ignored" if f"mix:{s.ad}" in s.ignored else ("waiting" if s.waiting else "done")) if finished
             else ("interrupted" if s.stopped else "running"))
         tasks = TaskCounts(total=total, done=done, run=len(s.executed), up_to_date=len(s.uptodate), failed=len(s.failed))
-        chunk_counts = ChunkCounts(done=len([c for c in chunks if c in s.done]), total=len(chunks),
+        chunk_counts = ChunkCounts(done=len([c for c in chunks if c in s.done - s.stood_in]), total=len(chunks),
                                    current=tuple(c.split(":", 1)[1] for c in chunks if c in s.running))
         run_cost = RunCost(spent_usd=usd(sum(s.paid.values())), saved_usd=usd(sum(s.hits.values())))
-        final = paths.final.name if paths.final.exists() and task_name("mix", s.ad) in s.done else None
+        final = (paths.final.name if paths.final.exists() and task_name("mix", s.ad) in s.done - s.stood_in
+                 else None)
         review = paths.review_page.name if paths.review_page.exists() else None
         last_error = None
         if s.failed:
@@ -230,7 +232,9 @@ class AdspecReporter:
             d.tasks, d.chunks, d.running = tasks, chunk_counts, dict(running)
             d.artifacts = dict(sorted(s.artifacts.items()))
             d.run, d.pid, d.started_at, d.run_cost = self.run_id, os.getpid(), now_iso(self.started), run_cost
-            if final is not None:
+            if state == "waiting":  # a final still there is an earlier, approved cut's: not this one
+                d.final = None
+            elif final is not None:
                 d.final = final
             if review is not None:
                 d.review = review
@@ -303,7 +307,10 @@ class AdspecReporter:
             s.running.pop(task.name, None)
             s.waits.pop(task.name, None)
             s.done.add(task.name)
-            s.executed.add(task.name)
+            if self._stands_in(task):
+                s.stood_in.add(task.name)
+            else:
+                s.executed.add(task.name)
             self._note_artifacts(s, task)
             self._note_waiting(s, task)
             if kind in PAID_KINDS:
@@ -443,6 +450,10 @@ class AdspecReporter:
                 break
 
     @staticmethod
+    def _stands_in(task: Any) -> bool:
+        return WAITS_FOR_APPROVAL in (getattr(task, "meta", None) or {})
+
+    @staticmethod
     def _note_waiting(s: AdState, task: Any) -> None:
         if task.name == task_name("mix", s.ad):
             s.waiting = tuple((getattr(task, "meta", None) or {}).get(WAITS_FOR_APPROVAL, ()))
@@ -474,7 +485,9 @@ class AdspecReporter:
             parts.append(f"saved {fmt_usd(saved)}")
             final = AdPaths.of(self.build_dir, s.ad).final
             where = ""
-            if not s.failed and final.exists():
+            if s.waiting:  # an earlier cut's final is not this one: say what waits instead
+                parts.append(f"video of {', '.join(s.waiting)} waits for approval")
+            elif not s.failed and final.exists():
                 where = f" -> {os.path.relpath(final)}" if str(final).startswith(os.getcwd()) else f" -> {final}"
             self.write(f"adspec: {s.ad}: " + "; ".join(parts) + where + "\n")
         if len(touched) > 1:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import media
-from .approvals import state_of, storyboard_sha256
+from .approvals import APPROVED, own_footage, state_of, storyboard_sha256
 from .build_files import AdStatus, CostFile, read_model_or_none
 from .config import load_settings
 from .cost import ad_cost
@@ -148,7 +148,8 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
                 "image_exists": paths.storyboard(b.id).exists(), "cost_usd": beat_cost,
                 "from_cache": all(x.cache_hit for x in [sb, *chunks] if x) and any([sb, *chunks]),
                 # `approval: required`: approved / pending / stale (the storyboard on disk against `approved:`)
-                "approval": state_of(b.approved, storyboard_sha256(paths.storyboard(b.id))) if plan.approval_required else None,
+                "approval": None if not plan.approval_required else APPROVED if own_footage(b) else state_of(
+                    b.approved, storyboard_sha256(paths.storyboard(b.id))),
             })
     final = None
     if paths.final.exists():

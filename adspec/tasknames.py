@@ -20,7 +20,8 @@ PHASES = tuple(PHASE_OF.values())
 PAID_PHASES = tuple(PHASE_OF[k] for k in KINDS if k in PAID_KINDS)
 #: kinds with an aggregate task `<kind>:<ad>` (all of an ad's storyboards, chunks, voices or exports; no work of its own)
 AGGREGATE_KINDS = ("storyboard", "chunk", "voice", "export")
-#: a stand-in task's doit `meta` key: the beats whose video waits for approval (the reporter says "waiting")
+#: a stand-in task's doit `meta` key: the beats whose video waits for approval. The reporter counts
+#: such a task as waiting, never as built, and an ad whose mix stands in ends "waiting"
 WAITS_FOR_APPROVAL = "waits_for_approval"
 #: doit's own commands and the run's tasks: an ad of one of these names gets no alias task
 RESERVED = frozenset({*KINDS, "budget", "list", "clean", "info", "forget", "ignore", "help", "run", "auto", "dumpdb",

@@ -68,7 +68,31 @@ def install_line(missing: list[str]) -> str:
     return f"tests need {', '.join(missing)}: {' && '.join(steps)} (or run .ci/run, which installs them and runs the tests)"
 
 
+def _on_workers(config: pytest.Config) -> bool:
+    """Whether this run hands its tests to xdist workers (`-n 2`, the README's command)."""
+    return bool(getattr(config.option, "numprocesses", None)) and not getattr(config.option, "collectonly", False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    """With `-n`, the workers collect, and a `pytest.exit` there ends as xdist's INTERNALERROR with
+    the line lost in its traceback: so the controller checks first, for every test file its
+    arguments name (a `-k` that leaves a file's tests out still asks for its programs)."""
+    config = session.config
+    if hasattr(config, "workerinput") or not _on_workers(config):
+        return
+    files: set[str] = set()
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::")[0])
+        files |= {p.name for p in path.rglob("test_*.py")} if path.is_dir() else {path.name}
+    missing = missing_programs({need for name in files for need in NEEDS.get(name, ())})
+    if missing:
+        pytest.exit(install_line(missing), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):
+        return  # the controller has checked (pytest_collection)
     needed = {need for item in items for need in NEEDS.get(item.path.name, ())}
     missing = missing_programs(needed)
     if missing:

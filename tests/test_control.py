@@ -479,6 +479,40 @@ def test_ci_build_reports_waiting_beats_and_exits_0(project: Project) -> None:
     assert project.adspec("status", "--watch", "zip").returncode == 0  # it has finished: the watch ends
 
 
+def test_an_edited_beat_is_not_approved_on_its_old_picture_and_an_old_final_is_no_ok(project: Project) -> None:
+    """Editing a beat's image prompt puts its approval out of reach until its storyboard is drawn
+    again (`adspec approve` refused the edit only after the next `doit`: it approved the old
+    picture); the run after the edit says the video waits, not built, and `adspec build` reports
+    the ad waiting, though the final of the approved cut is still there."""
+    path = project.write_spec("zip", small_spec(approval="required"))
+    project.doit()
+    assert project.adspec("approve", "zip").returncode == 0
+    project.doit()
+    final = project.build / "zip" / "final.mp4"
+    assert final.is_file()
+    spec = yaml.safe_load(path.read_text())
+    spec["beats"][0]["image_prompt"] = "A bottle on a red rock"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    before = path.read_text()
+
+    out = project.adspec("approve", "zip/hook")
+    assert out.returncode == 1 and "run `doit storyboard:zip/hook`" in out.stderr, out.stdout + out.stderr
+    assert path.read_text() == before  # nothing written
+    assert approvals(project, "zip") == {"hook": "stale", "cta": "approved"}
+
+    run = project.doit()
+    summary = next(x for x in run.stdout.splitlines() if x.startswith("adspec: zip: "))
+    assert "video of hook waits for approval" in summary and "chunk" not in summary and "mix" not in summary, summary
+    assert "final.mp4" not in summary
+    status = json.loads((project.build / "zip" / "status.json").read_text())
+    assert status["state"] == "waiting" and status["final"] is None and status["chunks"]["done"] == 1, status
+
+    built = project.adspec("build", "--json")
+    [row] = json.loads(built.stdout)["ads"]
+    assert built.returncode == 0 and row["status"] == "waiting" and row["waiting_for_approval"] == ["hook"], row
+    assert row["final"] is None and final.is_file()  # the earlier cut is kept, not reported as this one
+
+
 def test_validate_locates_a_missing_or_wrong_own_medium(project: Project) -> None:
     spec = own_media_project(project)
     spec["beats"][0]["image"] = "assets/clip.mp4"  # a video where a still goes
@@ -503,3 +537,6 @@ def test_a_footage_beat_lists_as_approved(project: Project) -> None:
     project.write_spec("zip", spec)
     project.doit("storyboard:zip")
     assert approvals(project, "zip") == {"hook": "pending", "cta": "approved"}
+    project.doit()  # the review page says the same (it showed the footage beat as stale)
+    page = (project.build / "zip" / "index.html").read_text()
+    assert page.count('data-approval="pending"') == 1 and page.count('data-approval="approved"') == 1

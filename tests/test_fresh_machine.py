@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
 
@@ -21,14 +22,18 @@ def _pytest_without_programs(tmp_path: Path, *tests: str) -> subprocess.Complete
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_missing_chromium_stops_the_tests_in_one_line(tmp_path: Path) -> None:
-    proc = _pytest_without_programs(tmp_path, "tests/test_review_page.py")
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one process", "-n 2"])
+def test_missing_chromium_stops_the_tests_in_one_line(tmp_path: Path, workers: tuple[str, ...]) -> None:
+    """Also under xdist (the README's `-n 2`), where a worker's exit was an INTERNALERROR traceback
+    that buried the line."""
+    proc = _pytest_without_programs(tmp_path, *workers, "tests/test_review_page.py")
     assert proc.returncode not in (0, 5), proc.stdout + proc.stderr  # neither passed nor "no tests"
     out = proc.stdout + proc.stderr
     lines = [line for line in out.splitlines() if "tests need" in line]
     assert len(lines) == 1, out
     assert "tests need chromium: apt-get install chromium" in lines[0], out
     assert "passed" not in out and "skipped" not in out and "failed" not in out, out  # nothing ran
+    assert "INTERNALERROR" not in out, out
 
 
 def test_every_missing_program_is_named_once(tmp_path: Path) -> None:
