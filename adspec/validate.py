@@ -87,6 +87,7 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
         errors += errs
         if spec is not None and spec.beats is not None:
             errors += beat_rule_warnings(_shown(spec_path), spec.beats, inline=True)
+        berrs: list[SpecError] = []
         if path_exists(beats_path) and (spec is None or spec.beats is None):
             bf, berrs = beat_file_errors(_shown(beats_path), spec)
             errors += berrs
@@ -97,10 +98,29 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
             for variant_beats, variant_spec in beat_files(spec_path):
                 if variant_beats != beats_path and path_exists(variant_beats):
                     errors += beat_file_errors(_shown(variant_beats), variant_spec)[1]
+            if path_exists(beats_path) and not errs:
+                errors += shared_beat_file_errors(spec_path, beats_path, berrs)
         if spec is not None and not errs:
             errors += reference_warnings(spec_path, spec)
             errors += missing_language_errors(spec_path)
     return errors
+
+
+def shared_beat_file_errors(spec_path: Path, beats_path: Path, base: list[SpecError]) -> list[SpecError]:
+    """What only a variant makes wrong in the beat file it shares with the base ad (e.g. a beat's
+    video model that lacks the variant's aspect ratio): each such error once, naming the variants
+    it holds for. Without this, validate said ok and the variant's plan step failed."""
+    known = {(e.line, e.field, e.message) for e in base}
+    found: dict[tuple[int | None, str | None, str], list[str]] = {}
+    exp = expansion(spec_path)
+    for v in exp.variants:
+        if exp.beats_path(v.beats_tag) != beats_path:
+            continue
+        for e in beat_file_errors(_shown(beats_path), v.spec)[1]:
+            if (e.line, e.field, e.message) not in known:
+                found.setdefault((e.line, e.field, e.message), []).append(v.ad)
+    return [SpecError(_shown(beats_path), line, field, f"{', '.join(ads)}: {message}")
+            for (line, field, message), ads in found.items()]
 
 
 def reference_warnings(spec_path: Path, spec: Spec) -> list[SpecError]:

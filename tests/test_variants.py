@@ -342,3 +342,36 @@ def test_lock_rules_hold_per_beat_file(project: Project) -> None:
     now = yaml.safe_load(project.beats_file("zip@15").read_text())
     assert now["beats"] == doc["beats"] and now["music"] == doc["music"]  # the edit stands
     assert now["planned_from"]["spec_sha256"] != doc["planned_from"]["spec_sha256"]  # the record follows the spec
+
+
+def test_validate_checks_a_shared_beat_file_against_each_variant(project: Project) -> None:
+    """A variant that shares the base's beat file can still make it wrong (a beat's video model
+    without the variant's aspect ratio): validate says so at the beat's line, naming the variant
+    (it said ok, and the variant's plan step failed)."""
+    spec = small_spec(resolution="720p", variants={"named": {"square": {"aspect_ratio": "1:1"},
+                                                             "tall": {"aspect_ratio": "9:16"}}})
+    del spec["beats"], spec["music"]
+    project.write_spec("zip", spec)
+    beats = project.beats_file("zip")
+    beats.write_text(textwrap.dedent("""\
+        version: 1
+        music: {prompt: upbeat electronic, bpm: 120}
+        beats:
+          - id: hook
+            type: hook
+            duration: 3
+            image_prompt: A bottle on a rock
+            motion_prompt: slow push in
+            models: {video: veo-3.1-fast}
+          - id: cta
+            type: cta
+            duration: 5
+            image_prompt: The bottle and the logo
+            motion_prompt: pan left
+        """))
+    out = project.adspec("validate")
+    lines = [x for x in out.stderr.splitlines() if x.strip() and "warning" not in x]
+    model_line = next(i for i, x in enumerate(beats.read_text().splitlines(), 1) if "veo-3.1-fast" in x)
+    assert out.returncode == 1 and len(lines) == 1, out.stdout + out.stderr
+    assert lines[0].startswith(f"specs/zip.beats.yaml:{model_line}: beats.0.models.video: zip@square: "), lines
+    assert "1:1" in lines[0] and "zip@tall" not in lines[0]
