@@ -148,6 +148,10 @@ def field_message(err: Mapping[str, Any], model: type[BaseModel], loc: Loc) -> s
         if "le" in ctx:
             return f"must be at most {ctx['le']}{_got(value)}"
         return f"{err['msg'][0].lower()}{err['msg'][1:]}{_got(value)}".replace("input should be", "must be")
+    if loc[:1] == ("variants",) and len(loc) >= 3 and isinstance(value, dict) and value:
+        # `d: {vars: {city: Paris}}`: a variant names each field it sets by its dotted path
+        example = f"{next(x for x in reversed(loc) if isinstance(x, str))}.{next(iter(value))}"
+        return f"a variant sets each field by its dotted name: write `{example}: ...`, not a nested mapping"
     if loc[:1] == ("vars",) and len(loc) == 2 and kind.endswith(("_type", "_parsing")):
         return f"a variable's value must be text, a number or true/false{_got(value)}"
     if kind in ("int_type", "int_parsing", "int_from_float"):

@@ -192,6 +192,16 @@ def test_variants_share_the_beat_file_unless_they_change_the_plan(tmp_path: Path
      variants:
        matrix: {beats: [1, 2]}
      """, 8, "variants.matrix.beats", "cannot vary between variants"),
+    ("""\
+     variants:
+       named:
+         paris: {vars: {city: Paris}}
+     """, 9, "variants.named.paris.vars", "write `vars.city: ...`, not a nested mapping"),
+    ("""\
+     variants:
+       matrix:
+         brand: [{name: X}]
+     """, 9, "variants.matrix.brand.0", "write `brand.name: ...`, not a nested mapping"),
 ])
 def test_bad_variants_are_one_line_errors_with_file_line_and_field(tmp_path: Path, variants: str, line: int,
                                                                    field: str, words: str) -> None:
