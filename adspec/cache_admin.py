@@ -282,10 +282,14 @@ def _remove(cache: RequestCache, out: Collection) -> None:
     out.locks = [k for k in out.locks if cache.remove_stale_lock(k)]
 
 
-def render_gc(out: Collection, *, dry_run: bool, max_age_days: float) -> str:
+def render_gc(out: Collection, *, dry_run: bool, max_age_days: float, build_dir: Path | None = None) -> str:
     verb = "would remove" if dry_run else "removed"
     paid = out.paid
-    lines = [f"{verb} {human(out.removed_bytes())}: {len(out.blobs)} artifacts no receipt under build/ uses and "
+    under = "build/" if build_dir is None else os.path.relpath(build_dir) + "/" if str(build_dir).startswith(
+        os.getcwd()) else f"{build_dir}/"
+    if build_dir is not None and not build_dir.is_dir():
+        under += " (there is none)"
+    lines = [f"{verb} {human(out.removed_bytes())}: {len(out.blobs)} artifacts no receipt under {under} uses and "
              f"nothing used in the last {max_age_days:g} days ({len(out.entries)} cache entries), {len(out.orphans)} "
              f"blobs no entry names, {len(out.rejected)} rejected outputs, {len(out.leftovers)} leftovers of killed "
              f"runs, {len(out.locks)} lock files nobody holds"]

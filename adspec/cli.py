@@ -208,16 +208,29 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .ads import choose_ads, list_ads
     from .build_files import AdStatus
     from .status import known_ads, print_table, read_status, rendered, watch
 
     settings = load_settings()
+    if args.watch and len(args.names) != 1:
+        print("adspec status --watch follows one ad: adspec status --watch AD", file=sys.stderr)
+        return EXIT_USAGE
+    # the project's ads (a spec with variants named: its variants); an ad built before that has no
+    # spec now only when named; a name that is neither is an error, not a row saying "not built"
+    if args.names:
+        built = set(known_ads(settings.build_dir))
+        unknown = [n for n in args.names if n not in built]
+        chosen = [a for a, _ in choose_ads(settings.specs_dir, unknown)[0]] if unknown else []
+        names = list(dict.fromkeys([n for n in args.names if n in built] + chosen))
+    else:
+        names = [a for a, _ in list_ads(settings.specs_dir)[0]]
     if args.watch:
-        if len(args.names) != 1:
-            print("adspec status --watch follows one ad: adspec status --watch AD", file=sys.stderr)
+        if len(names) != 1:
+            print(f"adspec status --watch follows one ad: {args.names[0]} is {len(names)} ads ({', '.join(names)})",
+                  file=sys.stderr)
             return EXIT_USAGE
-        return watch(settings.build_dir, args.names[0], interval=args.interval)
-    names = list(args.names) or known_ads(settings.build_dir)
+        return watch(settings.build_dir, names[0], interval=args.interval)
     found = {n: read_status(settings.build_dir, n) for n in names}
     statuses = [d if d is not None else AdStatus(ad=n, state="not built") for n, d in found.items()]
     for d in statuses:  # "offline animatic", "live", ...: not only model names
@@ -264,11 +277,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
         if not args.older_than >= 0:
             print("adspec cache gc: --older-than takes a number of days (0 or more)", file=sys.stderr)
             return EXIT_USAGE
+        if not settings.build_dir.is_dir() and not args.dry_run:  # no receipts to keep anything: it would take all
+            print(f"adspec cache gc: no build folder at {settings.build_dir}: run it in a project (its receipts keep "
+                  "the artifacts they use), set ADSPEC_BUILD, or look first with --dry-run", file=sys.stderr)
+            return EXIT_ERROR
         out = cache_admin.collect(root, builds, max_age_days=args.older_than, dry_run=args.dry_run)
         if args.json:
             print(json.dumps({"dry_run": args.dry_run, **out.to_json()}, indent=2))
         else:
-            print(cache_admin.render_gc(out, dry_run=args.dry_run, max_age_days=args.older_than), end="")
+            print(cache_admin.render_gc(out, dry_run=args.dry_run, max_age_days=args.older_than,
+                                        build_dir=settings.build_dir), end="")
     elif args.cache_command == "show":
         info = cache_admin.show(root, builds, args.key)
         print(json.dumps(info, indent=2, default=str) if args.json else cache_admin.render_show(info), end="\n" if args.json else "")
@@ -427,13 +445,13 @@ def _run(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     func: Callable[[argparse.Namespace], int] = args.func
-    if args.command in NEEDS_PROJECT and not (args.command == "validate" and args.paths):
-        specs = load_settings().specs_dir
-        if not specs.is_dir():
-            print(f"adspec: no adspec project here: no {specs.name}/ folder in {Path.cwd()} or above; run "
-                  "`adspec init` to make one, cd into one, or set ADSPEC_SPECS", file=sys.stderr)
-            return EXIT_ERROR
     try:
+        if args.command in NEEDS_PROJECT and not (args.command == "validate" and args.paths):
+            specs = load_settings().specs_dir  # a bad ADSPEC_* value: its one line, below
+            if not specs.is_dir():
+                print(f"adspec: no adspec project here: no {specs.name}/ folder in {Path.cwd()} or above; run "
+                      "`adspec init` to make one, cd into one, or set ADSPEC_SPECS", file=sys.stderr)
+                return EXIT_ERROR
         return func(args)
     except BrokenPipeError:
         raise  # see main

@@ -237,7 +237,7 @@ class _Estimator:
             if self.remote_note:
                 est.notes.append(self.remote_note)
             return est
-        music_stale = self._voices(est, ad, plan, paths)
+        music_stale = self._voices(est, ad, plan, paths, exact_beats)
         if not plan.native_audio:
             recipe = self.ctx.media.music_recipe(music_request(ad, plan.music_inputs()))
             state = self._state(recipe, paths.music)
@@ -259,9 +259,10 @@ class _Estimator:
             "pay" if recipe_price(recipe).usd > 0 else "free")
         self._item(est, task_name("plan", ad), "plan", state, recipe, f"translation into {language}", exact=exact)
 
-    def _voices(self, est: AdEstimate, ad: str, plan: Any, paths: AdPaths) -> bool:
-        """The spoken lines (exact: a line's recipe follows from the plan alone); True when the
-        mix must run again for them (a line or how lines are placed and captioned changed)."""
+    def _voices(self, est: AdEstimate, ad: str, plan: Any, paths: AdPaths, exact: bool = True) -> bool:
+        """The spoken lines (exact when the beats are: a line's recipe follows from the plan alone,
+        but the offline planner's lines standing in for the live planner's are not the real ones);
+        True when the mix must run again for them (a line or how lines are placed changed)."""
         stale = False
         for beat in plan.voiced:
             inputs = plan.voice_inputs(beat)
@@ -279,7 +280,7 @@ class _Estimator:
             if state == "current":  # paid for as it is: only the local fit changes
                 est.items.append(Item(task_name("voice", ad, beat.id), "voice", "free", note="refit the line to its beat (local)"))
             else:
-                self._item(est, task_name("voice", ad, beat.id), "voice", state, recipe)
+                self._item(est, task_name("voice", ad, beat.id), "voice", state, recipe, exact=exact)
         try:
             stale |= paths.speech.read_text(encoding="utf-8") != compact_text(plan.speech())
         except OSError:

@@ -487,7 +487,9 @@ class AdspecReporter:
             where = ""
             if s.waiting:  # an earlier cut's final is not this one: say what waits instead
                 parts.append(f"video of {', '.join(s.waiting)} waits for approval")
-            elif not s.failed and final.exists():
+            elif not s.failed and not (s.done | s.ignored) >= s.names:
+                parts.append("interrupted")  # Ctrl-C: a final there is an earlier build's
+            elif not s.failed and final.exists() and task_name("mix", s.ad) in s.done:
                 where = f" -> {os.path.relpath(final)}" if str(final).startswith(os.getcwd()) else f" -> {final}"
             self.write(f"adspec: {s.ad}: " + "; ".join(parts) + where + "\n")
         if len(touched) > 1:

@@ -126,14 +126,15 @@ def _elapsed(since: float | None) -> str:
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
-def row(d: AdStatus) -> dict[str, str]:
+def row(d: AdStatus, *, times: bool = True) -> dict[str, str]:
+    """A status as table cells; without `times`, what runs is named without how long it has run
+    (`--watch` prints a line when something changes, not every second)."""
     waits = []
     for task, r in sorted(d.running.items()):
-        what = task.split(":", 1)[-1]
-        if r.provider_status:
-            waits.append(f"{what} {r.provider_status} {_elapsed(r.status_since or r.since)}")
-        else:
-            waits.append(f"{what} {_elapsed(r.since)}")
+        kind, _, rest = task.partition(":")
+        what = f"{kind} {rest.partition('/')[2]}".strip()  # "chunk hook/0", "mix": the ad is the row's
+        since = _elapsed(r.status_since or r.since if r.provider_status else r.since) if times else ""
+        waits.append(" ".join(x for x in (what, r.provider_status or "", since) if x))
     err = d.last_error
     return {
         "ad": d.ad,
@@ -176,14 +177,16 @@ def print_table(statuses: list[AdStatus], file: Any = None) -> None:
 
 
 def watch(build_dir: Path, ad: str, *, interval: float = 1.0, timeout: float | None = None, file: Any = None) -> int:
-    """Follow one ad until its run finishes: one line per change; exit 0 when done, 1 when failed."""
+    """Follow one ad until its run finishes: one line per change; exit 0 when done (or waiting for
+    approval, or ignored), 1 when it failed or nothing runs it (interrupted, killed, cleaned). An ad
+    with no status yet is waited for (a build about to start)."""
     out = file or sys.stdout
     last = None
     start = time.time()
     while True:
         d = read_status(build_dir, ad)
         if d is not None:
-            r = row(d)
+            r = row(d, times=False)
             line = f"{r['ad']}: {r['state']} {r['phase']} {r['progress']}" + (f" chunks {r['chunks']}" if r["chunks"] else "")
             line += f" spent {r['spent']} saved {r['saved']}" + (f" | {r['now']}" if r["now"] else "")
             if r["state"] == "failed" and r["error"]:
@@ -191,10 +194,9 @@ def watch(build_dir: Path, ad: str, *, interval: float = 1.0, timeout: float | N
             if line != last:
                 print(line, file=out, flush=True)
                 last = line
-            if d.state in ("done", "waiting", "failed") and not d.running:
-                return 1 if d.state == "failed" else 0
-            if d.state == "running" and d.pid and not owner_alive(d):
-                print(f"{ad}: the build process ({d.pid}) is gone; status stays as it left it", file=out, flush=True)
+            if d.state in ("done", "waiting", "ignored") and not d.running:
+                return 0
+            if d.state in ("failed", "interrupted", "cleaned"):  # nothing runs: it will not finish by itself
                 return 1
         if timeout is not None and time.time() - start > timeout:
             return 2

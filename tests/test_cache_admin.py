@@ -255,3 +255,17 @@ def test_a_lock_file_removed_between_open_and_flock_is_not_a_second_lock(tmp_pat
     t.join(10)
     assert events == ["other build releases", "waiter holds the key"]
     cache.close()
+
+
+def test_gc_without_a_build_folder_removes_nothing(project: Project) -> None:
+    """Receipts under build/ are what keep paid artifacts; run where there is no build folder,
+    `gc` would take every artifact past the age limit: it refuses (and --dry-run says where it looked)."""
+    project.write_spec("zip", small_spec())
+    project.doit()
+    before = sorted(p.name for p in (project.cache / "blobs").rglob("*") if p.is_file())
+    elsewhere = str(project.root / "nowhere" / "build")
+    out = project.adspec("cache", "gc", "--older-than", "0", ADSPEC_BUILD=elsewhere)
+    assert out.returncode == 1 and "no build folder at" in out.stderr and "Traceback" not in out.stderr, out
+    assert sorted(p.name for p in (project.cache / "blobs").rglob("*") if p.is_file()) == before
+    dry = project.adspec("cache", "gc", "--dry-run", "--older-than", "0", ADSPEC_BUILD=elsewhere)
+    assert dry.returncode == 0 and "(there is none)" in dry.stdout, dry.stdout + dry.stderr

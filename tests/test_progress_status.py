@@ -87,6 +87,38 @@ def test_a_run_of_some_tasks_leaves_an_ad_done(project: Project) -> None:
     assert shown.returncode == 0 and "interrupted" not in shown.stdout and "done" in shown.stdout, shown.stdout
 
 
+def test_the_watch_ends_when_nothing_runs_and_status_names_only_ads(project: Project) -> None:
+    """`adspec status --watch` ends for a run that will not finish by itself (killed, cleaned: it
+    waited forever), and `adspec status` lists the project's ads (one not built yet says so) and
+    refuses a name that is no ad (it listed it "not built")."""
+    project.write_spec("zip", small_spec(duration=8))
+    project.write_spec("later", small_spec(duration=8, title="Later"))
+    project.doit("zip")
+    rows = {d["ad"]: d["state"] for d in json.loads(project.adspec("status", "--json").stdout)}
+    assert rows == {"later": "not built", "zip": "done"}, rows
+    for args in (("status", "nosuch"), ("status", "--watch", "nosuch")):
+        out = project.adspec(*args)
+        assert out.returncode == 1 and "no ad named nosuch" in out.stderr and "Traceback" not in out.stderr, out
+
+    status = project.build / "zip" / "status.json"
+    d = json.loads(status.read_text())
+    status.write_text(json.dumps({**d, "state": "running", "pid": 2 ** 22 + 1}))  # its build was killed
+    killed = project.adspec("status", "--watch", "zip")
+    assert killed.returncode == 1 and killed.stdout.startswith("zip: interrupted"), killed.stdout
+    project.doit("clean", "zip")
+    cleaned = project.adspec("status", "--watch", "zip")
+    assert cleaned.returncode == 1 and cleaned.stdout.startswith("zip: cleaned"), cleaned.stdout
+
+
+def test_a_bad_setting_is_one_line_for_every_command(project: Project) -> None:
+    project.write_spec("zip", small_spec(duration=8))
+    for args in (("estimate",), ("status",), ("validate",), ("check",)):
+        out = project.adspec(*args, ADSPEC_BUDGET_USD="abc")
+        assert out.returncode == 1 and "Traceback" not in out.stderr, (args, out.stderr)
+        [line] = out.stderr.strip().splitlines()
+        assert line.endswith("ADSPEC_BUDGET_USD='abc': expected a number of at least 0"), (args, out.stderr)
+
+
 @pytest.fixture
 def live(project: Project):
     with FakeReplicate(latency=0.05) as replicate:

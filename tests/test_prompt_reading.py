@@ -63,3 +63,17 @@ def test_no_stray_spaces_when_a_field_is_empty() -> None:
     for beat in plan_spec_offline(spec).beats:
         for text in (beat.image_prompt, beat.motion_prompt, beat.voiceover or ""):
             assert " ," not in text and "  " not in text and ",," not in text, (beat.id, text)
+
+
+def test_no_occasion_asks_an_image_model_for_words() -> None:
+    """Every word on screen is drawn by code: what an occasion adds to the image prompts never
+    asks for text (Black Friday asked for "bold sale signage", against the prompts' own "No text,
+    ... signage")."""
+    import re
+
+    from adspec.library.prompt_reader import prompt_words
+
+    asks_for_text = re.compile(r"\b(text|letters?|words?|captions?|sign|signs|signage|logos?|banners?|posters?|"
+                               r"labels?|slogans?|headlines?|typography)\b", re.IGNORECASE)
+    occasions = prompt_words().occasions
+    assert occasions and not {k: v for k, v in occasions.items() if asks_for_text.search(v)}
