@@ -244,15 +244,16 @@ def _dotted(loc: Loc) -> str:
 
 
 def _trim_loc(loc: Loc, lines: dict[Loc, int], kind: str) -> Loc:
-    """Drop pydantic's own tags from a loc (union members, [key], function-after[...])."""
-    best: Loc = ()
-    for i in range(len(loc), 0, -1):
-        if tuple(loc[:i]) in lines:
-            best = tuple(loc[:i])
-            break
-    if kind == "missing" and len(loc) == len(best) + 1:
-        return tuple(loc)
-    return best
+    """Drop pydantic's own tags from a loc (union members, [key], function-after[...]): the parts
+    with no place in the file. A tag may sit between two fields (`assets.leo.<asset>.file`): the
+    field after it is kept (`assets.leo.file`), and a missing field keeps its name."""
+    out: Loc = ()
+    for j, part in enumerate(loc):
+        if (*out, part) in lines:
+            out = (*out, part)
+        elif kind == "missing" and j == len(loc) - 1:
+            return (*out, part)
+    return out
 
 
 def _locate(loc: Loc, lines: dict[Loc, int]) -> int | None:

@@ -140,3 +140,16 @@ def test_later_checks_do_not_guess_about_a_field_that_failed() -> None:
             "  - {id: hook, type: hook, duration: 4, image_prompt: '', motion_prompt: b}\n")
     _, errors = parse_spec_text(text, "specs/x.yaml")
     assert [e.field for e in errors] == ["beats.0.image_prompt"], errors
+
+
+def test_an_asset_map_names_the_field_that_is_wrong() -> None:
+    """An asset written as a map reported `assets.leo: is required` for a misspelt key: now the
+    missing field and the unknown one, each on its line (pydantic's union tag sat between them)."""
+    text = ("prompt: p\nassets:\n  leo: {file: leo.png, role: character}\n  mia:\n    path: mia.png\n"
+            "  max: {path: max.png, role: charcter}\n")
+    _, errors = parse_spec_text(text, "specs/x.yaml")
+    assert [e.one_line() for e in errors] == [
+        "specs/x.yaml:3: assets.leo.path: is required",
+        "specs/x.yaml:3: assets.leo.file: unknown field; allowed: path, role",
+        "specs/x.yaml:4: assets.mia.role: is required",
+        "specs/x.yaml:6: assets.max.role: must be one of 'product', 'character', 'logo' or 'style' (got 'charcter')"]
