@@ -26,7 +26,14 @@ NO_SPACES = {"zh", "ja", "th", "lo", "km", "my"}
 #: ISO 639-2 codes for the subtitle track's language tag
 ISO639_2 = {"en": "eng", "de": "deu", "fr": "fra", "es": "spa", "it": "ita", "pt": "por", "nl": "nld", "ja": "jpn",
             "zh": "zho", "ko": "kor", "ar": "ara", "he": "heb", "ru": "rus", "pl": "pol", "sv": "swe", "da": "dan",
-            "fi": "fin", "no": "nor", "tr": "tur", "hi": "hin", "fa": "fas", "uk": "ukr", "cs": "ces", "el": "ell"}
+            "fi": "fin", "no": "nor", "tr": "tur", "hi": "hin", "fa": "fas", "uk": "ukr", "cs": "ces", "el": "ell",
+            "zu": "zul", "xh": "xho", "af": "afr", "sw": "swa", "id": "ind", "ms": "msa", "vi": "vie", "th": "tha",
+            "hu": "hun", "ro": "ron", "bg": "bul", "hr": "hrv", "sr": "srp", "sk": "slk", "sl": "slv", "lt": "lit",
+            "lv": "lav", "et": "est", "ca": "cat", "eu": "eus", "gl": "glg", "is": "isl", "ga": "gle", "cy": "cym",
+            "bn": "ben", "ta": "tam", "te": "tel", "mr": "mar", "ur": "urd", "pa": "pan", "gu": "guj", "kn": "kan",
+            "ml": "mal", "am": "amh", "yo": "yor", "ig": "ibo", "ha": "hau", "tl": "tgl", "fil": "fil", "nb": "nob",
+            "nn": "nno", "yi": "yid", "ps": "pus", "km": "khm", "lo": "lao", "my": "mya", "ka": "kat", "hy": "hye",
+            "kk": "kaz", "uz": "uzb", "az": "aze", "mn": "mon", "ne": "nep", "si": "sin"}
 
 Text = Union[str, dict[str, str]]
 
@@ -43,11 +50,29 @@ def iso639_2(tag: str) -> str:
     return ISO639_2.get(primary(tag), "und")
 
 
+def _cased(tag: str) -> str:
+    """`tag` in BCP 47's conventional case: language lower, Script title, REGION upper."""
+    parts = tag.replace("_", "-").split("-")
+    return "-".join([parts[0].lower()] + [p.title() if len(p) == 4 else p.upper() if len(p) in (2, 3) else p
+                                          for p in parts[1:]])
+
+
 def tag_problem(tag: str) -> str | None:
-    """Why `tag` is not a BCP 47 tag adspec takes (None: it is)."""
-    if not BCP47_RE.fullmatch(tag):
-        return f"'{tag}' is not a BCP 47 language tag (e.g. en, de, pt-BR, zh-Hans)"
-    return None
+    """Why `tag` is not a BCP 47 tag adspec takes (None: it is). Tags are compared as written (a
+    text map's `de-AT` key, a variant's name), so one written in another case is refused with its
+    conventional spelling rather than taken as a second language."""
+    if BCP47_RE.fullmatch(tag):
+        return None
+    cased = _cased(tag)
+    if BCP47_RE.fullmatch(cased):
+        return f"'{tag}': write '{cased}' (BCP 47's conventional case: language lower, Script title, REGION upper)"
+    first = cased.split("-")[:3]
+    while first and not BCP47_RE.fullmatch("-".join(first)):
+        first.pop()
+    if len(first) > 0 and re.fullmatch(r"[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})+", cased):  # a variant, an extension
+        return (f"'{tag}': adspec takes language[-Script][-REGION] (e.g. {'-'.join(first)}), not BCP 47's "
+                "variant, extension or private-use subtags")
+    return f"'{tag}' is not a BCP 47 language tag (e.g. en, de, pt-BR, zh-Hans)"
 
 
 def text_in(value: Text | None, language: str, own: str) -> str | None:

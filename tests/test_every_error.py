@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import Project
 
@@ -153,3 +154,25 @@ def test_an_asset_map_names_the_field_that_is_wrong() -> None:
         "specs/x.yaml:3: assets.leo.file: unknown field; allowed: path, role",
         "specs/x.yaml:4: assets.mia.role: is required",
         "specs/x.yaml:6: assets.max.role: must be one of 'product', 'character', 'logo' or 'style' (got 'charcter')"]
+
+
+@pytest.mark.parametrize("tag, says", [
+    ("en-us", "'en-us': write 'en-US' (BCP 47's conventional case"),
+    ("zh-hans", "write 'zh-Hans'"),
+    ("EN", "write 'en'"),
+    ("en_US", "write 'en-US'"),
+    ("de-DE-1996", "adspec takes language[-Script][-REGION] (e.g. de-DE)"),
+    ("english", "'english' is not a BCP 47 language tag"),
+])
+def test_a_language_tag_adspec_does_not_take_says_how_to_write_it(tag: str, says: str) -> None:
+    """Tags are compared as written (text maps, variant names): one in another case is refused
+    with its conventional spelling (it said only "is not a BCP 47 language tag")."""
+    _, errors = parse_spec_text(f"prompt: p\nlanguage: {tag}\n", "specs/x.yaml")
+    [e] = errors
+    assert e.one_line().startswith("specs/x.yaml:2: language: ") and says in e.one_line(), e.one_line()
+
+
+def test_the_soft_caption_track_names_more_languages() -> None:
+    from adspec.languages import iso639_2
+
+    assert [iso639_2(t) for t in ("zu", "de-AT", "vi", "sw", "xx")] == ["zul", "deu", "vie", "swa", "und"]
