@@ -343,7 +343,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
             else (beat.duration,)
         own = own_media_of(beat, index, spec_path, source)
         references, beat_image, note = beat_references(beat, index, spec, spec_path, source, beat_image or image,
-                                                       registry, beat_image)
+                                                       registry, beat_image, asks_image=own is None)
         native = native and (beat_video or video).native_audio  # native sound only when every beat has it
         line = words = None
         try:
@@ -471,11 +471,13 @@ def check_text_layer(plan: AdPlan, spec_path: Path, source: Path) -> None:
 
 
 def beat_references(beat: Beat, index: int, spec: Spec, spec_path: Path, source: Path, model: ModelEntry,
-                    registry: Registry, own_model: ModelEntry | None
+                    registry: Registry, own_model: ModelEntry | None, *, asks_image: bool = True
                     ) -> tuple[tuple[dict[str, Any], ...] | None, ModelEntry | None, str | None]:
     """The reference images of what a beat shows, and the image model that takes them: when the
     beat's (or spec's) model takes fewer than it shows, the cheapest one of the registry that takes
-    them all (the note says so). None: the beat has no `shows:` (the spec's product, as before)."""
+    them all (the note says so). None: the beat has no `shows:` (the spec's product, as before).
+    A beat with its own still or footage asks no image (`asks_image` False): its references go
+    with its video only, and no image model is chosen for them."""
     if beat.shows is None:
         return None, own_model, None
     refs = []
@@ -487,7 +489,7 @@ def beat_references(beat: Beat, index: int, spec: Spec, spec_path: Path, source:
                             f"'{name}' is not one of the spec's assets ({', '.join(spec.assets) or 'none'})")
         refs.append({"name": name, "role": asset_role(name, value),
                      "path": str((spec_path.parent / asset_path(value)).resolve())})
-    if refs and reference_capacity(model) < len(refs):  # `model`: the beat's own, else the spec's
+    if asks_image and refs and reference_capacity(model) < len(refs):  # `model`: the beat's own, else the spec's
         chosen = reference_model(registry, len(refs), model.provider)
         if chosen is None:
             loc = ("beats", index, "shows")

@@ -37,7 +37,7 @@ from .languages import DEFAULT_LANGUAGE, Text, all_texts, any_text, check_map, t
 from .library import Library, TemplateProblem, load_library, render_template
 from .placements import load_placements, placement_ids, text_zones, unknown_placement_message
 from .prompt_text import plain_text, product_from_prompt
-from .registry import Registry, load_registry
+from .registry import Registry, load_registry, reference_capacity
 from .variants import Variants
 
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:5"]
@@ -672,6 +672,12 @@ def beat_model_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 issues.append(((*base, i, "shows", j), f"beat '{beat.id}' shows '{name}', which is not one of the spec's "
                                                     f"assets{hint} (assets: {', '.join(spec.assets) or 'none'})"))
+            elif name in (beat.shows or [])[:j]:  # sent twice, and priced as two references
+                issues.append(((*base, i, "shows", j), f"beat '{beat.id}' shows '{name}' twice"))
+        most = max((reference_capacity(e) for e in _registry().models.values() if e.kind == "image"), default=0)
+        if beat.shows and beat.image is None and beat.footage is None and len(set(beat.shows)) > most:
+            issues.append(((*base, i, "shows"), f"beat '{beat.id}' shows {len(set(beat.shows))} assets: no image model "
+                                                f"in the registry takes more than {most} reference images"))
         if beat.from_ is not None and beat.footage is None:
             issues.append(((*base, i, "from"), "`from:` is the second of the beat's `footage:` to start at: set `footage:` too"))
         if beat.models is None or beat.models.video is None:

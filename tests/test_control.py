@@ -207,6 +207,24 @@ def own_media_project(project: Project) -> dict:
     return spec
 
 
+def test_a_beat_of_its_own_still_or_footage_gets_no_image_model_for_what_it_shows(project: Project) -> None:
+    """No image is asked for such a beat, so no image model is chosen for its references (the
+    estimate said "flux-kontext-pro chosen for its 1 reference image" for both beats)."""
+    spec = own_media_project(project)
+    spec["assets"] = {"product": "assets/green.png"}
+    for beat in spec["beats"]:
+        beat["shows"] = ["product"]
+    project.write_spec("zip", spec)
+    out = project.adspec("estimate", "--json")
+    assert out.returncode == 0, out.stderr
+    notes = json.loads(out.stdout)["ads"][0]["notes"]
+    assert not any("chosen for" in n for n in notes), notes
+    spec["beats"][0].pop("image")  # the same beat asking its storyboard of the image model: chosen
+    project.write_spec("zip", spec)
+    notes = json.loads(project.adspec("estimate", "--json").stdout)["ads"][0]["notes"]
+    assert [n for n in notes if "chosen for" in n and n.startswith("hook: ")], notes
+
+
 def test_own_still_and_footage_make_no_request_and_show_in_the_final(live, tmp_path) -> None:
     project, replicate = live
     project.write_spec("zip", own_media_project(project))

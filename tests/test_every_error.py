@@ -176,3 +176,17 @@ def test_the_soft_caption_track_names_more_languages() -> None:
     from adspec.languages import iso639_2
 
     assert [iso639_2(t) for t in ("zu", "de-AT", "vi", "sw", "xx")] == ["zul", "deu", "vie", "swa", "und"]
+
+
+def test_shows_twice_or_more_than_any_model_takes_is_an_error_of_validate() -> None:
+    """Both reached the plan step (a 5-image `shows:` failed there; a repeated name was sent, and
+    priced, twice)."""
+    text = ("prompt: p\nduration: 8\nassets: {product: a.png, b: b.png, c: c.png, d: d.png, e: e.png}\nbeats:\n"
+            "  - {id: hook, type: hook, duration: 3, image_prompt: x, motion_prompt: y, shows: [product, product]}\n"
+            "  - {id: cta, type: cta, duration: 5, image_prompt: x, motion_prompt: y, shows: [product, b, c, d, e]}\n")
+    _, errors = parse_spec_text(text, "specs/x.yaml")
+    lines = [e.one_line() for e in errors]
+    assert lines[0] == "specs/x.yaml:5: beats.0.shows.1: beat 'hook' shows 'product' twice", lines
+    assert lines[1].startswith("specs/x.yaml:6: beats.1.shows: beat 'cta' shows 5 assets: no image model in the "
+                               "registry takes more than "), lines
+    assert len(lines) == 2
