@@ -167,6 +167,10 @@ def select_ads(names: list[str] | tuple[str, ...], specs_dir: str | Path) -> lis
         else:
             missing.append(n)
     if missing:
+        for n in missing:  # `zip@winter` of a spec that does not load: that spec's own error, not "no ad"
+            base = n.split(SEPARATOR, 1)[0]
+            if SEPARATOR in n and base in by_name:
+                expansion(by_name[base])  # raises the spec's SpecError
         known = sorted(set(by_name) | set(groups))
         close = difflib.get_close_matches(missing[0], known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""

@@ -19,7 +19,7 @@ from .approvals import APPROVED, own_footage, set_approved, state_of, storyboard
 from .config import load_settings
 from .errors import SpecError
 from .fsutil import write_text_atomic
-from .loader import read_file
+from .loader import locate_in_file, read_file
 from .paths import AdPaths
 from .plan_file import AdPlan, PlannedBeat, load_plan
 from .plan_step import Decision, dry_plan
@@ -95,7 +95,8 @@ def approve(targets: list[str]) -> list[str]:
         for beat_id in beat_ids or known:
             sha = shas[beat_id]
             if sha is None:
-                raise SpecError(file, None, f"beats.{beat_id}",
+                at = known.index(beat_id)  # the plan's beats are the file's, in its order
+                raise SpecError(file, locate_in_file(file, ("beats", at)), f"beats.{at}",
                                 f"the storyboard of {ad}/{beat_id} is not built from this beat as it is now: run "
                                 f"`doit storyboard:{ad}/{beat_id}`, look at it, then approve it")
             text = set_approved(text, beat_id, sha, str(file))

@@ -515,6 +515,8 @@ def test_an_edited_beat_is_not_approved_on_its_old_picture_and_an_old_final_is_n
 
     out = project.adspec("approve", "zip/hook")
     assert out.returncode == 1 and "run `doit storyboard:zip/hook`" in out.stderr, out.stdout + out.stderr
+    hook_line = next(i for i, x in enumerate(before.splitlines(), 1) if "id: hook" in x)
+    assert out.stderr.startswith(f"specs/zip.yaml:{hook_line}: beats.0: "), out.stderr  # the beat's line
     assert path.read_text() == before  # nothing written
     assert approvals(project, "zip") == {"hook": "stale", "cta": "approved"}
 

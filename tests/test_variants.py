@@ -385,3 +385,13 @@ def test_validate_checks_a_shared_beat_file_against_each_variant(project: Projec
     assert out.returncode == 1 and len(lines) == 1, out.stdout + out.stderr
     assert lines[0].startswith(f"specs/zip.beats.yaml:{model_line}: beats.0.models.video: zip@square: "), lines
     assert "1:1" in lines[0] and "zip@tall" not in lines[0]
+
+
+def test_a_variant_of_a_spec_with_an_error_names_the_error_not_no_such_ad(project: Project) -> None:
+    spec = small_spec(variants={"named": {"winter": {"title": "Winter"}}})
+    path = project.write_spec("zip", spec)
+    path.write_text(path.read_text().replace("duration: 8", "duration: 800"))
+    for args in (("approve", "--list", "zip@winter"), ("status", "zip@winter"), ("build", "zip@winter")):
+        out = project.adspec(*args)
+        assert out.returncode == 1 and "no ad named" not in out.stderr, (args, out.stderr)
+        assert "specs/zip.yaml:" in out.stderr and "duration" in out.stderr, (args, out.stderr)
