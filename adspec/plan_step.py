@@ -349,11 +349,11 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
         try:
             line = render_voiceover(beat, spec, source, own_lang)
         except MissingLanguage as e:
-            missing.append(e)
+            missing.append(_at_beat(e, source, beat, index, "voiceover"))
         try:
             words = render_on_screen(beat, spec, source, own_lang)
         except MissingLanguage as e:
-            missing.append(e)
+            missing.append(_at_beat(e, source, beat, index, "on_screen"))
         beats.append(PlannedBeat(beat.id, beat.type, start, beat.duration, image_prompt, motion_prompt, clips, line,
                                  words, approved=beat.approved, image_model=beat_image.name if beat_image else None,
                                  video_model=beat_video.name if beat_video else None, own=own,
@@ -409,6 +409,12 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     )
     check_text_layer(plan, spec_path, source)
     return plan
+
+
+def _at_beat(e: SpecError, source: Path, beat: Beat, index: int, field: str) -> SpecError:
+    """A beat's text error at its line, as validate reports it (`beats.<n>.<field>`, the beat named)."""
+    loc = ("beats", index, field)
+    return SpecError(e.path, locate_in_file(source, loc), f"beats.{index}.{field}", f"beat '{beat.id}': {e.message}")
 
 
 def own_language(spec: Spec, spec_path: Path) -> str:

@@ -190,3 +190,21 @@ def test_shows_twice_or_more_than_any_model_takes_is_an_error_of_validate() -> N
     assert lines[1].startswith("specs/x.yaml:6: beats.1.shows: beat 'cta' shows 5 assets: no image model in the "
                                "registry takes more than "), lines
     assert len(lines) == 2
+
+
+def test_a_text_missing_in_a_variants_language_fails_its_plan_at_the_beats_line(project: Project) -> None:
+    """Under doit as under validate: the line and `beats.<n>.<field>` (the plan step said
+    `specs/zip.yaml: beats.hook.voiceover:`, no line, the id where the index goes)."""
+    from conftest import small_spec
+
+    spec = small_spec(variants={"matrix": {"language": ["en", "de"]}})
+    spec["beats"][0]["voiceover"] = "Meet Zip."
+    path = project.write_spec("zip", spec)
+    line = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if "voiceover" in x)
+    run = project.doit("plan", check=False)
+    failed = [x for x in run.stdout.splitlines() if x.startswith("FAILED plan:zip@de")]
+    assert run.returncode != 0 and len(failed) == 1, run.stdout + run.stderr
+    # (doit runs in the folder of the dodo.py it is given: here the repo's, so the path is absolute)
+    assert f"specs/zip.yaml:{line}: beats.0.voiceover: beat 'hook': no 'de' text" in failed[0], failed
+    shown = project.adspec("validate")
+    assert f"specs/zip.yaml:{line}: beats.0.voiceover: zip@de: " in shown.stderr, shown.stderr
