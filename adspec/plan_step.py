@@ -470,7 +470,8 @@ def check_text_layer(plan: AdPlan, spec_path: Path, source: Path) -> None:
         for beat in plan.voiced:
             missing = missing_glyphs(font, beat.voiceover or "")
             if missing:
-                raise SpecError(source, None, f"beats.{beat.id}.voiceover",
+                at = [b.id for b in plan.beats].index(beat.id)
+                raise SpecError(source, locate_in_file(source, ("beats", at, "voiceover")), f"beats.{at}.voiceover",
                                 f"beat '{beat.id}', language {plan.language}: the font {font.name} has no glyph for "
                                 f"{''.join(missing[:8])!r} in the caption {beat.voiceover!r}; give brand.font (or "
                                 "captions.font) a font that covers the script, or captions: {burn: false}")

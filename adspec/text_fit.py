@@ -99,7 +99,7 @@ def missing_glyphs(font_path: str | Path, text: str) -> list[str]:
     notdef = _notdef(str(font_path))
     font = _font(str(font_path), 32)
     out = []
-    for ch in sorted(set(text)):
+    for ch in dict.fromkeys(text):  # in the order written
         if ch.isspace() or unicodedata.category(ch).startswith(("C", "M", "Z")):
             continue
         mask = font.getmask(ch)

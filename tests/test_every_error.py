@@ -208,3 +208,13 @@ def test_a_text_missing_in_a_variants_language_fails_its_plan_at_the_beats_line(
     assert f"specs/zip.yaml:{line}: beats.0.voiceover: beat 'hook': no 'de' text" in failed[0], failed
     shown = project.adspec("validate")
     assert f"specs/zip.yaml:{line}: beats.0.voiceover: zip@de: " in shown.stderr, shown.stderr
+
+
+def test_a_brand_text_the_bundled_font_cannot_draw_is_an_error_of_validate() -> None:
+    """The end card draws the tagline in every language of the ad: validate says so at its line
+    (the plan step was first to, with no line)."""
+    text = "prompt: p\nbrand:\n  name: Zip\n  tagline: {en: Breathe, ja: 深呼吸を}\n"
+    _, errors = parse_spec_text(text, "specs/x.yaml")
+    assert [e.one_line() for e in errors] == [
+        "specs/x.yaml:4: brand.tagline: '深呼吸を': the bundled font has no glyph for '深呼吸を'; give brand.font a font "
+        "that covers the script"]
