@@ -43,6 +43,7 @@ from .paths import AdPaths
 from .plan_step import Decision
 from .receipts import receipt_key
 from .recipes import FileRef
+from .registry import load_registry
 from .remote import open_remote
 from .tasknames import PHASES, task_name
 from .voice import provider_for, voice_request
@@ -207,6 +208,8 @@ class _Estimator:
             return est
         plan, step = dry.plan, dry.step
         paths = AdPaths.of(self.build_dir, ad)
+        if step.spec.native_audio and not plan.native_audio:
+            est.notes.append(native_audio_note(plan))
         plan_current = plan_step.plan_is_current(ad, str(spec_path))
         if plan_current:
             est.up_to_date += 1
@@ -396,6 +399,16 @@ class _Estimator:
             est.items.append(Item(task_name("report", ad), "report", "free", note="review page"))
         else:
             est.up_to_date += 1
+
+
+def native_audio_note(plan: Any) -> str:
+    """Why an ad that asks for `native_audio: true` gets music: a beat's video model has no sound
+    of its own (every beat's must)."""
+    registry = load_registry()
+    silent = sorted({m for m in (plan.video_model_of(b) for b in plan.beats)
+                     if not registry.resolve(m, "video").native_audio})
+    return (f"native_audio: true, but {', '.join(silent)} make{'s' if len(silent) == 1 else ''} no sound: the ad "
+            "gets music (the models' own sound needs every beat's video model to have it)")
 
 
 def video_reference_notes(plan: Any, beat: Any) -> list[str]:

@@ -426,3 +426,15 @@ def test_estimate_prices_a_language_variants_translation_once_per_beat_file_and_
         again = [t for a in after["ads"] if a["ad"] == "zip@de-2" for t in a["targets"] if "translation" in t["note"]]
         assert [(t["action"], t["usd"]) for t in again] == [("cache", 0)] and after["total_usd"] == 0
         assert not [t for a in after["ads"] if a["ad"] == "zip@de-1" for t in a["targets"] if "translation" in t["note"]]
+
+
+def test_the_estimate_says_why_an_ad_asking_for_native_audio_gets_music(project: Project) -> None:
+    spec = small_spec(resolution="720p", native_audio=True, models={"video": "veo-3.1-fast"})
+    spec["beats"][1]["models"] = {"video": "hailuo-2.3-fast"}
+    project.write_spec("zip", spec)
+    notes = json.loads(project.adspec("estimate", "--json").stdout)["ads"][0]["notes"]
+    assert [n for n in notes if n.startswith("native_audio: true, but hailuo-2.3-fast makes no sound")], notes
+    del spec["beats"][1]["models"]  # every beat on Veo: its own sound, no note
+    project.write_spec("zip", spec)
+    notes = json.loads(project.adspec("estimate", "--json").stdout)["ads"][0]["notes"]
+    assert not [n for n in notes if n.startswith("native_audio")], notes
