@@ -338,31 +338,40 @@ _DEPENDS = {
 }
 
 
+#: sections whose fields are checked one by one: a wrong value drops only itself
+_SECTIONS = ("captions", "brand", "voice")
+
+
 def _partial(model: type[M], value: dict[str, Any], e: ValidationError) -> tuple[M | None, set[str]]:
     """`model` from `value` without the fields that failed (entries of assets one by one, a
     var's value and a required field get a stand-in), and the fields whose checks would now be
     made against a stand-in (see _DEPENDS); None when even that does not validate."""
-    data = dict(value)
     unsure: set[str] = set()
-    for err in e.errors(include_url=False):
-        loc = tuple(err["loc"])
-        if not loc:
-            return None, unsure
-        head = str(loc[0])
-        unsure.update(_DEPENDS.get(head, ()))
-        if head == "assets" and len(loc) > 1 and isinstance(data.get(head), dict):
-            data[head] = {k: v for k, v in data[head].items() if k != loc[1]}
-        elif head == "vars" and len(loc) > 1 and isinstance(data.get(head), dict):
-            unsure.difference_update(_DEPENDS["vars"])  # the name stays known: its value is a stand-in
-            data[head] = {k: ("x" if k == loc[1] else v) for k, v in data[head].items() if VAR_NAME_RE.fullmatch(str(k))}
-        elif head in _STAND_INS:
-            data[head] = _STAND_INS[head]
-        else:
-            data.pop(head, None)
-    try:
-        return model.model_validate(data, context={SKIP_CROSS_CHECKS: True}, by_name=False), unsure
-    except Exception:
-        return None, unsure
+    for fine in (True, False):  # first without only the fields that failed, then without their sections
+        data = dict(value)
+        for err in e.errors(include_url=False):
+            loc = tuple(err["loc"])
+            if not loc:
+                return None, unsure
+            head = str(loc[0])
+            unsure.update(_DEPENDS.get(head, ()))
+            if head == "assets" and len(loc) > 1 and isinstance(data.get(head), dict):
+                data[head] = {k: v for k, v in data[head].items() if k != loc[1]}
+            elif head == "vars" and len(loc) > 1 and isinstance(data.get(head), dict):
+                unsure.difference_update(_DEPENDS["vars"])  # the name stays known: its value is a stand-in
+                data[head] = {k: ("x" if k == loc[1] else v) for k, v in data[head].items() if VAR_NAME_RE.fullmatch(str(k))}
+            elif head in _STAND_INS:
+                data[head] = _STAND_INS[head]
+            elif fine and head in _SECTIONS and len(loc) > 1 and isinstance(data.get(head), dict):
+                # `captions: {size: 3, font: x.ttf}`: the font is still checked (a file that is missing)
+                data[head] = {k: v for k, v in data[head].items() if k != loc[1]}
+            else:
+                data.pop(head, None)
+        try:
+            return model.model_validate(data, context={SKIP_CROSS_CHECKS: True}, by_name=False), unsure
+        except Exception:
+            continue
+    return None, unsure
 
 
 def _partial_beat_issues(value: dict[str, Any], spec: Spec | None) -> list[Issue]:

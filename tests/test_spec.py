@@ -495,3 +495,16 @@ def test_a_file_parsed_once_per_process_gives_every_caller_its_own_copy() -> Non
     assert render_template(text, {"product": "the shoe", "time": "dusk"}) == "the shoe on a trail at dusk"
     with pytest.raises(TemplateProblem, match="unknown variable 'time'"):
         render_template(text, {"product": "the bag"})
+
+
+def test_a_wrong_value_in_a_section_does_not_hide_a_missing_file_beside_it(tmp_path: Path) -> None:
+    """`captions: {size: 3, font: x.ttf}` reported the size only (the whole section was set aside
+    for the later checks); now every field of the section that parsed is checked too."""
+    project = tmp_path / "proj"
+    text = GOOD.replace("tagline: Boil better", "tagline: 5, logo: nope.png").replace(
+        "style: energetic\n", "style: energetic\ncaptions: {size: 3, font: fonts/x.ttf}\n")
+    path = write(project, "a.yaml", text)
+    errors = validate_paths([path], project)
+    assert [(e.field, e.message.split(" (")[0]) for e in errors] == [
+        ("captions.size", "must be between 0.5 and 2.0"), ("captions.font", "file 'fonts/x.ttf' not found"),
+        ("brand.tagline", "must be text"), ("brand.logo", "file 'nope.png' not found")], [str(e) for e in errors]
