@@ -14,14 +14,25 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .ads import beat_files, expansion
+from .beat_lock import is_hand_edited
 from .config import load_settings
 from .errors import SpecError, SpecWarning
 from .fsutil import write_if_changed
+from .hashing import sha256_json
 from .library import load_library
-from .loader import beat_file_errors, beat_rule_warnings, load_beat_file, locate_in_file, path_exists, spec_errors
+from .loader import (
+    beat_file_errors,
+    beat_rule_warnings,
+    load_beat_file,
+    locate_in_file,
+    parse_beat_file_text,
+    path_exists,
+    read_file,
+    spec_errors,
+)
 from .paths import SPEC_SUFFIXES, ad_name, beat_file_path, is_beat_file, spec_of_beat_file
 from .plan_file import composed_locally, output_size
-from .plan_rules import fit_clips
+from .plan_rules import fit_clips, plan_shaping_fields
 from .registry import chunk_references, load_registry, models_table, spec_resolution_for
 from .spec import Beat, BeatFile, Loc, Spec, language_gaps
 from .spec_checks import resolve_variants
@@ -89,7 +100,8 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
             errors += beat_rule_warnings(_shown(spec_path), spec.beats, inline=True)
         berrs: list[SpecError] = []
         if path_exists(beats_path) and (spec is None or spec.beats is None):
-            bf, berrs = beat_file_errors(_shown(beats_path), spec)
+            # a beat file the next `doit` plans again is checked as a file, not against the spec it will follow
+            bf, berrs = beat_file_errors(_shown(beats_path), None if spec and replanned(spec, beats_path) else spec)
             errors += berrs
             if bf is not None:
                 errors += beat_rule_warnings(_shown(beats_path), bf.beats)
@@ -97,13 +109,27 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
             # a variant's own beat file, against that variant's spec
             for variant_beats, variant_spec in beat_files(spec_path):
                 if variant_beats != beats_path and path_exists(variant_beats):
-                    errors += beat_file_errors(_shown(variant_beats), variant_spec)[1]
+                    against = None if replanned(variant_spec, variant_beats) else variant_spec
+                    errors += beat_file_errors(_shown(variant_beats), against)[1]
             if path_exists(beats_path) and not errs:
                 errors += shared_beat_file_errors(spec_path, beats_path, berrs)
         if spec is not None and not errs:
             errors += reference_warnings(spec_path, spec)
             errors += missing_language_errors(spec_path)
     return errors
+
+
+def replanned(spec: Spec, beats_path: Path) -> bool:
+    """Whether the next `doit` plans this beat file again (as planned, untouched, and the spec's
+    plan-shaping fields changed since: the lock's PLAN): how it fits the spec as it is now is then
+    not its to answer (a new duration made validate say the beats no longer summed to it)."""
+    try:
+        bf = parse_beat_file_text(read_file(beats_path).decode("utf-8"), str(beats_path))
+    except (SpecError, OSError, UnicodeDecodeError):
+        return False
+    pf = bf.planned_from
+    return pf is not None and not is_hand_edited(bf) and \
+        pf.spec_sha256 != sha256_json(plan_shaping_fields(spec, load_registry()))
 
 
 def shared_beat_file_errors(spec_path: Path, beats_path: Path, base: list[SpecError]) -> list[SpecError]:
@@ -114,7 +140,7 @@ def shared_beat_file_errors(spec_path: Path, beats_path: Path, base: list[SpecEr
     found: dict[tuple[int | None, str | None, str], list[str]] = {}
     exp = expansion(spec_path)
     for v in exp.variants:
-        if exp.beats_path(v.beats_tag) != beats_path:
+        if exp.beats_path(v.beats_tag) != beats_path or replanned(v.spec, beats_path):
             continue
         for e in beat_file_errors(_shown(beats_path), v.spec)[1]:
             if (e.line, e.field, e.message) not in known:
@@ -138,7 +164,8 @@ def reference_warnings(spec_path: Path, spec: Spec) -> list[SpecError]:
         else:
             tag = next((v.beats_tag for v in resolve_variants(spec, ad_name(spec_path), spec_path)[0] if v.ad == ad), None)
             source = beat_file_path(spec_path, tag)
-            parsed = beat_file_errors(source, ad_spec)[0] if path_exists(source) else None
+            parsed = beat_file_errors(source, ad_spec)[0] if path_exists(source) and not replanned(ad_spec, source) \
+                else None
             if parsed is None:
                 continue
             beats = parsed.beats
@@ -192,7 +219,7 @@ def missing_language_errors(spec_path: Path) -> list[SpecError]:
         source = spec_path
         if spec.beats is not None:
             beats = list(spec.beats)
-        elif path_exists(beats_path):
+        elif path_exists(beats_path) and not replanned(spec, beats_path):
             try:
                 beats, source = list(load_beat_file(beats_path).beats), beats_path
             except SpecError:  # reported on its own

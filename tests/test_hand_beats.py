@@ -121,6 +121,21 @@ def test_edited_plan_that_no_longer_fits_a_changed_spec_stops(project: Project) 
     assert beats.read_text(encoding="utf-8") == edited  # nothing lost
 
 
+def test_validate_agrees_with_doit_on_a_beat_file_the_spec_change_replans(project: Project) -> None:
+    """A new duration in the spec of a beat file as planned: doit plans it again, so validate says
+    ok (it said the beats no longer summed to the spec); edited by hand, both refuse it."""
+    project.write_spec("zip", SPEC)
+    assert project.adspec("plan", "zip").returncode == 0
+    project.write_spec("zip", {**SPEC, "duration": 12})
+    out = project.adspec("validate")
+    assert out.returncode == 0, out.stdout + out.stderr
+    beats = project.beats_file("zip")
+    beats.write_text(beats.read_text(encoding="utf-8").replace("slow", "SLOW", 1), encoding="utf-8")
+    out = project.adspec("validate")
+    assert out.returncode == 1 and "zip.beats.yaml" in out.stderr and "12 s" in out.stderr, out.stderr
+    assert project.doit(check=False).returncode != 0  # the lock keeps the edited file and stops
+
+
 def _drop_second_beat(beats: Path) -> tuple[str, str]:
     doc = yaml.safe_load(beats.read_text(encoding="utf-8"))
     gone = doc["beats"].pop(1)
