@@ -61,7 +61,9 @@ def _planned(ad: str, spec_path: Path) -> tuple[AdPlan, AdPaths, dict[str, str |
     paths = AdPaths.of(load_settings().build_dir, ad)
     dry = dry_plan(ad, spec_path)
     if load_plan(paths) is None or dry.step.decision is Decision.PLAN:  # no beat file yet, or one to write again
-        raise SpecError(spec_path, None, None, f"{ad} is not planned yet: run `doit storyboard:{ad}` and look at the "
+        why = "is not planned yet" if load_plan(paths) is None else \
+            "will be planned again (its spec changed since its beat file was planned)"
+        raise SpecError(spec_path, None, None, f"{ad} {why}: run `doit storyboard:{ad}` and look at the "
                                                "storyboards first")
     ctx, shas = context(), {}
     for beat in dry.plan.beats:

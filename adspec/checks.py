@@ -265,6 +265,17 @@ def check_file(ad: str, path: Path, placements: Sequence[str], *, layout: dict[s
     return report
 
 
+def checks_current(checks_json: str | Path, placements: Sequence[str]) -> bool:
+    """Whether checks.json was written for these placements, by this version of the checks (a new
+    placement, or checks of another version, re-run them: the graph's uptodate and the estimate)."""
+    try:
+        data = json.loads(Path(checks_json).read_text(encoding="utf-8"))
+        return bool(data.get("placements") == list(placements)
+                    and data.get("version") == RECORD_VERSIONS["checks.json"])
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def read_layout(paths: AdPaths) -> dict[str, Any] | None:
     """The mix's record of where it drew words; None when missing, damaged or of another version
     (the mix task runs again for one of another version: graph's uptodate)."""

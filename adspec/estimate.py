@@ -33,6 +33,7 @@ from . import media, plan_step
 from .actions import beat_image_recipe, beat_video_recipe, context, place_chunk, settings_as
 from .approvals import APPROVED, state_of, storyboard_sha256
 from .build_files import RECORD_VERSIONS, compact_text, record_version
+from .checks import checks_current
 from .config import as_live, load_settings
 from .cost import raise_hint, recipe_price
 from .errors import AdspecError, BudgetError
@@ -386,7 +387,7 @@ class _Estimator:
                 est.items.append(Item(task_name("export", ad, placement), "export", "free", note="local"))
             else:
                 est.up_to_date += 1
-        if mix or not paths.checks.exists():
+        if mix or not checks_current(paths.checks, list(plan.placements)):
             est.items.append(Item(task_name("check", ad), "check", "free", note="local"))
         else:
             est.up_to_date += 1
@@ -405,8 +406,8 @@ def native_audio_note(plan: Any) -> str:
     """Why an ad that asks for `native_audio: true` gets music: a beat's video model has no sound
     of its own (every beat's must)."""
     registry = load_registry()
-    silent = sorted({m for m in (plan.video_model_of(b) for b in plan.beats)
-                     if not registry.resolve(m, "video").native_audio})
+    used = {plan.video_model, *(plan.video_model_of(b) for b in plan.beats)}  # the spec's own counts too
+    silent = sorted(m for m in used if not registry.resolve(m, "video").native_audio)
     return (f"native_audio: true, but {', '.join(silent)} make{'s' if len(silent) == 1 else ''} no sound: the ad "
             "gets music (the models' own sound needs every beat's video model to have it)")
 

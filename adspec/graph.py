@@ -32,6 +32,7 @@ from doit.task import Task, dict_to_task
 
 from . import actions, approvals, approve, cleaning, delivery, estimate, plan_step, report, voice
 from .build_files import RECORD_VERSIONS, compact_text, record_version
+from .checks import checks_current
 from .config import load_settings
 from .errors import AdspecError, error_line
 from .media_requests import beat_chunk_references
@@ -379,7 +380,7 @@ def delivery_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[Task]:
         "file_dep": [str(paths.final), str(paths.text_layout), rules, *exports],
         "targets": [str(paths.checks)],
         "task_dep": [task_name("mix", ad), *export_tasks],
-        "uptodate": [Check(f"the placements of {ad} changed since its checks ran", _same_placements,
+        "uptodate": [Check(f"the placements of {ad} changed since its checks ran", checks_current,
                            str(paths.checks), placements)],
         "clean": True,
     }, "check", ad)
@@ -416,18 +417,6 @@ def unplanned_tasks(ad: str, build_dir: Path) -> Iterator[Task]:
     yield member({"basename": task_name("report", ad), "doc": f"review page of {ad} {later}", "actions": None,
                   "task_dep": [task_name("mix", ad)], "targets": [str(paths.review_page), str(paths.contact_sheet)],
                   "clean": True}, "report", ad)
-
-
-def _same_placements(checks_json: str, placements: list[str]) -> bool:
-    """Whether checks.json was written for these placements, by this version of the checks (a new
-    placement, or checks of another version, re-run them)."""
-    import json
-
-    try:
-        data = json.loads(Path(checks_json).read_text(encoding="utf-8"))
-        return bool(data.get("placements") == placements and data.get("version") == RECORD_VERSIONS["checks.json"])
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _layout_current(layout_json: str) -> bool:

@@ -496,8 +496,11 @@ def beat_references(beat: Beat, index: int, spec: Spec, spec_path: Path, source:
                             f"'{name}' is not one of the spec's assets ({', '.join(spec.assets) or 'none'})")
         refs.append({"name": name, "role": asset_role(name, value),
                      "path": str((spec_path.parent / asset_path(value)).resolve())})
-    if asks_image and refs and reference_capacity(model) < len(refs):  # `model`: the beat's own, else the spec's
+    if refs and reference_capacity(model) < len(refs):  # `model`: the beat's own, else the spec's
         chosen = reference_model(registry, len(refs), model.provider)
+        if not asks_image:  # no note, no error: the model is kept in beat.json only so that the
+            # beat.json of builds made before stays byte for byte (its chunks' tasks do not re-run)
+            return tuple(refs), chosen or own_model, None
         if chosen is None:
             loc = ("beats", index, "shows")
             raise SpecError(source, locate_in_file(source, loc), ".".join(map(str, loc)),

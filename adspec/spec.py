@@ -586,11 +586,6 @@ def voiceover_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
             if words > budget:
                 issues.append(((*base, i, "voiceover"), f"{words} words for a {beat.duration} s beat (budget {budget})"))
                 break
-            if spec.captions.burn and spec.captions.font is None and spec.brand.font is None:  # burned in the bundled font
-                problem = _glyph_problem(" ".join(text.split()), "brand.font (or captions.font)", ", or captions: {burn: false}")
-                if problem is not None:
-                    issues.append(((*base, i, "voiceover"), f"beat '{beat.id}': the caption {problem}"))
-                    break
     return issues
 
 
@@ -612,18 +607,6 @@ def voice_issues(spec: Spec) -> list[Issue]:
 
 #: fields drawn on screen by code: a control character there breaks the text layout
 ON_SCREEN_FIELDS = (("brand", "name"), ("brand", "tagline"), ("brand", "cta"), ("brand", "url"))
-
-
-def _glyph_problem(text: str, font_field: str, other: str = "") -> str | None:
-    """Characters of `text` the bundled font cannot draw (when no font of the user's is given:
-    one of theirs is checked when the plan step draws)."""
-    from .text_fit import bundled_font, missing_glyphs
-
-    missing = missing_glyphs(bundled_font(), text)
-    if not missing:
-        return None
-    return (f"{text!r}: the bundled font has no glyph for {''.join(missing[:8])!r}; give {font_field} a font that "
-            f"covers the script{other}")
 
 
 def control_character_problem(text: str) -> str | None:
@@ -654,8 +637,6 @@ def spec_issues(spec: Spec) -> list[Issue]:
             continue
         # the text as written, then as rendered (a var may bring one in; jinja turns \r into \n)
         problem = (control_character_problem(text) or control_character_problem(rendered)) if loc in ON_SCREEN_FIELDS else None
-        if problem is None and loc in ON_SCREEN_FIELDS and spec.brand.font is None:
-            problem = _glyph_problem(rendered, "brand.font")
         if problem is not None:
             issues.append((loc, problem))
     try:

@@ -176,15 +176,24 @@ def print_table(statuses: list[AdStatus], file: Any = None) -> None:
     console.print(table)
 
 
+#: how long `--watch` waits for a new run when the status it first reads is already finished
+START_GRACE_S = 5.0
+
+
 def watch(build_dir: Path, ad: str, *, interval: float = 1.0, timeout: float | None = None, file: Any = None) -> int:
     """Follow one ad until its run finishes: one line per change; exit 0 when done (or waiting for
     approval, or ignored), 1 when it failed or nothing runs it (interrupted, killed, cleaned). An ad
-    with no status yet is waited for (a build about to start)."""
+    with no status yet is waited for (a build about to start), and so is one that already reads as
+    finished when the watch starts, for `START_GRACE_S` (`doit & adspec status --watch AD`: the state
+    first read may be the last run's, before the new run writes its own)."""
     out = file or sys.stdout
     last = None
     start = time.time()
+    seen_running = False
     while True:
         d = read_status(build_dir, ad)
+        if d is not None and d.state == "running":
+            seen_running = True
         if d is not None:
             r = row(d, times=False)
             line = f"{r['ad']}: {r['state']} {r['phase']} {r['progress']}" + (f" chunks {r['chunks']}" if r["chunks"] else "")
@@ -194,13 +203,14 @@ def watch(build_dir: Path, ad: str, *, interval: float = 1.0, timeout: float | N
             if line != last:
                 print(line, file=out, flush=True)
                 last = line
-            if d.state in ("done", "waiting", "ignored") and not d.running:
+            settled = seen_running or time.time() - start >= START_GRACE_S
+            if settled and d.state in ("done", "waiting", "ignored") and not d.running:
                 return 0
-            if d.state in ("failed", "interrupted", "cleaned"):  # nothing runs: it will not finish by itself
+            if settled and d.state in ("failed", "interrupted", "cleaned"):  # nothing runs: it will not finish
                 return 1
         if timeout is not None and time.time() - start > timeout:
             return 2
-        time.sleep(interval)
+        time.sleep(min(interval, 0.25) if not seen_running and time.time() - start < START_GRACE_S else interval)
 
 
 def owner_alive(d: AdStatus) -> bool:

@@ -19,7 +19,8 @@ from .config import load_settings
 from .errors import SpecError, SpecWarning
 from .fsutil import write_if_changed
 from .hashing import sha256_json
-from .library import load_library
+from .languages import text_in
+from .library import TemplateProblem, load_library
 from .loader import (
     beat_file_errors,
     beat_rule_warnings,
@@ -116,7 +117,65 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
         if spec is not None and not errs:
             errors += reference_warnings(spec_path, spec)
             errors += missing_language_errors(spec_path)
+            errors += glyph_errors(spec_path)
     return errors
+
+
+def glyph_errors(spec_path: Path) -> list[SpecError]:
+    """Words on screen the bundled font cannot draw where the user gives no font of theirs: the
+    brand's texts on the end card and the burned captions of the spoken lines, each ad in its own
+    language (a Japanese tagline kept for a later variant is no error of the English one). At
+    their lines, naming the variants; the plan step says the same of its ad, and checks a font of
+    the user's when it draws."""
+    from .spec import render_voiceover, spec_text
+    from .text_fit import bundled_font, missing_glyphs
+
+    try:
+        exp = expansion(spec_path)
+    except SpecError:
+        return []
+    own = exp.spec.language
+    ads = [(v.ad, v.spec, exp.beats_path(v.beats_tag)) for v in exp.variants] or \
+        [(exp.base_ad, exp.spec, exp.beats_path(None))]
+    found: dict[tuple[Path, Loc, str], list[str]] = {}
+    for ad, spec, beats_path in ads:
+        if spec.brand.font is not None:
+            continue  # theirs: checked as the plan step draws with it
+        texts: list[tuple[Path, Loc, str, str]] = []  # (file, place, how it is named, the text drawn)
+        for field in ("name", "tagline", "cta", "url"):
+            value = getattr(spec.brand, field)
+            try:
+                text = text_in(value, spec.language, own) if value is not None else None
+                if text:
+                    drawn = spec_text(text, spec)
+                    texts.append((spec_path, ("brand", field), repr(drawn), drawn))
+            except (KeyError, TemplateProblem):
+                continue  # another check's error (a missing language, a template)
+        if spec.captions.burn and spec.captions.font is None:
+            beats, source = (list(spec.beats), spec_path) if spec.beats is not None else ([], beats_path)
+            if spec.beats is None and path_exists(beats_path) and not replanned(spec, beats_path):
+                try:
+                    beats = list(load_beat_file(beats_path).beats)
+                except SpecError:
+                    pass
+            for i, beat in enumerate(beats):
+                try:
+                    line = render_voiceover(beat, spec, source, own)
+                except SpecError:
+                    continue
+                if line:
+                    texts.append((source, ("beats", i, "voiceover"), f"beat '{beat.id}': the caption {line!r}", line))
+        for path, loc, what, drawn in texts:
+            missing = missing_glyphs(bundled_font(), drawn)
+            if missing:
+                font = "brand.font" if loc[0] == "brand" else "brand.font (or captions.font)"
+                other = "" if loc[0] == "brand" else ", or captions: {burn: false}"
+                message = (f"{what}: the bundled font has no glyph for {''.join(missing[:8])!r}; give {font} a font "
+                           f"that covers the script{other}")
+                found.setdefault((path, loc, message), []).append(ad)
+    return [SpecError(_shown(path), locate_in_file(path, loc), ".".join(map(str, loc)),
+                      f"{', '.join(names)}: {message}" if exp.variants else message)
+            for (path, loc, message), names in found.items()]
 
 
 def replanned(spec: Spec, beats_path: Path) -> bool:

@@ -194,10 +194,17 @@ def test_the_plain_records_carry_a_version_and_one_of_another_reruns_its_task(pr
     for name in ("text_layout.json", "checks.json"):
         data = json.loads((root / name).read_text())
         (root / name).write_text(json.dumps({**data, "version": 0}))
+    listed = {t["target"] for t in json.loads(project.adspec("estimate", "--json").stdout)["ads"][0]["targets"]}
     ran = executed_tasks(project.doit().stdout)
+    assert listed == {t for t in ran if ":" in t}, (sorted(listed), ran)  # the estimate says what runs
     assert {"mix:zip", "check:zip"} <= set(ran) and not any(t.startswith(("chunk:", "storyboard:")) for t in ran), ran
     for name in ("text_layout.json", "checks.json"):
         assert json.loads((root / name).read_text())["version"] == RECORD_VERSIONS[name]
+    checks = json.loads((root / "checks.json").read_text())
+    (root / "checks.json").write_text(json.dumps({**checks, "version": 0}))  # the checks' own, alone
+    listed = {t["target"] for t in json.loads(project.adspec("estimate", "--json").stdout)["ads"][0]["targets"]}
+    ran = executed_tasks(project.doit().stdout)
+    assert "check:zip" in listed and listed == {t for t in ran if ":" in t}, (sorted(listed), ran)
     text = json.loads((root / "text.json").read_text())
     (root / "text.json").write_text(json.dumps({**text, "version": 0}))
     project.doit()

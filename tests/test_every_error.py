@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Project
+from conftest import Project, small_spec
 
 from adspec.loader import load_spec, parse_spec_text, readable_title
 
@@ -210,11 +210,22 @@ def test_a_text_missing_in_a_variants_language_fails_its_plan_at_the_beats_line(
     assert f"specs/zip.yaml:{line}: beats.0.voiceover: zip@de: " in shown.stderr, shown.stderr
 
 
-def test_a_brand_text_the_bundled_font_cannot_draw_is_an_error_of_validate() -> None:
-    """The end card draws the tagline in every language of the ad: validate says so at its line
-    (the plan step was first to, with no line)."""
-    text = "prompt: p\nbrand:\n  name: Zip\n  tagline: {en: Breathe, ja: 深呼吸を}\n"
-    _, errors = parse_spec_text(text, "specs/x.yaml")
-    assert [e.one_line() for e in errors] == [
-        "specs/x.yaml:4: brand.tagline: '深呼吸を': the bundled font has no glyph for '深呼吸を'; give brand.font a font "
-        "that covers the script"]
+def test_what_the_bundled_font_cannot_draw_is_an_error_of_validate_for_the_ads_in_that_language(project: Project) -> None:
+    """The end card's tagline and the burned captions, in each ad's own language: validate says
+    so at their lines, naming the variant (the plan step was first to, with no line), and a text
+    kept for a later language is no error of the ads in another (the English variant loads)."""
+    spec = small_spec(brand={"name": "Zip", "tagline": {"en": "Drink more", "ja": "もっと飲もう"}},
+                      variants={"named": {"en": {}, "jp": {"language": "ja"}}})
+    spec["beats"][0]["voiceover"] = {"en": "Breathe in.", "ja": "深呼吸して。"}
+    path = project.write_spec("zip", spec)
+    text = path.read_text().splitlines()
+    tagline = next(i for i, x in enumerate(text, 1) if "tagline" in x)
+    line = next(i for i, x in enumerate(text, 1) if "voiceover" in x)
+    out = project.adspec("validate")
+    assert out.returncode == 1 and out.stderr.splitlines() == [
+        f"specs/zip.yaml:{tagline}: brand.tagline: zip@jp: 'もっと飲もう': the bundled font has no glyph for 'もっと飲う'; "
+        "give brand.font a font that covers the script",
+        f"specs/zip.yaml:{line}: beats.0.voiceover: zip@jp: beat 'hook': the caption '深呼吸して。': the bundled font has "
+        "no glyph for '深呼吸して。'; give brand.font (or captions.font) a font that covers the script, or captions: "
+        "{burn: false}"], out.stderr
+    assert project.doit("zip@en").returncode == 0  # the English ad builds

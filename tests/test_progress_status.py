@@ -108,6 +108,13 @@ def test_the_watch_ends_when_nothing_runs_and_status_names_only_ads(project: Pro
     project.doit("clean", "zip")
     cleaned = project.adspec("status", "--watch", "zip")
     assert cleaned.returncode == 1 and cleaned.stdout.startswith("zip: cleaned"), cleaned.stdout
+    # `doit & adspec status --watch`: the watch starts on the last run's state and follows the new run
+    watcher = subprocess.Popen([sys.executable, "-m", "adspec.cli", "status", "--watch", "zip", "--interval", "0.1"],
+                               cwd=project.root, env=project.run_env(), stdout=subprocess.PIPE, text=True)
+    project.doit("zip")
+    followed = watcher.communicate(timeout=60)[0].splitlines()
+    assert watcher.returncode == 0 and followed[0].startswith("zip: cleaned"), followed
+    assert followed[-1].startswith("zip: done done 100%"), followed
 
 
 def test_a_bad_setting_is_one_line_for_every_command(project: Project) -> None:
