@@ -23,7 +23,7 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from .errors import SpecError
 
-__all__ = ["content_sha256", "text_fields", "beat_texts", "set_beat_fields"]
+__all__ = ["content_sha256", "text_fields", "beat_texts", "set_beat_fields", "NoSuchBeat"]
 
 _NOT_TEXT = ("id", "type", "approved", "image", "footage")  # approved: written by `adspec approve` only
 
@@ -66,13 +66,17 @@ def _beats_node(root: Any, shown: str) -> SequenceNode:
     raise SpecError(shown, None, "beats", "no list of beats in this file")
 
 
+class NoSuchBeat(SpecError):
+    """The file has no beat of that id (the studio answers 404)."""
+
+
 def _beat_node(root: Any, beat_id: str, shown: str) -> MappingNode:
     for item in _beats_node(root, shown).value:
         if isinstance(item, MappingNode):
             for k, v in item.value:
                 if isinstance(k, ScalarNode) and k.value == "id" and isinstance(v, ScalarNode) and v.value == beat_id:
                     return item
-    raise SpecError(shown, None, "beats", f"no beat with id '{beat_id}'")
+    raise NoSuchBeat(shown, None, "beats", f"no beat with id '{beat_id}'")
 
 
 def beat_texts(text: str, shown: str = "the beat file") -> list[dict[str, Any]]:

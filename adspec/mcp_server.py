@@ -37,7 +37,7 @@ def _error(e: Exception) -> dict[str, Any]:
 def create_server() -> MCPServer:
     """The MCP server over the project in the working directory (ADSPEC_SPECS etc. apply)."""
     from .serve import live, project
-    from .serve.builds import DONE, FAILED, BuildQueue, estimate_ad
+    from .serve.builds import DONE, FAILED, QUEUED, BuildQueue, estimate_ad
 
     settings = load_settings()
     queue = BuildQueue(Path.cwd(), settings=settings)
@@ -130,6 +130,10 @@ def create_server() -> MCPServer:
             deadline = time.time() + timeout_s
             while queue.busy(ad) and time.time() < deadline:
                 await anyio.sleep(0.2)
+        else:  # until its process has started: a started build outlives this server, a queued one does not
+            deadline = time.time() + 10
+            while (r := queue.get(ad)) is not None and r.state == QUEUED and time.time() < deadline:
+                await anyio.sleep(0.05)
         run = queue.get(ad)
         v = live.seed_status(settings, queue, ad)
         return {"ok": run is not None and run.state != FAILED, "ad": ad, "started": True, "estimate_usd": est["total_usd"],

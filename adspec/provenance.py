@@ -32,6 +32,7 @@ from typing import Any
 from . import __version__
 from .errors import ProvenanceError
 from .file_locks import exclusive
+from .fsutil import temp_path_for
 from .hashing import sha256_file
 from .paths import AdPaths
 from .receipts import Receipt, read_receipt
@@ -201,9 +202,9 @@ def sign_file(path: Path, paths: AdPaths, ad: str, build_dir: Path) -> None:
         for definition, file in ingredients:
             with open(file, "rb") as f:
                 builder.add_ingredient(definition, _MIME[file.suffix], f)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".mp4")
+        tmp = temp_path_for(path, ".mp4")  # readable as the unsigned final was (mkstemp's is 0600)
         try:
-            with os.fdopen(fd, "w+b") as dst, open(path, "rb") as src:
+            with open(tmp, "w+b") as dst, open(path, "rb") as src:
                 builder.sign(signer, "video/mp4", src, dst)
             os.replace(tmp, path)
         finally:

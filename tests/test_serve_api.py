@@ -136,6 +136,8 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         cases = [
             ({}, "prompt"),
             ({"prompt": ""}, "prompt"),
+            ({"prompt": "   "}, "prompt"),  # it said `title` (made from the prompt's first line)
+            ({"prompt": "a\u0000b"}, "prompt"),  # a NUL titled an ad
             ({"prompt": "x", "duration": 500}, "duration"),
             ({"prompt": "x", "duration": "long"}, "duration"),
             ({"prompt": "x", "aspect_ratio": "2:1"}, "aspect_ratio"),
@@ -189,8 +191,22 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         assert r.status_code == 422 and r.json()["field"] == "fields.image_prompt"
         assert (project.specs / "zip.yaml").read_text() == spec_text  # untouched
         r = server.put("/api/ads/zip/beats/nobeat", json={"sha256": content_sha256(spec_text), "fields": {"image_prompt": "x"}})
-        assert r.status_code == 422 and "no beat with id 'nobeat'" in r.json()["error"]
+        assert r.status_code == 404 and "no beat with id 'nobeat'" in r.json()["error"]
         assert server.get("/api/ads/nope").status_code == 404
+        # an event stream of no ad is a 404 before it starts (it was a 200 cut short, a traceback in the log)
+        r = server.get("/api/ads/nope/events")
+        assert r.status_code == 404 and r.json()["field"] == "ad", r.text
+        # a spec that does not validate is no budget matter: 422, not 402
+        (project.specs / "bad.yaml").write_text("prompt: a short ad\nduration: 3\n")
+        r = server.post("/api/ads/bad/build")
+        assert r.status_code == 422 and "duration" in r.json()["error"], r.text
+        (project.specs / "bad.yaml").unlink()
+        # generate never takes the name of a `.yml` spec (both would be one ad, and every call would fail)
+        (project.specs / "promo.yml").write_text((project.specs / "zip.yaml").read_text())
+        r = server.post("/api/generate", json={"prompt": "a lamp", "title": "promo"})
+        assert r.status_code == 202 and r.json()["video_id"] == "promo-2", r.text
+        assert server.get("/api/ads").status_code == 200
+        assert "Traceback" not in server.log.read_text()
 
 
 def test_safe_by_default_loopback_token_origin(project: Project) -> None:
@@ -204,8 +220,9 @@ def test_safe_by_default_loopback_token_origin(project: Project) -> None:
         assert open_server.get("/api/ads").status_code == 200
         r = open_server.get("/api/ads", headers={"Host": "attacker.example"})
         assert r.status_code == 403 and r.json()["field"] == "Host"
-        r = open_server.post("/api/generate", json={"prompt": "x"}, headers={"Origin": "http://attacker.example"})
-        assert r.status_code == 403 and r.json()["field"] == "Origin"
+        for origin in ("http://attacker.example", "null"):  # null: a sandboxed frame or a file:// page's form
+            r = open_server.post("/api/generate", json={"prompt": "x"}, headers={"Origin": origin})
+            assert r.status_code == 403 and r.json()["field"] == "Origin", origin
         assert not (project.specs / "x.yaml").exists()
 
     token = "test-serve-token-0123456789"
@@ -222,6 +239,13 @@ def test_safe_by_default_loopback_token_origin(project: Project) -> None:
         # the page: opened once with the token, then its cookie carries it
         r = server.get(f"/?token={token}", follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/"
+        import http.client  # the raw path: httpx would read `//host/x` as another host
+
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("GET", f"//attacker.example/x?token={token}")
+        r2 = conn.getresponse()
+        assert r2.status == 303 and r2.getheader("location") == "/attacker.example/x"  # never to another site
+        conn.close()
         assert "HttpOnly" in r.headers["set-cookie"] and "SameSite=Strict" in r.headers["set-cookie"]
         assert httpx.get(server.url + "/", cookies={"adspec_token": token}).status_code == 200
         assert httpx.get(server.url + "/api/ads", cookies={"adspec_token": "nope"}).status_code == 401
@@ -303,3 +327,29 @@ def test_an_ad_waiting_for_approval_is_not_a_failed_build(project: Project) -> N
     project.write_spec("zip", spec)
     failed = project.adspec("build", "zip", "--json")
     assert "unknown variable 'nope'" in (_outcome("zip", failed.returncode, failed.stdout, failed.stderr) or "")
+
+
+def test_stopping_the_server_leaves_the_build_in_flight_to_finish(project: Project) -> None:
+    """Ctrl-C on `adspec serve` never interrupts a build: its child ran with pipes to the server,
+    so its next write failed once the server was gone and the build ended "interrupted" at the mix."""
+    import signal
+
+    project.write_spec("zip", small_spec())
+    server = Server(project)
+    status = project.build / "zip" / "status.json"
+    try:
+        assert server.post("/api/ads/zip/build").status_code == 200
+        deadline = time.time() + 120
+        while not (status.exists() and json.loads(status.read_text()).get("state") == "running"):
+            assert time.time() < deadline, "the build never started"
+            time.sleep(0.1)
+    finally:
+        server.http.close()
+        server.proc.send_signal(signal.SIGINT)  # the server only, as Ctrl-C in its terminal would
+        server.proc.wait(30)
+    deadline = time.time() + 300
+    while json.loads(status.read_text()).get("state") == "running":
+        assert time.time() < deadline, "the build did not finish"
+        time.sleep(0.2)
+    d = json.loads(status.read_text())
+    assert d["state"] == "done" and (project.build / "zip" / "final.mp4").is_file(), d

@@ -295,6 +295,8 @@ def test_final_and_exports_carry_a_c2pa_manifest_that_verify_checks(project) -> 
     project.doit()
     ad = project.build / "zip"
     final, export = ad / "final.mp4", ad / "export" / "youtube-instream.mp4"
+    # signed in place, readable as any other build file (the signed final was written 0600)
+    assert final.stat().st_mode & 0o777 == (ad / "video.mp4").stat().st_mode & 0o777
     for path in (final, export):
         proc = project.adspec("verify", str(path))
         assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,14 +49,20 @@ def _ad(c: Context, ad: str) -> Any:
 
 
 def start_build(c: Context, ad: str, spec_path: Any, reason: str) -> dict[str, Any]:
-    """Estimate, then queue the build unless it is over the budget: {"build", "estimate", "refusal"}."""
+    """Estimate, then queue the build unless the ad does not validate ("invalid") or is over the
+    budget ("refused"): {"build", "estimate", "refusal"}."""
     est = estimate_ad(ad, spec_path)
-    refusal = est["refusal"] or est["error"]
+    refusal = est["error"] or est["refusal"]
     if refusal:
         c.queue.refuse(ad, refusal)
-        return {"build": "refused", "estimate": est, "refusal": refusal}
+        return {"build": "invalid" if est["error"] else "refused", "estimate": est, "refusal": refusal}
     c.queue.request(ad, reason)
     return {"build": "queued", "estimate": est, "refusal": None}
+
+
+def _not_started(started: dict[str, Any]) -> int:
+    """The HTTP status of a build not started: 422 for an ad that does not validate, 402 over the budget."""
+    return 422 if started["build"] == "invalid" else 402
 
 
 # ---- the seed's API ---------------------------------------------------------------------------
@@ -72,7 +78,7 @@ def generate(body: seed.GenerateRequest, request: Request) -> Any:
         raise ApiError(422, e.message, e.field) from None
     started = start_build(c, ad, path, "generate")
     if started["build"] != "queued":
-        raise ApiError(402, started["refusal"], None, video_id=ad, status="refused")
+        raise ApiError(_not_started(started), started["refusal"], None, video_id=ad, status="refused")
     return {"video_id": ad, "status": "queued"}
 
 
@@ -140,6 +146,20 @@ def ad_detail(ad: str, request: Request) -> Any:
     return _full_view(c, ad)
 
 
+def _known_ad(ad: str, request: Request) -> str:
+    """An event stream's ad, checked before the stream starts (a 404, not a 200 cut short)."""
+    _ad(ctx(request), ad)
+    return ad
+
+
+def _ads_listed(request: Request) -> None:
+    """The project's ads list before the stream starts (a spec error is a 422, not a 200 cut short)."""
+    try:
+        project.list_ads(ctx(request).settings)
+    except project.SpecError as e:
+        raise ApiError(422, e.one_line(), e.field) from None
+
+
 def _gone(c: Context, request: Request) -> Any:
     async def gone() -> bool:
         return c.closing.is_set() or await request.is_disconnected()
@@ -149,7 +169,7 @@ def _gone(c: Context, request: Request) -> Any:
 
 @router.get("/ads/{ad}/events", response_class=EventSourceResponse, tags=["studio"],
             summary="Server-sent events: the ad's view each time its build writes")
-async def ad_events(ad: str, request: Request) -> Any:
+async def ad_events(request: Request, ad: Annotated[str, Depends(_known_ad)]) -> Any:
     c = ctx(request)
     spec = _ad(c, ad)
 
@@ -167,7 +187,7 @@ async def ad_events(ad: str, request: Request) -> Any:
 
 @router.get("/events", response_class=EventSourceResponse, tags=["studio"],
             summary="Server-sent events: the list of ads each time a build writes")
-async def all_events(request: Request) -> Any:
+async def all_events(request: Request, _: Annotated[None, Depends(_ads_listed)]) -> Any:
     c = ctx(request)
 
     def stamp() -> tuple:
@@ -189,7 +209,7 @@ def ad_build(ad: str, request: Request) -> Any:
     c = ctx(request)
     started = start_build(c, ad, _ad(c, ad), "page")
     if started["build"] != "queued":
-        raise ApiError(402, started["refusal"], None, estimate=started["estimate"])
+        raise ApiError(_not_started(started), started["refusal"], None, estimate=started["estimate"])
     return started
 
 

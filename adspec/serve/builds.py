@@ -18,6 +18,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -193,15 +194,23 @@ class BuildQueue:
 
     def _build(self, run: AdRun) -> str | None:
         log.info("adspec serve: building %s%s", run.ad, f" ({run.reason})" if run.reason else "")
-        try:
-            proc = subprocess.Popen(build_command(run.ad), cwd=self.cwd, env=_child_env(self.folders), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        except OSError as e:
-            return f"cannot start the build: {e.strerror}"
-        self.current = proc
-        run.pid = proc.pid
-        out, err = proc.communicate()
-        self.current = None
+        # its output goes to files, not pipes: a pipe would break under the child when the server
+        # stops (its next write fails and the build ends "interrupted"); a file outlives the server
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as out_file, \
+                tempfile.TemporaryFile("w+", encoding="utf-8") as err_file:
+            try:
+                proc = subprocess.Popen(build_command(run.ad), cwd=self.cwd, env=_child_env(self.folders),
+                                        stdin=subprocess.DEVNULL, stdout=out_file, stderr=err_file, text=True,
+                                        start_new_session=True)
+            except OSError as e:
+                return f"cannot start the build: {e.strerror}"
+            self.current = proc
+            run.pid = proc.pid
+            proc.wait()
+            self.current = None
+            out_file.seek(0)
+            err_file.seek(0)
+            out, err = out_file.read(), err_file.read()
         error = _outcome(run.ad, proc.returncode, out, err)
         log.info("adspec serve: %s %s", run.ad, "built" if error is None else f"failed: {error}")
         return error

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..beat_edit import beat_texts, content_sha256, set_beat_fields, text_fields
+from ..beat_edit import NoSuchBeat, beat_texts, content_sha256, set_beat_fields, text_fields
 from ..config import Settings
 from ..errors import AdspecError, SpecError
 
@@ -103,7 +103,10 @@ def edit_beat(settings: Settings, ad: str, beat_id: str, changes: Mapping[str, s
             raise StaleEdit(f"{name} changed on disk since it was read (its content hash is now {current[:12]}); "
                             f"nothing was written: reload to see the file as it is, then edit again")
         text = data.decode("utf-8")
-        new = set_beat_fields(text, beat_id, changes, name)
+        try:
+            new = set_beat_fields(text, beat_id, changes, name)
+        except NoSuchBeat as e:
+            raise NotFound(e.message) from None
         if new == text:
             return {"file": name, "sha256": current, "changed": False}
         if src.inline:

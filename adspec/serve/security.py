@@ -88,8 +88,10 @@ class Guard:
             return _json(403, {"error": f"host '{host}' is not loopback; this server answers on 127.0.0.1 only "
                                         f"(set {TOKEN_ENV} to serve other hosts)", "field": "Host"})
         origin = headers.get("origin")
-        if method not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null":
-            if urlsplit(origin).netloc != host:
+        # a change comes from this server's own page: another site's form or script (an `Origin:
+        # null` one too: a sandboxed frame, a file:// page) is refused
+        if method not in ("GET", "HEAD", "OPTIONS") and origin:
+            if origin == "null" or urlsplit(origin).netloc != host:
                 return _json(403, {"error": f"cross-origin request from {origin} refused", "field": "Origin"})
         length = headers.get("content-length", "")
         limit = MAX_UPLOAD_BODY if scope.get("path") == "/api/upload" else MAX_BODY_BYTES
@@ -104,7 +106,8 @@ class Guard:
         if given is not None and method == "GET" and hmac.compare_digest(given.encode(), self.token.encode()):
             # open the page once as /?token=...: keep it in a cookie, drop it from the address bar
             rest = urlencode([(k, v) for k, vs in query.items() if k != "token" for v in vs], doseq=True)
-            location = scope.get("path", "/") + (f"?{rest}" if rest else "")
+            path = "/" + str(scope.get("path", "/")).lstrip("/")  # `//evil.example/x` is another site's address
+            location = path + (f"?{rest}" if rest else "")
             set_cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
             return 303, b"", [(b"location", location.encode("latin-1")), (b"set-cookie", set_cookie.encode("latin-1")),
                               (b"content-length", b"0")]
@@ -114,7 +117,7 @@ class Guard:
         for candidate in (bearer, cookie):
             if candidate is not None and hmac.compare_digest(candidate.encode(), self.token.encode()):
                 return None
-        what = "wrong bearer token" if bearer or cookie else "missing bearer token"
+        what = "wrong token" if bearer or cookie or given is not None else "missing bearer token"
         return _json(401, {"error": f"{what}: send `Authorization: Bearer <token>` ({TOKEN_ENV}), or open the page "
                                     f"once as /?token=<token>", "field": "Authorization"},
                      [(b"www-authenticate", b'Bearer realm="adspec"')])

@@ -12,10 +12,11 @@ import unicodedata
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..config import Settings
 from ..errors import SpecError
+from ..paths import SPEC_SUFFIXES
 
 UPLOADS = "uploads"
 ASSET_ID_RE = re.compile(r"^[0-9a-f]{16}\.(png|jpg|webp)$")
@@ -35,6 +36,20 @@ class GenerateRequest(BaseModel):
     style: str | None = Field(None, max_length=200)
     reference_assets: list[str] = Field(default_factory=list, max_length=8,
                                         description="asset ids from POST /api/upload; the first is the product image")
+
+    @field_validator("prompt", "title", "style")
+    @classmethod
+    def _words(cls, value: str | None) -> str | None:
+        """Words, not only spaces (the title is made from the prompt's first line), and no control
+        characters but line breaks and tabs (a NUL titled an ad)."""
+        if value is None:
+            return value
+        if not value.strip():
+            raise ValueError("must hold words, not only spaces")
+        bad = next((ch for ch in value if unicodedata.category(ch) == "Cc" and ch not in "\n\t"), None)
+        if bad is not None:
+            raise ValueError(f"holds the control character U+{ord(bad):04X}; write plain text")
+        return value
 
 
 class GenerateResponse(BaseModel):
@@ -88,7 +103,7 @@ def spec_yaml(req: GenerateRequest, assets: dict[str, str]) -> str:
         spec["models"] = {"video": req.model}
     if assets:
         spec["assets"] = assets
-    header = ("# yaml-language-server: $schema=../build/schema/spec.schema.json\n"
+    header = ("# yaml-language-server: $schema=../schema/spec.schema.json\n"  # as `adspec init` writes it
               "# Written by `adspec serve` (POST /api/generate); yours to edit like any spec.\n")
     return header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=88)
 
@@ -123,7 +138,8 @@ def write_spec(settings: Settings, req: GenerateRequest) -> tuple[str, Path]:
     settings.specs_dir.mkdir(parents=True, exist_ok=True)
     with _names_lock:
         n, slug = 1, base
-        while (settings.specs_dir / f"{slug}.yaml").exists() or (settings.build_dir / slug).exists():
+        while any((settings.specs_dir / f"{slug}{suffix}").exists() for suffix in SPEC_SUFFIXES) or \
+                (settings.build_dir / slug).exists():
             n += 1
             slug = f"{base}-{n}"
         path = settings.specs_dir / f"{slug}.yaml"
