@@ -49,6 +49,7 @@ AD_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 #: names filled from the spec itself in beat prompts; a var may not shadow them
 RESERVED_VARS = ("brand", "tagline", "product", "style", "title")
+WORDS_RE = r"\S"  # a text with at least one character that is not a space
 
 Slug = Annotated[str, Field(pattern=SLUG_RE.pattern, description="lower-case letters, digits and '-'")]
 Color = Annotated[str, Field(pattern=COLOR_RE.pattern, description='"#RRGGBB"')]
@@ -246,9 +247,11 @@ class Beat(Strict):
     type: str = Field(max_length=40, description="one of the library's beat types (purpose and seconds in each one's description)",
                       json_schema_extra=_enum(_beat_types()))
     duration: int = Field(ge=1, le=60, description="whole seconds; within the beat type's range")
-    image_prompt: str = Field(min_length=1, max_length=2000,
+    # words, not only spaces: a prompt of spaces would be sent (and paid for) as it is
+    image_prompt: str = Field(min_length=1, max_length=2000, pattern=WORDS_RE,
                               description="what the storyboard image shows; may use {{ var }}, {{ brand }}, {{ product }}…")
-    motion_prompt: str = Field(min_length=1, max_length=1000, description="the camera and motion of the beat's video")
+    motion_prompt: str = Field(min_length=1, max_length=1000, pattern=WORDS_RE,
+                               description="the camera and motion of the beat's video")
     voiceover: _text(500) | None = Field(  # type: ignore[valid-type]
         None, description="the words spoken during this beat ({{ var }} allowed; or a map language -> text); "
                           "keep to the word budget")

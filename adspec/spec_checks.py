@@ -24,7 +24,7 @@ from .paths import VARIANT_SEPARATOR as SEPARATOR
 from .paths import ad_name
 from .plan_rules import plan_shaping_fields
 from .registry import load_registry
-from .spec import COLOR_RE, SKIP_CROSS_CHECKS, SLUG_RE, Issue, Loc, Spec, asset_path, spec_issues
+from .spec import COLOR_RE, SKIP_CROSS_CHECKS, SLUG_RE, WORDS_RE, Issue, Loc, Spec, asset_path, spec_issues
 from .variants import (
     VARIANT_NAME_RE,
     Variant,
@@ -125,6 +125,7 @@ _PATTERN_TEXT = {
     SLUG_RE.pattern: "must be a slug: lower-case letters, digits and '-', e.g. 'product-reveal'",
     COLOR_RE.pattern: 'must be a colour written "#RRGGBB", e.g. "#FF5A1F"',
     r"^[0-9a-f]{64}$": "must be a sha256 (64 lower-case hex digits)",
+    WORDS_RE: "must hold words, not only spaces",
 }
 
 

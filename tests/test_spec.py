@@ -185,6 +185,9 @@ def test_inline_beats_good(tmp_path: Path) -> None:
          "unknown field (did you mean 'from'?)"),
         ("    motion_prompt: steam rises\n", "    motion_prompt: steam rises\n    from: -1\n", 11, "beats.0.from",
          "must be between 0 and 3600"),
+        # a prompt of spaces was sent, and paid for, as it is
+        ("    motion_prompt: steam rises\n", "    motion_prompt: '   '\n", 10, "beats.0.motion_prompt",
+         "must hold words, not only spaces"),
     ],
 )
 def test_bad_inline_beats(tmp_path: Path, old: str, new: str, line: int, field: str, words: str) -> None:
