@@ -239,7 +239,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps([d.to_json() if d is not None else {"ad": n, "state": "not built"} for n, d in found.items()],
                          indent=2))
     elif not statuses:
-        print(f"no builds under {settings.build_dir} yet (run doit)")
+        print(f"no ads in {settings.specs_dir} yet (write a spec there, or run `adspec init`)")
     else:
         print_table(statuses)
     return 0
