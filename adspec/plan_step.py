@@ -484,7 +484,8 @@ def beat_references(beat: Beat, index: int, spec: Spec, spec_path: Path, source:
     beat's (or spec's) model takes fewer than it shows, the cheapest one of the registry that takes
     them all (the note says so). None: the beat has no `shows:` (the spec's product, as before).
     A beat with its own still or footage asks no image (`asks_image` False): its references go
-    with its video only, and no image model is chosen for them."""
+    with its video only; no note is made and no lack of a model is an error (the model that would
+    take them stays in its beat.json, as before, so that file keeps its bytes)."""
     if beat.shows is None:
         return None, own_model, None
     refs = []
