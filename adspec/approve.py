@@ -59,9 +59,9 @@ def _planned(ad: str, spec_path: Path) -> tuple[AdPlan, AdPaths, dict[str, str |
     """The ad's plan as its files say now (nothing written, no planner asked) and, per beat, the
     sha256 of its storyboard when the one built is made from that beat as it is now (else None)."""
     paths = AdPaths.of(load_settings().build_dir, ad)
-    dry = dry_plan(ad, spec_path)
-    if load_plan(paths) is None or dry.step.decision is Decision.PLAN:  # no beat file yet, or one to write again
-        why = "is not planned yet" if load_plan(paths) is None else \
+    dry, planned = dry_plan(ad, spec_path), load_plan(paths) is not None
+    if not planned or dry.step.decision is Decision.PLAN:  # no beat file yet, or one to write again
+        why = "is not planned yet" if not planned else \
             "will be planned again (its spec changed since its beat file was planned)"
         raise SpecError(spec_path, None, None, f"{ad} {why}: run `doit storyboard:{ad}` and look at the "
                                                "storyboards first")

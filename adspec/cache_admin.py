@@ -27,7 +27,7 @@ from typing import Any, Iterable
 from .cache import RequestCache, describe_pending
 from .cache_entry import Entry
 from .cache_view import CacheView
-from .errors import CacheError
+from .errors import CacheError, shown_path
 from .hashing import sha256_file
 from .money import fmt_usd
 
@@ -285,8 +285,7 @@ def _remove(cache: RequestCache, out: Collection) -> None:
 def render_gc(out: Collection, *, dry_run: bool, max_age_days: float, build_dir: Path | None = None) -> str:
     verb = "would remove" if dry_run else "removed"
     paid = out.paid
-    under = "build/" if build_dir is None else os.path.relpath(build_dir) + "/" if str(build_dir).startswith(
-        os.getcwd()) else f"{build_dir}/"
+    under = "build/" if build_dir is None else f"{shown_path(str(build_dir))}/"
     if build_dir is not None and not build_dir.is_dir():
         under += " (there is none)"
     lines = [f"{verb} {human(out.removed_bytes())}: {len(out.blobs)} artifacts no receipt under {under} uses and "

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .build_files import RECORD_VERSIONS
+from .build_files import RECORD_VERSIONS, record_version
 from .fsutil import write_json_atomic
 from .media import decoded_duration, probe
 from .media_delivery import SILENCE_LUFS, file_facts, loudness, luma_means
@@ -274,6 +274,12 @@ def checks_current(checks_json: str | Path, placements: Sequence[str]) -> bool:
                     and data.get("version") == RECORD_VERSIONS["checks.json"])
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def layout_current(layout_json: str | Path) -> bool:
+    """Whether the mix's record of where it drew words is of this version (the checks read it:
+    the graph re-runs the mix for one of another version, and the estimate says so)."""
+    return record_version(layout_json) == RECORD_VERSIONS["text_layout.json"]
 
 
 def read_layout(paths: AdPaths) -> dict[str, Any] | None:

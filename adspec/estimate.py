@@ -32,15 +32,15 @@ from typing import Any, Sequence
 from . import media, plan_step
 from .actions import beat_image_recipe, beat_video_recipe, context, place_chunk, settings_as
 from .approvals import APPROVED, state_of, storyboard_sha256
-from .build_files import RECORD_VERSIONS, compact_text, record_version
-from .checks import checks_current
+from .build_files import compact_text
+from .checks import checks_current, layout_current
 from .config import as_live, load_settings
 from .cost import raise_hint, recipe_price
 from .errors import AdspecError, BudgetError
-from .hashing import canonical_json
 from .media_requests import beat_chunk_references, music_request, video_request
 from .money import fmt_usd, usd
 from .paths import AdPaths
+from .plan_file import text_inputs_text
 from .plan_step import Decision
 from .receipts import receipt_key
 from .recipes import FileRef
@@ -373,11 +373,10 @@ class _Estimator:
         else:
             est.up_to_date += 1
         try:  # the words on screen (free: an edit of them re-runs the mix and what follows it)
-            text_same = paths.text_inputs.read_text(encoding="utf-8") == canonical_json(plan.text_inputs()) + "\n"
+            text_same = paths.text_inputs.read_text(encoding="utf-8") == text_inputs_text(plan)
         except OSError:
             text_same = False
-        mix = (stitch or music_stale or not text_same or not paths.final.exists()
-               or record_version(paths.text_layout) != RECORD_VERSIONS["text_layout.json"])
+        mix = stitch or music_stale or not text_same or not paths.final.exists() or not layout_current(paths.text_layout)
         if mix:
             est.items.append(Item(task_name("mix", ad), "mix", "free", note="local"))
         else:

@@ -31,8 +31,8 @@ from doit.exceptions import TaskFailed
 from doit.task import Task, dict_to_task
 
 from . import actions, approvals, approve, cleaning, delivery, estimate, plan_step, report, voice
-from .build_files import RECORD_VERSIONS, compact_text, record_version
-from .checks import checks_current
+from .build_files import compact_text
+from .checks import checks_current, layout_current
 from .config import load_settings
 from .errors import AdspecError, error_line
 from .media_requests import beat_chunk_references
@@ -293,7 +293,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                     + ([font] if voice_files and font else [])
                     + [f for f in ((plan.brand_kit or {}).get(k) for k in ("logo", "font")) if f],  # the kit's files
         "targets": made,
-        "uptodate": [Check(f"build/{ad}/text_layout.json was written by another version", _layout_current,
+        "uptodate": [Check(f"build/{ad}/text_layout.json was written by another version", layout_current,
                            str(paths.text_layout))],
         # cleaning the final says so in status.json (not "done" with no final)
         "clean": [(cleaning.remove_files, [made]), (cleaning.remove_folder, [str(paths.mix_parts)]),
@@ -418,10 +418,6 @@ def unplanned_tasks(ad: str, build_dir: Path) -> Iterator[Task]:
                   "task_dep": [task_name("mix", ad)], "targets": [str(paths.review_page), str(paths.contact_sheet)],
                   "clean": True}, "report", ad)
 
-
-def _layout_current(layout_json: str) -> bool:
-    """Whether the mix's record of where it drew words is of this version (the checks read it)."""
-    return record_version(layout_json) == RECORD_VERSIONS["text_layout.json"]
 
 
 def beat_is_planned(ad: str, spec_path: str, beat_id: str) -> bool:

@@ -256,6 +256,11 @@ def plan_text(plan: AdPlan) -> str:
     return json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n"
 
 
+def text_inputs_text(plan: AdPlan) -> str:
+    """text.json's bytes: what the text layer draws, as the plan step writes it."""
+    return canonical_json(plan.text_inputs()) + "\n"
+
+
 def plan_files(paths: AdPaths, plan: AdPlan) -> list[tuple[Path, str]]:
     """Every file the plan step writes from `plan`, with its exact bytes: beat.json and
     voice.json of each beat, speech.json, music.json, timeline.json, plan.json and text.json."""
@@ -263,7 +268,7 @@ def plan_files(paths: AdPaths, plan: AdPlan) -> list[tuple[Path, str]]:
     out += [(paths.voice_inputs(b.id), compact_text(plan.voice_inputs(b))) for b in plan.voiced]
     out += [(paths.speech, compact_text(plan.speech())), (paths.music_inputs, compact_text(plan.music_inputs())),
             (paths.timeline, compact_text(plan.timeline())), (paths.plan, plan_text(plan)),
-            (paths.text_inputs, canonical_json(plan.text_inputs()) + "\n")]  # the text layer's (free) inputs
+            (paths.text_inputs, text_inputs_text(plan))]  # the text layer's (free) inputs
     return out
 
 
