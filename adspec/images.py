@@ -13,7 +13,7 @@ import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 from PIL import Image, UnidentifiedImageError
 
@@ -56,7 +56,7 @@ def _refusal(e: BaseException) -> str:
 
 
 @contextmanager
-def open_image(path: str | Path, what: str | None = None) -> Iterator[Image.Image]:
+def open_image(path: str | Path | IO[bytes], what: str | None = None) -> Iterator[Image.Image]:
     """`Image.open(path)` with its size checked before any pixel is decoded; MediaError (one
     line naming `what`, else the file) for a file that is no image or one too big to decode."""
     label = what or str(path)
@@ -71,7 +71,7 @@ def open_image(path: str | Path, what: str | None = None) -> Iterator[Image.Imag
         yield im
 
 
-def asset_problem(path: str | Path) -> str | None:
+def asset_problem(path: str | Path | IO[bytes]) -> str | None:
     """What is wrong with an asset image, or None: it must be a PNG, JPEG or WebP of at most
     MAX_PIXELS that decodes whole (a truncated file is caught here, not halfway through a build)."""
     try:

@@ -140,6 +140,8 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
             ({"prompt": "a\u0000b"}, "prompt"),  # a NUL titled an ad
             ({"prompt": "x", "duration": 500}, "duration"),
             ({"prompt": "x", "duration": "long"}, "duration"),
+            ({"prompt": "x", "duration": True}, "duration"),  # strict: it was read as 1
+            ({"prompt": "x", "duration": "15"}, "duration"),
             ({"prompt": "x", "aspect_ratio": "2:1"}, "aspect_ratio"),
             ({"prompt": "x", "model": "hailou"}, "model"),
             ({"prompt": "x", "colour": "red"}, "colour"),
@@ -165,6 +167,10 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         assert r.status_code == 415 and r.json()["field"] == "files.0"
         truncated = png(size=(400, 300))[:200]
         assert server.post("/api/upload", files=[("files", ("cut.png", truncated, "image/png"))]).status_code == 415
+        huge = io.BytesIO()
+        Image.new("1", (9000, 9000)).save(huge, "PNG")  # 81 megapixels in a few kB: refused for its size
+        r = server.post("/api/upload", files=[("files", ("huge.png", huge.getvalue(), "image/png"))])
+        assert r.status_code == 415 and "megapixels" in r.json()["error"] and r.json()["field"] == "files.0", r.text
         big = b"\x89PNG" + b"0" * (10 * 1024 * 1024 + 10)
         r = server.post("/api/upload", files=[("files", ("big.png", big, "image/png"))])
         assert r.status_code == 413 and r.json()["field"] == "files.0"
@@ -193,6 +199,15 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         r = server.put("/api/ads/zip/beats/nobeat", json={"sha256": content_sha256(spec_text), "fields": {"image_prompt": "x"}})
         assert r.status_code == 404 and "no beat with id 'nobeat'" in r.json()["error"]
         assert server.get("/api/ads/nope").status_code == 404
+        r = server.get("/ads/nope")  # the page of no ad
+        assert r.status_code == 404 and r.json()["field"] == "ad", r.text
+        (project.build / "zip").mkdir(parents=True, exist_ok=True)
+        (project.build / "zip" / "probe.json").write_text("{}")
+        for header, status in (("bytes=abc", 400), ("lines=0-1", 400), ("bytes=999999-", 416)):
+            r = server.get("/files/zip/probe.json", headers={"Range": header})
+            assert r.status_code == status and r.json()["field"] == "Range", (header, r.status_code, r.text)
+        assert server.get("/files/zip/probe.json", headers={"Range": "bytes=999999-"}).headers["content-range"] == "*/2"
+        assert server.get("/files/zip/probe.json", headers={"Range": "bytes=0-0"}).content == b"{"
         # an event stream of no ad is a 404 before it starts (it was a 200 cut short, a traceback in the log)
         r = server.get("/api/ads/nope/events")
         assert r.status_code == 404 and r.json()["field"] == "ad", r.text

@@ -5,6 +5,7 @@ the live pages (ads, beats, edits, estimates, builds, event streams). Every 4xx 
 
 from __future__ import annotations
 
+import io
 import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import Settings
+from ..images import asset_problem
 from . import live, project, seed
 from .builds import BuildQueue, estimate_ad
 from .security import MAX_UPLOAD_BODY, MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES, image_suffix
@@ -32,9 +34,11 @@ class Context:
 class ApiError(Exception):
     """A request the server refuses: becomes `{"error", "field", ...}` with `status`."""
 
-    def __init__(self, http_status: int, message: str, field: str | None = None, **extra: Any):
+    def __init__(self, http_status: int, message: str, field: str | None = None, *,
+                 headers: dict[str, str] | None = None, **extra: Any):
         super().__init__(message)
         self.status, self.message, self.field, self.extra = http_status, message, field, extra
+        self.headers = headers
 
 
 def ctx(request: Request) -> Context:
@@ -106,9 +110,11 @@ def upload(request: Request, files: Annotated[list[UploadFile], File(description
         if len(data) > MAX_UPLOAD_BYTES:
             raise ApiError(413, f"{f.filename or 'file'} is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB",
                            f"files.{i}")
-        suffix = image_suffix(data)
+        # what validate would refuse of it as an asset (too many pixels, another format), then whole?
+        why = asset_problem(io.BytesIO(data))
+        suffix = None if why else image_suffix(data)
         if suffix is None:
-            raise ApiError(415, f"{f.filename or 'file'} is not a PNG, JPEG or WebP image", f"files.{i}")
+            raise ApiError(415, f"{f.filename or 'file'} {why or 'is not a whole PNG, JPEG or WebP image'}", f"files.{i}")
         ids.append((data, suffix))
     return {"asset_ids": [seed.store_upload(c.settings, data, suffix) for data, suffix in ids]}
 
@@ -214,7 +220,7 @@ def ad_build(ad: str, request: Request) -> Any:
 
 
 class BeatEdit(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # `"build": "yes"` is refused, not read as true
     sha256: str | None = Field(description="content hash of the file when it was read (GET /api/ads/{ad})")
     fields: dict[str, str] = Field(min_length=1, description="text field -> new text, e.g. image_prompt")
     build: bool = Field(True, description="start a build of the ad after saving (not over the budget)")
@@ -241,7 +247,7 @@ def edit_beat(ad: str, beat_id: str, body: BeatEdit, request: Request) -> Any:
 
 
 def error_body(e: ApiError) -> JSONResponse:
-    return JSONResponse({"error": e.message, "field": e.field, **e.extra}, status_code=e.status)
+    return JSONResponse({"error": e.message, "field": e.field, **e.extra}, status_code=e.status, headers=e.headers)
 
 
 __all__ = ["router", "Context", "ApiError", "error_body"]

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from ..config import Settings, load_settings
 from ..errors import AdspecError
@@ -42,6 +43,23 @@ def _static(name: str) -> str:
 def _field_of(loc: tuple[Any, ...]) -> str | None:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or (str(loc[0]) if loc else None)
+
+
+def _check_range(request: Request, target: Path) -> None:
+    """A Range header FileResponse would refuse, refused first as JSON like every other error
+    (Starlette answers those in plain text from inside the response)."""
+    header = request.headers.get("range")
+    if not header or request.headers.get("if-range"):  # with If-Range a bad range may be served whole
+        return
+    size = target.stat().st_size
+    try:
+        FileResponse._parse_range_header(header, size)
+    except MalformedRangeHeader as e:
+        raise api.ApiError(400, f"the Range header {header[:80]!r} is refused: {str(e.content).rstrip('.')}",
+                           "Range") from None
+    except RangeNotSatisfiable:
+        raise api.ApiError(416, f"the range is outside the file ({size} bytes)", "Range",
+                           headers={"Content-Range": f"*/{size}"}) from None
 
 
 def create_app(settings: Settings | None = None, *, token: str | None = None, watch: bool = False,
@@ -123,7 +141,10 @@ def create_app(settings: Settings | None = None, *, token: str | None = None, wa
 
     @app.get("/ads/{ad}", response_class=HTMLResponse, include_in_schema=False)
     def ad_page(ad: str) -> str:
-        project.spec_of(settings, ad)  # 404 for no such ad
+        try:
+            project.spec_of(settings, ad)
+        except project.NotFound as e:
+            raise api.ApiError(404, str(e), "ad") from None
         return _static("ad.html")
 
     @app.get("/static/{name}", include_in_schema=False)
@@ -137,10 +158,11 @@ def create_app(settings: Settings | None = None, *, token: str | None = None, wa
 
     @app.get("/files/{path:path}", include_in_schema=True, tags=["seed"],
              summary="An artifact under build/ (video with range requests)")
-    def files(path: str) -> Any:
+    def files(path: str, request: Request) -> Any:
         target = confined(settings.build_dir, path)
         if target is None:
             raise api.ApiError(404, f"no file {path} under build/", "path")
+        _check_range(request, target)
         media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         return FileResponse(target, media_type=media_type)
 

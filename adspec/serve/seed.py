@@ -26,7 +26,8 @@ MAX_SLUG = 40
 class GenerateRequest(BaseModel):
     """The seed's request: a prompt and a few optional fields (resolution and style too)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict, as the spec's own fields: `"duration": true` is refused, not read as 1
+    model_config = ConfigDict(extra="forbid", strict=True)
     prompt: str = Field(min_length=1, max_length=4000, description="what the ad is about")
     title: str | None = Field(None, min_length=1, max_length=200, description="a name for people; names the spec")
     model: str | None = Field(None, max_length=80, description="video model name (see `adspec models`)")
