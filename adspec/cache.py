@@ -41,7 +41,7 @@ from .hashing import canonical_json, sha256_file
 from .providers.base import RunResult
 from .recipes import Recipe
 from .remote import describe_error, open_remote
-from .remote_claims import POLL_S, Claims, Holding, Seen, runner_id
+from .remote_claims import POLL_S, ClaimLost, Claims, Holding, Seen, runner_id
 
 log = logging.getLogger("adspec.cache")
 
@@ -86,12 +86,11 @@ class DurableJob:
     def sending(self) -> None:
         """Recorded before each create goes out: the time of this run's first send, so a look-up
         after a lost answer lists back far enough for every attempt."""
-        if self._first_send is None:
-            self._first_send = time.time()
-        self.sent_at = self._first_send
-        self._cache._set_pending(self._key, {**self._history, "sending": True, "job_id": None, "time": self._first_send})
-        if self._holding is not None:
-            self._holding.record(sending=True, sent_at=self._first_send, job_id=None)
+        first = self._first_send or time.time()
+        if self._holding is not None:  # ClaimLost: another runner took the key over; nothing is sent
+            self._holding.before_sending(sending=True, sent_at=first, job_id=None)
+        self._first_send = self.sent_at = first
+        self._cache._set_pending(self._key, {**self._history, "sending": True, "job_id": None, "time": first})
 
     def started(self, job_id: str) -> None:
         self.resume_id = job_id
@@ -440,7 +439,17 @@ class RequestCache:
                         return claimed
                     holding = claimed
             try:
-                return self._make(recipe, run, verify, suffix, on_progress, label, holding)
+                while True:
+                    try:
+                        return self._make(recipe, run, verify, suffix, on_progress, label, holding)
+                    except ClaimLost:  # taken over while this runner was stopped: the taker pays; wait for it
+                        assert holding is not None
+                        holding.end(release=False)
+                        holding = None
+                        claimed = self._claim_remote(key, verify, on_progress)
+                        if isinstance(claimed, Fetched):
+                            return claimed
+                        holding = claimed
             finally:
                 if holding is not None:  # kept while a paid prediction is pending: another runner resumes it
                     holding.end(release=self.pending(key) is None)
@@ -555,7 +564,7 @@ class RequestCache:
             if seen is None or seen.etag != tag:
                 seen = Seen(body, tag, now)
             ours = body.get("runner") == claims.runner  # an earlier run of this runner (we hold the key here)
-            if ours or now - seen.since >= claims.stale_s:
+            if ours or now - seen.since >= claims.stale_after(body):
                 taken = {"sending": bool(body.get("sending")), "sent_at": body.get("sent_at"),
                          "job_id": body.get("job_id")}
                 try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import load_settings
-from .errors import SpecWarning, error_line
+from .errors import SpecError, SpecWarning, error_line
 
 # Each command imports what it needs when it runs (start-up time: `adspec status` loads no provider).
 
@@ -149,24 +149,34 @@ def cmd_placements(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """The delivery checks of built ads, now, on the files in build/ (nothing is rebuilt)."""
+    from .ads import ad_source
     from .checks import check_ad
     from .paths import AdPaths
     from .plan_file import load_plan
 
     settings = load_settings()
     failed = False
-    for ad, _ in _build_ads(args.names):
+    for ad, spec_path in _build_ads(args.names):
         paths = AdPaths.of(settings.build_dir, ad)
-        plan = load_plan(paths)
-        if plan is None or not paths.final.is_file():
+        if load_plan(paths) is None or not paths.final.is_file():
             print(f"{ad}: not built yet (run doit {ad})", file=sys.stderr)
             failed = True
             continue
-        report = check_ad(paths, ad, plan.placements)
+        try:  # the placements the spec lists now (a placement added since the build is checked too)
+            placements = ad_source(ad, spec_path)[0].placements
+        except SpecError as e:
+            print(e.one_line(), file=sys.stderr)
+            failed = True
+            continue
+        unmade = [p for p in placements if not paths.export(p).is_file()]
+        if unmade:
+            print(f"{ad}: no export for {', '.join(unmade)} yet (`doit {ad}` makes it): checked on final.mp4",
+                  file=sys.stderr)
+        report = check_ad(paths, ad, placements)
         for line in report.lines():
             print(line)
         if report.passed:
-            print(f"{ad}: ok ({', '.join(plan.placements) or 'the rules of every ad'})")
+            print(f"{ad}: ok ({', '.join(placements) or 'the rules of every ad'})")
         failed = failed or not report.passed
     return EXIT_ERROR if failed else 0
 

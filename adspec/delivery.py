@@ -43,9 +43,26 @@ def make_timeline(ad: str) -> None:
     write_timeline(AdPaths.of(load_settings().build_dir, ad), ad)
 
 
+def drop_unlisted_exports(paths: AdPaths, placements: Sequence[str]) -> list[str]:
+    """Remove the exports of placements the ad no longer lists (export/ is what a CI job ships: a
+    file made for a placement since dropped, of an older final, must not stay beside the others).
+    Only `<placement>.mp4` of a known placement is removed: a file adspec did not make stays."""
+    gone = []
+    for name in sorted(set(load_placements()) - set(placements)):
+        old = paths.export(name)
+        if old.is_file():
+            old.unlink()
+            gone.append(name)
+            log.info("%s: removed export/%s.mp4 (no longer one of its placements)", paths.root.name, name)
+    return gone
+
+
 def check_action(ad: str, placements: Sequence[str]) -> TaskFailed | None:
-    """doit action of check:<ad>: the report written; the ad fails with one line per violation."""
-    report = check_ad(AdPaths.of(load_settings().build_dir, ad), ad, placements)
+    """doit action of check:<ad>: the report written; the ad fails with one line per violation.
+    It runs whenever the ad's placements change, so it also drops the exports of those removed."""
+    paths = AdPaths.of(load_settings().build_dir, ad)
+    drop_unlisted_exports(paths, placements)
+    report = check_ad(paths, ad, placements)
     if report.passed:
         return None
     return TaskFailed("\n".join(report.lines()))

@@ -29,8 +29,9 @@ from typing import Any, Callable, Iterator
 from doit import create_after
 from doit.exceptions import TaskFailed
 from doit.task import Task, dict_to_task
+from doit.tools import config_changed
 
-from . import actions, approvals, approve, cleaning, delivery, estimate, plan_step, report, voice
+from . import actions, approvals, approve, cleaning, delivery, estimate, plan_step, provenance, report, voice
 from .build_files import compact_text
 from .checks import checks_current, layout_current
 from .config import load_settings
@@ -294,7 +295,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                     + [f for f in ((plan.brand_kit or {}).get(k) for k in ("logo", "font")) if f],  # the kit's files
         "targets": made,
         "uptodate": [Check(f"build/{ad}/text_layout.json was written by another version", layout_current,
-                           str(paths.text_layout))],
+                           str(paths.text_layout)), signed_as_set()],
         # cleaning the final says so in status.json (not "done" with no final)
         "clean": [(cleaning.remove_files, [made]), (cleaning.remove_folder, [str(paths.mix_parts)]),
                   (cleaning.mark_cleaned, [str(build_dir), ad])],
@@ -317,6 +318,12 @@ def every_voice(ad: str, voices: list[str]) -> Task:
     """`voice:<ad>`: every spoken line of the ad (none when no beat speaks)."""
     return member({"basename": task_name("voice", ad), "doc": f"every spoken line of {ad}", "actions": None,
                    "task_dep": voices}, "voice", ad)
+
+
+def signed_as_set() -> Any:
+    """The C2PA setting as the config of the tasks that sign (mix, exports): ADSPEC_C2PA=off or
+    another certificate re-makes their files, locally, instead of leaving them signed as before."""
+    return config_changed({"c2pa": provenance.signing_setting()})
 
 
 def every_export(ad: str, exports: list[str]) -> Task:
@@ -367,6 +374,7 @@ def delivery_tasks(ad: str, plan: AdPlan, build_dir: Path) -> Iterator[Task]:
             "file_dep": [str(paths.final), rules],
             "targets": [out],
             "task_dep": [task_name("mix", ad)],
+            "uptodate": [signed_as_set()],
             "clean": True,
         }, "export", ad)
         exports.append(out)

@@ -21,6 +21,7 @@ and what the artifact on disk hashes to. Local and free: nothing here enters a r
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import tempfile
@@ -33,7 +34,7 @@ from . import __version__
 from .errors import ProvenanceError
 from .file_locks import exclusive
 from .fsutil import temp_path_for
-from .hashing import sha256_file
+from .hashing import sha256_file, sha256_json
 from .paths import AdPaths
 from .receipts import Receipt, read_receipt
 
@@ -187,6 +188,21 @@ def enabled() -> bool:
     return os.environ.get("ADSPEC_C2PA", "on").strip().lower() not in ("off", "0", "false", "no")
 
 
+def signing_setting() -> str:
+    """What the settings ask of the final's and the exports' manifests, as their tasks' config
+    (a change re-runs the mix and the exports, locally): "off", "local" (the build folder's own
+    CA) or the certificate chain's digest (public; the key is never read here)."""
+    if not enabled():
+        return "off"
+    cert_path = os.environ.get("ADSPEC_C2PA_CERT")
+    if not cert_path:
+        return "local"
+    try:
+        return "cert:" + hashlib.sha256(Path(cert_path).read_bytes()).hexdigest()
+    except OSError:
+        return f"cert:unreadable:{cert_path}"  # signing says why, with the path
+
+
 def sign_file(path: Path, paths: AdPaths, ad: str, build_dir: Path) -> None:
     """Embed a signed manifest in the MP4 at `path` (rewritten atomically)."""
     try:
@@ -289,8 +305,12 @@ def verify(file: Path, root: Path | None = None) -> Verdict:
                          f"{receipt.sha256[:12]}… in its receipt")
         elif sha256_file(artifact) != receipt.sha256:
             verdict.fail(f"ingredient {where}: the file's sha256 is not its receipt's")
-        elif receipt.job_id != rec.get("job_id") or receipt.key != rec.get("recipe_key"):
-            verdict.fail(f"ingredient {where}: job id or recipe key differ from its receipt")
+        elif sha256_json(receipt.recipe) != receipt.key:  # e.g. its model or a parameter edited by hand
+            verdict.fail(f"ingredient {where}: its receipt's recipe does not hash to its recipe key (edited?)")
+        else:
+            differ = [k for k, v in artifact_record(paths, artifact, receipt).items() if rec.get(k) != v]
+            if differ:
+                verdict.fail(f"ingredient {where}: {', '.join(differ)} in the manifest differ from its receipt")
     if not manifest.get("ingredients"):
         verdict.fail("the manifest names no ingredients")
     return verdict

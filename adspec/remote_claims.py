@@ -141,8 +141,19 @@ class Claims:
     # ---- the operations ------------------------------------------------------------------------
 
     def _body(self, extra: dict[str, Any]) -> bytes:
-        return json.dumps({"runner": self.runner, "pid": os.getpid(), "beat": time.time(), **extra},
-                          sort_keys=True).encode("utf-8")
+        # the holder's heartbeat is in its claim: a waiter with a shorter ADSPEC_CLAIM_STALE must not
+        # take a claim over whose holder is alive and beating at its own (slower) pace
+        return json.dumps({"runner": self.runner, "pid": os.getpid(), "beat": time.time(),
+                           "heartbeat_s": self.heartbeat_s, **extra}, sort_keys=True).encode("utf-8")
+
+    def stale_after(self, body: dict[str, Any]) -> float:
+        """How long a claim with `body` may stay unchanged before its holder is taken for dead:
+        this runner's STALE_S, and never less than four of the holder's own heartbeats."""
+        try:
+            theirs = float(body.get("heartbeat_s") or 0)
+        except (TypeError, ValueError):
+            theirs = 0.0
+        return max(self.stale_s, 4 * min(theirs, HEARTBEAT_S))
 
     def create(self, key: str, state: dict[str, Any]) -> str | None:
         """Claim `key`: its ETag when this runner won, None when it did not (another holds the
@@ -195,6 +206,10 @@ class Claims:
             log.debug("remote cache: cannot release claim %s: %s", key[:12], describe_error(e))
 
 
+class ClaimLost(Exception):
+    """This runner's claim was taken over before it sent the create: wait for the other runner."""
+
+
 class Holding:
     """This runner's claim on one key while it pays for it: the state it records, and a
     heartbeat that rewrites the claim so waiting runners know the holder is alive."""
@@ -212,6 +227,17 @@ class Holding:
         with self._lock:
             self.state.update(state)
             self._rewrite()
+
+    def before_sending(self, **state: Any) -> None:
+        """Record that a create is about to go out; ClaimLost if the claim is no longer this
+        runner's (another took it over while this one was stopped or cut off, and pays or resumes
+        it): the create must not be sent. Both writes are conditional on one ETag, so of a holder
+        coming back and a taker, exactly one goes on."""
+        with self._lock:
+            self.state.update(state)
+            self._rewrite()
+            if self.lost:
+                raise ClaimLost(self.key)
 
     def _rewrite(self) -> None:
         if self.lost:

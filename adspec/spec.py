@@ -370,7 +370,7 @@ class Spec(Strict):
                                                         "strings in text fields are in it; variants may set it")
     captions: Captions = Field(default_factory=Captions, description="captions of the spoken lines: burned in or not, font, colour")
     placements: list[PlacementId] = Field(
-        default_factory=list, max_length=20,
+        default_factory=list, max_length=20, json_schema_extra={"uniqueItems": True},
         description="where the ad runs (`adspec placements`): each is checked (`check:<ad>`) and exported "
                     "(build/<ad>/export/<placement>.mp4); local only, never paid for")
     music: Music | None = Field(None, description="music for inline beats (default: derived from the style)")
@@ -649,6 +649,9 @@ def spec_issues(spec: Spec) -> list[Issue]:
                                                 f"(it supports {', '.join(video.aspect_ratios)})"))
     except KeyError:
         pass
+    for j, name in enumerate(spec.placements):
+        if name in spec.placements[:j]:  # two exports and checks of one name: doit refuses the whole project
+            issues.append((("placements", j), f"'{name}' is listed twice"))
     if spec.beats is not None:
         issues += beat_model_issues(spec.beats, spec, ("beats",))
     if spec.music is not None and spec.beats is None:

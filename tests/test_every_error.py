@@ -192,6 +192,18 @@ def test_shows_twice_or_more_than_any_model_takes_is_an_error_of_validate() -> N
     assert len(lines) == 2
 
 
+def test_a_placement_listed_twice_is_an_error_of_validate() -> None:
+    """It passed validate, then made two tasks of one name: doit refused every ad of the project
+    with `Task names must be unique`, no file, no line."""
+    _, errors = parse_spec_text("prompt: p\nplacements: [tiktok, youtube-shorts, tiktok]\n", "specs/x.yaml")
+    assert [e.one_line() for e in errors] == ["specs/x.yaml:2: placements.2: 'tiktok' is listed twice"]
+    text = ("prompt: p\nplacements: [tiktok]\nvariants:\n  named:\n"
+            "    sq: {placements: [instagram-reels, instagram-reels]}\n")
+    _, errors = parse_spec_text(text, "specs/x.yaml")
+    assert [e.one_line() for e in errors] == [
+        "specs/x.yaml:5: variants.named.sq.placements: variant 'sq': placements.1: 'instagram-reels' is listed twice"]
+
+
 def test_a_text_missing_in_a_variants_language_fails_its_plan_at_the_beats_line(project: Project) -> None:
     """Under doit as under validate: the line and `beats.<n>.<field>` (the plan step said
     `specs/zip.yaml: beats.hook.voiceover:`, no line, the id where the index goes)."""

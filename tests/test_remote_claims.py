@@ -147,6 +147,7 @@ def test_a_runner_killed_holding_claims_is_taken_over_and_its_predictions_resume
     endpoint, bucket_name, client = store
     with FakeReplicate(latency=4.0) as replicate, FakeOpenAI() as openai:
         first = runner(tmp_path / "runner-1", endpoint, bucket_name, (replicate, openai), _spec())
+        first.env["ADSPEC_CLAIM_STALE"] = "3"  # its claims beat every 0.75 s: a waiter may take them after 3 s
         proc = _start(first)
         deadline = time.monotonic() + 60
         claims: dict[str, bytes] = {}
@@ -244,3 +245,74 @@ def test_a_claim_that_races_another_write_409_waits_and_never_pays_twice(
         assert runs == [recipe.key]  # paid once
         assert not [p for c in caches for p in c.problems if "claim" in p], [c.problems for c in caches]
         assert not objects(client, bucket_name, "team/cache/claims/")
+
+
+def _moto_store(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, object]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    name = f"adspec-{uuid.uuid4().hex[:12]}"
+    client = s3_client(s3_endpoint, AWS_KEY_ID, AWS_SECRET)
+    client.create_bucket(Bucket=name)
+    return name, client
+
+
+def test_a_runner_stopped_while_holding_claims_does_not_send_what_was_taken_over(
+        tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runner 1 holds claims on requests it has not sent yet (one in flight at a time), then is
+    stopped (SIGSTOP) long enough to look dead; runner 2 takes them over and pays. Runner 1, once
+    continued, found its claims lost and still sent each create (every such input paid twice):
+    now the create is not sent when the claim is no longer its own, and it waits for the entry."""
+    bucket_name, client = _moto_store(s3_endpoint, monkeypatch)
+    with FakeReplicate(latency=2.0) as replicate, FakeOpenAI() as openai:
+        first = runner(tmp_path / "runner-1", s3_endpoint, bucket_name, (replicate, openai), _spec())
+        first.env.update(ADSPEC_MAX_INFLIGHT="1", ADSPEC_CLAIM_STALE="3")
+        proc = _start(first)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until runner 1 holds claims of requests it has not sent
+            waiting = [c for c in _claims(client, bucket_name).values() if not json.loads(c).get("sending")
+                       and not json.loads(c).get("job_id")]
+            if len(waiting) >= 2:
+                break
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGSTOP)
+        try:
+            second = runner(tmp_path / "runner-2", s3_endpoint, bucket_name, (replicate, openai), _spec())
+            second.env["ADSPEC_CLAIM_STALE"] = "3"
+            out = second.doit()
+            assert "taking it over" in out.stdout + out.stderr
+        finally:
+            os.killpg(proc.pid, signal.SIGCONT)
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (stdout[-2000:], stderr[-2000:])
+        assert "took over request" in stdout + stderr
+        for r in (first, second):
+            check_final(r.build / "zip" / "final.mp4", 8)
+        assert all(n == 1 for n in replicate.creates_by_input.values()), replicate.creates_by_input
+        assert not objects(client, bucket_name, "team/cache/claims/")
+
+
+def test_a_waiter_with_a_shorter_stale_time_leaves_a_live_holders_claims_alone(
+        tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A holder beats every 10 s by default; a waiter with ADSPEC_CLAIM_STALE=3 took its live claims
+    over after 3 s and both paid. The claim says its holder's heartbeat, and a waiter waits at
+    least four of them."""
+    bucket_name, client = _moto_store(s3_endpoint, monkeypatch)
+    with FakeReplicate(latency=2.0) as replicate, FakeOpenAI() as openai:
+        first = runner(tmp_path / "runner-1", s3_endpoint, bucket_name, (replicate, openai), _spec())
+        first.env["ADSPEC_MAX_INFLIGHT"] = "1"  # holds claims for a while before it sends them
+        second = runner(tmp_path / "runner-2", s3_endpoint, bucket_name, (replicate, openai), _spec())
+        second.env["ADSPEC_CLAIM_STALE"] = "3"
+        outputs = _run_all([first, second])
+        assert not any("taking it over" in out + err or "took over" in out + err for out, err in outputs)
+        assert all(n == 1 for n in replicate.creates_by_input.values()), replicate.creates_by_input
+        assert replicate.paid_creates >= 5
+
+
+def test_a_claims_stale_time_is_never_under_four_of_its_holders_heartbeats() -> None:
+    remote = RemoteCache("s3://b/p", endpoint_url="http://127.0.0.1:9", region="us-east-1")
+    quick = Claims(remote, "waiter", stale_s=3)
+    assert quick.stale_after({"heartbeat_s": 10.0}) == 40.0  # a default holder: 4 of its 10 s beats
+    assert quick.stale_after({"heartbeat_s": 0.5}) == 3.0  # a quick holder: the waiter's own time
+    assert quick.stale_after({}) == 3.0 and quick.stale_after({"heartbeat_s": "x"}) == 3.0  # older claims
+    assert quick.stale_after({"heartbeat_s": 1e9}) == 40.0  # a claim cannot make waiters wait forever
+    assert Claims(remote, "waiter").stale_after({"heartbeat_s": 10.0}) == 60.0

@@ -219,6 +219,17 @@ def test_placements_added_to_a_built_ad_are_checked_and_exported_for_free(live) 
     project.doit()
     assert json.loads((ad / "checks.json").read_text())["passed"] is True
     assert executed_tasks(project.doit().stdout) == []
+    assert not (ad / "export" / "ctv-15.mp4").exists()  # what ships is what the spec lists (it stayed)
+    assert (ad / "export" / "youtube-instream.mp4").is_file()
+    assert len(replicate.requests) == requests
+
+    # `adspec check` takes the placements the spec lists now (it took the last build's): one added since is checked
+    project.write_spec("zip", small_spec(duration=6, placements=["youtube-instream", "ctv-15"], beats=[
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock", "motion_prompt": "push in"},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The logo", "motion_prompt": "pan left"}]))
+    cli = project.adspec("check", "zip")
+    assert cli.returncode == 1 and "zip: ctv-15: duration: 6.00 s, must be exactly 15 s" in cli.stdout.splitlines()
+    assert "zip: no export for ctv-15 yet (`doit zip` makes it): checked on final.mp4" in cli.stderr
     assert len(replicate.requests) == requests
 
 
@@ -329,8 +340,31 @@ def test_final_and_exports_carry_a_c2pa_manifest_that_verify_checks(project) -> 
     proc = project.adspec("verify", str(final))
     assert proc.returncode == 1
     assert f"ingredient beats/hook/storyboard.png: sha256 {sha[:12]}… in the manifest" in proc.stderr
+    # a receipt's model edited by hand: its recipe no longer hashes to its key (it passed before)
+    edited = json.loads(text)
+    edited["recipe"]["model"] = "flux-schnell"
+    path.write_text(json.dumps(edited))
+    proc = project.adspec("verify", str(final))
+    assert proc.returncode == 1 and "does not hash to its recipe key" in proc.stderr, proc.stdout + proc.stderr
     path.write_text(text)
     assert project.adspec("verify", str(final)).returncode == 0
+
+    # the setting is the signing tasks' config: off re-makes the final and the export unsigned, on signs them again
+    # (it was read only inside the actions, so both kept their old state)
+    for setting, signed in (("off", False), ("on", True)):
+        project.env["ADSPEC_C2PA"] = setting
+        project.doit()
+        for path in (final, export):
+            proc = project.adspec("verify", str(path))
+            assert (proc.returncode == 0) is signed, (setting, path, proc.stdout + proc.stderr)
+            assert signed or "no readable C2PA manifest" in proc.stderr
+
+    # a placement no longer listed: its export goes (export/ is what ships), the rest of the build stays
+    project.write_spec("zip", small_spec(duration=6, placements=[], beats=[
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock", "motion_prompt": "push in"},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The logo", "motion_prompt": "pan left"}]))
+    project.doit()
+    assert final.is_file() and not export.exists() and export.parent.is_dir()
 
 
 def test_export_copies_what_holds_and_caps_what_does_not(tmp_path) -> None:
@@ -379,12 +413,13 @@ def test_signing_with_the_users_key_and_certificate(tmp_path, monkeypatch) -> No
     from PIL import Image
 
     Image.new("RGB", (32, 32), "#ff5a1f").save(root / "beats" / "hook" / "storyboard.png")
-    from adspec.hashing import sha256_file
+    from adspec.hashing import sha256_file, sha256_json
 
     sha = sha256_file(root / "beats" / "hook" / "storyboard.png")
+    recipe = {"provider": "replicate", "kind": "image", "model": "flux-dev"}
     (root / "beats" / "hook" / "storyboard.receipt.json").write_text(json.dumps({
-        "artifact": "storyboard.png", "task": "storyboard:ad/hook", "sha256": sha, "key": "k" * 64,
-        "recipe": {"provider": "replicate", "kind": "image", "model": "flux-dev"}, "job_id": "pred-123",
+        "artifact": "storyboard.png", "task": "storyboard:ad/hook", "sha256": sha, "key": sha256_json(recipe),
+        "recipe": recipe, "job_id": "pred-123",
         "cost_usd": 0.025, "cache_hit": False, "generated_at": "", "generation_seconds": 1.0, "received_at": "",
         "run": "r", "version": 1}))
     final = root / "final.mp4"
