@@ -211,7 +211,7 @@ def place_chunk(src: Path, target: Path, beat: BeatInputs, index: int) -> None:
     # made stitch-ready here (copied if it already is): a live clip is re-encoded once, to the
     # part the beat uses, while other chunks are still being generated, not by every stitch
     media.conform_clip(src, target, width=beat.width, height=beat.height, fps=FPS, seconds=shown_seconds(beat, index),
-                       keep_audio=bool(beat.native_audio))
+                       keep_audio=bool(beat.native_audio), continued=index + 1 < len(beat.clips))
 
 
 def make_music(ad: str) -> None:

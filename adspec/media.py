@@ -69,11 +69,12 @@ def timescale(fps: float) -> int:
     return int(round(fps)) * 1000
 
 
-def video_kbps(width: int, height: int) -> int | None:
+def video_kbps(width: int, height: int, *, knob_applies: bool = True) -> int | None:
     """The video bitrate for a frame size: the platforms' recommendation for its short side
     (render/bitrates.yaml: the next size up from the table), or ADSPEC_VIDEO_KBPS; None for
-    constant quality (ADSPEC_VIDEO_KBPS=crf)."""
-    knob = os.environ.get("ADSPEC_VIDEO_KBPS", "").strip().lower()
+    constant quality (ADSPEC_VIDEO_KBPS=crf). Without `knob_applies`, the table's figure whatever
+    the setting (a clip whose last frame is sent to a paid model: see `conform_clip`)."""
+    knob = os.environ.get("ADSPEC_VIDEO_KBPS", "").strip().lower() if knob_applies else ""
     if knob == "crf":
         return None
     if knob:
@@ -99,7 +100,7 @@ def _bitrate_table() -> list[tuple[int, int]]:
 _X264_THREADS = "threads=1"
 
 
-def video_encoder_args(fps: float, size: tuple[int, int] | None = None) -> dict[str, Any]:
+def video_encoder_args(fps: float, size: tuple[int, int] | None = None, *, knob_applies: bool = True) -> dict[str, Any]:
     """The x264 settings for every video we encode (ffmpeg-python output kwargs). With the
     frame `size`, the bitrate of `video_kbps` (average; peaks up to twice it), so a platform
     takes the ad at the quality it asks for; without it (or ADSPEC_VIDEO_KBPS=crf), CRF 20.
@@ -110,7 +111,7 @@ def video_encoder_args(fps: float, size: tuple[int, int] | None = None) -> dict[
     ~13 % more bytes. Its stream structure (CABAC, 1 reference, 2 B-frames, weightp 1, 8x8dct:
     `_STRUCTURAL`) is veryfast's, so clips encoded before still join ours by stream copy."""
     gop = max(1, int(round(fps * GOP_SECONDS)))
-    kbps = video_kbps(*size) if size else None
+    kbps = video_kbps(*size, knob_applies=knob_applies) if size else None
     rate: dict[str, Any] = {"crf": 20} if kbps is None else {
         "b:v": f"{kbps}k", "maxrate": f"{2 * kbps}k", "bufsize": f"{2 * kbps}k"}
     return {
@@ -466,10 +467,12 @@ def normalise_clip(
     fps: float,
     seconds: float | None = None,
     keep_audio: bool = False,
+    knob_applies: bool = True,
 ) -> Path:
     """Re-encode `src` with our encoder settings at exact size and fps (cover-crop), optionally
     trimmed (or held on its last frame) to exactly round(seconds*fps) frames. Audio is dropped
-    unless `keep_audio`; then it is AAC 48 kHz stereo, silent if the source has none."""
+    unless `keep_audio`; then it is AAC 48 kHz stereo, silent if the source has none.
+    `knob_applies`: see `video_kbps`."""
     out = Path(out)
     info = probe(src)
     if not info.has_video:
@@ -479,7 +482,7 @@ def normalise_clip(
     if seconds is not None:
         v = v.filter("tpad", stop_mode="clone", stop_duration=seconds)
     v = _cover_chain(v, width, height, fps)
-    kwargs = dict(video_encoder_args(fps, (width, height)))
+    kwargs = dict(video_encoder_args(fps, (width, height), knob_applies=knob_applies))
     streams = [v]
     if seconds is not None:
         kwargs["frames:v"] = int(round(seconds * fps))
@@ -506,6 +509,7 @@ def conform_clip(
     fps: float,
     seconds: float,
     keep_audio: bool = False,
+    continued: bool = False,
 ) -> bool:
     """A provider's clip made ready for a stream-copy stitch as soon as it arrives.
 
@@ -514,14 +518,19 @@ def conform_clip(
     by `normalise_clip` to exactly round(seconds*fps) frames, `seconds` being the part of it the
     ad uses, so the stitch copies it as it is. Done per chunk, the re-encode runs while other
     chunks are still being generated, and once per clip instead of inside every stitch (an edit
-    of one beat re-encodes that beat's clips only). True if re-encoded."""
+    of one beat re-encodes that beat's clips only). True if re-encoded.
+
+    A `continued` clip's last frame is what the beat's next chunk is asked from (a paid request):
+    it is encoded at the table's bitrate whatever ADSPEC_VIDEO_KBPS says, so that local setting
+    never changes what a model is sent (it did: every continuation chunk was paid again)."""
     out = Path(out)
     info = probe(src)
     if clip_matches(info, width, height, fps, audio=keep_audio) and same_encoder(src, fps):
         with atomic_media(out) as tmp:
             shutil.copyfile(src, tmp)
         return False
-    normalise_clip(src, out, width=width, height=height, fps=fps, seconds=seconds, keep_audio=keep_audio)
+    normalise_clip(src, out, width=width, height=height, fps=fps, seconds=seconds, keep_audio=keep_audio,
+                   knob_applies=not continued)
     return True
 
 

@@ -3,6 +3,7 @@ fake servers on 127.0.0.1 that speak the providers' wire format and count every 
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,3 +128,25 @@ def test_secrets_never_reach_build_outputs_or_cache(live) -> None:
                 data = path.read_bytes()
                 assert REPLICATE_TOKEN.encode() not in data and OPENAI_KEY.encode() not in data, path
     assert REPLICATE_TOKEN not in text and OPENAI_KEY not in text
+
+
+def test_the_bitrate_setting_never_changes_what_a_model_is_sent(live) -> None:
+    """ADSPEC_VIDEO_KBPS sets the files' bitrate, locally. The last frame of a beat's first clip,
+    which its next chunk is asked from, was encoded with it: a rebuild with `crf` or another
+    figure paid for every continuation chunk again (found by a review). Such a clip is encoded
+    at the table's bitrate whatever the setting; the rest of the ad follows it."""
+    project, replicate, _ = live
+    project.write_spec("zip", small_spec(duration=10, beats=[
+        {"id": "demo", "type": "demo", "duration": 10, "image_prompt": "A bottle on a rock",
+         "motion_prompt": "slow push in", "models": {"video": "wan-2.2-i2v-fast"}}]))  # two 5 s chunks
+    project.doit()
+    folder = project.build / "zip" / "beats" / "demo"
+    assert (folder / "chunk-1.mp4").is_file()
+    paid = replicate.paid_creates
+    for knob in ("crf", "400"):
+        shutil.rmtree(project.build)
+        project.doit(ADSPEC_VIDEO_KBPS=knob)
+        assert replicate.paid_creates == paid, (knob, replicate.create_bodies[paid:])
+    # the setting still holds where no model looks (the beat's last chunk), not where one does
+    assert media.x264_options(folder / "chunk-1.mp4")["bitrate"] == "400"
+    assert media.x264_options(folder / "chunk-0.mp4")["bitrate"] != "400"
