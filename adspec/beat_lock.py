@@ -25,7 +25,7 @@ from .spec import Beat, BeatFile, BeatPlan, Music, PlannedFrom, Spec
 __all__ = [
     "Decision", "spec_sha256", "content_sha256", "decide", "is_hand_edited", "recheck", "text_sha256",
     "planned_from_for", "render_beat_file", "write_beat_file", "SCHEMA_COMMENT_BEATS", "record_for", "with_record",
-    "HAND_WRITTEN",
+    "HAND_WRITTEN", "keep_replaced",
 ]
 
 SCHEMA_COMMENT_BEATS = "# yaml-language-server: $schema=../schema/beats.schema.json"
@@ -234,6 +234,24 @@ def write_beat_file(path: str | Path, text: str) -> None:
     """Write atomically (temp file beside it, then rename): never a half-written lock."""
 
     write_text_atomic(path, text)
+
+
+def keep_replaced(path: str | Path, old_text: str, folder: str | Path) -> Path:
+    """A copy of the beat file a new plan replaces, in `folder` (build/.adspec/replaced/), named
+    by the file and the time: the lock only sees the beats and music, so comments added to a
+    planned file, or edits `plan --force` discards, would otherwise be gone without a trace."""
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    name = Path(path).name.removesuffix(".yaml").removesuffix(".yml")
+    target = Path(folder) / f"{name}.{stamp}.yaml"
+    n = 1
+    while target.exists():
+        n += 1
+        target = Path(folder) / f"{name}.{stamp}-{n}.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(target, old_text)
+    return target
 
 
 

@@ -8,6 +8,7 @@ plan files the render tasks read.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -20,6 +21,7 @@ from .ads import beats_path_of, resolve_ad
 from .beat_lock import (
     Decision,
     decide,
+    keep_replaced,
     planned_from_for,
     recheck,
     record_for,
@@ -31,7 +33,7 @@ from .beat_lock import (
 from .cache import Fetched
 from .config import load_settings
 from .cost import guarded
-from .errors import MediaError, SpecError, raise_errors
+from .errors import MediaError, SpecError, raise_errors, shown_path
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_file, sha256_file_memo, sha256_json
 from .languages import text_in
@@ -65,6 +67,8 @@ from .spec import (
 )
 from .tasknames import task_name
 from .verify import plan_verifier
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -168,6 +172,11 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
         current = read_file(step.beats_path).decode("utf-8") if path_exists(step.beats_path) else None
         if recheck(spec, step.spec_sha, step.seen_sha256, current, spec_path=spec_path, beats_path=step.beats_path,
                    force=step.force, planned_text=text):
+            if current is not None and current != text:  # nothing of the old file is lost: a copy, said
+                kept = keep_replaced(step.beats_path, current, ctx.settings.build_dir / ".adspec" / "replaced")
+                why = "--force" if step.force else "the spec changed in fields that shape the plan"
+                log.warning("%s: %s planned again (%s); the file it replaces is kept as %s", shown,
+                            shown_path(str(step.beats_path)), why, shown_path(str(kept)))
             write_beat_file(step.beats_path, text)
         if fetched_out is not None:
             fetched_out.append((recipe, fetched))

@@ -340,3 +340,35 @@ def test_recheck_rules(tmp_path: Path) -> None:
                    "  - {id: hook, type: hook, duration: 20, image_prompt: a, motion_prompt: b}\n", **kw) is False
     with pytest.raises(LockError, match="your file is kept"):
         recheck(spec, sha, seen, edited, force=True, **kw)
+
+
+def test_a_beat_file_planned_again_is_kept_as_it_was_and_said(project: Project) -> None:
+    """The lock compares the beats and music only: comments a person added to a planned beat file
+    did not count as an edit, so a plan-shaping spec change planned over them without a word,
+    and `plan --force` dropped edits the same way. Now the file replaced is copied to
+    build/.adspec/replaced/ and the line says where."""
+    spec = small_spec(duration=15)
+    del spec["beats"], spec["music"]
+    project.write_spec("zip", spec)
+    beats = project.beats_file("zip")
+    assert project.adspec("plan", "zip").returncode == 0
+    noted = beats.read_text().replace("beats:\n", "beats:  # CLIENT NOTE: keep the red cap\n", 1)
+    assert noted != beats.read_text()
+    beats.write_text(noted)
+    spec["duration"] = 20  # shapes the plan; the file's beats are as planned: the lock plans again
+    project.write_spec("zip", spec)
+    proc = project.doit("plan:zip")
+    assert "CLIENT NOTE" not in beats.read_text()
+    [kept] = list((project.build / ".adspec" / "replaced").glob("zip.beats.*.yaml"))
+    assert kept.read_text() == noted
+    said = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "planned again" in ln]
+    assert len(said) == 1 and "the spec changed in fields that shape the plan" in said[0], proc.stdout + proc.stderr
+    assert f"build/.adspec/replaced/{kept.name}" in said[0]
+
+    edited = beats.read_text().replace("image_prompt:", "image_prompt: MY OWN WORDS", 1)
+    beats.write_text(edited)
+    proc = project.adspec("plan", "--force", "zip")
+    assert proc.returncode == 0 and "MY OWN WORDS" not in beats.read_text()
+    assert "planned again (--force)" in proc.stderr, proc.stderr
+    copies = sorted((project.build / ".adspec" / "replaced").glob("zip.beats.*.yaml"))
+    assert len(copies) == 2 and edited in [c.read_text() for c in copies]
