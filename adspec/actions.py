@@ -11,7 +11,6 @@ import contextvars
 import json
 import logging
 import shutil
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from .cache_view import CacheView
 from .config import Settings, load_settings
 from .cost import guarded
 from .errors import MediaError
-from .fsutil import atomic_path, write_if_changed, write_json_atomic
+from .fsutil import atomic_path, temp_dir, write_if_changed, write_json_atomic
 from .languages import iso639_2
 from .media_overlay import burn_overlays
 from .media_requests import beat_chunk_references, image_request, music_request, shown_seconds, video_request
@@ -254,7 +253,7 @@ def make_mix(ad: str) -> None:
     timeline = read_model(Timeline, paths.timeline)
     music = None if timeline.native_audio else paths.music
     with speech_parts(paths) as parts, text_overlays(paths) as (texts, layout), \
-            tempfile.TemporaryDirectory(prefix=".drawn-", dir=paths.final.parent) as drawn:
+            temp_dir(paths.final.parent, "drawn") as drawn:
         overlays = [*texts, *parts.overlays]  # captions over supers
         # only the seconds under words are encoded again; the rest of the picture is copied. The
         # words are drawn while the sound is mixed (each ffmpeg holds a core: limits.cpu_slot);
@@ -296,7 +295,6 @@ def clip_starts(timeline: Timeline) -> list[float]:
 def text_overlays(paths: AdPaths) -> Iterator[tuple[list[media.Overlay], dict[str, Any]]]:
     """The text layer's pictures (supers, the cta's call to action, the end card) drawn in a
     scratch folder for as long as the context lives, and their layout record."""
-    import tempfile
 
     from .render.text_layer import draw
     from .text_fit import TextFitError
@@ -305,7 +303,7 @@ def text_overlays(paths: AdPaths) -> Iterator[tuple[list[media.Overlay], dict[st
         yield [], {"texts": []}
         return
     text = json.loads(paths.text_inputs.read_text(encoding="utf-8"))
-    with tempfile.TemporaryDirectory(prefix=".text-", dir=paths.root) as tmp:
+    with temp_dir(paths.root, "text") as tmp:
         try:
             drawn, layout = draw(text, Path(tmp))
         except TextFitError as e:

@@ -4,13 +4,15 @@ moment leaves every target either absent or whole.
 Temp names are `.<target>.tmp-<pid>-<8 hex>` (plus the target's extension when a tool writes
 the file and picks its format by extension): a dotfile that never ends like a spec, so a killed
 write can never be taken for an ad, and the writer's pid says whether it is still being written
-(`sweep_leftovers` removes the ones whose writer is gone)."""
+(`sweep_leftovers` removes the ones whose writer is gone). Scratch folders (`temp_dir`) are
+named the same way and swept the same way."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 from contextlib import contextmanager
@@ -19,7 +21,7 @@ from typing import Any, Iterator
 
 __all__ = [
     "atomic_path", "temp_path_for", "write_bytes_atomic", "write_text_atomic", "write_json_atomic",
-    "write_if_changed", "is_leftover", "sweep_leftovers",
+    "write_if_changed", "is_leftover", "sweep_leftovers", "temp_dir",
 ]
 
 #: a temp file of ours: `.<target>.tmp-<pid>-<8 hex>[.<ext>]`
@@ -109,16 +111,48 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@contextmanager
+def temp_dir(parent: str | Path, label: str) -> Iterator[Path]:
+    """A new scratch folder in `parent`, named like a temp file (`.<label>.tmp-<pid>-<8 hex>`) and
+    removed on exit; one a killed run leaves behind is swept like its temp files (a mix killed
+    mid-way left tens of MB in build/ that nothing removed)."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        folder = parent / f".{label}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            folder.mkdir()
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _last_touched(path: Path) -> float:
+    """A file's mtime; a folder's, or its newest entry's (a writer inside it keeps it fresh)."""
+    newest = path.stat().st_mtime
+    if path.is_dir():
+        for entry in os.scandir(path):
+            try:
+                newest = max(newest, entry.stat(follow_symlinks=False).st_mtime)
+            except OSError:
+                continue
+    return newest
+
+
 def is_leftover(path: Path, now: float | None = None) -> bool:
-    """Whether `path` is a temp file of ours whose writer is gone (killed mid-write): untouched
-    for a minute and its pid no running process, or older than a day."""
+    """Whether `path` is a temp file or scratch folder of ours whose writer is gone (killed
+    mid-write): untouched for a minute and its pid no running process, or older than a day."""
     m = _TEMP_NAME.match(path.name)
     if m is None:
         return False
     try:
-        if not path.is_file() or path.is_symlink():
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
             return False
-        age = (now if now is not None else time.time()) - path.stat().st_mtime
+        age = (now if now is not None else time.time()) - _last_touched(path)
     except OSError:
         return False
     return age > STALE_AFTER_S or (age > GRACE_S and not _alive(int(m.group("pid"))))
@@ -131,9 +165,21 @@ def sweep_leftovers(folder: str | Path, *, recursive: bool = False) -> list[Path
     folder = Path(folder)
     if not folder.is_dir():
         return removed
-    walk = os.walk(folder) if recursive else [(str(folder), [], [e.name for e in os.scandir(folder)])]
+    if recursive:
+        walk: Any = os.walk(folder)
+    else:
+        entries = list(os.scandir(folder))
+        walk = [(str(folder), [e.name for e in entries if e.is_dir(follow_symlinks=False)],
+                 [e.name for e in entries if not e.is_dir(follow_symlinks=False)])]
     now = time.time()
-    for root, _dirs, names in walk:
+    for root, dirs, names in walk:
+        for name in list(dirs):
+            path = Path(root) / name
+            if name.startswith(".") and is_leftover(path, now):
+                dirs.remove(name)  # not walked into: it goes whole
+                shutil.rmtree(path, ignore_errors=True)
+                if not path.exists():
+                    removed.append(path)
         for name in names:
             if not name.startswith("."):
                 continue

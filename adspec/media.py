@@ -31,7 +31,7 @@ from .config import load_settings
 from .data_yaml import load_data
 from .errors import MediaError
 from .file_locks import locked
-from .fsutil import atomic_path
+from .fsutil import atomic_path, temp_dir
 from .hashing import sha256_file, sha256_json
 from .limits import cpu_slot
 from .redact import child_env
@@ -376,7 +376,7 @@ def last_frame(video: str | Path, out_png: str | Path) -> Path:
 
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".last-", dir=out_png.parent) as d:
+    with temp_dir(out_png.parent, "last") as d:
         bmp = Path(d) / "last.bmp"
         run_ffmpeg_args(
             # from the keyframe before the last second (any stream: the seek lands on a keyframe)
@@ -635,7 +635,7 @@ def concat(
     items = [ConcatItem(Path(p), float(s)) for p, s in clips]
     report = ConcatReport(out=out, seconds=sum(i.seconds for i in items))
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.parts-", dir=out.parent) as parts:
+    with temp_dir(out.parent, f"{out.stem}.parts") as parts:
         pieces: list[Path] = []
         for n, item in enumerate(items):
             info = probe(item.path)
@@ -817,7 +817,7 @@ def mix(
     # for a native track): kept, an edit that remakes a clip mixes no sound again
     key = f"sound-{_sound_key(music, voices, duck, seconds)}" if keep and sound and not native else None
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.mix-", dir=out.parent) as d, ExitStack() as held:
+    with temp_dir(out.parent, f"{out.stem}.mix") as d, ExitStack() as held:
         track = Path(d) / "audio.m4a"
         if keep is not None and key is not None:
             keep.mkdir(parents=True, exist_ok=True)

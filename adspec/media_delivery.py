@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MediaError
-from .fsutil import write_json_atomic
+from .fsutil import temp_dir, write_json_atomic
 from .hashing import sha256_json
 from .media import (
     AUDIO_CHANNELS,
@@ -172,7 +171,7 @@ def export(final: str | Path, out: str | Path, *, lufs: float, true_peak: float,
     final, out = Path(final), Path(out)
     info, facts = probe(final), file_facts(final)
     copy = facts.video_kbps is None or facts.video_kbps <= max_video_kbps
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as scratch:
+    with temp_dir(out.parent, "export") as scratch:
         video = final if copy else _capped_video(final, Path(scratch) / "video.mp4", info.fps or 24, max_video_kbps)
         base = ["-loglevel", "error", "-i", str(final), "-i", str(video), "-map", "1:v:0", "-map", "0:a:0", "-c:v", "copy"]
         if facts.subtitle_streams:

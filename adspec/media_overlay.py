@@ -11,7 +11,6 @@ outside the overlays' spans is bit-for-bit the stitched one.
 
 from __future__ import annotations
 
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Sequence
 from . import kept_files
 from .errors import MediaError
 from .file_locks import locked
+from .fsutil import temp_dir
 from .hashing import sha256_file, sha256_file_memo, sha256_json
 from .limits import cpu_jobs
 from .media import (
@@ -150,7 +150,7 @@ def burn_overlays(video: str | Path, overlays: Sequence[Overlay], out: str | Pat
                             anchors=[int(round(a * fps)) for a in anchors])
     cuts = sorted({c for span in spans for c in span} - {0, frames})
     with ExitStack() as stack:
-        parts = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f".{out.stem}.overlay-", dir=out.parent)))
+        parts = Path(stack.enter_context(temp_dir(out.parent, f"{out.stem}.overlay")))
         if keep is not None:  # one mix of this ad at a time uses and prunes the kept pieces
             keep.mkdir(parents=True, exist_ok=True)
             stack.enter_context(locked(keep / ".lock", wait=True))

@@ -7,7 +7,6 @@ final and pays nothing.
 
 from __future__ import annotations
 
-import tempfile
 import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from typing import Any
 from . import captions
 from .build_files import Speech, read_model
 from .errors import MediaError
+from .fsutil import temp_dir
 from .media import Overlay
 from .paths import AdPaths
 
@@ -72,7 +72,7 @@ def speech_parts(paths: AdPaths) -> Iterator[SpeechParts]:
     captions.write_captions(parts.cues, paths.captions_srt, paths.captions_vtt)
     parts.subtitles = paths.captions_srt
     options = speech.captions or {}
-    with tempfile.TemporaryDirectory(prefix=".captions-", dir=paths.root) as tmp:
+    with temp_dir(paths.root, "captions") as tmp:
         if options.get("burn", True):
             from .render.captions import caption_images
             from .text_fit import TextFitError

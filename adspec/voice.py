@@ -10,7 +10,6 @@ that the step fails with one line saying what to do. The paid audio stays in the
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from .actions import context, current_settings, paid_fetch
 from .build_files import VoiceInputs, read_model
 from .config import load_settings
 from .errors import AdspecError
+from .fsutil import temp_dir
 from .paths import AdPaths
 from .providers.base import MediaProvider, VoiceRequest
 from .providers.select import voice_provider
@@ -97,7 +97,7 @@ def make_voice(ad: str, beat_id: str) -> None:
             log.warning("%s: %s", what, note)
     fetched = paid_fetch(ctx, recipe, provider.run, speech_verifier(what), suffix=".audio", label=what, ad=ad, task=task)
     target = paths.voice(beat_id)
-    with tempfile.TemporaryDirectory(prefix=".voice-", dir=target.parent) as tmp:
+    with temp_dir(target.parent, "voice") as tmp:
         trimmed = Path(tmp) / "trimmed.wav"
         spoken = media.trim_speech(fetched.path, trimmed)
         fit = fit_line(beat_id, spoken, inputs)

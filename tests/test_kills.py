@@ -178,3 +178,37 @@ def test_sweep_removes_only_leftovers_whose_writer_is_gone(tmp_path: Path) -> No
     assert sorted(p.name for p in removed) == sorted(n for n, (_, swept) in names.items() if swept)
     assert len(list((tmp_path / "sub").iterdir())) == len(names)  # not recursive unless asked
     assert len(sweep_leftovers(tmp_path, recursive=True)) == len(removed)
+
+
+def test_scratch_folders_of_killed_runs_are_swept_like_temp_files(tmp_path: Path) -> None:
+    """A mix killed mid-way left its scratch folders (drawn pieces, captions, sound) in build/
+    for ever: tempfile names no pid, so nothing could tell a dead run's folder from a live one's.
+    `temp_dir` names them like temp files; the sweep removes a dead writer's whole folder."""
+    from adspec.fsutil import is_leftover, sweep_leftovers, temp_dir
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = int(dead.stdout)
+    old = time.time() - 3600
+    ad = tmp_path / "build" / "zip"
+    ad.mkdir(parents=True)
+
+    def folder(name: str, inner_mtime: float) -> Path:
+        d = ad / name
+        d.mkdir()
+        (d / "drawn0007.mp4").write_bytes(b"x" * 1000)
+        os.utime(d / "drawn0007.mp4", (inner_mtime, inner_mtime))
+        os.utime(d, (old, old))
+        return d
+
+    killed = folder(f".drawn.tmp-{gone}-0a1b2c3d", old)
+    writing = folder(f".final.mix.tmp-{gone}-11111111", time.time())  # a file in it was just written
+    running = folder(f".captions.tmp-{os.getpid()}-22222222", old)  # its writer runs
+    mine = folder(".drawn-abc123", old)  # not named by adspec: never touched
+    removed = sweep_leftovers(tmp_path / "build", recursive=True)
+    assert removed == [killed] and not killed.exists()
+    assert writing.is_dir() and running.is_dir() and mine.is_dir()
+    with temp_dir(ad, "drawn") as scratch:
+        assert scratch.parent == ad and scratch.name.startswith(".drawn.tmp-")
+        os.utime(scratch, (old, old))
+        assert not is_leftover(scratch)  # this process writes it
+    assert not scratch.exists()
