@@ -35,11 +35,22 @@ from .spec import (
     Loc,
     Spec,
     beat_file_issues,
+    beat_list_issues,
+    beat_model_issues,
+    on_screen_issues,
     prompt_issues,
     spec_issues,
     voiceover_issues,
 )
-from .spec_checks import ASPECT_HINT, asset_issues, field_bounds, field_message, own_media_issues, variant_issues
+from .spec_checks import (
+    ASPECT_HINT,
+    asset_issues,
+    field_bounds,
+    field_message,
+    own_media_issues,
+    variant_block_issues,
+    variant_issues,
+)
 
 __all__ = [
     "load_spec", "load_beat_file", "check_ad_name", "parse_spec_text", "parse_beat_file_text",
@@ -143,8 +154,11 @@ def _key_of(loader: _Loader, node: Node) -> Any:
     return None
 
 
-def _walk(loader: _Loader, node: Node, path: Loc, lines: dict[Loc, int], shown: str) -> None:
-    """Record the line of every value (mapping entries: their key's line), refuse duplicate keys."""
+def _walk(loader: _Loader, node: Node, path: Loc, lines: dict[Loc, int], shown: str,
+          duplicates: list[SpecError]) -> None:
+    """Record the line of every value (mapping entries: their key's line), and each duplicate key
+    (an error; YAML keeps the last value, which is then checked like any other, so the file's
+    other errors are reported in the same run)."""
     if isinstance(node, MappingNode):
         first: dict[Any, int] = {}
         for key_node, value_node in node.value:
@@ -153,15 +167,16 @@ def _walk(loader: _Loader, node: Node, path: Loc, lines: dict[Loc, int], shown: 
                 continue
             here = path + (key,)
             if key in first:
-                raise SpecError(shown, _line(key_node), _dotted(here),
-                                f"duplicate key (first given at line {first[key]})")
-            first[key] = _line(key_node)
+                duplicates.append(SpecError(shown, _line(key_node), _dotted(here),
+                                            f"duplicate key (first given at line {first[key]})"))
+            else:
+                first[key] = _line(key_node)
             lines[here] = _line(key_node)
-            _walk(loader, value_node, here, lines, shown)
+            _walk(loader, value_node, here, lines, shown, duplicates)
     elif isinstance(node, SequenceNode):
         for i, item in enumerate(node.value):
             lines[path + (i,)] = _line(item)
-            _walk(loader, item, path + (i,), lines, shown)
+            _walk(loader, item, path + (i,), lines, shown, duplicates)
 
 
 def _yaml_error(e: yaml.YAMLError, text: str, shown: str) -> SpecError:
@@ -178,27 +193,36 @@ def _yaml_error(e: yaml.YAMLError, text: str, shown: str) -> SpecError:
 
 
 def _parse_yaml(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dict[Loc, int]]:
-    """bytes -> (top-level mapping, lines by location). SpecError for anything else.
+    """bytes -> (top-level mapping, lines by location). SpecError for anything else, and for a
+    duplicate key (`_parse_yaml_all` reports those with the file's other errors).
 
     A file is read several times while an ad is checked and planned (the spec, its beat file, the
     rules' warnings), and this composer is pure Python (it records every node's line): the same
     bytes are parsed once per process (files up to _CACHED_BYTES: what a long-running studio
     keeps stays small), and each caller gets its own copy."""
+    value, lines, duplicates = _parse_yaml_all(data, shown, what)
+    if duplicates:
+        raise duplicates[0]
+    return value, lines
+
+
+def _parse_yaml_all(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dict[Loc, int], list[SpecError]]:
+    """`_parse_yaml`, with the duplicate keys returned instead of raised."""
     if len(data) > _CACHED_BYTES:
         return _parse_yaml_once(data, shown, what)
-    value, lines = _parsed_yaml(data, shown, what)
-    return copy.deepcopy(value), dict(lines)
+    value, lines, duplicates = _parsed_yaml(data, shown, what)
+    return copy.deepcopy(value), dict(lines), list(duplicates)
 
 
 _CACHED_BYTES = 32 * 1024  # a spec or beat file is a few kB
 
 
 @lru_cache(maxsize=64)
-def _parsed_yaml(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dict[Loc, int]]:
+def _parsed_yaml(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dict[Loc, int], list[SpecError]]:
     return _parse_yaml_once(data, shown, what)
 
 
-def _parse_yaml_once(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dict[Loc, int]]:
+def _parse_yaml_once(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dict[Loc, int], list[SpecError]]:
     if len(data) > MAX_BYTES:
         raise SpecError(shown, None, None, f"file is larger than {MAX_BYTES // 1024} KiB; is this really a {what}?")
     try:
@@ -218,7 +242,8 @@ def _parse_yaml_once(data: bytes, shown: str, what: str) -> tuple[dict[str, Any]
             kind = "a list" if isinstance(node, SequenceNode) else f"the single value {node.value!r}"[:60]
             raise SpecError(shown, _line(node), None, f"a {what} must be a mapping of fields (key: value), not {kind}")
         lines: dict[Loc, int] = {(): _line(node)}
-        _walk(loader, node, (), lines, shown)
+        duplicates: list[SpecError] = []
+        _walk(loader, node, (), lines, shown, duplicates)
         value = loader.construct_document(node)
     except SpecError:
         raise
@@ -233,7 +258,7 @@ def _parse_yaml_once(data: bytes, shown: str, what: str) -> tuple[dict[str, Any]
             loader.dispose()
     if not isinstance(value, dict):
         raise SpecError(shown, lines[()], None, f"a {what} must be a mapping of fields (key: value)")
-    return value, lines
+    return value, lines, duplicates
 
 
 # ---- pydantic errors -> lines and readable messages ----------------------------------------------
@@ -375,17 +400,23 @@ def _partial(model: type[M], value: dict[str, Any], e: ValidationError) -> tuple
 
 
 def _partial_beat_issues(value: dict[str, Any], spec: Spec | None) -> list[Issue]:
-    """The prompt and voiceover checks of the beats that did validate, at their own index."""
-    if spec is None or not isinstance(value.get("beats"), list):
+    """The checks a beat file fails besides its schema errors: duplicate ids and the total from
+    the ids and durations as written, and each beat that did validate against its spec
+    (prompts, lines, supers, its models) at its own index."""
+    raw_beats = value.get("beats")
+    if not isinstance(raw_beats, list):
         return []
-    issues: list[Issue] = []
-    for i, raw in enumerate(value["beats"]):
+    pairs = [(raw.get("id"), raw.get("duration")) if isinstance(raw, dict) else (None, None) for raw in raw_beats]
+    issues: list[Issue] = beat_list_issues(pairs, spec.duration if spec else None, ("beats",), "the beats")
+    if spec is None:
+        return issues
+    for i, raw in enumerate(raw_beats):
         try:
             beat = Beat.model_validate(raw, by_name=False)
         except Exception:
             continue
-        for loc, msg in prompt_issues([beat], spec, ("beats",)) + voiceover_issues([beat], spec, ("beats",)):
-            issues.append((("beats", i, *loc[2:]), msg))
+        for check in (prompt_issues, voiceover_issues, on_screen_issues, beat_model_issues):
+            issues += [(("beats", i, *loc[2:]), msg) for loc, msg in check([beat], spec, ("beats",))]
     return issues
 
 
@@ -449,7 +480,7 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
             errors.append(SpecError(shown, e.line, e.field, e.message))
     raw = data.encode("utf-8") if isinstance(data, str) else data
     try:
-        value, lines = _parse_yaml(raw, shown, "spec")
+        value, lines, duplicates = _parse_yaml_all(raw, shown, "spec")
     except SpecError as e:
         return None, errors + [e]
     _fill_defaults(value, spec_path if spec_path is not None else shown)
@@ -464,6 +495,7 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
         spec, unsure = _partial(Spec, value, e)
     except Exception as e:  # a validator tripped on something unforeseen: still one clean line
         return None, errors + [SpecError(shown, None, None, f"cannot validate: {type(e).__name__}: {e}")]
+    schema_errors = _merge(duplicates, schema_errors)
     if spec is None:
         return None, errors + schema_errors
     try:
@@ -471,8 +503,8 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
         if spec_path is not None:
             issues += asset_issues(spec, spec_path)
             issues += own_media_issues(spec.beats or [], Path(spec_path).parent)
-        if not issues and not schema_errors and spec.variants is not None:
-            issues += variant_issues(spec, spec_path)
+        if spec.variants is not None:  # each variant's own spec once the base is sound; the block itself always
+            issues += variant_issues(spec, spec_path) if not issues and not schema_errors else variant_block_issues(spec)
     except Exception as e:
         issues = [((), f"cannot validate: {type(e).__name__}: {e}")]
     if schema_errors:
@@ -493,21 +525,21 @@ def parse_beat_file_text(data: bytes | str, shown: str, spec: Spec | None = None
 def beat_file_errors_text(data: bytes | str, shown: str, spec: Spec | None = None) -> tuple[BeatFile | None, list[SpecError]]:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     try:
-        value, lines = _parse_yaml(raw, shown, "beat file")
+        value, lines, duplicates = _parse_yaml_all(raw, shown, "beat file")
     except SpecError as e:
         return None, [e]
     try:
         bf = BeatFile.model_validate(value, context={SKIP_CROSS_CHECKS: True}, by_name=False)
     except ValidationError as e:
         schema_errors = _validation_errors(e, BeatFile, lines, shown)
-        return None, _merge(schema_errors, _issues_to_errors(_partial_beat_issues(value, spec), lines, shown))
+        return None, _merge(duplicates + schema_errors, _issues_to_errors(_partial_beat_issues(value, spec), lines, shown))
     except Exception as e:
         return None, [SpecError(shown, None, None, f"cannot validate: {type(e).__name__}: {e}")]
     try:
         issues = beat_file_issues(bf, spec)
     except Exception as e:
         issues = [((), f"cannot validate: {type(e).__name__}: {e}")]
-    errors = _issues_to_errors(issues, lines, shown)
+    errors = _merge(duplicates, _issues_to_errors(issues, lines, shown))
     return (bf if not errors else None), errors
 
 

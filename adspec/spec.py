@@ -18,7 +18,7 @@ import difflib
 import re
 import unicodedata
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Sequence, Union
 
 from pydantic import (
     AfterValidator,
@@ -311,15 +311,25 @@ class Music(Strict):
 
 
 def _beats_issues(beats: list[Beat], duration: int | None, base: Loc, what: str) -> list[Issue]:
+    return beat_list_issues([(b.id, b.duration) for b in beats], duration, base, what)
+
+
+def beat_list_issues(beats: Sequence[tuple[Any, Any]], duration: int | None, base: Loc, what: str) -> list[Issue]:
+    """Duplicate ids and the total duration, from each beat's (id, duration) as written: also
+    checked in a beat file where some beat fails its schema (an id or a duration that is no
+    string or whole number is skipped, and then the total is not checked)."""
     issues: list[Issue] = []
     seen: dict[str, int] = {}
-    for i, beat in enumerate(beats):
-        if beat.id in seen:
-            issues.append(((*base, i, "id"), f"duplicate beat id '{beat.id}' (already used by beats.{seen[beat.id]})"))
+    for i, (beat_id, _) in enumerate(beats):
+        if not isinstance(beat_id, str):
+            continue
+        if beat_id in seen:
+            issues.append(((*base, i, "id"), f"duplicate beat id '{beat_id}' (already used by beats.{seen[beat_id]})"))
         else:
-            seen[beat.id] = i
-    total = sum(b.duration for b in beats)
-    if duration is not None and total != duration:
+            seen[beat_id] = i
+    lengths = [d for _, d in beats if isinstance(d, int) and not isinstance(d, bool)]
+    total = sum(lengths)
+    if duration is not None and len(lengths) == len(beats) and total != duration:
         issues.append((base, f"{what} last {total} s in total but the spec's duration is {duration} s"))
     return issues
 

@@ -397,6 +397,12 @@ def resolve_variants(spec: Spec, base_ad: str, spec_path: str | Path | None = No
     return (out if not issues else []), issues
 
 
+def variant_block_issues(spec: Spec) -> list[Issue]:
+    """The problems of the `variants:` block itself (its keys, names, combinations): found even
+    while the base spec has errors, when each variant's own spec cannot be checked yet."""
+    return expand(spec)[1]
+
+
 def variant_issues(spec: Spec, spec_path: str | Path | None = None) -> list[Issue]:
     """The loader's hook: every problem of a spec's `variants:` block, located."""
     if spec.variants is None:

@@ -241,3 +241,45 @@ def test_what_the_bundled_font_cannot_draw_is_an_error_of_validate_for_the_ads_i
         "no glyph for '深呼吸して。'; give brand.font (or captions.font) a font that covers the script, or captions: "
         "{burn: false}"], out.stderr
     assert project.doit("zip@en").returncode == 0  # the English ad builds
+
+
+def test_a_duplicate_key_no_longer_hides_the_files_other_errors() -> None:
+    """A duplicate key stopped the parse: the file's other errors needed a run each."""
+    text = "prompt: p\nduration: 15\nduration: 20\nseed: 'x'\nbrand: {name: A, name: B}\nbogus: 1\n"
+    _, errors = parse_spec_text(text, "specs/x.yaml")
+    lines = [e.one_line() for e in errors]
+    assert lines[:3] == ["specs/x.yaml:3: duration: duplicate key (first given at line 2)",
+                         "specs/x.yaml:4: seed: must be a whole number (got 'x')",
+                         "specs/x.yaml:5: brand.name: duplicate key (first given at line 5)"], lines
+    assert lines[3].startswith("specs/x.yaml:6: bogus: unknown field") and len(lines) == 4, lines
+
+
+def test_a_beat_that_fails_its_schema_no_longer_hides_the_other_beats_errors() -> None:
+    """One bad beat (an unknown type) hid the duplicate id, the total and a too-long super of the
+    others: they needed a run each."""
+    from adspec.loader import beat_file_errors_text
+
+    spec, errors = parse_spec_text("prompt: p\nduration: 15\n", "specs/x.yaml")
+    assert spec is not None and not errors
+    text = ("music: {prompt: x, bpm: 100}\nbeats:\n"
+            "  - {id: hook, type: hook, duration: 3, image_prompt: a, motion_prompt: b}\n"
+            "  - {id: hook, type: feature, duration: 5, image_prompt: a, motion_prompt: b,\n"
+            "     on_screen: 'A super far longer than any feature beat could ever hold on screen at once'}\n"
+            "  - {id: cta, type: ctaa, duration: 9, image_prompt: a, motion_prompt: b}\n")
+    _, errors = beat_file_errors_text(text, "specs/x.beats.yaml", spec)
+    lines = [e.one_line() for e in errors]
+    assert "specs/x.beats.yaml:2: beats: the beats last 17 s in total but the spec's duration is 15 s" in lines, lines
+    assert "specs/x.beats.yaml:4: beats.1.id: duplicate beat id 'hook' (already used by beats.0)" in lines, lines
+    assert any(ln.startswith("specs/x.beats.yaml:5: beats.1.on_screen: ") and "a feature beat holds at most" in ln
+               for ln in lines), lines
+    assert any(ln.startswith("specs/x.beats.yaml:6: beats.2.type: unknown beat type 'ctaa'") for ln in lines), lines
+    assert len(lines) == 4, lines
+
+
+def test_the_variants_blocks_own_errors_show_beside_the_bases() -> None:
+    """Variant errors were checked only once the base spec had none."""
+    text = "prompt: p\nseed: 'x'\nvars: {city: Paris}\nvariants:\n  matrix:\n    vars.cty: [Rome]\n"
+    _, errors = parse_spec_text(text, "specs/x.yaml")
+    lines = [e.one_line() for e in errors]
+    assert lines[0] == "specs/x.yaml:2: seed: must be a whole number (got 'x')", lines
+    assert lines[1].startswith("specs/x.yaml:6: variants.matrix.vars.cty: unknown variable 'cty'"), lines
