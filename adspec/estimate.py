@@ -487,13 +487,20 @@ def within_budget(ads: Sequence[tuple[str, Path]]) -> bool:
     settings = load_settings()
     if not (settings.live_media or settings.live_planner):
         return True
-    run = estimate(ads)
+    try:
+        run = estimate(ads)
+    except AdspecError as e:  # e.g. a bad ADSPEC_REMOTE_CACHE: the action stops the run in one line (not a traceback)
+        _last["error"] = e
+        return False
     _last["run"] = run
     return run.total_usd <= settings.budget_usd + 1e-9
 
 
 def budget_action(ads: Sequence[tuple[str, Path]]) -> None:
-    """Runs only when the estimate is over the cap: stop the run before its first paid call."""
+    """Runs only when the estimate is over the cap (or could not be made): stop the run before
+    its first paid call."""
+    if "error" in _last:
+        raise _last.pop("error")
     run = _last.get("run") or estimate(ads)
     message = over_budget_message(run)
     if message is not None:

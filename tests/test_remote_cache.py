@@ -277,6 +277,25 @@ def test_remote_url_and_errors_never_carry_secrets(monkeypatch: pytest.MonkeyPat
     assert AWS_SECRET not in describe_error(err)
 
 
+def test_credentials_in_the_store_url_stop_a_live_doit_in_one_line(tmp_path: Path) -> None:
+    """`adspec estimate` said it in one line; a live `doit` crashed with a traceback in the budget
+    task's up-to-date check (exit 3, no FAILED line). Now: the budget task fails with that line,
+    nothing is asked of any provider, and the secret is nowhere."""
+    project = Project(tmp_path / "p")
+    project.write_spec("zip", small_spec())
+    with FakeReplicate() as replicate:
+        project.env.update(ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL=replicate.base_url,
+                           ADSPEC_REMOTE_CACHE=f"s3://{AWS_KEY_ID}:{AWS_SECRET}@bucket/prefix")
+        proc = project.doit(check=False)
+        assert len(replicate.requests) == 0
+    out = proc.stdout + proc.stderr
+    assert proc.returncode not in (0, 3) and "Traceback" not in out, out
+    failed = [ln for ln in out.splitlines() if ln.startswith("FAILED ")]
+    assert failed == ["FAILED budget: ADSPEC_REMOTE_CACHE must not carry credentials; use the AWS environment "
+                      "variables or a profile"], out
+    assert AWS_SECRET not in out and AWS_KEY_ID not in out
+
+
 def test_estimate_consults_the_shared_cache(tmp_path: Path, s3_endpoint: str, bucket) -> None:
     """Runner 2's estimate counts what runner 1 paid for as free (issue 19, point 5), sends no
     request, and writes nothing to the store or its own cache."""
