@@ -10,13 +10,14 @@ import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from .errors import SpecError
 from .fsutil import read_regular
 from .loader import load_spec
 from .paths import VARIANT_SEPARATOR as SEPARATOR
 from .paths import ad_name, beat_file_path, find_specs
-from .shard import parse_shard, take
+from .shard import parse_shard, shard_of, take
 from .spec import Spec
 from .spec_checks import ResolvedVariant, resolve_variants
 
@@ -185,6 +186,28 @@ def resolve_ad(ad: str, spec_path: str | Path) -> ResolvedAd:
     """The ResolvedAd of `ad` (a plain ad or `<spec>@<variant>`) from its spec file. SpecError."""
     spec, beats_path = ad_source(ad, spec_path)
     return ResolvedAd(ad, Path(spec_path), spec, beats_path)
+
+
+def left_to_other_shards(names: Sequence[str], specs_dir: str | Path, shard: str | None) -> list[str]:
+    """For each of `names` that is an ad of the project (or a spec of variants) none of which
+    this runner's ADSPEC_SHARD builds: a line saying whose shard it is (a named ad outside the
+    shard was dropped without a word: `adspec build` said "0 ads", doit "Invalid parameter")."""
+    parsed = parse_shard(shard)
+    if parsed is None or not names:
+        return []
+    every, groups = list_ads(specs_dir)
+    ads = [a for a, _ in every]
+    n = parsed[1]
+    where = {a: k for k in range(1, n + 1) for a in shard_of(ads, k, n)}
+    lines = []
+    for name in dict.fromkeys(names):
+        members = groups.get(name) or ([name] if name in where else [])
+        shards = sorted({where[a] for a in members if a in where})
+        if shards and parsed[0] not in shards:
+            whose = ", ".join(f"{k}/{n}" for k in shards)
+            lines.append(f"{name} is built by shard {whose}, not by this runner's {parsed[0]}/{n} (ADSPEC_SHARD): "
+                         f"nothing of it is built here")
+    return lines
 
 
 def choose_ads(specs_dir: str | Path, names: list[str] | tuple[str, ...] = (), shard: str | None = None

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from .ads import choose_ads
+from .ads import choose_ads, left_to_other_shards
 from .config import load_settings
 from .dodo_support import creators_from_env, default_task_names, doit_config
 from .fsutil import write_text_atomic
@@ -139,6 +139,8 @@ def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out
     settings = load_settings()
     selected = choose_ads(settings.specs_dir, tuple(names), settings.shard)[0]  # SpecError for an unknown name
     shard = parse_shard(settings.shard)
+    for line in left_to_other_shards(names, settings.specs_dir, settings.shard):
+        err.write(f"adspec build: {line}\n")
     ledger_before = len(_ledger_lines(settings.cache_dir))
 
     code = 0

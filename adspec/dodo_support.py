@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .ads import choose_ads
+from .ads import choose_ads, left_to_other_shards
 from .config import Settings, load_settings
 from .cost import RunBudget
 from .errors import error_line
@@ -80,15 +80,19 @@ def default_task_names(creators: dict[str, Callable[..., Any]]) -> list[str]:
     return list(getattr(creators, "default_tasks", None) or [])
 
 
+def _named(argv: Sequence[str]) -> list[str]:
+    """The ad each word of a doit command line would name (`chunk:<ad>` names <ad>)."""
+    out = []
+    for arg in argv:
+        parts = split_task(arg)
+        out.append(parts.ad if parts is not None else (aggregate_ad(arg) or arg))
+    return out
+
+
 def asked_ads(argv: Sequence[str], ads: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:
     """The ads a `doit` command line asks for (all when it names none of theirs)."""
     names = {a for a, _ in ads}
-    wanted: set[str] = set()
-    for arg in argv:
-        parts = split_task(arg)
-        ad = parts.ad if parts is not None else (aggregate_ad(arg) or arg)  # `chunk:<ad>` asks for <ad>
-        if ad in names:
-            wanted.add(ad)
+    wanted = {ad for ad in _named(argv) if ad in names}
     return [(a, p) for a, p in ads if a in wanted] or list(ads)
 
 
@@ -113,6 +117,9 @@ def creators_from_env(argv: Sequence[str] | None = None) -> dict[str, Callable[.
         if line is None:
             raise
         raise SystemExit(f"adspec: {line}") from None
+    shard_lines = left_to_other_shards(_named(argv), settings.specs_dir, settings.shard)
+    if shard_lines:  # doit would say only "Invalid parameter"
+        raise SystemExit("\n".join(f"adspec: {line}" for line in shard_lines))
     # `doit auto` runs the build over and over: it needs the delayed creators too
     running = doit_command(argv) in ("run", "auto")
     creators = Creators(task_creators(ads, settings.build_dir, running=running, groups=groups,

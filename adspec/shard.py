@@ -30,7 +30,9 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     if not m:
         raise ShardError(f"{ENV}={text!r}: write i/n, e.g. 2/4 (shard 2 of 4)")
     i, n = int(m.group(1)), int(m.group(2))
-    if n < 1 or not 1 <= i <= n:
+    if n < 1:
+        raise ShardError(f"{ENV}={text!r}: n is the number of shards, at least 1")
+    if not 1 <= i <= n:
         raise ShardError(f"{ENV}={text!r}: i must be between 1 and n (shards are numbered 1..n)")
     return i, n
 

@@ -93,6 +93,16 @@ def test_doit_takes_the_shard_too(project: Project) -> None:
     assert bad.returncode != 0 and "adspec: ADSPEC_SHARD='3/2'" in bad.stderr and "Traceback" not in bad.stderr
     bad = project.adspec("build", ADSPEC_SHARD="half")
     assert bad.returncode == 1 and "ADSPEC_SHARD='half': write i/n" in bad.stderr and "Traceback" not in bad.stderr
+    bad = project.doit("list", check=False, ADSPEC_SHARD="2/0")
+    assert bad.returncode != 0 and "n is the number of shards, at least 1" in bad.stderr
+    # an ad named on the command line but built by another shard is said so (it was dropped without a word:
+    # `adspec build` reported 0 ads, doit "Invalid parameter")
+    elsewhere = "multi is built by shard 2/2, not by this runner's 1/2 (ADSPEC_SHARD): nothing of it is built here"
+    bad = project.doit("multi@9x16", "multi", check=False, ADSPEC_SHARD="1/2")
+    assert bad.returncode != 0 and f"adspec: {elsewhere}" in bad.stderr.splitlines(), bad.stderr
+    assert "adspec: multi@9x16 is built by shard 2/2" in bad.stderr and "Invalid parameter" not in bad.stdout + bad.stderr
+    quiet = project.adspec("build", "--json", "multi", ADSPEC_SHARD="1/2")
+    assert quiet.returncode == 0 and json.loads(quiet.stdout)["ads"] == [] and f"adspec build: {elsewhere}" in quiet.stderr
 
 
 def test_shards_are_a_stable_balanced_partition() -> None:
