@@ -106,6 +106,7 @@ def creators_from_env(argv: Sequence[str] | None = None) -> dict[str, Callable[.
     """The task creators for the doit command line `argv` (default: this process's): every ad
     (variants expanded, ADSPEC_SHARD applied); the budget covers the ads the command asks for."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_interrupt()
     settings = _settings()
     # temp files of a run killed mid-write (their writer is gone): never ads, never targets
     sweep_leftovers(settings.specs_dir)
@@ -127,6 +128,23 @@ def creators_from_env(argv: Sequence[str] | None = None) -> dict[str, Callable[.
     creators["task_zz_run"] = _guarding_state_db(creators["task_zz_run"])
     creators.default_tasks = default_run(ads)
     return creators
+
+
+def quiet_interrupt() -> None:
+    """Ctrl-C under doit ends in one line, not doit's traceback: the run's summary (printed
+    before) already says `interrupted`, and status.json too. Other exceptions keep their hook."""
+    previous = sys.excepthook
+    if getattr(previous, "adspec_quiet", False):
+        return
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.stderr.write("adspec: interrupted; run doit again to go on (what was paid for is in the cache)\n")
+            return
+        previous(kind, value, tb)
+
+    hook.adspec_quiet = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 def _guarding_state_db(creator: Callable[..., Any]) -> Callable[..., Any]:

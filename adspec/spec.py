@@ -53,7 +53,7 @@ WORDS_RE = r"\S"  # a text with at least one character that is not a space
 
 Slug = Annotated[str, Field(pattern=SLUG_RE.pattern, description="lower-case letters, digits and '-'")]
 Color = Annotated[str, Field(pattern=COLOR_RE.pattern, description='"#RRGGBB"')]
-VarValue = Union[str, int, float, bool]
+VarValue = Union[str, int, Annotated[float, Field(allow_inf_nan=False)], bool]
 
 
 def _lang_text(max_len: int) -> AfterValidator:

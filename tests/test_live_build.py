@@ -150,3 +150,24 @@ def test_the_bitrate_setting_never_changes_what_a_model_is_sent(live) -> None:
     # the setting still holds where no model looks (the beat's last chunk), not where one does
     assert media.x264_options(folder / "chunk-1.mp4")["bitrate"] == "400"
     assert media.x264_options(folder / "chunk-0.mp4")["bitrate"] != "400"
+
+
+def test_ctrl_c_while_waiting_ends_in_one_line_and_the_next_run_pays_nothing_twice(live) -> None:
+    """Ctrl-C under doit printed doit's KeyboardInterrupt traceback after the summary."""
+    project, replicate, _ = live
+    replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 3.0  # chunks take a while
+    project.write_spec("zip", small_spec())
+    cmd = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
+    proc = subprocess.Popen(cmd, cwd=project.root, env=project.run_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and replicate.creates_by_model.get("minimax/hailuo-2.3-fast", 0) < 1:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C while it waits on a prediction
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in out + err, out + err
+    assert "adspec: interrupted; run doit again to go on" in err, out + err
+    assert any(ln.startswith("adspec: zip: ") and ln.endswith("; interrupted") for ln in out.splitlines()), out
+    replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 0.05
+    project.doit()
+    assert all(n == 1 for n in replicate.creates_by_input.values())

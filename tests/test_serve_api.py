@@ -229,6 +229,11 @@ def test_safe_by_default_loopback_token_origin(project: Project) -> None:
                              cwd=project.root, env=project.run_env(), capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2
     assert "refusing to listen on 0.0.0.0 without a token: set ADSPEC_SERVE_TOKEN" in refused.stderr
+    short = subprocess.run([sys.executable, "-m", "adspec.cli", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+                           cwd=project.root, env=project.run_env(ADSPEC_SERVE_TOKEN="abc"), capture_output=True,
+                           text=True, timeout=60)  # a guessable token is no lock
+    assert short.returncode == 2 and "with an ADSPEC_SERVE_TOKEN of 3 characters: use at least 16" in short.stderr
+    assert "abc" not in short.stderr.replace("characters", "")
 
     project.write_spec("zip", small_spec())
     with Server(project) as open_server:  # no token: loopback only, same-origin writes only

@@ -129,6 +129,8 @@ def test_find_specs_and_ad_name(tmp_path: Path) -> None:
          "does not support aspect ratio 1:1"),
         ("title: T\nprompt: p\nvars: {product: x}\n", 3, "vars", "reserved"),
         ("title: T\nprompt: p\nvars: {city: [1, 2]}\n", 3, "vars.city", "text, a number or true/false"),
+        ("title: T\nprompt: p\nvars: {big: 1e999}\n", 3, "vars.big", "(got inf)"),  # it rendered as 'inf'
+        ("title: T\nprompt: p\nvars: {odd: .nan}\n", 3, "vars.odd", "(got nan)"),
         ("title: T\nprompt: p in {{ cty }}\nvars: {city: Oslo}\n", 2, "prompt", "unknown variable 'cty'"),
         ("title: T\nprompt: p\nbrand: {tagline: 'Own {{ city'}\n", 3, "brand.tagline", "syntax"),
         ("title: T\nprompt: p\nduration: 30\nduration: 20\n", 4, "duration", "duplicate key"),

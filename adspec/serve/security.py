@@ -48,10 +48,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: the shortest token adspec serves beyond loopback with (`python -c "import secrets; print(secrets.token_urlsafe())"`)
+MIN_TOKEN_CHARS = 16
+
+
 def check_bind(host: str, token: str | None) -> None:
-    if not is_loopback(host) and not token:
+    if is_loopback(host):
+        return
+    if not token:
         raise StartRefused(f"adspec serve: refusing to listen on {host} without a token: set {TOKEN_ENV} "
                            f"(clients then send `Authorization: Bearer <token>`), or serve on 127.0.0.1")
+    if len(token) < MIN_TOKEN_CHARS:  # a guessable token is no lock on a network
+        raise StartRefused(f"adspec serve: refusing to listen on {host} with an {TOKEN_ENV} of {len(token)} characters: "
+                           f"use at least {MIN_TOKEN_CHARS}, e.g. `python -c \"import secrets; "
+                           f"print(secrets.token_urlsafe())\"`")
 
 
 def _json(status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None) -> tuple[int, bytes, list]:
