@@ -56,6 +56,18 @@ Color = Annotated[str, Field(pattern=COLOR_RE.pattern, description='"#RRGGBB"')]
 VarValue = Union[str, int, Annotated[float, Field(allow_inf_nan=False)], bool]
 
 
+def _var_name(name: str) -> str:
+    """A variable's name, checked as a key (so its error stands at the key's own line)."""
+    if not VAR_NAME_RE.fullmatch(name):
+        raise ValueError(f"variable name '{name}' must be an identifier (letters, digits, _)")
+    if name in RESERVED_VARS:
+        raise ValueError(f"variable name '{name}' is reserved (it is filled from the spec: {', '.join(RESERVED_VARS)})")
+    return name
+
+
+VarName = Annotated[str, AfterValidator(_var_name)]
+
+
 def _lang_text(max_len: int) -> AfterValidator:
     def check(v: Any) -> Any:
         if isinstance(v, dict):
@@ -362,7 +374,7 @@ class Spec(Strict):
         json_schema_extra={"propertyNames": {"pattern": SLUG_RE.pattern,
                                              "description": "lower-case letters, digits and '-'"}},
     )
-    vars: dict[str, VarValue] = Field(default_factory=dict, description="values for {{ name }} placeholders in prompts",
+    vars: dict[VarName, VarValue] = Field(default_factory=dict, description="values for {{ name }} placeholders in prompts",
                                       json_schema_extra={"propertyNames": {
                                           "pattern": VAR_NAME_RE.pattern, "not": {"enum": list(RESERVED_VARS)},
                                           "description": "an identifier (letters, digits, _), not one of "
@@ -399,10 +411,6 @@ class Spec(Strict):
     @classmethod
     def _var_names(cls, v: dict[str, VarValue]) -> dict[str, VarValue]:
         for name, value in v.items():
-            if not VAR_NAME_RE.fullmatch(name):
-                raise ValueError(f"variable name '{name}' must be an identifier (letters, digits, _)")
-            if name in RESERVED_VARS:
-                raise ValueError(f"variable name '{name}' is reserved (it is filled from the spec: {', '.join(RESERVED_VARS)})")
             if isinstance(value, str) and len(value) > 500:
                 raise ValueError(f"variable '{name}' is longer than 500 characters")
         return v

@@ -127,7 +127,8 @@ def test_find_specs_and_ad_name(tmp_path: Path) -> None:
         ("title: T\nprompt: p\nmodels: {planner: ''}\n", 3, "models.planner", "must not be empty"),
         ("title: T\nprompt: p\naspect_ratio: '1:1'\nmodels: {video: veo-3.1}\n", 4, "models.video",
          "does not support aspect ratio 1:1"),
-        ("title: T\nprompt: p\nvars: {product: x}\n", 3, "vars", "reserved"),
+        ("title: T\nprompt: p\nvars: {product: x}\n", 3, "vars.product", "reserved"),
+        ("title: T\nprompt: p\nvars:\n  city: x\n  bad name: y\n", 5, "vars.bad name", "identifier"),  # at the key's line
         ("title: T\nprompt: p\nvars: {city: [1, 2]}\n", 3, "vars.city", "text, a number or true/false"),
         ("title: T\nprompt: p\nvars: {big: 1e999}\n", 3, "vars.big", "(got inf)"),  # it rendered as 'inf'
         ("title: T\nprompt: p\nvars: {odd: .nan}\n", 3, "vars.odd", "(got nan)"),
