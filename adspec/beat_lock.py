@@ -283,9 +283,10 @@ def with_record(text: str, record: PlannedFrom) -> str | None:
     if not isinstance(root, yaml.MappingNode) or root.flow_style or not root.value:
         return None
     lines = text.splitlines(keepends=True)
+    eol = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"  # a file saved with CRLF stays CRLF
     if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
-    new = _record_lines(record)
+        lines[-1] += eol
+    new = [line[:-1] + eol if eol != "\n" and line.endswith("\n") else line for line in _record_lines(record)]
     keys = {k.value: (k, v) for k, v in root.value if isinstance(k, yaml.ScalarNode)}
     if any(k.start_mark.column != 0 for k, _ in root.value):
         return None

@@ -141,6 +141,8 @@ def test_hand_written_beat_file_is_kept_while_it_fits(tmp_path: Path) -> None:
     assert recorded is not None and recorded.replace(
         f"planned_from:\n  spec_sha256: {record.spec_sha256}\n  planner: hand\n  library: '1'\n", "") == hand
     assert is_hand_edited(parse_beat_file_text(recorded, "b"))  # never mistaken for a planner's file
+    crlf = with_record(hand.replace("\n", "\r\n"), record)  # saved on Windows: the record's lines too (it mixed)
+    assert crlf is not None and crlf == recorded.replace("\n", "\r\n")
     spec_path.write_text(SPEC.replace("duration: 30", "duration: 20"))  # no longer fits: its own error
     with pytest.raises(SpecError, match="30 s in total"):
         decide_for(spec_path)
