@@ -154,6 +154,7 @@ def test_example_workflow_renders_shards_with_a_budget_cache_and_artifacts() -> 
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact") and "ads-" in s["with"]["name"])
     paths = upload["with"]["path"].split()
     assert {"build/*/final.mp4", "build/*/index.html", "build/*/beats/*/storyboard.png"} <= set(paths)
+    assert {"build/*/export/*.mp4", "build/*/checks.json", "build/*/timeline.otio"} <= set(paths)  # what ships
     assert upload["if"] == "always()"
     runs = "\n".join(s.get("run", "") for s in steps)
     assert "adspec build --json" in runs and "adspec validate" in runs
