@@ -9,12 +9,13 @@ stands while it fits its spec, and is never planned over.
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 
-from .errors import LockError
+from .errors import LockError, SpecError
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
 from .library import LIBRARY_VERSION
@@ -25,7 +26,7 @@ from .spec import Beat, BeatFile, BeatPlan, Music, PlannedFrom, Spec
 __all__ = [
     "Decision", "spec_sha256", "content_sha256", "decide", "is_hand_edited", "recheck", "text_sha256",
     "planned_from_for", "render_beat_file", "write_beat_file", "SCHEMA_COMMENT_BEATS", "record_for", "with_record",
-    "HAND_WRITTEN", "keep_replaced",
+    "HAND_WRITTEN", "keep_replaced", "as_planned",
 ]
 
 SCHEMA_COMMENT_BEATS = "# yaml-language-server: $schema=../schema/beats.schema.json"
@@ -234,6 +235,22 @@ def write_beat_file(path: str | Path, text: str) -> None:
     """Write atomically (temp file beside it, then rename): never a half-written lock."""
 
     write_text_atomic(path, text)
+
+
+_CLIP_NOTE = re.compile(r"^  # \d+ s from \d+ clips? \(.*\)(?:, \d+ s trimmed)?\n", re.M)
+
+
+def as_planned(text: str) -> bool:
+    """Whether a beat file is exactly what the planner wrote (no edit, no comment of a person's,
+    nothing reformatted): a replan over it loses nothing (the answer is also in the cache)."""
+    try:
+        bf = parse_beat_file_text(text, "beat file")
+    except SpecError:
+        return False
+    if bf.planned_from is None or is_hand_edited(bf):
+        return False
+    again = render_beat_file(BeatPlan(music=bf.music, beats=bf.beats), bf.planned_from)
+    return _CLIP_NOTE.sub("", text) == again
 
 
 def keep_replaced(path: str | Path, old_text: str, folder: str | Path) -> Path:

@@ -449,6 +449,9 @@ class RequestCache:
                         claimed = self._claim_remote(key, verify, on_progress)
                         if isinstance(claimed, Fetched):
                             return claimed
+                        if claimed is None:  # another runner may be paying: never pay without a claim now
+                            raise CacheError(f"request {key[:12]}: another runner took it over and the shared store "
+                                             f"cannot be read now; nothing was sent: run again") from None
                         holding = claimed
             finally:
                 if holding is not None:  # kept while a paid prediction is pending: another runner resumes it

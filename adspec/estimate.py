@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import media, plan_step
+from . import media, plan_step, provenance
 from .actions import beat_image_recipe, beat_video_recipe, context, place_chunk, settings_as
 from .approvals import APPROVED, state_of, storyboard_sha256
 from .build_files import compact_text
@@ -376,7 +376,8 @@ class _Estimator:
             text_same = paths.text_inputs.read_text(encoding="utf-8") == text_inputs_text(plan)
         except OSError:
             text_same = False
-        mix = stitch or music_stale or not text_same or not paths.final.exists() or not layout_current(paths.text_layout)
+        mix = stitch or music_stale or not text_same or not paths.final.exists() or not layout_current(paths.text_layout) \
+            or provenance.carries_manifest(paths.final) != provenance.enabled()  # ADSPEC_C2PA turned on or off
         if mix:
             est.items.append(Item(task_name("mix", ad), "mix", "free", note="local"))
         else:

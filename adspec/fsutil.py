@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .file_locks import locked
+
 __all__ = [
     "atomic_path", "temp_path_for", "write_bytes_atomic", "write_text_atomic", "write_json_atomic",
     "write_if_changed", "is_leftover", "sweep_leftovers", "temp_dir",
@@ -31,6 +33,8 @@ STALE_AFTER_S = 86400.0
 #: untouched this long and its pid gone: litter (the grace keeps a live file of another machine
 #: or container sharing the folder, whose pids mean nothing here, from being swept mid-write)
 GRACE_S = 60.0
+#: the lock file a live scratch folder holds (`temp_dir`)
+IN_USE = ".in-use"
 
 
 def temp_path_for(target: str | Path, suffix: str | None = None) -> Path:
@@ -125,10 +129,20 @@ def temp_dir(parent: str | Path, label: str) -> Iterator[Path]:
             break
         except FileExistsError:
             continue
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with locked(folder / IN_USE, wait=True):  # held while in use: a sweep never takes a live folder
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _in_use(folder: Path) -> bool:
+    """Whether a live `temp_dir` holds `folder`'s lock (a run in another container sharing the
+    folder, whose pid means nothing here, is seen too)."""
+    if not (folder / IN_USE).exists():
+        return False
+    with locked(folder / IN_USE, wait=False, create=False) as held:
+        return not held
 
 
 def _last_touched(path: Path) -> float:
@@ -175,7 +189,7 @@ def sweep_leftovers(folder: str | Path, *, recursive: bool = False) -> list[Path
     for root, dirs, names in walk:
         for name in list(dirs):
             path = Path(root) / name
-            if name.startswith(".") and is_leftover(path, now):
+            if name.startswith(".") and is_leftover(path, now) and not _in_use(path):
                 dirs.remove(name)  # not walked into: it goes whole
                 shutil.rmtree(path, ignore_errors=True)
                 if not path.exists():

@@ -201,8 +201,9 @@ def _parse_yaml(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dic
     bytes are parsed once per process (files up to _CACHED_BYTES: what a long-running studio
     keeps stays small), and each caller gets its own copy."""
     value, lines, duplicates = _parse_yaml_all(data, shown, what)
-    if duplicates:
-        raise duplicates[0]
+    if duplicates:  # a fresh error: the cached one would carry every earlier raise's traceback
+        first = duplicates[0]
+        raise SpecError(first.path, first.line, first.field, first.message)
     return value, lines
 
 

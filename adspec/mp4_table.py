@@ -45,6 +45,26 @@ def _moov(video: Path) -> bytes:
             f.seek(size - 8, 1)
 
 
+def top_level_boxes(video: str | Path) -> list[tuple[bytes, bytes]]:
+    """(type, the first 16 bytes of its payload) of each top-level box: what a file carries
+    besides its media (e.g. a C2PA manifest's `uuid` box), read without reading the media."""
+    out: list[tuple[bytes, bytes]] = []
+    with open(video, "rb") as f:
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return out
+            size, kind = struct.unpack(">I4s", head)
+            start = 8
+            if size == 1:
+                size, start = struct.unpack(">Q", f.read(8))[0], 16
+            first = f.read(16)
+            out.append((kind, first))
+            if size == 0 or size < start:
+                return out
+            f.seek(size - start - len(first), 1)
+
+
 def _child(data: bytes, lo: int, hi: int, kind: bytes) -> tuple[int, int] | None:
     return next(((a, b) for k, a, b in _boxes(data, lo, hi) if k == kind), None)
 

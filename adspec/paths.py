@@ -225,6 +225,12 @@ def runs_dir(build_dir: str | Path) -> Path:
     return Path(build_dir) / ".adspec" / "runs"
 
 
+def replaced_beat_files_dir(build_dir: str | Path) -> Path:
+    """build/.adspec/replaced/: beat files a new plan replaced while they held a person's work
+    (comments added, or edits `plan --force` discarded), one copy each (adspec.beat_lock)."""
+    return Path(build_dir) / ".adspec" / "replaced"
+
+
 def receipt_path(artifact: Path) -> Path:
     """The provenance receipt beside an artifact: storyboard.png -> storyboard.receipt.json."""
     name = artifact.name.split(".")[0]

@@ -20,6 +20,7 @@ from .actions import context, write_plan_files
 from .ads import beats_path_of, resolve_ad
 from .beat_lock import (
     Decision,
+    as_planned,
     decide,
     keep_replaced,
     planned_from_for,
@@ -40,7 +41,7 @@ from .languages import text_in
 from .library import LIBRARY_VERSION, load_library
 from .loader import load_beat_file, load_spec, locate_in_file, parse_beat_file_text, path_exists, read_file
 from .offline_planner import plan_offline
-from .paths import AdPaths, ad_name, beat_file_path, receipt_path
+from .paths import AdPaths, ad_name, beat_file_path, receipt_path, replaced_beat_files_dir
 from .placements import text_zones
 from .plan_file import FPS, AdPlan, PlannedBeat, load_plan, output_size, plan_files_intact
 from .plan_rules import fit_clips, plan_shaping_fields
@@ -172,11 +173,14 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
         current = read_file(step.beats_path).decode("utf-8") if path_exists(step.beats_path) else None
         if recheck(spec, step.spec_sha, step.seen_sha256, current, spec_path=spec_path, beats_path=step.beats_path,
                    force=step.force, planned_text=text):
-            if current is not None and current != text:  # nothing of the old file is lost: a copy, said
-                kept = keep_replaced(step.beats_path, current, ctx.settings.build_dir / ".adspec" / "replaced")
-                why = "--force" if step.force else "the spec changed in fields that shape the plan"
+            why = "--force" if step.force else "the spec changed in fields that shape the plan"
+            if current is not None and current != text and not as_planned(current):
+                # a person's comments or edits are in it: nothing of it is lost, a copy is kept and said
+                kept = keep_replaced(step.beats_path, current, replaced_beat_files_dir(ctx.settings.build_dir))
                 log.warning("%s: %s planned again (%s); the file it replaces is kept as %s", shown,
                             shown_path(str(step.beats_path)), why, shown_path(str(kept)))
+            elif current is not None and current != text:
+                log.info("%s: %s planned again (%s)", shown, shown_path(str(step.beats_path)), why)
             write_beat_file(step.beats_path, text)
         if fetched_out is not None:
             fetched_out.append((recipe, fetched))

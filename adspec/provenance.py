@@ -188,6 +188,20 @@ def enabled() -> bool:
     return os.environ.get("ADSPEC_C2PA", "on").strip().lower() not in ("off", "0", "false", "no")
 
 
+#: the ISO BMFF `uuid` box type of a C2PA manifest store (C2PA specification, "Embedding manifests into BMFF")
+C2PA_BOX_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
+
+
+def carries_manifest(path: Path) -> bool:
+    """Whether an MP4 carries a C2PA manifest (its top-level boxes only: nothing decoded)."""
+    from .mp4_table import top_level_boxes
+
+    try:
+        return any(kind == b"uuid" and first == C2PA_BOX_UUID for kind, first in top_level_boxes(path))
+    except OSError:
+        return False
+
+
 def signing_setting() -> str:
     """What the settings ask of the final's and the exports' manifests, as their tasks' config
     (a change re-runs the mix and the exports, locally): "off", "local" (the build folder's own

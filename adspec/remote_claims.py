@@ -207,7 +207,8 @@ class Claims:
 
 
 class ClaimLost(Exception):
-    """This runner's claim was taken over before it sent the create: wait for the other runner."""
+    """This runner's claim was taken over before it sent the create (or the store would not
+    confirm it was still this runner's): send nothing, read the claim again."""
 
 
 class Holding:
@@ -235,9 +236,23 @@ class Holding:
         coming back and a taker, exactly one goes on."""
         with self._lock:
             self.state.update(state)
-            self._rewrite()
-            if self.lost:
-                raise ClaimLost(self.key)
+            for attempt in range(3):
+                if self.lost:
+                    break
+                try:
+                    etag = self.claims.replace(self.key, self.etag, self.state)
+                except Exception as e:  # noqa: BLE001 - e.g. AWS's 409 while a taker writes: unconfirmed
+                    log.debug("remote cache: claim %s not confirmed before sending: %s", self.key[:12], describe_error(e))
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                if etag is None:
+                    self.lost = True
+                    break
+                self.etag = etag
+                return
+            # lost, or not confirmed: send nothing; the caller reads the claim again (and takes it
+            # straight back if it is still this runner's)
+            raise ClaimLost(self.key)
 
     def _rewrite(self) -> None:
         if self.lost:

@@ -174,6 +174,33 @@ class ConflictFirst:
         return self.app(environ, start_response)
 
 
+class Switchable:
+    """WSGI layer the test turns on and off: `conflict_if_match` answers every `If-Match` PUT of a
+    claim with AWS's 409 ConditionalRequestConflict (the store cannot say whose write won);
+    `fail_reads` answers every GET with 500 (a store that cannot be read now)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.conflict_if_match = False
+        self.fail_reads = False
+        self.conflicts = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path, method = environ.get("PATH_INFO", ""), environ["REQUEST_METHOD"]
+        if self.conflict_if_match and method == "PUT" and environ.get("HTTP_IF_MATCH") and "/claims/" in path:
+            self.conflicts += 1
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            start_response("409 Conflict", [("Content-Type", "application/xml"),
+                                            ("Content-Length", str(len(ConflictFirst.BODY)))])
+            return [ConflictFirst.BODY]
+        if self.fail_reads and method in ("GET", "HEAD"):
+            body = b"<Error><Code>InternalError</Code></Error>"
+            start_response("500 Internal Server Error", [("Content-Type", "application/xml"),
+                                                         ("Content-Length", str(len(body)))])
+            return [body]
+        return self.app(environ, start_response)
+
+
 @contextmanager
 def moto_behind(layer: type) -> Iterator[tuple[str, Any]]:
     """moto's S3 server on 127.0.0.1 (a free port) with `layer` (IgnoreConditions,

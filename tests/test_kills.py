@@ -212,3 +212,13 @@ def test_scratch_folders_of_killed_runs_are_swept_like_temp_files(tmp_path: Path
         os.utime(scratch, (old, old))
         assert not is_leftover(scratch)  # this process writes it
     assert not scratch.exists()
+    # a folder in use by a run whose pid means nothing here (another container sharing build/): its lock says so
+    from adspec.file_locks import locked
+
+    other = folder(f".voice.tmp-{gone}-33333333", old)
+    (other / ".in-use").touch()
+    for path in (other / ".in-use", other):
+        os.utime(path, (old, old))
+    with locked(other / ".in-use", wait=True):
+        assert sweep_leftovers(tmp_path / "build", recursive=True) == [] and other.is_dir()
+    assert sweep_leftovers(tmp_path / "build", recursive=True) == [other]

@@ -354,7 +354,16 @@ def test_a_beat_file_planned_again_is_kept_as_it_was_and_said(project: Project) 
     project.write_spec("zip", spec)
     beats = project.beats_file("zip")
     assert project.adspec("plan", "zip").returncode == 0
+    from adspec.beat_lock import as_planned
+
+    assert as_planned(beats.read_text())
+    spec["duration"] = 18  # a replan over a file as the planner wrote it loses nothing: no copy, no warning
+    project.write_spec("zip", spec)
+    proc = project.doit("plan:zip")
+    assert not (project.build / ".adspec" / "replaced").exists() and "kept as" not in proc.stdout + proc.stderr
+    assert as_planned(beats.read_text())
     noted = beats.read_text().replace("beats:\n", "beats:  # CLIENT NOTE: keep the red cap\n", 1)
+    assert not as_planned(noted)
     assert noted != beats.read_text()
     beats.write_text(noted)
     spec["duration"] = 20  # shapes the plan; the file's beats are as planned: the lock plans again

@@ -9,6 +9,7 @@ writes: the build goes on without claims and says so once."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from adspec.cache import RequestCache
+from adspec.errors import AdspecError
 from adspec.providers.base import RunResult
 from adspec.recipes import Recipe
 from adspec.remote import RemoteCache
@@ -316,3 +318,87 @@ def test_a_claims_stale_time_is_never_under_four_of_its_holders_heartbeats() -> 
     assert quick.stale_after({}) == 3.0 and quick.stale_after({"heartbeat_s": "x"}) == 3.0  # older claims
     assert quick.stale_after({"heartbeat_s": 1e9}) == 40.0  # a claim cannot make waiters wait forever
     assert Claims(remote, "waiter").stale_after({"heartbeat_s": 10.0}) == 60.0
+
+
+def _taken_over_before_sending(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then,
+                               b_pays: bool) -> tuple[list[str], object]:
+    """Runner A holds a claim and is about to send its create; at that moment runner B takes the
+    claim over (A looked dead), and `then(layer)` sets how the store answers A from there on. A's
+    provider call records each create it would send. Returns (creates A sent, A's fetch result
+    or the exception it raised)."""
+    from adspec.cache import Entry
+    from s3_stores import Switchable
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    with moto_behind(Switchable) as (endpoint, layer):
+        bucket_name = f"adspec-{uuid.uuid4().hex[:12]}"
+        s3_client(endpoint, AWS_KEY_ID, AWS_SECRET).create_bucket(Bucket=bucket_name)
+        url = f"s3://{bucket_name}/team/cache"
+        recipe = Recipe(provider="replicate", kind="image", model="flux-dev", version="t/1", params={"p": "taken"})
+        creates: list[str] = []
+        taker = Claims(RemoteCache(url, endpoint_url=endpoint, region="us-east-1"), "runner-B", stale_s=1)
+
+        def run(recipe, job, out: Path) -> RunResult:
+            body, etag = taker.read(recipe.key)  # A holds it...
+            assert body["runner"] != "runner-B"
+            assert taker.replace(recipe.key, etag, {"sending": False}) is not None  # ...and B takes it over
+            then(layer)
+            job.sending()  # what every provider does just before its create
+            creates.append(recipe.key)
+            out.write_bytes(b"paid by A")
+            return RunResult(job_id="job-A", cost_usd=0.25)
+
+        def pays_as_b() -> None:  # the taker's entry lands a little later, and its claim goes
+            time.sleep(1.5)
+            if not b_pays:
+                return
+            layer.conflict_if_match = False
+            blob = tmp_path / "b.bin"
+            blob.write_bytes(b"paid by B")
+            data = blob.read_bytes()
+            entry = Entry(key=recipe.key, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                          provider="replicate", kind="image", model="flux-dev", job_id="job-B", cost_usd=0.25,
+                          created_at=time.time(), seconds=0.1, suffix=".img")
+            RemoteCache(url, endpoint_url=endpoint, region="us-east-1").put(entry, blob)
+            taker.release(recipe.key)
+
+        helper = threading.Thread(target=pays_as_b)
+        cache = RequestCache(tmp_path / "runner-A", remote=RemoteCache(url, endpoint_url=endpoint, region="us-east-1"),
+                             claim_stale_s=30)
+        helper.start()
+        try:
+            result: object = cache.fetch(recipe, run, lambda p: None, suffix=".img")
+        except Exception as e:  # noqa: BLE001 - the test reads it
+            result = e
+        helper.join(timeout=30)
+        return creates, result
+
+
+def test_a_holder_whose_write_before_sending_is_not_confirmed_sends_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS answers a conditional write that races another with 409: A's write before its create
+    could not say whether A still held the claim, and A sent the create anyway while B, the
+    taker, paid too. Now an unconfirmed write counts as lost: A sends nothing and takes B's entry."""
+    def conflicts(layer) -> None:
+        layer.conflict_if_match = True
+
+    creates, result = _taken_over_before_sending(tmp_path, monkeypatch, conflicts, b_pays=True)
+    assert creates == [], "A sent a create for a request another runner was paying for"
+    assert not isinstance(result, Exception), result
+    assert result.path.read_bytes() == b"paid by B" and result.hit
+
+
+def test_a_lost_claim_and_a_store_that_cannot_be_read_send_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After its claim was taken over, A read the store to wait for the taker's entry; one failed
+    read made it go on "without a claim" and pay. Now it stops, with one line, and sends nothing."""
+    def unreadable(layer) -> None:
+        layer.fail_reads = True
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's retries would only make the test slower
+
+    creates, result = _taken_over_before_sending(tmp_path, monkeypatch, unreadable, b_pays=False)
+    assert creates == []
+    assert isinstance(result, AdspecError) and "another runner took it over" in str(result) \
+        and "nothing was sent" in str(result), result

@@ -353,6 +353,8 @@ def test_final_and_exports_carry_a_c2pa_manifest_that_verify_checks(project) -> 
     # (it was read only inside the actions, so both kept their old state)
     for setting, signed in (("off", False), ("on", True)):
         project.env["ADSPEC_C2PA"] = setting
+        planned = json.loads(project.adspec("estimate", "--json", "zip").stdout)["ads"][0]["targets"]
+        assert "mix:zip" in {t["target"] for t in planned}  # the estimate says so too (it said all was current)
         project.doit()
         for path in (final, export):
             proc = project.adspec("verify", str(path))
