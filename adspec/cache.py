@@ -103,6 +103,20 @@ class DurableJob:
             self._on_progress(status)
 
 
+def pays_nothing_new(pending: dict[str, Any] | None) -> bool:
+    """Whether the next run settles a pending request without a new payment: a prediction paid
+    for and pending is resumed; a corrupt output already re-requested once stops (see
+    `describe_pending`, whose cases these are). The budget and the estimate price it at $0."""
+    if not pending:
+        return False
+    bad = isinstance(pending.get("bad_output"), dict)
+    job = pending.get("job_id")
+    corrupt = [str(x) for x in pending.get("corrupt") or []]
+    if bad:
+        return job in corrupt or int(pending.get("corrupt_retries") or 0) > 0
+    return bool(job)
+
+
 def describe_pending(pending: dict[str, Any] | None) -> str | None:
     """For people (`adspec estimate`, `adspec cache show`): what the next run does with a
     request that has a pending record, or None when there is none."""

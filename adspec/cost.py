@@ -303,6 +303,8 @@ def guarded(run: Callable[..., Any], label: str) -> Callable[..., Any]:
         price = recipe_price(recipe)
         if price.usd <= 0:
             return run(recipe, job, out)
+        if getattr(job, "resume_id", None):  # paid for in an earlier run and resumed: polled, never created
+            return run(recipe, job, out)  # (nothing new to pay: the estimate prices it at $0 too)
         settings = load_settings()
         budget = RunBudget(settings.build_dir, settings.budget_usd)
         token = f"{recipe.key}:{uuid.uuid4().hex[:8]}"

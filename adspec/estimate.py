@@ -54,7 +54,8 @@ from .voice import provider_for, voice_request
 class Item:
     target: str
     phase: str
-    action: str  # "pay": a paid request; "cache": served by the request cache; "free": local or offline work
+    action: str  # "pay": a paid request; "cache": served by the request cache; "resume": a prediction paid for in
+    # an earlier run, resumed (nothing new to pay); "free": local or offline work
     usd: float = 0.0
     exact: bool = True
     model: str | None = None
@@ -192,12 +193,16 @@ class _Estimator:
               exact: bool = True) -> None:
         price = recipe_price(recipe)
         paying = state == "pay"
+        usd = price.usd if paying else 0.0
         if paying:  # a pending request: resumed, looked up, or re-requested after a corrupt output
-            from .cache import describe_pending
+            from .cache import describe_pending, pays_nothing_new
 
-            note = "; ".join(x for x in (note, describe_pending(self.cache.pending(recipe.key))) if x)
-        est.items.append(Item(target, phase, state, price.usd if paying else 0.0, exact and (price.exact or not paying),
-                              recipe.model, recipe.key, "; ".join(x for x in (price.rule if paying else "", note) if x)))
+            pending = self.cache.pending(recipe.key)
+            note = "; ".join(x for x in (note, describe_pending(pending)) if x)
+            if pays_nothing_new(pending):  # paid for already: the budget must not count it again
+                usd, state = 0.0, "resume"
+        est.items.append(Item(target, phase, state, usd, exact and (price.exact or not paying),
+                              recipe.model, recipe.key, "; ".join(x for x in (price.rule if usd else "", note) if x)))
         self.made.add(recipe.key)
 
     def ad(self, ad: str, spec_path: Path) -> AdEstimate:
@@ -453,21 +458,23 @@ def render_text(run: RunEstimate) -> str:
             continue
         pay = [i for i in a.items if i.action == "pay"]
         cached = [i for i in a.items if i.action == "cache"]
+        resumed = [i for i in a.items if i.action == "resume"]
         if not a.items:
             lines.append(f"{a.ad}: up to date ({a.up_to_date} targets), nothing to pay")
             lines.append("")
             continue
         approx = "" if a.exact else "about "
         lines.append(f"{a.ad}: {len(a.items)} to make: {len(pay)} to pay ({approx}{fmt_usd(a.total_usd)}), "
-                     f"{len(cached)} from the cache, {len(a.items) - len(pay) - len(cached)} free; {a.up_to_date} up to date")
+                     f"{len(cached)} from the cache, " + (f"{len(resumed)} resumed (paid before), " if resumed else "")
+                     + f"{len(a.items) - len(pay) - len(cached) - len(resumed)} free; {a.up_to_date} up to date")
         for note in a.notes:
             lines.append(f"  note: {note}")
         width = max(len(i.target) for i in a.items)
         for i in a.items:
             price = fmt_usd(i.usd) + ("~" if not i.exact else "") if i.action == "pay" else ""
-            label = {"pay": "pay", "cache": "cache", "free": "free"}[i.action]
+            label = {"pay": "pay", "cache": "cache", "resume": "resume", "free": "free"}[i.action]
             detail = ", ".join(x for x in ((i.model or "") if i.action != "free" else "", i.note) if x)
-            lines.append(f"  {label:<5} {i.target:<{width}}  {price:>9}  {detail}".rstrip())
+            lines.append(f"  {label:<6} {i.target:<{width}}  {price:>9}  {detail}".rstrip())
         lines.append("")
     total = run.total_usd
     approx = "" if run.exact else "about "

@@ -171,3 +171,33 @@ def test_ctrl_c_while_waiting_ends_in_one_line_and_the_next_run_pays_nothing_twi
     replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 0.05
     project.doit()
     assert all(n == 1 for n in replicate.creates_by_input.values())
+
+
+def test_a_resumed_prediction_is_priced_at_nothing_by_the_estimate_and_the_budget(live) -> None:
+    """A prediction paid for in a killed run is resumed, never created again: the estimate priced
+    it in full and the budget refused a run that pays almost nothing (found by a review)."""
+    import json
+
+    project, replicate, _ = live
+    replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 3.0
+    project.write_spec("zip", small_spec())
+    cmd = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
+    proc = subprocess.Popen(cmd, cwd=project.root, env=project.run_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and replicate.creates_by_model.get("minimax/hailuo-2.3-fast", 0) < 1:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 0.05
+    est = json.loads(project.adspec("estimate", "--json").stdout)
+    targets = est["ads"][0]["targets"]
+    resumed = [t for t in targets if t["action"] == "resume"]
+    assert len(resumed) == 1 and resumed[0]["usd"] == 0 and "resumes it" in resumed[0]["note"], targets
+    cap = est["ads"][0]["total_usd"]  # what is left to pay: the budget lets exactly that run
+    creates = replicate.paid_creates
+    done = project.doit(check=False, ADSPEC_BUDGET_USD=str(cap))
+    assert done.returncode == 0, done.stdout + done.stderr
+    # (a create sent as the run was killed is priced too: the next run looks it up before paying)
+    assert replicate.paid_creates <= creates + sum(1 for t in targets if t["action"] == "pay")
+    assert all(n == 1 for n in replicate.creates_by_input.values())
