@@ -246,7 +246,7 @@ class _Estimator:
             if self.remote_note:
                 est.notes.append(self.remote_note)
             return est
-        music_stale = self._voices(est, ad, plan, paths, exact_beats)
+        music_stale = self._voices(est, ad, plan, paths, exact_beats, dry.guessed_texts)
         if not plan.native_audio:
             recipe = self.ctx.media.music_recipe(music_request(ad, plan.music_inputs()))
             state = self._state(recipe, paths.music)
@@ -268,15 +268,25 @@ class _Estimator:
             "pay" if recipe_price(recipe).usd > 0 else "free")
         self._item(est, task_name("plan", ad), "plan", state, recipe, f"translation into {language}", exact=exact)
 
-    def _voices(self, est: AdEstimate, ad: str, plan: Any, paths: AdPaths, exact: bool = True) -> bool:
+    def _voices(self, est: AdEstimate, ad: str, plan: Any, paths: AdPaths, exact: bool = True,
+                guessed: frozenset[str] = frozenset()) -> bool:
         """The spoken lines (exact when the beats are: a line's recipe follows from the plan alone,
         but the offline planner's lines standing in for the live planner's are not the real ones);
-        True when the mix must run again for them (a line or how lines are placed changed)."""
+        True when the mix must run again for them (a line or how lines are placed changed). A
+        line whose translation is not asked yet (`guessed`) is paid for: its words are not known,
+        and its source text standing in must not pass for the source's own line (cached)."""
         stale = False
         for beat in plan.voiced:
             inputs = plan.voice_inputs(beat)
             recipe = provider_for(inputs.model).voice_recipe(voice_request(ad, inputs))
             target = paths.voice(beat.id)
+            if f"beats.{beat.id}.voiceover" in guessed:  # its real recipe is not known: no key, not "made"
+                stale = True
+                price = recipe_price(recipe)
+                est.items.append(Item(task_name("voice", ad, beat.id), "voice", "pay" if price.usd > 0 else "free",
+                                      price.usd, price.usd <= 0, recipe.model, None,
+                                      "a line not translated yet (priced on its source text)"))
+                continue
             state = self._state(recipe, target)
             try:
                 same_fit = paths.voice_inputs(beat.id).read_text(encoding="utf-8") == compact_text(inputs)

@@ -211,6 +211,8 @@ class DryPlan:
     planner_cached: bool = False  # the planner's answer is in the request cache
     stand_in: bool = False  # the live planner would run: beats are the offline planner's, as a stand-in
     translation: Recipe | None = None  # the LLM planner's call translating the texts the ad's language lacks
+    # the texts (`beats.<id>.voiceover`, ...) whose translation is not asked yet: their source text stands in
+    guessed_texts: frozenset[str] = frozenset()
 
 
 def dry_plan(ad: str, spec_path: Path) -> DryPlan:
@@ -234,9 +236,13 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
             plan = plan_offline(step.shaping, sorted(int(x) for x in step.clip_lengths))
             stand_in = step.recipe.provider != "offline"
         beat_file = parse_beat_file_text(planned_beat_text(step, plan), str(step.beats_path))
+    before = beat_file
     spec, beat_file, translation = translated(ad, step.spec, Path(spec_path), beat_file, dry=True)
+    guessed: frozenset[str] = frozenset()
+    if translation is not None and context().cache_for_reading().get(translation.key) is None:
+        guessed = frozenset(missing_texts(step.spec, before, own_language(step.spec, Path(spec_path)))[0])
     return DryPlan(resolve(ad, spec, Path(spec_path), beat_file, step.beats_path), step, cached, stand_in,
-                   translation)
+                   translation, guessed)
 
 
 # ---- languages: what the LLM planner translates ---------------------------------------------------

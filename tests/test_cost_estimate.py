@@ -428,6 +428,31 @@ def test_estimate_prices_a_language_variants_translation_once_per_beat_file_and_
         assert not [t for a in after["ads"] if a["ad"] == "zip@de-1" for t in a["targets"] if "translation" in t["note"]]
 
 
+def test_the_lines_a_translation_will_write_are_priced_before_it_is_asked(project: Project) -> None:
+    """Before the translation was asked, its source texts stood in for a language variant's lines:
+    their speech recipes were the source ad's, so they showed as `cache` (free) and the build paid
+    for lines the estimate (and the budget) never counted (found by a review)."""
+    spec = small_spec()
+    spec["beats"][0]["voiceover"] = "Meet the Zip bottle."
+    spec["beats"][1]["voiceover"] = "Drink more, carry less."
+    spec["models"] = {"planner": "gpt-4.1"}
+    spec["variants"] = {"matrix": {"language": ["en", "de"]}}
+    project.write_spec("zip", spec)
+    with PricedReplicate(latency=0.05) as replicate, FakeOpenAI(responder=_translator) as openai:
+        project.env.update(ADSPEC_BACKEND="", REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL=replicate.base_url,
+                           REPLICATE_POLL_INTERVAL="0.01", OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=openai.base_url)
+        est = estimate(project)
+        voices = {a["ad"]: [t for t in a["targets"] if t["phase"] == "voice"] for a in est["ads"]}
+        assert [t["action"] for t in voices["zip@en"]] == ["pay", "pay"]
+        de = voices["zip@de"]
+        assert [(t["action"], t["key"], t["exact"]) for t in de] == [("pay", None, False)] * 2, de
+        assert all("a line not translated yet" in t["note"] and t["usd"] > 0 for t in de)
+        project.doit()
+        spoken = sum(n for slug, n in replicate.creates_by_model.items() if "speech" in slug)
+        assert spoken == sum(1 for ts in voices.values() for t in ts if t["action"] == "pay") == 4, \
+            replicate.creates_by_model
+
+
 def test_the_estimate_says_why_an_ad_asking_for_native_audio_gets_music(project: Project) -> None:
     spec = small_spec(resolution="720p", native_audio=True, models={"video": "veo-3.1-fast"})
     spec["beats"][1]["models"] = {"video": "hailuo-2.3-fast"}
