@@ -239,9 +239,9 @@ def make_media(kind: str, aspect: str = "16:9", seconds: float = 1.0, audio: boo
         elif kind == "video":
             out = Path(d) / "o.mp4"
             args = ["-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=24:duration={seconds}"]
-            args += ["-vf", f"hue=h={tint}"] if tint else []
-            if audio:
+            if audio:  # every input before the output options (a -vf before it was taken as its option)
                 args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}", "-c:a", "aac"]
+            args += ["-vf", f"hue=h={tint}"] if tint else []
             args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(out)]
         elif kind == "voice":  # speech-like: a gliding voiced tone, syllables at 4 Hz, mono 32 kHz
             out = Path(d) / "o.wav"
