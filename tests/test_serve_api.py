@@ -220,6 +220,11 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         (project.specs / "promo.yml").write_text((project.specs / "zip.yaml").read_text())
         r = server.post("/api/generate", json={"prompt": "a lamp", "title": "promo"})
         assert r.status_code == 202 and r.json()["video_id"] == "promo-2", r.text
+        # a spec of variants is no single ad: the studio and MCP say which ads it is (it said "no ad named")
+        project.write_spec("multi", small_spec(variants={"matrix": {"aspect_ratio": ["16:9", "1:1"]}}))
+        r = server.get("/api/ads/multi")
+        assert r.status_code == 404 and "'multi' has variants and is built as them: multi@" in r.json()["error"], r.text
+        (project.specs / "multi.yaml").unlink()
         assert server.get("/api/ads").status_code == 200
         assert "Traceback" not in server.log.read_text()
 

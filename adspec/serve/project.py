@@ -45,9 +45,14 @@ def list_ads(settings: Settings) -> list[tuple[str, Path]]:
 
 
 def spec_of(settings: Settings, ad: str) -> Path:
-    for name, path in list_ads(settings):
+    from ..ads import list_ads as _list
+
+    ads, groups = _list(settings.specs_dir)
+    for name, path in ads:
         if name == ad:
             return path
+    if ad in groups:  # the studio and MCP build one ad at a time: say which ads the spec is
+        raise NotFound(f"'{ad}' has variants and is built as them: {', '.join(groups[ad])} (name one)")
     raise NotFound(f"no ad named '{ad}' under {shown(settings.specs_dir, settings)}")
 
 
