@@ -225,6 +225,24 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         r = server.get("/api/ads/multi")
         assert r.status_code == 404 and "'multi' has variants and is built as them: multi@" in r.json()["error"], r.text
         (project.specs / "multi.yaml").unlink()
+        # a language variant's line is a translation of the file's own: edited from its page it would change the
+        # English ad's line too, so it is refused with how to write it; its prompts (every language's) are not
+        spoken = small_spec(variants={"matrix": {"language": ["en", "de"]}})
+        spoken["beats"][0]["voiceover"] = "Meet Zip."
+        project.write_spec("lang", spoken)
+        sha = server.get("/api/ads/lang@de").json()["source"]["sha256"]
+        r = server.put("/api/ads/lang@de/beats/hook", json={"sha256": sha, "fields": {"voiceover": "Das ist Zip."},
+                                                           "build": False})
+        assert r.status_code == 422 and r.json()["field"] == "fields.voiceover", r.text
+        assert "translated from" in r.json()["error"] and "voiceover: {en: ..., de: ...}" in r.json()["error"]
+        assert "Meet Zip." in (project.specs / "lang.yaml").read_text()
+        r = server.put("/api/ads/lang@de/beats/hook", json={"sha256": sha, "fields": {"image_prompt": "A bottle"},
+                                                           "build": False})
+        assert r.status_code == 200 and r.json()["changed"], r.text
+        r = server.put("/api/ads/lang@en/beats/hook", json={"sha256": r.json()["sha256"],
+                                                           "fields": {"voiceover": "Meet the Zip."}, "build": False})
+        assert r.status_code == 200, r.text
+        (project.specs / "lang.yaml").unlink()
         assert server.get("/api/ads").status_code == 200
         assert "Traceback" not in server.log.read_text()
 

@@ -87,6 +87,28 @@ def read_beats(settings: Settings, ad: str) -> dict[str, Any]:
 
 _edit_lock = threading.Lock()
 
+_SPOKEN_OR_SHOWN = ("voiceover", "on_screen")
+
+
+def _refuse_other_languages_words(ad: str, spec_path: Path, beat_id: str, changes: Mapping[str, str], name: str) -> None:
+    """A language variant's lines are translations of the file's own text: edited from its page,
+    a plain string would change the source ad's line too (a German line in the English ad). Such
+    an edit is refused with how to write it; prompts, which every language shares, are not."""
+    from ..ads import ad_source
+    from ..plan_step import own_language
+
+    words = [f for f in changes if f in _SPOKEN_OR_SHOWN]
+    if not words:
+        return
+    spec, _ = ad_source(ad, spec_path)
+    own = own_language(spec, spec_path)
+    if spec.language != own:
+        field = words[0]
+        raise SpecError(name, None, f"beats.{beat_id}.{field}",
+                        f"{ad} is in {spec.language}, and {name}'s plain {field} is the {own} text it is translated "
+                        f"from: edited here it would change the {own} ad's line too; write the {spec.language} line "
+                        f"in the file as a map ({field}: {{{own}: ..., {spec.language}: ...}})")
+
 
 def edit_beat(settings: Settings, ad: str, beat_id: str, changes: Mapping[str, str], base_sha256: str | None) -> dict[str, Any]:
     """Set beat `beat_id`'s text fields of `ad` to `changes`, if its file is still the one with
@@ -98,6 +120,7 @@ def edit_beat(settings: Settings, ad: str, beat_id: str, changes: Mapping[str, s
     spec_path = spec_of(settings, ad)
     src = beat_source(ad, spec_path)
     name = shown(src.path, settings)
+    _refuse_other_languages_words(ad, spec_path, beat_id, changes, name)
     with _edit_lock:
         try:
             data = src.path.read_bytes()
