@@ -90,7 +90,27 @@ def pytest_collection(session: pytest.Session) -> None:
         pytest.exit(install_line(missing), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
+#: the longest tests (a minute or more on 2 cores), started first: under `-n 2` a long test
+#: scheduled last would run alone at the end while the other worker idles. Only tests without
+#: module- or session-scoped fixtures (moved out of their module, those would be set up twice).
+SLOW_FIRST = (
+    "tests/test_kills.py::test_builds_killed_at_random_moments",
+    "tests/test_ci_workflow.py::test_the_example_workflow_never_pays_twice_when_ads_move_between_shards",
+    "tests/test_faults.py::test_examples_build_through_provider_faults",
+    "tests/test_bench_smoke.py::test_bench_quick_writes_every_figure",
+    "tests/test_lint.py::test_mypy",
+    "tests/test_cost_estimate.py::test_estimate_equals_spend_is_zero_on_noop_and_names_an_edited_beat",
+    "tests/test_secrets.py::test_keys_never_leak_through_failures",
+)
+
+
+def _slow_rank(item: pytest.Item) -> int:
+    node = item.nodeid.split("[")[0]
+    return SLOW_FIRST.index(node) if node in SLOW_FIRST else len(SLOW_FIRST)
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_slow_rank)  # stable: every worker gets the same order (xdist compares them)
     if hasattr(config, "workerinput"):
         return  # the controller has checked (pytest_collection)
     needed = {need for item in items for need in NEEDS.get(item.path.name, ())}

@@ -29,7 +29,8 @@ from reliability import (
     temp_files,
 )
 
-CYCLES = 20
+# twelve in the suite (three at each moment); the report's run kills twenty: ADSPEC_KILL_CYCLES=20
+CYCLES = int(os.environ.get("ADSPEC_KILL_CYCLES", "12"))
 VIDEO = "minimax/hailuo-2.3-fast"
 MODES = ("delay", "waiting", "download", "writing")
 
@@ -62,7 +63,7 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait(10)
 
 
-def test_twenty_builds_killed_at_random_moments(project: Project) -> None:
+def test_builds_killed_at_random_moments(project: Project) -> None:
     rng = random.Random(20261125)
     killed_at: Counter = Counter()
     with FakeReplicate(latency=0.1, output_mode="url") as rep:
@@ -113,7 +114,7 @@ def test_twenty_builds_killed_at_random_moments(project: Project) -> None:
         assert [p for p in (project.cache / "tmp").iterdir() if not p.name.startswith(".probe")] == []
         total_creates = rep.paid_creates
     assert total_creates == CYCLES * 3  # per cycle: one image, one chunk, one music, each paid once
-    report_row("SIGKILL", "20 builds killed: random delay, waiting on a prediction, mid-download, mid-ffmpeg write",
+    report_row("SIGKILL", f"{CYCLES} builds killed: random delay, waiting on a prediction, mid-download, mid-ffmpeg write",
                2 * CYCLES, CYCLES, CYCLES, 0, 0)
 
 

@@ -265,7 +265,7 @@ def test_a_runner_stopped_while_holding_claims_does_not_send_what_was_taken_over
     continued, found its claims lost and still sent each create (every such input paid twice):
     now the create is not sent when the claim is no longer its own, and it waits for the entry."""
     bucket_name, client = _moto_store(s3_endpoint, monkeypatch)
-    with FakeReplicate(latency=2.0) as replicate, FakeOpenAI() as openai:
+    with FakeReplicate(latency=1.0) as replicate, FakeOpenAI() as openai:
         first = runner(tmp_path / "runner-1", s3_endpoint, bucket_name, (replicate, openai), _spec())
         first.env.update(ADSPEC_MAX_INFLIGHT="1", ADSPEC_CLAIM_STALE="3")
         proc = _start(first)
@@ -299,7 +299,7 @@ def test_a_waiter_with_a_shorter_stale_time_leaves_a_live_holders_claims_alone(
     over after 3 s and both paid. The claim says its holder's heartbeat, and a waiter waits at
     least four of them."""
     bucket_name, client = _moto_store(s3_endpoint, monkeypatch)
-    with FakeReplicate(latency=2.0) as replicate, FakeOpenAI() as openai:
+    with FakeReplicate(latency=1.0) as replicate, FakeOpenAI() as openai:
         first = runner(tmp_path / "runner-1", s3_endpoint, bucket_name, (replicate, openai), _spec())
         first.env["ADSPEC_MAX_INFLIGHT"] = "1"  # holds claims for a while before it sends them
         second = runner(tmp_path / "runner-2", s3_endpoint, bucket_name, (replicate, openai), _spec())
