@@ -588,8 +588,9 @@ class RequestCache:
                     etag = claims.replace(key, tag, taken)
                 except Exception:  # noqa: BLE001 - try again on the next pass
                     etag = None
-                if etag is None:
+                if etag is None:  # another taker won, or the store would not say: look again shortly
                     seen = None
+                    time.sleep(POLL_S)
                     continue
                 if not ours:
                     log.warning("remote cache: runner %s stopped answering while paying for %s; taking it over%s",
