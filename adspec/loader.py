@@ -201,18 +201,18 @@ def _parse_yaml(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dic
     bytes are parsed once per process (files up to _CACHED_BYTES: what a long-running studio
     keeps stays small), and each caller gets its own copy."""
     value, lines, duplicates = _parse_yaml_all(data, shown, what)
-    if duplicates:  # a fresh error: the cached one would carry every earlier raise's traceback
-        first = duplicates[0]
-        raise SpecError(first.path, first.line, first.field, first.message)
+    if duplicates:
+        raise duplicates[0]
     return value, lines
 
 
 def _parse_yaml_all(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dict[Loc, int], list[SpecError]]:
-    """`_parse_yaml`, with the duplicate keys returned instead of raised."""
+    """`_parse_yaml`, with the duplicate keys returned instead of raised (each a fresh error: a
+    cached one, raised again and again, would carry every earlier raise's traceback)."""
     if len(data) > _CACHED_BYTES:
         return _parse_yaml_once(data, shown, what)
     value, lines, duplicates = _parsed_yaml(data, shown, what)
-    return copy.deepcopy(value), dict(lines), list(duplicates)
+    return copy.deepcopy(value), dict(lines), [SpecError(d.path, d.line, d.field, d.message) for d in duplicates]
 
 
 _CACHED_BYTES = 32 * 1024  # a spec or beat file is a few kB
