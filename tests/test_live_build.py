@@ -90,17 +90,24 @@ def test_live_edit_of_one_beat_pays_for_that_beat_only(live) -> None:
     assert "orbit around the bottle" in new[0]["body"]["input"]["prompt"]
 
 
-def test_build_killed_while_waiting_resumes_the_same_prediction(live) -> None:
-    project, replicate, _ = live
-    replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 3.0  # chunks take a while
+def start_waiting_on_a_chunk(project: Project, replicate: FakeReplicate, *, output: bool = False) -> subprocess.Popen:
+    """`doit` over a small live ad, returned once a chunk's prediction was created (chunks take 3 s)."""
+    replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 3.0
     project.write_spec("zip", small_spec())
     cmd = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
-    proc = subprocess.Popen(cmd, cwd=project.root, env=project.run_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    pipe = subprocess.PIPE if output else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, cwd=project.root, env=project.run_env(), stdout=pipe, stderr=pipe, text=True,
+                            start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline and replicate.creates_by_model.get("minimax/hailuo-2.3-fast", 0) < 1:
         time.sleep(0.05)
     assert replicate.creates_by_model.get("minimax/hailuo-2.3-fast", 0) >= 1
+    return proc
+
+
+def test_build_killed_while_waiting_resumes_the_same_prediction(live) -> None:
+    project, replicate, _ = live
+    proc = start_waiting_on_a_chunk(project, replicate)
     proc.send_signal(signal.SIGKILL)  # killed while waiting on the prediction
     proc.wait(10)
     video_creates = replicate.creates_by_model["minimax/hailuo-2.3-fast"]
@@ -155,14 +162,7 @@ def test_the_bitrate_setting_never_changes_what_a_model_is_sent(live) -> None:
 def test_ctrl_c_while_waiting_ends_in_one_line_and_the_next_run_pays_nothing_twice(live) -> None:
     """Ctrl-C under doit printed doit's KeyboardInterrupt traceback after the summary."""
     project, replicate, _ = live
-    replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 3.0  # chunks take a while
-    project.write_spec("zip", small_spec())
-    cmd = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
-    proc = subprocess.Popen(cmd, cwd=project.root, env=project.run_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and replicate.creates_by_model.get("minimax/hailuo-2.3-fast", 0) < 1:
-        time.sleep(0.05)
+    proc = start_waiting_on_a_chunk(project, replicate, output=True)
     proc.send_signal(signal.SIGINT)  # Ctrl-C while it waits on a prediction
     out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "Traceback" not in out + err, out + err
@@ -179,14 +179,7 @@ def test_a_resumed_prediction_is_priced_at_nothing_by_the_estimate_and_the_budge
     import json
 
     project, replicate, _ = live
-    replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 3.0
-    project.write_spec("zip", small_spec())
-    cmd = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
-    proc = subprocess.Popen(cmd, cwd=project.root, env=project.run_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and replicate.creates_by_model.get("minimax/hailuo-2.3-fast", 0) < 1:
-        time.sleep(0.05)
+    proc = start_waiting_on_a_chunk(project, replicate)
     time.sleep(1.0)  # the create's answer is in and its id recorded (the prediction takes 3 s)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
