@@ -92,9 +92,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     root = Path(args.dir)
     made = init_project(root)
-    for path, written in made:
+    for path, written, outdated in made:
         shown = path.relative_to(root) if path.is_relative_to(root) else path
-        print(f"{'wrote' if written else 'kept '} {shown}")
+        note = " (not this adspec's schema: `adspec schema --write schema` brings it up to date)" if outdated else ""
+        print(f"{'wrote' if written else 'kept '} {shown}{note}")
     where = "" if root.resolve() == Path.cwd().resolve() else f"cd {args.dir} && "
     print(f"next: {where}doit   (builds build/<ad>/final.mp4 for every spec in specs/; offline without API keys)")
     return 0

@@ -14,6 +14,7 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -27,6 +28,12 @@ INSTRUCTIONS = """adspec builds AI video ads from YAML specs (specs/<ad>.yaml) a
 (specs/<ad>.beats.yaml). Typical loop: list_ads -> estimate -> build -> status; to change an ad,
 read_beat, edit_beat (pass the sha256 you read), estimate, build. Builds never go over the
 budget (ADSPEC_BUDGET_USD): an over-budget build is refused with the reason."""
+
+
+def _file_path(url: str) -> str:
+    """A studio file URL (/files/<ad>/..., quoted, maybe ?v=) as the path under build/ it serves:
+    an agent opens paths, and a variant's `@` is `%40` in the URL."""
+    return "build/" + unquote(url.split("?")[0].removeprefix("/files/"))
 
 
 def _error(e: Exception) -> dict[str, Any]:
@@ -148,12 +155,12 @@ def create_server() -> MCPServer:
         except Exception as e:
             return _error(e)
         s = live.seed_status(settings, queue, ad)
-        files = {k: (v.split("?")[0].replace("/files/", "build/", 1) if isinstance(v, str) else v)
+        files = {k: (_file_path(v) if isinstance(v, str) else v)
                  for k, v in (("final", s["final_video_url"]), ("video", s["stitched_video_url"]))}
         return {"ok": True, "ad": ad, "state": s["status"], "progress": s["progress"], "phase": s["current_phase"],
                 "current_chunk_index": s["current_chunk_index"], "total_chunks": s["total_chunks"],
                 "spent_usd": s["cost_usd"], "error": s["error"], "files": files,
-                "storyboards": [u.split("?")[0].replace("/files/", "build/", 1) for u in s["animatic_urls"]]}
+                "storyboards": [_file_path(u) for u in s["animatic_urls"]]}
 
     @server.tool()
     def read_beat(ad: str, beat_id: str | None = None) -> dict[str, Any]:

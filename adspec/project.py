@@ -1,14 +1,16 @@
 """`adspec init [DIR]`: a working adspec project in a folder of one's own — a `dodo.py` equal to
 this repository's, `specs/` with one example ad, the editor schemas in `schema/` (where each spec's
-`# yaml-language-server` comment points), and a `.gitignore`. Nothing already there is overwritten.
+`# yaml-language-server` comment points), and a `.gitignore`. Nothing already there is overwritten
+(a schema file that differs from this adspec's is kept and named: `adspec schema --write schema`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from .fsutil import write_text_atomic
-from .validate import write_schemas
+from .validate import schema_texts
 
 # The repository's own dodo.py is exactly this text (tests/test_init.py keeps them equal).
 DODO_PY = '''\
@@ -52,22 +54,28 @@ __pycache__/
 '''
 
 
-def init_project(root: str | Path) -> list[tuple[Path, bool]]:
-    """Make the project files under `root` (created if missing): (path, written) for each,
-    written False where a file was already there and is kept as it is."""
+class Made(NamedTuple):
+    path: Path
+    written: bool  # False: a file was already there and is kept as it is
+    outdated: bool = False  # kept, and it differs from what this adspec would write (a schema)
+
+
+def init_project(root: str | Path) -> list[Made]:
+    """Make the project files under `root` (created if missing), keeping every file already there."""
     root = Path(root)
     (root / "specs").mkdir(parents=True, exist_ok=True)
-    out: list[tuple[Path, bool]] = []
+    out: list[Made] = []
     has_spec = any(p.suffix in (".yaml", ".yml") for p in (root / "specs").iterdir())
     files = {root / "dodo.py": DODO_PY, root / ".gitignore": GITIGNORE}
     if not has_spec:  # a folder that has ads already gets no example among them
         files[root / "specs" / "example.yaml"] = EXAMPLE_SPEC
-    for path, text in files.items():
+    schemas = {root / "schema" / name: text for name, text in schema_texts().items()}
+    for path, text in {**files, **schemas}.items():
         if path.exists():
-            out.append((path, False))
+            outdated = path in schemas and path.read_text(encoding="utf-8", errors="replace") != text
+            out.append(Made(path, False, outdated))
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, text)
-            out.append((path, True))
-    for path in write_schemas(root / "schema"):  # the current schemas, always (they follow adspec's version)
-        out.append((path, True))
+            out.append(Made(path, True))
     return out

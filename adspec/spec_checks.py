@@ -25,6 +25,7 @@ from .paths import ad_name
 from .plan_rules import plan_shaping_fields
 from .registry import load_registry
 from .spec import COLOR_RE, SKIP_CROSS_CHECKS, SLUG_RE, WORDS_RE, Issue, Loc, Spec, asset_path, spec_issues
+from .text_fit import font_problem
 from .variants import (
     VARIANT_NAME_RE,
     Variant,
@@ -239,6 +240,8 @@ def asset_issues(spec: Spec, spec_path: str | Path) -> list[Issue]:
             problem = asset_problem(real)  # from its header: nothing huge is decoded
             if problem is not None:
                 issues.append((loc, f"'{rel}' {problem}"))
+        elif (problem := font_problem(real)) is not None:
+            issues.append((loc, f"'{rel}' {problem}"))
     return issues
 
 

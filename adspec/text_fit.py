@@ -66,6 +66,16 @@ def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.RAQM)
 
 
+def font_problem(path: str | Path) -> str | None:
+    """What is wrong with a font file of the spec's, or None: FreeType must open it (a file named
+    .ttf that is no font is caught by validate, not by a traceback halfway through a build)."""
+    try:
+        ImageFont.truetype(str(path), 12)
+    except (OSError, ValueError) as e:
+        return f"is not a font FreeType can read ({' '.join(str(e).split())[:80]})"
+    return None
+
+
 def font_at(path: str | Path, size: int) -> ImageFont.FreeTypeFont:
     return _font(str(path), int(size))
 

@@ -38,7 +38,7 @@ from .registry import chunk_references, load_registry, models_table, spec_resolu
 from .spec import Beat, BeatFile, Loc, Spec, language_gaps
 from .spec_checks import resolve_variants
 
-__all__ = ["validate_paths", "json_schema", "write_schemas", "SCHEMA_FILES"]
+__all__ = ["validate_paths", "json_schema", "schema_texts", "write_schemas", "SCHEMA_FILES"]
 
 SCHEMA_FILES = {"spec": "spec.schema.json", "beat_file": "beats.schema.json"}
 
@@ -338,12 +338,17 @@ def _describe_names(schema: dict[str, Any]) -> None:
             prop["enumDescriptions"] = [words.get(name, name) for name in prop["enum"]]
 
 
+def schema_texts() -> dict[str, str]:
+    """The two schema files' names and texts, as `write_schemas` writes them."""
+    return {SCHEMA_FILES[key]: json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+            for key, schema in json_schema().items()}
+
+
 def write_schemas(out_dir: str | Path) -> list[Path]:
     """Write spec.schema.json and beats.schema.json into `out_dir` (e.g. schema/, where the modelines point)."""
     out_dir = Path(out_dir)
     written = []
-    for key, schema in json_schema().items():
-        target = out_dir / SCHEMA_FILES[key]
-        write_if_changed(target, json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        written.append(target)
+    for name, text in schema_texts().items():
+        write_if_changed(out_dir / name, text)
+        written.append(out_dir / name)
     return written

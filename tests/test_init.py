@@ -57,11 +57,15 @@ def test_init_makes_a_project_that_doit_builds_offline(tmp_path: Path) -> None:
     again = _run(sub, env, "doit", "-k")
     assert again.returncode == 0 and "nothing to build" in again.stdout, again.stdout + again.stderr
 
-    # init again keeps every file the user has
+    # init again keeps every file the user has, a hand-edited schema too (it was overwritten)
     (folder / "dodo.py").write_text((folder / "dodo.py").read_text() + "# mine\n")
+    (folder / "schema" / "spec.schema.json").write_text('{"mine": true}\n')
     rerun = _run(folder, env, "adspec.cli", "init")
     assert rerun.returncode == 0 and "kept  dodo.py" in rerun.stdout
     assert (folder / "dodo.py").read_text().endswith("# mine\n")
+    assert (folder / "schema" / "spec.schema.json").read_text() == '{"mine": true}\n'
+    assert "kept  schema/spec.schema.json (not this adspec's schema" in rerun.stdout, rerun.stdout
+    assert "kept  schema/beats.schema.json\n" in rerun.stdout, rerun.stdout
 
 
 def test_init_into_a_new_folder(tmp_path: Path) -> None:

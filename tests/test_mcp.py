@@ -49,6 +49,7 @@ def test_mcp_over_stdio_list_estimate_build_status_edit(project: Project) -> Non
             st = await _call(client, "status", ad="zip")
             assert st["state"] == "done" and st["progress"] == 100 and st["total_chunks"] == 2
             assert st["files"]["final"] == "build/zip/final.mp4" and len(st["storyboards"]) == 2
+            assert all((project.root / p).is_file() for p in [*st["files"].values(), *st["storyboards"]]), st
 
             beats = await _call(client, "read_beat", ad="zip", beat_id="cta")
             assert beats["file"] == "specs/zip.yaml" and beats["inline"] is True
@@ -83,3 +84,11 @@ def test_mcp_refuses_a_build_over_the_budget(project: Project) -> None:
         assert "over the cap of $0.050 per run (ADSPEC_BUDGET_USD); nothing was paid" in refused["refused"]
         assert refused["estimate_usd"] > refused["budget_usd"] == 0.05
         assert replicate.requests == [] and not (project.build / "zip" / "final.mp4").exists()
+
+
+def test_status_paths_are_files_not_urls() -> None:
+    """A variant's `@` is quoted in the studio's URLs; the paths an agent is given are not."""
+    from adspec.mcp_server import _file_path
+
+    assert _file_path("/files/zip%40fr/beats/hook/storyboard.png?v=3") == "build/zip@fr/beats/hook/storyboard.png"
+    assert _file_path("/files/zip/final.mp4") == "build/zip/final.mp4"

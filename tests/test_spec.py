@@ -273,6 +273,7 @@ def test_bad_assets(tmp_path: Path, rel: str, words: str) -> None:
         ("logo: missing.png", "brand.logo", "not found"),
         ("font: nope.ttf", "brand.font", "not found"),
         ("font: assets/p.png", "brand.font", "must be a font"),
+        ("font: assets/fake.ttf", "brand.font", "not a font FreeType can read"),  # was a traceback at the plan step
     ],
 )
 def test_brand_kit_files_are_checked_like_assets(tmp_path: Path, brand: str, field: str, words: str) -> None:
@@ -281,6 +282,7 @@ def test_brand_kit_files_are_checked_like_assets(tmp_path: Path, brand: str, fie
     project = tmp_path / "proj"
     (project / "specs" / "assets").mkdir(parents=True)
     (project / "specs" / "assets" / "p.png").write_bytes(TINY_PNG)
+    (project / "specs" / "assets" / "fake.ttf").write_text("not a font")
     text = GOOD.replace('brand: {name: Zephyr,', "brand: {" + brand + ", name: Zephyr,")
     err = error_of(write(project, "a.yaml", text))
     assert err.line == 6 and err.field == field and words in err.message, str(err)
