@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from .errors import LockError, SpecError
+from .errors import LockError, SpecError, raise_errors
 from .fsutil import write_text_atomic
 from .hashing import sha256_bytes, sha256_json
 from .library import LIBRARY_VERSION
@@ -88,7 +88,10 @@ def decide(
     if force or beat_file_text is None:
         return Decision.PLAN
     shown_beats = str(beats_path) if beats_path is not None else "the beat file"
-    beat_file = parse_beat_file_text(beat_file_text, shown_beats)
+    beat_file, errors = beat_file_errors_text(beat_file_text, shown_beats)
+    if beat_file is None:  # every error of the file, those against its spec too (as `adspec validate` says them)
+        raise_errors(beat_file_errors_text(beat_file_text, shown_beats, spec)[1] or errors)
+    assert beat_file is not None
     pf = beat_file.planned_from
     if pf is not None and pf.spec_sha256 == spec_sha:
         return Decision.KEEP

@@ -37,6 +37,7 @@ from .spec import (
     beat_file_issues,
     beat_list_issues,
     beat_model_issues,
+    listed_twice,
     on_screen_issues,
     prompt_issues,
     spec_issues,
@@ -400,7 +401,7 @@ def _partial(model: type[M], value: dict[str, Any], e: ValidationError) -> tuple
     return None, unsure
 
 
-def _partial_beat_issues(value: dict[str, Any], spec: Spec | None) -> list[Issue]:
+def _partial_beat_issues(value: dict[str, Any], spec: Spec | None, what: str = "the beats") -> list[Issue]:
     """The checks a beat file fails besides its schema errors: duplicate ids and the total from
     the ids and durations as written, and each beat that did validate against its spec
     (prompts, lines, supers, its models) at its own index."""
@@ -408,7 +409,7 @@ def _partial_beat_issues(value: dict[str, Any], spec: Spec | None) -> list[Issue
     if not isinstance(raw_beats, list):
         return []
     pairs = [(raw.get("id"), raw.get("duration")) if isinstance(raw, dict) else (None, None) for raw in raw_beats]
-    issues: list[Issue] = beat_list_issues(pairs, spec.duration if spec else None, ("beats",), "the beats")
+    issues: list[Issue] = beat_list_issues(pairs, spec.duration if spec else None, ("beats",), what)
     if spec is None:
         return issues
     for i, raw in enumerate(raw_beats):
@@ -487,6 +488,7 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
     _fill_defaults(value, spec_path if spec_path is not None else shown)
     schema_errors: list[SpecError] = []
     unsure: set[str] = set()
+    failed: set[str] = set()
     spec: Spec | None
     try:
         spec = Spec.model_validate(value, context={SKIP_CROSS_CHECKS: True}, by_name=False)
@@ -494,6 +496,7 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
         # every error at once: the checks that need a valid spec still run on what did parse
         schema_errors = _validation_errors(e, Spec, lines, shown)
         spec, unsure = _partial(Spec, value, e)
+        failed = {str(err["loc"][0]) for err in e.errors(include_url=False) if err["loc"]}
     except Exception as e:  # a validator tripped on something unforeseen: still one clean line
         return None, errors + [SpecError(shown, None, None, f"cannot validate: {type(e).__name__}: {e}")]
     schema_errors = _merge(duplicates, schema_errors)
@@ -506,6 +509,11 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
             issues += own_media_issues(spec.beats or [], Path(spec_path).parent)
         if spec.variants is not None:  # each variant's own spec once the base is sound; the block itself always
             issues += variant_issues(spec, spec_path) if not issues and not schema_errors else variant_block_issues(spec)
+        # a list with a bad entry was left out of the partial spec: what else is wrong in it, as written
+        if "beats" in failed and isinstance(value.get("beats"), list):
+            issues += _partial_beat_issues(value, spec, "inline beats")
+        if "placements" in failed and isinstance(value.get("placements"), list):
+            issues += listed_twice(value["placements"], ("placements",))
     except Exception as e:
         issues = [((), f"cannot validate: {type(e).__name__}: {e}")]
     if schema_errors:

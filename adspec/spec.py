@@ -322,6 +322,13 @@ class Music(Strict):
     bpm: int = Field(ge=40, le=220, description="tempo in beats per minute")
 
 
+def listed_twice(names: Sequence[Any], base: Loc) -> list[Issue]:
+    """Each entry of a list of names that an earlier entry already names (as written: an entry
+    that is no string is skipped, so a list with one bad entry is still checked)."""
+    return [((*base, j), f"'{name}' is listed twice") for j, name in enumerate(names)
+            if isinstance(name, str) and name in names[:j]]
+
+
 def _beats_issues(beats: list[Beat], duration: int | None, base: Loc, what: str) -> list[Issue]:
     return beat_list_issues([(b.id, b.duration) for b in beats], duration, base, what)
 
@@ -667,19 +674,16 @@ def spec_issues(spec: Spec) -> list[Issue]:
                                                 f"(it supports {', '.join(video.aspect_ratios)})"))
     except KeyError:
         pass
-    for j, name in enumerate(spec.placements):
-        if name in spec.placements[:j]:  # two exports and checks of one name: doit refuses the whole project
-            issues.append((("placements", j), f"'{name}' is listed twice"))
+    issues += listed_twice(spec.placements, ("placements",))  # two exports and checks of one name: doit refuses the project
     if spec.beats is not None:
         issues += beat_model_issues(spec.beats, spec, ("beats",))
     if spec.music is not None and spec.beats is None:
         issues.append((("music",), "only allowed with inline `beats:`; otherwise the music is planned into the beat file"))
     if spec.beats is not None:
         issues += _beats_issues(spec.beats, spec.duration, ("beats",), "inline beats")
-        if not issues:
-            issues += prompt_issues(spec.beats, spec, ("beats",))
-            issues += voiceover_issues(spec.beats, spec, ("beats",))
-            issues += on_screen_issues(spec.beats, spec, ("beats",))
+        issues += prompt_issues(spec.beats, spec, ("beats",))
+        issues += voiceover_issues(spec.beats, spec, ("beats",))
+        issues += on_screen_issues(spec.beats, spec, ("beats",))
     return issues + voice_issues(spec)
 
 

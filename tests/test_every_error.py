@@ -103,6 +103,14 @@ def test_beat_file_errors_under_doit_keep_their_lines(project: Project) -> None:
     assert proc.returncode != 0
     assert re.search(rf"zip\.beats\.yaml:{line - 1}: beats\.0\.image_prompt: .*unknown variable 'bogus'", out), out
 
+    # a file failing its schema: doit says its errors against the spec too, as validate does (the total was left out)
+    text = path.read_text(encoding="utf-8").replace("{{ bogus }}", "opening").replace("motion_prompt:", "motion_promt:", 1)
+    path.write_text(text.replace("duration: 2\n", "duration: 3\n", 1), encoding="utf-8")
+    out = project.doit(check=False).stdout
+    said = project.adspec("validate").stderr
+    assert "beats last 9 s in total but the spec's duration is 8 s" in said, said
+    assert sorted(re.findall(r"zip\.beats\.yaml:\d+: .*", out)) == sorted(re.findall(r"zip\.beats\.yaml:\d+: .*", said)), (out, said)
+
 
 def test_library_rules_are_warnings_with_the_rule(project: Project) -> None:
     (project.specs / "zip.yaml").write_text("prompt: A 20-second ad for the Zip bottle\n", encoding="utf-8")
@@ -138,9 +146,12 @@ def test_later_checks_do_not_guess_about_a_field_that_failed() -> None:
     assert [(e.field, e.line) for e in errors] == [("prompt", 1), ("vars.city", 2)], errors
     assert "'nope'" in errors[0].message
     text = ("prompt: p\nmusic: {prompt: x, bpm: 100}\nbeats:\n"
-            "  - {id: hook, type: hook, duration: 4, image_prompt: '', motion_prompt: b}\n")
+            "  - {id: hook, type: hook, duration: 5, image_prompt: '', motion_prompt: b}\n")
     _, errors = parse_spec_text(text, "specs/x.yaml")
     assert [e.field for e in errors] == ["beats.0.image_prompt"], errors
+    _, errors = parse_spec_text(text.replace("duration: 5", "duration: 4"), "specs/x.yaml")
+    # the beats as written are checked too (an ad has no 4 s length to take from them: the default 30 s stands)
+    assert [e.field for e in errors] == ["beats", "beats.0.image_prompt"], errors
 
 
 def test_an_asset_map_names_the_field_that_is_wrong() -> None:
@@ -283,3 +294,22 @@ def test_the_variants_blocks_own_errors_show_beside_the_bases() -> None:
     lines = [e.one_line() for e in errors]
     assert lines[0] == "specs/x.yaml:2: seed: must be a whole number (got 'x')", lines
     assert lines[1].startswith("specs/x.yaml:6: variants.matrix.vars.cty: unknown variable 'cty'"), lines
+
+
+def test_inline_beats_and_placements_with_a_bad_entry_still_show_the_rest() -> None:
+    """A spec's inline beat failing its schema (a missing prompt, an unknown type) hid the duplicate
+    id, the total and another beat's too-long line; an unknown placement hid one listed twice."""
+    text = ("prompt: p\nduration: 10\nplacements: [tiktk, tiktok, tiktok]\nbeats:\n"
+            "  - {id: a, type: hok, duration: 3, image_prompt: x}\n"
+            "  - {id: a, type: cta, duration: 4, image_prompt: y, motion_prompt: z,\n"
+            "     voiceover: 'one two three four five six seven eight nine ten eleven twelve'}\n")
+    _, errors = parse_spec_text(text, "specs/x.yaml")
+    lines = [e.one_line() for e in errors]
+    assert any(ln.startswith("specs/x.yaml:3: placements.0: unknown placement 'tiktk'") for ln in lines), lines
+    assert "specs/x.yaml:3: placements.2: 'tiktok' is listed twice" in lines, lines
+    assert "specs/x.yaml:4: beats: inline beats last 7 s in total but the spec's duration is 10 s" in lines, lines
+    assert any(ln.startswith("specs/x.yaml:5: beats.0.type: unknown beat type 'hok'") for ln in lines), lines
+    assert "specs/x.yaml:5: beats.0.motion_prompt: is required" in lines, lines
+    assert "specs/x.yaml:6: beats.1.id: duplicate beat id 'a' (already used by beats.0)" in lines, lines
+    assert any(ln.startswith("specs/x.yaml:7: beats.1.voiceover: 12 words for a 4 s beat") for ln in lines), lines
+    assert len(lines) == 7, lines
