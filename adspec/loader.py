@@ -360,7 +360,8 @@ def _fill_defaults(value: dict[str, Any], path: str | Path) -> None:
 #: made against the default standing in for what was written (e.g. `music:` is only allowed with
 #: inline `beats:`, which failed: saying so would be wrong)
 _DEPENDS = {
-    "beats": ("music",), "duration": ("beats",), "aspect_ratio": ("models",), "models": ("models", "voice"),
+    "beats": ("music",), "duration": ("beats", "placements"), "aspect_ratio": ("models", "placements"),
+    "models": ("models", "voice"),
     "vars": ("title", "prompt", "style", "brand", "beats"), "voiceover": ("beats",),
 }
 

@@ -110,6 +110,23 @@ def text_zones(placements: Sequence[str], aspect_ratio: str) -> dict[str, dict[s
     return out
 
 
+def misfit(pid: str, aspect_ratio: str, seconds: int) -> str | None:
+    """Why an ad of `aspect_ratio` lasting `seconds` cannot pass placement `pid`'s checks, or None:
+    known from the spec alone, so it is said before anything is paid for (its check would fail
+    only after the whole ad was built)."""
+    p = load_placements().get(pid)
+    if p is None:
+        return None
+    if p.aspect_ratio != aspect_ratio:
+        return (f"{pid} takes {p.aspect_ratio} video and this ad is {aspect_ratio}; list it in a variant "
+                f"of that aspect ratio")
+    d = p.duration
+    if (d.exact is not None and seconds != d.exact) or (d.max is not None and seconds > d.max) \
+            or (d.min is not None and seconds < d.min):
+        return f"{pid} takes {d.describe()} and this ad lasts {seconds} s"
+    return None
+
+
 def placement_ids() -> list[str]:
     return list(load_placements())
 

@@ -35,7 +35,7 @@ from pydantic import (
 from .errors import SpecError
 from .languages import DEFAULT_LANGUAGE, Text, all_texts, any_text, check_map, tag_problem, text_in, texts_by_language
 from .library import Library, TemplateProblem, load_library, render_template
-from .placements import load_placements, placement_ids, text_zones, unknown_placement_message
+from .placements import load_placements, misfit, placement_ids, text_zones, unknown_placement_message
 from .prompt_text import plain_text, product_from_prompt
 from .registry import Registry, load_registry, reference_capacity
 from .variants import Variants
@@ -675,6 +675,10 @@ def spec_issues(spec: Spec) -> list[Issue]:
     except KeyError:
         pass
     issues += listed_twice(spec.placements, ("placements",))  # two exports and checks of one name: doit refuses the project
+    for j, name in enumerate(spec.placements):
+        problem = misfit(name, spec.aspect_ratio, spec.duration)
+        if problem is not None:
+            issues.append((("placements", j), problem))
     if spec.beats is not None:
         issues += beat_model_issues(spec.beats, spec, ("beats",))
     if spec.music is not None and spec.beats is None:

@@ -206,13 +206,14 @@ def test_shows_twice_or_more_than_any_model_takes_is_an_error_of_validate() -> N
 def test_a_placement_listed_twice_is_an_error_of_validate() -> None:
     """It passed validate, then made two tasks of one name: doit refused every ad of the project
     with `Task names must be unique`, no file, no line."""
-    _, errors = parse_spec_text("prompt: p\nplacements: [tiktok, youtube-shorts, tiktok]\n", "specs/x.yaml")
-    assert [e.one_line() for e in errors] == ["specs/x.yaml:2: placements.2: 'tiktok' is listed twice"]
-    text = ("prompt: p\nplacements: [tiktok]\nvariants:\n  named:\n"
+    _, errors = parse_spec_text("prompt: p\naspect_ratio: '9:16'\nduration: 20\nplacements: [tiktok, youtube-shorts, tiktok]\n",
+                                "specs/x.yaml")
+    assert [e.one_line() for e in errors] == ["specs/x.yaml:4: placements.2: 'tiktok' is listed twice"]
+    text = ("prompt: p\naspect_ratio: '9:16'\nduration: 20\nplacements: [tiktok]\nvariants:\n  named:\n"
             "    sq: {placements: [instagram-reels, instagram-reels]}\n")
     _, errors = parse_spec_text(text, "specs/x.yaml")
     assert [e.one_line() for e in errors] == [
-        "specs/x.yaml:5: variants.named.sq.placements: variant 'sq': placements.1: 'instagram-reels' is listed twice"]
+        "specs/x.yaml:7: variants.named.sq.placements: variant 'sq': placements.1: 'instagram-reels' is listed twice"]
 
 
 def test_a_text_missing_in_a_variants_language_fails_its_plan_at_the_beats_line(project: Project) -> None:
@@ -299,17 +300,17 @@ def test_the_variants_blocks_own_errors_show_beside_the_bases() -> None:
 def test_inline_beats_and_placements_with_a_bad_entry_still_show_the_rest() -> None:
     """A spec's inline beat failing its schema (a missing prompt, an unknown type) hid the duplicate
     id, the total and another beat's too-long line; an unknown placement hid one listed twice."""
-    text = ("prompt: p\nduration: 10\nplacements: [tiktk, tiktok, tiktok]\nbeats:\n"
+    text = ("prompt: p\nduration: 10\naspect_ratio: '9:16'\nplacements: [tiktk, tiktok, tiktok]\nbeats:\n"
             "  - {id: a, type: hok, duration: 3, image_prompt: x}\n"
             "  - {id: a, type: cta, duration: 4, image_prompt: y, motion_prompt: z,\n"
             "     voiceover: 'one two three four five six seven eight nine ten eleven twelve'}\n")
     _, errors = parse_spec_text(text, "specs/x.yaml")
     lines = [e.one_line() for e in errors]
-    assert any(ln.startswith("specs/x.yaml:3: placements.0: unknown placement 'tiktk'") for ln in lines), lines
-    assert "specs/x.yaml:3: placements.2: 'tiktok' is listed twice" in lines, lines
-    assert "specs/x.yaml:4: beats: inline beats last 7 s in total but the spec's duration is 10 s" in lines, lines
-    assert any(ln.startswith("specs/x.yaml:5: beats.0.type: unknown beat type 'hok'") for ln in lines), lines
-    assert "specs/x.yaml:5: beats.0.motion_prompt: is required" in lines, lines
-    assert "specs/x.yaml:6: beats.1.id: duplicate beat id 'a' (already used by beats.0)" in lines, lines
-    assert any(ln.startswith("specs/x.yaml:7: beats.1.voiceover: 12 words for a 4 s beat") for ln in lines), lines
+    assert any(ln.startswith("specs/x.yaml:4: placements.0: unknown placement 'tiktk'") for ln in lines), lines
+    assert "specs/x.yaml:4: placements.2: 'tiktok' is listed twice" in lines, lines
+    assert "specs/x.yaml:5: beats: inline beats last 7 s in total but the spec's duration is 10 s" in lines, lines
+    assert any(ln.startswith("specs/x.yaml:6: beats.0.type: unknown beat type 'hok'") for ln in lines), lines
+    assert "specs/x.yaml:6: beats.0.motion_prompt: is required" in lines, lines
+    assert "specs/x.yaml:7: beats.1.id: duplicate beat id 'a' (already used by beats.0)" in lines, lines
+    assert any(ln.startswith("specs/x.yaml:8: beats.1.voiceover: 12 words for a 4 s beat") for ln in lines), lines
     assert len(lines) == 7, lines
