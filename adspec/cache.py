@@ -307,6 +307,10 @@ class RequestCache:
         elif blob.stat().st_size != entry.size or sha256_file(blob) != entry.sha256:
             problem = "its artifact's bytes do not match their sha256"
         if problem is None:
+            try:  # its blob's time is when it was last made or used: `adspec cache gc` keeps what is used
+                os.utime(blob)
+            except OSError:
+                pass  # a cache this process may not write: still served
             return entry
         message = f"cache entry {key[:12]} ({entry.kind} {entry.model}) dropped: {problem}; it will be regenerated"
         log.warning(message)
@@ -356,6 +360,8 @@ class RequestCache:
                 shutil.copyfile(src, tmp)
                 _fsync(tmp)  # a paid artifact is on disk before its entry says so (power loss)
             _fsync(dest.parent)
+        else:
+            os.utime(dest)  # made again now (the time `adspec cache gc` goes by)
         return sha, dest.stat().st_size
 
     def _quarantine(self, path: Path, name: str) -> None:

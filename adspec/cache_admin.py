@@ -37,6 +37,9 @@ __all__ = ["usage", "render_usage", "collect", "render_gc", "show", "render_show
 DEFAULT_MAX_AGE_DAYS = 30.0
 LEFTOVER_SECONDS = 24 * 3600  # a temporary file older than this belongs to a run that was killed
 ORPHAN_SECONDS = 3600  # a blob no entry names yet may be one a running build is about to record
+#: an entry made or used this recently is kept whatever the age limit: a running build writes the
+#: receipt that keeps it only after it has placed the artifact (a clip's conform takes a while)
+GRACE_SECONDS = 3600
 NO_AD = "(no receipt under build/)"
 
 
@@ -210,11 +213,12 @@ def collect(root: Path, build_dirs: Iterable[Path], *, max_age_days: float = DEF
         view.close()
     keep_keys = {data["key"] for _, _, data in receipts(build_dirs)} | pending
     keep_keys |= {str(x.get("key")) for x in ledger_lines(root) if _time_of(x) >= cutoff}
-    keep_keys |= {e.key for e in entries if e.created_at >= cutoff}
+    blob_files = {p.name: p for p in _files(root / "blobs")}
+    recent = min(cutoff, now - GRACE_SECONDS)
+    keep_keys |= {e.key for e in entries if _last_used(e, blob_files) >= recent}
     kept = [e for e in entries if e.key in keep_keys]
     keep_shas = {e.sha256 for e in kept}
     out = Collection(entries=[e for e in entries if e.key not in keep_keys])
-    blob_files = {p.name: p for p in _files(root / "blobs")}
     out.kept, out.kept_bytes = len(keep_shas & set(blob_files)), sum(_size(blob_files[s]) for s in keep_shas if s in blob_files)
     out.blobs = {e.sha256: _size(blob_files[e.sha256]) for e in out.entries
                  if e.sha256 not in keep_shas and e.sha256 in blob_files}
@@ -231,6 +235,16 @@ def collect(root: Path, build_dirs: Iterable[Path], *, max_age_days: float = DEF
     finally:
         cache.close()
     return out
+
+
+def _last_used(entry: Entry, blob_files: dict[str, Path]) -> float:
+    """When the entry was last made or served: its blob's time (written when the entry is made,
+    touched by every cache hit; `created_at` is when the request started), else when it was made."""
+    blob = blob_files.get(entry.sha256)
+    try:
+        return blob.stat().st_mtime if blob is not None else entry.created_at
+    except OSError:
+        return entry.created_at
 
 
 def _time_of(line: dict[str, Any]) -> float:

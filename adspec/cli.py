@@ -395,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "blobs no entry names, old rejected outputs, leftovers, unheld lock files")
     c.add_argument("--dry-run", action="store_true", help="say what would be removed; change nothing")
     c.add_argument("--older-than", type=float, default=30.0, metavar="DAYS",
-                   help="keep whatever was made or used in the last DAYS days (default 30)")
+                   help="keep whatever was made or used in the last DAYS days (default 30; "
+                        "whatever was made or used in the last hour is always kept)")
     c.add_argument("--json", action="store_true")
     c = cache_sub.add_parser("show", help="one key: state (cached, corrupt, pending, claimed), artifact, cost, job id, "
                                           "ledger lines, receipts and recipe (reads only)")

@@ -97,6 +97,9 @@ def test_du_and_gc_keep_what_receipts_use_and_remove_the_rest(project: Project) 
         orphan.write_bytes(b"nobody names me")
         for p in (leftover, orphan):
             os.utime(p, (day_ago, day_ago))
+        for k in old:  # made two days ago and not used since (a cache hit touches its blob)
+            blob = project.cache / "blobs" / entries[k].sha256[:2] / entries[k].sha256
+            os.utime(blob, (day_ago, day_ago))
 
         # the default age limit (30 days) keeps everything paid today, used or not
         default = _cache_json(project, "gc", "--dry-run")
@@ -255,6 +258,54 @@ def test_a_lock_file_removed_between_open_and_flock_is_not_a_second_lock(tmp_pat
     t.join(10)
     assert events == ["other build releases", "waiter holds the key"]
     cache.close()
+
+
+def test_gc_keeps_what_a_build_just_made_or_used_whatever_the_age_limit(project: Project) -> None:
+    """Two ways gc took paid artifacts a build needed: during a build, between a clip's arrival and
+    its receipt (`--older-than 0` removed it, the next build paid again); and an artifact made long
+    ago but served from the cache a minute ago ("made or used in the last DAYS days")."""
+    import dataclasses
+
+    from fakes.replicate_server import FakeReplicate
+
+    a, b = small_spec(), small_spec()
+    b["beats"][0]["image_prompt"] = "A bottle on a cliff"
+    with FakeReplicate(latency=0.05) as rep:
+        rep.unique_outputs = True
+        live_env(project, rep)
+        project.write_spec("zip", a)
+        project.doit()
+        paid = dict(rep.creates_by_input)
+        # a chunk just made whose receipt is not written yet (the build is conforming it)
+        receipt = project.build / "zip" / "beats" / "cta" / "chunk-0.receipt.json"
+        key = json.loads(receipt.read_text())["key"]
+        receipt.unlink()
+        gc = project.adspec("cache", "gc", "--older-than", "0")
+        assert gc.returncode == 0, gc.stderr
+        cache = RequestCache(project.cache)
+        assert cache.get(key) is not None, gc.stdout
+        # made 40 days ago (records, ledger and blobs aged), used today by a build of A, then unused
+        for e in list(cache.entries()):
+            cache._put_entry(e.key, dataclasses.replace(e, created_at=e.created_at - 40 * 86400))
+            blob = cache.blob_path(e.sha256)
+            os.utime(blob, (blob.stat().st_mtime - 40 * 86400,) * 2)
+        cache.close()
+        ledger = project.cache / "ledger.jsonl"
+        lines = [json.loads(x) for x in ledger.read_text().splitlines() if x.strip()]
+        ledger.write_text("".join(json.dumps({**x, "time": x["time"] - 40 * 86400}) + "\n" for x in lines))
+        project.write_spec("zip", b)
+        project.doit()
+        project.write_spec("zip", a)
+        project.doit()  # A again: served from the cache, so used today
+        project.write_spec("zip", b)
+        project.doit()
+        gc = project.adspec("cache", "gc")
+        assert gc.returncode == 0, gc.stderr
+        project.write_spec("zip", a)
+        project.doit()
+        again = {k: n for k, n in rep.creates_by_input.items() if n > 1}
+        assert not again, f"{len(again)} requests paid again after gc: {gc.stdout}"
+        assert set(paid) < set(rep.creates_by_input)  # B's own new requests were paid, once each
 
 
 def test_gc_without_a_build_folder_removes_nothing(project: Project) -> None:
