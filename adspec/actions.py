@@ -20,7 +20,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from . import media, own_media
+from . import images, media, own_media
 from .build_files import RECORD_VERSIONS, BeatInputs, MusicInputs, Timeline, read_model
 from .cache import Fetched, RequestCache, open_cache
 from .cache_view import CacheView
@@ -37,7 +37,7 @@ from .progress import on_progress
 from .providers.base import MediaProvider, PlanProvider
 from .providers.offline import OfflineMedia
 from .providers.select import media_provider, plan_provider
-from .receipts import receipt_key, write_receipt
+from .receipts import intact, receipt_key, write_receipt
 from .recipes import Recipe
 from .tasknames import task_name
 from .verify import audio_verifier, image_verifier, video_verifier
@@ -160,10 +160,18 @@ def is_current(artifact: str, kind: str, ad: str, *args: Any) -> bool:
     ctx = context()
     recipes: dict[str, Callable[..., Recipe]] = {"storyboard": storyboard_recipe, "chunk": chunk_recipe, "music": music_recipe}
     recipe_of = recipes[kind]
-    try:
-        return receipt_key(path) == recipe_of(ctx, ad, *args).key
+    try:  # a damaged artifact is made again (from the cache: free), never sent on to a paid model
+        if kind == "chunk" and not _last_frame_sound(AdPaths.of(ctx.settings.build_dir, ad).last_frame(*args)):
+            return False
+        return receipt_key(path) == recipe_of(ctx, ad, *args).key and intact(path)
     except (OSError, ValueError, KeyError):
         return False
+
+
+def _last_frame_sound(png: Path) -> bool:
+    """A chunk's last frame, where there is one, is a whole image: the beat's next chunk is asked
+    from its bytes (a damaged one would be a new request, paid for, of a broken picture)."""
+    return not png.exists() or images.asset_problem(png) is None
 
 
 # ---- the steps ----------------------------------------------------------------------------------

@@ -80,6 +80,19 @@ def read_receipt(artifact: Path) -> Receipt | None:
         return None
 
 
+def intact(artifact: Path) -> bool:
+    """The artifact is what its receipt says was made: not changed since (a hand edit, a truncated
+    copy). Cheap on the common path: the bytes are hashed only when the artifact is newer than its
+    receipt (written after it), so a no-op reads two file times per target."""
+    try:
+        if artifact.stat().st_mtime_ns <= receipt_path(artifact).stat().st_mtime_ns:
+            return True
+    except OSError:
+        return False
+    receipt = read_receipt(artifact)
+    return receipt is not None and sha256_file(artifact) == receipt.sha256
+
+
 def receipt_key(artifact: Path) -> str | None:
     """The recipe key the artifact was made from, per its receipt."""
     receipt = read_receipt(artifact)

@@ -90,6 +90,39 @@ def test_live_edit_of_one_beat_pays_for_that_beat_only(live) -> None:
     assert "orbit around the bottle" in new[0]["body"]["input"]["prompt"]
 
 
+def test_a_damaged_storyboard_or_chunk_is_made_again_never_sent_to_a_paid_model(live) -> None:
+    """A storyboard.png overwritten by hand stayed "current" (its receipt's key matched), so the
+    next chunk asked of the model started from those bytes: a new, paid request of a broken image.
+    A truncated chunk stayed too, and every mix failed on it."""
+    import os
+
+    project, replicate, _ = live
+    spec = small_spec()
+    project.write_spec("zip", spec)
+    project.doit()
+    paid, beat = replicate.paid_creates, project.build / "zip" / "beats" / "hook"
+    good = (beat / "storyboard.png").read_bytes()
+    (beat / "storyboard.png").write_bytes(b"garbage")
+    chunk = beat / "chunk-0.mp4"
+    whole = chunk.read_bytes()
+    chunk.write_bytes(whole[: len(whole) // 3])
+    ran = executed_tasks(project.doit().stdout)
+    assert {"storyboard:zip/hook", "chunk:zip/hook/0"} <= set(ran), ran  # made again from the cache, as they were
+    assert (beat / "storyboard.png").read_bytes() == good and chunk.read_bytes() == whole
+    assert replicate.paid_creates == paid
+    assert media.probe(project.build / "zip" / "final.mp4").duration == pytest.approx(spec["duration"], abs=0.08)
+
+    # a damaged last frame of a beat's first chunk: the next chunk would be asked from it (a new key)
+    spec["beats"][0]["duration"], spec["duration"] = 12, 17  # two chunks of 6 s for the hook
+    project.write_spec("zip", spec)
+    project.doit()
+    paid, last = replicate.paid_creates, beat / "chunk-0.last.png"
+    frame = last.read_bytes()
+    last.write_bytes(frame[:100])
+    ran = executed_tasks(project.doit().stdout)
+    assert "chunk:zip/hook/0" in ran and last.read_bytes() == frame and replicate.paid_creates == paid, ran
+
+
 def start_waiting_on_a_chunk(project: Project, replicate: FakeReplicate, *, output: bool = False) -> subprocess.Popen:
     """`doit` over a small live ad, returned once a chunk's prediction was created (chunks take 3 s)."""
     replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 3.0
