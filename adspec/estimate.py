@@ -36,7 +36,7 @@ from .build_files import compact_text
 from .checks import checks_current, layout_current
 from .config import as_live, load_settings
 from .cost import raise_hint, recipe_price
-from .errors import AdspecError, BudgetError
+from .errors import AdspecError, BudgetError, MediaError
 from .media_requests import beat_chunk_references, music_request, video_request
 from .money import fmt_usd, usd
 from .paths import AdPaths
@@ -124,6 +124,13 @@ class RunEstimate:
 REMOTE_SECONDS = 10.0
 
 
+def _size_of(image: Path) -> tuple[int, int] | None:
+    try:
+        return media.image_size(image)
+    except MediaError:
+        return None  # damaged: the build makes it again
+
+
 class _Estimator:
     def __init__(self, tmp: Path):
         self.ctx = context()
@@ -165,8 +172,10 @@ class _Estimator:
         self._n += 1
         return self.tmp / f"derived-{self._n}{suffix}"
 
-    def _state(self, recipe: Any, target: Path) -> str:
-        if target.exists() and receipt_key(target) == recipe.key:
+    def _state(self, recipe: Any, target: Path, size: tuple[int, int] | None = None) -> str:
+        """current, cache, pay or free; with `size`, an image target of another size is not current
+        (a new resolution: the storyboard is made again from the cache, and its chunks are new requests)."""
+        if target.exists() and receipt_key(target) == recipe.key and (size is None or _size_of(target) == size):
             return "current"
         if recipe.key in self.made or self.cache.peek(recipe.key):
             return "cache"
@@ -311,7 +320,7 @@ class _Estimator:
         inputs = plan.beat_inputs(beat)
         sb = beat_image_recipe(self.ctx, ad, inputs)
         target = paths.storyboard(beat.id)
-        state = self._state(sb, target)
+        state = self._state(sb, target, (plan.width, plan.height))
         first: Path | None = None
         symbol = f"storyboard-of:{sb.key}:{plan.width}x{plan.height}"
         if state == "current":

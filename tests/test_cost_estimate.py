@@ -160,6 +160,17 @@ def test_estimate_equals_spend_is_zero_on_noop_and_names_an_edited_beat(live) ->
     assert stale == {t for t in ran if ":" in t}, sorted(ran)
     assert replicate.paid_creates == creates
 
+    # a new resolution: the storyboards are made again from the cache at the new size, so every chunk
+    # starts from a new picture and is a new request: the estimate names them (it said $0, as current)
+    before, creates = len(project.ledger()), replicate.paid_creates
+    spec["resolution"] = "720p"
+    project.write_spec("zip", spec)
+    resized = estimate(project)
+    assert pay_targets(resized) == ["chunk:zip/cta/0", "chunk:zip/cta/1", "chunk:zip/hook/0"], pay_targets(resized)
+    project.doit()
+    assert replicate.paid_creates - creates == 3
+    assert spent(project, before) == pytest.approx(resized["total_usd"], abs=1e-6)
+
     # clean: every target is stale, and every one comes from the cache: 0 to pay, then 0 paid
     project.doit("clean")
     cleaned = estimate(project)
