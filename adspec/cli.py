@@ -330,6 +330,9 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adspec", description="Declarative AI video ads, built like software.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"adspec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", help="make a working adspec project in DIR (default: here): dodo.py, specs/ with an "

@@ -136,6 +136,10 @@ def _enum(values: list[str]) -> dict[str, Any]:
 
 def _known_models_message(kind: str, name: str) -> str:
     reg = _registry()
+    other = reg.models.get(reg.aliases.get(name, name))
+    if other is not None and other.kind != kind:  # a known model in the wrong place: say which kind it is
+        return f"'{name}' is {'an' if other.kind[0] in 'aeiou' else 'a'} {other.kind} model, not {kind}; " \
+               f"{kind} models: {', '.join(reg.names(kind))}"
     names = reg.names(kind)
     aliases = sorted(a for a, n in reg.aliases.items() if reg.models[n].kind == kind)
     close = difflib.get_close_matches(name, names + aliases, n=1)

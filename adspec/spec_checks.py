@@ -260,6 +260,8 @@ def own_media_issues(beats: list[Any], spec_dir: str | Path, base: Loc = ("beats
             target = Path(os.path.normpath(spec_dir / rel))
             if not _inside(target, root) or not _inside(target.resolve(), root.resolve()):
                 issues.append((loc, f"'{rel}' leads outside the project folder"))
+            elif target.exists() and not target.is_file():
+                issues.append((loc, f"'{rel}' is {file_kind(target.stat().st_mode)}, not a file"))
             elif not target.is_file():
                 issues.append((loc, f"file '{rel}' not found (looked for {os.path.relpath(target, root)} in the project)"))
             elif target.suffix.lower() not in suffixes:

@@ -314,3 +314,29 @@ def test_inline_beats_and_placements_with_a_bad_entry_still_show_the_rest() -> N
     assert "specs/x.yaml:7: beats.1.id: duplicate beat id 'a' (already used by beats.0)" in lines, lines
     assert any(ln.startswith("specs/x.yaml:8: beats.1.voiceover: 12 words for a 4 s beat") for ln in lines), lines
     assert len(lines) == 7, lines
+
+
+def test_a_model_of_the_wrong_kind_and_a_folder_for_a_file_are_named_as_such(tmp_path: Path) -> None:
+    """`models: {video: flux-dev}` said "unknown video model 'flux-dev'" (it is a known image model),
+    and a beat's `image:` naming a folder said the file was not found."""
+    (tmp_path / "specs" / "sub").mkdir(parents=True)
+    spec = tmp_path / "specs" / "m.yaml"
+    spec.write_text("prompt: p\nduration: 10\nmodels: {video: flux-dev, image: hailuo-02}\nbeats:\n"
+                    "  - {id: a, type: hook, duration: 4, image: sub, image_prompt: x, motion_prompt: y}\n"
+                    "  - {id: b, type: cta, duration: 6, image_prompt: x, motion_prompt: y}\n", encoding="utf-8")
+    _, errors = parse_spec_text(spec.read_bytes(), "specs/m.yaml", spec_path=spec)
+    lines = [e.one_line() for e in errors]
+    assert any(ln.startswith("specs/m.yaml:3: models.video: 'flux-dev' is an image model, not video; video models: ")
+               for ln in lines), lines
+    assert any(ln.startswith("specs/m.yaml:3: models.image: 'hailuo-02' is a video model, not image; ") for ln in lines), lines
+    assert "specs/m.yaml:5: beats.0.image: 'sub' is a folder, not a file" in lines, lines
+
+
+def test_adspec_version() -> None:
+    import subprocess
+    import sys
+
+    import adspec
+
+    out = subprocess.run([sys.executable, "-m", "adspec.cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"adspec {adspec.__version__}"

@@ -185,11 +185,15 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, watch: bool = False) -> 
     settings = load_settings()
     app = create_app(settings, token=token, watch=watch)
     shown = f"[{host}]" if ":" in host else host
-    print(f"adspec serve: http://{shown}:{port}/ (API: /docs){' — watching specs/' if watch else ''}"
-          f"{' — token required' if token else ''}", flush=True)
     closing = app.state.ctx.closing
 
     class _Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:  # bound: the address is announced only once it answers (a port in use is uvicorn's error)
+                print(f"adspec serve: http://{shown}:{port}/ (API: /docs){' — watching specs/' if watch else ''}"
+                      f"{' — token required' if token else ''}", flush=True)
+
         def handle_exit(self, sig: int, frame: Any) -> None:
             closing.set()  # end the event streams, or they would hold the graceful shutdown open
             super().handle_exit(sig, frame)
