@@ -182,3 +182,21 @@ def guard_state_db() -> None:
 
     guarded_dump.adspec_guarded = True  # type: ignore[attr-defined]
     backend.dump = guarded_dump
+    keep_unrun_tasks_state(Globals.dep_manager)
+
+
+def keep_unrun_tasks_state(dep_manager: Any) -> None:
+    """doit forgets the saved state of every task whose dependency failed, though it never ran
+    (its last success still stands): a typo in a spec made the plan fail, and once fixed, every
+    storyboard, chunk, stitch and mix of the ad ran again (locally, from the cache, but a live
+    ad's clips are conformed again). A task that ran and failed is still forgotten, as doit means."""
+    remove_success = getattr(dep_manager, "remove_success", None)
+    if remove_success is None or getattr(remove_success, "adspec_guarded", False):
+        return
+
+    def guarded(task: Any) -> None:
+        if getattr(task, "executed", True):
+            remove_success(task)
+
+    guarded.adspec_guarded = True  # type: ignore[attr-defined]
+    dep_manager.remove_success = guarded

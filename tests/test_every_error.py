@@ -340,3 +340,19 @@ def test_adspec_version() -> None:
 
     out = subprocess.run([sys.executable, "-m", "adspec.cli", "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == f"adspec {adspec.__version__}"
+
+
+def test_a_spec_error_once_fixed_rebuilds_nothing_it_did_not_touch(project: Project) -> None:
+    """doit forgot the state of every task behind a failed plan step (none of them ran): after the
+    fix, every storyboard, chunk, stitch and mix ran again."""
+    from conftest import executed_tasks
+
+    spec = small_spec()
+    project.write_spec("zip", spec)
+    project.doit()
+    project.write_spec("zip", {**spec, "seed": -1})
+    failed = project.doit(check=False)
+    assert failed.returncode != 0 and "seed: must be between 0" in failed.stdout
+    project.write_spec("zip", spec)
+    ran = executed_tasks(project.doit().stdout)
+    assert [t for t in ran if ":" in t] == ["plan:zip"], ran
