@@ -160,15 +160,38 @@ def is_current(artifact: str, kind: str, ad: str, *args: Any) -> bool:
     ctx = context()
     recipes: dict[str, Callable[..., Recipe]] = {"storyboard": storyboard_recipe, "chunk": chunk_recipe, "music": music_recipe}
     recipe_of = recipes[kind]
-    try:  # a damaged artifact is made again (from the cache: free), never sent on to a paid model
-        if kind == "chunk" and not _last_frame_sound(AdPaths.of(ctx.settings.build_dir, ad).last_frame(*args)):
+    try:  # a damaged artifact is made again from the cache (free), never sent on to a paid model
+        key = recipe_of(ctx, ad, *args).key
+        if not holds(path, key, ctx.cache.peek):
             return False
-        return receipt_key(path) == recipe_of(ctx, ad, *args).key and intact(path)
+        if kind == "chunk":
+            paths = AdPaths.of(ctx.settings.build_dir, ad)
+            beat_id, index = args
+            continued = index + 1 < len(read_model(BeatInputs, paths.beat_inputs(beat_id)).clips)
+            if continued and not last_frame_sound(paths.last_frame(beat_id, index)) and ctx.cache.peek(key):
+                return False
+        return True
     except (OSError, ValueError, KeyError):
         return False
 
 
-def _last_frame_sound(png: Path) -> bool:
+def holds(target: Path, key: str, cached: Callable[[str], bool]) -> bool:
+    """The target stands for the recipe `key`: its receipt names the key and it is what the receipt
+    says was made. One changed since (a hand edit, a truncated copy) is made again when the cache
+    holds its request (free); when it does not, it is kept as it is and said (making it again would
+    be a paid request: delete it for that), and a broken picture is never sent on (`make_chunk`)."""
+    if receipt_key(target) != key:
+        return False
+    if intact(target):
+        return True
+    if cached(key):
+        return False
+    log.warning("%s changed since it was made and its request is no longer in the cache: kept as it is "
+                "(delete it to make it again: a paid request)", target)
+    return True
+
+
+def last_frame_sound(png: Path) -> bool:
     """A chunk's last frame, where there is one, is a whole image: the beat's next chunk is asked
     from its bytes (a damaged one would be a new request, paid for, of a broken picture)."""
     return not png.exists() or images.asset_problem(png) is None
@@ -200,6 +223,10 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     seconds = recipe.params.get("shown", beat.clips[index]) if recipe.provider == OfflineMedia.name else beat.clips[index]
     what = f"{ad}/{beat_id} chunk {index} ({beat.video_model if recipe.provider != own_media.LOCAL else 'your own footage'})"
     task = task_name("chunk", ad, beat_id, index)
+    first = paths.first_frame(beat_id, index)
+    if recipe.provider != own_media.LOCAL and not last_frame_sound(first):  # never asked of a model
+        raise MediaError(f"{first} {images.asset_problem(first)}: the chunk would be asked from it; delete it "
+                         f"and run doit again (made again from the cache, or paid for again where it is not there)")
     refused = beat_chunk_references(beat).why_not if index == 0 and beat.references else None
     if refused:  # as validate and the estimate say it: what the beat shows is not sent, and why
         log.warning("%s/%s: %s", ad, beat_id, refused)

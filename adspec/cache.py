@@ -361,7 +361,10 @@ class RequestCache:
                 _fsync(tmp)  # a paid artifact is on disk before its entry says so (power loss)
             _fsync(dest.parent)
         else:
-            os.utime(dest)  # made again now (the time `adspec cache gc` goes by)
+            try:
+                os.utime(dest)  # made again now (the time `adspec cache gc` goes by)
+            except OSError:
+                pass  # a blob of another user's: kept as it is
         return sha, dest.stat().st_size
 
     def _quarantine(self, path: Path, name: str) -> None:

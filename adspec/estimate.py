@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import media, plan_step, provenance
-from .actions import beat_image_recipe, beat_video_recipe, context, place_chunk, settings_as
+from .actions import beat_image_recipe, beat_video_recipe, context, holds, last_frame_sound, place_chunk, settings_as
 from .approvals import APPROVED, state_of, storyboard_sha256
 from .build_files import compact_text
 from .checks import checks_current, layout_current
@@ -42,7 +42,6 @@ from .money import fmt_usd, usd
 from .paths import AdPaths
 from .plan_file import text_inputs_text
 from .plan_step import Decision
-from .receipts import receipt_key
 from .recipes import FileRef
 from .registry import load_registry
 from .remote import open_remote
@@ -175,7 +174,7 @@ class _Estimator:
     def _state(self, recipe: Any, target: Path, size: tuple[int, int] | None = None) -> str:
         """current, cache, pay or free; with `size`, an image target of another size is not current
         (a new resolution: the storyboard is made again from the cache, and its chunks are new requests)."""
-        if target.exists() and receipt_key(target) == recipe.key and (size is None or _size_of(target) == size):
+        if target.exists() and holds(target, recipe.key, self.cache.peek) and (size is None or _size_of(target) == size):
             return "current"
         if recipe.key in self.made or self.cache.peek(recipe.key):
             return "cache"
@@ -362,6 +361,9 @@ class _Estimator:
                 else:  # sent without its start image (reference-to-video): the key is exact already
                     state = self._state(recipe, chunk)
                     note = ""
+            if state == "current" and k + 1 < beat.chunk_count and not last_frame_sound(paths.last_frame(beat.id, k)) \
+                    and self.cache.peek(recipe.key):
+                state = "cache"  # its damaged last frame: the build makes the chunk again, from the cache
             if state == "current":
                 est.up_to_date += 1
             else:

@@ -407,7 +407,7 @@ def _partial_beat_issues(value: dict[str, Any], spec: Spec | None, what: str = "
     the ids and durations as written, and each beat that did validate against its spec
     (prompts, lines, supers, its models) at its own index."""
     raw_beats = value.get("beats")
-    if not isinstance(raw_beats, list):
+    if not isinstance(raw_beats, list) or not raw_beats:
         return []
     pairs = [(raw.get("id"), raw.get("duration")) if isinstance(raw, dict) else (None, None) for raw in raw_beats]
     issues: list[Issue] = beat_list_issues(pairs, spec.duration if spec else None, ("beats",), what)

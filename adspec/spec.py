@@ -679,7 +679,7 @@ def spec_issues(spec: Spec) -> list[Issue]:
     except KeyError:
         pass
     issues += listed_twice(spec.placements, ("placements",))  # two exports and checks of one name: doit refuses the project
-    for j, name in enumerate(spec.placements):
+    for j, name in enumerate(spec.placements if spec.variants is None else ()):  # a spec of variants: each its own
         problem = misfit(name, spec.aspect_ratio, spec.duration)
         if problem is not None:
             issues.append((("placements", j), problem))

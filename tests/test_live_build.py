@@ -122,6 +122,17 @@ def test_a_damaged_storyboard_or_chunk_is_made_again_never_sent_to_a_paid_model(
     ran = executed_tasks(project.doit().stdout)
     assert "chunk:zip/hook/0" in ran and last.read_bytes() == frame and replicate.paid_creates == paid, ran
 
+    # the cache no longer holds them: nothing is made again for money, and no broken picture is sent
+    # (the chunk would be a new request, from the damaged storyboard: it stops in one line)
+    shutil.rmtree(project.cache)
+    (beat / "storyboard.png").write_bytes(b"garbage")
+    stopped = project.doit(check=False)
+    out = stopped.stdout + stopped.stderr
+    assert stopped.returncode != 0 and replicate.paid_creates == paid, out
+    assert (beat / "storyboard.png").read_bytes() == b"garbage"  # kept: making it again would be paid
+    assert "storyboard.png changed since it was made and its request is no longer in the cache" in out, out
+    assert "storyboard.png is not an image" in out and "delete it and run doit again" in out, out
+
 
 def start_waiting_on_a_chunk(project: Project, replicate: FakeReplicate, *, output: bool = False) -> subprocess.Popen:
     """`doit` over a small live ad, returned once a chunk's prediction was created (chunks take 3 s)."""

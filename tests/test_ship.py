@@ -53,6 +53,9 @@ def test_a_variant_may_list_its_own_placements(project) -> None:
     assert project.adspec("validate", str(path)).returncode == 0
     # a placement the ad cannot meet (its aspect, its length) is said before anything is paid for
     # (it was found by the check, after the whole ad was built)
+    # a spec of variants is checked as its variants: the base's own aspect ratio is no ad
+    base_wide = dict(spec, aspect_ratio="16:9", variants={"named": {"tall": {"aspect_ratio": "9:16"}}})
+    assert project.adspec("validate", str(project.write_spec("ad", base_wide))).returncode == 0
     misfit = dict(spec, variants={"named": {"wide": {"aspect_ratio": "16:9", "placements": ["tiktok", "youtube-bumper"]}}})
     proc = project.adspec("validate", str(project.write_spec("ad", misfit)))
     assert proc.returncode == 1
