@@ -112,6 +112,12 @@ def test_a_damaged_storyboard_or_chunk_is_made_again_never_sent_to_a_paid_model(
     assert replicate.paid_creates == paid
     assert media.probe(project.build / "zip" / "final.mp4").duration == pytest.approx(spec["duration"], abs=0.08)
 
+    # the same bytes with a newer time (a copy that reordered the times) are current: hashed once
+    later = (beat / "storyboard.receipt.json").stat().st_mtime + 5
+    os.utime(beat / "storyboard.png", (later, later))
+    assert executed_tasks(project.doit().stdout) == []
+    assert (beat / "storyboard.receipt.json").stat().st_mtime >= later  # and not hashed again next time
+
     # a damaged last frame of a beat's first chunk: the next chunk would be asked from it (a new key)
     spec["beats"][0]["duration"], spec["duration"] = 12, 17  # two chunks of 6 s for the hook
     project.write_spec("zip", spec)
