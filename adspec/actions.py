@@ -162,7 +162,7 @@ def is_current(artifact: str, kind: str, ad: str, *args: Any) -> bool:
     recipe_of = recipes[kind]
     try:  # a damaged artifact is made again from the cache (free), never sent on to a paid model
         key = recipe_of(ctx, ad, *args).key
-        if not holds(path, key, ctx.cache.peek):
+        if not holds(path, key, lambda k: ctx.cache.peek(k)):  # the cache is opened only for a changed target
             return False
         if kind == "chunk":
             paths = AdPaths.of(ctx.settings.build_dir, ad)
