@@ -168,7 +168,7 @@ def is_current(artifact: str, kind: str, ad: str, *args: Any) -> bool:
             paths = AdPaths.of(ctx.settings.build_dir, ad)
             beat_id, index = args
             continued = index + 1 < len(read_model(BeatInputs, paths.beat_inputs(beat_id)).clips)
-            if continued and not last_frame_sound(paths.last_frame(beat_id, index)) and ctx.cache.peek(key):
+            if continued and frame_problem(paths.last_frame(beat_id, index)) and ctx.cache.peek(key):
                 return False
         return True
     except (OSError, ValueError, KeyError):
@@ -191,10 +191,11 @@ def holds(target: Path, key: str, cached: Callable[[str], bool]) -> bool:
     return True
 
 
-def last_frame_sound(png: Path) -> bool:
-    """A chunk's last frame, where there is one, is a whole image: the beat's next chunk is asked
-    from its bytes (a damaged one would be a new request, paid for, of a broken picture)."""
-    return not png.exists() or images.asset_problem(png) is None
+def frame_problem(png: Path) -> str | None:
+    """What is wrong with a frame a chunk is asked from (a storyboard, a chunk's last frame), or
+    None when it is a whole image or not there yet: a damaged one would be a new request, paid
+    for, of a broken picture."""
+    return images.asset_problem(png) if png.exists() else None
 
 
 # ---- the steps ----------------------------------------------------------------------------------
@@ -224,8 +225,9 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     what = f"{ad}/{beat_id} chunk {index} ({beat.video_model if recipe.provider != own_media.LOCAL else 'your own footage'})"
     task = task_name("chunk", ad, beat_id, index)
     first = paths.first_frame(beat_id, index)
-    if recipe.provider != own_media.LOCAL and not last_frame_sound(first):  # never asked of a model
-        raise MediaError(f"{first} {images.asset_problem(first)}: the chunk would be asked from it; delete it "
+    problem = frame_problem(first) if recipe.provider != own_media.LOCAL else None
+    if problem:  # never asked of a model
+        raise MediaError(f"{first} {problem}: the chunk would be asked from it; delete it "
                          f"and run doit again (made again from the cache, or paid for again where it is not there)")
     refused = beat_chunk_references(beat).why_not if index == 0 and beat.references else None
     if refused:  # as validate and the estimate say it: what the beat shows is not sent, and why

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import media, plan_step, provenance
-from .actions import beat_image_recipe, beat_video_recipe, context, holds, last_frame_sound, place_chunk, settings_as
+from .actions import beat_image_recipe, beat_video_recipe, context, frame_problem, holds, place_chunk, settings_as
 from .approvals import APPROVED, state_of, storyboard_sha256
 from .build_files import compact_text
 from .checks import checks_current, layout_current
@@ -361,7 +361,7 @@ class _Estimator:
                 else:  # sent without its start image (reference-to-video): the key is exact already
                     state = self._state(recipe, chunk)
                     note = ""
-            if state == "current" and k + 1 < beat.chunk_count and not last_frame_sound(paths.last_frame(beat.id, k)) \
+            if state == "current" and k + 1 < beat.chunk_count and frame_problem(paths.last_frame(beat.id, k)) \
                     and self.cache.peek(recipe.key):
                 state = "cache"  # its damaged last frame: the build makes the chunk again, from the cache
             if state == "current":
