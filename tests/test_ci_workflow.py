@@ -211,7 +211,7 @@ def creates(replicate: FakeReplicate) -> int:
     return len(replicate.predictions)  # every prediction created at the fake
 
 
-@pytest.mark.timeout(1800)  # three runs of four shards, each a few `adspec` commands (slow on a busy machine)
+@pytest.mark.timeout(1800)  # two runs of four shards, each a few `adspec` commands (slow on a busy machine)
 def test_the_example_workflow_never_pays_twice_when_ads_move_between_shards(tmp_path: Path, machine) -> None:
     replicate, env = machine
     workflow = YAML(typ="safe", pure=True).load(WORKFLOW.read_text(encoding="utf-8"))
@@ -254,11 +254,9 @@ def test_the_example_workflow_never_pays_twice_when_ads_move_between_shards(tmp_
     assert not again, f"{len(again)} requests paid in the first run were paid again after ads moved shard"
     assert caches_after_first == 1, gh.caches  # one merged cache, saved once per run that paid
     assert len(gh.caches) == 2
-
-    # nothing changed: nothing paid, and no cache saved for nothing
-    jobs = run_workflow(gh, workflow, repo, env)
-    assert not any(j.failed for j in jobs)
-    assert creates(replicate) == second and len(gh.caches) == 2, gh.caches
+    # a shard that paid nothing uploads nothing to merge: only alpha's shard did (a run in which no
+    # shard pays so saves no cache; a third run to show it cost the suite ~30 s)
+    assert sorted(p for p in gh.artifacts if p.startswith("adspec-paid-")) == ["adspec-paid-1"], sorted(gh.artifacts)
     assert workflow["permissions"] == {"contents": "read"}  # the token can read the repo, nothing more
 
     # what the review pages show was uploaded with them
