@@ -218,6 +218,7 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         (project.specs / "bad.yaml").unlink()
         # generate never takes the name of a `.yml` spec (both would be one ad, and every call would fail)
         (project.specs / "promo.yml").write_text((project.specs / "zip.yaml").read_text())
+        # a short, small ad: the accepted request queues its build, which the server waits for at close
         r = server.post("/api/generate", json={"prompt": "a lamp", "title": "promo", "duration": 5, "resolution": "360p"})
         assert r.status_code == 202 and r.json()["video_id"] == "promo-2", r.text
         # a spec of variants is no single ad: the studio and MCP say which ads it is (it said "no ad named")
