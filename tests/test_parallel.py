@@ -15,11 +15,12 @@ from conftest import Project, small_spec
 from fakes.replicate_server import FakeReplicate
 from reliability import check_final, live_env, paid_twice
 
-ADS = [f"ad{i}" for i in range(6)]
+ADS = [f"ad{i}" for i in range(6)]  # enough for more than 8 predictions at once
+FEW = ADS[:4]  # enough for a cap of 3 and for two ffmpeg runs at once
 
 
-def _write_ads(project: Project) -> None:
-    for i, ad in enumerate(ADS):
+def _write_ads(project: Project, ads: list[str] = ADS) -> None:
+    for i, ad in enumerate(ads):
         spec = small_spec(title=f"Ad {i}", seed=10 + i)
         spec["beats"] = [dict(b, image_prompt=f"{b['image_prompt']} number {i}") for b in spec["beats"]]
         project.write_spec(ad, spec)
@@ -40,7 +41,7 @@ def test_plain_doit_keeps_many_predictions_in_flight_within_the_limit(project: P
 
 
 def test_max_inflight_caps_predictions_at_once(project: Project) -> None:
-    _write_ads(project)
+    _write_ads(project, FEW)
     with FakeReplicate(latency=0.6, output_mode="url") as rep:
         rep.unique_outputs = True
         live_env(project, rep, ADSPEC_MAX_INFLIGHT="3")
@@ -79,7 +80,7 @@ def _ffmpeg_logger(tmp: Path) -> tuple[Path, Path]:
 
 
 def test_local_media_work_stays_within_the_cores(project: Project, tmp_path: Path) -> None:
-    _write_ads(project)
+    _write_ads(project, FEW)
     wrapper, log = _ffmpeg_logger(tmp_path)
     project.doit(ADSPEC_FFMPEG=str(wrapper), ADSPEC_CPU_JOBS="2")
     marks = sorted((float(t), 1 if c == "+" else -1) for c, t in (ln.split() for ln in log.read_text().splitlines()))
@@ -89,7 +90,7 @@ def test_local_media_work_stays_within_the_cores(project: Project, tmp_path: Pat
         now += step
         most = max(most, now)
     assert most == 2, most  # two at once (parallel), never three
-    for ad in ADS:
+    for ad in FEW:
         check_final(project.build / ad / "final.mp4", 8)
 
 
