@@ -71,8 +71,14 @@ class AdState:
         return PHASE_OF.get(self.last_kind, self.last_kind)
 
     @property
+    def built(self) -> set[str]:
+        """This ad's tasks done for real: a stand-in for work waiting on approval is settled, not
+        built, so an ad whose videos wait is not shown at 100 %."""
+        return (self.done - self.stood_in) & self.names
+
+    @property
     def pct(self) -> float:
-        return 100.0 * len(self.done & self.names) / len(self.names) if self.names else 0.0
+        return 100.0 * len(self.built) / len(self.names) if self.names else 0.0
 
 
 class AdspecReporter:
@@ -151,7 +157,7 @@ class AdspecReporter:
         table = Table.grid(padding=(0, 1))
         ads = [s for s in self.ads.values() if s.touched]
         for s in ads:
-            total, done = len(s.names), len(s.done & s.names)
+            total, done = len(s.names), len(s.built)
             chunks = s.chunk_names()
             chunk_done = len([n for n in chunks if n in s.done - s.stood_in])
             waits = []
@@ -165,6 +171,7 @@ class AdspecReporter:
                 elif time.time() - start >= 2:
                     waits.append(f"{what} {int(time.time() - start)}s")
             state = Text("failed", style="red") if s.failed else (
+                Text("waiting", style="yellow") if s.phase == "done" and s.waiting else
                 Text("done", style="green") if s.phase == "done" else Text(s.phase))
             table.add_row(
                 Text(s.ad, style="bold"), ProgressBar(total=max(total, 1), completed=done, width=28),
@@ -199,7 +206,7 @@ class AdspecReporter:
                 st.names.add(name)
 
     def _status_change(self, s: AdState) -> Callable[[AdStatus], None]:
-        total, done = len(s.names), len(s.done & s.names)
+        total, done = len(s.names), len(s.built)
         chunks = sorted(s.chunk_names())
         running = {t: RunningTask(since, *s.waits[t]) if t in s.waits else RunningTask(since)
                    for t, since in s.running.items()}

@@ -494,6 +494,10 @@ def test_ci_build_reports_waiting_beats_and_exits_0(project: Project) -> None:
     assert json.loads((project.build / "zip" / "status.json").read_text())["state"] == "waiting"
     [shown] = json.loads(project.adspec("status", "--json").stdout)
     assert shown["state"] == "waiting" and shown["phase"] == "waiting", shown
+    # what waits is not counted as built: the videos' stand-ins are settled, not done
+    assert shown["tasks"]["done"] < shown["tasks"]["total"] and shown["progress_pct"] < 100, shown
+    table = project.adspec("status", "zip").stdout
+    assert "waiting" in table and "100%" not in table, table
     assert project.adspec("status", "--watch", "zip").returncode == 0  # it has finished: the watch ends
 
 
