@@ -268,6 +268,14 @@ def test_safe_by_default_loopback_token_origin(project: Project) -> None:
             r = open_server.post("/api/generate", json={"prompt": "x"}, headers={"Origin": origin})
             assert r.status_code == 403 and r.json()["field"] == "Origin", origin
         assert not (project.specs / "x.yaml").exists()
+        # a second studio on the same port: one line of ours, exit 2, and the first one still answers
+        taken = subprocess.run([sys.executable, "-m", "adspec.cli", "serve", "--port", str(open_server.port)],
+                               cwd=project.root, env=project.run_env(), capture_output=True, text=True, timeout=60)
+        assert taken.returncode == 2 and taken.stdout == "", taken
+        assert taken.stderr == (f"adspec serve: cannot listen on 127.0.0.1:{open_server.port}: address already in use "
+                                f"(another server is there: stop it, or choose another port with --port "
+                                f"{open_server.port + 1})\n"), taken.stderr
+        assert open_server.get("/api/ads").status_code == 200
 
     token = "test-serve-token-0123456789"
     with Server(project, ADSPEC_SERVE_TOKEN=token) as server:

@@ -8,9 +8,12 @@ page (progress, storyboards and chunks as they land, the final video, editable b
 
 from __future__ import annotations
 
+import errno
 import logging
 import mimetypes
 import os
+import socket
+import sys
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -172,15 +175,39 @@ def create_app(settings: Settings | None = None, *, token: str | None = None, wa
     return app
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything starts: an address in use (another studio on
+    that port) is one line of ours and exit 2, not uvicorn's log line after the app has started."""
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise StartRefused(f"adspec serve: cannot listen on {shown}: {e.strerror or e}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart right after a stop binds
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        why = (e.strerror or str(e)).lower()
+        hint = f" (another server is there: stop it, or choose another port with --port {port + 1})" \
+            if e.errno == errno.EADDRINUSE else ""
+        raise StartRefused(f"adspec serve: cannot listen on {shown}: {why}{hint}") from None
+    return sock
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, *, watch: bool = False) -> int:
-    """Run the server until interrupted. Refuses (exit 2) to bind beyond loopback without a token."""
+    """Run the server until interrupted. Refuses (exit 2) to bind beyond loopback without a token,
+    and (exit 2) when the address cannot be bound."""
     import uvicorn
 
     token = os.environ.get(TOKEN_ENV) or None
     try:
         check_bind(host, token)
+        sock = listen(host, port)
     except StartRefused as e:
-        print(str(e), file=__import__("sys").stderr)
+        print(str(e), file=sys.stderr)
         return 2
     settings = load_settings()
     app = create_app(settings, token=token, watch=watch)
@@ -190,7 +217,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, watch: bool = False) -> 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
-            if self.started:  # bound: the address is announced only once it answers (a port in use is uvicorn's error)
+            if self.started:  # the address is announced only once it answers
                 print(f"adspec serve: http://{shown}:{port}/ (API: /docs){' — watching specs/' if watch else ''}"
                       f"{' — token required' if token else ''}", flush=True)
 
@@ -200,5 +227,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, watch: bool = False) -> 
 
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5)
-    _Server(config).run()
+    with sock:
+        _Server(config).run(sockets=[sock])
     return 0
