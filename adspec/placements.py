@@ -110,10 +110,10 @@ def text_zones(placements: Sequence[str], aspect_ratio: str) -> dict[str, dict[s
     return out
 
 
-def misfit(pid: str, aspect_ratio: str, seconds: int) -> str | None:
+def misfit(pid: str, aspect_ratio: str, seconds: int, *, silent: str | None = None) -> str | None:
     """Why an ad of `aspect_ratio` lasting `seconds` cannot pass placement `pid`'s checks, or None:
     known from the spec alone, so it is said before anything is paid for (its check would fail
-    only after the whole ad was built)."""
+    only after the whole ad was built). `silent`: why the ad speaks no line, so has no captions."""
     p = load_placements().get(pid)
     if p is None:
         return None
@@ -124,6 +124,9 @@ def misfit(pid: str, aspect_ratio: str, seconds: int) -> str | None:
     if (d.exact is not None and seconds != d.exact) or (d.max is not None and seconds > d.max) \
             or (d.min is not None and seconds < d.min):
         return f"{pid} takes {d.describe()} and this ad lasts {seconds} s"
+    if p.captions_required and silent is not None:
+        return (f"{pid} requires captions and this ad speaks no line ({silent}), so it has none; "
+                f"give it a voiceover or list the placement in an ad that has one")
     return None
 
 

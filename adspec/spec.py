@@ -679,8 +679,11 @@ def spec_issues(spec: Spec) -> list[Issue]:
     except KeyError:
         pass
     issues += listed_twice(spec.placements, ("placements",))  # two exports and checks of one name: doit refuses the project
+    silent = ("`voiceover: false`" if not spec.voiceover else
+              "no inline beat has a `voiceover:`" if spec.beats is not None and all(b.voiceover is None for b in spec.beats)
+              else None)  # captions are the spoken lines'
     for j, name in enumerate(spec.placements if spec.variants is None else ()):  # a spec of variants: each its own
-        problem = misfit(name, spec.aspect_ratio, spec.duration)
+        problem = misfit(name, spec.aspect_ratio, spec.duration, silent=silent)
         if problem is not None:
             issues.append((("placements", j), problem))
     if spec.beats is not None:

@@ -61,6 +61,17 @@ def test_a_variant_may_list_its_own_placements(project) -> None:
     assert proc.returncode == 1
     assert "variant 'wide': placements.0: tiktok takes 9:16 video and this ad is 16:9" in proc.stderr, proc.stderr
     assert "variant 'wide': placements.1: youtube-bumper takes up to 6 s and this ad lasts 8 s" in proc.stderr, proc.stderr
+    # captions are the spoken lines: an ad that speaks none cannot meet a placement that requires them
+    square = small_spec(aspect_ratio="1:1", placements=["meta-feed-1x1"])
+    square["beats"][0]["voiceover"] = "Meet Zip."
+    assert project.adspec("validate", str(project.write_spec("ad", square))).returncode == 0
+    proc = project.adspec("validate", str(project.write_spec("ad", dict(square, voiceover=False))))
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert ("placements.0: meta-feed-1x1 requires captions and this ad speaks no line (`voiceover: false`), "
+            "so it has none") in proc.stderr, proc.stderr
+    mute = dict(square, beats=[{k: v for k, v in b.items() if k != "voiceover"} for b in square["beats"]])
+    proc = project.adspec("validate", str(project.write_spec("ad", mute)))
+    assert proc.returncode == 1 and "(no inline beat has a `voiceover:`)" in proc.stderr, proc.stderr
     bad = dict(spec, variants={"named": {"wide": {"placements": ["nope"]}}})
     path = project.write_spec("ad", bad)
     proc = project.adspec("validate", str(path))
