@@ -474,7 +474,9 @@ def render_text(run: RunEstimate) -> str:
              f"budget {fmt_usd(run.budget_usd)} per run, ADSPEC_BUDGET_USD)", ""]
     for a in run.ads:
         if a.error:
-            lines.append(f"{a.ad}: cannot estimate: {a.error}")
+            errors = a.error.splitlines()  # every error of the ad's files, one line each, under its name
+            lines.append(f"{a.ad}: cannot estimate: {errors[0]}" if len(errors) == 1 else f"{a.ad}: cannot estimate:")
+            lines += [f"  {e}" for e in errors if len(errors) > 1]
             lines.append("")
             continue
         pay = [i for i in a.items if i.action == "pay"]
@@ -500,7 +502,10 @@ def render_text(run: RunEstimate) -> str:
     total = run.total_usd
     approx = "" if run.exact else "about "
     verdict = "within" if total <= run.budget_usd + 1e-9 else "OVER"
-    lines.append(f"Total to pay: {approx}{fmt_usd(total)} ({verdict} the budget of {fmt_usd(run.budget_usd)} per run)")
+    unknown = [a.ad for a in run.ads if a.error]
+    besides = f"; not counting {', '.join(unknown)}, which cannot be estimated" if unknown else ""
+    lines.append(f"Total to pay: {approx}{fmt_usd(total)} ({verdict} the budget of {fmt_usd(run.budget_usd)} per run"
+                 f"{besides})")
     return "\n".join(lines) + "\n"
 
 

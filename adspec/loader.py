@@ -48,6 +48,7 @@ from .spec_checks import (
     asset_issues,
     field_bounds,
     field_message,
+    meant_field,
     own_media_issues,
     variant_block_issues,
     variant_issues,
@@ -293,9 +294,13 @@ def _locate(loc: Loc, lines: dict[Loc, int]) -> int | None:
 def _validation_errors(e: ValidationError, model: type[BaseModel], lines: dict[Loc, int], shown: str) -> list[SpecError]:
     out: list[SpecError] = []
     seen: set[Loc] = set()
-    for err in e.errors(include_url=False):
-        loc = _trim_loc(tuple(err["loc"]), lines, err["type"])
-        if loc in seen:
+    errors = [(err, _trim_loc(tuple(err["loc"]), lines, err["type"])) for err in e.errors(include_url=False)]
+    # a misspelt field is one mistake: its "unknown field (did you mean 'prompt'?)" says it; the
+    # "prompt: is required" it leaves behind would be a second line for it
+    misspelt = {(*loc[:-1], meant) for err, loc in errors
+                if err["type"] == "extra_forbidden" and loc and (meant := meant_field(model, loc)) is not None}
+    for err, loc in errors:
+        if loc in seen or (err["type"] == "missing" and loc in misspelt):
             continue  # a union reports once per member: keep the first
         seen.add(loc)
         message = field_message(err, model, loc)

@@ -130,6 +130,12 @@ _PATTERN_TEXT = {
 }
 
 
+def meant_field(model: type[BaseModel], loc: Loc) -> str | None:
+    """The allowed field an unknown one at `loc` is a misspelling of (`promt` -> `prompt`), or None."""
+    close = difflib.get_close_matches(str(loc[-1]), _allowed_fields(model, loc[:-1]), n=1)
+    return close[0] if close else None
+
+
 def field_message(err: Mapping[str, Any], model: type[BaseModel], loc: Loc) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
@@ -138,8 +144,8 @@ def field_message(err: Mapping[str, Any], model: type[BaseModel], loc: Loc) -> s
         return "is required"
     if kind == "extra_forbidden":
         allowed = _allowed_fields(model, loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        close = meant_field(model, loc)
+        hint = f" (did you mean '{close}'?)" if close else ""
         return f"unknown field{hint}; allowed: {', '.join(allowed)}" if allowed else "unknown field"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         lo, hi = field_bounds(model, loc)

@@ -272,6 +272,18 @@ def test_estimate_before_any_build_counts_a_shared_request_once(project: Project
     ran_one = {t for t in ran if ":" in t and t.split(":", 1)[1].split("/")[0] == "one"}
     assert set(one_t) == ran_one and f"one: {len(ran_one)} to make" in text, (sorted(one_t), sorted(ran_one))
 
+    # an ad that cannot be estimated: every error of its file under its name, the total says what
+    # it leaves out, and the exit is 1 (a CI gate on the estimate does not pass over it)
+    bad = project.specs / "bad.yaml"
+    bad.write_text("promt: p\nduration: 8\nresolution: 4k\n")
+    proc = project.adspec("estimate")
+    assert proc.returncode == 1, proc
+    out = proc.stdout.splitlines()
+    at = out.index("bad: cannot estimate:")
+    assert out[at + 1].startswith("  specs/bad.yaml:1: promt: unknown field (did you mean 'prompt'?)"), out
+    assert out[at + 2].startswith("  specs/bad.yaml:3: resolution: must be one of"), out
+    assert out[-1].endswith("; not counting bad, which cannot be estimated)") and "one: " in proc.stdout, out
+
 
 # ---- prices and the run budget ---------------------------------------------------------------------
 

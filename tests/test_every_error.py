@@ -167,6 +167,20 @@ def test_an_asset_map_names_the_field_that_is_wrong() -> None:
         "specs/x.yaml:6: assets.max.role: must be one of 'product', 'character', 'logo' or 'style' (got 'charcter')"]
 
 
+def test_a_misspelt_field_is_one_error_not_two() -> None:
+    """`promt:` said `prompt: is required` (on the mapping's first line) and `promt: unknown field
+    (did you mean 'prompt'?)`: one mistake, two lines. The second says it; a missing field that no
+    unknown one is close to is still said."""
+    text = "title: T\npromt: p\nduration: 5\nbeats:\n  - {id: a, type: cta, duration: 5, image_prompt: x, motion_promt: y}\n"
+    _, errors = parse_spec_text(text, "specs/x.yaml")
+    assert [e.one_line().partition("; allowed")[0] for e in errors] == [
+        "specs/x.yaml:2: promt: unknown field (did you mean 'prompt'?)",
+        "specs/x.yaml:5: beats.0.motion_promt: unknown field (did you mean 'motion_prompt'?)"], errors
+    _, errors = parse_spec_text(text.replace("promt: p", "words: p", 1), "specs/x.yaml")
+    assert [e.one_line().partition("; allowed")[0] for e in errors][:2] == [
+        "specs/x.yaml:1: prompt: is required", "specs/x.yaml:2: words: unknown field"], errors
+
+
 @pytest.mark.parametrize("tag, says", [
     ("en-us", "'en-us': write 'en-US' (BCP 47's conventional case"),
     ("zh-hans", "write 'zh-Hans'"),
