@@ -181,12 +181,23 @@ def _walk(loader: _Loader, node: Node, path: Loc, lines: dict[Loc, int], shown: 
             _walk(loader, item, path + (i,), lines, shown, duplicates)
 
 
+#: what most often causes the parser's terse problems, said beside them
+_YAML_HINTS = {
+    "mapping values are not allowed here": "a key indented differently from the keys beside it, or a value "
+                                           "with ': ' in it that needs quotes?",
+    "expected <block end>": "a line indented differently from the lines beside it?",
+    "found character '\\t' that cannot start any token": "YAML indents with spaces, not tabs",
+}
+
+
 def _yaml_error(e: yaml.YAMLError, text: str, shown: str) -> SpecError:
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
         parts = [p for p in (e.context, e.problem) if p]
         msg = "; ".join(parts) or "invalid YAML"
-        return SpecError(shown, mark.line + 1 if mark else None, None, f"invalid YAML: {msg}")
+        hint = next((h for problem, h in _YAML_HINTS.items() if problem in msg), None)
+        return SpecError(shown, mark.line + 1 if mark else None, None,
+                         f"invalid YAML: {msg}" + (f" ({hint})" if hint else ""))
     if isinstance(e, yaml.reader.ReaderError):
         line = text.count("\n", 0, max(0, e.position)) + 1 if isinstance(e.position, int) else None
         return SpecError(shown, line, None, f"invalid YAML: unacceptable character #x{e.character:04x}"

@@ -481,7 +481,7 @@ class AdspecReporter:
             spent, saved = sum(s.paid.values()), sum(s.hits.values())
             total_spent += spent
             total_saved += saved
-            parts = [f"built {built}" if built else "nothing to build"]
+            parts = [f"built {built}" if built else ("nothing built" if s.failed else "nothing to build")]
             if s.hits:
                 parts.append(f"{len(s.hits)} from the cache")
             if s.uptodate:

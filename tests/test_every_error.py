@@ -51,6 +51,7 @@ def test_doit_shows_the_first_errors_and_how_many_more(project: Project) -> None
     assert all(line.startswith("FAILED plan:many: specs/many.yaml:") for line in shown), shown
     assert "FAILED plan:many: specs/many.yaml: ... and 2 more errors; run `adspec validate specs/many.yaml`" in out, out
     assert re.search(r"and (\d+) more errors?; run `adspec validate .*many\.yaml`", out), out
+    assert "adspec: many: nothing built; 1 FAILED; spent $0.00" in out, out  # not "nothing to build"
     more = int(re.search(r"and (\d+) more error", out).group(1))  # type: ignore[union-attr]
     assert more == 2, out  # 7 errors in all: prompt, duration, 2 colours, seed, 2 assets
     assert "Traceback" not in out

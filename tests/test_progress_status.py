@@ -96,6 +96,9 @@ def test_the_watch_ends_when_nothing_runs_and_status_names_only_ads(project: Pro
     project.doit("zip")
     rows = {d["ad"]: d["state"] for d in json.loads(project.adspec("status", "--json").stdout)}
     assert rows == {"later": "not built", "zip": "done"}, rows
+    cells = [ln.strip("│ ").split() for ln in project.adspec("status").stdout.splitlines()]
+    table = {c[0]: " ".join(c) for c in cells if c[:1] in (["zip"], ["later"])}
+    assert "100% (" in table["zip"] and "%" not in table["later"] and "(0/0)" not in table["later"], table
     for args in (("status", "nosuch"), ("status", "--watch", "nosuch")):
         out = project.adspec(*args)
         assert out.returncode == 1 and "no ad named nosuch" in out.stderr and "Traceback" not in out.stderr, out

@@ -112,7 +112,11 @@ def test_find_specs_and_ad_name(tmp_path: Path) -> None:
     "text, line, field, words",
     [
         ("title: T\nprompt: p\nduration: [30\n", 4, None, "invalid YAML"),
-        ("title: T\nprompt: p\n  bad: indent\n", 3, None, "invalid YAML"),
+        ("title: T\nprompt: p\n  bad: indent\n", 3, None, "(a key indented differently from the keys beside it"),
+        ("title: T\nprompt: a: b\n", 2, None, "or a value with ': ' in it that needs quotes?)"),
+        ("title: T\nbrand:\n    name: Z\n  tagline: x\n", 4, None, "(a line indented differently from the lines"),
+        ("title: T\n\tprompt: p\n", 2, None, "invalid YAML: while scanning for the next token; found character "
+                                              "'\\t' that cannot start any token (YAML indents with spaces, not tabs)"),
         ("title: T\nprompt: p\nstyle: calm\ncolour: red\n", 4, "colour", "unknown field"),
         ("title: T\nprompt: p\ntitel: x\n", 3, "titel", "did you mean 'title'"),
         ("title: T\nprompt: p\n\nduration: thirty\n", 4, "duration", "must be a whole number"),
