@@ -307,7 +307,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _missing_extra(e: ImportError, command: str) -> int:
-    print(f"adspec {command} needs the serve extra: pip install 'adspec[serve]' ({e.name} is missing)", file=sys.stderr)
+    print(f"adspec {command} needs the serve extra: pip install 'adspec[serve]' (in a clone of adspec: "
+          f"pip install -e '.[serve]'; {e.name} is missing)", file=sys.stderr)
     return EXIT_ERROR
 
 
@@ -337,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="make a working adspec project in DIR (default: here): dodo.py, specs/ with an "
                                     "example, schema/, .gitignore; keeps any file already there")
-    p.add_argument("dir", nargs="?", default=".", metavar="DIR")
+    p.add_argument("dir", nargs="?", default=".", metavar="DIR", help="the project's folder (default: here)")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("validate", help="check specs and beat files (file:line: field: message)")
@@ -367,14 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("status", help="table of ads from build/<ad>/status.json; --watch AD follows one")
-    p.add_argument("names", nargs="*", help="ads to show (default: all with a status)")
+    p.add_argument("names", nargs="*", help="ads to show (default: the project's ads, and any built ad named)")
     p.add_argument("--watch", action="store_true", help="follow one ad until its build finishes")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between looks with --watch")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="each ad's status.json as a list (not built: its state only)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("models", help="the model registry with prices")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("check", help="delivery checks of built ads against their placements (one line per violation)")
@@ -387,24 +388,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("placements", help="the delivery placements an ad can list (placements: [...]) and their rules")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable")
     p.set_defaults(func=cmd_placements)
 
     p = sub.add_parser("cache", help="see and bound the request cache: du, gc [--dry-run], show KEY, forget KEY, merge SRC...")
     cache_sub = p.add_subparsers(dest="cache_command", required=True)
     c = cache_sub.add_parser("du", help="size of the cache by kind and by ad (reads only)")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="machine-readable")
     c = cache_sub.add_parser("gc", help="remove artifacts no receipt under build/ and no recent ledger line uses; "
                                         "blobs no entry names, old rejected outputs, leftovers, unheld lock files")
     c.add_argument("--dry-run", action="store_true", help="say what would be removed; change nothing")
     c.add_argument("--older-than", type=float, default=30.0, metavar="DAYS",
                    help="keep whatever was made or used in the last DAYS days (default 30; "
                         "whatever was made or used in the last hour is always kept)")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="machine-readable")
     c = cache_sub.add_parser("show", help="one key: state (cached, corrupt, pending, claimed), artifact, cost, job id, "
                                           "ledger lines, receipts and recipe (reads only)")
     c.add_argument("key", help="a cache key, or its first 6+ characters")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="machine-readable")
     c = cache_sub.add_parser("forget", help="clear a key's records (e.g. a stuck request) so the next build asks "
                                             "again: this may pay again")
     c.add_argument("key", help="a cache key, or its first 6+ characters")
@@ -425,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="live studio in the browser and the seed's REST API (pip install 'adspec[serve]')")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond loopback needs ADSPEC_SERVE_TOKEN)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     p.add_argument("--watch", action="store_true", help="rebuild an ad when its spec or beat file is saved")
     p.set_defaults(func=cmd_serve)
 

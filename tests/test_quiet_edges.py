@@ -53,3 +53,24 @@ def test_status_of_a_final_removed_by_hand_is_not_done(project: Project) -> None
     (project.build / "zip" / "final.mp4").unlink()
     [status] = json.loads(project.adspec("status", "--json").stdout)
     assert status["state"] != "done" and status["final"] is None
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    """`adspec serve --help` showed `--port PORT` with neither help nor default, and `--json` bare
+    in several commands: each option and argument of each command (and subcommand) has its text."""
+    import argparse
+
+    from adspec.cli import build_parser
+
+    bare: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:  # noqa: SLF001 (argparse keeps them here)
+            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)) and not action.help:  # noqa: SLF001
+                bare.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "adspec")
+    assert not bare, bare
