@@ -66,7 +66,8 @@ class StatusResponse(BaseModel):
     animatic_urls: list[str] = Field(description="the storyboard frames built so far, in beat order")
     stitched_video_url: str | None
     final_video_url: str | None
-    current_chunk_index: int | None
+    current_chunk_index: int | None = Field(description="0-based, as in the seed: the chunk being made now "
+                                                    "(total_chunks - 1 once every chunk is done; null: no chunks)")
     total_chunks: int
     cost_usd: float = Field(description="USD paid by this ad's build (the cache's savings are not counted)")
     error: str | None
