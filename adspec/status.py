@@ -165,7 +165,8 @@ def print_table(statuses: list[AdStatus], file: Any = None) -> None:
     from rich.table import Table
 
     console = Console(file=file or sys.stdout, width=None if (file or sys.stdout).isatty() else 160)
-    table = Table(title="adspec status", title_justify="left")
+    table = Table()
+    console.print("adspec status", highlight=False)  # a line of its own: rich pads a table's title to the table's width
     rows = [row(d) for d in statuses]
     cols = ["ad", "state", "rendered", "phase", "progress", "chunks", "spent", "saved", "now", "error"]
     for c in cols:
