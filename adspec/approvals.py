@@ -56,18 +56,28 @@ def own_footage(beat: Any) -> bool:
     return bool(own and own.get("footage"))
 
 
-def waiting_line(ad: str, beat_id: str, state: str) -> str:
-    """What a run says once per beat whose video waits for approval."""
+def waiting_line(ad: str, beat_id: str, state: str, *, approved_again: bool = False) -> str:
+    """What a run says once per beat whose video waits for approval. `approved_again`: the
+    storyboard was missing (or out of date) when the run started, and the one this run made is the
+    approved picture (after `doit clean`, say): the next run makes the video, nothing to approve."""
+    if approved_again:
+        return (f"{ad}/{beat_id}: video waits one run: its storyboard was made in this run and is the approved "
+                f"picture; run doit again to make the video")
     why = "its storyboard changed since it was approved" if state == STALE else "its storyboard is not approved yet"
     return (f"{ad}/{beat_id}: video waits for approval ({why}); look at build/{ad}/beats/{beat_id}/storyboard.png, "
             f"then `adspec approve {ad}/{beat_id}`")
 
 
-def say_waiting(ad: str, beat_id: str, state: str, out: Callable[[str], Any] | None = None) -> None:
-    """The action of a waiting beat's first chunk task: one line on stderr (not a failure)."""
+def say_waiting(ad: str, beat_id: str, state: str, approved: str | None = None, storyboard: str | None = None,
+                out: Callable[[str], Any] | None = None) -> None:
+    """The action of a waiting beat's first chunk task (after its storyboard task): one line on
+    stderr (not a failure). Whether to wait is decided when the run starts; what is said is what is
+    true now that the storyboard is made."""
     import sys
 
-    (out or (lambda s: print(s, file=sys.stderr, flush=True)))(waiting_line(ad, beat_id, state))
+    again = state == STALE and approved is not None and storyboard is not None \
+        and storyboard_sha256(Path(storyboard)) == approved
+    (out or (lambda s: print(s, file=sys.stderr, flush=True)))(waiting_line(ad, beat_id, state, approved_again=again))
 
 
 # ---- writing `approved:` into the file ------------------------------------------------------------

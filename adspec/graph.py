@@ -24,7 +24,7 @@ The render tasks exist only once the plan does: they are created after `plan:<ad
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from doit import create_after
 from doit.exceptions import TaskFailed
@@ -204,10 +204,14 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                 yield member({
                     "basename": task_name("chunk", ad, beat.id, k),
                     "doc": f"video chunk {k + 1} of {ad}/{beat.id}: waits for approval ({waiting[beat.id]})",
-                    "actions": [(approvals.say_waiting, [ad, beat.id, waiting[beat.id]])] if k == 0 else None,
+                    "actions": [(approvals.say_waiting, [ad, beat.id, waiting[beat.id], beat.approved, storyboard])]
+                               if k == 0 else None,
                     "task_dep": [plan_dep, task_name("storyboard", ad, beat.id)],
                     "verbosity": 2,
                     "meta": {WAITS_FOR_APPROVAL: sorted(waiting)},
+                    # an earlier, approved cut's files are still the ad's: `doit clean` removes them
+                    "clean": cleans([paths.chunk(beat.id, k)] + ([paths.last_frame(beat.id, k)]
+                                                                if k + 1 < beat.chunk_count else [])),
                 }, "chunk", ad)
                 chunk_tasks.append(task_name("chunk", ad, beat.id, k))
             continue
@@ -282,9 +286,8 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
     else:  # the model's own audio replaces music: keep the name so `doit music:<ad>` still works
         yield member({"basename": task_name("music", ad), "doc": f"no music for {ad}: {plan.video_model} has native audio",
                       "actions": None, "task_dep": [plan_dep]}, "music", ad)
-    final = str(paths.final)
     font = (plan.captions or {}).get("font")  # a spec's own caption font: a change re-renders the mix
-    made = [final, str(paths.text_layout)] + ([str(paths.captions_srt), str(paths.captions_vtt)] if voice_files else [])
+    made = mix_targets(paths, bool(voice_files))
     yield member({
         "basename": task_name("mix", ad),
         "doc": f"final mix of {ad} -> build/{ad}/final.mp4",
@@ -314,6 +317,16 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
     yield report_task(ad, plan, build_dir)
 
 
+def mix_targets(paths: AdPaths, voiced: bool) -> list[str]:
+    """What `mix:<ad>` makes: the final, its words' layout, and the captions when a line is spoken."""
+    return [str(paths.final), str(paths.text_layout)] + ([str(paths.captions_srt), str(paths.captions_vtt)] if voiced else [])
+
+
+def cleans(files: Sequence[Path | str]) -> list[Any]:
+    """doit `clean` actions removing `files`: for a task that does not declare them as targets."""
+    return [(cleaning.remove_files, [[str(f) for f in files]])]
+
+
 def every_voice(ad: str, voices: list[str]) -> Task:
     """`voice:<ad>`: every spoken line of the ad (none when no beat speaks)."""
     return member({"basename": task_name("voice", ad), "doc": f"every spoken line of {ad}", "actions": None,
@@ -337,25 +350,34 @@ def waiting_tasks(ad: str, plan: AdPlan, build_dir: Path, waiting: dict[str, str
     music, stitch and mix wait too (stand-ins that do nothing), and the review page shows the
     storyboards with their approval state."""
     plan_dep = task_name("plan", ad)
+    paths = AdPaths.of(build_dir, ad)
     why = f"waits for approval of {', '.join(waiting)}"
-    # the reporter's cue: these do nothing (not "built"), and the ad's run ends "waiting", not "done"
+    # the reporter's cue: these do nothing (not "built"), and the ad's run ends "waiting", not "done";
+    # each cleans what its working self makes (an earlier, approved cut's files: `doit clean <ad>`)
     meta = {WAITS_FOR_APPROVAL: sorted(waiting)}
     for beat in plan.voiced:
         yield member({"basename": task_name("voice", ad, beat.id), "doc": f"spoken line of {ad}/{beat.id}: {why}",
-                      "actions": None, "task_dep": [plan_dep], "meta": meta}, "voice", ad)
+                      "actions": None, "task_dep": [plan_dep], "meta": meta,
+                      "clean": cleans([paths.voice(beat.id)])}, "voice", ad)
     yield every_voice(ad, [task_name("voice", ad, beat.id) for beat in plan.voiced])
+    made = {"stitch": cleans([paths.video, paths.stitch_report]),
+            "music": cleans([] if plan.native_audio else [paths.music]),
+            "mix": [*cleans(mix_targets(paths, bool(plan.voiced))), (cleaning.remove_folder, [str(paths.mix_parts)]),
+                    (cleaning.mark_cleaned, [str(build_dir), ad])]}
     for kind in ("stitch", "music", "mix"):
         yield member({"basename": task_name(kind, ad), "doc": f"{kind} of {ad}: {why}", "actions": None,
-                      "task_dep": [plan_dep, task_name("storyboard", ad), task_name("chunk", ad)], "meta": meta},
-                     kind, ad)
+                      "task_dep": [plan_dep, task_name("storyboard", ad), task_name("chunk", ad)], "meta": meta,
+                      "clean": made[kind]}, kind, ad)
     for placement in plan.placements:
         yield member({"basename": task_name("export", ad, placement), "doc": f"{ad} for {placement}: {why}",
-                      "actions": None, "task_dep": [task_name("mix", ad)], "meta": meta}, "export", ad)
+                      "actions": None, "task_dep": [task_name("mix", ad)], "meta": meta,
+                      "clean": cleans([paths.export(placement)])}, "export", ad)
     yield every_export(ad, [task_name("export", ad, placement) for placement in plan.placements])
     yield member({"basename": task_name("check", ad), "doc": f"delivery checks of {ad}: {why}", "actions": None,
-                  "task_dep": [task_name("mix", ad)], "meta": meta}, "check", ad)
+                  "task_dep": [task_name("mix", ad)], "meta": meta, "clean": cleans([paths.checks])}, "check", ad)
     yield member({"basename": task_name("timeline", ad), "doc": f"the cut of {ad} for editors: {why}",
-                  "actions": None, "task_dep": [task_name("stitch", ad)], "meta": meta}, "timeline", ad)
+                  "actions": None, "task_dep": [task_name("stitch", ad)], "meta": meta,
+                  "clean": cleans([paths.timeline_otio])}, "timeline", ad)
     yield report_task(ad, plan, build_dir, waiting=why)
 
 

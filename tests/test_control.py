@@ -536,6 +536,37 @@ def test_an_edited_beat_is_not_approved_on_its_old_picture_and_an_old_final_is_n
     assert built.returncode == 0 and row["status"] == "waiting" and row["waiting_for_approval"] == ["hook"], row
     assert row["final"] is None and final.is_file()  # the earlier cut is kept, not reported as this one
 
+    # `doit clean zip` removes that earlier cut too (the waiting work's stand-ins made none of it,
+    # but it is the ad's): no media left, and the status says so
+    project.doit("clean", "zip")
+    left = sorted(str(f.relative_to(project.build)) for f in (project.build / "zip").rglob("*")
+                  if f.suffix in (".mp4", ".wav", ".png", ".srt", ".vtt", ".otio"))
+    assert not final.exists() and left == [], left
+    status = json.loads((project.build / "zip" / "status.json").read_text())
+    assert status["state"] == "cleaned" and status["final"] is None, status
+
+
+def test_after_a_clean_an_approved_beat_waits_one_run_and_says_why(project: Project) -> None:
+    """After `doit clean`, whether a beat's video waits is decided before its storyboard is made
+    again (from the cache, free): it waits one run. The line said "its storyboard changed since it
+    was approved" of the very picture approved; it says the truth, and the next run makes the video
+    without asking for approval again."""
+    project.write_spec("zip", small_spec(approval="required"))
+    project.doit()
+    assert project.adspec("approve", "zip").returncode == 0
+    project.doit()
+    final = project.build / "zip" / "final.mp4"
+    assert final.is_file()
+    project.doit("clean", "zip")
+    assert not final.exists()
+    run = project.doit()
+    said = [x for x in run.stderr.splitlines() if "video waits" in x]
+    assert sorted(said) == [f"zip/{b}: video waits one run: its storyboard was made in this run and is the approved "
+                            "picture; run doit again to make the video" for b in ("cta", "hook")], run.stderr
+    assert approvals(project, "zip") == {"hook": "approved", "cta": "approved"}
+    again = project.doit()
+    assert "waits" not in again.stdout + again.stderr and final.is_file(), again.stdout + again.stderr
+
 
 def test_validate_locates_a_missing_or_wrong_own_medium(project: Project) -> None:
     spec = own_media_project(project)
