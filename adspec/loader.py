@@ -39,6 +39,7 @@ from .spec import (
     beat_model_issues,
     listed_twice,
     on_screen_issues,
+    placement_misfits,
     prompt_issues,
     spec_issues,
     voiceover_issues,
@@ -531,6 +532,7 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
             issues += _partial_beat_issues(value, spec, "inline beats")
         if "placements" in failed and isinstance(value.get("placements"), list):
             issues += listed_twice(value["placements"], ("placements",))
+            issues += placement_misfits(value["placements"] if spec.variants is None else [], spec)
     except Exception as e:
         issues = [((), f"cannot validate: {type(e).__name__}: {e}")]
     if schema_errors:

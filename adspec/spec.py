@@ -679,13 +679,7 @@ def spec_issues(spec: Spec) -> list[Issue]:
     except KeyError:
         pass
     issues += listed_twice(spec.placements, ("placements",))  # two exports and checks of one name: doit refuses the project
-    silent = ("`voiceover: false`" if not spec.voiceover else
-              "no inline beat has a `voiceover:`" if spec.beats is not None and all(b.voiceover is None for b in spec.beats)
-              else None)  # captions are the spoken lines'
-    for j, name in enumerate(spec.placements if spec.variants is None else ()):  # a spec of variants: each its own
-        problem = misfit(name, spec.aspect_ratio, spec.duration, silent=silent)
-        if problem is not None:
-            issues.append((("placements", j), problem))
+    issues += placement_misfits(spec.placements if spec.variants is None else [], spec)  # variants: each its own
     if spec.beats is not None:
         issues += beat_model_issues(spec.beats, spec, ("beats",))
     if spec.music is not None and spec.beats is None:
@@ -696,6 +690,20 @@ def spec_issues(spec: Spec) -> list[Issue]:
         issues += voiceover_issues(spec.beats, spec, ("beats",))
         issues += on_screen_issues(spec.beats, spec, ("beats",))
     return issues + voice_issues(spec)
+
+
+def placement_misfits(names: Sequence[Any], spec: Spec) -> list[Issue]:
+    """Each known placement in `names` (the spec's list, or as written when an entry of it is
+    wrong) that the ad cannot meet by its aspect ratio, its length or its captions."""
+    silent = ("`voiceover: false`" if not spec.voiceover else
+              "no inline beat has a `voiceover:`" if spec.beats is not None and all(b.voiceover is None for b in spec.beats)
+              else None)  # captions are the spoken lines
+    issues: list[Issue] = []
+    for j, name in enumerate(names):
+        problem = misfit(name, spec.aspect_ratio, spec.duration, silent=silent) if isinstance(name, str) else None
+        if problem is not None and name not in names[:j]:
+            issues.append((("placements", j), problem))
+    return issues
 
 
 def beat_model_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:

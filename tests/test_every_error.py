@@ -371,3 +371,15 @@ def test_a_spec_error_once_fixed_rebuilds_nothing_it_did_not_touch(project: Proj
     project.write_spec("zip", spec)
     ran = executed_tasks(project.doit().stdout)
     assert [t for t in ran if ":" in t] == ["plan:zip"], ran
+
+
+def test_a_bad_placement_entry_does_not_hide_the_others_misfits() -> None:
+    """An unknown placement failed the list, and the ones the ad cannot meet (its length) were said
+    only once it was fixed."""
+    text = "prompt: p\nduration: 10\nplacements: [youtube-bumper, tiktk, ctv-15, youtube-instream, youtube-instream]\n"
+    _, errors = parse_spec_text(text, "specs/x.yaml")
+    lines = sorted(e.one_line().partition(" (known")[0] for e in errors)
+    assert lines == ["specs/x.yaml:3: placements.0: youtube-bumper takes up to 6 s and this ad lasts 10 s",
+                     "specs/x.yaml:3: placements.1: unknown placement 'tiktk' (did you mean 'tiktok'?)",
+                     "specs/x.yaml:3: placements.2: ctv-15 takes exactly 15 s and this ad lasts 10 s",
+                     "specs/x.yaml:3: placements.4: 'youtube-instream' is listed twice"], lines

@@ -41,7 +41,9 @@ def test_unknown_placement_is_a_located_error(project) -> None:
     path = project.write_spec("ad", small_spec(placements=["tiktok", "tiktk"]))
     proc = project.adspec("validate", str(path))
     assert proc.returncode == 1
-    line = proc.stderr.strip()
+    misfit, line = proc.stderr.strip().splitlines()  # the entry it knows is still checked against the ad
+    assert misfit == "specs/ad.yaml:29: placements.0: tiktok takes 9:16 video and this ad is 16:9; list it in a " \
+                     "variant of that aspect ratio", misfit
     assert line.startswith("specs/ad.yaml:30: ") and "placements.1: unknown placement 'tiktk' (did you mean 'tiktok'?)" in line
     assert "known: youtube-instream, youtube-bumper" in line
 
