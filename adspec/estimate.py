@@ -231,7 +231,8 @@ class _Estimator:
             state = "cache" if dry.planner_cached or step.recipe.key in self.made else (
                 "pay" if recipe_price(step.recipe).usd > 0 else "free")
             self._item(est, task_name("plan", ad), "plan", state, step.recipe,
-                       "the planner writes the beat file" if state != "cache" else "the planner's answer is cached")
+                       "the planner writes the beat file" if state != "cache" else "the planner's answer is cached"
+                       if dry.planner_cached else "the planner's answer made for an ad above (asked once)")
         else:
             est.items.append(Item(task_name("plan", ad), "plan", "free", note="resolve the plan files (no planner call)"))
         if dry.translation is not None and not plan_current:
@@ -249,7 +250,7 @@ class _Estimator:
             est.notes += [f"{beat.id}: {line}" for line in video_reference_notes(plan, beat)]
         if waiting:  # `approval: required`: only approved work is priced
             est.notes.append(f"approval: required: the video of {', '.join(waiting)} waits for approval (not priced); "
-                             f"music, stitch and mix wait for every beat (`adspec approve --list {ad}`)")
+                             f"the voices, music, stitch and mix wait for every beat (`adspec approve --list {ad}`)")
             est.items.append(Item(task_name("report", ad), "report", "free", note="review page (storyboards to approve)"))
             if self.remote_note:
                 est.notes.append(self.remote_note)
