@@ -290,7 +290,8 @@ class AdspecReporter:
         with self.lock:
             if task.actions and self.watch is not None:
                 self.watch.executed = True
-            if task.actions and task.name[0] != "_" and self._console is None:
+            # a waiting beat's stand-in makes nothing: its own line on stderr says the video waits
+            if task.actions and task.name[0] != "_" and self._console is None and not self._stands_in(task):
                 self.write(f".  {task.title()}\n")
             got = self._state(task.name)
             if got is None:

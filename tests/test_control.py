@@ -527,6 +527,7 @@ def test_an_edited_beat_is_not_approved_on_its_old_picture_and_an_old_final_is_n
     run = project.doit()
     summary = next(x for x in run.stdout.splitlines() if x.startswith("adspec: zip: "))
     assert "video of hook waits for approval" in summary and "chunk" not in summary and "mix" not in summary, summary
+    assert ".  chunk:zip/hook/0" not in run.stdout, run.stdout  # its stand-in made nothing: not listed as run
     assert "final.mp4" not in summary
     status = json.loads((project.build / "zip" / "status.json").read_text())
     assert status["state"] == "waiting" and status["final"] is None and status["chunks"]["done"] == 1, status
