@@ -93,7 +93,8 @@ def approve(targets: list[str]) -> list[str]:
             if b not in known:
                 raise SpecError(spec_path, None, None, f"{ad} has no beat '{b}' (its beats: {', '.join(known)})")
         file = spec_path if resolved.spec.beats is not None else resolved.beats_path
-        text = read_file(file).decode("utf-8")
+        text = before = read_file(file).decode("utf-8")
+        approved = {b.id: b.approved for b in plan.beats}
         for beat_id in beat_ids or known:
             sha = shas[beat_id]
             if sha is None:
@@ -101,9 +102,13 @@ def approve(targets: list[str]) -> list[str]:
                 raise SpecError(file, locate_in_file(file, ("beats", at)), f"beats.{at}",
                                 f"the storyboard of {ad}/{beat_id} is not built from this beat as it is now: run "
                                 f"`doit storyboard:{ad}/{beat_id}`, look at it, then approve it")
+            if approved[beat_id] == sha:
+                lines.append(f"{ad}/{beat_id}: already approved ({sha[:12]})")
+                continue
             text = set_approved(text, beat_id, sha, str(file))
             lines.append(f"{ad}/{beat_id}: approved {sha[:12]} in {file}")
-        write_text_atomic(file, text)
+        if text != before:
+            write_text_atomic(file, text)
     return lines
 
 

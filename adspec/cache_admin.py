@@ -302,8 +302,10 @@ def render_gc(out: Collection, *, dry_run: bool, max_age_days: float, build_dir:
     under = "build/" if build_dir is None else f"{shown_path(str(build_dir))}/"
     if build_dir is not None and not build_dir.is_dir():
         under += " (there is none)"
+    recent = (f"the last {max_age_days:g} days" if max_age_days * 86400 > GRACE_SECONDS
+              else "the last hour (always kept)")
     lines = [f"{verb} {human(out.removed_bytes())}: {len(out.blobs)} artifacts no receipt under {under} uses and "
-             f"nothing used in the last {max_age_days:g} days ({len(out.entries)} cache entries), {len(out.orphans)} "
+             f"nothing used in {recent} ({len(out.entries)} cache entries), {len(out.orphans)} "
              f"blobs no entry names, {len(out.rejected)} rejected outputs, {len(out.leftovers)} leftovers of killed "
              f"runs, {len(out.locks)} lock files nobody holds"]
     if paid:
@@ -312,7 +314,7 @@ def render_gc(out: Collection, *, dry_run: bool, max_age_days: float, build_dir:
     if out.skipped:
         lines.append(f"left {len(out.skipped)} entries alone: a running build is using them")
     lines.append(f"kept {out.kept} artifacts ({human(out.kept_bytes)})" + ("; run without --dry-run to remove"
-                                                                         if dry_run else ""))
+                                                                         if dry_run and (out.removed_bytes() or out.entries or out.locks) else ""))
     return "\n".join(lines) + "\n"
 
 

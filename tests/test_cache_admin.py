@@ -110,6 +110,8 @@ def test_du_and_gc_keep_what_receipts_use_and_remove_the_rest(project: Project) 
         assert set(dry["entries"]) == old and set(dry["paid_entries"]) == {k for k in old if entries[k].cost_usd > 0}
         assert dry["paid_usd"] > 0 and orphan.name in dry["orphans"] and leftover.name in dry["leftovers"]
         assert snapshot([project.cache]) == cache_files  # --dry-run changes nothing
+        said = project.adspec("cache", "gc", "--dry-run", "--older-than", "0").stdout
+        assert "nothing used in the last hour (always kept)" in said and "; run without --dry-run to remove" in said, said
 
         holder = RequestCache(project.cache)
         held_key = next(iter(used))

@@ -77,7 +77,9 @@ def test_approval_required_pays_video_only_for_approved_beats(live) -> None:
     assert second.stderr.count("waits for approval") == 1
 
     # approve the rest: the ad is finished, nothing paid twice
-    assert project.adspec("approve", "zip").returncode == 0
+    rest = project.adspec("approve", "zip")
+    assert rest.returncode == 0 and rest.stdout.splitlines()[0].startswith("zip/hook: already approved ("), rest.stdout
+    assert rest.stdout.splitlines()[1].startswith("zip/cta: approved "), rest.stdout
     project.doit()
     assert sorted(set(video_prompts(replicate))) == ["cta motion", "hook motion"]
     assert video_prompts(replicate).count("hook motion") == 1
