@@ -118,7 +118,9 @@ def validate_paths(paths: list[Path], project_root: Path) -> list[SpecError]:
             errors += reference_warnings(spec_path, spec)
             errors += missing_language_errors(spec_path)
             errors += glyph_errors(spec_path)
-    return errors
+    # each file's errors by line (the checks run one after another), the files in the order met
+    order = {path: i for i, path in reversed(list(enumerate(e.path for e in errors)))}
+    return sorted(errors, key=lambda e: (order[e.path], e.line or 0))
 
 
 def glyph_errors(spec_path: Path) -> list[SpecError]:

@@ -376,6 +376,8 @@ def test_validate_names_each_text_a_language_variant_lacks_in_one_line(project: 
     assert fields == {"beats.0.voiceover", "beats.0.on_screen", "beats.1.voiceover", "brand.tagline", "brand.cta"}
     assert all("(has: de, en, fr); write it, or plan with an LLM planner, which translates" in x for x in lines)
     assert any("beat 'hook' has no 'ja' on_screen" in x for x in lines)
+    at = [int(re.match(r"specs/zip\.yaml:(\d+): ", x).group(1)) for x in lines]
+    assert at == sorted(at), lines  # by line, as the file reads (the brand's came after the beats')
     # an LLM planner translates the missing texts when the ad is planned: nothing to report
     assert project.adspec("validate", ADSPEC_BACKEND="", OPENAI_API_KEY="sk-FAKE-key-not-real-0000000").returncode == 0
 
