@@ -473,6 +473,8 @@ def render_text(run: RunEstimate) -> str:
     live = " as the live providers would build it, with models.yaml's prices" if run.live else ""
     lines = [f"adspec estimate{live} (media: {run.backend['media']}, planner: {run.backend['planner']}; "
              f"budget {fmt_usd(run.budget_usd)} per run, ADSPEC_BUDGET_USD)", ""]
+    # one column width for every ad's targets: the lists read as one table
+    width = max((len(i.target) for a in run.ads for i in a.items), default=0)
     for a in run.ads:
         if a.error:
             errors = a.error.splitlines()  # every error of the ad's files, one line each, under its name
@@ -493,7 +495,6 @@ def render_text(run: RunEstimate) -> str:
                      + f"{len(a.items) - len(pay) - len(cached) - len(resumed)} free; {a.up_to_date} up to date")
         for note in a.notes:
             lines.append(f"  note: {note}")
-        width = max(len(i.target) for i in a.items)
         for i in a.items:
             price = fmt_usd(i.usd) + ("~" if not i.exact else "") if i.action == "pay" else ""
             label = {"pay": "pay", "cache": "cache", "resume": "resume", "free": "free"}[i.action]
