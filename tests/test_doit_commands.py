@@ -114,6 +114,37 @@ def test_clean_info_and_status_after_a_build(project: Project) -> None:
     assert "<function" not in info
     untouched = project.doit("info", "chunk:alpha/cta/0", check=False).stdout
     assert "up-to-date" in untouched, untouched
+    assert "(args=[], kwargs={})" not in info, info  # doit's own suffix, for checks that take none
+
+
+def test_doit_commands_that_crashed_say_one_line(project: Project) -> None:
+    """doit's own `info` of a name that is no task raised a KeyError, `dumpdb` a dbm error, and
+    `list | head` a BrokenPipeError: adspec's subclasses (doit's plug-in entry points) say one
+    line, or end quietly as `cat` does."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    two_ads(project)
+    project.doit("plan:alpha")
+    typo = project.doit("info", "chunk:alpha/hook/O", check=False)
+    assert typo.returncode == 3 and "Traceback" not in typo.stderr, typo.stderr
+    assert typo.stderr.strip().splitlines() == [
+        "ERROR: `info`: no task named chunk:alpha/hook/O (did you mean chunk:alpha/hook/0, chunk:alpha, "
+        "chunk:alpha/cta/0?); `doit list --all` lists them"], typo.stderr
+    dump = project.doit("dumpdb", check=False)
+    assert dump.returncode == 3 and dump.stderr.strip() == (
+        "ERROR: `dumpdb` reads dbm files and there is none at .doit.db; this adspec project keeps doit's state "
+        "in SQLite: sqlite3 build/.doit.sqlite3 'select * from doit'"), dump.stdout + dump.stderr
+    for args in (["list", "--all"], ["info", "mix:alpha"]):  # the reader is gone before the first line
+        proc = subprocess.Popen([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *args], cwd=project.root,
+                                env=project.run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+        assert "Traceback" not in err and "BrokenPipe" not in err, (args, err)
 
 
 def test_a_killed_or_interrupted_run_is_not_running_forever(project: Project) -> None:

@@ -49,7 +49,7 @@ LAYERS: dict[str, int] = {
     "adspec.actions": 6, "adspec.plan_step": 6, "adspec.estimate": 6, "adspec.graph": 6, "adspec.voice": 6, "adspec.delivery": 6,
     "adspec.approve": 6,
     # 7 edges
-    "adspec.cli": 7, "adspec.ci": 7, "adspec.dodo_support": 7, "adspec.serve": 7, "adspec.mcp_server": 7,
+    "adspec.cli": 7, "adspec.ci": 7, "adspec.dodo_support": 7, "adspec.doit_commands": 7, "adspec.serve": 7, "adspec.mcp_server": 7,
     "adspec.project": 7,
 }
 
