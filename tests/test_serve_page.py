@@ -88,6 +88,8 @@ def test_live_page_updates_and_edits_one_beat(project: Project, browser: Browser
         with Server(project, **env) as server:
             browser.open(f"{server.url}/ads/zip")
             assert _watch(browser, "s.state !== ''", timeout=30)[-1]["state"] == "not built"
+            # no final yet: no player shown (the review page's `video {display: block}` overrode `hidden`)
+            assert browser.evaluate("getComputedStyle(document.querySelector('#final')).display") == "none"
             price = browser.evaluate("""(async () => {
                 const c = document.querySelector('#build-cost');
                 for (let i = 0; i < 300 && !c.textContent; i++) await new Promise(ok => setTimeout(ok, 100));
@@ -122,6 +124,9 @@ def test_live_page_updates_and_edits_one_beat(project: Project, browser: Browser
             _watch(browser, "s.cards > 0 && s.state === 'done'", timeout=30)
             msg = _save(browser, target["id"], "image_prompt", "A close-up of the bottle on wet granite")
             assert msg == "saved to specs/zip.beats.yaml", msg
+            time.sleep(1)  # the page's own save is not an edit on disk by someone else (its update may come first)
+            assert browser.evaluate("document.querySelector('#notice').hidden"), \
+                browser.evaluate("document.querySelector('#notice').textContent")
             estimate = browser.evaluate("document.querySelector('#estimate').textContent")
             assert estimate.startswith("This build pays $") and estimate.endswith("started.")
             _watch(browser, "s.state === 'done' && s.final")
@@ -169,6 +174,28 @@ def test_live_page_updates_and_edits_one_beat(project: Project, browser: Browser
             spent = json.loads((project.build / "zip" / "status.json").read_text())["cost"]["spent_usd"]
             assert rows == [["ad-zip", "done", f"${spent:.2f}", 640, "/ads/zip"]] and spent > 0
             assert browser.problems() == []
+
+            # a spec with errors: listed in order, its page shows each error on its own line and offers no build
+            (project.specs / "broken.yaml").write_text("promt: x\nduration: 500\n")
+            listed = browser.evaluate("""(async () => {
+                for (let i = 0; i < 100 && !document.querySelector('#ad-broken'); i++) await new Promise(ok => setTimeout(ok, 100));
+                return [...document.querySelectorAll('#ads tbody tr')].map(r => r.id); })()""")
+            assert listed == ["ad-broken", "ad-zip"], listed  # in the list's order
+            browser.open(f"{server.url}/ads/broken")
+            cost = browser.evaluate("""(async () => {
+                const c = document.querySelector('#build-cost');
+                for (let i = 0; i < 300 && !c.textContent; i++) await new Promise(ok => setTimeout(ok, 100));
+                return [c.textContent, document.querySelector('#build').disabled,
+                        document.querySelector('#error').innerText]; })()""")
+            assert cost[:2] == ["cannot be built as it is: fix the errors above", True], cost
+            assert len(cost[2].splitlines()) == 2, cost
+            browser.open(f"{server.url}/")
+            (project.specs / "broken.yaml").unlink()  # its row goes with it
+            left = browser.evaluate("""(async () => {
+                for (let i = 0; i < 100 && document.querySelector('#ad-broken'); i++) await new Promise(ok => setTimeout(ok, 100));
+                for (let i = 0; i < 100 && !document.querySelector('#ad-zip'); i++) await new Promise(ok => setTimeout(ok, 100));
+                return [...document.querySelectorAll('#ads tbody tr')].map(r => r.id); })()""")
+            assert left == ["ad-zip"], left
 
             # the API's description, rendered by Swagger UI served from the package (no CDN)
             browser.open(f"{server.url}/docs")

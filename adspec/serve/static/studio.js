@@ -35,6 +35,7 @@ const adspecStudio = (() => {
     const render = (rows) => {
       show($("#empty"), rows.length ? "" : $("#empty").textContent);
       $("#empty").hidden = rows.length > 0;
+      const shown = [];  // the rows in the list's order: an ad whose spec is gone is dropped
       for (const r of rows) {
         let tr = document.getElementById("ad-" + r.ad);
         if (!tr) {
@@ -42,8 +43,8 @@ const adspecStudio = (() => {
             el("td", {class: "thumb"}), el("td", {}, el("a", {href: "/ads/" + encodeURIComponent(r.ad), text: r.ad})),
             el("td", {}, el("span", {class: "pill"})), el("td", {class: "progress"}), el("td", {class: "num spent"}),
             el("td", {class: "note"}));
-          body.append(tr);
         }
+        shown.push(tr);
         const thumb = $(".thumb", tr);
         if (r.thumbnail && (!thumb.firstChild || thumb.firstChild.getAttribute("src") !== r.thumbnail)) {
           thumb.replaceChildren(el("img", {src: r.thumbnail, alt: "storyboard of " + r.ad}));
@@ -55,6 +56,7 @@ const adspecStudio = (() => {
         $(".spent", tr).textContent = usd(r.cost.spent_usd);
         $(".note", tr).textContent = r.error || (r.title || "");
       }
+      body.replaceChildren(...shown);
     };
     api("GET", "/api/ads").then((r) => r.ok ? render(r.data) : show($("#problem"), r.data.error));
     listen("/api/events", "ads", render);
@@ -63,7 +65,9 @@ const adspecStudio = (() => {
   // ---- one ad ----------------------------------------------------------------------------------------
   function ad() {
     const name = decodeURIComponent(location.pathname.split("/ads/")[1] || "");
-    let base = null;        // content hash of the beat file as this page loaded it
+    let base = null;        // content hash of the beat file as this page loaded it (or last saved it)
+    let onDisk = null;      // the hash the server last reported
+    let saving = false;     // a save is on its way: its own write is not someone else's edit
     let editable = [];
     let built = false;      // beat cards drawn
     document.title = name + " · adspec";
@@ -105,12 +109,25 @@ const adspecStudio = (() => {
     }
 
     let lastState = null;
+    let specError = "";     // why the estimate could not be made (the spec's or beat file's errors)
+    let shownError = "";    // the build's own error, from the last view
+    const sayError = () => show($("#error"), shownError ? "error: " + shownError : specError);
     async function priceBuild() {  // what the Build button would pay now (adspec estimate)
       const r = await api("POST", `/api/ads/${encodeURIComponent(name)}/estimate`);
       if (!r.ok) { $("#build-cost").textContent = ""; return; }
       const e = r.data;
-      $("#build-cost").textContent = e.refusal ? `over the budget: ${usd(e.total_usd)} of ${usd(e.budget_usd)}`
+      $("#build").disabled = Boolean(e.error);  // a spec with errors cannot be built: its errors are shown above
+      specError = e.error || "";
+      sayError();
+      $("#build-cost").textContent = e.error ? "cannot be built as it is: fix the errors above"
+        : e.refusal ? `over the budget: ${usd(e.total_usd)} of ${usd(e.budget_usd)}`
         : `a build now pays ${e.exact ? "" : "about "}${usd(e.total_usd)} (${e.targets.length} to make)`;
+    }
+
+    function sayChanged() {  // the notice shows exactly while the file on disk is not the one this page edits
+      const changed = !saving && onDisk && base && onDisk !== base;
+      show($("#notice"), changed ? `${$("#source-file").textContent} changed on disk since this page loaded: ` +
+        "saving an edit is refused until you reload." : "");
     }
 
     function update(view) {
@@ -126,11 +143,11 @@ const adspecStudio = (() => {
       $("#chunks").textContent = view.chunks.total ? `chunk ${view.chunks.done} of ${view.chunks.total}` : "no chunks yet";
       $("#spent").textContent = usd(view.cost.spent_usd);
       $("#source-file").textContent = view.source.file || "";
-      show($("#error"), view.error ? "error: " + view.error : "");
+      shownError = view.error || "";
+      sayError();
       if (base === null && view.source.sha256) { base = view.source.sha256; editable = view.source.editable || []; }
-      if (view.source.sha256 && base && view.source.sha256 !== base) {
-        show($("#notice"), `${view.source.file} changed on disk since this page loaded: saving an edit is refused until you reload.`);
-      }
+      if (view.source.sha256) onDisk = view.source.sha256;
+      sayChanged();
       if (!built || (!dirty() && $("#storyboard").children.length !== view.beats.length && view.beats.length)) drawBeats(view);
       for (const b of view.beats) {
         const fig = document.getElementById("beat-" + b.id);
@@ -179,7 +196,9 @@ const adspecStudio = (() => {
       msg.className = "msg";
       if (!Object.keys(fields).length) { msg.textContent = "nothing changed"; return; }
       msg.textContent = "saving…";
-      const r = await api("PUT", `/api/ads/${encodeURIComponent(name)}/beats/${encodeURIComponent(id)}`, {sha256: base, fields});
+      saving = true;
+      const r = await api("PUT", `/api/ads/${encodeURIComponent(name)}/beats/${encodeURIComponent(id)}`, {sha256: base, fields})
+        .finally(() => { saving = false; });
       if (!r.ok) {
         msg.className = "msg bad";
         msg.textContent = r.data.error;
@@ -187,6 +206,7 @@ const adspecStudio = (() => {
         return;
       }
       base = r.data.sha256;
+      sayChanged();  // an update may have brought this save's own hash before the reply did
       for (const t of fig.querySelectorAll("textarea")) t.dataset.saved = t.value;
       msg.textContent = "saved to " + r.data.file;
       show($("#estimate"), estimateLine(r.data));
