@@ -1,7 +1,8 @@
 """`adspec mcp`: a Model Context Protocol server over stdio (the official `mcp` SDK), so an agent
 can drive adspec the way a person does: list the ads, validate, see the plan, estimate, build
 under the budget, follow the status, and read and edit a beat. Every tool returns structured
-results (JSON objects). Builds run `adspec build AD` in a child process, one ad at a time (the
+results (JSON objects); a failure (an unknown ad, a stale edit, a refused or failed build) is an error
+result, `isError`, carrying the same object with `ok` false, `error` and `field`. Builds run `adspec build AD` in a child process, one ad at a time (the
 same queue as `adspec serve`): nothing bypasses the specs, the beat files, the cache or the budget.
 
 There is no approve tool, on purpose: approving a storyboard before its video is paid for is a
@@ -10,6 +11,7 @@ person's act (`adspec approve`, reviewed in git), not an agent's.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -36,9 +38,18 @@ def _file_path(url: str) -> str:
     return "build/" + unquote(url.split("?")[0].removeprefix("/files/"))
 
 
-def _error(e: Exception) -> dict[str, Any]:
+def _failed(result: dict[str, Any]) -> Any:
+    """A tool's failure as MCP says to report one: an error result (`isError`, which a host shows its
+    model), carrying the same object as structured content: `ok` false, `error`, `field`."""
+    from mcp.types import CallToolResult, TextContent
+
+    return CallToolResult(content=[TextContent(type="text", text=json.dumps(result))], structured_content=result,
+                          is_error=True)
+
+
+def _error(e: Exception) -> Any:
     text = error_line(e) or f"{type(e).__name__}: {e}"
-    return {"ok": False, "error": text, "field": getattr(e, "field", None)}
+    return _failed({"ok": False, "error": text, "field": getattr(e, "field", None)})
 
 
 def create_server() -> MCPServer:
@@ -80,7 +91,7 @@ def create_server() -> MCPServer:
         targets = [Path(p) if Path(p).is_absolute() else settings.specs_dir.parent / p for p in (paths or [])]
         for t in targets:
             if not _inside(t, settings.specs_dir):
-                return {"ok": False, "error": f"{t} is not under specs/", "field": "paths"}
+                return _failed({"ok": False, "error": f"{t} is not under specs/", "field": "paths"})
         found = validate_paths(targets or [settings.specs_dir], settings.specs_dir.parent)
         errors = [e for e in found if not isinstance(e, SpecWarning)]
 
@@ -129,8 +140,8 @@ def create_server() -> MCPServer:
             return _error(e)
         refusal = est["refusal"] or est["error"]
         if refusal:
-            return {"ok": False, "ad": ad, "started": False, "refused": refusal, "error": refusal,
-                    "estimate_usd": est["total_usd"], "budget_usd": est["budget_usd"]}
+            return _failed({"ok": False, "ad": ad, "started": False, "refused": refusal, "error": refusal,
+                            "estimate_usd": est["total_usd"], "budget_usd": est["budget_usd"]})
         ensure_queue()
         queue.request(ad, "mcp")
         if wait:
@@ -143,9 +154,10 @@ def create_server() -> MCPServer:
                 await anyio.sleep(0.05)
         run = queue.get(ad)
         v = live.seed_status(settings, queue, ad)
-        return {"ok": run is not None and run.state != FAILED, "ad": ad, "started": True, "estimate_usd": est["total_usd"],
-                "budget_usd": est["budget_usd"], "state": v["status"], "done": run is not None and run.state == DONE,
-                "final": f"build/{ad}/final.mp4" if v["final_video_url"] else None, "error": v["error"]}
+        out = {"ok": run is not None and run.state != FAILED, "ad": ad, "started": True, "estimate_usd": est["total_usd"],
+               "budget_usd": est["budget_usd"], "state": v["status"], "done": run is not None and run.state == DONE,
+               "final": f"build/{ad}/final.mp4" if v["final_video_url"] else None, "error": v["error"]}
+        return out if out["ok"] else _failed(out)  # a build that failed is the tool's error: the model is shown it
 
     @server.tool()
     def status(ad: str) -> dict[str, Any]:
@@ -174,7 +186,7 @@ def create_server() -> MCPServer:
         if beat_id is not None:
             beats = [b for b in beats if b["id"] == beat_id]
             if not beats:
-                return {"ok": False, "error": f"{src['file']}: no beat with id '{beat_id}'", "field": "beat_id"}
+                return _failed({"ok": False, "error": f"{src['file']}: no beat with id '{beat_id}'", "field": "beat_id"})
         return {"ok": True, **src, "beats": beats}
 
     @server.tool()

@@ -4,6 +4,7 @@ refused with the budget's message and asks nothing of the providers."""
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -22,10 +23,15 @@ def _server(project: Project, **env: str) -> StdioServerParameters:
                                  env=project.run_env(**env))
 
 
-async def _call(client: Client, tool: str, **args: Any) -> dict[str, Any]:
+async def _call(client: Client, tool: str, *, failing: bool = False, **args: Any) -> dict[str, Any]:
+    """A tool's structured result; `failing`: the call must come back as MCP's error result (isError,
+    which a host shows its model), with the same object: ok false, error, field."""
     result = await client.call_tool(tool, args)
-    assert not result.is_error, result
+    assert result.is_error is failing, result
     assert isinstance(result.structured_content, dict), result  # structured results
+    assert result.structured_content["ok"] is not failing, result
+    if failing:  # the text a host shows is that object too
+        assert json.loads(result.content[0].text) == result.structured_content, result
     return result.structured_content
 
 
@@ -55,14 +61,14 @@ def test_mcp_over_stdio_list_estimate_build_status_edit(project: Project) -> Non
             assert beats["file"] == "specs/zip.yaml" and beats["inline"] is True
             assert beats["beats"][0]["fields"]["motion_prompt"] == "pan left"
             stale = await _call(client, "edit_beat", ad="zip", beat_id="cta", fields={"motion_prompt": "tilt up"},
-                                sha256="0" * 64)
+                                sha256="0" * 64, failing=True)
             assert stale["ok"] is False and "changed on disk since it was read" in stale["error"]
             edited = await _call(client, "edit_beat", ad="zip", beat_id="cta", fields={"motion_prompt": "tilt up"},
                                  sha256=beats["sha256"])
             assert edited["ok"] and edited["changed"]
             est = await _call(client, "estimate", ad="zip")
             assert {t["target"] for t in est["targets"] if t["phase"] in ("storyboard", "chunks")} == {"chunk:zip/cta/0"}
-            bad = await _call(client, "estimate", ad="nope")
+            bad = await _call(client, "estimate", ad="nope", failing=True)
             assert bad["ok"] is False and "no ad named 'nope'" in bad["error"]
 
     anyio.run(session)
@@ -77,7 +83,7 @@ def test_mcp_refuses_a_build_over_the_budget(project: Project) -> None:
 
         async def session() -> dict[str, Any]:
             async with Client(_server(project, **env)) as client:
-                return await _call(client, "build", ad="zip")
+                return await _call(client, "build", ad="zip", failing=True)
 
         refused = anyio.run(session)
         assert refused["started"] is False and refused["ok"] is False
