@@ -72,6 +72,7 @@ class AdEstimate:
     up_to_date: int = 0
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    error_field: str | None = None  # the field of its (first) error, for an API that names it
 
     @property
     def total_usd(self) -> float:
@@ -93,6 +94,7 @@ class AdEstimate:
                 "targets": [i.target for i in mine],
             }
         return {"ad": self.ad, "total_usd": self.total_usd, "exact": self.exact, "error": self.error,
+                "error_field": self.error_field,
                 "notes": self.notes, "up_to_date": self.up_to_date, "phases": phases,
                 "targets": [i.to_json() for i in self.items]}
 
@@ -114,7 +116,9 @@ class RunEstimate:
 
     def to_json(self) -> dict[str, Any]:
         return {"total_usd": self.total_usd, "exact": self.exact, "budget_usd": self.budget_usd,
-                "within_budget": self.total_usd <= self.budget_usd + 1e-9, "backend": self.backend, "live": self.live,
+                # unknown (null) while an ad cannot be estimated: its errors say why
+                "within_budget": None if any(a.error for a in self.ads) else self.total_usd <= self.budget_usd + 1e-9,
+                "backend": self.backend, "live": self.live,
                 "ads": [a.to_json() for a in self.ads]}
 
 
@@ -219,6 +223,8 @@ class _Estimator:
             dry = plan_step.dry_plan(ad, spec_path)
         except AdspecError as e:
             est.error = e.one_line()
+            each = getattr(e, "errors", None) or [e]  # every error of a file, or the one
+            est.error_field = getattr(each[0], "field", None)
             return est
         plan, step = dry.plan, dry.step
         paths = AdPaths.of(self.build_dir, ad)

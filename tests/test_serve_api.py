@@ -214,7 +214,9 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         # a spec that does not validate is no budget matter: 422, not 402
         (project.specs / "bad.yaml").write_text("prompt: a short ad\nduration: 3\n")
         r = server.post("/api/ads/bad/build")
-        assert r.status_code == 422 and "duration" in r.json()["error"], r.text
+        assert r.status_code == 422 and "duration" in r.json()["error"] and r.json()["field"] == "duration", r.text
+        r = server.post("/api/ads/bad/estimate")  # its answer, with the error; whether it fits is unknown
+        assert r.status_code == 200 and r.json()["error_field"] == "duration" and r.json()["within_budget"] is None, r.text
         (project.specs / "bad.yaml").unlink()
         # generate never takes the name of a `.yml` spec (both would be one ad, and every call would fail)
         (project.specs / "promo.yml").write_text((project.specs / "zip.yaml").read_text())

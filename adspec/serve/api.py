@@ -82,7 +82,8 @@ def generate(body: seed.GenerateRequest, request: Request) -> Any:
         raise ApiError(422, e.message, e.field) from None
     started = start_build(c, ad, path, "generate")
     if started["build"] != "queued":
-        raise ApiError(_not_started(started), started["refusal"], None, video_id=ad, status="refused")
+        raise ApiError(_not_started(started), started["refusal"], started["estimate"]["error_field"], video_id=ad,
+                       status="refused")
     return {"video_id": ad, "status": "queued"}
 
 
@@ -215,7 +216,8 @@ def ad_build(ad: str, request: Request) -> Any:
     c = ctx(request)
     started = start_build(c, ad, _ad(c, ad), "page")
     if started["build"] != "queued":
-        raise ApiError(_not_started(started), started["refusal"], None, estimate=started["estimate"])
+        raise ApiError(_not_started(started), started["refusal"], started["estimate"]["error_field"],
+                       estimate=started["estimate"])
     return started
 
 

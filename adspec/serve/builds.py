@@ -240,5 +240,6 @@ def estimate_ad(ad: str, spec_path: Path) -> dict[str, Any]:
         "to_pay": sum(1 for t in ad_json.get("targets", []) if t["action"] == "pay"),
         "targets": ad_json.get("targets", []),
         "error": ad_json.get("error"),
+        "error_field": ad_json.get("error_field"),
         "refusal": over_budget_message(run),
     }
