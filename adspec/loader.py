@@ -313,7 +313,7 @@ def _validation_errors(e: ValidationError, model: type[BaseModel], lines: dict[L
                 if err["type"] == "extra_forbidden" and loc and (meant := meant_field(model, loc)) is not None}
     for err, loc in errors:
         if loc in seen or (err["type"] == "missing" and loc in misspelt):
-            continue  # a union reports once per member: keep the first
+            continue  # a union reports once per member (keep the first); a misspelling once, as unknown
         seen.add(loc)
         message = field_message(err, model, loc)
         if loc == ("aspect_ratio",) and isinstance(err.get("input"), int):
