@@ -161,6 +161,13 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         r = server.post("/api/generate", content=b"{not json", headers={"Content-Type": "application/json"})
         assert r.status_code == 422 and r.json()["field"] == "body"
         assert "did you mean 'hailuo-02'" in server.post("/api/generate", json={"prompt": "x", "model": "hailou"}).json()["error"]
+        # a request's fields are said in the words `adspec validate` uses for a spec's (not pydantic's)
+        said = {json.dumps(body): server.post("/api/generate", json=body).json() for body in (
+            {"prompt": "x", "duration": 500}, {"promt": "x"}, {"prompt": "x", "aspect_ratio": "3:2"})}
+        assert [r["error"].partition("; allowed")[0] for r in said.values()] == [
+            "duration: must be between 5 and 180 (got 500)", "promt: unknown field (did you mean 'prompt'?)",
+            "aspect_ratio: must be one of '16:9', '9:16', '1:1' or '4:5' (got '3:2')"], said
+        assert len(said[json.dumps({"promt": "x"})]["errors"]) == 1  # one mistake, one error (not also "prompt")
         assert not list(project.specs.glob("x*.yaml"))  # nothing written for a bad request
 
         r = server.post("/api/upload", files=[("files", ("notes.png", b"<html>not an image</html>", "image/png"))])

@@ -23,11 +23,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from ..config import Settings, load_settings
 from ..errors import AdspecError
+from ..spec_checks import field_message, meant_field
 from . import api, project
 from .builds import BuildQueue
 from .security import TOKEN_ENV, Guard, StartRefused, check_bind, confined
@@ -41,6 +43,13 @@ for _type, _ext in (("video/mp4", ".mp4"), ("audio/wav", ".wav"), ("image/webp",
 
 def _static(name: str) -> str:
     return resources.files("adspec.serve").joinpath("static").joinpath(name).read_text(encoding="utf-8")
+
+
+def _body_model(request: Request) -> type[BaseModel] | None:
+    """The pydantic model of the matched route's JSON body, if it has one."""
+    body = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(body, "field_info", None), "annotation", None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
 def _field_of(loc: tuple[Any, ...]) -> str | None:
@@ -106,11 +115,21 @@ def create_app(settings: Settings | None = None, *, token: str | None = None, wa
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         errors = []
-        for err in e.errors():
-            field = _field_of(tuple(err.get("loc", ())))
+        body = _body_model(request)  # its fields' bounds and names: the words `adspec validate` uses
+        found = list(e.errors())
+        # a misspelt field is one error, its "unknown field (did you mean ...)", as in a spec
+        misspelt = {(*loc[:-1], meant) for err in found if err.get("type") == "extra_forbidden" and body is not None
+                    and len(loc := tuple(err.get("loc", ()))) > 1 and (meant := meant_field(body, loc[1:])) is not None}
+        for err in found:
+            loc = tuple(err.get("loc", ()))
+            if err.get("type") == "missing" and loc in misspelt:
+                continue
+            field = _field_of(loc)
             kind = err.get("type", "")
             if kind == "json_invalid":
                 message, field = "the body is not valid JSON", "body"
+            elif body is not None and loc[:1] == ("body",) and len(loc) > 1:
+                message = field_message(err, body, loc[1:])
             elif kind == "missing":
                 message = "required"
             elif kind == "extra_forbidden":
