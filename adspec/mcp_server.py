@@ -22,7 +22,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from .config import load_settings
-from .errors import SpecError, SpecWarning, error_line
+from .errors import AdspecError, SpecError, SpecWarning, error_line
 
 log = logging.getLogger("adspec.mcp")
 
@@ -48,8 +48,11 @@ def _failed(result: dict[str, Any]) -> Any:
 
 
 def _error(e: Exception) -> Any:
+    from .serve.project import NotFound
+
     text = error_line(e) or f"{type(e).__name__}: {e}"
-    return _failed({"ok": False, "error": text, "field": getattr(e, "field", None)})
+    field = "ad" if isinstance(e, NotFound) else getattr(e, "field", None)  # every tool's unknown ad, as REST says
+    return _failed({"ok": False, "error": text, "field": field})
 
 
 def create_server() -> MCPServer:
@@ -195,7 +198,13 @@ def create_server() -> MCPServer:
         order kept, checked as `adspec validate` does, refused when the file changed since you read
         it (pass read_beat's sha256). Does not build: call estimate and build next."""
         try:
+            project.spec_of(settings, ad)
+        except Exception as e:
+            return _error(e)
+        try:
             return {"ok": True, **project.edit_beat(settings, ad, beat_id, fields, sha256)}
+        except AdspecError as e:  # the field named as the REST API names it (the stale sha256, ...)
+            return _failed({"ok": False, "error": error_line(e) or str(e), "field": project.edit_failure(e, fields)[1]})
         except Exception as e:
             return _error(e)
 

@@ -63,13 +63,20 @@ def test_mcp_over_stdio_list_estimate_build_status_edit(project: Project) -> Non
             stale = await _call(client, "edit_beat", ad="zip", beat_id="cta", fields={"motion_prompt": "tilt up"},
                                 sha256="0" * 64, failing=True)
             assert stale["ok"] is False and "changed on disk since it was read" in stale["error"]
+            assert stale["field"] == "sha256", stale  # named as the REST API names it
+            unknown = await _call(client, "edit_beat", ad="zip", beat_id="nope", fields={"motion_prompt": "x"},
+                                  sha256=beats["sha256"], failing=True)
+            assert unknown["field"] == "beat_id", unknown
+            template = await _call(client, "edit_beat", ad="zip", beat_id="cta", fields={"image_prompt": "in {{ twon }}"},
+                                   sha256=beats["sha256"], failing=True)
+            assert template["field"] == "fields.image_prompt" and "twon" in template["error"], template
             edited = await _call(client, "edit_beat", ad="zip", beat_id="cta", fields={"motion_prompt": "tilt up"},
                                  sha256=beats["sha256"])
             assert edited["ok"] and edited["changed"]
             est = await _call(client, "estimate", ad="zip")
             assert {t["target"] for t in est["targets"] if t["phase"] in ("storyboard", "chunks")} == {"chunk:zip/cta/0"}
             bad = await _call(client, "estimate", ad="nope", failing=True)
-            assert bad["ok"] is False and "no ad named 'nope'" in bad["error"]
+            assert bad["ok"] is False and "no ad named 'nope'" in bad["error"] and bad["field"] == "ad", bad
 
     anyio.run(session)
     assert "motion_prompt: tilt up" in (project.specs / "zip.yaml").read_text()

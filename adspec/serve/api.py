@@ -64,6 +64,11 @@ def start_build(c: Context, ad: str, spec_path: Any, reason: str) -> dict[str, A
     return {"build": "queued", "estimate": est, "refusal": None}
 
 
+def _status_and_field(e: Any, fields: dict[str, str], message: str) -> tuple[int, str, str | None]:
+    status, field = project.edit_failure(e, fields)
+    return status, message, field
+
+
 def _not_started(started: dict[str, Any]) -> int:
     """The HTTP status of a build not started: 422 for an ad that does not validate, 402 over the budget."""
     return 422 if started["build"] == "invalid" else 402
@@ -235,13 +240,10 @@ def edit_beat(ad: str, beat_id: str, body: BeatEdit, request: Request) -> Any:
     spec = _ad(c, ad)
     try:
         saved = project.edit_beat(c.settings, ad, beat_id, body.fields, body.sha256)
-    except project.StaleEdit as e:
-        raise ApiError(409, str(e), "sha256") from None
-    except project.NotFound as e:
-        raise ApiError(404, str(e), "beat_id") from None
+    except (project.StaleEdit, project.NotFound) as e:
+        raise ApiError(*_status_and_field(e, body.fields, str(e))) from None
     except project.SpecError as e:
-        last = (e.field or "").rsplit(".", 1)[-1]  # beats.0.image_prompt -> the request's fields.image_prompt
-        raise ApiError(422, e.one_line(), f"fields.{last}" if last in body.fields else e.field) from None
+        raise ApiError(*_status_and_field(e, body.fields, e.one_line())) from None
     out: dict[str, Any] = {**saved, "build": None, "estimate": None, "refusal": None}
     if body.build:
         out.update(start_build(c, ad, spec, f"edit of {beat_id}"))

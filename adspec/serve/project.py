@@ -30,6 +30,19 @@ class StaleEdit(AdspecError):
     """The file changed on disk since the edit's base was read."""
 
 
+def edit_failure(e: AdspecError, fields: dict[str, str]) -> tuple[int, str | None]:
+    """The HTTP status of a beat edit's failure and the request's field it names, so the REST API
+    and the MCP tool say the same: the stale `sha256`, the unknown `beat_id`, or the edited field
+    (`beats.0.image_prompt` -> `fields.image_prompt`)."""
+    if isinstance(e, StaleEdit):
+        return 409, "sha256"
+    if isinstance(e, NotFound):
+        return 404, "beat_id"
+    field = getattr(e, "field", None)
+    last = (field or "").rsplit(".", 1)[-1]
+    return 422, f"fields.{last}" if last in fields else field
+
+
 def shown(path: Path, settings: Settings) -> str:
     """A path as people see it: relative to the project folder (the folder holding specs/)."""
     try:
