@@ -313,8 +313,9 @@ def render_gc(out: Collection, *, dry_run: bool, max_age_days: float, build_dir:
                      f"a build that needs them again pays again")
     if out.skipped:
         lines.append(f"left {len(out.skipped)} entries alone: a running build is using them")
-    lines.append(f"kept {out.kept} artifacts ({human(out.kept_bytes)})" + ("; run without --dry-run to remove"
-                                                                         if dry_run and (out.removed_bytes() or out.entries or out.locks) else ""))
+    anything = bool(out.removed_bytes() or out.entries or out.locks)
+    lines.append(f"kept {out.kept} artifacts ({human(out.kept_bytes)})"
+                 + ("; run without --dry-run to remove" if dry_run and anything else ""))
     return "\n".join(lines) + "\n"
 
 

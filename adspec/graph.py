@@ -319,7 +319,8 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
 
 def mix_targets(paths: AdPaths, voiced: bool) -> list[str]:
     """What `mix:<ad>` makes: the final, its words' layout, and the captions when a line is spoken."""
-    return [str(paths.final), str(paths.text_layout)] + ([str(paths.captions_srt), str(paths.captions_vtt)] if voiced else [])
+    captions = [str(paths.captions_srt), str(paths.captions_vtt)] if voiced else []
+    return [str(paths.final), str(paths.text_layout), *captions]
 
 
 def cleans(files: Sequence[Path | str]) -> list[Any]:

@@ -1,9 +1,10 @@
 """`adspec mcp`: a Model Context Protocol server over stdio (the official `mcp` SDK), so an agent
 can drive adspec the way a person does: list the ads, validate, see the plan, estimate, build
 under the budget, follow the status, and read and edit a beat. Every tool returns structured
-results (JSON objects); a failure (an unknown ad, a stale edit, a refused or failed build) is an error
-result, `isError`, carrying the same object with `ok` false, `error` and `field`. Builds run `adspec build AD` in a child process, one ad at a time (the
-same queue as `adspec serve`): nothing bypasses the specs, the beat files, the cache or the budget.
+results (JSON objects); a failure (an unknown ad, a stale edit, a refused or failed build) is an
+error result, `isError`, carrying the same object with `ok` false, `error` and `field`. Builds run
+`adspec build AD` in a child process, one ad at a time (the same queue as `adspec serve`): nothing
+bypasses the specs, the beat files, the cache or the budget.
 
 There is no approve tool, on purpose: approving a storyboard before its video is paid for is a
 person's act (`adspec approve`, reviewed in git), not an agent's.
@@ -157,8 +158,9 @@ def create_server() -> MCPServer:
                 await anyio.sleep(0.05)
         run = queue.get(ad)
         v = live.seed_status(settings, queue, ad)
-        out = {"ok": run is not None and run.state != FAILED, "ad": ad, "started": True, "estimate_usd": est["total_usd"],
-               "budget_usd": est["budget_usd"], "state": v["status"], "done": run is not None and run.state == DONE,
+        out = {"ok": run is not None and run.state != FAILED, "ad": ad, "started": True,
+               "estimate_usd": est["total_usd"], "budget_usd": est["budget_usd"], "state": v["status"],
+               "done": run is not None and run.state == DONE,
                "final": f"build/{ad}/final.mp4" if v["final_video_url"] else None, "error": v["error"]}
         return out if out["ok"] else _failed(out)  # a build that failed is the tool's error: the model is shown it
 
@@ -189,7 +191,8 @@ def create_server() -> MCPServer:
         if beat_id is not None:
             beats = [b for b in beats if b["id"] == beat_id]
             if not beats:
-                return _failed({"ok": False, "error": f"{src['file']}: no beat with id '{beat_id}'", "field": "beat_id"})
+                return _failed({"ok": False, "error": f"{src['file']}: no beat with id '{beat_id}'",
+                                "field": "beat_id"})
         return {"ok": True, **src, "beats": beats}
 
     @server.tool()

@@ -695,9 +695,9 @@ def spec_issues(spec: Spec) -> list[Issue]:
 def placement_misfits(names: Sequence[Any], spec: Spec) -> list[Issue]:
     """Each known placement in `names` (the spec's list, or as written when an entry of it is
     wrong) that the ad cannot meet by its aspect ratio, its length or its captions."""
-    silent = ("`voiceover: false`" if not spec.voiceover else
-              "no inline beat has a `voiceover:`" if spec.beats is not None and all(b.voiceover is None for b in spec.beats)
-              else None)  # captions are the spoken lines
+    mute_beats = spec.beats is not None and all(b.voiceover is None for b in spec.beats)
+    silent = ("`voiceover: false`" if not spec.voiceover else  # captions are the spoken lines
+              "no inline beat has a `voiceover:`" if mute_beats else None)
     issues: list[Issue] = []
     for j, name in enumerate(names):
         problem = misfit(name, spec.aspect_ratio, spec.duration, silent=silent) if isinstance(name, str) else None

@@ -141,7 +141,8 @@ def row(d: AdStatus, *, times: bool = True) -> dict[str, str]:
         "state": state_of(d),
         "rendered": d.rendered or "",
         "phase": d.phase or "",
-        "progress": f"{d.progress_pct:.0f}% ({d.tasks.done}/{d.tasks.total})" if d.tasks.total else "",  # not built: no tasks known
+        # not built: no tasks known, no figure
+        "progress": f"{d.progress_pct:.0f}% ({d.tasks.done}/{d.tasks.total})" if d.tasks.total else "",
         "chunks": f"{d.chunks.done}/{d.chunks.total}" if d.chunks.total else "",
         "spent": fmt_usd(d.cost.spent_usd),
         "saved": fmt_usd(d.cost.saved_usd),

@@ -205,7 +205,7 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError as e:
         raise StartRefused(f"adspec serve: cannot listen on {shown}: {e.strerror or e}") from None
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart right after a stop binds
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart after a stop binds
         sock.bind(address)
     except OSError as e:
         sock.close()
