@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 from .ads import choose_ads, left_to_other_shards
 from .config import Settings, load_settings
 from .cost import RunBudget
-from .errors import error_line
+from .errors import SpecWarning, error_line
 from .fsutil import sweep_leftovers
 from .graph import default_run, task_creators
 from .noop_stamp import doit_command
@@ -96,6 +96,27 @@ def asked_ads(argv: Sequence[str], ads: Sequence[tuple[str, Path]]) -> list[tupl
     return [(a, p) for a, p in ads if a in wanted] or list(ads)
 
 
+def unknown_variants(names: Sequence[str], ads: Sequence[tuple[str, Path]], specs_dir: Path) -> list[str]:
+    """For each named `<spec>@<variant>` that is no ad because its spec has errors (a spec that
+    cannot be read is built as one ad of its name, whose plan says the error): a line naming the
+    spec's first error. Without it doit says only "Invalid parameter" and names no file."""
+    from .validate import validate_paths
+
+    names_of = {a: p for a, p in ads}
+    lines = []
+    for name in dict.fromkeys(names):
+        base = name.split("@", 1)[0]
+        if "@" not in name or name in names_of or base not in names_of:
+            continue
+        found = [e for e in validate_paths([names_of[base]], specs_dir.parent) if not isinstance(e, SpecWarning)]
+        first = error_line(found[0]) if found else None
+        if first is not None:  # the file as the project names it (doit -f may run from elsewhere)
+            first = first.replace(f"{specs_dir.parent}{os.sep}", "", 1)
+            more = f" (and {len(found) - 1} more: adspec validate)" if len(found) > 1 else ""
+            lines.append(f"{name}: its spec has errors, so its variants are not known: {first}{more}")
+    return lines
+
+
 class Creators(dict):
     """The task creators dodo.py exposes, and the tasks a bare `doit` runs."""
 
@@ -121,6 +142,9 @@ def creators_from_env(argv: Sequence[str] | None = None) -> dict[str, Callable[.
     shard_lines = left_to_other_shards(_named(argv), settings.specs_dir, settings.shard)
     if shard_lines:  # doit would say only "Invalid parameter"
         raise SystemExit("\n".join(f"adspec: {line}" for line in shard_lines))
+    unknown = unknown_variants(_named(argv), ads, settings.specs_dir)
+    if unknown:  # doit would say only "Invalid parameter"
+        raise SystemExit("\n".join(f"adspec: {line}" for line in unknown))
     # `doit auto` runs the build over and over: it needs the delayed creators too
     running = doit_command(argv) in ("run", "auto")
     creators = Creators(task_creators(ads, settings.build_dir, running=running, groups=groups,

@@ -395,3 +395,9 @@ def test_a_variant_of_a_spec_with_an_error_names_the_error_not_no_such_ad(projec
         out = project.adspec(*args)
         assert out.returncode == 1 and "no ad named" not in out.stderr, (args, out.stderr)
         assert "specs/zip.yaml:" in out.stderr and "duration" in out.stderr, (args, out.stderr)
+    # doit said only `Invalid parameter: "zip@winter"`, naming no file
+    for args in (("zip@winter",), ("storyboard:zip@winter/hook",)):
+        out = project.doit(*args, check=False)
+        assert out.returncode != 0 and "Invalid parameter" not in out.stdout + out.stderr, (args, out.stderr)
+        line = "adspec: zip@winter: its spec has errors, so its variants are not known: specs/zip.yaml:"
+        assert line in out.stderr and "duration" in out.stderr and "Traceback" not in out.stderr, out.stderr
