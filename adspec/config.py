@@ -5,6 +5,7 @@ read them: a secret never travels through adspec's own values."""
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
@@ -75,6 +76,7 @@ def load_settings(env: Mapping[str, str] | None = None, root: Path | None = None
         cwd = Path.cwd()
         root = find_project(cwd) or cwd
     backend = env.get("ADSPEC_BACKEND", "").strip().lower()
+    _check_video_kbps(env)
     return Settings(
         specs_dir=(root / env.get("ADSPEC_SPECS", "specs")).absolute(),
         build_dir=(root / env.get("ADSPEC_BUILD", "build")).absolute(),
@@ -86,7 +88,7 @@ def load_settings(env: Mapping[str, str] | None = None, root: Path | None = None
         shard=env.get("ADSPEC_SHARD"),
         progress=env.get("ADSPEC_PROGRESS", "auto").strip().lower(),
         wait_notice_s=_number(env, "ADSPEC_WAIT_NOTICE", 10.0),
-        ffmpeg=env.get("ADSPEC_FFMPEG") or None,
+        ffmpeg=_program(env, "ADSPEC_FFMPEG"),
         replicate_timeout_s=_number(env, "ADSPEC_REPLICATE_TIMEOUT", 1800.0),
         remote_cache=(env.get("ADSPEC_REMOTE_CACHE") or "").strip() or None,
         remote_endpoint=(env.get("ADSPEC_REMOTE_ENDPOINT") or "").strip() or None,
@@ -108,6 +110,31 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if not value >= 0:  # also NaN
         raise SettingsError(f"{name}={raw!r}: expected a number of at least 0")
     return value
+
+
+def _check_video_kbps(env: Mapping[str, str]) -> None:
+    """ADSPEC_VIDEO_KBPS (read where videos are encoded, adspec.media): said here, once, before any
+    work, not as a traceback from the first encode."""
+    raw = (env.get("ADSPEC_VIDEO_KBPS") or "").strip()
+    if not raw or raw.lower() == "crf":
+        return
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 100:  # also NaN
+        raise SettingsError(f"ADSPEC_VIDEO_KBPS={raw!r}: expected a number of kb/s of at least 100, or crf")
+
+
+def _program(env: Mapping[str, str], name: str) -> str | None:
+    """A program to run (a path or a name on PATH), None when unset; one that cannot be found is a
+    one-line error here, not a traceback from every task that runs it."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if shutil.which(raw) is None:
+        raise SettingsError(f"{name}={raw!r}: no such program (a path to an executable, or a name on PATH)")
+    return raw
 
 
 def _positive_int(env: Mapping[str, str], name: str) -> int | None:

@@ -74,3 +74,19 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
 
     walk(build_parser(), "adspec")
     assert not bare, bare
+
+
+@pytest.mark.parametrize("env, said", [
+    ({"ADSPEC_VIDEO_KBPS": "abc"}, "ADSPEC_VIDEO_KBPS='abc': expected a number of kb/s of at least 100, or crf"),
+    ({"ADSPEC_VIDEO_KBPS": "-5"}, "ADSPEC_VIDEO_KBPS='-5': expected a number of kb/s of at least 100, or crf"),
+    ({"ADSPEC_FFMPEG": "/nope/ffmpeg"}, "ADSPEC_FFMPEG='/nope/ffmpeg': no such program"),
+])
+def test_a_setting_adspec_cannot_use_is_one_line_before_any_work(project: Project, env: dict[str, str],
+                                                                 said: str) -> None:
+    # each was a traceback from every task that encodes or runs ffmpeg (-5 was taken as 100)
+    project.write_spec("example", small_spec())
+    out = project.doit(check=False, **env)
+    assert out.returncode != 0 and f"adspec: {said}" in out.stderr and "Traceback" not in out.stdout + out.stderr
+    assert not (project.build / "example" / "final.mp4").exists()
+    fine = project.adspec("validate", ADSPEC_VIDEO_KBPS="crf")
+    assert fine.returncode == 0, fine.stderr
