@@ -16,7 +16,7 @@ import yaml
 from .actions import beat_image_recipe, context, is_current
 from .ads import choose_ads, resolve_ad
 from .approvals import APPROVED, own_footage, set_approved, state_of, storyboard_sha256
-from .config import load_settings
+from .config import Settings, as_live, load_settings
 from .errors import SpecError
 from .fsutil import write_text_atomic
 from .loader import locate_in_file, read_file
@@ -65,12 +65,17 @@ def _planned(ad: str, spec_path: Path) -> tuple[AdPlan, AdPaths, dict[str, str |
             "will be planned again (its spec changed since its beat file was planned)"
         raise SpecError(spec_path, None, None, f"{ad} {why}: run `doit storyboard:{ad}` and look at the "
                                                "storyboards first")
-    ctx, shas = context(), {}
+    # this shell's providers, and the live ones: a still the model made is the one to approve
+    # even from a shell without keys (whose own build would draw the offline animatic's instead)
+    settings = load_settings()
+    contexts = [context(settings)] + ([context(as_live(settings))] if as_live(settings) != settings else [])
+    shas: dict[str, str | None] = {}
     for beat in dry.plan.beats:
         storyboard = paths.storyboard(beat.id)
         try:
-            current = storyboard.is_file() and receipt_key(storyboard) == beat_image_recipe(
-                ctx, ad, dry.plan.beat_inputs(beat)).key
+            key = receipt_key(storyboard) if storyboard.is_file() else None
+            current = key is not None and any(
+                key == beat_image_recipe(ctx, ad, dry.plan.beat_inputs(beat)).key for ctx in contexts)
         except (OSError, ValueError, KeyError):
             current = False
         shas[beat.id] = storyboard_sha256(storyboard) if current else None
@@ -101,7 +106,8 @@ def approve(targets: list[str]) -> list[str]:
                 at = known.index(beat_id)  # the plan's beats are the file's, in its order
                 raise SpecError(file, locate_in_file(file, ("beats", at)), f"beats.{at}",
                                 f"the storyboard of {ad}/{beat_id} is not built from this beat as it is now: run "
-                                f"`doit storyboard:{ad}/{beat_id}`, look at it, then approve it")
+                                f"`doit storyboard:{ad}/{beat_id}`{_offline_note(settings)}, look at it, then "
+                                "approve it")
             if approved[beat_id] == sha:
                 lines.append(f"{ad}/{beat_id}: already approved ({sha[:12]})")
                 continue
@@ -110,6 +116,13 @@ def approve(targets: list[str]) -> list[str]:
         if text != before:
             write_text_atomic(file, text)
     return lines
+
+
+def _offline_note(settings: Settings) -> str:
+    """Said beside "run doit storyboard:..." in a shell whose build would not ask the image model."""
+    if not settings.offline_forced and settings.has_replicate_token:
+        return ""
+    return " with the keys your build uses (without them it draws the offline animatic's still, not the model's)"
 
 
 def listing(target: str) -> list[tuple[str, str, str | None]]:

@@ -598,3 +598,30 @@ def test_a_footage_beat_lists_as_approved(project: Project) -> None:
     project.doit()  # the review page says the same (it showed the footage beat as stale)
     page = (project.build / "zip" / "index.html").read_text()
     assert page.count('data-approval="pending"') == 1 and page.count('data-approval="approved"') == 1
+
+
+def test_approving_from_a_shell_without_keys_approves_the_models_still(live) -> None:
+    # without keys `approve` compared the model's still with the offline animatic's recipe: it said
+    # "not built from this beat", and its advice (`doit storyboard:...`) drew an offline still over
+    # the paid one, which was then approved in place of the picture the video is made from
+    project, replicate = live
+    project.write_spec("zip", small_spec(approval="required"))
+    project.doit()
+    keyless = {"REPLICATE_API_TOKEN": "", "ADSPEC_BACKEND": ""}
+    out = project.adspec("approve", "--list", "zip", **keyless)
+    assert out.returncode == 0 and "\tpending" in out.stdout and "stale" not in out.stdout, out.stdout + out.stderr
+    paid = (project.build / "zip" / "beats" / "hook" / "storyboard.png").read_bytes()
+    out = project.adspec("approve", "zip/hook", **keyless)
+    assert out.returncode == 0 and "zip/hook: approved " in out.stdout, out.stderr
+    import hashlib
+
+    assert hashlib.sha256(paid).hexdigest()[:12] in out.stdout
+    assert approvals(project, "zip")["hook"] == "approved"  # and with the keys: the same picture
+    listed = project.adspec("approve", "--list", "zip", **keyless)
+    assert "hook\tapproved" in listed.stdout, listed.stdout
+    project.doit()
+    assert replicate.creates_by_model.get(VIDEO) == 1  # the approved beat's video, paid once
+    # a beat whose still is not built says how to make the model's, not the animatic's
+    (project.build / "zip" / "beats" / "cta" / "storyboard.png").unlink()
+    out = project.adspec("approve", "zip/cta", ADSPEC_BACKEND="offline")
+    assert out.returncode == 1 and "with the keys your build uses" in out.stderr, out.stderr
