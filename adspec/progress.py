@@ -342,7 +342,9 @@ class AdspecReporter:
             # one line per error (a spec's errors come several at once), each on one line
             message = "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip()) or fail.get_name()
             name = fail.get_name()
-            if name == "UnmetDependency":
+            if name == "UnmetDependency" and message == "budget":
+                message = "not run: the run was stopped before paying anything (over ADSPEC_BUDGET_USD; see `adspec estimate`)"
+            elif name == "UnmetDependency":
                 message = f"not run: a task it needs failed ({message})"
             got = self._state(task.name)
             if getattr(fail, "report", True) and name != "UnmetDependency":

@@ -226,6 +226,9 @@ def test_budget_cap_stops_the_run_before_any_request(live) -> None:
     assert "over the cap of $0.100" in lines[0] and "ADSPEC_BUDGET_USD=" in lines[0]
     assert "####" not in run.stdout + run.stderr and "Traceback" not in run.stdout + run.stderr
     assert not (project.build / "zip" / "plan.json").exists()
+    status = json.loads((project.build / "zip" / "status.json").read_text())
+    assert status["last_error"]["message"].startswith("not run: the run was stopped before paying anything "
+                                                      "(over ADSPEC_BUDGET_USD"), status["last_error"]
 
     # within the cap the same run goes through
     project.doit(ADSPEC_BUDGET_USD="5")
