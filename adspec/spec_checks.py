@@ -365,12 +365,14 @@ class ResolvedVariant:
 
 def resolve_variants(spec: Spec, base_ad: str, spec_path: str | Path | None = None) -> tuple[list[ResolvedVariant], list[Issue]]:
     """Every variant of `spec` with its own spec and beat file tag, or the problems found."""
+    # the block's own problems (an unknown var or asset, a bad combination) and, beside them, those
+    # of each variant it could still make: every error of the file in one run
     variants, issues = expand(spec)
-    if issues:
-        return [], issues
     resolved: list[tuple[Variant, Spec]] = []
     seen_messages: set[tuple[Loc, str]] = set()
     for v in variants:
+        if any(field_path(key, spec)[0] is None for key, _ in v.overrides):
+            continue  # a field the spec does not declare: said above, by `expand`
         vspec, problems = variant_spec(spec, v, spec_path)
         for loc, msg in problems:
             generic = msg.split(": ", 1)[1] if ": " in msg else msg

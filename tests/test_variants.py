@@ -20,6 +20,21 @@ from conftest import Project, executed_tasks, small_spec
 from fakes.openai_server import FakeOpenAI
 from fakes.replicate_server import FakeReplicate
 
+def test_every_variant_error_of_a_file_in_one_run(tmp_path: Path) -> None:
+    # an undeclared var or asset in one variant hid every other variant's errors until fixed
+    path = spec_file(tmp_path, """\
+     variants:
+       matrix:
+         vars.cty: [Denver, Austin]
+       named:
+         badm: {models.video: seedanse}
+         long: {duration: 500}
+     """)
+    found = [(e.line, e.field) for e in errors_of(path)]
+    assert found == [(9, "variants.matrix.vars.cty"), (11, "variants.named.badm.models.video"),
+                     (12, "variants.named.long.duration")], found
+
+
 BASE = """\
 title: Zip
 prompt: A short ad for the Zip bottle in {{ city }}
