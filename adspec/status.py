@@ -144,8 +144,10 @@ def row(d: AdStatus, *, times: bool = True) -> dict[str, str]:
         # not built: no tasks known, no figure
         "progress": f"{d.progress_pct:.0f}% ({d.tasks.done}/{d.tasks.total})" if d.tasks.total else "",
         "chunks": f"{d.chunks.done}/{d.chunks.total}" if d.chunks.total else "",
-        "spent": fmt_usd(d.cost.spent_usd),
+        "spent": fmt_usd(d.cost.spent_usd),  # every run's, from the receipts (the ad's cost so far)
         "saved": fmt_usd(d.cost.saved_usd),
+        "run_spent": fmt_usd(d.cost.run_spent_usd),  # the last (or running) run's own
+        "run_saved": fmt_usd(d.cost.run_saved_usd),
         "now": "; ".join(waits),
         "error": err.message if err is not None else "",
         "updated": d.updated_at or "",
@@ -170,8 +172,9 @@ def print_table(statuses: list[AdStatus], file: Any = None) -> None:
     console.print("adspec status", highlight=False)  # a line of its own: rich pads a table's title to the table's width
     rows = [row(d) for d in statuses]
     cols = ["ad", "state", "rendered", "phase", "progress", "chunks", "spent", "saved", "now", "error"]
+    headers = {"spent": "spent (all runs)", "saved": "saved (all runs)"}  # a run's own is in its summary line
     for c in cols:
-        table.add_column(c, overflow="fold")
+        table.add_column(headers.get(c, c), overflow="fold")
     for r in rows:
         style = {"failed": "red", "interrupted": "red", "done": "green", "waiting": "yellow", "running": "yellow"}.get(r["state"])
         table.add_row(*[r[c] for c in cols], style=style)
@@ -199,7 +202,8 @@ def watch(build_dir: Path, ad: str, *, interval: float = 1.0, timeout: float | N
         if d is not None:
             r = row(d, times=False)
             line = f"{r['ad']}: {r['state']} {r['phase']} {r['progress']}" + (f" chunks {r['chunks']}" if r["chunks"] else "")
-            line += f" spent {r['spent']} saved {r['saved']}" + (f" | {r['now']}" if r["now"] else "")
+            line += (f" this run spent {r['run_spent']} saved {r['run_saved']} (all runs: spent {r['spent']})"
+                     + (f" | {r['now']}" if r["now"] else ""))
             if r["state"] == "failed" and r["error"]:
                 line += f" | {r['error']}"
             if line != last:

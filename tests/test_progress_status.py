@@ -69,6 +69,9 @@ def test_status_json_is_valid_at_every_moment_of_a_build(project: Project) -> No
     assert table.returncode == 0 and "zip" in table.stdout and "done" in table.stdout and "100% (13/13)" in table.stdout
     watched = project.adspec("status", "--watch", "zip")
     assert watched.returncode == 0 and watched.stdout.startswith("zip: done done 100% (13/13) chunks 3/3")
+    # the table's figures are every run's, the watch line's this run's first: each says which
+    assert "this run spent $0.00 saved $0.00 (all runs: spent $0.00)" in watched.stdout, watched.stdout
+    assert "spent (all" in table.stdout, table.stdout
     as_json = json.loads(project.adspec("status", "--json").stdout)
     assert as_json[0]["ad"] == "zip" and as_json[0]["state"] == "done"
 
