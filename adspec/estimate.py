@@ -557,7 +557,8 @@ def over_budget_message(run: RunEstimate) -> str | None:
         return None
     paid = sum(1 for a in run.ads for i in a.items if i.action == "pay")
     return (
-        f"this run would pay {'about ' if not run.exact else ''}{fmt_usd(total)} for {paid} requests, "
+        f"this run would pay {'about ' if not run.exact else ''}{fmt_usd(total)} for {paid} "
+        f"request{'s' if paid != 1 else ''}, "
         f"over the cap of {fmt_usd(run.budget_usd)} per run (ADSPEC_BUDGET_USD); nothing was paid. "
         f"See `adspec estimate`; {raise_hint(total)}"
     )
