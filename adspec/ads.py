@@ -17,7 +17,7 @@ from .fsutil import read_regular
 from .loader import load_spec
 from .paths import VARIANT_SEPARATOR as SEPARATOR
 from .paths import ad_name, beat_file_path, find_specs
-from .shard import parse_shard, shard_of, take
+from .shard import parse_shard, shards_of, take
 from .spec import Spec
 from .spec_checks import ResolvedVariant, resolve_variants
 
@@ -198,7 +198,7 @@ def left_to_other_shards(names: Sequence[str], specs_dir: str | Path, shard: str
     every, groups = list_ads(specs_dir)
     ads = [a for a, _ in every]
     n = parsed[1]
-    where = {a: k for k in range(1, n + 1) for a in shard_of(ads, k, n)}
+    where = shards_of(ads, n)
     lines = []
     for name in dict.fromkeys(names):
         members = groups.get(name) or ([name] if name in where else [])

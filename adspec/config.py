@@ -76,6 +76,9 @@ def load_settings(env: Mapping[str, str] | None = None, root: Path | None = None
         cwd = Path.cwd()
         root = find_project(cwd) or cwd
     backend = env.get("ADSPEC_BACKEND", "").strip().lower()
+    if backend not in ("", "offline"):  # a typo must not leave a build free to pay the providers
+        raise SettingsError(f"ADSPEC_BACKEND={env.get('ADSPEC_BACKEND')!r}: expected offline (or unset: the "
+                            "providers whose keys are set)")
     _check_video_kbps(env)
     return Settings(
         specs_dir=(root / env.get("ADSPEC_SPECS", "specs")).absolute(),

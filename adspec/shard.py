@@ -44,6 +44,14 @@ def shard_of(names: Sequence[str], i: int, n: int) -> list[str]:
     return ordered[(i - 1) * total // n: i * total // n]
 
 
+def shards_of(names: Sequence[str], n: int) -> dict[str, int]:
+    """Each name's shard (1-based) of n: the one `shard_of` puts it in, found without visiting
+    every shard (n may be far larger than the number of names)."""
+    ordered = sorted(set(names))
+    total = len(ordered)
+    return {name: -(-(j + 1) * n // total) for j, name in enumerate(ordered)}
+
+
 def take(ads: list[tuple[str, Path]], groups: dict[str, list[str]], shard: tuple[int, int] | None
          ) -> tuple[list[tuple[str, Path]], dict[str, list[str]]]:
     """Keep the ads of `shard` (all when None); groups keep only their members in it."""

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from adspec import media
-from adspec.shard import ShardError, parse_shard, shard_of, take
+from adspec.shard import ShardError, parse_shard, shard_of, shards_of, take
 from conftest import REPO, Project, small_spec
 
 
@@ -93,6 +93,11 @@ def test_doit_takes_the_shard_too(project: Project) -> None:
     assert bad.returncode != 0 and "adspec: ADSPEC_SHARD='3/2'" in bad.stderr and "Traceback" not in bad.stderr
     bad = project.adspec("build", ADSPEC_SHARD="half")
     assert bad.returncode == 1 and "ADSPEC_SHARD='half': write i/n" in bad.stderr and "Traceback" not in bad.stderr
+    # a huge shard count: doit list looked at every shard (1/10**12 never ended)
+    huge = project.doit("list", ADSPEC_SHARD=f"1/{10**12}", timeout=60).stdout.split()
+    assert "good" not in huge and "multi" not in huge  # three ads: none in shard 1 of 10**12
+    far = project.doit("good", check=False, ADSPEC_SHARD=f"1/{10**12}", timeout=60)
+    assert far.returncode != 0 and f"good is built by shard 333333333334/{10**12}" in far.stderr, far.stderr
     bad = project.doit("list", check=False, ADSPEC_SHARD="2/0")
     assert bad.returncode != 0 and "n is the number of shards, at least 1" in bad.stderr
     # an ad named on the command line but built by another shard is said so (it was dropped without a word:
@@ -119,6 +124,8 @@ def test_shards_are_a_stable_balanced_partition() -> None:
             shuffled = names[:]
             rng.shuffle(shuffled)
             assert [shard_of(shuffled, i, n) for i in range(1, n + 1)] == shards  # stable: order does not matter
+            where = shards_of(names, n)  # each name's shard, found directly (n may be huge)
+            assert all(where[a] == i for i, s in enumerate(shards, 1) for a in s)
     ads = [(a, Path("x.yaml")) for a in ("b", "a@1", "a@2", "c")]
     kept, groups = take(ads, {"a": ["a@1", "a@2"]}, (1, 2))
     assert [a for a, _ in kept] == ["a@1", "a@2"] and groups == {"a": ["a@1", "a@2"]}

@@ -80,6 +80,7 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
     ({"ADSPEC_VIDEO_KBPS": "abc"}, "ADSPEC_VIDEO_KBPS='abc': expected a number of kb/s of at least 100, or crf"),
     ({"ADSPEC_VIDEO_KBPS": "-5"}, "ADSPEC_VIDEO_KBPS='-5': expected a number of kb/s of at least 100, or crf"),
     ({"ADSPEC_FFMPEG": "/nope/ffmpeg"}, "ADSPEC_FFMPEG='/nope/ffmpeg': no such program"),
+    ({"ADSPEC_BACKEND": "off"}, "ADSPEC_BACKEND='off': expected offline"),  # was: live, and paying
 ])
 def test_a_setting_adspec_cannot_use_is_one_line_before_any_work(project: Project, env: dict[str, str],
                                                                  said: str) -> None:
