@@ -98,6 +98,9 @@ def summarize(ads: list[tuple[str, Path]], records: dict[str, dict[str, Any]] | 
         if root:
             failed_task, rec = root[0]
             error = rec.get("error") or "failed"
+            budget = (records or {}).get("budget", {})
+            if rec.get("kind") == "UnmetDependency" and budget.get("result") == "fail":
+                error = f"not run: {budget.get('error') or 'over ADSPEC_BUDGET_USD'}"  # the run's refusal, said
         elif not tasks:
             error = note or "not built: its tasks did not run (see doit's output)"
         else:  # waiting even when a final of an earlier, approved cut is still there

@@ -229,6 +229,10 @@ def test_budget_cap_stops_the_run_before_any_request(live) -> None:
     status = json.loads((project.build / "zip" / "status.json").read_text())
     assert status["last_error"]["message"].startswith("not run: the run was stopped before paying anything "
                                                       "(over ADSPEC_BUDGET_USD"), status["last_error"]
+    summary = json.loads(project.adspec("build", "--json", ADSPEC_BUDGET_USD="0.10").stdout)
+    error = summary["ads"][0]["error"]  # was "budget": the workflow's summary showed only that word
+    assert error.startswith("not run: this run would pay about $") and "over the cap of $0.100" in error, error
+    assert replicate.requests == [] and openai.count == 0
 
     # within the cap the same run goes through
     project.doit(ADSPEC_BUDGET_USD="5")
