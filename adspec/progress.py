@@ -343,7 +343,8 @@ class AdspecReporter:
             message = "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip()) or fail.get_name()
             name = fail.get_name()
             if name == "UnmetDependency" and message == "budget":
-                message = "not run: the run was stopped before paying anything (over ADSPEC_BUDGET_USD; see `adspec estimate`)"
+                message = ("not run: the run was stopped before paying anything (over ADSPEC_BUDGET_USD; "
+                           "see `adspec estimate`)")
             elif name == "UnmetDependency":
                 message = f"not run: a task it needs failed ({message})"
             got = self._state(task.name)
