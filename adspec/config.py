@@ -80,6 +80,8 @@ def load_settings(env: Mapping[str, str] | None = None, root: Path | None = None
         raise SettingsError(f"ADSPEC_BACKEND={env.get('ADSPEC_BACKEND')!r}: expected offline (or unset: the "
                             "providers whose keys are set)")
     _check_video_kbps(env)
+    for name, values in _SWITCHES.items():
+        _check_choice(env, name, values)
     return Settings(
         specs_dir=(root / env.get("ADSPEC_SPECS", "specs")).absolute(),
         build_dir=(root / env.get("ADSPEC_BUILD", "build")).absolute(),
@@ -113,6 +115,18 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if not value >= 0:  # also NaN
         raise SettingsError(f"{name}={raw!r}: expected a number of at least 0")
     return value
+
+
+_ON_OFF = ("on", "off", "1", "0", "true", "false", "yes", "no")
+#: variables read where they act (adspec.progress, provenance, noop_stamp), checked here once
+_SWITCHES = {"ADSPEC_PROGRESS": ("auto", "plain", "live"), "ADSPEC_C2PA": _ON_OFF, "ADSPEC_FAST_NOOP": _ON_OFF}
+
+
+def _check_choice(env: Mapping[str, str], name: str, values: tuple[str, ...]) -> None:
+    """A variable that takes one of a few words: another is a one-line error, not the default."""
+    raw = (env.get(name) or "").strip()
+    if raw and raw.lower() not in values:
+        raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(values)}")
 
 
 def _check_video_kbps(env: Mapping[str, str]) -> None:

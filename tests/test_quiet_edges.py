@@ -81,6 +81,8 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
     ({"ADSPEC_VIDEO_KBPS": "-5"}, "ADSPEC_VIDEO_KBPS='-5': expected a number of kb/s of at least 100, or crf"),
     ({"ADSPEC_FFMPEG": "/nope/ffmpeg"}, "ADSPEC_FFMPEG='/nope/ffmpeg': no such program"),
     ({"ADSPEC_BACKEND": "off"}, "ADSPEC_BACKEND='off': expected offline"),  # was: live, and paying
+    ({"ADSPEC_PROGRESS": "fancy"}, "ADSPEC_PROGRESS='fancy': expected one of auto, plain, live"),  # was: auto
+    ({"ADSPEC_C2PA": "maybe"}, "ADSPEC_C2PA='maybe': expected one of on, off"),  # was: on
 ])
 def test_a_setting_adspec_cannot_use_is_one_line_before_any_work(project: Project, env: dict[str, str],
                                                                  said: str) -> None:
