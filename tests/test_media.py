@@ -51,11 +51,20 @@ def ours(tmp_path_factory: pytest.TempPathFactory, src: Path) -> dict[str, Path]
     }
 
 
-def test_ffmpeg_exe_honours_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ffmpeg_exe_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bundled = media.ffmpeg_exe()
+    assert Path(bundled).is_file()
+    custom = tmp_path / "custom" / "ffmpeg"
+    custom.parent.mkdir()
+    custom.symlink_to(bundled)
+    monkeypatch.setenv("ADSPEC_FFMPEG", str(custom))
+    assert media.ffmpeg_exe() == str(custom)
+    # one that is not there is a one-line settings error, not a FileNotFoundError from every task
+    from adspec.config import SettingsError
+
     monkeypatch.setenv("ADSPEC_FFMPEG", "/opt/custom/ffmpeg")
-    assert media.ffmpeg_exe() == "/opt/custom/ffmpeg"
-    monkeypatch.delenv("ADSPEC_FFMPEG")
-    assert Path(media.ffmpeg_exe()).is_file()
+    with pytest.raises(SettingsError, match="ADSPEC_FFMPEG='/opt/custom/ffmpeg': no such program"):
+        media.ffmpeg_exe()
 
 
 def test_probe_reports_stream_facts(src: Path) -> None:
