@@ -133,7 +133,7 @@ def waiting_beats(ad: str, build_dir: Path) -> list[str]:
     return [b for b, state in states(ad, plan, build_dir).items() if state != "approved"]
 
 
-def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out: TextIO | None = None,
+def run_build(names: Sequence[str], *, jobs: int | None = None, as_json: bool = False, out: TextIO | None = None,
               err: TextIO | None = None) -> int:
     """`adspec build`: returns the exit code (0: every ad built; 1: any ad failed)."""
     out = out or sys.stdout
@@ -152,7 +152,7 @@ def run_build(names: Sequence[str], *, jobs: int = 1, as_json: bool = False, out
     if selected:
         targets = [] if not names else [alias_target(a) for a, _ in selected]
         doit_args = ["run", "--continue"]
-        if jobs > 1:
+        if jobs is not None:  # else doit's defaults: adspec's, parallel (dodo_support.doit_config)
             doit_args += ["-n", str(jobs), "-P", "thread"]
         doit_args += targets
         fd, record_path = tempfile.mkstemp(prefix="adspec-build-", suffix=".json")

@@ -73,7 +73,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from .ci import run_build
 
-    return run_build(args.names, jobs=max(1, args.jobs), as_json=args.json)
+    return run_build(args.names, jobs=args.jobs, as_json=args.json)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -306,6 +306,17 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least_one(raw: str) -> int:
+    """A count of at least 1 (`-n 0` was taken as 1 without a word)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {raw!r}")
+    return value
+
+
 def _missing_extra(e: ImportError, command: str) -> int:
     print(f"adspec {command} needs the serve extra: pip install 'adspec[serve]' (in a clone of adspec: "
           f"pip install -e '.[serve]'; {e.name} is missing)", file=sys.stderr)
@@ -421,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "failed; honours ADSPEC_SHARD=i/n")
     p.add_argument("names", nargs="*", metavar="AD", help="ads, variants, or specs with variants (default: all)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (doit's output goes to stderr)")
-    p.add_argument("-n", "--jobs", type=int, default=1, metavar="N", help="run N tasks at once (threads)")
+    p.add_argument("-n", "--jobs", type=_at_least_one, default=None, metavar="N",
+                   help="run N tasks at once (threads; default: doit's, which adspec sets to parallel)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("serve", help="live studio in the browser and the seed's REST API (pip install 'adspec[serve]')")

@@ -4,11 +4,13 @@ read them: a secret never travels through adspec's own values."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 
 class SettingsError(ValueError):
@@ -80,6 +82,7 @@ def load_settings(env: Mapping[str, str] | None = None, root: Path | None = None
         raise SettingsError(f"ADSPEC_BACKEND={env.get('ADSPEC_BACKEND')!r}: expected offline (or unset: the "
                             "providers whose keys are set)")
     _check_video_kbps(env)
+    _check_base_urls(env, backend)
     for name, values in _SWITCHES.items():
         _check_choice(env, name, values)
     return Settings(
@@ -94,17 +97,18 @@ def load_settings(env: Mapping[str, str] | None = None, root: Path | None = None
         progress=env.get("ADSPEC_PROGRESS", "auto").strip().lower(),
         wait_notice_s=_number(env, "ADSPEC_WAIT_NOTICE", 10.0),
         ffmpeg=_program(env, "ADSPEC_FFMPEG"),
-        replicate_timeout_s=_number(env, "ADSPEC_REPLICATE_TIMEOUT", 1800.0),
+        replicate_timeout_s=_number(env, "ADSPEC_REPLICATE_TIMEOUT", 1800.0, above_zero=True),
         remote_cache=(env.get("ADSPEC_REMOTE_CACHE") or "").strip() or None,
         remote_endpoint=(env.get("ADSPEC_REMOTE_ENDPOINT") or "").strip() or None,
         max_inflight=_positive_int(env, "ADSPEC_MAX_INFLIGHT"),
         cpu_jobs=_positive_int(env, "ADSPEC_CPU_JOBS"),
-        claim_stale_s=_number(env, "ADSPEC_CLAIM_STALE", 60.0) or 60.0,
+        claim_stale_s=_number(env, "ADSPEC_CLAIM_STALE", 60.0, above_zero=True),
     )
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    """A number >= 0 from `name` (`default` when unset); anything else is a one-line error."""
+def _number(env: Mapping[str, str], name: str, default: float, above_zero: bool = False) -> float:
+    """A finite number >= 0 (> 0 with `above_zero`) from `name` (`default` when unset); anything
+    else is a one-line error (`inf` is no cap and no wait a user can mean; 0 is no wait at all)."""
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
@@ -112,8 +116,8 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value >= 0:  # also NaN
-        raise SettingsError(f"{name}={raw!r}: expected a number of at least 0")
+    if not (math.isfinite(value) and (value > 0 if above_zero else value >= 0)):  # also NaN
+        raise SettingsError(f"{name}={raw!r}: expected a number {'above' if above_zero else 'of at least'} 0")
     return value
 
 
@@ -141,6 +145,22 @@ def _check_video_kbps(env: Mapping[str, str]) -> None:
         value = -1.0
     if not value >= 100:  # also NaN
         raise SettingsError(f"ADSPEC_VIDEO_KBPS={raw!r}: expected a number of kb/s of at least 100, or crf")
+
+
+#: the providers' base URLs (read by their clients), with the key that makes them used
+_BASE_URLS = {"REPLICATE_BASE_URL": "REPLICATE_API_TOKEN", "OPENAI_BASE_URL": "OPENAI_API_KEY"}
+
+
+def _check_base_urls(env: Mapping[str, str], backend: str) -> None:
+    """A provider's base URL without http:// or https:// (`127.0.0.1:9000`): said here, once,
+    instead of every paid target failing as if its request might have been sent."""
+    if backend == "offline":
+        return
+    for name, key in _BASE_URLS.items():
+        raw = (env.get(name) or "").strip()
+        if raw and env.get(key) and urlsplit(raw).scheme.lower() not in ("http", "https"):
+            shown = repr(raw) if "@" not in raw else "(an address with user info, not shown)"
+            raise SettingsError(f"{name}={shown}: expected an http:// or https:// address")
 
 
 def _program(env: Mapping[str, str], name: str) -> str | None:

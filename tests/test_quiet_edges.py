@@ -83,6 +83,14 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
     ({"ADSPEC_BACKEND": "off"}, "ADSPEC_BACKEND='off': expected offline"),  # was: live, and paying
     ({"ADSPEC_PROGRESS": "fancy"}, "ADSPEC_PROGRESS='fancy': expected one of auto, plain, live"),  # was: auto
     ({"ADSPEC_C2PA": "maybe"}, "ADSPEC_C2PA='maybe': expected one of on, off"),  # was: on
+    ({"ADSPEC_REPLICATE_TIMEOUT": "0"}, "ADSPEC_REPLICATE_TIMEOUT='0': expected a number above 0"),  # was: taken
+    ({"ADSPEC_CLAIM_STALE": "0"}, "ADSPEC_CLAIM_STALE='0': expected a number above 0"),  # was: 60 without a word
+    ({"ADSPEC_BUDGET_USD": "inf"}, "ADSPEC_BUDGET_USD='inf': expected a number of at least 0"),  # was: no cap
+    # was: every paid target "a create was sent and its answer lost" (nothing was sent)
+    ({"ADSPEC_BACKEND": "", "REPLICATE_API_TOKEN": "r8_not_a_real_token", "REPLICATE_BASE_URL": "127.0.0.1:9"},
+     "REPLICATE_BASE_URL='127.0.0.1:9': expected an http:// or https:// address"),
+    ({"ADSPEC_BACKEND": "", "OPENAI_API_KEY": "sk-not-a-real-key", "OPENAI_BASE_URL": "me:pw@127.0.0.1:9/v1"},
+     "OPENAI_BASE_URL=(an address with user info, not shown): expected an http:// or https:// address"),
 ])
 def test_a_setting_adspec_cannot_use_is_one_line_before_any_work(project: Project, env: dict[str, str],
                                                                  said: str) -> None:
@@ -90,6 +98,18 @@ def test_a_setting_adspec_cannot_use_is_one_line_before_any_work(project: Projec
     project.write_spec("example", small_spec())
     out = project.doit(check=False, **env)
     assert out.returncode != 0 and f"adspec: {said}" in out.stderr and "Traceback" not in out.stdout + out.stderr
+    assert "pw@" not in out.stdout + out.stderr  # a password in a base URL is not echoed
     assert not (project.build / "example" / "final.mp4").exists()
     fine = project.adspec("validate", ADSPEC_VIDEO_KBPS="crf")
     assert fine.returncode == 0, fine.stderr
+
+
+def test_adspec_build_takes_a_count_of_tasks_of_at_least_one(project: Project) -> None:
+    # -n 0 was taken as 1 without a word, and -n 1 left doit's parallel default in place
+    project.write_spec("example", small_spec())
+    zero = project.adspec("build", "-n", "0")
+    assert zero.returncode == 2 and "-n/--jobs: expected a whole number of at least 1, got '0'" in zero.stderr
+    assert not (project.build / "example").exists()
+    one = project.adspec("build", "--json", "-n", "1")
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout)["totals"]["ok"] == 1
