@@ -11,9 +11,9 @@ The summary (`--json`):
     {"ok": false, "exit_code": 1, "shard": "1/2",
      "ads": [{"ad": "trailrunner@9x16-denver", "spec": "specs/trailrunner.yaml", "status": "ok",
               "final": "build/trailrunner@9x16-denver/final.mp4", "error": null, "failed_task": null,
-              "tasks": {"run": 9, "up_to_date": 0, "failed": 0}}, ...],
+              "tasks": {"run": 9, "up_to_date": 0, "failed": 0, "not_run": 0}}, ...],
      "totals": {"ads": 6, "ok": 5, "failed": 1, "tasks_run": 40, "tasks_up_to_date": 3,
-                "tasks_failed": 4, "requests_run": 14, "spent_usd": 0.42, "seconds": 61.2}}
+                "tasks_failed": 1, "tasks_not_run": 7, "requests_run": 14, "spent_usd": 0.42, "seconds": 61.2}}
 
 `requests_run` and `spent_usd` come from the request cache's ledger (requests actually run during
 this build, by any process sharing the cache folder).
@@ -80,7 +80,8 @@ def summarize(ads: list[tuple[str, Path]], records: dict[str, dict[str, Any]] | 
     rows = []
     for ad, spec_path in ads:
         tasks = per_ad[ad]
-        counts = {"run": 0, "up_to_date": 0, "failed": 0}
+        # failed: the tasks that failed; not_run: those that waited on a failed one (doit's UnmetDependency)
+        counts = {"run": 0, "up_to_date": 0, "failed": 0, "not_run": 0}
         for _, rec in tasks:
             result = rec.get("result")
             if result == "success":
@@ -88,7 +89,7 @@ def summarize(ads: list[tuple[str, Path]], records: dict[str, dict[str, Any]] | 
             elif result == "up-to-date":
                 counts["up_to_date"] += 1
             elif result == "fail":
-                counts["failed"] += 1
+                counts["not_run" if rec.get("kind") == "UnmetDependency" else "failed"] += 1
         failures = [(t, r) for t, r in tasks if r.get("result") == "fail"]
         # the root cause, not the tasks that only waited on it
         root = [(t, r) for t, r in failures if r.get("kind") != "UnmetDependency"] or failures
@@ -197,6 +198,7 @@ def run_build(names: Sequence[str], *, jobs: int | None = None, as_json: bool = 
             "tasks_run": sum(r["tasks"]["run"] for r in rows),
             "tasks_up_to_date": sum(r["tasks"]["up_to_date"] for r in rows),
             "tasks_failed": sum(r["tasks"]["failed"] for r in rows),
+            "tasks_not_run": sum(r["tasks"]["not_run"] for r in rows),
             "requests_run": len(new),
             "spent_usd": round(sum(float(e.get("cost_usd") or 0) for e in new), 6),
             "seconds": round(time.time() - started, 3),
