@@ -364,7 +364,8 @@ class _Estimator:
                     for name, v in recipe.files.items()})
                 if symbolic:
                     state = "cache" if recipe.key in self.made else ("pay" if recipe_price(recipe).usd > 0 else "free")
-                    note = "its first frame is made earlier in this build"
+                    note = ("its first frame is made earlier in this build" if k or not inputs.own_image
+                            else "its first frame is your own still, placed earlier in this build")
                 else:  # sent without its start image (reference-to-video): the key is exact already
                     state = self._state(recipe, chunk)
                     note = ""

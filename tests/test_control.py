@@ -221,6 +221,8 @@ def test_a_beat_of_its_own_still_or_footage_gets_no_image_model_for_what_it_show
     assert out.returncode == 0, out.stderr
     notes = json.loads(out.stdout)["ads"][0]["notes"]
     assert not any("chosen for" in n for n in notes), notes
+    said = project.adspec("estimate").stdout  # the hook's first frame is the still, not a model's picture
+    assert "chunk:zip/hook/0" in said and "its first frame is your own still" in said, said
     spec["beats"][0].pop("image")  # the same beat asking its storyboard of the image model: chosen
     project.write_spec("zip", spec)
     notes = json.loads(project.adspec("estimate", "--json").stdout)["ads"][0]["notes"]
