@@ -96,6 +96,7 @@ class RemoteCache:
         self._bad_keys: dict[str, str] = {}  # key -> the corrupt blob its remote entry names
         self._down_until = 0.0  # after a connection failure the remote is skipped for a while
         self._reported: set[str] = set()
+        self._bucket_seen = False  # a miss has been told apart from a bucket that is not there
         self.problems: list[str] = []
 
     def __repr__(self) -> str:
@@ -173,11 +174,30 @@ class RemoteCache:
         if not self._available():
             return None
         try:
-            return self._exists(self.entry_name(key))
+            found = self._exists(self.entry_name(key))
+            if not found and not self._bucket_seen:
+                self._bucket_seen = True
+                if self._no_bucket():  # a HEAD says 404 for both: the first miss asks which it is
+                    self._report(f"remote cache {self.url}: bucket '{self.bucket}' does not exist"
+                                 + (f" at {self.endpoint_url}" if self.endpoint_url else ""), once="has")
+                    return None
+            return found
         except Exception as e:  # noqa: BLE001 - whatever goes wrong, the caller goes on without it
             self._failed(e)
             self._report(f"remote cache {self.url}: cannot be asked ({describe_error(e)})", once="has")
             return None
+
+    def _no_bucket(self) -> bool:
+        """Whether the store says the bucket is not there (HEAD bucket: 404). Any other answer
+        (403 to a runner allowed only its objects) is no evidence either way: False."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as e:
+            status = (e.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            return status == 404 or (e.response.get("Error") or {}).get("Code") in ("404", "NoSuchBucket")
+        return False
 
     # ---- the two operations the local cache uses ------------------------------------------------
 

@@ -322,6 +322,24 @@ def test_estimate_consults_the_shared_cache(tmp_path: Path, s3_endpoint: str, bu
         assert not second.cache.exists() or not any(second.cache.rglob("*.db"))
 
 
+def test_estimate_says_the_shared_cache_bucket_is_not_there(tmp_path: Path, s3_endpoint: str, bucket) -> None:
+    """A misspelt bucket: every HEAD answers 404, which read as an empty store (the estimate said
+    nothing, the build said it). The estimate now names it, and still prices every request."""
+    import json as _json
+
+    project = runner(tmp_path / "runner", s3_endpoint, "adspec-no-such-bucket", None, small_spec())
+    project.env.update(REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL="http://127.0.0.1:9", ADSPEC_BACKEND="")
+    out = project.adspec("estimate", "--json")
+    assert out.returncode == 0, out.stderr
+    run = _json.loads(out.stdout)
+    assert run["total_usd"] > 0
+    assert any("bucket 'adspec-no-such-bucket' does not exist" in n for n in run["ads"][0]["notes"]), run
+    fine = runner(tmp_path / "other", s3_endpoint, bucket[0], None, small_spec())  # a real, empty bucket: no word
+    fine.env.update(REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL="http://127.0.0.1:9", ADSPEC_BACKEND="")
+    notes = _json.loads(fine.adspec("estimate", "--json").stdout)["ads"][0]["notes"]
+    assert not any("shared cache" in n or "does not exist" in n for n in notes), notes
+
+
 def test_estimate_never_hangs_on_a_store_that_does_not_answer(tmp_path: Path) -> None:
     """A store that accepts connections and never answers: the estimate ends, says so, and
     prices every request (a paid one is never hidden)."""
