@@ -55,6 +55,11 @@ def _redact(text: str) -> str:
     return text
 
 
+#: S3's answers to credentials that are wrong or not allowed
+_CREDENTIALS_CODES = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
+                      "AllAccessDisabled")
+
+
 def describe_error(e: BaseException) -> str:
     """A remote failure in words that never carry a credential: the S3 error code and status."""
     response = getattr(e, "response", None)
@@ -62,7 +67,11 @@ def describe_error(e: BaseException) -> str:
         err = response.get("Error") or {}
         status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         code = err.get("Code") or "error"
-        return _redact(f"{code}{f' (HTTP {status})' if status else ''}")
+        said = f"{code}{f' (HTTP {status})' if status else ''}"
+        if code in _CREDENTIALS_CODES or status == 403:  # a HEAD's 403 has no code: the same cause
+            said += ": check the AWS credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or a profile) and that " \
+                    "they may use this bucket"
+        return _redact(said)
     if type(e).__name__ == "NoCredentialsError":
         return "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile"
     return type(e).__name__  # e.g. EndpointConnectionError, ReadTimeoutError: no text, no secrets

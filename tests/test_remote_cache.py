@@ -272,7 +272,11 @@ def test_remote_url_and_errors_never_carry_secrets(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
     err = ClientError({"Error": {"Code": "SignatureDoesNotMatch", "Message": f"bad signature for {AWS_SECRET}"},
                        "ResponseMetadata": {"HTTPStatusCode": 403}}, "GetObject")
-    assert describe_error(err) == "SignatureDoesNotMatch (HTTP 403)"
+    assert describe_error(err) == ("SignatureDoesNotMatch (HTTP 403): check the AWS credentials (AWS_ACCESS_KEY_ID, "
+                                   "AWS_SECRET_ACCESS_KEY or a profile) and that they may use this bucket")
+    head = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+                       "HeadObject")  # a HEAD's answer has no body: was "403 (HTTP 403)", naming no cause
+    assert describe_error(head).startswith("403 (HTTP 403): check the AWS credentials")
     err = ClientError({"Error": {"Code": AWS_SECRET}}, "GetObject")
     assert AWS_SECRET not in describe_error(err)
 
