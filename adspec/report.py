@@ -150,6 +150,8 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
                 # `approval: required`: approved / pending / stale (the storyboard on disk against `approved:`)
                 "approval": None if not plan.approval_required else APPROVED if own_footage(b) else state_of(
                     b.approved, storyboard_sha256(paths.storyboard(b.id))),
+                # made of the person's own media: its prompts are not what made its picture
+                "own": "your footage" if own_footage(b) else "your still" if (b.own or {}).get("own_image") else None,
             })
     final = None
     if paths.final.exists():
@@ -168,7 +170,9 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
         "voice": f"{plan.voice_model} · {plan.voice_name} · ×{plan.voice_speed:g}" if plan is not None and plan.voiced else None,
         "ad": ad, "plan": plan, "beats": beats, "final": final, "cost": cost, "phases": phases,
         "status": {
-            "state": "built" if final else ((status.state if status else None) or "not built"),
+            # the page is written during a run: "running" there would stay after it ended
+            "state": "built" if final else "waiting" if any(b["approval"] not in (None, APPROVED) for b in beats)
+            else "not built",
             "updated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "tasks": dataclasses.asdict(status.tasks) if status else {},
             "last_error": status.last_error if status else None,

@@ -97,7 +97,8 @@ def render_mode(items: Iterable[CostItem]) -> str:
     """How the picture of an ad was made, from its cost items (cost.json's `items`): "offline
     animatic" (the free local render: drawn storyboards, camera moves), "live" (the providers'
     models), "partly offline", or "" when nothing of the picture is built."""
-    providers = {i.provider for i in items if i.phase in PICTURE_PHASES}
+    # "local": the person's own stills and footage, the same in either mode (adspec.own_media)
+    providers = {i.provider for i in items if i.phase in PICTURE_PHASES} - {"local"}
     if not providers:
         return ""
     if providers == {"offline"}:

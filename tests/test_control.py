@@ -600,6 +600,13 @@ def test_a_footage_beat_lists_as_approved(project: Project) -> None:
     project.doit()  # the review page says the same (it showed the footage beat as stale)
     page = (project.build / "zip" / "index.html").read_text()
     assert page.count('data-approval="pending"') == 1 and page.count('data-approval="approved"') == 1
+    # the page is written during the run: it said "running" (and "live": nothing of it was) after it
+    assert '<span class="pill waiting" id="state">waiting</span>' in page and 'id="rendered"' not in page
+    # each beat made of your own media says so, and shows no prompt that did not make its picture
+    assert page.count('data-own="your still"') == 1 and page.count('data-own="your footage"') == 1
+    hook, cta = page.split('id="beat-hook"')[1].split('id="beat-cta"')
+    assert "<b>image</b>" not in hook and "<b>motion</b>" in hook  # the still is moved by the video model
+    assert "<b>image</b>" not in cta and "<b>motion</b>" not in cta.split("</figure>")[0]
 
 
 def test_approving_from_a_shell_without_keys_approves_the_models_still(live) -> None:
