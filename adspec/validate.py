@@ -232,15 +232,30 @@ def reference_warnings(spec_path: Path, spec: Spec) -> list[SpecError]:
             beats = parsed.beats
         for i, beat in enumerate(beats):
             why = _why_no_references(beat, ad_spec)
-            if why:
-                found.setdefault((source, i, why), []).append(ad or "")
+            for field, said in ([(("shows",), why)] if why else []) + _unused_models(beat):
+                found.setdefault((source, i, field, said), []).append(ad or "")
                 ids[(source, i)] = beat.id
     out: list[SpecError] = []
-    for (source, i, why), names in found.items():
-        loc = ("beats", i, "shows")
+    for (source, i, field, why), names in found.items():
+        loc = ("beats", i, *field)
         whose = f" ({', '.join(names)})" if any(names) and len(names) < len(ads) else ""
-        out.append(SpecWarning(str(_shown(source)), locate_in_file(source, loc), f"beats.{i}.shows",
+        out.append(SpecWarning(str(_shown(source)), locate_in_file(source, loc), ".".join(map(str, loc)),
                                f"'{ids[(source, i)]}'{whose}: {why}"))
+    return out
+
+
+def _unused_models(beat: Beat) -> list[tuple[tuple[str, ...], str]]:
+    """A beat's own `models:` that nothing is asked of: its footage is used as it is, its own
+    still is its picture (said, since a user who set them expects them to be used)."""
+    if beat.models is None:
+        return []
+    out = []
+    if beat.footage is not None and (beat.models.image or beat.models.video):
+        out.append((("models",), "`models:` is not used: the beat is your own footage, used as it is "
+                                 "(no image or video model is asked)"))
+    elif beat.image is not None and beat.models.image:
+        out.append((("models", "image"), "`models.image` is not used: the beat's picture is your own still "
+                                         "(only its video model is asked)"))
     return out
 
 

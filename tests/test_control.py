@@ -229,6 +229,28 @@ def test_a_beat_of_its_own_still_or_footage_gets_no_image_model_for_what_it_show
     assert [n for n in notes if "chosen for" in n and n.startswith("hook: ")], notes
 
 
+def test_models_that_a_beat_of_your_own_media_never_asks_are_said(project: Project) -> None:
+    """`models:` on a footage beat and `models.image` on a beat of your own still were ignored
+    without a word; `adspec validate` now says so at their lines (a warning: exit 0)."""
+    spec = own_media_project(project)
+    spec["beats"][0]["models"] = {"image": "flux-schnell", "video": "seedance-1-lite"}
+    spec["beats"][1]["models"] = {"video": "seedance-1-lite"}
+    project.write_spec("zip", spec)
+    out = project.adspec("validate")
+    assert out.returncode == 0, out.stderr
+    text = (project.specs / "zip.yaml").read_text().splitlines()
+    image_line = next(i for i, x in enumerate(text, 1) if "flux-schnell" in x)
+    said = out.stdout + out.stderr
+    assert f"zip.yaml:{image_line}: beats.0.models.image" in said and "`models.image` is not used" in said, said
+    assert "beats.1.models" in said and "your own footage, used as it is" in said, said
+    assert "beats.0.models.video" not in said  # the still's video model is asked
+    spec["beats"][0]["models"] = {"video": "seedance-1-lite"}
+    spec["beats"][1].pop("models")
+    project.write_spec("zip", spec)
+    quiet = project.adspec("validate")
+    assert "is not used" not in quiet.stdout + quiet.stderr
+
+
 def test_own_still_and_footage_make_no_request_and_show_in_the_final(live, tmp_path) -> None:
     project, replicate = live
     project.write_spec("zip", own_media_project(project))
