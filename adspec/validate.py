@@ -217,7 +217,7 @@ def reference_warnings(spec_path: Path, spec: Spec) -> list[SpecError]:
     For the ad, or each of its variants (named when they differ)."""
     ads = [(None, spec)] if spec.variants is None else \
         [(v.ad, v.spec) for v in resolve_variants(spec, ad_name(spec_path), spec_path)[0]]
-    found: dict[tuple[Path, int, str], list[str]] = {}
+    found: dict[tuple[Path, int, tuple[str, ...], str], list[str]] = {}
     ids: dict[tuple[Path, int], str] = {}
     for ad, ad_spec in ads:
         if ad_spec.beats is not None:
@@ -237,7 +237,7 @@ def reference_warnings(spec_path: Path, spec: Spec) -> list[SpecError]:
                 ids[(source, i)] = beat.id
     out: list[SpecError] = []
     for (source, i, field, why), names in found.items():
-        loc = ("beats", i, *field)
+        loc: tuple[str | int, ...] = ("beats", i, *field)
         whose = f" ({', '.join(names)})" if any(names) and len(names) < len(ads) else ""
         out.append(SpecWarning(str(_shown(source)), locate_in_file(source, loc), ".".join(map(str, loc)),
                                f"'{ids[(source, i)]}'{whose}: {why}"))
@@ -249,7 +249,7 @@ def _unused_models(beat: Beat) -> list[tuple[tuple[str, ...], str]]:
     still is its picture (said, since a user who set them expects them to be used)."""
     if beat.models is None:
         return []
-    out = []
+    out: list[tuple[tuple[str, ...], str]] = []
     if beat.footage is not None and (beat.models.image or beat.models.video):
         out.append((("models",), "`models:` is not used: the beat is your own footage, used as it is "
                                  "(no image or video model is asked)"))
