@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from .ads import choose_ads, left_to_other_shards
+from .budget_refusal import NotRun
 from .config import load_settings
 from .dodo_support import creators_from_env, default_task_names, doit_config
 from .fsutil import write_text_atomic
@@ -232,11 +233,17 @@ def _recording(base: type) -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._adspec_results: dict[str, dict[str, Any]] = {}
+            self._adspec_idle = NotRun()
 
         def _note(self, task: Any, result: str, **extra: Any) -> None:
             self._adspec_results[task.name] = {"result": result, **extra}
 
         def add_failure(self, task: Any, exception: Any) -> None:
+            if type(exception).__name__ == "UnmetDependency" and self._adspec_idle.idle(
+                    task.name, str(getattr(exception, "message", "") or "")):
+                self._note(task, "up-to-date")  # an ad with nothing to build, in a run refused over the budget
+                super().add_failure(task, exception)
+                return
             message = _first_line(getattr(exception, "message", "") or "")
             if not message or message.startswith(("PythonAction Error", "Python Task failed")):
                 tb = "".join(getattr(exception, "traceback", []) or [])

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 from . import media, plan_step, provenance
 from .actions import beat_image_recipe, beat_video_recipe, context, frame_problem, holds, place_chunk, settings_as
 from .approvals import APPROVED, state_of, storyboard_sha256
+from .budget_refusal import note_idle_ads
 from .build_files import compact_text
 from .checks import checks_current, layout_current
 from .config import as_live, load_settings
@@ -528,6 +529,7 @@ def within_budget(ads: Sequence[tuple[str, Path]]) -> bool:
     (nothing to do) when the run's estimate fits
     ADSPEC_BUDGET_USD; offline runs cost nothing and always fit."""
     settings = load_settings()
+    note_idle_ads(())
     if not (settings.live_media or settings.live_planner):
         return True
     try:
@@ -536,7 +538,10 @@ def within_budget(ads: Sequence[tuple[str, Path]]) -> bool:
         _last["error"] = e
         return False
     _last["run"] = run
-    return run.total_usd <= settings.budget_usd + 1e-9
+    fits = run.total_usd <= settings.budget_usd + 1e-9
+    # refused: an ad with nothing to build is not failed by it (the reporters leave it as it was)
+    note_idle_ads(() if fits else (a.ad for a in run.ads if not a.items and a.error is None))
+    return fits
 
 
 def budget_action(ads: Sequence[tuple[str, Path]]) -> None:

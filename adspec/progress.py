@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from . import cost as costmod
 from . import noop_stamp
+from .budget_refusal import NotRun
 from .build_files import AdStatus, ChunkCounts, LastError, LastRun, RunCost, RunningTask, StatusCost, TaskCounts
 from .config import load_settings
 from .money import fmt_usd, usd
@@ -101,6 +102,7 @@ class AdspecReporter:
         self.ads: dict[str, AdState] = {}
         self.failures: list[tuple[str, str]] = []
         self.runtime_errors: list[str] = []
+        self.not_run = NotRun()  # tasks of ads with nothing to build, in a run refused over the budget
         self.started = time.time()
         self.run_id = run_id()
         self._live: Any = None  # rich.live.Live while the live display runs
@@ -342,6 +344,8 @@ class AdspecReporter:
             # one line per error (a spec's errors come several at once), each on one line
             message = "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip()) or fail.get_name()
             name = fail.get_name()
+            if name == "UnmetDependency" and self.not_run.idle(task.name, text):
+                return  # an ad with nothing to build, in a run refused over the budget: left as it was
             if name == "UnmetDependency" and message == "budget":
                 message = ("not run: the run was stopped before paying anything (over ADSPEC_BUDGET_USD; "
                            "see `adspec estimate`)")

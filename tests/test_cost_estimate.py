@@ -239,6 +239,32 @@ def test_budget_cap_stops_the_run_before_any_request(live) -> None:
     assert openai.count == 1 and replicate.paid_creates > 0
 
 
+def test_a_run_refused_over_the_budget_leaves_an_up_to_date_ad_as_it_was(live) -> None:
+    """Every task waits on the budget check, so a refused run failed every ad: one built before,
+    with nothing to do, showed `failed` ("not run") in status.json and in `adspec build --json`."""
+    project, replicate, openai = live
+    project.write_spec("done", small_spec())
+    project.doit()
+    paid = replicate.paid_creates
+    other = small_spec(prompt="An ad for the Zap flask")
+    for beat in other["beats"]:
+        beat["image_prompt"] += ", at dusk"  # new pictures: paid
+    project.write_spec("new", other)
+    run = project.doit(check=False, ADSPEC_BUDGET_USD="0.05")
+    assert run.returncode != 0 and replicate.paid_creates == paid
+    assert [x for x in run.stdout.splitlines() if x.startswith("FAILED ")][0].startswith("FAILED budget: ")
+    done = json.loads((project.build / "done" / "status.json").read_text())
+    assert done["state"] == "done" and done["last_error"] is None, done
+    new = json.loads((project.build / "new" / "status.json").read_text())
+    assert new["state"] == "failed" and new["last_error"]["message"].startswith("not run: the run was stopped"), new
+    assert "adspec: done:" not in run.stdout and "adspec: new: nothing built" in run.stdout, run.stdout
+    summary = json.loads(project.adspec("build", "--json", ADSPEC_BUDGET_USD="0.05").stdout)
+    by_ad = {a["ad"]: a for a in summary["ads"]}
+    assert by_ad["done"]["status"] == "ok" and by_ad["done"]["tasks"]["failed"] == 0, by_ad["done"]
+    assert by_ad["new"]["status"] == "failed" and summary["exit_code"] == 1
+    assert replicate.paid_creates == paid
+
+
 def test_the_cap_holds_during_a_run_whose_plan_turns_out_dearer(live) -> None:
     """The live planner picks more beats than the offline stand-in the estimate priced: the run
     starts (estimate under the cap), then every paid call reserves its price first, and the

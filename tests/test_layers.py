@@ -44,7 +44,7 @@ LAYERS: dict[str, int] = {
     "adspec.providers": 4, "adspec.render": 4, "adspec.captions": 4, "adspec.speech_mix": 4,
     # 5 records
     "adspec.prices": 5, "adspec.cost": 5, "adspec.status": 5, "adspec.progress": 5,
-    "adspec.receipts": 5, "adspec.noop_stamp": 5, "adspec.checks": 5, "adspec.timeline_otio": 5, "adspec.provenance": 5, "adspec.runs": 5, "adspec.report": 5, "adspec.cache_admin": 5, "adspec.cleaning": 5,
+    "adspec.receipts": 5, "adspec.noop_stamp": 5, "adspec.checks": 5, "adspec.timeline_otio": 5, "adspec.provenance": 5, "adspec.runs": 5, "adspec.budget_refusal": 5, "adspec.report": 5, "adspec.cache_admin": 5, "adspec.cleaning": 5,
     # 6 build
     "adspec.actions": 6, "adspec.plan_step": 6, "adspec.estimate": 6, "adspec.graph": 6, "adspec.voice": 6, "adspec.delivery": 6,
     "adspec.approve": 6,
