@@ -84,7 +84,16 @@ def test_seed_flow_offline_generate_poll_download(project: Project) -> None:
         # the studio's list and a no-op rebuild
         ads = server.get("/api/ads").json()
         assert [(a["ad"], a["state"]) for a in ads] == [("zip-launch", "done")] and ads[0]["thumbnail"]
-        assert server.get("/openapi.json").json()["paths"]["/api/generate"]["post"]
+        schema = server.get("/openapi.json").json()
+        invalid = schema["paths"]["/api/generate"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
+        # /docs showed FastAPI's HTTPValidationError ({"detail": [...]}) for a body that is adspec's error object
+        assert invalid == {"$ref": "#/components/schemas/Error"} and "HTTPValidationError" not in json.dumps(schema)
+        refused = server.post("/api/generate", json={"prompt": "An ad", "duration": 500, "colour": "red"})
+        assert refused.status_code == 422
+        import jsonschema
+
+        jsonschema.validate(refused.json(), schema["components"]["schemas"]["Error"])
+        assert len(refused.json()["errors"]) == 2, refused.json()
         docs = server.get("/docs")
         assert docs.status_code == 200 and "openapi.json" in docs.text
 

@@ -77,6 +77,36 @@ def _check_range(request: Request, target: Path) -> None:
                            headers={"Content-Range": f"*/{size}"}) from None
 
 
+#: the body of every error the server answers (api.error_body and the handlers in create_app)
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error", "type": "object", "required": ["error", "field"],
+    "properties": {
+        "error": {"type": "string", "title": "Error", "description": "one line, as `adspec validate` words it"},
+        "field": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Field",
+                  "description": "the field it is about (dotted), if any"},
+        "errors": {"type": "array", "title": "Errors", "description": "a request's every invalid field (422)",
+                   "items": {"type": "object", "required": ["field", "error"],
+                             "properties": {"field": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                                            "error": {"type": "string"}}}},
+    },
+}
+
+
+def _with_error_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with FastAPI's validation error shapes replaced by ERROR_SCHEMA."""
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas["Error"] = ERROR_SCHEMA
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            answer = (operation.get("responses") or {}).get("422") if isinstance(operation, dict) else None
+            if answer is not None:
+                answer["description"] = "Invalid request: every invalid field, in adspec's words"
+                answer["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    return schema
+
+
 def create_app(settings: Settings | None = None, *, token: str | None = None, watch: bool = False,
                queue: BuildQueue | None = None) -> FastAPI:
     """The server over the project of `settings` (default: from the environment and cwd)."""
@@ -107,6 +137,16 @@ def create_app(settings: Settings | None = None, *, token: str | None = None, wa
     app.state.ctx = api.Context(settings, queue)
     app.add_middleware(Guard, token=token)
     app.include_router(api.router)
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema with the 422 every route documents as it is sent: adspec's error
+        object, not FastAPI's `HTTPValidationError` (the handler below replaces that body)."""
+        if app.openapi_schema is None:
+            app.openapi_schema = _with_error_schema(base_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(api.ApiError)
     async def _api_error(request: Request, e: api.ApiError) -> JSONResponse:
