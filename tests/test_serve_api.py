@@ -263,6 +263,15 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         assert r.status_code == 200, r.text
         (project.specs / "lang.yaml").unlink()
         assert server.get("/api/ads").status_code == 200
+        # ads never built: listed with their spec's title, and one that cannot be built says why
+        # (both were a bare name with no title and no error)
+        project.write_spec("fresh", small_spec(title="Fresh start"))
+        (project.specs / "broke.yaml").write_text("title: Broke\nprompt: An ad\nduration: 500\ncolour: red\n")
+        rows = {a["ad"]: a for a in server.get("/api/ads").json()}
+        assert (rows["fresh"]["title"], rows["fresh"]["state"], rows["fresh"]["error"]) == ("Fresh start", "not built", None)
+        assert rows["broke"]["title"] is None and rows["broke"]["state"] == "not built"
+        assert rows["broke"]["error"].startswith("specs/broke.yaml:") and "(and 1 more: adspec validate)" in \
+            rows["broke"]["error"], rows["broke"]
         assert "Traceback" not in server.log.read_text()
 
 

@@ -130,10 +130,15 @@ def upload(request: Request, files: Annotated[list[UploadFile], File(description
 
 def ads_view(c: Context) -> list[dict[str, Any]]:
     rows = []
-    for ad, _ in project.list_ads(c.settings):
+    for ad, spec_path in project.list_ads(c.settings):
         v = live.ad_view(c.settings, c.queue, ad)
-        rows.append({k: v[k] for k in ("ad", "title", "state", "phase", "progress", "cost", "error", "thumbnail",
-                                        "final")})
+        row = {k: v[k] for k in ("ad", "title", "state", "phase", "progress", "cost", "error", "thumbnail", "final")}
+        if row["title"] is None:  # never planned: the spec's title, or what stops it from being planned
+            title, problem = project.spec_title(spec_path)
+            row["title"] = title
+            if row["state"] == "not built" and row["error"] is None:
+                row["error"] = problem
+        rows.append(row)
     return rows
 
 

@@ -69,6 +69,18 @@ def spec_of(settings: Settings, ad: str) -> Path:
     raise NotFound(f"no ad named '{ad}' under {shown(settings.specs_dir, settings)}")
 
 
+def spec_title(spec_path: Path) -> tuple[str | None, str | None]:
+    """(the spec's title, None) or (None, its first error and how many more) for an ad not yet
+    planned: the studio lists it by name and says why it cannot be built."""
+    from ..loader import spec_errors
+
+    spec, errors = spec_errors(spec_path)
+    if spec is not None:
+        return spec.title, None
+    more = len(errors) - 1
+    return None, errors[0].one_line() + (f" (and {more} more: adspec validate)" if more else "") if errors else None
+
+
 @dataclass(frozen=True)
 class BeatSource:
     path: Path  # the file the beats are written in
