@@ -231,9 +231,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     # spec now only when named; a name that is neither is an error, not a row saying "not built"
     if args.names:
         built = set(known_ads(settings.build_dir))
-        unknown = [n for n in args.names if n not in built]
-        chosen = [a for a, _ in choose_ads(settings.specs_dir, unknown)[0]] if unknown else []
-        names = list(dict.fromkeys([n for n in args.names if n in built] + chosen))
+        ads, groups = list_ads(settings.specs_dir)
+        current = {a for a, _ in ads} | set(groups)
+        # a name the specs give is theirs (a spec that now has variants: its variants, not the
+        # folder of its build before them); only a name no spec gives falls back to its build
+        names = list(dict.fromkeys(a for n in args.names for a in (
+            [n] if n in built and n not in current else [a for a, _ in choose_ads(settings.specs_dir, [n])[0]])))
     else:
         names = [a for a, _ in list_ads(settings.specs_dir)[0]]
     if args.watch:

@@ -173,3 +173,15 @@ def test_example_workflow_renders_shards_with_a_budget_cache_and_artifacts() -> 
     # secrets come from the repository's secrets, never written into the file
     for name in ("REPLICATE_API_TOKEN", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY"):
         assert env[name].startswith("${{ secrets.")
+
+
+def test_status_of_a_spec_that_now_has_variants_shows_them_not_its_old_build(project: Project) -> None:
+    # `adspec status multi` showed build/multi (done, from before the spec had variants)
+    project.write_spec("multi", small_spec(title="Multi"))
+    project.doit()
+    project.write_spec("multi", variant_spec())
+    rows = json.loads(project.adspec("status", "--json", "multi").stdout)
+    assert [(r["ad"], r["state"]) for r in rows] == [("multi@16x9", "not built"), ("multi@9x16", "not built")], rows
+    (project.specs / "multi.yaml").unlink()  # a build whose spec is gone is still found by its name
+    rows = json.loads(project.adspec("status", "--json", "multi").stdout)
+    assert [(r["ad"], r["state"]) for r in rows] == [("multi", "done")], rows
