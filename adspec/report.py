@@ -109,7 +109,7 @@ def page_inputs(build_dir: Path, ad: str) -> str:
     shown = [storyboard_sha256(paths.storyboard(b.id)) for b in plan.beats] \
         if plan is not None and plan.approval_required else None  # the approval marks follow the storyboards
     return sha256_json({"plan": plan.to_json() if plan is not None else None, "items": items, "final": final,
-                        "v": 2, **({"approval": shown} if shown else {})})  # v2: the render mode, the player
+                        "v": 3, **({"approval": shown} if shown else {})})  # v3: own-media marks, no "running"
 
 
 def report_is_current(ad: str) -> bool:
