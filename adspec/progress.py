@@ -56,6 +56,7 @@ class AdState:
     stopped: bool = False  # the run is over: what is not finished now was interrupted
     waiting: tuple[str, ...] = ()  # `approval: required`: the beats whose video waits (the graph's stand-in mix says)
     stood_in: set[str] = field(default_factory=set)  # the stand-ins of waiting work: settled, not built
+    left_running: tuple[str, ...] = ()  # predictions the provider was still making when the run was stopped
 
     def chunk_names(self) -> list[str]:
         return [n for n in self.names if n.startswith("chunk:")]
@@ -425,6 +426,8 @@ class AdspecReporter:
             for s in self.ads.values():
                 if not s.touched:
                     continue
+                s.left_running = tuple(sorted(t for t, (status, _) in s.waits.items()
+                                              if t in s.running and status in PREDICTION_RUNNING))
                 s.running.clear()
                 s.waits.clear()
                 s.stopped = True
@@ -504,6 +507,10 @@ class AdspecReporter:
                 parts.append(f"video of {', '.join(s.waiting)} waits for approval")
             elif not s.failed and not (s.done | s.ignored) >= s.names:
                 parts.append("interrupted")  # Ctrl-C: a final there is an earlier build's
+            if s.left_running:  # paid for once at the provider, counted by the run that collects it
+                n = len(s.left_running)
+                parts.append(f"{n} prediction{'s' if n != 1 else ''} still running at the provider: the next run "
+                             f"collects {'them' if n != 1 else 'it'} by job id, not sent again")
             elif not s.failed and final.exists() and task_name("mix", s.ad) in s.done:
                 where = f" -> {os.path.relpath(final)}" if str(final).startswith(os.getcwd()) else f" -> {final}"
             self.write(f"adspec: {s.ad}: " + "; ".join(parts) + where + "\n")
@@ -526,6 +533,10 @@ class AdspecReporter:
                 if elapsed >= self.settings.wait_notice_s and (last is None or last[0] != status or now - last[1] >= WAIT_REPEAT_S):
                     self.__dict__.setdefault("_last_wait_line", {})[task] = (status, now)
                     self.write(f"   {task}: {status} ({int(elapsed)}s)\n")
+
+
+#: Replicate's states of a prediction not finished yet (what adspec.providers.replicate_provider reports)
+PREDICTION_RUNNING = ("starting", "processing")
 
 
 def _interrupt_on_sigterm() -> None:
