@@ -194,6 +194,8 @@ def test_bilingual_example_shares_its_pictures_and_composes_a_logo_end_card(buil
         assert tagline in text and "lumiere.example.com" in text, text
         layout = json.loads((root / "text_layout.json").read_text())
         assert layout["language"] == language and "logo" in {t["role"] for t in layout["texts"]}
+        # the review page's caption track says its language (it said en for every ad)
+        assert f'<track kind="captions" src="captions.vtt" srclang="{language}"' in (root / "index.html").read_text()
     for beat in ("hook", "product-reveal", "cta"):
         en, fr = (built.build / f"lumiere@{x}" / "beats" / beat for x in ("en", "fr"))
         assert receipt_key(en / "storyboard.png") == receipt_key(fr / "storyboard.png")
