@@ -36,6 +36,7 @@ from .file_locks import exclusive
 from .fsutil import temp_path_for
 from .hashing import sha256_file, sha256_json
 from .paths import AdPaths
+from .plan_file import load_plan
 from .receipts import Receipt, read_receipt
 
 AI_GENERATED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -147,10 +148,17 @@ def signing_identity(build_dir: Path) -> Identity:
 
 
 def _artifacts(paths: AdPaths) -> Iterator[tuple[Path, Receipt]]:
-    """Every generated artifact of the ad with its receipt: storyboards and chunks (ingredients),
-    music and spoken lines."""
-    for artifact in sorted(paths.root.glob("beats/*/storyboard.png")) + sorted(paths.root.glob("beats/*/chunk-*.mp4")) \
-            + [paths.music] + sorted(paths.root.glob("beats/*/voice.wav")):
+    """Every generated artifact the ad is made of now, with its receipt: its plan's storyboards
+    and chunks (ingredients), music and spoken lines. Not every file under beats/: a beat taken
+    out, or a line no longer spoken, leaves its files there (paid for, kept) but not in the ad."""
+    plan = load_plan(paths)
+    if plan is None:  # pragma: no cover - the mix and the exports are made from a plan
+        return
+    files = [paths.storyboard(b.id) for b in plan.beats]
+    files += [paths.chunk(b.id, k) for b in plan.beats for k in range(b.chunk_count)]
+    files += [] if plan.native_audio else [paths.music]
+    files += [paths.voice(b.id) for b in plan.voiced]
+    for artifact in files:
         receipt = read_receipt(artifact) if artifact.is_file() else None
         if receipt is not None:
             yield artifact, receipt

@@ -385,6 +385,19 @@ def test_final_and_exports_carry_a_c2pa_manifest_that_verify_checks(project) -> 
     project.doit()
     assert final.is_file() and not export.exists() and export.parent.is_dir()
 
+    # a beat taken out leaves its files (paid for, kept) but not the manifest: it listed every
+    # file under beats/, and verify said ok for ingredients the ad no longer has
+    project.write_spec("zip", small_spec(duration=6, placements=[], beats=[
+        {"id": "hook", "type": "hook", "duration": 6, "image_prompt": "A bottle on a rock", "motion_prompt": "push in"}]))
+    project.doit()
+    assert (ad / "beats" / "cta" / "chunk-0.mp4").is_file()
+    manifest = c2pa.Reader(str(final)).get_active_manifest()
+    titles = {i["title"] for i in manifest["ingredients"]}
+    assert titles == {"beats/hook/storyboard.png", "beats/hook/chunk-0.mp4"}, titles
+    receipts = next(a for a in manifest["assertions"] if a["label"] == "com.adspec.receipts")["data"]["artifacts"]
+    assert not any(r["path"].startswith("beats/cta/") for r in receipts), receipts
+    assert project.adspec("verify", str(final)).returncode == 0
+
 
 def test_export_copies_what_holds_and_caps_what_does_not(tmp_path) -> None:
     from adspec.media_delivery import export, file_facts
