@@ -234,12 +234,13 @@ def check_file(ad: str, path: Path, placements: Sequence[str], *, layout: dict[s
         file = (delivered or {}).get(pid, path)
         finfo = probe(file) if file != path else info
         measured: dict[str, Any] = {"file": file.name}
-        # the picture's length (the container's adds the audio's priming)
+        # the picture's length, and the file's (its sound ends with the picture: media.aac_fit_seconds)
         if file == path and final_seconds is not None:
             measured["video_seconds"] = final_seconds
         else:
             measured["video_seconds"] = decoded_duration(file, "v") if finfo.has_video else finfo.duration
-        too_long = duration_violation(measured["video_seconds"], p, finfo.fps or 24)
+        measured["file_seconds"] = finfo.duration
+        too_long = duration_violation(max(measured["video_seconds"], finfo.duration), p, finfo.fps or 24)
         if too_long:
             add(Violation(pid, "duration", too_long))
         misshapen = aspect_violation(finfo.width, finfo.height, p)

@@ -140,6 +140,16 @@ def video_encoder_args(fps: float, size: tuple[int, int] | None = None, *, knob_
 # or AAC priming shown as a gap); negative composition offsets keep the first frame at t=0.
 MP4_ARGS: dict[str, Any] = {"movflags": "+faststart+negative_cts_offsets", "use_editlist": 0}
 
+AAC_FRAME = 1024  # samples per AAC frame; the encoder adds one frame of priming before the sound
+
+
+def aac_fit_seconds(seconds: float) -> float:
+    """How much sound to give the AAC encoder so that its track ends at or before `seconds`:
+    without an edit list the priming frame and the last frame's padding count in the track's
+    length (6 s of sound became a 6.016 s track, and a 6.02 s file where a bumper allows 6 s)."""
+    frames = int(seconds * AUDIO_RATE + 1e-6) // AAC_FRAME - 1  # whole frames, less the priming one
+    return max(0, frames) * AAC_FRAME / AUDIO_RATE
+
 
 def to_bt709(stream: Any) -> Any:
     """RGB (a still, a PNG) or another YUV to yuv420p with the BT.709 matrix, limited range:
@@ -844,7 +854,7 @@ def mix(
 
 
 #: bump when the sound is made differently: a kept sound of the old making is not reused
-_SOUND_VERSION = 1
+_SOUND_VERSION = 2  # 2: the track ends at or before the picture (aac_fit_seconds)
 
 
 def _sound_key(music: str | Path | None, voices: Sequence[tuple[Path, float]], duck: Sequence[tuple[float, float]],
@@ -865,6 +875,7 @@ def _write_sound(video: str | Path, track: Path, audio: Callable[[Any], Any] | N
                  what: Path) -> None:
     """The ad's sound at `track` (AAC in MP4), normalised: `audio` builds the mix from an input
     of `video` (its native sound); None writes silence."""
+    fit = aac_fit_seconds(seconds)  # the track ends with the picture, not 16-40 ms after it
 
     def write_audio(gain_db: float) -> None:
         if audio is not None:
@@ -874,10 +885,10 @@ def _write_sound(video: str | Path, track: Path, audio: Callable[[Any], Any] | N
                        .filter("aresample", 192000)
                        .filter("alimiter", limit=f"{10 ** (PEAK_CEILING / 20):.4f}", attack=1, release=50,
                                level="false"))
-            a = _audio_chain(limited, seconds)
+            a = _audio_chain(limited, fit)
         else:
-            a = _audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], seconds)
-        run_ffmpeg_graph(ffmpeg.output(a, str(track), t=seconds, f="mp4", **MP4_ARGS, **AUDIO_ENCODER_ARGS), what)
+            a = _audio_chain(ffmpeg.input(f"anullsrc=r={AUDIO_RATE}:cl=stereo", f="lavfi")["a"], fit)
+        run_ffmpeg_graph(ffmpeg.output(a, str(track), t=fit, f="mp4", **MP4_ARGS, **AUDIO_ENCODER_ARGS), what)
 
     if audio is None:
         write_audio(0.0)

@@ -19,6 +19,7 @@ from .media import (
     AUDIO_CHANNELS,
     AUDIO_RATE,
     MP4_ARGS,
+    aac_fit_seconds,
     atomic_media,
     ffmpeg_exe,
     probe,
@@ -213,11 +214,13 @@ def _audio_passes(final: Path, out: Path, base: list[str], seconds: float, *, lu
             run_ffmpeg_args([*base, "-c:a", "copy", *tail[tail.index("-t"):], str(tmp)], out)
         return
     gain, limit = lufs - integrated, true_peak - 1.0
+    # encoded again, the sound gets a priming frame of its own: cut so it still ends with the picture
+    fit = f"atrim=end={aac_fit_seconds(seconds):.6f}"
     with atomic_media(out) as tmp:
         for _ in range(max(1, passes)):
-            chain = [] if silent else [f"volume={gain:.2f}dB", "aresample=192000",
-                                       f"alimiter=limit={_db_to_linear(limit):.4f}:attack=1:release=50:level=false",
-                                       f"aresample={AUDIO_RATE}"]
+            chain = [fit] if silent else [f"volume={gain:.2f}dB", "aresample=192000",
+                                          f"alimiter=limit={_db_to_linear(limit):.4f}:attack=1:release=50:level=false",
+                                          f"aresample={AUDIO_RATE}", fit]
             run_ffmpeg_args([*base, *(["-af", ",".join(chain)] if chain else []), *tail, str(tmp)], out)
             if silent:
                 break

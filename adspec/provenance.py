@@ -152,12 +152,14 @@ def _artifacts(paths: AdPaths) -> Iterator[tuple[Path, Receipt]]:
     and chunks (ingredients), music and spoken lines. Not every file under beats/: a beat taken
     out, or a line no longer spoken, leaves its files there (paid for, kept) but not in the ad."""
     plan = load_plan(paths)
-    if plan is None:  # pragma: no cover - the mix and the exports are made from a plan
-        return
-    files = [paths.storyboard(b.id) for b in plan.beats]
-    files += [paths.chunk(b.id, k) for b in plan.beats for k in range(b.chunk_count)]
-    files += [] if plan.native_audio else [paths.music]
-    files += [paths.voice(b.id) for b in plan.voiced]
+    if plan is not None:
+        files = [paths.storyboard(b.id) for b in plan.beats]
+        files += [paths.chunk(b.id, k) for b in plan.beats for k in range(b.chunk_count)]
+        files += [] if plan.native_audio else [paths.music]
+        files += [paths.voice(b.id) for b in plan.voiced]
+    else:  # no plan it can read: what the folder holds
+        files = sorted(paths.root.glob("beats/*/storyboard.png")) + sorted(paths.root.glob("beats/*/chunk-*.mp4")) \
+            + [paths.music] + sorted(paths.root.glob("beats/*/voice.wav"))
     for artifact in files:
         receipt = read_receipt(artifact) if artifact.is_file() else None
         if receipt is not None:

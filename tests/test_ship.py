@@ -323,6 +323,11 @@ def test_final_and_exports_carry_a_c2pa_manifest_that_verify_checks(project) -> 
     project.doit()
     ad = project.build / "zip"
     final, export = ad / "final.mp4", ad / "export" / "youtube-instream.mp4"
+    # the files end with their picture: the sound's priming and padding made them 6.02 s and 6.04 s
+    for path in (final, export):
+        assert 5.99 <= media.probe(path).duration <= 6.0, (path, media.probe(path).duration)
+    checked = json.loads((ad / "checks.json").read_text())
+    assert checked["measured"]["youtube-instream"]["file_seconds"] <= 6.0, checked
     # signed in place, readable as any other build file (the signed final was written 0600)
     assert final.stat().st_mode & 0o777 == (ad / "video.mp4").stat().st_mode & 0o777
     for path in (final, export):
