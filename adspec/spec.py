@@ -816,7 +816,7 @@ def _on_screen_problem(beat: Beat, words: str, language: str, spec: Spec, ctx: d
         return f"beat '{beat.id}': a {beat.type} beat holds no super (it is composed from `brand:`)"
     if len(text) > limit:
         return f"beat '{beat.id}': super {text!r} is {len(text)} characters; a {beat.type} beat holds at most {limit}"
-    if spec.brand.font is None:
+    if spec.brand.font is None and language == spec.language:  # drawn only in its own ad's language
         missing = missing_glyphs(bundled_font(), text)
         if missing:
             return (f"beat '{beat.id}', language {language}: the bundled font has no glyph for "

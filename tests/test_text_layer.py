@@ -436,6 +436,22 @@ def covering_font(out, chars: str):
     return out
 
 
+def test_a_super_kept_for_a_language_not_built_blocks_nothing(project: Project) -> None:
+    # a Japanese text kept in `on_screen` for a later variant stopped the English ad's plan (the
+    # bundled font has no Japanese), while such texts of `voiceover:` and `brand:` were left alone
+    spec = text_spec()
+    spec["beats"][0]["on_screen"] = {"en": SUPER, "ja": "冷たい水"}
+    project.write_spec("zip", spec)
+    shown = project.adspec("validate")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    project.doit("plan:zip")
+    spec["language"] = "ja"  # built in Japanese, the same text is what is drawn: said
+    spec["brand"] = {"name": "Zip", "colors": ["#FF5A1F", "#111111"]}
+    project.write_spec("zip", spec)
+    said = project.adspec("validate")
+    assert said.returncode == 1 and "beat 'hook', language ja: the bundled font has no glyph" in said.stderr, said.stderr
+
+
 def test_a_japanese_super_needs_a_font_that_covers_it_and_wraps_between_characters(project: Project, tmp_path) -> None:
     super_ja, line_ja = "冷たい水をいつでもどこでも", "つめたいみず。"
     spec = text_spec()
