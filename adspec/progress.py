@@ -507,12 +507,12 @@ class AdspecReporter:
                 parts.append(f"video of {', '.join(s.waiting)} waits for approval")
             elif not s.failed and not (s.done | s.ignored) >= s.names:
                 parts.append("interrupted")  # Ctrl-C: a final there is an earlier build's
-            if s.left_running:  # paid for once at the provider, counted by the run that collects it
-                n = len(s.left_running)
-                parts.append(f"{n} prediction{'s' if n != 1 else ''} still running at the provider: the next run "
-                             f"collects {'them' if n != 1 else 'it'} by job id, not sent again")
             elif not s.failed and final.exists() and task_name("mix", s.ad) in s.done:
                 where = f" -> {os.path.relpath(final)}" if str(final).startswith(os.getcwd()) else f" -> {final}"
+            if s.left_running:  # paid for once at the provider, counted by the run that collects it
+                left = len(s.left_running)
+                parts.append(f"{left} prediction{'s' if left != 1 else ''} still running at the provider: the next "
+                             f"run collects {'them' if left != 1 else 'it'} by job id, not sent again")
             self.write(f"adspec: {s.ad}: " + "; ".join(parts) + where + "\n")
         if len(touched) > 1:
             self.write(f"adspec: all ads: spent {fmt_usd(total_spent)}, saved {fmt_usd(total_saved)}\n")
