@@ -17,7 +17,7 @@ from . import media
 from .actions import context, current_settings, paid_fetch
 from .build_files import VoiceInputs, read_model
 from .config import load_settings
-from .errors import AdspecError
+from .errors import AdspecError, SpecError
 from .fsutil import temp_dir
 from .paths import AdPaths
 from .providers.base import MediaProvider, VoiceRequest
@@ -56,10 +56,27 @@ def fit_line(beat_id: str, spoken: float, inputs: VoiceInputs) -> Fit:
     if tempo <= limit + 1e-9:
         return Fit(spoken, room, tempo)
     raise VoiceFitError(
-        f"voice of beat '{beat_id}': the line lasts {spoken:.2f} s spoken but the {duration:g} s beat leaves "
+        f"beat '{beat_id}': the line lasts {spoken:.2f} s spoken but the {duration:g} s beat leaves "
         f"{room:.2f} s for it (even {round((limit - 1) * 100)} % faster it would not fit): shorten the line, "
         f"lengthen the beat or raise voice.speed"
     )
+
+
+def _at_its_line(e: VoiceFitError, ad: str, beat_id: str, specs_dir: Path) -> AdspecError:
+    """The error at the beat's `voiceover:` in the file it is written in, as every other error of
+    a beat is (only a spoken line's length is known this late: from the voice itself)."""
+    from .ads import ad_source, choose_ads
+    from .loader import load_beat_file, locate_in_file
+
+    try:
+        spec_path = choose_ads(specs_dir, [ad])[0][0][1]
+        spec, beats_path = ad_source(ad, spec_path)
+        source = spec_path if spec.beats is not None else beats_path
+        beats = spec.beats if spec.beats is not None else load_beat_file(beats_path).beats
+        at = [b.id for b in beats].index(beat_id)
+    except (SpecError, ValueError, IndexError, OSError):
+        return e
+    return SpecError(source, locate_in_file(source, ("beats", at, "voiceover")), f"beats.{at}.voiceover", str(e))
 
 
 def voice_request(ad: str, inputs: VoiceInputs) -> VoiceRequest:
@@ -100,7 +117,10 @@ def make_voice(ad: str, beat_id: str) -> None:
     with temp_dir(target.parent, "voice") as tmp:
         trimmed = Path(tmp) / "trimmed.wav"
         spoken = media.trim_speech(fetched.path, trimmed)
-        fit = fit_line(beat_id, spoken, inputs)
+        try:
+            fit = fit_line(beat_id, spoken, inputs)
+        except VoiceFitError as e:
+            raise _at_its_line(e, ad, beat_id, ctx.settings.specs_dir) from None
         if fit.tempo > 1.0:
             log.info("%s: %.2f s line sped up %.0f %% to fit %.2f s", what, spoken, (fit.tempo - 1) * 100, fit.room)
         media.fit_voice(trimmed, target, tempo=fit.tempo, seconds=fit.room, gain_db=media.speech_gain_db(trimmed))

@@ -352,6 +352,10 @@ def test_overlong_spoken_line_fails_its_voice_task_with_one_line(project: Projec
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
     assert "Traceback" not in text
-    line = next(l for l in text.splitlines() if "voice of beat 'hook'" in l)
+    line = next(l for l in text.splitlines() if "beat 'hook': the line lasts" in l)
     assert "s spoken but the 3 s beat leaves 2.60 s" in line and "shorten the line, lengthen the beat" in line
+    # at the line and field, as every other error of a beat (it named neither the file nor the line)
+    at = next(i for i, x in enumerate((project.specs / "zip.yaml").read_text().splitlines(), 1) if "Unbelievably" in x)
+    assert line.startswith("FAILED voice:zip/hook: ") and \
+        f"specs/zip.yaml:{at}: beats.0.voiceover: beat 'hook': the line lasts" in line, line  # (doit's folder: absolute)
     assert not (project.build / "zip" / "beats" / "hook" / "voice.wav").exists()
