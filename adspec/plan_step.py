@@ -86,6 +86,7 @@ class PlanStep:
     seen_sha256: str | None = None  # the beat file's content hash when the lock decided (None: absent)
     force: bool = False
     record: PlannedFrom | None = None  # KEEP: the lock's record the beat file should carry now (None: it does)
+    texts_language: str = "en"  # the language the spec's plain strings are in (own_language)
 
 
 def decide_step(spec_path: Path, *, force: bool = False, ad: str | None = None) -> PlanStep:
@@ -103,7 +104,8 @@ def decide_step(spec_path: Path, *, force: bool = False, ad: str | None = None) 
     spec_sha = sha256_json(shaping)
     text = read_file(beats_path).decode("utf-8") if path_exists(beats_path) else None
     decision = Decision.PLAN if force else decide(spec, spec_sha, text, spec_path=spec_path, beats_path=beats_path)
-    step = PlanStep(spec, decision, beats_path, spec_sha, shaping, seen_sha256=text_sha256(text), force=force)
+    step = PlanStep(spec, decision, beats_path, spec_sha, shaping, seen_sha256=text_sha256(text), force=force,
+                    texts_language=own_language(spec, spec_path))
     if decision is Decision.KEEP and text is not None:  # kept by hand: its record follows the spec
         step.record = record_for(parse_beat_file_text(text, str(beats_path)), spec_sha)
     if decision is Decision.PLAN:
@@ -118,6 +120,16 @@ def decide_step(spec_path: Path, *, force: bool = False, ad: str | None = None) 
 def inline_beat_file(spec: Spec) -> BeatFile:
     """The beat file a spec with inline `beats:` stands for (Decision.INLINE: its beats are there)."""
     return BeatFile(music=spec.music or default_music(spec), beats=list(spec.beats or []))
+
+
+def english_texts(plan: BeatPlan) -> BeatPlan:
+    """The offline planner's lines and supers as what they are, English (`{en: ...}`), for a spec
+    whose plain strings are in another language: taken as that language they were English words
+    spoken by its voice and captioned under its tag. Its own lines are then missing, and the plan
+    step and `adspec validate` say so, beat by beat (the offline planner cannot translate)."""
+    beats = [b.model_copy(update={f: {"en": getattr(b, f)} for f in ("voiceover", "on_screen")
+                                  if isinstance(getattr(b, f), str)}) for b in plan.beats]
+    return plan.model_copy(update={"beats": beats})
 
 
 def with_shows(plan: BeatPlan, spec: Spec) -> BeatPlan:
@@ -143,6 +155,8 @@ def planned_beat_text(step: PlanStep, plan: BeatPlan) -> str:
     assert step.recipe is not None and step.spec_sha is not None
     plan = with_shows(plan, step.spec)
     planner = step.recipe.model if step.recipe.provider != "offline" else "offline"
+    if planner == "offline" and step.texts_language.split("-")[0].lower() != "en":
+        plan = english_texts(plan)
     planned_from = planned_from_for(plan, step.spec_sha, planner, LIBRARY_VERSION)
     return render_beat_file(plan, planned_from, clip_lengths=step.clip_lengths)
 

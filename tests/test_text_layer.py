@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import Project, small_spec
 from fakes.replicate_server import FakeReplicate
 
@@ -361,6 +362,34 @@ def test_a_missing_language_names_each_beat_in_one_line(project: Project) -> Non
     fields = {re.search(r"\.yaml:\d+: (beats\.\d+\.\w+): beat '([\w-]+)'", x).groups() for x in lines}
     assert fields == {("beats.0.voiceover", "hook"), ("beats.0.on_screen", "hook"), ("beats.1.voiceover", "cta")}, out
     assert all("has: de, en, fr" in x for x in lines), lines
+
+
+def test_the_offline_planner_writes_its_english_lines_as_english(project: Project) -> None:
+    # `language: fr` planned offline: its English lines were taken as French, spoken by the French
+    # voice and captioned under `fra`, and nothing said so
+    spec = small_spec(duration=6, language="fr")
+    del spec["beats"], spec["music"]
+    project.write_spec("zip", spec)
+    planned = project.adspec("plan", "zip")
+    assert planned.returncode == 1
+    beats = yaml.safe_load(project.beats_file("zip").read_text())["beats"]
+    spoken = [b["voiceover"] for b in beats if b.get("voiceover")]
+    assert spoken and all(set(v) == {"en"} for v in spoken), spoken  # what they are
+    said = project.adspec("validate")
+    lines = [x for x in said.stderr.splitlines() if "has no 'fr' voiceover (has: en); write it" in x]
+    assert said.returncode == 1 and len(lines) == len(spoken), said.stderr
+    run = project.doit(check=False)
+    assert run.returncode != 0 and not (project.build / "zip" / "final.mp4").exists()
+    # written by hand in French, it builds, and its lines are French
+    for b in beats:
+        if b.get("voiceover"):
+            b["voiceover"]["fr"] = "Voici Zip."
+    text = project.beats_file("zip").read_text()
+    head = text[:text.index("beats:")]
+    project.beats_file("zip").write_text(head + yaml.safe_dump({"beats": beats}, allow_unicode=True, sort_keys=False))
+    project.doit()
+    speech = json.loads((project.build / "zip" / "speech.json").read_text())
+    assert all(line["text"] == "Voici Zip." for line in speech["lines"]), speech
 
 
 def test_validate_names_each_text_a_language_variant_lacks_in_one_line(project: Project) -> None:
