@@ -80,11 +80,18 @@ def _beat_node(root: Any, beat_id: str, shown: str) -> MappingNode:
 
 
 def beat_texts(text: str, shown: str = "the beat file") -> list[dict[str, Any]]:
-    """Each beat's id, type, duration and text fields as written (before templates render)."""
-    data = yaml.safe_load(text) or {}
+    """Each beat's id, type, duration and text fields as written (before templates render).
+    SpecError (file, line) for a file that is not YAML or holds no list of beats."""
+    from .loader import parse_mapping
+
+    beats = parse_mapping(text.encode("utf-8"), shown, "beat file").get("beats")
+    if beats is None:
+        return []
+    if not isinstance(beats, list):
+        raise SpecError(shown, None, "beats", "no list of beats in this file")
     fields = text_fields()
     out = []
-    for b in data.get("beats") or []:
+    for b in beats:
         if isinstance(b, dict):
             out.append({"id": b.get("id"), "type": b.get("type"), "duration": b.get("duration"),
                         "fields": {f: b[f] for f in fields if isinstance(b.get(f), str)}})
@@ -169,8 +176,8 @@ def set_beat_fields(text: str, beat_id: str, changes: Mapping[str, str], shown: 
             raise SpecError(shown, None, field, f"not an editable text field (editable: {', '.join(allowed)})")
         if not isinstance(changes[field], str):
             raise SpecError(shown, None, field, "must be a string")
+    beat = _beat_node(_compose(text, shown), beat_id, shown)  # SpecError for a file that is not YAML
     before = yaml.safe_load(text)
-    beat = _beat_node(_compose(text, shown), beat_id, shown)
     spans: list[tuple[int, int, str, ScalarNode, int]] = []
     for field, value in changes.items():
         found = [(k, v) for k, v in beat.value if isinstance(k, ScalarNode) and k.value == field]

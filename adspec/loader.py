@@ -220,6 +220,12 @@ def _parse_yaml(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dic
     return value, lines
 
 
+def parse_mapping(data: bytes, shown: str, what: str) -> dict[str, Any]:
+    """A YAML file's top-level mapping; a SpecError at its line for anything else (bad YAML, a
+    list, a single value), as the spec and beat file loaders say it."""
+    return _parse_yaml(data, shown, what)[0]
+
+
 def _parse_yaml_all(data: bytes, shown: str, what: str) -> tuple[dict[str, Any], dict[Loc, int], list[SpecError]]:
     """`_parse_yaml`, with the duplicate keys returned instead of raised (each a fresh error: a
     cached one, raised again and again, would carry every earlier raise's traceback)."""

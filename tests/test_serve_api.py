@@ -5,6 +5,7 @@ build queue never runs two builds of one ad at once."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -272,6 +273,21 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         assert rows["broke"]["title"] is None and rows["broke"]["state"] == "not built"
         assert rows["broke"]["error"].startswith("specs/broke.yaml:") and "(and 1 more: adspec validate)" in \
             rows["broke"]["error"], rows["broke"]
+        # a beat file that is not YAML, or holds no list of beats: the ad's view says where (it was a 500
+        # with a traceback in the server's log, for the page and for an edit)
+        planned = small_spec()
+        del planned["beats"], planned["music"]
+        project.write_spec("bb", planned)
+        for text, said in (("beats: [\n  - {id: hook\n", "specs/bb.beats.yaml:2: invalid YAML"),
+                           ("beats: 5\n", "specs/bb.beats.yaml: beats: no list of beats in this file"),
+                           ("- a\n- b\n", "specs/bb.beats.yaml:1: a beat file must be a mapping")):
+            project.beats_file("bb").write_text(text)
+            view = server.get("/api/ads/bb")
+            assert view.status_code == 200 and view.json()["source"]["error"].startswith(said), (text, view.text)
+            sha = hashlib.sha256(text.encode()).hexdigest()
+            edit = server.put("/api/ads/bb/beats/hook", json={"sha256": sha, "fields": {"image_prompt": "A mug"},
+                                                              "build": False})
+            assert edit.status_code in (404, 409, 422) and edit.json()["error"], (text, edit.status_code, edit.text)
         assert "Traceback" not in server.log.read_text()
 
 

@@ -107,7 +107,7 @@ def read_beats(settings: Settings, ad: str) -> dict[str, Any]:
                 "editable": list(text_fields()), "note": "not planned yet: the beat file is written by the first build"}
     text = data.decode("utf-8", errors="replace")
     return {"ad": ad, "file": shown(src.path, settings), "inline": src.inline, "sha256": content_sha256(data),
-            "beats": beat_texts(text), "editable": list(text_fields())}
+            "beats": beat_texts(text, shown(src.path, settings)), "editable": list(text_fields())}
 
 
 _edit_lock = threading.Lock()
