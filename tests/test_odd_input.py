@@ -214,3 +214,14 @@ def test_rm_rf_build_during_a_run_gives_lines_and_the_next_run_pays_nothing_twic
         assert again.returncode == 0, again.stdout + again.stderr
         assert paid_twice(rep) == {}
     check_final(project.build / "zip" / "final.mp4", 8)
+
+
+def test_a_folded_style_with_a_line_break_builds(project: Project) -> None:
+    # `style: >` keeps a trailing line break: validate said ok and the offline storyboard crashed
+    # ("can't measure length of multiline text"), in the studio as "PythonAction Error"
+    spec = small_spec()
+    spec["style"] = "energetic\nand bright\n"
+    project.write_spec("zip", spec)
+    assert project.adspec("validate").returncode == 0
+    project.doit()
+    assert (project.build / "zip" / "final.mp4").is_file()

@@ -190,7 +190,8 @@ def draw_storyboard(
     if style:
         sfont = _font(max(9, round(small * 0.85)))
         sx = L + bar_w + round(short * 0.02)
-        text = style if len(style) <= 60 else style[:59] + "…"
+        line = " ".join(style.split())  # a folded `style: >` ends in a line break: drawn on one line
+        text = line if len(line) <= 60 else line[:59] + "…"
         while text and draw.textlength(text, font=sfont) > R - sx:
             text = text[:-2].rstrip() + "…" if len(text) > 2 else ""
         draw.text((sx, bar_y + max(2, short // 160) // 2), text, font=sfont, fill=soft, anchor="lm")
