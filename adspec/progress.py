@@ -347,6 +347,9 @@ class AdspecReporter:
             name = fail.get_name()
             if name == "UnmetDependency" and self.not_run.idle(task.name, text):
                 return  # an ad with nothing to build, in a run refused over the budget: left as it was
+            if message.startswith(("PythonAction Error", "Python Task failed")):  # a bug: its exception, not doit's words
+                tb = [x for x in "".join(getattr(fail, "traceback", []) or []).splitlines() if x.strip()]
+                message = " ".join(tb[-1].split())[:500] if tb else message
             if name == "UnmetDependency" and message == "budget":
                 message = ("not run: the run was stopped before paying anything (over ADSPEC_BUDGET_USD; "
                            "see `adspec estimate`)")
