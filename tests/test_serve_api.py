@@ -127,6 +127,19 @@ def test_seed_flow_live_on_the_fakes_and_the_budget(live) -> None:
         again = server.post(f"/api/ads/{ad}/build")
         assert again.status_code == 200 and again.json()["estimate"]["total_usd"] == 0
         assert server.wait_status(ad)["status"] == "done" and replicate.paid_creates == paid
+        # a built ad whose spec now has an error: its build is refused, and the ad is still done, the
+        # refusal said beside it (it read failed, while `adspec status` said done, and stayed so after the fix)
+        spec_file = project.specs / f"{ad}.yaml"
+        good = spec_file.read_text()
+        spec_file.write_text(good.replace("duration: 5", "duration: 500"))
+        assert server.post(f"/api/ads/{ad}/build").status_code == 422
+        view = server.get(f"/api/ads/{ad}").json()
+        assert view["state"] == "done" and view["error"] is None and "duration" in view["refusal"], view
+        assert server.get(f"/api/status/{ad}").json()["status"] == "done"
+        assert {a["ad"]: a for a in server.get("/api/ads").json()}[ad]["refusal"] == view["refusal"]
+        time.sleep(0.05)
+        spec_file.write_text(good)  # fixed: the refusal is of a spec that is no more
+        assert server.get(f"/api/ads/{ad}").json()["refusal"] is None
 
     with Server(project, ADSPEC_BUDGET_USD="0.01") as poor:
         requests = len(replicate.requests)
@@ -288,6 +301,19 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
             edit = server.put("/api/ads/bb/beats/hook", json={"sha256": sha, "fields": {"image_prompt": "A mug"},
                                                               "build": False})
             assert edit.status_code in (404, 409, 422) and edit.json()["error"], (text, edit.status_code, edit.text)
+        # a spec deleted while its page's event stream is open: one last event says so, and the stream
+        # ends (it was a traceback in the server's log, and the page heard nothing)
+        project.write_spec("gone", small_spec())
+        with server.http.stream("GET", "/api/ads/gone/events", timeout=20) as stream:
+            events = []
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    events.append(line[len("event: "):])
+                    if events == ["ad"]:
+                        (project.specs / "gone.yaml").unlink()
+                elif line.startswith("data: ") and events[-1:] == ["gone"]:
+                    assert "no ad named 'gone'" in line, line
+            assert events == ["ad", "gone"], events  # and the stream ended
         assert "Traceback" not in server.log.read_text()
 
 

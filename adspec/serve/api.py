@@ -132,7 +132,8 @@ def ads_view(c: Context) -> list[dict[str, Any]]:
     rows = []
     for ad, spec_path in project.list_ads(c.settings):
         v = live.ad_view(c.settings, c.queue, ad)
-        row = {k: v[k] for k in ("ad", "title", "state", "phase", "progress", "cost", "error", "thumbnail", "final")}
+        row = {k: v[k] for k in ("ad", "title", "state", "phase", "progress", "cost", "error", "refusal", "thumbnail",
+                                 "final")}
         if row["title"] is None:  # never planned: the spec's title, or what stops it from being planned
             title, problem = project.spec_title(spec_path)
             row["title"] = title
@@ -198,8 +199,17 @@ async def ad_events(request: Request, ad: Annotated[str, Depends(_known_ad)]) ->
             pass
         return live.stamp(c.settings, c.queue, [ad], [spec, *src])
 
-    async for view in live.events(lambda: _full_view(c, ad), stamp, _gone(c, request)):
-        yield ServerSentEvent(comment="keep-alive") if view is None else ServerSentEvent(data=view, event="ad")
+    def view() -> dict[str, Any]:
+        try:
+            return _full_view(c, ad)
+        except project.NotFound as e:  # its spec was deleted (or renamed) while the page was open
+            return {"ad": ad, "gone": True, "error": str(e)}
+
+    async for shown in live.events(view, stamp, _gone(c, request)):
+        if shown is not None and shown.get("gone"):
+            yield ServerSentEvent(data=shown, event="gone")  # the last event: the page says so, the stream ends
+            return
+        yield ServerSentEvent(comment="keep-alive") if shown is None else ServerSentEvent(data=shown, event="ad")
 
 
 @router.get("/events", response_class=EventSourceResponse, tags=["studio"],

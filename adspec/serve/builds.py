@@ -28,6 +28,7 @@ from typing import Any, Callable
 log = logging.getLogger("adspec.serve")
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+REFUSED = "refused"  # an AdRun's reason when its build was not started (spec errors, the budget)
 
 
 @dataclass
@@ -143,7 +144,7 @@ class BuildQueue:
                 return  # the build asked earlier goes on; this request is simply not added
             now = time.time()
             self.runs[ad] = AdRun(ad, state=FAILED, queued_at=now, started_at=now, finished_at=now, error=message,
-                                  reason="refused")
+                                  reason=REFUSED)
             self._changed()
 
     def get(self, ad: str) -> AdRun | None:

@@ -20,10 +20,11 @@ from urllib.parse import quote
 
 from ..build_files import AdStatus, ChunkCounts
 from ..config import Settings
+from ..errors import SpecError
 from ..paths import AdPaths, ad_folder
 from ..plan_file import load_plan
 from ..status import read_status
-from .builds import QUEUED, RUNNING, BuildQueue
+from .builds import QUEUED, REFUSED, RUNNING, BuildQueue
 
 POLL_S = 0.25
 PING_S = 15.0
@@ -48,6 +49,16 @@ def _iso_to_epoch(text: str | None) -> float:
         return 0.0
 
 
+def _changed_since(settings: Settings, ad: str, when: float | None) -> bool:
+    """Whether the ad's spec was saved after `when` (a refusal of the spec before is stale)."""
+    from .project import NotFound, spec_of
+
+    try:
+        return spec_of(settings, ad).stat().st_mtime > (when or 0.0)
+    except (NotFound, OSError, SpecError):
+        return True
+
+
 def ad_view(settings: Settings, queue: BuildQueue, ad: str) -> dict[str, Any]:
     """The live page's whole state for one ad."""
     paths = AdPaths.of(settings.build_dir, ad)
@@ -57,6 +68,13 @@ def ad_view(settings: Settings, queue: BuildQueue, ad: str) -> dict[str, Any]:
     state = status.state or "not built"
     error = status.last_error.message if state == "failed" and status.last_error is not None else None
     fresh = True  # does status.json describe the server's latest build of this ad?
+    refusal = None  # a build asked for and not started (spec errors, the budget): said beside the state
+    queued = run
+    if run is not None and run.reason == REFUSED:
+        refusal = None if _changed_since(settings, ad, run.finished_at) else run.error
+        if refusal is not None and found is None:  # never built: what the seed's client asked for failed
+            state, error = "failed", refusal
+        run = None
     if run is not None:
         if run.state == QUEUED:
             state, error, fresh = "queued", None, False
@@ -107,12 +125,13 @@ def ad_view(settings: Settings, queue: BuildQueue, ad: str) -> dict[str, Any]:
         "waits": {t: r.provider_status for t, r in running.items() if r.provider_status},
         "cost": {"spent_usd": cost.spent_usd, "saved_usd": cost.saved_usd, "total_usd": cost.total_usd},
         "error": error,
+        "refusal": refusal,
         "beats": beats,
         "video": file_url(settings, paths.video),
         "final": file_url(settings, paths.final) if state not in ("running", "queued") else None,
         "review": file_url(settings, paths.root / "index.html"),
         "thumbnail": next((b["storyboard"]["url"] for b in beats if b["storyboard"]["url"]), None),
-        "queue": run.to_json() if run is not None else None,
+        "queue": queued.to_json() if queued is not None else None,
         "updated_at": status.updated_at,
     }
 

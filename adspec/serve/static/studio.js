@@ -54,12 +54,15 @@ const adspecStudio = (() => {
         pill.textContent = r.state;
         $(".progress", tr).textContent = r.state === "running" ? `${Math.round(r.progress)}% ${r.phase || ""}` : "";
         $(".spent", tr).textContent = usd(r.cost.spent_usd);
-        $(".note", tr).textContent = r.error || (r.title || "");
+        $(".note", tr).textContent = r.error || (r.refusal ? "not started: " + r.refusal : (r.title || ""));
       }
       body.replaceChildren(...shown);
     };
-    api("GET", "/api/ads").then((r) => r.ok ? render(r.data) : show($("#problem"), r.data.error));
-    listen("/api/events", "ads", render);
+    // the stream's first event is the list too: a slower answer to this request must not draw an
+    // older list over a newer one (a deleted ad's row came back and stayed)
+    let streamed = false;
+    api("GET", "/api/ads").then((r) => r.ok ? (streamed || render(r.data)) : show($("#problem"), r.data.error));
+    listen("/api/events", "ads", (rows) => { streamed = true; render(rows); });
   }
 
   // ---- one ad ----------------------------------------------------------------------------------------
@@ -143,7 +146,7 @@ const adspecStudio = (() => {
       $("#chunks").textContent = view.chunks.total ? `chunk ${view.chunks.done} of ${view.chunks.total}` : "no chunks yet";
       $("#spent").textContent = usd(view.cost.spent_usd);
       $("#source-file").textContent = view.source.file || "";
-      shownError = view.error || "";
+      shownError = view.error || (view.refusal ? "not started: " + view.refusal : "");
       sayError();
       if (base === null && view.source.sha256) { base = view.source.sha256; editable = view.source.editable || []; }
       if (view.source.sha256) onDisk = view.source.sha256;
@@ -220,7 +223,8 @@ const adspecStudio = (() => {
     api("GET", `/api/ads/${encodeURIComponent(name)}`).then((r) => {
       if (!r.ok) { show($("#error"), r.data.error); return; }
       update(r.data);
-      listen(`/api/ads/${encodeURIComponent(name)}/events`, "ad", update);
+      const es = listen(`/api/ads/${encodeURIComponent(name)}/events`, "ad", update);
+      es.addEventListener("gone", (e) => { es.close(); show($("#error"), JSON.parse(e.data).error); });
     });
   }
 
