@@ -320,6 +320,17 @@ def _at_least_one(raw: str) -> int:
     return value
 
 
+def _port(raw: str) -> int:
+    """A TCP port, 1-65535 (99999 listened on 34463 while it said 99999)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {raw!r}")
+    return value
+
+
 def _missing_extra(e: ImportError, command: str) -> int:
     print(f"adspec {command} needs the serve extra: pip install 'adspec[serve]' (in a clone of adspec: "
           f"pip install -e '.[serve]'; {e.name} is missing)", file=sys.stderr)
@@ -441,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="live studio in the browser and the seed's REST API (pip install 'adspec[serve]')")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond loopback needs ADSPEC_SERVE_TOKEN)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port to listen on (default: 8000)")
     p.add_argument("--watch", action="store_true", help="rebuild an ad when its spec or beat file is saved")
     p.set_defaults(func=cmd_serve)
 

@@ -283,6 +283,7 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         (project.specs / "broke.yaml").write_text("title: Broke\nprompt: An ad\nduration: 500\ncolour: red\n")
         rows = {a["ad"]: a for a in server.get("/api/ads").json()}
         assert (rows["fresh"]["title"], rows["fresh"]["state"], rows["fresh"]["error"]) == ("Fresh start", "not built", None)
+        assert server.get("/api/ads/fresh").json()["title"] == "Fresh start"  # the ad's own view too
         assert rows["broke"]["title"] is None and rows["broke"]["state"] == "not built"
         assert rows["broke"]["error"].startswith("specs/broke.yaml:") and "(and 1 more: adspec validate)" in \
             rows["broke"]["error"], rows["broke"]
@@ -322,6 +323,10 @@ def test_safe_by_default_loopback_token_origin(project: Project) -> None:
                              cwd=project.root, env=project.run_env(), capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2
     assert "refusing to listen on 0.0.0.0 without a token: set ADSPEC_SERVE_TOKEN" in refused.stderr
+    for port in ("99999", "-1"):  # 99999 listened on 34463 while it said 99999; -1 was a resolver's error
+        bad = subprocess.run([sys.executable, "-m", "adspec.cli", "serve", "--port", port], cwd=project.root,
+                             env=project.run_env(), capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and f"expected a port from 1 to 65535, got '{port}'" in bad.stderr, bad.stderr
     short = subprocess.run([sys.executable, "-m", "adspec.cli", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
                            cwd=project.root, env=project.run_env(ADSPEC_SERVE_TOKEN="abc"), capture_output=True,
                            text=True, timeout=60)  # a guessable token is no lock

@@ -150,6 +150,8 @@ def ads(request: Request) -> Any:
 
 def _full_view(c: Context, ad: str) -> dict[str, Any]:
     view = live.ad_view(c.settings, c.queue, ad)
+    if view["title"] is None:  # never planned: the spec's title (the page's heading showed the name)
+        view["title"] = project.spec_title(project.spec_of(c.settings, ad))[0]
     try:
         view["source"] = project.read_beats(c.settings, ad)
     except project.SpecError as e:
