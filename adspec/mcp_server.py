@@ -136,7 +136,11 @@ def create_server() -> MCPServer:
     @server.tool()
     async def build(ad: str, wait: bool = True, timeout_s: float = 900.0) -> dict[str, Any]:
         """Build `ad` (doit, through the request cache) unless its estimate is over the budget; with
-        `wait`, return when the build ends. Refused builds say why and pay nothing."""
+        `wait`, return when the build ends or after `timeout_s` seconds (`timed_out`: it goes on; ask
+        `status`). Refused builds say why and pay nothing."""
+        if not timeout_s > 0:
+            return _failed({"ok": False, "error": f"timeout_s must be a number of seconds above 0 (got {timeout_s})",
+                            "field": "timeout_s"})
         try:
             spec = project.spec_of(settings, ad)
             est = await anyio.to_thread.run_sync(estimate_ad, ad, spec)
@@ -160,7 +164,7 @@ def create_server() -> MCPServer:
         v = live.seed_status(settings, queue, ad)
         out = {"ok": run is not None and run.state != FAILED, "ad": ad, "started": True,
                "estimate_usd": est["total_usd"], "budget_usd": est["budget_usd"], "state": v["status"],
-               "done": run is not None and run.state == DONE,
+               "done": run is not None and run.state == DONE, "timed_out": wait and queue.busy(ad),
                "final": f"build/{ad}/final.mp4" if v["final_video_url"] else None, "error": v["error"]}
         return out if out["ok"] else _failed(out)  # a build that failed is the tool's error: the model is shown it
 

@@ -50,8 +50,11 @@ def test_mcp_over_stdio_list_estimate_build_status_edit(project: Project) -> Non
             est = await _call(client, "estimate", ad="zip")
             assert est["total_usd"] == 0 and est["within_budget"] and est["refusal"] is None
             assert any(t["target"] == "storyboard:zip/hook" for t in est["targets"])
+            never = await _call(client, "build", ad="zip", timeout_s=-5, failing=True)  # was taken: no wait at all
+            assert never["field"] == "timeout_s", never
             built = await _call(client, "build", ad="zip")
             assert built["ok"] and built["done"] and built["final"] == "build/zip/final.mp4", built
+            assert built["timed_out"] is False
             st = await _call(client, "status", ad="zip")
             assert st["state"] == "done" and st["progress"] == 100 and st["total_chunks"] == 2
             assert st["files"]["final"] == "build/zip/final.mp4" and len(st["storyboards"]) == 2
