@@ -3,8 +3,10 @@ can drive adspec the way a person does: list the ads, validate, see the plan, es
 under the budget, follow the status, and read and edit a beat. Every tool returns structured
 results (JSON objects); a failure (an unknown ad, a stale edit, a refused or failed build) is an
 error result, `isError`, carrying the same object with `ok` false, `error` and `field`. Builds run
-`adspec build AD` in a child process, one ad at a time (the same queue as `adspec serve`): nothing
-bypasses the specs, the beat files, the cache or the budget.
+`adspec build AD` in a child process, one ad at a time (a queue like `adspec serve`'s, of this
+process: a studio and an agent over one project can build the same ad at once; the request
+cache's per-key lock keeps that from paying twice): nothing bypasses the specs, the beat files,
+the cache or the budget.
 
 There is no approve tool, on purpose: approving a storyboard before its video is paid for is a
 person's act (`adspec approve`, reviewed in git), not an agent's.
