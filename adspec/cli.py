@@ -188,7 +188,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     bad = False
     for name in args.files:
-        verdict = verify(Path(name))
+        verdict = verify(Path(name), Path(args.build) if args.build else None)
         for line in verdict.chain:
             print(line)
         for problem in verdict.problems:
@@ -410,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="read a file's C2PA manifest: signature, hash, and every ingredient against "
                                       "the receipts in its build; prints the chain")
     p.add_argument("files", nargs="+", metavar="FILE", help="build/<ad>/final.mp4 or build/<ad>/export/<placement>.mp4")
+    p.add_argument("--build", metavar="DIR", help="the ad's build folder (build/<ad>) for a file copied out of it; "
+                                                  "without one beside the file, only its signature and hash are checked")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("placements", help="the delivery placements an ad can list (placements: [...]) and their rules")

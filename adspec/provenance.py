@@ -309,10 +309,13 @@ def verify(file: Path, root: Path | None = None) -> Verdict:
         verdict.fail("no AI-generated source statement (c2pa.actions digitalSourceType trainedAlgorithmicMedia)")
     else:
         verdict.chain.append(f"  {ai[0].get('action')}: {ai[0].get('digitalSourceType')}")
+    if root is not None and not (Path(root) / "plan.json").is_file():
+        verdict.fail(f"{root}: not an ad's build folder (no plan.json)")
     root = root or _build_root_of(file)
     paths = AdPaths(root) if root is not None else None
-    if paths is None:
-        verdict.fail("no build beside the file: ingredients cannot be matched with receipts")
+    if paths is None:  # a copy (a CI artifact, a download): what the file itself carries is checked
+        verdict.chain.append("  no build beside the file: its signature and hash are checked, its ingredients are "
+                             "not matched with receipts (--build build/<ad> to)")
     for ing in manifest.get("ingredients", []):
         rec = (ing.get("metadata") or {}).get("adspec") or {}
         where = rec.get("path") or ing.get("title")

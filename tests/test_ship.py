@@ -346,6 +346,20 @@ def test_final_and_exports_carry_a_c2pa_manifest_that_verify_checks(project) -> 
     # the media is the mix's: the manifest sits beside it, the picture and sound are unchanged
     assert media.probe(final).vcodec == "h264" and media.count_frames(final) == 6 * 24
 
+    # a copy out of the build (a CI artifact): its signature and hash are checked, and said to be all
+    # (it FAILED: "no build beside the file"); with --build, its ingredients too
+    copied = project.root / "download" / "final.mp4"
+    copied.parent.mkdir()
+    copied.write_bytes(final.read_bytes())
+    proc = project.adspec("verify", str(copied))
+    assert proc.returncode == 0 and "its ingredients are not matched with receipts" in proc.stdout, proc.stdout + proc.stderr
+    proc = project.adspec("verify", str(copied), "--build", str(ad))
+    assert proc.returncode == 0 and "not matched" not in proc.stdout, proc.stdout + proc.stderr
+    flipped = bytearray(final.read_bytes())
+    flipped[len(flipped) // 2] ^= 0x01
+    copied.write_bytes(bytes(flipped))
+    assert project.adspec("verify", str(copied)).returncode == 1  # a flipped byte still fails without a build
+
     # one byte of the video changed: the file's hash no longer matches its signed manifest
     data = bytearray(final.read_bytes())
     data[len(data) // 2] ^= 0x01
