@@ -308,6 +308,30 @@ def test_a_caption_too_wide_for_its_band_is_wrapped_again_and_one_that_cannot_fi
     assert str(e.value).startswith("beat 'cta': the caption 'WWW") and "instagram-reels" in str(e.value)
 
 
+def test_a_long_caption_wraps_at_the_captions_size_before_it_shrinks(tmp_path) -> None:
+    # one line too wide for the band was drawn smaller and smaller on one line (23 px on a 720x1280
+    # ad, where two lines fit at the full size), and captions.size did nothing for it
+    from adspec.captions import Cue
+    from adspec.render.captions import TextStyle, caption_images, fit_block
+    from adspec.safe_areas import text_area
+
+    band = text_area("9:16").caption_box(720, 1280)
+    style = TextStyle.for_brand([], 720, 1280, {})
+    line = "Grab your Zip bottle today, friends."
+    lines, size = fit_block([line], style, band.width, band.height)
+    assert size == style.size and len(lines) == 2, (lines, size, style.size)
+    bigger = TextStyle.for_brand([], 720, 1280, {"size": 1.5})
+    assert fit_block([line], bigger, band.width, band.height)[1] > size  # the size setting acts on it
+    short = caption_images([Cue("hook", 0, 1, "Thirsty?")], tmp_path / "a", width=720, height=1280,
+                           aspect_ratio="9:16", palette=[], options={})
+    long = caption_images([Cue("cta", 0, 1, line)], tmp_path / "b", width=720, height=1280, aspect_ratio="9:16",
+                          palette=[], options={})
+    from PIL import Image
+
+    with Image.open(short[0].png) as a, Image.open(long[0].png) as b:
+        assert b.height > a.height * 1.6  # two lines at the same size, not one line at half of it
+
+
 # ---- 3. languages -----------------------------------------------------------------------------
 
 

@@ -99,13 +99,14 @@ def _joined(lines: Sequence[str]) -> str:
 
 def fit_block(lines: Sequence[str], style: TextStyle, max_width: int, max_height: int) -> tuple[list[str], int] | None:
     """(lines, size) of the largest size from the style's down to MIN_PX at which the block fits
-    `max_width` x `max_height`: the lines as given first; where they are too wide even at MIN_PX,
-    their words wrapped again to the width (between characters for Chinese and Japanese). None:
-    nothing fits."""
-    for rewrap in (False, True):
-        for size in range(style.size, MIN_PX - 1, -1):
-            font = style.pil_font(size)
-            pad = max(2, round(size * 0.35))
+    `max_width` x `max_height`: at each size the lines as given, else their words wrapped again to
+    the width (between characters for Chinese and Japanese). Wrapping comes before shrinking: a
+    long line was drawn at half the captions' size on one line where two lines fit at full size.
+    None: nothing fits."""
+    for size in range(style.size, MIN_PX - 1, -1):
+        font = style.pil_font(size)
+        pad = max(2, round(size * 0.35))
+        for rewrap in (False, True):
             cand = wrap(_joined(lines), font, max_width - 2 * pad, 99) if rewrap else list(lines)
             if not cand:
                 continue
