@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-NEEDS_PROJECT = ("validate", "plan", "estimate", "build", "approve", "status", "check")  # commands of a project
+NEEDS_PROJECT = ("validate", "plan", "estimate", "build", "approve", "status", "check", "mcp")  # commands of a project
 EXIT_CLOSED_PIPE = 128 + 13  # as a program killed by SIGPIPE (`cat big | head`)
 
 

@@ -24,6 +24,7 @@ from urllib.parse import unquote
 import anyio
 from mcp.server.mcpserver import MCPServer
 
+from . import __version__
 from .config import load_settings
 from .errors import AdspecError, SpecError, SpecWarning, error_line
 
@@ -73,7 +74,7 @@ def create_server() -> MCPServer:
             queue.start()
             started = True
 
-    server = MCPServer("adspec", instructions=INSTRUCTIONS)
+    server = MCPServer("adspec", instructions=INSTRUCTIONS, version=__version__)
 
     @server.tool()
     def list_ads() -> dict[str, Any]:

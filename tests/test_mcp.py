@@ -12,7 +12,7 @@ import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from conftest import Project, small_spec
+from conftest import REPO, Project, small_spec
 from fakes.replicate_server import FakeReplicate
 
 REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
@@ -108,3 +108,15 @@ def test_status_paths_are_files_not_urls() -> None:
 
     assert _file_path("/files/zip%40fr/beats/hook/storyboard.png?v=3") == "build/zip@fr/beats/hook/storyboard.png"
     assert _file_path("/files/zip/final.mp4") == "build/zip/final.mp4"
+
+
+def test_mcp_outside_a_project_says_so(tmp_path) -> None:
+    # it answered list_ads with an empty list, as if the folder were an empty project
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADSPEC_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run([sys.executable, "-m", "adspec.cli", "mcp"], cwd=tmp_path, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=60, env=env)
+    assert proc.returncode == 1 and "adspec: no adspec project here" in proc.stderr, proc.stderr
