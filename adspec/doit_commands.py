@@ -3,7 +3,8 @@ loads in their place (its plug-in entry points, `doit.COMMAND` in pyproject.toml
 
 What changes, for any doit project in the environment (each only where doit crashed or
 printed noise): `doit info <a name that is no task>` is one line with the closest names, not a
-KeyError; `doit info` leaves out `(args=[], kwargs={})` after an up-to-date check that has none;
+KeyError; `doit info` leaves out `(args=[], kwargs={})` after an up-to-date check that has none, and says
+when a task up to date now waits on one that is not (an edit reaches it only through that one);
 `doit list | head` and `doit info ... | head` end quietly when the reader leaves, as `cat` does;
 `doit dumpdb` with no database of its kind says where the state is, not a dbm traceback.
 """
@@ -53,7 +54,36 @@ class Info(_Info):
             close = difflib.get_close_matches(pos_args[0], names, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise InvalidCommand(f"`info`: no task named {pos_args[0]}{hint}; `doit list --all` lists them")
-        return super()._execute(pos_args, hide_status=hide_status)
+        code = super()._execute(pos_args, hide_status=hide_status)
+        if code == 0 and not hide_status:
+            stale = self._stale_dependencies(pos_args[0]) if len(pos_args) == 1 else []
+            if stale:  # up to date now, on inputs a task that runs first may rewrite
+                shown = ", ".join(stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
+                self.outstream.write(f"\n{'note':11s}: up to date on what is there now, but it waits on {shown}, "
+                                     "which will run first: what that writes may make this task run too\n")
+        return code
+
+    def _stale_dependencies(self, name: str) -> list[str]:
+        """The tasks `name` depends on (by task_dep, setup or a file_dep another task makes),
+        transitively, that are not up to date."""
+        tasks = {t.name: t for t in self.task_list}
+        made_by = {target: t.name for t in self.task_list for target in t.targets}
+        seen: set[str] = set()
+        stack = [name]
+        while stack:
+            task = tasks[stack.pop()]
+            for dep in [*task.task_dep, *task.setup_tasks, *(made_by[f] for f in task.file_dep if f in made_by)]:
+                if dep in tasks and dep not in seen:
+                    seen.add(dep)
+                    stack.append(dep)
+        stale = []
+        for dep in sorted(seen):
+            try:
+                if self.dep_manager.get_status(tasks[dep], tasks).status != "up-to-date":
+                    stale.append(dep)
+            except Exception:  # noqa: BLE001 - a check that cannot run here: say nothing of it
+                continue
+        return stale
 
     @staticmethod
     def get_reasons(reasons: Any) -> str:

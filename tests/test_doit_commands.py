@@ -115,6 +115,13 @@ def test_clean_info_and_status_after_a_build(project: Project) -> None:
     untouched = project.doit("info", "chunk:alpha/cta/0", check=False).stdout
     assert "up-to-date" in untouched, untouched
     assert "(args=[], kwargs={})" not in info, info  # doit's own suffix, for checks that take none
+    # the mix is up to date on what is there now, and said so with no more: an edited super or caption
+    # style reaches it only through the plan, which runs first
+    mix = project.doit("info", "mix:alpha", check=False).stdout
+    assert "status     : up-to-date" in mix and "note       : up to date on what is there now, but it waits on" in mix
+    assert "plan:alpha" in mix.split("note")[1], mix
+    project.doit()
+    assert "note" not in project.doit("info", "mix:alpha", check=False).stdout  # nothing waits: no note
 
 
 def test_doit_commands_that_crashed_say_one_line(project: Project) -> None:
