@@ -268,7 +268,11 @@ def edit_beat(ad: str, beat_id: str, body: BeatEdit, request: Request) -> Any:
 
 
 def error_body(e: ApiError) -> JSONResponse:
-    return JSONResponse({"error": e.message, "field": e.field, **e.extra}, status_code=e.status, headers=e.headers)
+    """The JSON of an error: a 422 lists its errors in `errors` too, as a body's field errors do."""
+    body = {"error": e.message, "field": e.field, **e.extra}
+    if e.status == 422 and "errors" not in body:
+        body["errors"] = [{"field": e.field, "error": e.message}]
+    return JSONResponse(body, status_code=e.status, headers=e.headers)
 
 
 __all__ = ["router", "Context", "ApiError", "error_body"]
