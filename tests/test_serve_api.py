@@ -399,6 +399,8 @@ def test_watch_rebuilds_a_saved_ad(project: Project) -> None:
         after = {b: json.loads((project.build / "zip" / "beats" / b / "chunk-0.receipt.json").read_text())["key"]
                  for b in ("hook", "cta")}
         assert after["hook"] == receipts["hook"] and after["cta"] != receipts["cta"]  # that beat's chunk only
+        said = server.log.read_text()  # its terminal says what it does (it printed nothing after its start)
+        assert "adspec serve --watch: zip changed, rebuilding" in said and "adspec serve: zip built" in said, said
 
 
 class _Recorded(BuildQueue):

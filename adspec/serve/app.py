@@ -270,6 +270,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, watch: bool = False) -> 
         return 2
     settings = load_settings()
     app = create_app(settings, token=token, watch=watch)
+    logging.getLogger("adspec.serve").setLevel(logging.INFO)  # a line when a build starts and ends (its terminal)
     shown = f"[{host}]" if ":" in host else host
     closing = app.state.ctx.closing
 
