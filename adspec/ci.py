@@ -124,6 +124,18 @@ def summarize(ads: list[tuple[str, Path]], records: dict[str, dict[str, Any]] | 
     return rows
 
 
+def _write_index(settings: Any) -> None:
+    """build/index.html over every ad, as `doit`'s `report` task writes it (an ad's page links
+    to it: built one ad at a time, by the studio or an agent, the link led nowhere)."""
+    from .ads import list_ads
+    from .report import write_index
+
+    try:
+        write_index(settings.build_dir, [ad for ad, _ in list_ads(settings.specs_dir)[0]])
+    except OSError:
+        pass
+
+
 def waiting_beats(ad: str, build_dir: Path) -> list[str]:
     """The beats of an ad with `approval: required` whose video waits for approval."""
     from .approve import states
@@ -182,6 +194,8 @@ def run_build(names: Sequence[str], *, jobs: int | None = None, as_json: bool = 
         finally:
             Path(record_path).unlink(missing_ok=True)
 
+    if selected and names:  # only some ads' tasks ran: build/index.html, which their pages link to, too
+        _write_index(settings)
     rows = summarize(selected, records, settings.build_dir, code, note)
     new = _ledger_lines(settings.cache_dir)[ledger_before:]
     failed = [r for r in rows if r["status"] == "failed"]

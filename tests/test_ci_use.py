@@ -182,6 +182,11 @@ def test_status_of_a_spec_that_now_has_variants_shows_them_not_its_old_build(pro
     project.write_spec("multi", variant_spec())
     rows = json.loads(project.adspec("status", "--json", "multi").stdout)
     assert [(r["ad"], r["state"]) for r in rows] == [("multi@16x9", "not built"), ("multi@9x16", "not built")], rows
+    # one ad built by name (as the studio and agents build): the index its page links to is there too
+    (project.build / "index.html").unlink()
+    assert project.adspec("build", "multi@16x9").returncode == 0
+    index = (project.build / "index.html").read_text()
+    assert "multi@16x9" in index and "multi@9x16" in index
     (project.specs / "multi.yaml").unlink()  # a build whose spec is gone is still found by its name
     rows = json.loads(project.adspec("status", "--json", "multi").stdout)
     assert [(r["ad"], r["state"]) for r in rows] == [("multi", "done")], rows
