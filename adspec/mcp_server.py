@@ -110,9 +110,10 @@ def create_server() -> MCPServer:
 
     @server.tool()
     def plan(ad: str) -> dict[str, Any]:
-        """The plan a build of `ad` would use now: beats, timing, chunks, rendered prompts. Made in
-        memory: nothing is written and no planner is paid (`stand_in` is true when the live planner
-        would still have to run and the offline planner's plan is shown in its place)."""
+        """The plan a build of `ad` would use now: beats, timing, chunks, rendered prompts, the
+        spoken line and super of each beat in the ad's language, what it shows, its own models.
+        Made in memory: nothing is written and no planner is paid (`stand_in` is true when the live
+        planner would still have to run and the offline planner's plan is shown in its place)."""
         from .plan_step import dry_plan
 
         try:
@@ -121,11 +122,15 @@ def create_server() -> MCPServer:
             return _error(e)
         p = dp.plan
         return {"ok": True, "ad": ad, "title": p.title, "duration": p.duration, "aspect_ratio": p.aspect_ratio,
-                "resolution": p.resolution, "models": {"image": p.image_model, "video": p.video_model,
-                                                       "music": p.music_model},
+                "resolution": p.resolution, "language": p.language,
+                "models": {"image": p.image_model, "video": p.video_model, "music": p.music_model,
+                           "voice": p.voice_model if p.voiced else None},
                 "stand_in": dp.stand_in, "music": {"prompt": p.music_prompt, "bpm": p.bpm},
                 "beats": [{"id": b.id, "type": b.type, "start": b.start, "duration": b.duration, "clips": list(b.clips),
-                           "image_prompt": b.image_prompt, "motion_prompt": b.motion_prompt} for b in p.beats]}
+                           "image_prompt": b.image_prompt, "motion_prompt": b.motion_prompt,
+                           "voiceover": b.voiceover, "on_screen": b.on_screen,
+                           "shows": [r["name"] for r in b.references or ()],
+                           "models": {"image": p.image_model_of(b), "video": p.video_model_of(b)}} for b in p.beats]}
 
     @server.tool()
     def estimate(ad: str) -> dict[str, Any]:

@@ -47,6 +47,8 @@ def test_mcp_over_stdio_list_estimate_build_status_edit(project: Project) -> Non
             assert (await _call(client, "validate"))["ok"] is True
             plan = await _call(client, "plan", ad="zip")
             assert [b["id"] for b in plan["beats"]] == ["hook", "cta"] and plan["beats"][1]["start"] == 3
+            # what each beat says and shows, too (they were left out)
+            assert {"voiceover", "on_screen", "shows", "models"} <= set(plan["beats"][0]) and plan["language"] == "en"
             est = await _call(client, "estimate", ad="zip")
             assert est["total_usd"] == 0 and est["within_budget"] and est["refusal"] is None
             assert any(t["target"] == "storyboard:zip/hook" for t in est["targets"])
