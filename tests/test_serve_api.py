@@ -240,6 +240,8 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
             assert r.status_code == status and r.json()["field"] == "Range", (header, r.status_code, r.text)
         assert server.get("/files/zip/probe.json", headers={"Range": "bytes=999999-"}).headers["content-range"] == "*/2"
         assert server.get("/files/zip/probe.json", headers={"Range": "bytes=0-0"}).content == b"{"
+        head = server.http.head("/files/zip/probe.json")  # was 405: `curl -I`, download tools ask HEAD first
+        assert head.status_code == 200 and head.headers["content-length"] == "2" and head.content == b"", head
         # an event stream of no ad is a 404 before it starts (it was a 200 cut short, a traceback in the log)
         r = server.get("/api/ads/nope/events")
         assert r.status_code == 404 and r.json()["field"] == "ad", r.text

@@ -222,7 +222,7 @@ def create_app(settings: Settings | None = None, *, token: str | None = None, wa
         return HTMLResponse(report_css + "\n" + _static(name), media_type="text/css")  # the review page's look
 
     @app.get("/files/{path:path}", include_in_schema=True, tags=["seed"],
-             summary="An artifact under build/ (video with range requests)")
+             summary="An artifact under build/ (video with range requests; HEAD too, for its size and type)")
     def files(path: str, request: Request) -> Any:
         target = confined(settings.build_dir, path)
         if target is None:
@@ -230,6 +230,9 @@ def create_app(settings: Settings | None = None, *, token: str | None = None, wa
         _check_range(request, target)
         media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         return FileResponse(target, media_type=media_type)
+
+    # HEAD (`curl -I`, download tools) answers as GET does, without the body (it was 405)
+    app.add_api_route("/files/{path:path}", files, methods=["HEAD"], include_in_schema=False)
 
     return app
 
