@@ -309,26 +309,25 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def _at_least_one(raw: str) -> int:
-    """A count of at least 1 (`-n 0` was taken as 1 without a word)."""
+def _whole_number(raw: str, low: int, high: int | None, expected: str) -> int:
+    """An argparse value: a whole number in [low, high], else argparse's one line saying `expected`."""
     try:
         value = int(raw)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {raw!r}")
+        value = low - 1
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {raw!r}")
     return value
+
+
+def _at_least_one(raw: str) -> int:
+    """A count of at least 1 (`-n 0` was taken as 1 without a word)."""
+    return _whole_number(raw, 1, None, "a whole number of at least 1")
 
 
 def _port(raw: str) -> int:
     """A TCP port, 1-65535 (99999 listened on 34463 while it said 99999)."""
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {raw!r}")
-    return value
+    return _whole_number(raw, 1, 65535, "a port from 1 to 65535")
 
 
 def _missing_extra(e: ImportError, command: str) -> int:
