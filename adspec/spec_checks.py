@@ -319,6 +319,10 @@ def _relocate(variant: Variant, field_loc: Loc) -> Loc:
     return variant.origin
 
 
+#: the fields a variant may set that name a file beside the spec (checked as the spec's own are)
+_FILE_FIELDS = ("assets.", "brand.logo", "brand.font", "captions.font")
+
+
 def variant_spec(base: Spec, variant: Variant, spec_path: str | Path | None = None) -> tuple[Spec | None, list[Issue]]:
     """The spec of one variant (the base with its overrides, no `variants`), or its problems
     located in the spec file."""
@@ -342,7 +346,7 @@ def variant_spec(base: Spec, variant: Variant, spec_path: str | Path | None = No
             problems.append((loc, msg))
     if spec is not None:
         problems += spec_issues(spec)
-        if spec_path is not None and any(k.startswith("assets.") for k, _ in variant.overrides):
+        if spec_path is not None and any(k.startswith(_FILE_FIELDS) for k, _ in variant.overrides):
             problems += asset_issues(spec, spec_path)
     issues: list[Issue] = []
     for loc, msg in problems:

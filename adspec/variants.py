@@ -16,9 +16,10 @@ Semantics, as GitHub Actions' `strategy.matrix`:
   combination of its own.
 - `named`: variants with explicit overrides and a name of your choosing (`{}` = the base spec).
 
-A key is a spec field written with dots: title, prompt, duration, aspect_ratio, resolution,
-style, seed, native_audio, language, brand.name, brand.tagline, brand.colors, models.planner, models.image,
-models.video, models.music, vars.<name>, assets.<name> (a var or asset the spec declares).
+A key is a spec field written with dots: see `SCALAR_FIELDS` and `NESTED_FIELDS` below (the
+brand kit, the models, the voice and the captions' style among them), vars.<name> and
+assets.<name> (a var or asset the spec declares). A language variant thus sets its own voice and,
+for a script the bundled font lacks, its own `brand.font`.
 
 Names: a variant of `specs/trailrunner.yaml` is the ad `trailrunner@<variant>`, built into
 `build/trailrunner@<variant>/`. A combination's name joins its values in matrix order, each made
@@ -28,7 +29,7 @@ shell, doit and every file system. A spec with variants builds only its variants
 builds them all.
 
 Beat files (the lock) are per plan: a variant whose plan-shaping fields (see
-`plan_rules.plan_shaping_fields`: prompt, duration, style, brand name/tagline, var and asset names, the
+`plan_rules.plan_shaping_fields`: prompt, duration, style, brand name, var and asset names, the
 planner, the video model's clip lengths) equal the base spec's uses `specs/<ad>.beats.yaml`, so
 variants over var values, aspect ratios, resolution, seed, title or colours share one beat file
 and one planner call. A variant that changes a plan-shaping field gets `specs/<ad>@<tag>.beats.yaml`:
@@ -60,7 +61,10 @@ Value = Union[bool, int, float, str, list[Scalar]]
 
 SCALAR_FIELDS = ("title", "prompt", "duration", "aspect_ratio", "resolution", "style", "seed", "native_audio",
                  "placements", "language", "approval")
-NESTED_FIELDS = {"brand": ("name", "tagline", "colors"), "models": ("planner", "image", "video", "music")}
+NESTED_FIELDS = {"brand": ("name", "tagline", "colors", "logo", "font", "cta", "url"),
+                 "models": ("planner", "image", "video", "music", "voice"),
+                 "voice": ("name", "speed"),
+                 "captions": ("burn", "font", "color", "box", "size")}
 DECLARED_FIELDS = ("vars", "assets")  # vars.<name>, assets.<name>: the name must be declared in the spec
 ALLOWED_TEXT = ", ".join([*SCALAR_FIELDS, *(f"{k}.{f}" for k, fs in NESTED_FIELDS.items() for f in fs),
                           "vars.<name>", "assets.<name>"])

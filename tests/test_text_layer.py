@@ -352,7 +352,10 @@ def language_spec(languages: list[str]) -> dict:
 
 def test_a_language_variant_pays_only_for_its_voice(live, tmp_path) -> None:
     project, replicate = live
-    project.write_spec("zip", language_spec(["en", "de", "fr"]))
+    spec = language_spec(["en", "de", "fr"])
+    # a variant brings its own voice and caption style: the voice reaches the provider, the style does not
+    spec["variants"]["include"] = [{"language": "fr", "voice.name": "Calm_Woman", "captions.size": 1.3}]
+    project.write_spec("zip", spec)
     project.doit()
     by_model = Counter(b["slug"] for b in replicate.create_bodies)
     # one language's images, clips and music (the end card is local), and 2 voiced beats x 3 languages
@@ -360,6 +363,9 @@ def test_a_language_variant_pays_only_for_its_voice(live, tmp_path) -> None:
                                 "minimax/speech-02-turbo": 6}), by_model
     spoken = sorted(b["body"]["input"]["text"] for b in replicate.create_bodies if "speech" in b["slug"])
     assert "Das ist die Zip Flasche." in spoken and "Voici la bouteille Zip." in spoken
+    voices = {b["body"]["input"]["text"]: b["body"]["input"]["voice_id"] for b in replicate.create_bodies
+              if "speech" in b["slug"]}
+    assert voices["Voici la bouteille Zip."] == "Calm_Woman" and voices["Das ist die Zip Flasche."] == "Friendly_Person"
     for prompt in prompts_sent(replicate):
         assert "Flasche" not in prompt and "Trink" not in prompt
     layout = json.loads((project.build / "zip@de" / "text_layout.json").read_text())

@@ -132,6 +132,43 @@ def test_variants_share_the_beat_file_unless_they_change_the_plan(tmp_path: Path
     assert beats["holiday"] == "zip@holiday.beats.yaml"
 
 
+def test_a_variant_sets_its_own_font_voice_and_caption_style(tmp_path: Path) -> None:
+    # a Japanese variant needed a CJK brand.font on every language: the brand kit, the voice and
+    # the captions' style were not fields a variant could set
+    from adspec.text_fit import bundled_font
+
+    font = tmp_path / "specs" / "fonts" / "jp.ttf"
+    font.parent.mkdir(parents=True)
+    font.write_bytes(bundled_font().read_bytes())
+    path = spec_file(tmp_path, """\
+        variants:
+          matrix: {language: [en, ja]}
+          include:
+            - {language: ja, brand.font: fonts/jp.ttf, voice.name: nova, voice.speed: 1.2, models.voice: tts-1,
+               captions.size: 1.4, captions.burn: false, brand.cta: 今すぐ}
+        """)
+    assert errors_of(path) == []
+    specs = {v.name: v.spec for v in expansion(path).variants}
+    en, ja = specs["en"], specs["ja"]
+    assert (en.brand.font, en.voice.name, en.captions.size, en.captions.burn) == (None, None, 1.0, True)
+    assert (ja.brand.font, ja.voice.name, ja.voice.speed, ja.models.voice) == ("fonts/jp.ttf", "nova", 1.2, "tts-1")
+    assert (ja.captions.size, ja.captions.burn, ja.brand.cta) == (1.4, False, "今すぐ")
+    assert {exp_v.beats_tag for exp_v in expansion(path).variants} == {None}  # none of them shapes the plan
+
+
+def test_a_variants_font_is_checked_where_it_is_written(tmp_path: Path) -> None:
+    path = spec_file(tmp_path, """\
+        variants:
+          named:
+            ja: {language: ja, brand.font: fonts/missing.otf}
+            slow: {voice.speed: 9}
+        """)
+    found = [(e.line, e.field, e.message) for e in errors_of(path)]
+    assert [(line, field) for line, field, _ in found] == [(9, "variants.named.ja.brand.font"),
+                                                           (10, "variants.named.slow.voice.speed")], found
+    assert "missing.otf" in found[0][2] and "between 0.5 and 2.0" in found[1][2]
+
+
 # ---- bad input: one line each, naming the file, the line and the field ----------------------------
 
 
