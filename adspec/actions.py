@@ -305,7 +305,7 @@ def make_mix(ad: str) -> None:
                       picture=picture, keep=paths.mix_parts)
         # where words were drawn: the text layer's record, the burned captions beside it, and the
         # same boxes in the delivery checks' form (safe zones)
-        layout["texts"] += caption_layout(parts.overlays, parts.cues)
+        layout["texts"] += caption_layout(parts.overlays, parts.cues, parts.drawn)
         layout.update(text_layout(parts, timeline.width, timeline.height))
         layout["boxes"] += [
             {"kind": t["role"], "text": t.get("text"), "x": t["box"][0], "y": t["box"][1],
@@ -348,15 +348,17 @@ def text_overlays(paths: AdPaths) -> Iterator[tuple[list[media.Overlay], dict[st
         yield [media.Overlay(d.png, d.x, d.y, d.start, d.end, d.fade) for d in drawn], layout
 
 
-def caption_layout(overlays: list[media.Overlay], cues: list[Any]) -> list[dict[str, Any]]:
-    """Burned captions' boxes (one per cue: its beat and words), in the layout record beside the texts."""
+def caption_layout(overlays: list[media.Overlay], cues: list[Any],
+                   drawn: list[tuple[list[str], int]]) -> list[dict[str, Any]]:
+    """Burned captions' boxes (one per cue: its beat, words, lines as wrapped and size in px), in
+    the layout record beside the texts."""
     from PIL import Image
 
     out = []
-    for o, cue in zip(overlays, cues):
+    for o, cue, (lines, size) in zip(overlays, cues, drawn):
         with Image.open(o.png) as im:
             w, h = im.size
-        out.append({"beat": cue.beat, "role": "caption", "text": cue.text, "lines": cue.text.split("\n"), "size": 0,
+        out.append({"beat": cue.beat, "role": "caption", "text": cue.text, "lines": lines, "size": size,
                     "box": [o.x, o.y, o.x + w, o.y + h], "start": round(o.start, 3), "end": round(o.end, 3)})
     return out
 

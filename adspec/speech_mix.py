@@ -29,6 +29,7 @@ class SpeechParts:
     overlays: list[Overlay] = field(default_factory=list)
     subtitles: Path | None = None
     cues: list[captions.Cue] = field(default_factory=list)
+    drawn: list[tuple[list[str], int]] = field(default_factory=list)  # each burned cue's wrapped lines and px size
 
 
 def wav_seconds(path: Path) -> float:
@@ -84,4 +85,5 @@ def speech_parts(paths: AdPaths) -> Iterator[SpeechParts]:
             except TextFitError as e:  # one line naming the beat and the words, never a crop
                 raise MediaError(f"captions: {e}") from None
             parts.overlays = [Overlay(p.png, p.x, p.y, p.start, p.end) for p in placed]
+            parts.drawn = [(list(p.lines), p.size) for p in placed]
         yield parts

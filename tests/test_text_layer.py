@@ -262,6 +262,9 @@ def test_placement_safe_zones_keep_every_drawn_text_clear_and_pay_nothing(live) 
         assert left >= round(width * 0.06) and right <= width - round(width * 0.12), t
     captions = [t for t in layout["texts"] if t["role"] == "caption"]
     assert captions and all(t["box"][3] < clear_below for t in captions)  # above the highest bottom
+    for t in captions:  # the size drawn and the lines as wrapped (the record said size 0 and the unwrapped text)
+        assert t["size"] >= 12 and " ".join(" ".join(t["lines"]).split()) == " ".join(t["text"].split()), t
+        assert t["box"][3] - t["box"][1] >= t["size"] * len(t["lines"]), t
     checks = json.loads((ad / "checks.json").read_text())
     assert checks["passed"] is True and checks["placements"] == ["tiktok", "instagram-reels"], checks["lines"]
     assert not safe_zone_violations(layout, reels)

@@ -144,6 +144,8 @@ class Placed:
     y: int
     start: float
     end: float
+    lines: tuple[str, ...] = ()  # as wrapped to the band
+    size: int = 0  # the font size drawn, px
 
 
 def caption_images(cues: Sequence[Any], out_dir: Path, *, width: int, height: int, aspect_ratio: str,
@@ -173,5 +175,5 @@ def caption_images(cues: Sequence[Any], out_dir: Path, *, width: int, height: in
         img.save(png, format="PNG", compress_level=1)
         x = box.left + (box.width - img.width) // 2
         y = box.bottom - img.height
-        placed.append(Placed(png, x, y, cue.start, cue.end))
+        placed.append(Placed(png, x, y, cue.start, cue.end, tuple(fitted[0]), fitted[1]))
     return placed
