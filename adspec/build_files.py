@@ -240,8 +240,8 @@ class BeatInputs:
     type: str
     duration: int
     clips: tuple[int, ...]  # clip lengths of its chunks; the last one is trimmed
-    image_prompt: str
-    motion_prompt: str
+    image_prompt: str | None  # None: your own still or footage (nothing asked with it)
+    motion_prompt: str | None  # None: your own footage
     aspect_ratio: str
     width: int
     height: int

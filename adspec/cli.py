@@ -49,8 +49,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     for ad, spec_path in _specs_for(args.names):
         plan = plan_ad(ad, spec_path, force=args.force)
-        beats = resolve_ad(ad, spec_path).beats_path
-        print(f"{ad}: {len(plan.beats)} beats, {plan.duration} s -> {beats}")
+        resolved = resolve_ad(ad, spec_path)
+        where = f"the inline beats of {spec_path}" if resolved.spec.beats is not None else str(resolved.beats_path)
+        print(f"{ad}: {len(plan.beats)} beats, {plan.duration} s -> {where}")
     return 0
 
 

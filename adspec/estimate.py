@@ -346,18 +346,19 @@ class _Estimator:
                 return False
         stale = False
         for k in range(beat.chunk_count):
-            req = video_request(ad, inputs, k, paths)
             chunk = paths.chunk(beat.id, k)
-            if inputs.footage:  # your own footage: local, needs no first frame
+            if inputs.footage:  # your own footage: local, needs no first frame (nor a prompt)
                 recipe = beat_video_recipe(self.ctx, ad, inputs, k, paths)
                 state = self._state(recipe, chunk)
                 note = "your own footage"
             elif first is not None:
+                req = video_request(ad, inputs, k, paths)
                 recipe = self.ctx.media_for(inputs).video_recipe(dataclasses.replace(req, first_frame=first))
                 state = self._state(recipe, chunk)
                 note = ""
             else:
                 dummy = Path(__file__)  # any file: its hash is replaced by the symbol of its producer
+                req = video_request(ad, inputs, k, paths)
                 recipe = self.ctx.media_for(inputs).video_recipe(dataclasses.replace(req, first_frame=dummy))
                 symbolic = any(v.path == dummy for v in recipe.files.values())
                 recipe = dataclasses.replace(recipe, files={

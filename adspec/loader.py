@@ -41,6 +41,7 @@ from .spec import (
     on_screen_issues,
     placement_misfits,
     prompt_issues,
+    prompt_presence_issues,
     spec_issues,
     voiceover_issues,
 )
@@ -309,14 +310,24 @@ def _locate(loc: Loc, lines: dict[Loc, int]) -> int | None:
     return None
 
 
+def _misspelt(e: ValidationError, model: type[BaseModel], lines: dict[Loc, int]) -> set[Loc]:
+    """The fields an unknown field was meant as (`promt` -> ("prompt",)): a misspelt field is one
+    mistake, its "unknown field (did you mean 'prompt'?)" says it; the "prompt: is required" it
+    leaves behind (pydantic's, or a check's) would be a second line for it."""
+    return {(*loc[:-1], meant) for err in e.errors(include_url=False)
+            if err["type"] == "extra_forbidden" and (loc := _trim_loc(tuple(err["loc"]), lines, err["type"]))
+            and (meant := meant_field(model, loc)) is not None}
+
+
+def _not_misspelt(issues: list[Issue], misspelt: set[Loc]) -> list[Issue]:
+    return [(loc, msg) for loc, msg in issues if not (msg.startswith("is required") and tuple(loc) in misspelt)]
+
+
 def _validation_errors(e: ValidationError, model: type[BaseModel], lines: dict[Loc, int], shown: str) -> list[SpecError]:
     out: list[SpecError] = []
     seen: set[Loc] = set()
     errors = [(err, _trim_loc(tuple(err["loc"]), lines, err["type"])) for err in e.errors(include_url=False)]
-    # a misspelt field is one mistake: its "unknown field (did you mean 'prompt'?)" says it; the
-    # "prompt: is required" it leaves behind would be a second line for it
-    misspelt = {(*loc[:-1], meant) for err, loc in errors
-                if err["type"] == "extra_forbidden" and loc and (meant := meant_field(model, loc)) is not None}
+    misspelt = _misspelt(e, model, lines)
     for err, loc in errors:
         if loc in seen or (err["type"] == "missing" and loc in misspelt):
             continue  # a union reports once per member (keep the first); a misspelling once, as unknown
@@ -434,6 +445,7 @@ def _partial_beat_issues(value: dict[str, Any], spec: Spec | None, what: str = "
         return []
     pairs = [(raw.get("id"), raw.get("duration")) if isinstance(raw, dict) else (None, None) for raw in raw_beats]
     issues: list[Issue] = beat_list_issues(pairs, spec.duration if spec else None, ("beats",), what)
+    issues += prompt_presence_issues(raw_beats, ("beats",))
     if spec is None:
         return issues
     for i, raw in enumerate(raw_beats):
@@ -513,12 +525,14 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
     schema_errors: list[SpecError] = []
     unsure: set[str] = set()
     failed: set[str] = set()
+    misspelt: set[Loc] = set()
     spec: Spec | None
     try:
         spec = Spec.model_validate(value, context={SKIP_CROSS_CHECKS: True}, by_name=False)
     except ValidationError as e:
         # every error at once: the checks that need a valid spec still run on what did parse
         schema_errors = _validation_errors(e, Spec, lines, shown)
+        misspelt = _misspelt(e, Spec, lines)
         spec, unsure = _partial(Spec, value, e)
         failed = {str(err["loc"][0]) for err in e.errors(include_url=False) if err["loc"]}
     except Exception as e:  # a validator tripped on something unforeseen: still one clean line
@@ -542,7 +556,7 @@ def parse_spec_text(data: bytes | str, shown: str, spec_path: str | Path | None 
     except Exception as e:
         issues = [((), f"cannot validate: {type(e).__name__}: {e}")]
     if schema_errors:
-        issues = [(loc, msg) for loc, msg in issues if not (loc and str(loc[0]) in unsure)]
+        issues = [(loc, msg) for loc, msg in _not_misspelt(issues, misspelt) if not (loc and str(loc[0]) in unsure)]
     errors += _merge(schema_errors, _issues_to_errors(issues, lines, shown))
     return (spec if not errors else None), errors
 
@@ -566,7 +580,8 @@ def beat_file_errors_text(data: bytes | str, shown: str, spec: Spec | None = Non
         bf = BeatFile.model_validate(value, context={SKIP_CROSS_CHECKS: True}, by_name=False)
     except ValidationError as e:
         schema_errors = _validation_errors(e, BeatFile, lines, shown)
-        return None, _merge(duplicates + schema_errors, _issues_to_errors(_partial_beat_issues(value, spec), lines, shown))
+        issues = _not_misspelt(_partial_beat_issues(value, spec), _misspelt(e, BeatFile, lines))
+        return None, _merge(duplicates + schema_errors, _issues_to_errors(issues, lines, shown))
     except Exception as e:
         return None, [SpecError(shown, None, None, f"cannot validate: {type(e).__name__}: {e}")]
     try:

@@ -13,12 +13,19 @@ from .providers.base import ImageRequest, MusicRequest, VideoRequest
 from .registry import ChunkReferences, chunk_references, load_registry, spec_resolution_for
 
 
+def _sent(prompt: str | None, beat: BeatInputs, field: str) -> str:
+    """A prompt that is sent: the spec checks require it of every beat a request is made for."""
+    if prompt is None:
+        raise ValueError(f"beat '{beat.id}' has no {field}: a request is made for it")  # a bug: the checks let it through
+    return prompt
+
+
 def image_request(ad: str, beat: BeatInputs) -> ImageRequest:
     return ImageRequest(
         ad=ad,
         beat_id=beat.id,
         beat_type=beat.type,
-        prompt=beat.image_prompt,
+        prompt=_sent(beat.image_prompt, beat, "image_prompt"),
         model=beat.image_model,
         aspect_ratio=beat.aspect_ratio,
         width=beat.width,
@@ -59,7 +66,7 @@ def video_request(ad: str, beat: BeatInputs, index: int, paths: AdPaths) -> Vide
         ad=ad,
         beat_id=beat.id,
         index=index,
-        prompt=beat.motion_prompt,
+        prompt=_sent(beat.motion_prompt, beat, "motion_prompt"),
         model=entry.name,
         seconds=beat.clips[index],
         aspect_ratio=beat.aspect_ratio,

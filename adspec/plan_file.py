@@ -60,8 +60,8 @@ class PlannedBeat:
     type: str
     start: int
     duration: int
-    image_prompt: str  # rendered: spec variables filled in
-    motion_prompt: str
+    image_prompt: str | None  # rendered: spec variables filled in (None: your own still or footage needs none)
+    motion_prompt: str | None  # (None: your own footage needs none)
     clips: tuple[int, ...]  # clip lengths of its chunks; the last one is trimmed
     voiceover: str | None = None  # the spoken line, rendered (None: a silent beat)
     on_screen: str | None = None  # the super drawn over the beat, rendered (None: none)

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 
 from .languages import all_texts
 from .library import Library, load_library
-from .spec import Beat, BeatPlan, Issue, Spec, word_count
+from .spec import Beat, BeatPlan, Issue, Spec, prompt_presence_issues, word_count
 
 __all__ = ["plan_shaping_fields", "fit_clips", "clip_waste", "plan_waste", "validate_plan", "plan_problems", "located_plan_problems"]
 
@@ -164,5 +164,8 @@ def located_plan_problems(beats: Sequence[Beat], duration: int | None, library: 
 def plan_problems(plan: BeatPlan, duration: int | None, library: Library | None = None) -> list[str]:
     """Every way `plan` breaks the library's rules for an ad of `duration` seconds (None: any
     length), as readable one-line messages (empty when it is fine). The LLM planner feeds these
-    back when it re-asks; the offline planner's plans keep them by construction."""
-    return [message for _, message in located_plan_problems(plan.beats, duration, library)]
+    back when it re-asks; the offline planner's plans keep them by construction. A planner writes
+    both prompts of every beat (its beats have no media of a person's)."""
+    missing = [f"beats.{loc[1]} '{plan.beats[int(loc[1])].id}': {loc[2]} {message}"
+               for loc, message in prompt_presence_issues(plan.beats, ("beats",))]
+    return [message for _, message in located_plan_problems(plan.beats, duration, library)] + missing

@@ -257,17 +257,24 @@ def asset_role(name: str, value: "str | Asset") -> str | None:
 class Beat(Strict):
     """One beat of the ad: a storyboard image, then image-to-video chunks from it."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True, populate_by_name=True,
+                              json_schema_extra={"allOf": [
+                                  {"if": {"not": {"required": ["footage"]}}, "then": {"required": ["motion_prompt"]}},
+                                  {"if": {"not": {"anyOf": [{"required": ["footage"]}, {"required": ["image"]}]}},
+                                   "then": {"required": ["image_prompt"]}}]})
 
     id: Slug = Field(description="stable, unique slug; names the beat's targets (lower-case letters, digits, '-')")
     type: str = Field(max_length=40, description="one of the library's beat types (purpose and seconds in each one's description)",
                       json_schema_extra=_enum(_beat_types()))
     duration: int = Field(ge=1, le=60, description="whole seconds; within the beat type's range")
-    # words, not only spaces: a prompt of spaces would be sent (and paid for) as it is
-    image_prompt: str = Field(min_length=1, max_length=2000, pattern=WORDS_RE,
-                              description="what the storyboard image shows; may use {{ var }}, {{ brand }}, {{ product }}…")
-    motion_prompt: str = Field(min_length=1, max_length=1000, pattern=WORDS_RE,
-                               description="the camera and motion of the beat's video")
+    # words, not only spaces: a prompt of spaces would be sent (and paid for) as it is. Required
+    # but where nothing is sent (see prompt_presence_issues): JSON Schema's `allOf` below says so
+    image_prompt: str | None = Field(None, min_length=1, max_length=2000, pattern=WORDS_RE,
+                                     description="what the storyboard image shows; may use {{ var }}, {{ brand }}, "
+                                                 "{{ product }}… (not needed with your own `image:` or `footage:`)")
+    motion_prompt: str | None = Field(None, min_length=1, max_length=1000, pattern=WORDS_RE,
+                                      description="the camera and motion of the beat's video (not needed with your "
+                                                  "own `footage:`)")
     voiceover: _text(500) | None = Field(  # type: ignore[valid-type]
         None, description="the words spoken during this beat ({{ var }} allowed; or a map language -> text); "
                           "keep to the word budget")
@@ -334,7 +341,25 @@ def listed_twice(names: Sequence[Any], base: Loc) -> list[Issue]:
 
 
 def _beats_issues(beats: list[Beat], duration: int | None, base: Loc, what: str) -> list[Issue]:
-    return beat_list_issues([(b.id, b.duration) for b in beats], duration, base, what)
+    return beat_list_issues([(b.id, b.duration) for b in beats], duration, base, what) + prompt_presence_issues(beats, base)
+
+
+def prompt_presence_issues(beats: Sequence[Beat | dict[str, Any]], base: Loc) -> list[Issue]:
+    """The prompts a beat needs: what is sent for it. Your own still needs no image prompt (its
+    video is asked from it with the motion prompt); your own footage needs neither. Beats as
+    validated, or as written (a file with schema errors: every beat's missing prompt is said)."""
+    issues: list[Issue] = []
+    for i, beat in enumerate(beats):
+        if not isinstance(beat, (Beat, dict)):
+            continue
+        written = beat if isinstance(beat, dict) else beat.model_dump(by_alias=True)
+        if written.get("footage") is None and written.get("motion_prompt") is None:
+            issues.append(((*base, i, "motion_prompt"), "is required: the beat's video is asked for with it (a beat "
+                                                        "of your own `footage:` needs none)"))
+        if written.get("footage") is None and written.get("image") is None and written.get("image_prompt") is None:
+            issues.append(((*base, i, "image_prompt"), "is required: the storyboard image is asked for with it (a beat "
+                                                       "of your own `image:` or `footage:` needs none)"))
+    return issues
 
 
 def beat_list_issues(beats: Sequence[tuple[Any, Any]], duration: int | None, base: Loc, what: str) -> list[Issue]:
@@ -461,7 +486,9 @@ class BeatFile(Strict):
             return self
         issues = _beats_issues(self.beats, None, ("beats",), "the beats")
         if issues:
-            raise ValueError(issues[0][1])
+            loc, message = issues[0]
+            where = ".".join(str(p) for p in loc)
+            raise ValueError(f"{where}: {message}" if where else message)
         return self
 
 
@@ -506,8 +533,9 @@ def prompt_context(spec: Spec) -> dict[str, Any]:
     return ctx
 
 
-def render_beat_prompts(beat: Beat, spec: Spec, source: str | Path = "<beats>") -> tuple[str, str]:
-    """(image_prompt, motion_prompt) of `beat` with its placeholders filled from `spec`.
+def render_beat_prompts(beat: Beat, spec: Spec, source: str | Path = "<beats>") -> tuple[str | None, str | None]:
+    """(image_prompt, motion_prompt) of `beat` with its placeholders filled from `spec` (None: not
+    written, as a beat of your own media may leave them).
 
     Raises SpecError naming `source` (the beat file, or the spec for inline beats), the beat's id
     and the field."""
@@ -515,10 +543,11 @@ def render_beat_prompts(beat: Beat, spec: Spec, source: str | Path = "<beats>") 
         ctx = prompt_context(spec)
     except TemplateProblem as e:
         raise SpecError(source, None, None, f"the spec's text fields do not render: {e}") from None
-    out = []
+    out: list[str | None] = []
     for field in ("image_prompt", "motion_prompt"):
+        written = getattr(beat, field)
         try:
-            out.append(" ".join(render_template(getattr(beat, field), ctx).split()))
+            out.append(None if written is None else " ".join(render_template(written, ctx).split()))
         except TemplateProblem as e:
             raise SpecError(source, None, f"beats.{beat.id}.{field}", str(e)) from None
     return out[0], out[1]
@@ -749,7 +778,7 @@ def prompt_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
     for i, beat in enumerate(beats):
         for field in ("image_prompt", "motion_prompt"):
             try:
-                render_template(getattr(beat, field), ctx)
+                render_template(getattr(beat, field) or "", ctx)
             except TemplateProblem as e:
                 issues.append(((*base, i, field), f"beat '{beat.id}': {e}"))
     return issues

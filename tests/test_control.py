@@ -206,6 +206,8 @@ def own_media_project(project: Project) -> dict:
     spec["beats"][0]["image"] = "assets/green.png"
     spec["beats"][1]["footage"] = "assets/clip.mp4"
     spec["beats"][1]["from"] = 3
+    # nothing is asked with the still's image prompt nor the footage's prompts: they need none
+    del spec["beats"][0]["image_prompt"], spec["beats"][1]["image_prompt"], spec["beats"][1]["motion_prompt"]
     return spec
 
 
@@ -224,6 +226,7 @@ def test_a_beat_of_its_own_still_or_footage_gets_no_image_model_for_what_it_show
     said = project.adspec("estimate").stdout  # the hook's first frame is the still, not a model's picture
     assert "chunk:zip/hook/0" in said and "its first frame is your own still" in said, said
     spec["beats"][0].pop("image")  # the same beat asking its storyboard of the image model: chosen
+    spec["beats"][0]["image_prompt"] = "A bottle on a rock"
     project.write_spec("zip", spec)
     notes = json.loads(project.adspec("estimate", "--json").stdout)["ads"][0]["notes"]
     assert [n for n in notes if "chosen for" in n and n.startswith("hook: ")], notes

@@ -249,3 +249,15 @@ def test_check_plan_rules():
     errors = check_plan(bad, lib, 30)
     assert any("first" in e or "open" in e for e in errors) and any("last" in e or "end" in e for e in errors)
     assert any("add up" in e for e in check_plan(good, lib, 31))
+
+
+def test_a_planned_beat_without_a_prompt_is_sent_back() -> None:
+    """Only a person's own media goes without prompts: a planner's beat (never of own media) that
+    left one out is a rule it broke, said back to it on the re-ask, not a request made without it."""
+    lib = load_library()
+    fake_body = {"messages": [{"role": "user", "content": OpenAIPlanner().plan_recipe(request(30)).params["messages"][1]["content"]}]}
+    data = default_plan(fake_body)
+    del data["beats"][1]["motion_prompt"]
+    errors = check_plan(BeatPlan.model_validate(data), lib, 30)
+    assert errors == [f"beats.1 '{data['beats'][1]['id']}': motion_prompt is required: the beat's video is asked for "
+                      "with it (a beat of your own `footage:` needs none)"], errors

@@ -105,6 +105,14 @@ def _library_json(lib: Any) -> list[dict[str, Any]]:
     return rows
 
 
+_PLANNED_PROMPTS = {
+    "image_prompt": {"description": "what the storyboard image shows; may use {{ var }}, {{ brand }}, {{ product }}…",
+                     "pattern": "\\S", "title": "Image Prompt", "type": "string"},
+    "motion_prompt": {"description": "the camera and motion of the beat's video", "pattern": "\\S",
+                      "title": "Motion Prompt", "type": "string"},
+}
+
+
 def plan_schema(beat_types: list[str]) -> dict[str, Any]:
     """BeatPlan's strict JSON schema as OpenAI wants it, with the library's types as an enum."""
     schema = to_strict_json_schema(BeatPlan)
@@ -129,6 +137,10 @@ def plan_schema(beat_types: list[str]) -> dict[str, Any]:
             beat_def["required"].remove(name)
     for name in [k for k in schema["$defs"] if k in ("BeatModels",)]:
         schema["$defs"].pop(name)
+    # a planner writes both prompts of every beat (only a person's own media goes without): as
+    # they were asked for before that, so the request, and every unplanned ad's key, stay the same
+    beat_def.pop("allOf", None)
+    beat_def["properties"].update(_PLANNED_PROMPTS)
     props = schema["$defs"]["Beat"]["properties"]
     props["type"]["enum"] = list(beat_types)
     for name in ("voiceover", "on_screen"):  # a planner writes plain strings: maps of languages are a person's
