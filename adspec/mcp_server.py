@@ -59,10 +59,49 @@ def _error(e: Exception) -> Any:
     return _failed({"ok": False, "error": text, "field": field})
 
 
+def argument_problem(tool: str, takes: dict[str, Any], model: Any, arguments: dict[str, Any]) -> dict[str, Any] | None:
+    """adspec's error object for arguments a tool does not take or cannot read (None: fine): an
+    unknown one was ignored (`timeout: 30` for `timeout_s` waited 900 s) and a bad one said in
+    the SDK's pydantic text, unlike every other failure of these tools."""
+    import difflib
+
+    from pydantic import ValidationError
+
+    from .spec_checks import field_message
+
+    names = list(takes)
+    for key in arguments:
+        if key not in takes:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            return {"ok": False, "error": f"{tool}: unknown argument '{key}'{hint}; it takes: {', '.join(names) or 'none'}",
+                    "field": key}
+    try:
+        model.model_validate(arguments)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        loc = tuple(err["loc"])
+        where = ".".join(str(p) for p in loc)
+        return {"ok": False, "error": f"{tool}: {where}: {field_message(err, model, loc)}", "field": where}
+    return None
+
+
+class _CheckedServer(MCPServer):
+    """An MCPServer whose tools answer wrong arguments with adspec's error object."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            problem = argument_problem(name, tool.parameters.get("properties", {}), tool.fn_metadata.arg_model, arguments)
+            if problem is not None:
+                return _failed(problem)
+        return await super().call_tool(name, arguments, context)
+
+
 def create_server() -> MCPServer:
     """The MCP server over the project in the working directory (ADSPEC_SPECS etc. apply)."""
     from .serve import live, project
-    from .serve.builds import DONE, FAILED, QUEUED, BuildQueue, estimate_ad
+    from .serve.builds import DONE, FAILED, QUEUED, RUNNING, BuildQueue, estimate_ad
 
     settings = load_settings()
     queue = BuildQueue(Path.cwd(), settings=settings)
@@ -74,7 +113,7 @@ def create_server() -> MCPServer:
             queue.start()
             started = True
 
-    server = MCPServer("adspec", instructions=INSTRUCTIONS, version=__version__)
+    server = _CheckedServer("adspec", instructions=INSTRUCTIONS, version=__version__)
 
     @server.tool()
     def list_ads() -> dict[str, Any]:
@@ -169,8 +208,10 @@ def create_server() -> MCPServer:
             while (r := queue.get(ad)) is not None and r.state == QUEUED and time.time() < deadline:
                 await anyio.sleep(0.05)
         run = queue.get(ad)
+        # a build of the ad that was running when asked: this one follows it (said, not "started")
+        behind = run is not None and (run.state == QUEUED or (run.state == RUNNING and run.again))
         v = live.seed_status(settings, queue, ad)
-        out = {"ok": run is not None and run.state != FAILED, "ad": ad, "started": True,
+        out = {"ok": run is not None and run.state != FAILED, "ad": ad, "started": not behind, "queued": behind,
                "estimate_usd": est["total_usd"], "budget_usd": est["budget_usd"], "state": v["status"],
                "done": run is not None and run.state == DONE, "timed_out": wait and queue.busy(ad),
                "final": f"build/{ad}/final.mp4" if v["final_video_url"] else None, "error": v["error"]}

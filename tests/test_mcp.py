@@ -54,6 +54,18 @@ def test_mcp_over_stdio_list_estimate_build_status_edit(project: Project) -> Non
             assert any(t["target"] == "storyboard:zip/hook" for t in est["targets"])
             never = await _call(client, "build", ad="zip", timeout_s=-5, failing=True)  # was taken: no wait at all
             assert never["field"] == "timeout_s", never
+            # an argument it does not take was ignored (`timeout` waited the default 900 s), a bad one
+            # said in the SDK's text: adspec's error object, as every other failure
+            typo = await _call(client, "build", ad="zip", timeout=30, failing=True)
+            assert typo == {"ok": False, "field": "timeout",
+                            "error": "build: unknown argument 'timeout' (did you mean 'timeout_s'?); it takes: ad, wait, "
+                                     "timeout_s"}, typo
+            wrong = await _call(client, "estimate", ad=5, failing=True)
+            assert wrong == {"ok": False, "field": "ad", "error": "estimate: ad: must be text (got 5)"}, wrong
+            first = await _call(client, "build", ad="zip", wait=False)
+            assert first["started"] is True and first["queued"] is False, first
+            second = await _call(client, "build", ad="zip", wait=False)  # while the first runs: it follows it
+            assert second["started"] is False and second["queued"] is True, second
             built = await _call(client, "build", ad="zip")
             assert built["ok"] and built["done"] and built["final"] == "build/zip/final.mp4", built
             assert built["timed_out"] is False
