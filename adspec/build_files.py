@@ -526,7 +526,7 @@ class AdStatus:
     REBUILT: ClassVar[str] = "the next doit starts it afresh"
 
     ad: str
-    state: str | None = None  # running, done, waiting (for approval), failed, interrupted, ignored, cleaned
+    state: str | None = None  # running, done, waiting (for approval), partial (some targets), failed, interrupted, ignored, cleaned
     phase: str | None = None
     progress_pct: float = 0.0
     ignored: tuple[str, ...] = ()

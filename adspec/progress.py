@@ -221,9 +221,12 @@ class AdspecReporter:
         # `doit ignore`d work is settled too (not "running 76 %" forever); an ad whose final was
         # ignored is "ignored", not "done"
         # and one whose videos wait for approval (its mix a stand-in) is "waiting", not "done"
+        # and a run of some of its targets (`doit voice:zip`: no mix among them) is "partial": its
+        # final was not made by it (read as "done" with no final, it said "cleaned")
+        partial = task_name("mix", s.ad) not in s.names
         state = "failed" if failed and not s.running else (
-            ("ignored" if f"mix:{s.ad}" in s.ignored else ("waiting" if s.waiting else "done")) if finished
-            else ("interrupted" if s.stopped else "running"))
+            ("ignored" if f"mix:{s.ad}" in s.ignored else ("waiting" if s.waiting else "partial" if partial else "done"))
+            if finished else ("interrupted" if s.stopped else "running"))
         tasks = TaskCounts(total=total, done=done, run=len(s.executed), up_to_date=len(s.uptodate), failed=len(s.failed))
         chunk_counts = ChunkCounts(done=len([c for c in chunks if c in s.done - s.stood_in]), total=len(chunks),
                                    current=tuple(c.split(":", 1)[1] for c in chunks if c in s.running))
@@ -237,8 +240,11 @@ class AdspecReporter:
             last_error = LastError(task=task, message=message, time=now_iso())
 
         def change(d: AdStatus) -> None:
+            if state == "partial" and not s.executed and d.state in ("done", "waiting", "ignored", "partial"):
+                return  # some of its targets, all up to date: the ad is as the last run left it
             d.state, d.ignored, d.progress_pct = state, tuple(ignored), round(s.pct, 1)
-            d.phase = "waiting" if state == "waiting" else s.phase
+            d.phase = ("waiting" if state == "waiting" else
+                       PHASE_OF.get(s.last_kind, s.last_kind) if state == "partial" else s.phase)
             d.tasks, d.chunks, d.running = tasks, chunk_counts, dict(running)
             d.artifacts = dict(sorted(s.artifacts.items()))
             d.run, d.pid, d.started_at, d.run_cost = self.run_id, os.getpid(), now_iso(self.started), run_cost

@@ -6,7 +6,7 @@ reader sees valid, complete JSON at every moment.
 
 status.json is read and written through `adspec.build_files.AdStatus` (versioned; one of another
 version or damaged is started afresh):
-    {"version", "ad", "state": "running"|"done"|"waiting"|"failed"|"interrupted"|"ignored"|"cleaned", "phase",
+    {"version", "ad", "state": "running"|"done"|"waiting"|"partial"|"failed"|"interrupted"|"ignored"|"cleaned", "phase",
      "progress_pct", "ignored", "tasks": {"total", "done", "run", "up_to_date", "failed"},
      "chunks": {"done", "total", "current"}, "running": {task: {"since", "provider_status", "status_since"}},
      "cost": {"spent_usd", "saved_usd", "total_usd", "run_spent_usd", "run_saved_usd"},
@@ -177,7 +177,7 @@ def print_table(statuses: list[AdStatus], file: Any = None) -> None:
     for c in cols:
         table.add_column(headers.get(c, c), overflow="fold")
     for r in rows:
-        style = {"failed": "red", "interrupted": "red", "done": "green", "waiting": "yellow", "running": "yellow"}.get(r["state"])
+        style = {"failed": "red", "interrupted": "red", "done": "green", "waiting": "yellow", "running": "yellow", "partial": "yellow"}.get(r["state"])
         table.add_row(*[r[c] for c in cols], style=style)
     console.print(table)
 
@@ -188,7 +188,7 @@ START_GRACE_S = 5.0
 
 def watch(build_dir: Path, ad: str, *, interval: float = 1.0, timeout: float | None = None, file: Any = None) -> int:
     """Follow one ad until its run finishes: one line per change; exit 0 when done (or waiting for
-    approval, or ignored), 1 when it failed or nothing runs it (interrupted, killed, cleaned). An ad
+    approval, or ignored, or the targets asked were built: partial), 1 when it failed or nothing runs it (interrupted, killed, cleaned). An ad
     with no status yet is waited for (a build about to start), and so is one that already reads as
     finished when the watch starts, for `START_GRACE_S` (`doit & adspec status --watch AD`: the state
     first read may be the last run's, before the new run writes its own)."""
@@ -211,7 +211,7 @@ def watch(build_dir: Path, ad: str, *, interval: float = 1.0, timeout: float | N
                 print(line, file=out, flush=True)
                 last = line
             settled = seen_running or time.time() - start >= START_GRACE_S
-            if settled and d.state in ("done", "waiting", "ignored") and not d.running:
+            if settled and d.state in ("done", "waiting", "ignored", "partial") and not d.running:
                 return 0
             if settled and d.state in ("failed", "interrupted", "cleaned"):  # nothing runs: it will not finish
                 return 1

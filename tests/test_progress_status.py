@@ -79,15 +79,32 @@ def test_status_json_is_valid_at_every_moment_of_a_build(project: Project) -> No
 def test_a_run_of_some_tasks_leaves_an_ad_done(project: Project) -> None:
     """`doit mix` after a build runs the mix's own chain only: the ad is still "done", not
     "interrupted" for the checks and report that run never asked about."""
-    project.write_spec("zip", small_spec(duration=8))
+    spec = small_spec(duration=8)
+    project.write_spec("zip", spec)
     project.doit()
-    for args in (("mix",), ("stitch:zip",)):
-        project.doit(*args, ADSPEC_FAST_NOOP="0")  # asked, not replayed: the reporter sees the run
-        d = json.loads((project.build / "zip" / "status.json").read_text())
-        assert d["state"] == "done" and d["phase"] == "done" and d["progress_pct"] == 100, (args, d)
-        assert d["tasks"]["done"] == d["tasks"]["total"] < 10, (args, d["tasks"])
+    project.doit("mix", ADSPEC_FAST_NOOP="0")  # asked, not replayed: the reporter sees the run
+    d = json.loads((project.build / "zip" / "status.json").read_text())
+    assert d["state"] == "done" and d["phase"] == "done" and d["progress_pct"] == 100, d
+    assert d["tasks"]["done"] == d["tasks"]["total"] < 10, d["tasks"]
+    project.doit("stitch:zip", ADSPEC_FAST_NOOP="0")  # some of its targets, all up to date: left as it was
+    after = json.loads((project.build / "zip" / "status.json").read_text())
+    assert {**after, "updated_at": None} == {**d, "updated_at": None}, after
     shown = project.adspec("status")
     assert shown.returncode == 0 and "interrupted" not in shown.stdout and "done" in shown.stdout, shown.stdout
+
+    # some of its targets made again (its final now behind them): "partial", not "done" (nor, read
+    # with its final there or not, "cleaned" at 0 %)
+    spec["beats"][1]["motion_prompt"] = "tilt up"
+    project.write_spec("zip", spec)
+    project.doit("stitch:zip")
+    d = json.loads((project.build / "zip" / "status.json").read_text())
+    assert (d["state"], d["phase"]) == ("partial", "stitch"), d
+    (project.build / "zip" / "final.mp4").unlink()
+    shown = json.loads(project.adspec("status", "--json", "zip").stdout)[0]
+    assert shown["state"] == "partial" and shown["progress_pct"] == 100, shown
+    assert project.adspec("status", "--watch", "zip").returncode == 0  # the run asked for is over: not a failure
+    project.doit()
+    assert json.loads((project.build / "zip" / "status.json").read_text())["state"] == "done"
 
 
 def test_the_watch_ends_when_nothing_runs_and_status_names_only_ads(project: Project) -> None:

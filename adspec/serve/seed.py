@@ -60,7 +60,7 @@ class GenerateResponse(BaseModel):
 
 class StatusResponse(BaseModel):
     video_id: str
-    status: str = Field(description="queued | running | done | waiting (for approval) | failed | not built, or interrupted | ignored | cleaned as `adspec status` says")
+    status: str = Field(description="queued | running | done | waiting (for approval) | failed | not built, or partial | interrupted | ignored | cleaned as `adspec status` says")
     progress: float = Field(description="percent of the build's tasks done, 0-100")
     current_phase: str | None
     animatic_urls: list[str] = Field(description="the storyboard frames built so far, in beat order")
