@@ -242,6 +242,13 @@ def test_bad_requests_are_4xx_json_naming_the_field(project: Project) -> None:
         assert server.get("/files/zip/probe.json", headers={"Range": "bytes=0-0"}).content == b"{"
         head = server.http.head("/files/zip/probe.json")  # was 405: `curl -I`, download tools ask HEAD first
         assert head.status_code == 200 and head.headers["content-length"] == "2" and head.content == b"", head
+        # asked again with the ETag it was given: 304, no body (it sent the whole file every time)
+        etag = head.headers["etag"]
+        again = server.get("/files/zip/probe.json", headers={"If-None-Match": f'"other", W/{etag}'})
+        assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag, again
+        (project.build / "zip" / "probe.json").write_text("{ }")  # changed: the new file, with its own tag
+        fresh = server.get("/files/zip/probe.json", headers={"If-None-Match": etag})
+        assert fresh.status_code == 200 and fresh.content == b"{ }" and fresh.headers["etag"] != etag, fresh
         # an event stream of no ad is a 404 before it starts (it was a 200 cut short, a traceback in the log)
         r = server.get("/api/ads/nope/events")
         assert r.status_code == 404 and r.json()["field"] == "ad", r.text

@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -55,6 +55,14 @@ def _body_model(request: Request) -> type[BaseModel] | None:
 def _field_of(loc: tuple[Any, ...]) -> str | None:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or (str(loc[0]) if loc else None)
+
+
+def _not_modified(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110's weak comparison of If-None-Match against the file's ETag (`*` matches any)."""
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag.removeprefix("W/") in tags
 
 
 def _check_range(request: Request, target: Path) -> None:
@@ -229,7 +237,11 @@ def create_app(settings: Settings | None = None, *, token: str | None = None, wa
             raise api.ApiError(404, f"no file {path} under build/", "path")
         _check_range(request, target)
         media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        return FileResponse(target, media_type=media_type)
+        response = FileResponse(target, media_type=media_type, stat_result=os.stat(target))
+        if _not_modified(request.headers.get("if-none-match"), response.headers["etag"]):
+            # the page's storyboards, clips and finals asked again: the browser's copy is current
+            return Response(status_code=304, headers={k: response.headers[k] for k in ("etag", "last-modified")})
+        return response
 
     # HEAD (`curl -I`, download tools) answers as GET does, without the body (it was 405)
     app.add_api_route("/files/{path:path}", files, methods=["HEAD"], include_in_schema=False)
