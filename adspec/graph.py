@@ -309,7 +309,9 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
         "basename": task_name("timeline", ad),
         "doc": f"the cut of {ad} for editors -> build/{ad}/timeline.otio (OpenTimelineIO)",
         "actions": [(Reported(delivery.make_timeline), [ad])],
-        "file_dep": [str(paths.timeline), str(paths.speech), *voice_files] + ([] if plan.native_audio else [music]),
+        # the stitched video: it changes with the chunks, whose own lengths the timeline gives
+        "file_dep": [str(paths.timeline), str(paths.speech), str(paths.video), *voice_files]
+                    + ([] if plan.native_audio else [music]),
         "targets": [str(paths.timeline_otio)],
         "task_dep": [task_name("stitch", ad), task_name("music", ad), *[task_name("voice", ad, b.id) for b in plan.voiced]],
         "clean": True,

@@ -69,16 +69,38 @@ def _child(data: bytes, lo: int, hi: int, kind: bytes) -> tuple[int, int] | None
     return next(((a, b) for k, a, b in _boxes(data, lo, hi) if k == kind), None)
 
 
-def _video_stbl(moov: bytes) -> tuple[int, int] | None:
-    """The video track's sample table box (payload bounds in `moov`)."""
+def _video_mdia(moov: bytes) -> tuple[int, int] | None:
+    """The video track's media box (payload bounds in `moov`)."""
     for kind, ta, tb in _boxes(moov, 0, len(moov)):
         mdia = _child(moov, ta, tb, b"mdia") if kind == b"trak" else None
         hdlr = _child(moov, *mdia, b"hdlr") if mdia else None
-        if not mdia or not hdlr or moov[hdlr[0] + 8:hdlr[0] + 12] != b"vide":
-            continue
-        minf = _child(moov, *mdia, b"minf")
-        return _child(moov, *minf, b"stbl") if minf else None
+        if mdia and hdlr and moov[hdlr[0] + 8:hdlr[0] + 12] == b"vide":
+            return mdia
     return None
+
+
+def _video_stbl(moov: bytes) -> tuple[int, int] | None:
+    """The video track's sample table box (payload bounds in `moov`)."""
+    mdia = _video_mdia(moov)
+    minf = _child(moov, *mdia, b"minf") if mdia else None
+    return _child(moov, *minf, b"stbl") if minf else None
+
+
+def video_seconds(video: str | Path) -> float:
+    """The video track's length in seconds, from its media header (`mdhd`): nothing is decoded."""
+    moov = _moov(Path(video))
+    mdia = _video_mdia(moov)
+    mdhd = _child(moov, *mdia, b"mdhd") if mdia else None
+    if mdhd is None:
+        raise MediaError(f"{video}: no video track with a media header in the MP4")
+    at = mdhd[0]
+    if moov[at] == 1:  # version 1: 64-bit times
+        timescale, duration = struct.unpack(">IQ", moov[at + 20:at + 32])
+    else:
+        timescale, duration = struct.unpack(">II", moov[at + 12:at + 20])
+    if not timescale:
+        raise MediaError(f"{video}: its video track has no timescale")
+    return duration / timescale
 
 
 def keyframes(video: str | Path) -> list[int]:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .build_files import Speech, Timeline, read_model
-from .fsutil import write_text_atomic
+from .fsutil import write_if_changed
+from .mp4_table import video_seconds
 from .paths import AdPaths
 
 
@@ -56,8 +57,12 @@ def build_timeline(paths: AdPaths, ad: str) -> Any:
             if used <= 0:
                 break
             chunk = paths.chunk(beat.id, k)
-            video.append(otio.schema.Clip(name=f"{beat.id}/{k}", media_reference=_ref(otio, chunk, float(clip_seconds), fps),
-                                          source_range=span(0, used), metadata={"adspec": {"beat": beat.id, "chunk": k}}))
+            # the file's own length (an offline chunk is made only as long as it is shown; a live one
+            # is the model's whole clip): an editor relinking it sees the media as it is
+            have = video_seconds(chunk) if chunk.exists() else float(clip_seconds)
+            video.append(otio.schema.Clip(name=f"{beat.id}/{k}", media_reference=_ref(otio, chunk, have, fps),
+                                          source_range=span(0, min(used, have)),
+                                          metadata={"adspec": {"beat": beat.id, "chunk": k}}))
             left -= used
         video.markers.append(otio.schema.Marker(name=beat.id, marked_range=span(beat.start, beat.duration),
                                                 color=otio.schema.MarkerColor.RED))
@@ -90,5 +95,5 @@ def write_timeline(paths: AdPaths, ad: str) -> Path:
     import opentimelineio as otio
 
     text = otio.adapters.write_to_string(build_timeline(paths, ad), "otio_json")
-    write_text_atomic(paths.timeline_otio, text)
+    write_if_changed(paths.timeline_otio, text)  # the same cut (a caption style changed): left as it is
     return paths.timeline_otio

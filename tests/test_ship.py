@@ -296,6 +296,9 @@ def test_timeline_otio_loads_and_matches_the_final(project) -> None:
             path = c.media_reference.target_url.removeprefix("file://")
             assert Path(path).parent == (ad / "beats" / beat["id"]).resolve()
             assert c.source_range.duration.to_seconds() <= media.probe(path).duration + 0.05
+            # the media's own length (it gave the plan's clip length: a 6 s clip for an offline 3 s file)
+            have = c.media_reference.available_range.duration.to_seconds()
+            assert have == pytest.approx(media.probe(path).duration, abs=1 / 24), (c.name, have)
         used += clips
     # each beat's first clip starts where the beat starts in the final
     firsts = [next(c for c in used if c.name.startswith(b["id"] + "/")) for b in plan["beats"]]
@@ -308,6 +311,10 @@ def test_timeline_otio_loads_and_matches_the_final(project) -> None:
     music = timeline.tracks[2].find_clips()[0]
     assert music.source_range.duration.to_seconds() == pytest.approx(8)
     assert music.media_reference.target_url == (ad / "music.wav").resolve().as_uri()
+    # new chunks (another motion prompt; offline to live changes their lengths): the timeline follows
+    spec["beats"][1]["motion_prompt"] = "tilt up"
+    project.write_spec("zip", spec)
+    assert "timeline:zip" in executed_tasks(project.doit().stdout)
 
 
 # ---- provenance: C2PA inside the files ------------------------------------------------------
