@@ -135,6 +135,7 @@ def usage(root: Path, build_dirs: Iterable[Path]) -> dict[str, Any]:
         by_ad[NO_AD] = {"artifacts": len(rest), "bytes": sum(blobs[x] for x in rest)}
     for row in by_kind.values():
         row["paid_usd"] = round(row["paid_usd"], 6)
+    ledger = [x for x in ledger_lines(root) if _usd_of(x) > 0]
     return {
         "root": str(root),
         "artifacts": len(blobs),
@@ -146,6 +147,9 @@ def usage(root: Path, build_dirs: Iterable[Path]) -> dict[str, Any]:
         "pending_requests": len(pending),
         "by_kind": dict(sorted(by_kind.items())),
         "by_ad": by_ad,
+        # every payment this cache recorded (its ledger: failed calls that were billed too); what
+        # an ad's files cost is in its cost.json and `adspec status`
+        "ledger": {"paid_calls": len(ledger), "paid_usd": round(sum(_usd_of(x) for x in ledger), 6)},
     }
 
 
@@ -153,6 +157,10 @@ def render_usage(u: dict[str, Any]) -> str:
     lines = [f"cache {u['root']}: {human(u['artifact_bytes'])} in {u['artifacts']} artifacts; database "
              f"{human(u['database_bytes'])}, rejected outputs {human(u['rejected_bytes'])}, temporary "
              f"{human(u['temporary_bytes'])}; {u['lock_files']} lock files, {u['pending_requests']} pending requests"]
+    ledger = u.get("ledger") or {}
+    if ledger.get("paid_calls"):
+        lines.append(f"paid in all: {fmt_usd(ledger['paid_usd'])} for {ledger['paid_calls']} calls (the ledger, "
+                     "ledger.jsonl: every payment, failed calls that were billed too)")
     if u["by_kind"]:
         lines.append("by kind:")
         for kind, row in u["by_kind"].items():

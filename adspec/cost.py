@@ -151,6 +151,8 @@ def ad_artifacts(build_dir: Path, ad: str) -> list[Artifact]:
 
     if paths.plan.exists() and receipt_path(paths.plan).exists():
         add(task_name("plan", ad), "plan", paths.plan)
+    if paths.translation.exists() and receipt_path(paths.translation).exists():  # the plan's second paid call
+        add(task_name("plan", ad), "plan", paths.translation)
     plan = load_plan(paths)
     if plan is None:
         return out

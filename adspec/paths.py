@@ -88,6 +88,11 @@ class AdPaths:
         return self.root / "plan.json"
 
     @property
+    def translation(self) -> Path:
+        """The LLM planner's translation of the texts this ad's language lacks (with its receipt)."""
+        return self.root / "translation.json"
+
+    @property
     def plan_inputs(self) -> Path:
         """The stamp of what plan.json was made from (adspec.plan_step.inputs_stamp)."""
         return self.root / "plan.inputs"

@@ -35,7 +35,7 @@ from .cache import Fetched
 from .config import load_settings
 from .cost import guarded
 from .errors import MediaError, SpecError, raise_errors, shown_path
-from .fsutil import write_text_atomic
+from .fsutil import write_json_atomic, write_text_atomic
 from .hashing import sha256_bytes, sha256_file, sha256_file_memo, sha256_json
 from .languages import text_in
 from .library import LIBRARY_VERSION, load_library
@@ -302,13 +302,15 @@ def missing_texts(spec: Spec, beat_file: BeatFile, own: str) -> tuple[dict[str, 
     return texts, limits
 
 
-def translated(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, *, dry: bool = False
+def translated(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, *, dry: bool = False,
+               fetched_out: list[tuple[Recipe, Fetched, dict[str, Any]]] | None = None
                ) -> tuple[Spec, BeatFile, Recipe | None]:
     """The spec and beat file with every text the ad's language lacks translated by the LLM
     planner: one cached request per beat file and language (nothing written to the beat file;
     the request cache keeps the answer), and that request's recipe (None: nothing to translate,
     or the offline planner, which cannot translate: the texts stay missing and `resolve` names
-    each one). `dry`: only what the cache already holds (no request; an estimate prices the recipe)."""
+    each one). `dry`: only what the cache already holds (no request; an estimate prices the recipe).
+    `fetched_out` gets the request, what the cache or the planner gave, and the texts."""
     own = own_language(spec, spec_path)
     texts, limits = missing_texts(spec, beat_file, own)
     ctx = context()
@@ -326,6 +328,8 @@ def translated(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, *, dry
         fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, label), translation_verifier(label, set(texts)),
                                   suffix=".json", label=label, on_progress=on_progress(ad, task_name("plan", ad)))
         got = json.loads(fetched.path.read_bytes())
+        if fetched_out is not None:
+            fetched_out.append((recipe, fetched, got))
 
     def merged(value: Any, key: str) -> Any:
         if key not in got:
@@ -618,7 +622,8 @@ def plan_ad(ad: str, spec_path: Path, *, force: bool = False) -> AdPlan:
     asked: list[tuple[Recipe, Fetched]] = []
     spec, beat_file = ensure_beat_file(spec_path, force=force, fetched_out=asked, ad=ad)
     beats_path = beats_path_of(ad, spec_path)
-    spec, beat_file, _ = translated(ad, spec, spec_path, beat_file)
+    translation: list[tuple[Recipe, Fetched, dict[str, Any]]] = []
+    spec, beat_file, _ = translated(ad, spec, spec_path, beat_file, fetched_out=translation)
     plan = resolve(ad, spec, spec_path, beat_file, beats_path)
     paths = AdPaths.of(context().settings.build_dir, ad)
     write_plan_files(paths, plan)
@@ -626,6 +631,14 @@ def plan_ad(ad: str, spec_path: Path, *, force: bool = False) -> AdPlan:
         write_receipt(paths.plan, asked[0][0], asked[0][1], task_name("plan", ad))
     elif spec.beats is not None:  # inline beats: no planner made this plan
         receipt_path(paths.plan).unlink(missing_ok=True)
+    # the translation (a paid call of its own): its texts, and its receipt for the cost and the run
+    if translation:
+        recipe, fetched, got = translation[0]
+        write_json_atomic(paths.translation, {"language": spec.language, "texts": got})
+        write_receipt(paths.translation, recipe, fetched, task_name("plan", ad))
+    else:
+        for stale in (paths.translation, receipt_path(paths.translation)):
+            stale.unlink(missing_ok=True)
     write_text_atomic(paths.plan_inputs, inputs_stamp(spec_path, beats_path))
     return plan
 

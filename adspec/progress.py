@@ -268,12 +268,14 @@ class AdspecReporter:
         except OSError:
             pass
 
-    def _receipt(self, task: Any) -> Receipt | None:
-        for t in task.targets:
-            r = read_receipt(Path(t))
-            if r is not None:
-                return r
-        return None
+    def _receipts(self, task: Any) -> list[Receipt]:
+        """The receipts of what `task` made: its targets', and a plan's translation (a paid call
+        that is not a target: most ads have none)."""
+        files = [Path(t) for t in task.targets]
+        parts = split_task(task.name)
+        if parts is not None and parts[0] == "plan":
+            files.append(AdPaths.of(self.build_dir, parts[1]).translation)
+        return [r for r in (read_receipt(f) for f in files) if r is not None]
 
     def _reported(self, task: Any) -> None:
         """doit has said what became of `task` (the no-op stamp needs every asked task said)."""
@@ -331,9 +333,12 @@ class AdspecReporter:
             self._note_artifacts(s, task)
             self._note_waiting(s, task)
             if kind in PAID_KINDS:
-                r = self._receipt(task)
-                if r is not None and r.run == self.run_id:
-                    (s.hits if r.cache_hit else s.paid)[task.name] = float(r.cost_usd or 0.0)
+                mine = [r for r in self._receipts(task) if r.run == self.run_id]
+                for hit in (False, True):
+                    costs = [float(r.cost_usd or 0.0) for r in mine if bool(r.cache_hit) is hit]
+                    if costs:
+                        (s.hits if hit else s.paid)[task.name] = sum(costs)
+                if mine:
                     costmod.write_cost(self.build_dir, s.ad)
             if self._console is not None and task.actions:
                 extra = ""

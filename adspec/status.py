@@ -173,7 +173,10 @@ def print_table(statuses: list[AdStatus], file: Any = None) -> None:
     console.print("adspec status", highlight=False)  # a line of its own: rich pads a table's title to the table's width
     rows = [row(d) for d in statuses]
     cols = ["ad", "state", "rendered", "phase", "progress", "chunks", "spent", "saved", "now", "error"]
-    headers = {"spent": "spent (all runs)", "saved": "saved (all runs)"}  # a run's own is in its summary line
+    # what the requests behind its files now cost (cost.json): paid by the builds that made them, or
+    # served by the cache (after `doit clean`, all of it); a run's own is in its summary line, and
+    # every payment ever in the cache's ledger (`adspec cache du`)
+    headers = {"spent": "spent (its files)", "saved": "saved (its files)"}
     for c in cols:
         table.add_column(headers.get(c, c), overflow="fold")
     for r in rows:
@@ -203,7 +206,7 @@ def watch(build_dir: Path, ad: str, *, interval: float = 1.0, timeout: float | N
         if d is not None:
             r = row(d, times=False)
             line = f"{r['ad']}: {r['state']} {r['phase']} {r['progress']}" + (f" chunks {r['chunks']}" if r["chunks"] else "")
-            line += (f" this run spent {r['run_spent']} saved {r['run_saved']} (all runs: spent {r['spent']})"
+            line += (f" this run spent {r['run_spent']} saved {r['run_saved']} (its files: spent {r['spent']})"
                      + (f" | {r['now']}" if r["now"] else ""))
             if r["state"] == "failed" and r["error"]:
                 line += f" | {r['error']}"

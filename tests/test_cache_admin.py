@@ -87,6 +87,11 @@ def test_du_and_gc_keep_what_receipts_use_and_remove_the_rest(project: Project) 
         assert usage["by_ad"]["zip"]["bytes"] == sum(os.path.getsize(project.cache / "blobs" / s[:2] / s) for s in zip_blobs)
         assert usage["by_ad"]["(no receipt under build/)"]["artifacts"] == len({entries[k].sha256 for k in old} - zip_blobs)
         assert usage["lock_files"] > 0
+        # all the cache ever paid, both builds' requests: what `adspec status` no longer shows once
+        # an ad's files are others (it said "spent (all runs)" for its current files only)
+        billed = [x for x in project.ledger() if x["cost_usd"] > 0]
+        assert usage["ledger"] == {"paid_calls": len(billed), "paid_usd": round(sum(x["cost_usd"] for x in billed), 6)}
+        assert usage["ledger"]["paid_calls"] == paid  # one ledger line per create the fake billed
 
         # leftovers of a killed run, a blob nobody names, both a day old; and a lock a build holds
         day_ago = time.time() - 2 * 86400

@@ -476,8 +476,18 @@ def test_estimate_prices_a_language_variants_translation_once_per_beat_file_and_
         assert second[0]["action"] == "cache" and second[0]["usd"] == 0 and second[0]["key"] == first[0]["key"]
         assert openai.count == 0  # an estimate asks nothing
 
-        project.doit("plan:zip@de-1")  # the plan step translates (the one paid call)
+        out = project.doit("plan:zip@de-1").stdout  # the plan step translates (the one paid call)
         assert openai.count == 1
+        # and says it paid for it: the run, cost.json and the translation's receipt (it said $0.00)
+        import re
+
+        said = re.search(r"zip@de-1: .*spent \$([0-9.]+);", out)
+        assert said and float(said.group(1)) > 0, out
+        cost = json.loads((project.build / "zip@de-1" / "cost.json").read_text())
+        assert cost["phases"]["plan"]["spent_usd"] == cost["spent_usd"] == pytest.approx(float(said.group(1)), abs=1e-4)
+        texts = json.loads((project.build / "zip@de-1" / "translation.json").read_text())
+        assert texts["language"] == "de" and "beats.hook.voiceover" in texts["texts"], texts
+        assert json.loads((project.build / "zip@de-1" / "translation.receipt.json").read_text())["cache_hit"] is False
         after = estimate(project)
         again = [t for a in after["ads"] if a["ad"] == "zip@de-2" for t in a["targets"] if "translation" in t["note"]]
         assert [(t["action"], t["usd"]) for t in again] == [("cache", 0)] and after["total_usd"] == 0
