@@ -155,6 +155,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .checks import check_ad
     from .paths import AdPaths
     from .plan_file import load_plan
+    from .status import read_status
 
     settings = load_settings()
     failed = False
@@ -162,6 +163,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         paths = AdPaths.of(settings.build_dir, ad)
         if load_plan(paths) is None or not paths.final.is_file():
             print(f"{ad}: not built yet (run doit {ad})", file=sys.stderr)
+            failed = True
+            continue
+        status = read_status(settings.build_dir, ad)
+        behind = {"waiting": f"its videos wait for approval (adspec approve --list {ad})",
+                  "partial": f"its last run made some of its targets, not its final (doit {ad})"}
+        if status is not None and status.state in behind:  # a gate never passes an earlier cut
+            print(f"{ad}: final.mp4 is an earlier cut: {behind[status.state]}", file=sys.stderr)
             failed = True
             continue
         try:  # the placements the spec lists now (a placement added since the build is checked too)

@@ -161,6 +161,8 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
                      "height": info.height, "vcodec": info.vcodec, "acodec": info.acodec}
         except Exception:  # a broken file still gets a page that says so
             final = {"src": paths.final.name, "duration": None, "width": None, "height": None, "vcodec": None, "acodec": None}
+    # beats waiting for approval: a final still there is an earlier cut (the build leaves it), not this plan's
+    waiting = any(b["approval"] not in (None, APPROVED) for b in beats)
     phases = [{"name": p, **dataclasses.asdict(cost.phases[p])} for p in PAID_PHASES]
     captions = paths.captions_vtt.name if paths.captions_vtt.exists() else None
     mode = render_mode(cost.items)
@@ -169,10 +171,10 @@ def ad_context(build_dir: Path, ad: str) -> dict[str, Any]:
         "captions": captions,
         "voice": f"{plan.voice_model} · {plan.voice_name} · ×{plan.voice_speed:g}" if plan is not None and plan.voiced else None,
         "ad": ad, "plan": plan, "beats": beats, "final": final, "cost": cost, "phases": phases,
+        "earlier_cut": waiting and final is not None,
         "status": {
             # the page is written during a run: "running" there would stay after it ended
-            "state": "built" if final else "waiting" if any(b["approval"] not in (None, APPROVED) for b in beats)
-            else "not built",
+            "state": "waiting" if waiting else "built" if final else "not built",
             "updated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "tasks": dataclasses.asdict(status.tasks) if status else {},
             "last_error": status.last_error if status else None,
@@ -226,7 +228,8 @@ def write_index(build_dir: Path, ads: Sequence[str]) -> Path:
             "aspect": plan.aspect_ratio if plan else "", "beats": len(plan.beats) if plan else 0,
             "page": _link(build_dir, paths.review_page) if paths.review_page.exists() else None,
             "final": _link(build_dir, paths.final) if paths.final.exists() else None, "poster": poster,
-            "state": "built" if paths.final.exists() and state != "failed" else (state or "not built"),
+            # waiting for approval: a final there is an earlier cut (the ad's page says so)
+            "state": "built" if paths.final.exists() and state not in ("failed", "waiting") else (state or "not built"),
             "last_error": status.last_error.message if status and status.last_error else None,
             "rendered": render_mode(cost.items),
             "spent_usd": cost.spent_usd, "saved_usd": cost.saved_usd, "total_usd": cost.total_usd,

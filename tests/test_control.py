@@ -96,7 +96,14 @@ def test_approval_required_pays_video_only_for_approved_beats(live) -> None:
     assert len(video_prompts(replicate)) == videos
     assert "zip/hook: video waits for approval" in third.stderr
     assert approvals(project, "zip") == {"hook": "stale", "cta": "approved"}
-    assert 'data-approval="stale"' in (project.build / "zip" / "index.html").read_text()
+    page = (project.build / "zip" / "index.html").read_text()
+    assert 'data-approval="stale"' in page
+    # the final there is the cut before the edit: the pages said "built" and played it as this
+    # plan's, and `adspec check` passed it
+    assert '<span class="pill waiting" id="state">waiting' in page and 'id="earlier-cut"' in page, page
+    assert '<span class="pill waiting">waiting</span>' in (project.build / "index.html").read_text()
+    gate = project.adspec("check", "zip")
+    assert gate.returncode == 1 and "zip: final.mp4 is an earlier cut: its videos wait for approval" in gate.stderr, gate
 
 
 def test_approving_a_planned_beat_file_is_no_hand_edit_and_changes_no_recipe(project: Project) -> None:
