@@ -23,7 +23,7 @@ from .loader import locate_in_file, read_file
 from .paths import AdPaths
 from .plan_file import AdPlan, PlannedBeat, load_plan
 from .plan_step import Decision, dry_plan
-from .receipts import receipt_key
+from .receipts import intact, receipt_key
 
 __all__ = ["beat_state", "states", "approve", "listing"]
 
@@ -74,30 +74,68 @@ def _planned(ad: str, spec_path: Path) -> tuple[AdPlan, AdPaths, dict[str, str |
         storyboard = paths.storyboard(beat.id)
         try:
             key = receipt_key(storyboard) if storyboard.is_file() else None
+            # made from this beat, and the very bytes made (not a picture copied over it since)
             current = key is not None and any(
-                key == beat_image_recipe(ctx, ad, dry.plan.beat_inputs(beat)).key for ctx in contexts)
+                key == beat_image_recipe(ctx, ad, dry.plan.beat_inputs(beat)).key for ctx in contexts
+            ) and intact(storyboard)
         except (OSError, ValueError, KeyError):
             current = False
         shas[beat.id] = storyboard_sha256(storyboard) if current else None
     return dry.plan, paths, shas
 
 
+def ads_named(target: str, specs_dir: Path) -> list[str]:
+    """`target` as one target per ad: a spec of variants names each of them (`zip/hook` ->
+    `zip@a/hook`, `zip@b/hook`); any other name is itself."""
+    ad, _, rest = target.partition("/")
+    try:
+        ads = [name for name, _ in choose_ads(specs_dir, (ad,))[0]]
+    except SpecError:
+        return [target]
+    return [f"{name}/{rest}" if rest else name for name in ads] if len(ads) > 1 else [target]
+
+
+def _sharing(ad: str, spec_path: Path, file: Path) -> list[str]:
+    """The other ads whose beats are written in `file` (variants that share a beat file)."""
+    out = []
+    for name, path in choose_ads(load_settings().specs_dir, (ad.partition("@")[0],))[0]:
+        if name != ad and path == spec_path:
+            resolved = resolve_ad(name, path)
+            if (spec_path if resolved.spec.beats is not None else resolved.beats_path) == file \
+                    and resolved.spec.approval == "required":
+                out.append(name)
+    return out
+
+
+def _approved_beats(ad: str) -> set[str]:
+    try:
+        return {b for b, state, _ in listing(ad) if state == APPROVED}
+    except SpecError:
+        return set()
+
+
 def approve(targets: list[str]) -> list[str]:
     """Write the current storyboard's sha256 into each named beat (every beat of an ad named
     alone). Returns one line per beat. SpecError (nothing written for that ad) when a beat is
-    unknown or its storyboard is not built from the beat as it is."""
+    unknown or its storyboard is not built from the beat as it is. Says so when the ad needs no
+    approval, and when the file's `approved:` of a beat another ad sharing it had is replaced."""
     settings = load_settings()
     lines: list[str] = []
     for target in targets:
         ad, beat_ids = _ad_and_beats(target)
         spec_path = _spec_of(ad, settings.specs_dir)
         resolved = resolve_ad(ad, spec_path)
+        if resolved.spec.approval != "required":
+            lines.append(f"note: {ad} does not require approval (no `approval: required`): its videos are made "
+                         "without it")
         plan, paths, shas = _planned(ad, spec_path)
         known = [b.id for b in plan.beats]
         for b in beat_ids:
             if b not in known:
                 raise SpecError(spec_path, None, None, f"{ad} has no beat '{b}' (its beats: {', '.join(known)})")
         file = spec_path if resolved.spec.beats is not None else resolved.beats_path
+        others = _sharing(ad, spec_path, file)
+        had = {other: _approved_beats(other) for other in others}
         text = before = read_file(file).decode("utf-8")
         approved = {b.id: b.approved for b in plan.beats}
         for beat_id in beat_ids or known:
@@ -115,6 +153,11 @@ def approve(targets: list[str]) -> list[str]:
             lines.append(f"{ad}/{beat_id}: approved {sha[:12]} in {file}")
         if text != before:
             write_text_atomic(file, text)
+            for other in others:  # one `approved:` per beat: a sibling drawing another picture loses its own
+                lost = sorted(had[other] - _approved_beats(other))
+                if lost:
+                    lines.append(f"note: {other}: the approval of {', '.join(lost)} is replaced (its storyboard is "
+                                 f"not {ad}'s, and {file.name} holds one `approved:` per beat)")
     return lines
 
 

@@ -56,18 +56,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from .approve import approve, listing
+    from .ads import resolve_ad
+    from .approve import ads_named, approve, listing
 
-    if args.list:
-        for target in args.targets:
+    if args.list:  # a spec of variants: each of them
+        for target in [t for name in args.targets for t in ads_named(name, load_settings().specs_dir)]:
             rows = listing(target)
             for beat_id, state, sha in rows:
                 print(f"{target.partition('/')[0]}/{beat_id}\t{state}" + (f"\t{sha[:12]}" if sha else ""))
             counts = {s: sum(1 for _, x, _ in rows if x == s) for s in ("approved", "pending", "stale")}
-            print(f"{target}: " + ", ".join(f"{n} {s}" for s, n in counts.items()), file=sys.stderr)
+            ad = target.partition("/")[0]
+            needs = resolve_ad(ad, _specs_for([ad])[0][1]).spec.approval == "required"
+            print(f"{target}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+                  + ("" if needs else " (it does not require approval: its videos are made without it)"), file=sys.stderr)
         return 0
     for line in approve(args.targets):
-        print(line)
+        print(line, file=sys.stderr if line.startswith("note: ") else sys.stdout)
     return 0
 
 

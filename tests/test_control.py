@@ -96,6 +96,14 @@ def test_approval_required_pays_video_only_for_approved_beats(live) -> None:
     assert len(video_prompts(replicate)) == videos
     assert "zip/hook: video waits for approval" in third.stderr
     assert approvals(project, "zip") == {"hook": "stale", "cta": "approved"}
+    # a picture copied over a storyboard is not one adspec made: it was approved as it
+    cta = project.build / "zip" / "beats" / "cta" / "storyboard.png"
+    import shutil
+
+    shutil.copy(project.build / "zip" / "beats" / "hook" / "storyboard.png", cta)
+    copied = project.adspec("approve", "zip/cta")
+    assert copied.returncode == 1 and "is not built from this beat as it is now" in copied.stderr, copied.stderr
+    assert approvals(project, "zip")["cta"] == "stale"  # and the valid approval in the file stays
     page = (project.build / "zip" / "index.html").read_text()
     assert 'data-approval="stale"' in page
     # the final there is the cut before the edit: the pages said "built" and played it as this
@@ -516,6 +524,17 @@ def test_draft_variant_then_final_models_on_the_same_plan(live) -> None:
     # the music and the voice lines are shared with the draft: paid once
     assert new == {"black-forest-labs/flux-dev", "bytedance/seedance-1-pro"}
     assert (project.build / "zip@final" / "final.mp4").exists()
+
+    # the spec's name lists each variant (it said "names several ads"), the draft as needing none
+    listed = project.adspec("approve", "--list", "zip")
+    assert listed.returncode == 0 and "zip@draft/hook\t" in listed.stdout and "zip@final/hook\tapproved" in listed.stdout
+    assert "zip@draft: " in listed.stderr and "it does not require approval" in listed.stderr, listed.stderr
+    # approving the draft (another picture) replaced the final's approvals without a word
+    paid = len(replicate.create_bodies)
+    draft = project.adspec("approve", "zip@draft")
+    assert draft.returncode == 0 and "note: zip@draft does not require approval" in draft.stderr, draft.stderr
+    assert "note: zip@final: the approval of cta, hook, product-reveal is replaced" in draft.stderr, draft.stderr
+    assert len(replicate.create_bodies) == paid
 
 
 def test_ci_build_reports_waiting_beats_and_exits_0(project: Project) -> None:
