@@ -742,7 +742,10 @@ class RequestCache:
                 continue
             key = name[len(_PENDING):]
             pending = other.pending(key)
-            if pending is None or not pending.get("job_id") or self.get(key) is not None or self.pending(key):
+            # a prediction known by its id, or a create sent whose answer was lost (the next run
+            # looks it up by its inputs before paying): either way, paid for or maybe paid for
+            if pending is None or not (pending.get("job_id") or pending.get("sending")) \
+                    or self.get(key) is not None or self.pending(key):
                 continue
             if since is not None and float(pending.get("time") or 0) < since:
                 continue

@@ -149,6 +149,33 @@ def test_create_of_unknown_outcome_is_flagged_not_resent(tmp_path: Path) -> None
     assert flags == [True]
 
 
+def test_a_merge_carries_a_create_whose_answer_was_lost(tmp_path: Path) -> None:
+    """A runner killed between sending a create and its answer leaves "sent, no job id": `adspec
+    cache merge` (the CI workflow's step) left it out, and the next runner paid again; carried
+    over, that runner looks the prediction up by its inputs first."""
+    killed = RequestCache(tmp_path / "killed")
+
+    def killed_after_sending(recipe, job, out: Path) -> RunResult:
+        job.sending()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        killed.fetch(recipe(), killed_after_sending, no_check, suffix=".bin")
+    paid = RequestCache(tmp_path / "paid")
+    assert paid.absorb(killed)["pending"] == 1
+    nxt = RequestCache(tmp_path / "next")
+    assert nxt.absorb(paid)["pending"] == 1
+    flags = []
+
+    def look_up_first(recipe, job, out: Path) -> RunResult:
+        flags.append(job.sent_before)
+        out.write_bytes(b"found it")
+        return RunResult(job_id="found")
+
+    nxt.fetch(recipe(), look_up_first, no_check, suffix=".bin")
+    assert flags == [True]  # found by its inputs, not created again
+
+
 def test_failed_job_is_forgotten_so_a_retry_creates_anew(tmp_path: Path) -> None:
     cache = RequestCache(tmp_path / "c")
 
