@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
@@ -147,6 +149,36 @@ def waiting_beats(ad: str, build_dir: Path) -> list[str]:
     return [b for b, state in states(ad, plan, build_dir).items() if state != "approved"]
 
 
+def _run_to_its_end(cmd: list[str], env: dict[str, str], stdout: Any) -> int:
+    """Run the doit child until it ends, and its exit code. SIGTERM (`kill`, `docker stop`, a
+    cancelled job) is passed on to it, and Ctrl-C reaches it as one of our process group: either
+    way it stops as a stopped run does (status.json says interrupted) and we wait for it, so the
+    summary is still written. (SIGTERM killed this process and left the child building, paying.)
+    A third Ctrl-C kills it."""
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=stdout)
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            proc.send_signal(signum)
+        except (ProcessLookupError, OSError):
+            pass
+
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, forward) if main else None
+    interrupts = 0
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:
+                interrupts += 1
+                if interrupts >= 3:
+                    proc.kill()
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
+
+
 def run_build(names: Sequence[str], *, jobs: int | None = None, as_json: bool = False, out: TextIO | None = None,
               err: TextIO | None = None) -> int:
     """`adspec build`: returns the exit code (0: every ad built; 1: any ad failed)."""
@@ -185,7 +217,7 @@ def run_build(names: Sequence[str], *, jobs: int | None = None, as_json: bool = 
                     stdout = subprocess.DEVNULL
             else:
                 out.flush()
-            code = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=stdout).returncode
+            code = _run_to_its_end(cmd, env, stdout)
             try:
                 records = json.loads(Path(record_path).read_text(encoding="utf-8"))
             except (OSError, ValueError):

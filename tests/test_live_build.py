@@ -227,6 +227,30 @@ def test_ctrl_c_while_waiting_ends_in_one_line_and_the_next_run_pays_nothing_twi
     assert all(n == 1 for n in replicate.creates_by_input.values())
 
 
+def test_sigterm_to_adspec_build_stops_its_build_and_still_writes_the_summary(live) -> None:
+    """`kill` (docker stop, a cancelled job) of `adspec build` killed it alone: its doit child
+    built on, paying, and no summary was written."""
+    import json
+
+    project, replicate, _ = live
+    replicate.latency_by_model["minimax/hailuo-2.3-fast"] = 3.0
+    project.write_spec("zip", small_spec())
+    proc = subprocess.Popen([sys.executable, "-m", "adspec.cli", "build", "--json"], cwd=project.root,
+                            env=project.run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and replicate.creates_by_model.get("minimax/hailuo-2.3-fast", 0) < 1:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # to adspec build alone, not its process group
+    out, err = proc.communicate(timeout=60)
+    summary = json.loads(out)
+    assert proc.returncode != 0 and summary["ok"] is False, (out, err)
+    assert json.loads((project.build / "zip" / "status.json").read_text())["state"] == "interrupted"
+    made = len(replicate.create_bodies)
+    time.sleep(4)  # a child left building would create the next chunk, the music, ... by now
+    assert len(replicate.create_bodies) == made and not (project.build / "zip" / "final.mp4").exists()
+
+
 def test_a_resumed_prediction_is_priced_at_nothing_by_the_estimate_and_the_budget(live) -> None:
     """A prediction paid for in a killed run is resumed, never created again: the estimate priced
     it in full and the budget refused a run that pays almost nothing (found by a review)."""
