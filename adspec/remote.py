@@ -125,7 +125,9 @@ class RemoteCache:
                 timing: dict[str, Any] = (
                     {"retries": {"max_attempts": 1, "mode": "standard"}, "connect_timeout": 2, "read_timeout": 4}
                     if self.quick else
-                    {"retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 60})
+                    # a store that takes the connection and never answers costs 3 x 20 s once, then is
+                    # skipped for DOWN_SECONDS (20 s without a byte: no S3 answers that slowly)
+                    {"retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 20})
                 config = Config(**timing, s3={"addressing_style": "path"} if self.endpoint_url else {})
                 session = boto3.session.Session()
                 self._client = session.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,

@@ -107,13 +107,22 @@ class Claims:
     # ---- can this store do it ------------------------------------------------------------------
 
     def supported(self) -> bool:
-        """Whether the store honours `If-None-Match: *` (probed once per process)."""
+        """Whether the store honours `If-None-Match: *` (probed once per process, when it answers:
+        while it cannot be reached there are no claims, and no wait for it)."""
         with self._lock:
             if self._supported is None:
-                self._supported = self._probe()
+                if not self.remote._available():
+                    return False  # down (reported where it was found): asked again when it is back
+                found = self._probe()
+                if found is None:
+                    return False
+                self._supported = found
             return self._supported
 
-    def _probe(self) -> bool:
+    def _probe(self) -> bool | None:
+        """True or False as the store answers; None when it could not be reached (marked down)."""
+        from botocore.exceptions import ClientError
+
         client, bucket = self.remote.client, self.remote.bucket
         name = self.remote._name("claims", f".probe-{uuid.uuid4().hex}")
         try:
@@ -129,14 +138,20 @@ class Claims:
                 "two runners that need the same new request at the same moment may both pay for it", once="claims")
             return False
         except Exception as e:  # noqa: BLE001 - no claims, the build goes on as before
+            if not isinstance(e, ClientError):  # no answer at all: down, as any other question finds it
+                self.remote._failed(e)
+                self.remote._report(f"remote cache {self.remote.url}: cannot be reached ({describe_error(e)}); "
+                                    f"going on without it for {self.remote.DOWN_SECONDS:.0f} s")
+                return None
             self.remote._report(f"remote cache {self.remote.url}: cannot claim requests ({describe_error(e)}); "
                                 "two runners may pay for the same new request", once="claims")
             return False
         finally:
-            try:
-                client.delete_object(Bucket=bucket, Key=name)
-            except Exception:  # noqa: BLE001 - a probe left behind is harmless
-                pass
+            if self.remote._available():  # a store that does not answer is not asked again here
+                try:
+                    client.delete_object(Bucket=bucket, Key=name)
+                except Exception:  # noqa: BLE001 - a probe left behind is harmless
+                    pass
 
     # ---- the operations ------------------------------------------------------------------------
 
