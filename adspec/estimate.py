@@ -221,7 +221,7 @@ class _Estimator:
     def ad(self, ad: str, spec_path: Path) -> AdEstimate:
         est = AdEstimate(ad)
         try:
-            dry = plan_step.dry_plan(ad, spec_path)
+            dry = plan_step.dry_plan(ad, spec_path, fetch=self._blob)  # answers the shared cache holds count
         except AdspecError as e:
             est.error = e.one_line()
             each = getattr(e, "errors", None) or [e]  # every error of a file, or the one
@@ -280,7 +280,7 @@ class _Estimator:
         """The LLM planner's one call translating the texts the ad's language lacks (per beat file
         and language: variants that share both share it), at the planner model's price."""
         language = recipe.params.get("check", {}).get("target", "?")
-        state = "cache" if recipe.key in self.made or self.cache.peek(recipe.key) else (
+        state = "cache" if recipe.key in self.made or self.cache.peek(recipe.key) or self._in_remote(recipe.key) else (
             "pay" if recipe_price(recipe).usd > 0 else "free")
         self._item(est, task_name("plan", ad), "plan", state, recipe, f"translation into {language}", exact=exact)
 
@@ -427,7 +427,7 @@ class _Estimator:
             est.items.append(Item(task_name("check", ad), "check", "free", note="local"))
         else:
             est.up_to_date += 1
-        if not timeline_same or music_stale or not paths.timeline_otio.exists():  # its cut, lines or music
+        if stitch or music_stale or not paths.timeline_otio.exists():  # its cut, its chunks, lines or music
             est.items.append(Item(task_name("timeline", ad), "timeline", "free", note="local"))
         else:
             est.up_to_date += 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import __version__, own_media
 from .actions import context, write_plan_files
@@ -229,10 +229,11 @@ class DryPlan:
     guessed_texts: frozenset[str] = frozenset()
 
 
-def dry_plan(ad: str, spec_path: Path) -> DryPlan:
+def dry_plan(ad: str, spec_path: Path, fetch: Callable[[str], Path | None] | None = None) -> DryPlan:
     """The AdPlan `plan:<ad>` would produce now. When a live planner would have to be asked,
     the offline planner's plan stands in for it (same spec, same rules; the live planner may
-    choose other beats), and `stand_in` says so."""
+    choose other beats), and `stand_in` says so. `fetch` (key -> a verified copy of its artifact,
+    or None) finds answers the local cache lacks (the estimate's shared cache)."""
     step = decide_step(Path(spec_path), ad=ad)
     cached = stand_in = False
     if step.decision is Decision.INLINE:
@@ -241,22 +242,31 @@ def dry_plan(ad: str, spec_path: Path) -> DryPlan:
         beat_file = load_beat_file(step.beats_path, step.spec)
     else:
         assert step.recipe is not None and step.shaping is not None
-        cache = context().cache_for_reading()  # a dry plan writes nothing
-        entry = cache.get(step.recipe.key)
-        if entry is not None:
-            plan = BeatPlan.model_validate_json(cache.blob_path(entry.sha256).read_bytes())
+        found = _answer(step.recipe.key, fetch)
+        if found is not None:
+            plan = BeatPlan.model_validate_json(found.read_bytes())
             cached = True
         else:
             plan = plan_offline(step.shaping, sorted(int(x) for x in step.clip_lengths))
             stand_in = step.recipe.provider != "offline"
         beat_file = parse_beat_file_text(planned_beat_text(step, plan), str(step.beats_path))
     before = beat_file
-    spec, beat_file, translation = translated(ad, step.spec, Path(spec_path), beat_file, dry=True)
+    spec, beat_file, translation = translated(ad, step.spec, Path(spec_path), beat_file, dry=True, fetch=fetch)
     guessed: frozenset[str] = frozenset()
-    if translation is not None and context().cache_for_reading().get(translation.key) is None:
+    if translation is not None and _answer(translation.key, fetch) is None:
         guessed = frozenset(missing_texts(step.spec, before, own_language(step.spec, Path(spec_path)))[0])
     return DryPlan(resolve(ad, spec, Path(spec_path), beat_file, step.beats_path), step, cached, stand_in,
                    translation, guessed)
+
+
+def _answer(key: str, fetch: Callable[[str], Path | None] | None) -> Path | None:
+    """The cached artifact of `key`: the local cache's (read only: a dry plan writes nothing), else
+    what `fetch` finds."""
+    cache = context().cache_for_reading()
+    entry = cache.get(key)
+    if entry is not None:
+        return cache.blob_path(entry.sha256)
+    return fetch(key) if fetch is not None else None
 
 
 # ---- languages: what the LLM planner translates ---------------------------------------------------
@@ -303,8 +313,8 @@ def missing_texts(spec: Spec, beat_file: BeatFile, own: str) -> tuple[dict[str, 
 
 
 def translated(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, *, dry: bool = False,
-               fetched_out: list[tuple[Recipe, Fetched, dict[str, Any]]] | None = None
-               ) -> tuple[Spec, BeatFile, Recipe | None]:
+               fetched_out: list[tuple[Recipe, Fetched, dict[str, Any]]] | None = None,
+               fetch: Callable[[str], Path | None] | None = None) -> tuple[Spec, BeatFile, Recipe | None]:
     """The spec and beat file with every text the ad's language lacks translated by the LLM
     planner: one cached request per beat file and language (nothing written to the beat file;
     the request cache keeps the answer), and that request's recipe (None: nothing to translate,
@@ -319,10 +329,9 @@ def translated(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, *, dry
         return spec, beat_file, None
     recipe: Recipe = make(texts, own, spec.language, limits, spec.models.planner)
     if dry:
-        cache = ctx.cache_for_reading()
-        entry = cache.get(recipe.key)
+        found = _answer(recipe.key, fetch)
         # not asked yet: the source texts stand in (an estimate prices the request, not its words)
-        got = json.loads(cache.blob_path(entry.sha256).read_bytes()) if entry is not None else dict(texts)
+        got = json.loads(found.read_bytes()) if found is not None else dict(texts)
     else:
         label = f"{ad} translation ({spec.language})"
         fetched = ctx.cache.fetch(recipe, guarded(ctx.planner.run, label), translation_verifier(label, set(texts)),

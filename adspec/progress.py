@@ -275,7 +275,8 @@ class AdspecReporter:
         parts = split_task(task.name)
         if parts is not None and parts[0] == "plan":
             files.append(AdPaths.of(self.build_dir, parts[1]).translation)
-        return [r for r in (read_receipt(f) for f in files) if r is not None]
+        found = {r.key: r for r in (read_receipt(f) for f in files) if r is not None}  # a request once
+        return list(found.values())
 
     def _reported(self, task: Any) -> None:
         """doit has said what became of `task` (the no-op stamp needs every asked task said)."""

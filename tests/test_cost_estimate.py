@@ -141,7 +141,7 @@ def test_estimate_equals_spend_is_zero_on_noop_and_names_an_edited_beat(live) ->
     assert pay_targets(edited) == ["chunk:zip/cta/0", "chunk:zip/cta/1", "storyboard:zip/cta"]
     stale = {t["target"] for t in edited["ads"][0]["targets"]}
     assert stale == {"plan:zip", "storyboard:zip/cta", "chunk:zip/cta/0", "chunk:zip/cta/1", "stitch:zip",
-                     "mix:zip", "check:zip", "report:zip"}
+                     "mix:zip", "check:zip", "timeline:zip", "report:zip"}
     assert edited["ads"][0]["phases"]["chunks"]["to_pay"] == 2
     ran = executed_tasks(project.doit().stdout)
     assert stale == {t for t in ran if ":" in t}, sorted(ran)  # the estimate named what the build ran

@@ -301,16 +301,19 @@ def test_credentials_in_the_store_url_stop_a_live_doit_in_one_line(tmp_path: Pat
 
 
 def test_estimate_consults_the_shared_cache(tmp_path: Path, s3_endpoint: str, bucket) -> None:
-    """Runner 2's estimate counts what runner 1 paid for as free (issue 19, point 5), sends no
-    request, and writes nothing to the store or its own cache."""
+    """Runner 2's estimate counts what runner 1 paid for as free (issue 19, point 5), the
+    planner's answer too (its beat file is not committed: it priced the plan and every beat of the
+    offline stand-in, and the budget refused a run that pays nothing), sends no request, and
+    writes nothing to the store or its own cache."""
     import json as _json
 
     bucket_name, client = bucket
     with FakeReplicate(latency=0.02) as replicate, FakeOpenAI() as openai:
-        first = runner(tmp_path / "runner-1", s3_endpoint, bucket_name, (replicate, openai), small_spec())
+        first = runner(tmp_path / "runner-1", s3_endpoint, bucket_name, (replicate, openai), planned_spec())
         first.doit()
         paid, stored = replicate.paid_creates, objects(client, bucket_name, "team/cache/")
-        second = runner(tmp_path / "runner-2", s3_endpoint, bucket_name, (replicate, openai), small_spec())
+        second = runner(tmp_path / "runner-2", s3_endpoint, bucket_name, (replicate, openai), planned_spec())
+        assert not second.beats_file("zip").exists() and openai.count == 1
         alone = second.adspec("estimate", "--json", ADSPEC_REMOTE_CACHE="")
         assert alone.returncode == 0, alone.stderr
         assert _json.loads(alone.stdout)["total_usd"] > 0  # without the store: it would pay
@@ -319,7 +322,8 @@ def test_estimate_consults_the_shared_cache(tmp_path: Path, s3_endpoint: str, bu
         run = _json.loads(shared.stdout)
         assert run["total_usd"] == 0 and run["exact"], run
         phases = run["ads"][0]["phases"]
-        assert sum(p["cached"] for p in phases.values()) >= 5  # 2 storyboards, 2 chunks, the music...
+        assert phases["plan"]["cached"] == 1 and openai.count == 1, phases  # the planner's answer, not asked
+        assert sum(p["cached"] for p in phases.values()) >= 5  # storyboards, chunks, the music...
         assert sum(p["to_pay"] for p in phases.values()) == 0
         assert replicate.paid_creates == paid and replicate.count("POST") == paid  # asked the store, not the provider
         assert objects(client, bucket_name, "team/cache/") == stored
