@@ -103,6 +103,16 @@ class DurableJob:
             self._on_progress(status)
 
 
+#: providers whose requests are made on this machine, free: the shared cache has nothing to add
+LOCAL_PROVIDERS = frozenset({"offline", "local"})
+
+
+def shared(recipe: Recipe) -> bool:
+    """Whether a request goes through the shared cache: a paid provider's (offline renders and your
+    own media are made here for free, and uploading them only fills the bucket)."""
+    return recipe.provider not in LOCAL_PROVIDERS
+
+
 def pays_nothing_new(pending: dict[str, Any] | None) -> bool:
     """Whether the next run settles a pending request without a new payment: a prediction paid
     for and pending is resumed; a corrupt output already re-requested once stops (see
@@ -452,7 +462,9 @@ class RequestCache:
             if entry is not None:
                 return Fetched(self.blob_path(entry.sha256), entry, hit=True)
             holding: Holding | None = None
-            if self.remote is not None:  # another machine may have paid for it already
+            # another machine may have paid for it already (what is made here for free, the offline
+            # animatic and your own media, is neither looked for nor pushed: it is no payment to share)
+            if self.remote is not None and shared(recipe):
                 fetched = self._from_remote(key, verify)
                 if fetched is not None:
                     return fetched
@@ -536,7 +548,7 @@ class RequestCache:
         self._put_entry(key, entry)
         self._clear_pending(key)
         self._append_ledger(entry)
-        if self.remote is not None:  # share what was paid for; a failed push only warns
+        if self.remote is not None and shared(recipe):  # share what was paid for; a failed push only warns
             self.remote.put(entry, self.blob_path(sha))
             self._take_remote_problems()
         return Fetched(self.blob_path(sha), entry, hit=False)

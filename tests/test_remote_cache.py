@@ -151,14 +151,26 @@ def test_corrupt_remote_blob_is_never_used_paid_once_and_healed(tmp_path: Path, 
 
 
 def test_a_remote_that_fails_costs_only_the_sharing(tmp_path: Path, s3_endpoint: str, bucket) -> None:
-    """A bucket that does not exist: every request is still made (offline here) and the build
-    succeeds; the problem is reported without a credential in sight."""
-    project = runner(tmp_path / "runner", s3_endpoint, "no-such-bucket-here", None, small_spec())
-    out = project.doit()
+    """A bucket that does not exist: every request is still made and the build succeeds; the
+    problem is reported without a credential in sight."""
+    with FakeReplicate(latency=0.02) as replicate, FakeOpenAI() as openai:
+        project = runner(tmp_path / "runner", s3_endpoint, "no-such-bucket-here", (replicate, openai), small_spec())
+        out = project.doit()
+        assert replicate.paid_creates == 5
     assert "NoSuchBucket" in out.stdout + out.stderr
     assert len(project.ledger()) == 5
     assert media.probe(project.build / "zip" / "final.mp4").duration == pytest.approx(8, abs=0.08)
     no_secrets(project, texts=[out.stdout, out.stderr])
+
+
+def test_an_offline_build_puts_nothing_in_the_shared_cache(tmp_path: Path, s3_endpoint: str, bucket) -> None:
+    """The animatic and your own media are made here for free: nothing to share (it uploaded
+    every offline still and clip, filling the bucket)."""
+    bucket_name, client = bucket
+    project = runner(tmp_path / "runner", s3_endpoint, bucket_name, None, small_spec())
+    project.doit()
+    assert (project.build / "zip" / "final.mp4").exists() and len(project.ledger()) == 5
+    assert objects(client, bucket_name, "team/cache/") == {}
 
 
 # ---- the remote on its own -----------------------------------------------------------------------
@@ -200,7 +212,7 @@ def test_local_cache_takes_remote_hits_and_checks_them(tmp_path: Path, s3_endpoi
 
     bucket_name, _ = bucket
     url = f"s3://{bucket_name}/fetch"
-    recipe = Recipe(provider="offline", kind="image", model="flux-dev", version="t/1", params={"p": 1})
+    recipe = Recipe(provider="replicate", kind="image", model="flux-dev", version="t/1", params={"p": 1})
     runs = []
 
     def run(recipe, job, out: Path) -> RunResult:
