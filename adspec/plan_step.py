@@ -405,7 +405,7 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
                                  video_model=beat_video.name if beat_video else None, own=own,
                                  references=references, note=note))
         start += beat.duration
-    raise_errors(missing)
+    raise_errors(missing + brand_language_gaps(spec, spec_path))
     if start != spec.duration:
         raise SpecError(source, None, "beats", f"durations sum to {start} s but the spec's duration is {spec.duration} s")
     product = spec.assets.get("product")
@@ -455,6 +455,19 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
     )
     check_text_layer(plan, spec_path, source)
     return plan
+
+
+def brand_language_gaps(spec: Spec, spec_path: Path) -> list[SpecError]:
+    """The brand's words (tagline, call to action) the ad's language lacks, each at its line in
+    the spec: said with the beats' (they came one at a time, without a line, after them)."""
+    own = own_language(spec, spec_path)
+    out = []
+    for field in ("tagline", "cta"):
+        try:
+            pick_text(getattr(spec.brand, field), spec, own, spec_path, f"brand.{field}")
+        except MissingLanguage as e:
+            out.append(SpecError(spec_path, locate_in_file(spec_path, ("brand", field)), e.field, e.message))
+    return out
 
 
 def _at_beat(e: SpecError, source: Path, beat: Beat, index: int, field: str) -> SpecError:

@@ -392,9 +392,15 @@ def test_a_missing_language_names_each_beat_in_one_line(project: Project) -> Non
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     lines = [x for x in out.splitlines() if "no 'ja' text" in x]
-    fields = {re.search(r"\.yaml:\d+: (beats\.\d+\.\w+): beat '([\w-]+)'", x).groups() for x in lines}
+    beats = [x for x in lines if "beat '" in x]
+    fields = {re.search(r"\.yaml:\d+: (beats\.\d+\.\w+): beat '([\w-]+)'", x).groups() for x in beats}
     assert fields == {("beats.0.voiceover", "hook"), ("beats.0.on_screen", "hook"), ("beats.1.voiceover", "cta")}, out
     assert all("has: de, en, fr" in x for x in lines), lines
+    # and the brand's words, each at its line with the beats' (they came later, one, without a line)
+    text = (project.specs / "zip.yaml").read_text().splitlines()
+    for field in ("tagline", "cta"):
+        line = next(i for i, x in enumerate(text, 1) if x.strip().startswith(f"{field}:"))
+        assert any(f"specs/zip.yaml:{line}: brand.{field}: no 'ja' text" in x for x in lines), (field, lines)
 
 
 def test_the_offline_planner_writes_its_english_lines_as_english(project: Project) -> None:
