@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from . import __version__, own_media
 from .actions import context, write_plan_files
 from .ads import beats_path_of, resolve_ad
@@ -195,12 +197,35 @@ def ensure_beat_file(spec_path: Path, *, force: bool = False,
                             shown_path(str(step.beats_path)), why, shown_path(str(kept)))
             elif current is not None and current != text:
                 log.info("%s: %s planned again (%s)", shown, shown_path(str(step.beats_path)), why)
-            write_beat_file(step.beats_path, text)
+            write_beat_file(step.beats_path, carried_approvals(current, text, str(step.beats_path)))
         if fetched_out is not None:
             fetched_out.append((recipe, fetched))
     elif step.record is not None:
         refresh_record(step)
     return spec, load_beat_file(step.beats_path, spec)  # with the spec: its errors keep their lines
+
+
+def carried_approvals(before: str | None, text: str, shown: str) -> str:
+    """The new plan's text with the `approved:` of each beat the file it replaces had under the
+    same id (a replan dropped them all): an approval is of a picture, by its sha256, so a beat
+    whose storyboard comes out the same stays approved and one that changed reads stale."""
+    from .approvals import set_approved
+
+    try:
+        old = yaml.safe_load(before) if before else None
+    except yaml.YAMLError:
+        return text
+    beats = old.get("beats") if isinstance(old, dict) else None
+    approved = {str(b["id"]): str(b["approved"]) for b in beats or []
+                if isinstance(b, dict) and b.get("id") is not None and b.get("approved")}
+    ids = {b.id for b in parse_beat_file_text(text, shown).beats} if approved else set()
+    for beat_id, sha in approved.items():
+        if beat_id in ids:
+            try:
+                text = set_approved(text, beat_id, sha, shown)
+            except SpecError:  # a beat written so it cannot be edited line by line: approve it again
+                continue
+    return text
 
 
 def refresh_record(step: PlanStep) -> None:

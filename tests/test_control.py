@@ -137,6 +137,21 @@ def test_approving_a_planned_beat_file_is_no_hand_edit_and_changes_no_recipe(pro
     assert (project.build / "zip" / "final.mp4").exists()
     assert before != after
 
+    # planned again (a longer ad): each beat keeps its approval under its id (they were all
+    # dropped); one whose storyboard came out the same is still approved, the others read stale
+    approved = {b["id"]: b["approved"] for b in yaml.safe_load(after)["beats"]}
+    spec["duration"] = 15
+    project.write_spec("zip", spec)
+    project.doit()
+    replanned = yaml.safe_load(beats.read_text())["beats"]
+    kept = {b["id"]: b.get("approved") for b in replanned}
+    assert {i: kept[i] for i in kept if i in approved} == {i: approved[i] for i in kept if i in approved}, kept
+    assert any(i in approved for i in kept), (kept, approved)
+    assert not is_hand_edited(parse_beat_file_text(beats.read_text(), "beats"))  # still the plan, approvals aside
+    states = approvals(project, "zip")
+    assert {states[i] for i in kept if i in approved} <= {"approved", "stale"} and "approved" in states.values(), states
+    assert all(states[i] == "pending" for i in kept if i not in approved), states
+
 
 def test_set_approved_replaces_in_place_and_refuses_unknown_beats() -> None:
     from adspec.approvals import set_approved
