@@ -105,6 +105,7 @@ def summarize(ads: list[tuple[str, Path]], records: dict[str, dict[str, Any]] | 
             budget = (records or {}).get("budget", {})
             if rec.get("kind") == "UnmetDependency" and budget.get("result") == "fail":
                 error = f"not run: {budget.get('error') or 'over ADSPEC_BUDGET_USD'}"  # the run's refusal, said
+                failed_task = "budget"  # what failed; the ad's own tasks only waited on it
         elif not tasks:
             error = note or "not built: its tasks did not run (see doit's output)"
         else:  # waiting even when a final of an earlier, approved cut is still there

@@ -232,6 +232,8 @@ def test_budget_cap_stops_the_run_before_any_request(live) -> None:
     summary = json.loads(project.adspec("build", "--json", ADSPEC_BUDGET_USD="0.10").stdout)
     error = summary["ads"][0]["error"]  # was "budget": the workflow's summary showed only that word
     assert error.startswith("not run: this run would pay about $") and "over the cap of $0.100" in error, error
+    # the task that failed is the budget's (it named plan:zip, which only waited on it)
+    assert summary["ads"][0]["failed_task"] == "budget" and summary["ads"][0]["tasks"]["failed"] == 0, summary
     assert replicate.requests == [] and openai.count == 0
 
     # within the cap the same run goes through
