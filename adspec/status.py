@@ -48,6 +48,7 @@ def read_status(build_dir: Path, ad: str) -> AdStatus | None:
     d = read_model_or_none(AdStatus, status_path(build_dir, ad))
     if d is not None and d.state == "running" and not owner_alive(d):
         d.state = "interrupted"
+        d.running = {}  # nothing runs any more (its waits read on, growing, in `adspec status`)
     elif d is not None and d.state == "done" and not AdPaths.of(build_dir, ad).final.exists():
         as_cleaned(d)  # its final was removed since (by hand, or a clean that could not say so)
     return d
@@ -145,7 +146,7 @@ def row(d: AdStatus, *, times: bool = True) -> dict[str, str]:
         # not built: no tasks known, no figure
         "progress": f"{d.progress_pct:.0f}% ({d.tasks.done}/{d.tasks.total})" if d.tasks.total else "",
         "chunks": f"{d.chunks.done}/{d.chunks.total}" if d.chunks.total else "",
-        "spent": fmt_usd(d.cost.spent_usd),  # every run's, from the receipts (the ad's cost so far)
+        "spent": fmt_usd(d.cost.spent_usd),  # what its files' requests cost when paid (cost.json)
         "saved": fmt_usd(d.cost.saved_usd),
         "run_spent": fmt_usd(d.cost.run_spent_usd),  # the last (or running) run's own
         "run_saved": fmt_usd(d.cost.run_saved_usd),

@@ -177,7 +177,10 @@ def test_a_killed_or_interrupted_run_is_not_running_forever(project: Project) ->
 
     # SIGKILL: the process cannot say so; readers see it is gone
     data = json.loads(path.read_text())
-    data.update(state="running", pid=2 ** 22 + 12345)  # no such process
-    path.write_text(json.dumps(data))
+    data.update(state="running", pid=2 ** 22 + 12345, running={"chunk:alpha/hook/0": {"since": time.time() - 40}})
+    path.write_text(json.dumps(data))  # no such process; it was waiting on a chunk
     shown = project.adspec("status", "--json")
     assert json.loads(shown.stdout)[0]["state"] == "interrupted", shown.stdout
+    assert json.loads(shown.stdout)[0]["running"] == {}, shown.stdout  # nothing runs: no wait reads on
+    table = project.adspec("status").stdout
+    assert "interrupted" in table and "chunk hook/0" not in table, table
