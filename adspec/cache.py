@@ -623,8 +623,11 @@ class RequestCache:
                     elif taken["sending"]:
                         self._set_pending(key, {"sending": True, "job_id": None, "time": taken["sent_at"] or time.time()})
                 return Holding(claims, key, etag, taken)
-            if not told and on_progress is not None:
-                on_progress("another runner is paying for it")
+            if not told:  # a line in the log too: a CI job waiting here looked hung
+                log.warning("remote cache: runner %s is paying for %s; waiting for it (taken over if its claim goes "
+                            "%.0f s without a heartbeat)", body.get("runner"), key[:12], claims.stale_after(body))
+                if on_progress is not None:
+                    on_progress("another runner is paying for it")
                 told = True
             time.sleep(POLL_S)
 

@@ -174,6 +174,9 @@ def test_a_runner_killed_holding_claims_is_taken_over_and_its_predictions_resume
         got = {r["path"].rsplit("/", 1)[-1] for r in replicate.requests if r["method"] == "GET"}
         assert held <= got  # runner 2 asked for each held prediction by its id
         assert "taking it over" in out.stdout + out.stderr
+        # and said it was waiting first, once per key (a CI log looked hung for that minute)
+        waits = [x for x in (out.stdout + out.stderr).splitlines() if "is paying for" in x and "waiting for it" in x]
+        assert waits and len(waits) == len({x.split("is paying for ")[1][:12] for x in waits}), waits
         assert not objects(client, bucket_name, "team/cache/claims/")
 
 
