@@ -47,8 +47,12 @@ seed: 1
 GITIGNORE = '''\
 # adspec: every generated file (rebuilt by `doit`, paid calls served from the request cache)
 build/
-# the request cache, if you keep it in the project (ADSPEC_CACHE_DIR=cache; default ~/.cache/adspec)
+# the request cache, if you keep it in the project (ADSPEC_CACHE_DIR=cache; default ~/.cache/adspec),
+# and the folders examples/github-actions.yml keeps in the workspace
 cache/
+.adspec-cache/
+paid-cache/
+paid.json
 .doit.db*
 __pycache__/
 '''

@@ -67,7 +67,8 @@ def describe_error(e: BaseException) -> str:
         err = response.get("Error") or {}
         status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         code = err.get("Code") or "error"
-        said = f"{code}{f' (HTTP {status})' if status else ''}"
+        # a HEAD's error has no code: botocore puts the status there ("403 (HTTP 403)" said it twice)
+        said = f"HTTP {status}" if status and str(code) == str(status) else f"{code}{f' (HTTP {status})' if status else ''}"
         if code in _CREDENTIALS_CODES or status == 403:  # a HEAD's 403 has no code: the same cause
             said += ": check the AWS credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or a profile) and that " \
                     "they may use this bucket"

@@ -35,7 +35,12 @@ def test_init_makes_a_project_that_doit_builds_offline(tmp_path: Path) -> None:
     made = _run(folder, env, "adspec.cli", "init")
     assert made.returncode == 0, made.stderr
     assert (folder / "dodo.py").read_text() == (REPO / "dodo.py").read_text()  # the repo's own, thin
-    assert "build/" in (folder / ".gitignore").read_text().splitlines()
+    ignored = (folder / ".gitignore").read_text().splitlines()
+    assert "build/" in ignored
+    # the folders the example CI workflow keeps in the workspace (they showed as untracked)
+    workflow = (REPO / "examples" / "github-actions.yml").read_text()
+    assert "/.adspec-cache" in workflow and "--into paid-cache" in workflow and "> paid.json" in workflow
+    assert {".adspec-cache/", "paid-cache/", "paid.json"} <= set(ignored)
     [spec] = sorted((folder / "specs").iterdir())
     first = spec.read_text().splitlines()[0]
     assert first == "# yaml-language-server: $schema=../schema/spec.schema.json"

@@ -288,7 +288,7 @@ def test_remote_url_and_errors_never_carry_secrets(monkeypatch: pytest.MonkeyPat
                                    "AWS_SECRET_ACCESS_KEY or a profile) and that they may use this bucket")
     head = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
                        "HeadObject")  # a HEAD's answer has no body: was "403 (HTTP 403)", naming no cause
-    assert describe_error(head).startswith("403 (HTTP 403): check the AWS credentials")
+    assert describe_error(head).startswith("HTTP 403: check the AWS credentials")  # the code is the status: once
     err = ClientError({"Error": {"Code": AWS_SECRET}}, "GetObject")
     assert AWS_SECRET not in describe_error(err)
 
