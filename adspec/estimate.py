@@ -154,8 +154,8 @@ class _Estimator:
         now = time.monotonic()
         if self._remote_until is None:
             self._remote_until = now + REMOTE_SECONDS
-        if now > self._remote_until or self.remote.problems:
-            why = "; ".join(self.remote.problems[:1]) or f"no answer within {REMOTE_SECONDS:.0f} s in all"
+        if now > self._remote_until or self.remote.store_problems:  # one entry's bad data is no reason
+            why = "; ".join(self.remote.store_problems[:1]) or f"no answer within {REMOTE_SECONDS:.0f} s in all"
             self.remote_note = (f"the shared cache was not consulted for every request ({why}): what it holds may "
                                 "cost less than shown")
             self.remote = None
@@ -166,11 +166,17 @@ class _Estimator:
         """Whether the shared cache holds `key` (a request another runner paid for: free here)."""
         if not self._remote_usable():
             return False
+        if self.remote is not None and self.remote.found_bad(key):  # its artifact there is corrupt: made again
+            return False
         found = self.remote.has(key) if self.remote is not None else None
         if found is None:
             self._remote_usable()  # records why
             return False
         return found
+
+    def _in_remote_only(self, key: str) -> bool:
+        """`key` counted as cached for the shared cache's sake (not in the local cache, nor made above)."""
+        return key not in self.made and not self.cache.peek(key)
 
     def _tmpfile(self, suffix: str) -> Path:
         self._n += 1
@@ -334,8 +340,10 @@ class _Estimator:
             est.up_to_date += 1
             first = target
         else:
-            self._item(est, task_name("storyboard", ad, beat.id), "storyboard", state, sb, exact=exact)
             blob = self._blob(sb.key) if state == "cache" else None
+            if blob is None and state == "cache" and self._in_remote_only(sb.key):
+                state = self._state(sb, target, (plan.width, plan.height))  # the shared copy is unusable: asked again
+            self._item(est, task_name("storyboard", ad, beat.id), "storyboard", state, sb, exact=exact)
             if blob is not None:
                 first = media.normalise_image(blob, self._tmpfile(".png"), plan.width, plan.height)
         if plan.approval_required and waiting is not None:

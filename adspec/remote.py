@@ -90,6 +90,11 @@ def parse_url(url: str) -> tuple[str, str]:
     return parts.netloc, parts.path.strip("/")
 
 
+#: what this process has said about a store (`RemoteCache._report(once=...)`), whichever instance said it
+_REPORTED: set[str] = set()
+_REPORTED_LOCK = threading.Lock()
+
+
 class RemoteCache:
     """Entries and blobs in an S3 bucket (see the module doc)."""
 
@@ -105,9 +110,9 @@ class RemoteCache:
         self._bad_blobs: set[str] = set()  # corrupt in the remote: the next push replaces them
         self._bad_keys: dict[str, str] = {}  # key -> the corrupt blob its remote entry names
         self._down_until = 0.0  # after a connection failure the remote is skipped for a while
-        self._reported: set[str] = set()
         self._bucket_seen = False  # a miss has been told apart from a bucket that is not there
         self.problems: list[str] = []
+        self.store_problems: list[str] = []  # of the store itself (unreachable, denied), not of one entry's data
 
     def __repr__(self) -> str:
         return f"RemoteCache({self.url!r})"
@@ -168,17 +173,26 @@ class RemoteCache:
         if not isinstance(e, ClientError):  # not an answer from the store: it is down or unreachable
             self._down_until = time.monotonic() + self.DOWN_SECONDS
 
-    def _report(self, message: str, once: str | None = None) -> None:
+    def _report(self, message: str, once: str | None = None, artifact: bool = False) -> None:
         """Warn (and keep for the build's report); with `once`, only the first time per process
-        (e.g. AccessDenied would otherwise repeat for every request)."""
+        (e.g. AccessDenied would otherwise repeat for every request). `artifact`: a problem of one
+        entry's data, not of the store (the store still answers the others)."""
         message = _redact(message)
-        if once is not None:
-            if once in self._reported:
-                log.debug(message)
-                return
-            self._reported.add(once)
+        if once is not None:  # per process: the budget check's quick instance and the build's say it once
+            said = f"{self.url} {once}"
+            with _REPORTED_LOCK:
+                if said in _REPORTED:
+                    log.debug(message)
+                    return
+                _REPORTED.add(said)
         log.warning(message)
         self.problems.append(message)
+        if not artifact:
+            self.store_problems.append(message)
+
+    def found_bad(self, key: str) -> bool:
+        """Whether this process found `key`'s entry or artifact in the store unusable."""
+        return key in self._bad_keys
 
     def has(self, key: str) -> bool | None:
         """Whether the store holds an entry for `key` (a HEAD, no download); None when it cannot
@@ -241,7 +255,9 @@ class RemoteCache:
                 raise ValueError("entry does not describe this key")
             Entry(**entry)  # every field present
         except (ValueError, TypeError) as e:
-            self._report(f"remote cache {self.url}: entry {key[:12]} is not a valid entry ({type(e).__name__}); ignored")
+            self._report(f"remote cache {self.url}: entry {key[:12]} is not a valid entry ({type(e).__name__}); ignored",
+                         once=f"entry {key}", artifact=True)
+            self._bad_keys[key] = ""
             return None
         sha = entry["sha256"]
         tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -252,14 +268,15 @@ class RemoteCache:
             self._failed(e)
             local.unlink(missing_ok=True)
             self._report(f"remote cache {self.url}: entry {key[:12]} has no readable artifact ({describe_error(e)}); "
-                         f"it will be regenerated")
+                         f"it will be regenerated", once=f"artifact {key}", artifact=True)
             self._bad_blobs.add(sha)
             self._bad_keys[key] = sha
             return None
         if local.stat().st_size != entry["size"] or sha256_file(local) != sha:
             local.unlink(missing_ok=True)
             self._report(f"remote cache {self.url}: artifact of {key[:12]} ({entry.get('kind')} {entry.get('model')}) "
-                         f"does not match its sha256; not used, it will be regenerated")
+                         f"does not match its sha256; not used, it will be regenerated", once=f"artifact {key}",
+                         artifact=True)
             self._bad_blobs.add(sha)
             self._bad_keys[key] = sha
             return None

@@ -121,6 +121,7 @@ def test_second_runner_pays_for_nothing(tmp_path: Path, s3_endpoint: str, bucket
 def test_corrupt_remote_blob_is_never_used_paid_once_and_healed(tmp_path: Path, s3_endpoint: str, bucket) -> None:
     bucket_name, client = bucket
     with FakeReplicate(latency=0.02) as replicate, FakeOpenAI() as openai:
+        replicate.unique_outputs = True  # each still its own blob
         first = runner(tmp_path / "runner-1", s3_endpoint, bucket_name, (replicate, openai), small_spec())
         first.doit()
         music = next(e for e in first.ledger() if e["kind"] == "music")
@@ -131,14 +132,28 @@ def test_corrupt_remote_blob_is_never_used_paid_once_and_healed(tmp_path: Path, 
         blob_key = f"team/cache/blobs/{sha}"
         good = client.get_object(Bucket=bucket_name, Key=blob_key)["Body"].read()
         client.put_object(Bucket=bucket_name, Key=blob_key, Body=b"RIFF" + b"\x00" * (len(good) - 4))  # same size
+        still = next(e for e in first.ledger() if e["kind"] == "image")  # and a storyboard's
+        still_sha = json.loads(client.get_object(Bucket=bucket_name,
+                                                 Key=f"team/cache/entries/{still['key']}.json")["Body"].read())["sha256"]
+        client.put_object(Bucket=bucket_name, Key=f"team/cache/blobs/{still_sha}", Body=b"not a png")
         paid = Counter(replicate.creates_by_model)
 
         second = runner(tmp_path / "runner-2", s3_endpoint, bucket_name, (replicate, openai), small_spec())
+        # the estimate prices the storyboard it cannot use, and still finds the rest in the store (it
+        # had it backwards: the bad still as cached, and, having stopped asking, the rest as paid)
+        est = json.loads(second.adspec("estimate", "--json").stdout)["ads"][0]["targets"]
+        states = {t["target"]: t["action"] for t in est if t["key"]}
+        assert sorted(states[t] for t in states if t.startswith("storyboard:")) == ["cache", "pay"], states
+        assert states["music:zip"] == "cache"  # (its artifact is found bad when the build fetches it)
+        # the chunk of the good still is the store's; the other's first frame is not known yet
+        assert sorted(states[t] for t in states if t.startswith("chunk:")) == ["cache", "pay"], states
         out = second.doit()
         new = Counter(replicate.creates_by_model) - paid
-        assert new == Counter({"meta/musicgen": 1})  # only the corrupt artifact is paid for again
-        assert "does not match its sha256" in out.stdout + out.stderr
-        assert [e["kind"] for e in second.ledger()] == ["music"]
+        # only the corrupt artifacts are paid for again (the new still is the same picture: its chunk is not)
+        assert new == Counter({"meta/musicgen": 1, "black-forest-labs/flux-dev": 1}), new
+        said = [x for x in (out.stdout + out.stderr).splitlines() if "does not match its sha256" in x]
+        assert len(said) == 2 and len({x.split("artifact of ")[1][:12] for x in said}) == 2, said  # once each
+        assert sorted(e["kind"] for e in second.ledger()) == ["image", "music"]
         assert media.probe(second.build / "zip" / "final.mp4").acodec == "aac"
         # the good artifact replaced the corrupt one: a third runner pays for nothing
         healed = client.get_object(Bucket=bucket_name, Key=blob_key)["Body"].read()
