@@ -698,6 +698,9 @@ class RequestCache:
             local.unlink(missing_ok=True)
         entry = Entry(**raw)
         self._put_entry(key, entry)
+        # a request this runner had sent (then was stopped) was finished by another that took it over:
+        # nothing is left to collect here (`cache du` counted it pending, `cache show` said both)
+        self._clear_pending(key)
         log.info("remote cache hit %s (%s %s)", key[:12], entry.kind, entry.model)
         return Fetched(self.blob_path(sha), entry, hit=True)
 

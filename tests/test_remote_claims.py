@@ -178,6 +178,12 @@ def test_a_runner_killed_holding_claims_is_taken_over_and_its_predictions_resume
         waits = [x for x in (out.stdout + out.stderr).splitlines() if "is paying for" in x and "waiting for it" in x]
         assert waits and len(waits) == len({x.split("is paying for ")[1][:12] for x in waits}), waits
         assert not objects(client, bucket_name, "team/cache/claims/")
+        # runner 1 again: all from the store, and nothing left pending of what it had sent (the
+        # takeover finished it; its records stayed, "6 pending requests" in `cache du`)
+        first.doit()
+        assert all(n == 1 for n in replicate.creates_by_input.values()), replicate.creates_by_input
+        du = json.loads(first.adspec("cache", "du", "--json").stdout)
+        assert du["pending_requests"] == 0, du
 
 
 def test_a_store_without_conditional_writes_is_reported_once_and_the_build_goes_on(
