@@ -154,8 +154,10 @@ class _Estimator:
         now = time.monotonic()
         if self._remote_until is None:
             self._remote_until = now + REMOTE_SECONDS
-        if now > self._remote_until or self.remote.store_problems:  # one entry's bad data is no reason
-            why = "; ".join(self.remote.store_problems[:1]) or f"no answer within {REMOTE_SECONDS:.0f} s in all"
+        down = not self.remote._available()  # a download that timed out: down, whatever it was reported as
+        if now > self._remote_until or self.remote.store_problems or down:  # one entry's bad data is no reason
+            why = "; ".join(self.remote.store_problems[:1]) or (
+                "it stopped answering" if down else f"no answer within {REMOTE_SECONDS:.0f} s in all")
             self.remote_note = (f"the shared cache was not consulted for every request ({why}): what it holds may "
                                 "cost less than shown")
             self.remote = None

@@ -430,7 +430,8 @@ def resolve(ad: str, spec: Spec, spec_path: Path, beat_file: BeatFile, beats_pat
                                  video_model=beat_video.name if beat_video else None, own=own,
                                  references=references, note=note))
         start += beat.duration
-    raise_errors(missing + brand_language_gaps(spec, spec_path))
+    # every text the language lacks, each file's by line (a spec's inline beats come after its brand)
+    raise_errors(sorted(missing + brand_language_gaps(spec, spec_path), key=lambda e: (str(e.path), e.line or 0)))
     if start != spec.duration:
         raise SpecError(source, None, "beats", f"durations sum to {start} s but the spec's duration is {spec.duration} s")
     product = spec.assets.get("product")

@@ -242,9 +242,11 @@ def test_a_text_missing_in_a_variants_language_fails_its_plan_at_the_beats_line(
     line = next(i for i, x in enumerate(path.read_text().splitlines(), 1) if "voiceover" in x)
     run = project.doit("plan", check=False)
     failed = [x for x in run.stdout.splitlines() if x.startswith("FAILED plan:zip@de")]
-    assert run.returncode != 0 and len(failed) == 1, run.stdout + run.stderr
+    # the line, and the brand's tagline (English only too) at its own, before it: each error of the file
+    assert run.returncode != 0 and len(failed) == 2, run.stdout + run.stderr
     # (doit runs in the folder of the dodo.py it is given: here the repo's, so the path is absolute)
-    assert f"specs/zip.yaml:{line}: beats.0.voiceover: beat 'hook': no 'de' text" in failed[0], failed
+    assert f"specs/zip.yaml:{line}: beats.0.voiceover: beat 'hook': no 'de' text" in failed[1], failed
+    assert "brand.tagline: no 'de' text" in failed[0], failed
     shown = project.adspec("validate")
     assert f"specs/zip.yaml:{line}: beats.0.voiceover: zip@de: " in shown.stderr, shown.stderr
 

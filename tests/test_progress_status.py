@@ -71,7 +71,7 @@ def test_status_json_is_valid_at_every_moment_of_a_build(project: Project) -> No
     assert watched.returncode == 0 and watched.stdout.startswith("zip: done done 100% (13/13) chunks 3/3")
     # the table's figures are every run's, the watch line's this run's first: each says which
     assert "this run spent $0.00 saved $0.00 (its files: spent $0.00)" in watched.stdout, watched.stdout
-    assert "spent (all" in table.stdout, table.stdout
+    assert "spent (its" in table.stdout, table.stdout  # its files' figures (cost.json), not "all runs"
     as_json = json.loads(project.adspec("status", "--json").stdout)
     assert as_json[0]["ad"] == "zip" and as_json[0]["state"] == "done"
 
