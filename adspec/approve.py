@@ -138,7 +138,11 @@ def approve(targets: list[str]) -> list[str]:
         had = {other: _approved_beats(other) for other in others}
         text = before = read_file(file).decode("utf-8")
         approved = {b.id: b.approved for b in plan.beats}
+        footage = {b.id for b in plan.beats if own_footage(b)}
         for beat_id in beat_ids or known:
+            if beat_id in footage:  # nothing is paid for it: an approval would be a hash nobody reads
+                lines.append(f"{ad}/{beat_id}: your own footage: nothing to approve (nothing is paid for it)")
+                continue
             sha = shas[beat_id]
             if sha is None:
                 at = known.index(beat_id)  # the plan's beats are the file's, in its order

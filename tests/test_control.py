@@ -673,6 +673,13 @@ def test_a_footage_beat_lists_as_approved(project: Project) -> None:
     hook, cta = page.split('id="beat-hook"')[1].split('id="beat-cta"')
     assert "<b>image</b>" not in hook and "<b>motion</b>" in hook  # the still is moved by the video model
     assert "<b>image</b>" not in cta and "<b>motion</b>" not in cta.split("</figure>")[0]
+    # approving it writes nothing (it wrote a hash nobody reads), and says why
+    before = (project.specs / "zip.yaml").read_text()
+    said = project.adspec("approve", "zip/cta")
+    assert said.returncode == 0 and "zip/cta: your own footage: nothing to approve" in said.stdout, said
+    whole = project.adspec("approve", "zip")
+    assert whole.returncode == 0 and "zip/hook: approved " in whole.stdout, whole
+    assert (project.specs / "zip.yaml").read_text().count("approved: ") == 1 != before.count("approved: ")
 
 
 def test_approving_from_a_shell_without_keys_approves_the_models_still(live) -> None:
