@@ -126,12 +126,13 @@ def set_approved(text: str, beat_id: str, sha: str, shown: str = "the beat file"
         if beat.flow_style or not beat.value:
             raise SpecError(shown, beat.start_mark.line + 1, f"beats.{beat_id}",
                             "written in flow style ({...}): add `approved:` by hand")
+        nl = "\r\n" if "\r\n" in text else "\n"  # the file's own line ends (a CRLF file got LF lines)
         lines = text.splitlines(keepends=True)
         if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
+            lines[-1] += nl
         indent = beat.value[0][0].start_mark.column
         at = _last_line(beat) + 1
-        new = "".join(lines[:at] + [" " * indent + f"approved: {written}\n"] + lines[at:])
+        new = "".join(lines[:at] + [" " * indent + f"approved: {written}{nl}"] + lines[at:])
     before = yaml.safe_load(text)
     for b in before["beats"]:
         if isinstance(b, dict) and b.get("id") == beat_id:

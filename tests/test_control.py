@@ -160,6 +160,8 @@ def test_set_approved_replaces_in_place_and_refuses_unknown_beats() -> None:
     text = "beats:\n  # first\n  - id: a  # keep\n    type: hook\n\n  - id: b\n    type: cta\n    approved: " + "a0" * 32 + "\n"
     one = set_approved(text, "a", "b1" * 32)
     assert one == text.replace("    type: hook\n", "    type: hook\n    approved: " + "b1" * 32 + "\n")
+    crlf = text.replace("\n", "\r\n")  # a file written on Windows keeps its line ends (it got an LF line)
+    assert set_approved(crlf, "a", "b1" * 32) == one.replace("\n", "\r\n")
     two = set_approved(one, "b", "c2" * 32)
     assert two == one.replace("a0" * 32, "c2" * 32)
     with pytest.raises(SpecError, match="no beat with id 'c'"):
