@@ -46,6 +46,7 @@ from .plan_step import Decision
 from .recipes import FileRef
 from .registry import load_registry
 from .remote import open_remote
+from .report import report_is_current
 from .tasknames import PHASES, task_name
 from .voice import provider_for, voice_request
 
@@ -266,7 +267,10 @@ class _Estimator:
         if waiting:  # `approval: required`: only approved work is priced
             est.notes.append(f"approval: required: the video of {', '.join(waiting)} waits for approval (not priced); "
                              f"the voices, music, stitch and mix wait for every beat (`adspec approve --list {ad}`)")
-            est.items.append(Item(task_name("report", ad), "report", "free", note="review page (storyboards to approve)"))
+            if est.items or not report_is_current(ad):  # a page showing what is built now is not made again
+                est.items.append(Item(task_name("report", ad), "report", "free", note="review page (storyboards to approve)"))
+            else:
+                est.up_to_date += 1
             if self.remote_note:
                 est.notes.append(self.remote_note)
             return est

@@ -53,6 +53,8 @@ def test_approval_required_pays_video_only_for_approved_beats(live) -> None:
     assert approvals(project, "zip") == {"hook": "pending", "cta": "pending"}
     est = json.loads(project.adspec("estimate", "--json", "zip").stdout)
     assert est["total_usd"] == 0 and any("waits for approval" in n for n in est["ads"][0]["notes"])
+    # nothing to make until a beat is approved: the page is current too (it was listed, doit said up to date)
+    assert est["ads"][0]["targets"] == [] and "-- report:zip" in project.doit().stdout, est
 
     # approve one beat: its sha256 lands in the file (comments kept), only its chunks are paid
     text = "# my comment stays\n" + path.read_text()
