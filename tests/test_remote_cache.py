@@ -10,7 +10,9 @@ import logging
 import time
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import boto3
 import pytest
@@ -375,10 +377,9 @@ def test_estimate_says_the_shared_cache_bucket_is_not_there(tmp_path: Path, s3_e
     assert not any("shared cache" in n or "does not exist" in n for n in notes), notes
 
 
-def test_estimate_never_hangs_on_a_store_that_does_not_answer(tmp_path: Path) -> None:
-    """A store that accepts connections and never answers: the estimate ends, says so, and
-    prices every request (a paid one is never hidden)."""
-    import json as _json
+@contextmanager
+def silent_store() -> Iterator[str]:
+    """The endpoint of a store that accepts connections and never answers."""
     import socket
     import threading
 
@@ -399,8 +400,22 @@ def test_estimate_never_hangs_on_a_store_that_does_not_answer(tmp_path: Path) ->
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        project = runner(tmp_path / "runner", f"http://127.0.0.1:{silent.getsockname()[1]}", "adspec-silent", None,
-                         small_spec())
+        yield f"http://127.0.0.1:{silent.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for c in held:
+            c.close()
+        silent.close()
+
+
+def test_estimate_never_hangs_on_a_store_that_does_not_answer(tmp_path: Path) -> None:
+    """A store that accepts connections and never answers: the estimate ends, says so, and
+    prices every request (a paid one is never hidden)."""
+    import json as _json
+
+    with silent_store() as endpoint:
+        project = runner(tmp_path / "runner", endpoint, "adspec-silent", None, small_spec())
         project.env.update(REPLICATE_API_TOKEN=REPLICATE_TOKEN, REPLICATE_BASE_URL="http://127.0.0.1:9", ADSPEC_BACKEND="")
         started = time.monotonic()
         out = project.adspec("estimate", "--json")
@@ -410,61 +425,31 @@ def test_estimate_never_hangs_on_a_store_that_does_not_answer(tmp_path: Path) ->
         assert run["total_usd"] > 0
         assert any("shared cache was not consulted" in n for n in run["ads"][0]["notes"])
         assert took < 120  # bounded (the store's own timeouts alone would be minutes across many keys)
-    finally:
-        stop.set()
-        thread.join()
-        for c in held:
-            c.close()
-        silent.close()
 
 
 def test_a_store_that_never_answers_is_not_asked_again_for_claims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A build against a store that takes connections and never answers hung: the claims' probe
     asked it again (3 tries of each of a put and a delete) after a read had found it down."""
-    import socket
-    import threading
-
     from botocore.config import Config
 
     from adspec.remote_claims import Claims
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
 
-    def accept() -> None:
-        silent.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(silent.accept()[0])  # keep it open, say nothing
-            except OSError:
-                continue
-
-    threading.Thread(target=accept, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
-
-    def store() -> RemoteCache:  # adspec's client, with a 1 s read timeout for the test's sake
+    def store(endpoint: str) -> RemoteCache:  # adspec's client, with a 1 s read timeout for the test's sake
         client = boto3.session.Session().client(
             "s3", endpoint_url=endpoint, region_name="us-east-1",
             config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=1, s3={"addressing_style": "path"}))
         return RemoteCache("s3://silent/p", endpoint_url=endpoint, client=client)
 
-    try:
-        found_down = store()
+    with silent_store() as endpoint:
+        found_down = store(endpoint)
         assert found_down.get("a" * 64, tmp_path) is None  # a read finds it down
         started = time.monotonic()
         assert Claims(found_down, "r1").supported() is False
         assert time.monotonic() - started < 0.5  # not asked again
-        probed = store()  # the probe is the first to ask: down, and no claims for now, not for good
+        probed = store(endpoint)  # the probe is the first to ask: down, and no claims for now, not for good
         claims = Claims(probed, "r2")
         assert claims.supported() is False and claims._supported is None and not probed._available()
         assert len(probed.problems) == 1 and "cannot be reached" in probed.problems[0], probed.problems
-    finally:
-        stop.set()
-        silent.close()
-        for s in held:
-            s.close()
