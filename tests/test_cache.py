@@ -129,6 +129,18 @@ def test_job_id_is_stored_before_waiting_and_resumed(tmp_path: Path) -> None:
     assert cache.pending(recipe().key) is None
 
 
+def looks_up_first(flags: list[bool]):
+    """A provider run that records whether the cache told it a create may have been sent (it then
+    looks the prediction up by its inputs) and finds it."""
+
+    def run(recipe, job, out: Path) -> RunResult:
+        flags.append(job.sent_before)
+        out.write_bytes(b"found it")
+        return RunResult(job_id="found")
+
+    return run
+
+
 def test_create_of_unknown_outcome_is_flagged_not_resent(tmp_path: Path) -> None:
     cache = RequestCache(tmp_path / "c")
 
@@ -138,14 +150,8 @@ def test_create_of_unknown_outcome_is_flagged_not_resent(tmp_path: Path) -> None
 
     with pytest.raises(TimeoutError):
         cache.fetch(recipe(), times_out_after_sending, no_check, suffix=".bin")
-    flags = []
-
-    def look_up_first(recipe, job, out: Path) -> RunResult:
-        flags.append(job.sent_before)
-        out.write_bytes(b"found it")
-        return RunResult(job_id="found")
-
-    cache.fetch(recipe(), look_up_first, no_check, suffix=".bin")
+    flags: list[bool] = []
+    cache.fetch(recipe(), looks_up_first(flags), no_check, suffix=".bin")
     assert flags == [True]
 
 
@@ -165,14 +171,8 @@ def test_a_merge_carries_a_create_whose_answer_was_lost(tmp_path: Path) -> None:
     assert paid.absorb(killed)["pending"] == 1
     nxt = RequestCache(tmp_path / "next")
     assert nxt.absorb(paid)["pending"] == 1
-    flags = []
-
-    def look_up_first(recipe, job, out: Path) -> RunResult:
-        flags.append(job.sent_before)
-        out.write_bytes(b"found it")
-        return RunResult(job_id="found")
-
-    nxt.fetch(recipe(), look_up_first, no_check, suffix=".bin")
+    flags: list[bool] = []
+    nxt.fetch(recipe(), looks_up_first(flags), no_check, suffix=".bin")
     assert flags == [True]  # found by its inputs, not created again
 
 
