@@ -39,7 +39,7 @@ from .file_locks import locked
 from .fsutil import atomic_path
 from .hashing import canonical_json, sha256_file
 from .providers.base import RunResult
-from .recipes import Recipe
+from .recipes import LOCAL_PROVIDERS, Recipe
 from .remote import describe_error, open_remote
 from .remote_claims import POLL_S, ClaimLost, Claims, Holding, Seen, runner_id
 
@@ -101,10 +101,6 @@ class DurableJob:
     def progress(self, status: str) -> None:
         if self._on_progress:
             self._on_progress(status)
-
-
-#: providers whose requests are made on this machine, free: the shared cache has nothing to add
-LOCAL_PROVIDERS = frozenset({"offline", "local"})
 
 
 def shared(recipe: Recipe) -> bool:
@@ -468,11 +464,10 @@ class RequestCache:
                 fetched = self._from_remote(key, verify)
                 if fetched is not None:
                     return fetched
-                if recipe.provider != "offline":  # a paid request: one runner pays, the others wait
-                    claimed = self._claim_remote(key, verify, on_progress)
-                    if isinstance(claimed, Fetched):
-                        return claimed
-                    holding = claimed
+                claimed = self._claim_remote(key, verify, on_progress)  # one runner pays, the others wait
+                if isinstance(claimed, Fetched):
+                    return claimed
+                holding = claimed
             try:
                 while True:
                     try:

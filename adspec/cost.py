@@ -33,7 +33,7 @@ from .money import fmt_usd, usd
 from .paths import AdPaths, receipt_path, runs_dir
 from .plan_file import load_plan
 from .receipts import Receipt, read_receipt
-from .recipes import Recipe
+from .recipes import OFFLINE, OWN_MEDIA, Recipe
 from .registry import load_registry, planner_price, price_for
 from .runs import run_id
 from .status import ad_lock
@@ -91,9 +91,9 @@ def planner_estimate(recipe: Recipe) -> Price:
 
 def recipe_price(recipe: Recipe) -> Price:
     """What running `recipe` would cost, from the registry's price rule."""
-    if recipe.provider == "offline":
+    if recipe.provider == OFFLINE:
         return Price(0.0, True, "offline (free)")
-    if recipe.provider == "local":  # your own still or footage (adspec.own_media)
+    if recipe.provider == OWN_MEDIA:  # your own still or footage (adspec.own_media)
         return Price(0.0, True, "your own media (free)")
     if recipe.kind == "plan":
         return planner_estimate(recipe)

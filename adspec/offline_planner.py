@@ -19,7 +19,7 @@ from .library.prompt_reader import prompt_features, prompt_occasion
 from .plan_rules import clip_waste, plan_shaping_fields, plan_waste
 from .prompt_text import _PLACEHOLDER, product_from_prompt
 from .providers.base import Job, PlanRequest, RunResult
-from .recipes import Recipe
+from .recipes import OFFLINE, Recipe
 from .registry import Registry, load_registry
 from .spec import Beat, BeatPlan, Spec, music_for, word_count
 
@@ -204,11 +204,11 @@ def plan_spec_offline(spec: Spec, registry: Registry | None = None) -> BeatPlan:
 class OfflinePlanner:
     """PlanProvider: deterministic plans from the beat library, no network, no cost."""
 
-    name = "offline"
+    name = OFFLINE
 
     def plan_recipe(self, req: PlanRequest) -> Recipe:
         return Recipe(
-            provider="offline",
+            provider=OFFLINE,
             kind="plan",
             model="offline-planner",
             version=f"offline/planner/{LIBRARY_VERSION}/{PLANNER_CODE_VERSION}/{library_digest()[:16]}",

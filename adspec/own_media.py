@@ -24,11 +24,11 @@ from .build_files import BeatInputs
 from .errors import MediaError
 from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, asset_problem
 from .providers.base import RunResult
-from .recipes import FileRef, Recipe
+from .recipes import OWN_MEDIA, FileRef, Recipe
 
 __all__ = ["LOCAL", "is_own", "still_recipe", "footage_recipe", "run_local", "media_problem"]
 
-LOCAL = "local"
+LOCAL = OWN_MEDIA  # the provider of your own media's recipes
 
 
 def is_own(beat: BeatInputs) -> bool:

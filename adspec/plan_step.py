@@ -50,7 +50,7 @@ from .plan_rules import fit_clips, plan_shaping_fields
 from .progress import on_progress
 from .providers.base import PlanRequest
 from .receipts import write_receipt
-from .recipes import Recipe
+from .recipes import OFFLINE, Recipe
 from .registry import ModelEntry, Registry, load_registry, reference_capacity, reference_model
 from .spec import (
     Beat,
@@ -156,7 +156,7 @@ def planned_beat_text(step: PlanStep, plan: BeatPlan) -> str:
     """The beat file the plan step writes for a planner's `plan`."""
     assert step.recipe is not None and step.spec_sha is not None
     plan = with_shows(plan, step.spec)
-    planner = step.recipe.model if step.recipe.provider != "offline" else "offline"
+    planner = step.recipe.model if step.recipe.provider != OFFLINE else OFFLINE
     if planner == "offline" and step.texts_language.split("-")[0].lower() != "en":
         plan = english_texts(plan)
     planned_from = planned_from_for(plan, step.spec_sha, planner, LIBRARY_VERSION)
@@ -273,7 +273,7 @@ def dry_plan(ad: str, spec_path: Path, fetch: Callable[[str], Path | None] | Non
             cached = True
         else:
             plan = plan_offline(step.shaping, sorted(int(x) for x in step.clip_lengths))
-            stand_in = step.recipe.provider != "offline"
+            stand_in = step.recipe.provider != OFFLINE
         beat_file = parse_beat_file_text(planned_beat_text(step, plan), str(step.beats_path))
     before = beat_file
     spec, beat_file, translation = translated(ad, step.spec, Path(spec_path), beat_file, dry=True, fetch=fetch)

@@ -15,6 +15,13 @@ from .hashing import sha256_file_memo, sha256_json
 
 Kind = Literal["plan", "image", "video", "music", "voice"]
 
+#: the providers whose requests are made on this machine, for free: the offline animatic's
+#: renderers (and planner) and your own stills and footage. Nothing of theirs is paid, priced,
+#: shared between runners or claimed.
+OFFLINE = "offline"
+OWN_MEDIA = "local"
+LOCAL_PROVIDERS = frozenset({OFFLINE, OWN_MEDIA})
+
 
 @dataclass(frozen=True)
 class FileRef:
@@ -30,7 +37,7 @@ class FileRef:
 
 @dataclass(frozen=True)
 class Recipe:
-    provider: str  # "offline", "replicate", "openai"
+    provider: str  # OFFLINE, OWN_MEDIA, "replicate", "openai"
     kind: Kind
     model: str  # registry name, e.g. "flux-dev" (the slug/version go in `version`)
     version: str  # provider slug and version, e.g. "black-forest-labs/flux-dev" or "offline/1"

@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 from .data_yaml import load_data
+from .recipes import OFFLINE
 
 KINDS = ("image", "video", "music", "voice")
 
@@ -150,9 +151,9 @@ def _check_entry(e: ModelEntry) -> None:
     if e.kind not in KINDS:
         raise ValueError(f"{where}: kind {e.kind!r} is not one of {KINDS}")
     rules = [r for r in PRICE_RULES if r in e.price]
-    if e.provider != "offline" and len(rules) != 1:
+    if e.provider != OFFLINE and len(rules) != 1:
         raise ValueError(f"{where}: price needs exactly one of {PRICE_RULES}, has {rules}")
-    if e.price and e.provider != "offline" and "checked" not in e.price:
+    if e.price and e.provider != OFFLINE and "checked" not in e.price:
         raise ValueError(f"{where}: price needs a `checked:` date")
     for fname, value in e.input.items():
         ph = _placeholder(value)
@@ -163,7 +164,7 @@ def _check_entry(e: ModelEntry) -> None:
     for fname in e.files:
         if fname not in e.input:
             raise ValueError(f"{where}: files lists {fname!r}, which is not an input field")
-    if e.kind == "video" and e.provider != "offline" and not e.clip_lengths:
+    if e.kind == "video" and e.provider != OFFLINE and not e.clip_lengths:
         raise ValueError(f"{where}: a video model needs clip_lengths")
     if e.output not in ("single", "list", "bytes"):
         raise ValueError(f"{where}: output must be 'single', 'list' or 'bytes'")

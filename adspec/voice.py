@@ -23,7 +23,7 @@ from .paths import AdPaths
 from .providers.base import MediaProvider, VoiceRequest
 from .providers.select import voice_provider
 from .receipts import receipt_key, write_receipt
-from .recipes import Recipe
+from .recipes import OFFLINE, Recipe
 from .tasknames import task_name
 from .verify import speech_verifier
 
@@ -106,7 +106,7 @@ def make_voice(ad: str, beat_id: str) -> None:
     recipe = provider.voice_recipe(voice_request(ad, inputs))
     what = f"{ad}/{beat_id} voice ({inputs.model})"
     task = task_name("voice", ad, beat_id)
-    if recipe.provider == "offline":
+    if recipe.provider == OFFLINE:
         from .render.speech import language_note
 
         note = language_note(inputs.language)

@@ -19,7 +19,7 @@ from ..errors import ProviderError
 from ..hashing import sha256_file
 from ..images import open_image
 from ..limits import cpu_slot
-from ..recipes import FileRef, Recipe
+from ..recipes import OFFLINE, FileRef, Recipe
 from ..render import motion
 from ..safe_areas import title_insets
 from .base import ImageRequest, Job, MusicRequest, RunResult, VideoRequest, VoiceRequest
@@ -60,7 +60,7 @@ def _input(recipe: Recipe, name: str) -> Path:
 class OfflineMedia:
     """MediaProvider for ADSPEC_BACKEND=offline (and whenever no live key is set)."""
 
-    name = "offline"
+    name = OFFLINE
 
     # ---- recipes (pure) ----------------------------------------------------------------------
 
