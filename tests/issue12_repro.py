@@ -5,15 +5,14 @@ import tempfile
 import warnings
 from pathlib import Path
 
-warnings.simplefilter("ignore")
-from fakes.replicate_server import FakeReplicate, make_media
-
 from adspec.cache import RequestCache
 from adspec.errors import ProviderError
 from adspec.providers import replicate_provider as rp
 from adspec.providers.base import ImageRequest, VideoRequest
 from adspec.verify import image_verifier, video_verifier
+from fakes.replicate_server import FakeReplicate, make_media
 
+warnings.simplefilter("ignore")
 TOKEN = "r8_REPRO-token-not-real-0000"
 
 def image(prompt):
@@ -55,9 +54,11 @@ def case1(wrong, state):
         cache = RequestCache(Path(d))
         prompts = [f"in flight {i}" for i in range(3)]
         if state == "id":
-            fake.latency = 0.5; first = prov(timeout_s=0.0)
+            fake.latency = 0.5
+            first = prov(timeout_s=0.0)
         else:
-            fake.create_drop, fake.list_5xx = 3, 10_000; first = prov()
+            fake.create_drop, fake.list_5xx = 3, 10_000
+            first = prov()
         for pr in prompts:
             tries(lambda pr=pr: fetch(cache, first, pr))
         if wrong == "401":
@@ -67,7 +68,8 @@ def case1(wrong, state):
         fake.list_5xx = 0
         for pr in prompts:
             tries(lambda pr=pr: fetch(cache, prov(), pr))
-        env(fake); fake.latency = 0.05
+        env(fake)
+        fake.latency = 0.05
         keys = [first.image_recipe(image(pr)).key for pr in prompts]
         for pr in prompts:
             tries(lambda pr=pr: fetch(cache, prov(), pr))
@@ -83,7 +85,9 @@ def case2():
         cache = RequestCache(Path(d) / "c")
         frames = {}
         for c, t in (("red", 0), ("blue", 200)):
-            f = Path(d) / f"{c}.png"; f.write_bytes(make_media("image", "16:9", tint=t) + b"\0" * 300_000); frames[c] = f
+            f = Path(d) / f"{c}.png"
+            f.write_bytes(make_media("image", "16:9", tint=t) + b"\0" * 300_000)
+            frames[c] = f
         p = prov()
         def clip(f):
             return p.video_recipe(VideoRequest(ad="ad", beat_id="hook", index=0, prompt="slow push-in", model="hailuo-2.3-fast",
@@ -102,7 +106,8 @@ def case3():
         cache = RequestCache(Path(d))
         fake.create_drop, fake.list_5xx = 1, 10_000
         tries(lambda: fetch(cache, prov(), "busy"))
-        fake.add_traffic(350); fake.list_5xx = 0
+        fake.add_traffic(350)
+        fake.list_5xx = 0
         tries(lambda: fetch(cache, prov(), "busy"))
         print(f"3 answer lost, then 350 other predictions on the account: creates {fake.paid_creates} for 1 input")
 
@@ -126,4 +131,7 @@ def case10():
 for w in ("401", "404"):
     for s in ("id", "create-sent mark"):
         case1(w, s)
-case2(); case3(); case4(); case10()
+case2()
+case3()
+case4()
+case10()

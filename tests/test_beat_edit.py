@@ -4,11 +4,10 @@ other beats stay byte for byte; any string round-trips; mistakes are SpecErrors 
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import pytest
 
 from adspec.beat_edit import content_sha256, set_beat_fields, text_fields
 from adspec.errors import SpecError

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Project, executed_tasks, small_spec
 
 from adspec.build_files import (
     AdStatus,
@@ -35,6 +34,7 @@ from adspec.build_files import (
 from adspec.errors import BuildFileError, error_line
 from adspec.paths import AdPaths
 from adspec.plan_file import AdPlan, PlannedBeat, load_plan, plan_text
+from conftest import Project, executed_tasks, small_spec
 
 BEAT = BeatInputs(id="hook", type="hook", duration=3, clips=(6,), image_prompt="a bottle", motion_prompt="push in",
                   aspect_ratio="16:9", width=640, height=360, seed=3, style="energetic", palette=("#FF5A1F", "#111111"),

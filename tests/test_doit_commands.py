@@ -5,9 +5,7 @@ the build's files are written with the user's umask."""
 from __future__ import annotations
 
 import json
-import os
 import stat
-from pathlib import Path
 
 from conftest import Project, executed_tasks, small_spec
 

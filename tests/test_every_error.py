@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Project, small_spec
 
 from adspec.loader import load_spec, parse_spec_text, readable_title
+from conftest import Project, small_spec
 
 BOTH_STAGES = """\
 prompt: "An ad for {{ nope }} with springy foam"

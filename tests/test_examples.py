@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from adspec import media
-from adspec.plan_file import output_size
 from adspec.loader import load_spec
+from adspec.plan_file import output_size
 from conftest import REPO, Project
 
 EXAMPLES = ("trailrunner", "glowserum", "brewbox")

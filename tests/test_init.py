@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import _SCRUB, REPO, Project, small_spec
 
 from adspec.media import probe
+from conftest import _SCRUB, REPO, Project, small_spec
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

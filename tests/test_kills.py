@@ -85,13 +85,13 @@ def test_builds_killed_at_random_moments(project: Project) -> None:
             if mode == "delay":
                 hit = _wait_for(lambda: False, proc, rng.uniform(0.3, 2.2)) or proc.poll() is None
             elif mode == "waiting":  # the chunk's prediction exists and is being polled
-                hit = _wait_for(lambda: rep.creates_by_model[VIDEO] > video_creates, proc, 30)
+                hit = _wait_for(lambda n=video_creates: rep.creates_by_model[VIDEO] > n, proc, 30)
                 time.sleep(rng.uniform(0.0, 0.3))
             elif mode == "download":  # a download is streaming into the cache's temp folder
-                hit = _wait_for(lambda: any(p for p in cache_tmp.glob(".*") if not p.name.startswith(".probe")), proc, 30)
+                hit = _wait_for(lambda d=cache_tmp: any(p for p in d.glob(".*") if not p.name.startswith(".probe")), proc, 30)
                 time.sleep(rng.uniform(0.0, 0.05))
             else:  # ffmpeg is writing the stitched or the final video
-                hit = _wait_for(lambda: any(ad_dir.glob(".video*")) or any(ad_dir.glob(".final*")), proc, 30)
+                hit = _wait_for(lambda d=ad_dir: any(d.glob(".video*")) or any(d.glob(".final*")), proc, 30)
                 time.sleep(rng.uniform(0.0, 0.03))
             assert proc.poll() is None, f"cycle {cycle}: the build ended before it could be killed ({mode})"
             assert hit, f"cycle {cycle}: never reached the moment {mode}"

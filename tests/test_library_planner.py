@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adspec.beat_lock import planned_from_for, render_beat_file, spec_sha256
 from adspec.errors import SpecError
 from adspec.library import LIBRARY_VERSION, TemplateProblem, load_library, parse_library, render_template
-from adspec.beat_lock import planned_from_for, render_beat_file, spec_sha256
 from adspec.offline_planner import OfflinePlanner, choose_beats, choose_durations, plan_offline, plan_spec_offline
 from adspec.plan_rules import fit_clips, plan_shaping_fields, plan_waste, validate_plan
 from adspec.prompt_text import product_from_prompt

@@ -1,4 +1,4 @@
-"""ruff and mypy over adspec/ with the rules in pyproject.toml: part of the test command, so CI and
+"""ruff over adspec/, tests/, bench/ and dodo.py, and mypy over adspec/, with the rules in pyproject.toml: part of the test command, so CI and
 a contributor see the same verdict."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff() -> None:
-    run = _run("ruff", "check", "--no-cache", "adspec")
+    run = _run("ruff", "check", "--no-cache", "adspec", "tests", "bench", "dodo.py")
     assert run.returncode == 0, run.stdout + run.stderr
 
 

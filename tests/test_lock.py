@@ -9,13 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Project, small_spec
-from fakes.openai_server import FakeOpenAI
-from reliability import OPENAI_KEY
 
-from adspec.errors import LockError, SpecError
-from adspec.hashing import sha256_json
-from adspec.loader import load_beat_file, load_spec, parse_beat_file_text
 from adspec.beat_lock import (
     Decision,
     content_sha256,
@@ -26,11 +20,17 @@ from adspec.beat_lock import (
     spec_sha256,
     write_beat_file,
 )
+from adspec.errors import LockError, SpecError
+from adspec.hashing import sha256_json
+from adspec.loader import load_beat_file, load_spec, parse_beat_file_text
 from adspec.offline_planner import plan_spec_offline
 from adspec.paths import beat_file_path
 from adspec.plan_rules import plan_shaping_fields
 from adspec.registry import load_registry
 from adspec.spec import Beat, BeatPlan, Music, PlannedFrom, Spec
+from conftest import Project, small_spec
+from fakes.openai_server import FakeOpenAI
+from reliability import OPENAI_KEY
 
 REG = load_registry()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakes.replicate_server import FakeReplicate, make_media
 
 from adspec.cache import RequestCache
 from adspec.errors import ProviderError
@@ -16,6 +15,7 @@ from adspec.providers import replicate_provider as rp
 from adspec.providers.base import ImageRequest, VideoRequest
 from adspec.providers.replicate_provider import ReplicateMedia
 from adspec.verify import image_verifier, video_verifier
+from fakes.replicate_server import FakeReplicate, make_media
 
 TOKEN = "r8_NEVER-TWICE-test-token-not-real-0000"
 EXPIRED = "r8_NEVER-TWICE-expired-token-not-real-1111"

@@ -10,14 +10,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fakes.openai_server import FakeOpenAI, default_plan  # noqa: E402
-
 from adspec.errors import ProviderError  # noqa: E402
 from adspec.library import load_library  # noqa: E402
 from adspec.providers.base import PlanRequest  # noqa: E402
 from adspec.providers.openai_planner import OpenAIPlanner, check_plan  # noqa: E402
 from adspec.registry import load_registry  # noqa: E402
 from adspec.spec import BeatPlan  # noqa: E402
+from fakes.openai_server import FakeOpenAI, default_plan  # noqa: E402
 
 KEY = "sk-fake-SECRET-abcdef0123456789"
 

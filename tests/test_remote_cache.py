@@ -224,8 +224,8 @@ def test_two_writers_of_one_key_are_harmless(tmp_path: Path, s3_endpoint: str, b
 def test_local_cache_takes_remote_hits_and_checks_them(tmp_path: Path, s3_endpoint: str, bucket) -> None:
     """Through RequestCache.fetch: a remote hit is served without running the provider; an entry
     whose artifact fails the verifier is not used."""
-    from adspec.recipes import Recipe
     from adspec.providers.base import RunResult
+    from adspec.recipes import Recipe
 
     bucket_name, _ = bucket
     url = f"s3://{bucket_name}/fetch"

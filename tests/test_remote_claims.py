@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+from test_remote_cache import AWS_KEY_ID, AWS_SECRET, objects, runner, s3_endpoint  # noqa: F401 - fixtures
 
 from adspec.cache import RequestCache
 from adspec.errors import AdspecError
@@ -34,7 +35,6 @@ from fakes.openai_server import FakeOpenAI
 from fakes.replicate_server import FakeReplicate
 from reliability import check_final
 from s3_stores import ConflictFirst, IgnoreConditions, moto_behind, s3_client, seaweedfs
-from test_remote_cache import AWS_KEY_ID, AWS_SECRET, objects, runner, s3_endpoint  # noqa: F401 - fixtures
 
 NO_CONDITIONAL_WRITES = "does not honour conditional writes"
 

@@ -10,12 +10,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fakes.replicate_server import SCHEMAS, FakeReplicate, make_media, validate_input  # noqa: E402
-
 from adspec.errors import ProviderError  # noqa: E402
 from adspec.providers.base import ImageRequest, MusicRequest, VideoRequest  # noqa: E402
 from adspec.providers.replicate_provider import ReplicateMedia  # noqa: E402
 from adspec.registry import load_registry, price_for  # noqa: E402
+from fakes.replicate_server import SCHEMAS, FakeReplicate, make_media, validate_input  # noqa: E402
 
 TOKEN = "r8_fake_TOPSECRET_0123456789abcdef"
 REG = load_registry()

@@ -133,7 +133,7 @@ def test_exception_text_of_a_failed_call_has_no_secret(tmp_path: Path, monkeypat
                            aspect_ratio="16:9", width=640, height=360, fps=24, seed=1, first_frame=first)
         recipe = provider.video_recipe(req)
         for fault in ("create_422", "create_5xx", "poll_5xx", "token", "failed"):
-            setattr(rep, "create_422", 1 if fault == "create_422" else 0)
+            rep.create_422 = 1 if fault == "create_422" else 0
             rep.create_5xx = 10 if fault == "create_5xx" else 0
             rep.poll_5xx = 50 if fault == "poll_5xx" else 0
             rep.token = "r8_other" if fault == "token" else None

@@ -12,12 +12,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from test_review_page import Browser
 
 from conftest import Project, small_spec
 from fakes.openai_server import FakeOpenAI
 from fakes.replicate_server import FakeReplicate
 from serving import Server
-from test_review_page import Browser
 
 REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
 OPENAI_KEY = "sk-FAKE-key-not-real-0000000"

@@ -9,9 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, small_spec
-
 from adspec.placements import load_placements
+from conftest import REPO, small_spec
 
 IDS = ["youtube-instream", "youtube-bumper", "youtube-shorts", "tiktok", "instagram-reels", "meta-feed-1x1",
        "meta-feed-4x5", "ctv-15", "ctv-30"]

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Project, small_spec
-from fakes.replicate_server import FakeReplicate
 
 from adspec.library import load_library, render_template
 from adspec.offline_planner import plan_spec_offline
 from adspec.spec import Spec
+from conftest import Project, small_spec
+from fakes.replicate_server import FakeReplicate
 
 REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
 TAGLINE = "Drink more every day"

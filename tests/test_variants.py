@@ -12,13 +12,14 @@ import pytest
 import yaml
 
 from adspec import media
+from adspec.ads import expansion, list_ads, select_ads
 from adspec.errors import SpecError
 from adspec.loader import parse_spec_text
-from adspec.ads import expansion, list_ads, select_ads
 from adspec.variants import value_slug
 from conftest import Project, executed_tasks, small_spec
 from fakes.openai_server import FakeOpenAI
 from fakes.replicate_server import FakeReplicate
+
 
 def test_every_variant_error_of_a_file_in_one_run(tmp_path: Path) -> None:
     # an undeclared var or asset in one variant hid every other variant's errors until fixed

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import srt
 import webvtt
-from conftest import Project, executed_tasks, small_spec
 from PIL import Image, ImageChops
 
 from adspec import media
+from adspec.build_files import VoiceInputs
 from adspec.captions import MAX_CHARS, MAX_LINES
 from adspec.errors import MediaError
 from adspec.loader import load_spec
@@ -25,8 +25,8 @@ from adspec.registry import load_registry
 from adspec.render.speech import child_output, read_child_output, speak_to_wav, synthesize
 from adspec.safe_areas import safe_area
 from adspec.spec import word_count
-from adspec.build_files import VoiceInputs
 from adspec.voice import VoiceFitError, fit_line
+from conftest import Project, executed_tasks, small_spec
 
 RATE = 16000
 
@@ -248,7 +248,7 @@ def test_offline_ad_speaks_with_captions_and_ducked_music(project: Project) -> N
         assert beat[0] <= start < end <= beat[1]
         assert end - start >= 1.0 - 1e-3
         lines = cue.content.split("\n")
-        assert len(lines) <= MAX_LINES and all(len(l) <= MAX_CHARS for l in lines)
+        assert len(lines) <= MAX_LINES and all(len(x) <= MAX_CHARS for x in lines)
 
     # the mix: voice in each line's window, the music measurably ducked there (>= 6 dB)
     x = pcm(final)
@@ -322,11 +322,11 @@ def test_validate_reports_every_line_over_budget_in_one_line_each(project: Proje
     path = project.write_spec("zip", spec)
     proc = project.adspec("validate", str(path))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr + proc.stdout
-    lines = [l for l in (proc.stdout + proc.stderr).splitlines() if "voiceover" in l]
+    lines = [x for x in (proc.stdout + proc.stderr).splitlines() if "voiceover" in x]
     text = path.read_text().splitlines()
-    hook_line = next(i for i, l in enumerate(text, 1) if "voiceover: one two" in l)
+    hook_line = next(i for i, x in enumerate(text, 1) if "voiceover: one two" in x)
     assert f"specs/zip.yaml:{hook_line}: beats.0.voiceover: 14 words for a 3 s beat (budget 7)" in lines
-    assert any(l.endswith("beats.1.voiceover: 13 words for a 5 s beat (budget 12)") for l in lines)
+    assert any(x.endswith("beats.1.voiceover: 13 words for a 5 s beat (budget 12)") for x in lines)
     # a line is drawn on screen too: a control character in it is refused like the brand's
     spec["beats"][1]["voiceover"] = "Drink \x1b[31m more"
     path = project.write_spec("zip", spec)
@@ -352,7 +352,7 @@ def test_overlong_spoken_line_fails_its_voice_task_with_one_line(project: Projec
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
     assert "Traceback" not in text
-    line = next(l for l in text.splitlines() if "beat 'hook': the line lasts" in l)
+    line = next(x for x in text.splitlines() if "beat 'hook': the line lasts" in x)
     assert "s spoken but the 3 s beat leaves 2.60 s" in line and "shorten the line, lengthen the beat" in line
     # at the line and field, as every other error of a beat (it named neither the file nor the line)
     at = next(i for i, x in enumerate((project.specs / "zip.yaml").read_text().splitlines(), 1) if "Unbelievably" in x)

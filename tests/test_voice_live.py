@@ -8,11 +8,11 @@ import json
 from collections import Counter
 
 import pytest
+
+from adspec import media
 from conftest import Project, small_spec
 from fakes.openai_server import FakeOpenAI
 from fakes.replicate_server import FakeReplicate
-
-from adspec import media
 
 REPLICATE_TOKEN = "r8_FAKE-token-not-real-000000"
 OPENAI_KEY = "sk-FAKE-key-not-real-0000000"

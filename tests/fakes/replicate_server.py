@@ -75,7 +75,7 @@ from urllib.parse import parse_qs, urlsplit
 import imageio_ffmpeg
 
 # ---- each model's input schema (from the Replicate model pages / PROVIDERS.md §3) --------------
-S, I, B, N, U = "string", "integer", "boolean", "number", "uri"
+S, I, B, N, U = "string", "integer", "boolean", "number", "uri"  # noqa: E741 (the schema's type names, short)
 _ASPECTS_FLUX = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
 
 
