@@ -24,7 +24,7 @@ from . import images, media, own_media
 from .build_files import RECORD_VERSIONS, BeatInputs, MusicInputs, Timeline, read_model
 from .cache import Fetched, RequestCache, open_cache
 from .cache_view import CacheView
-from .config import Settings, load_settings
+from .config import Settings, load_settings, video_kbps_setting
 from .cost import guarded
 from .errors import MediaError
 from .fsutil import atomic_path, temp_dir, write_if_changed, write_json_atomic
@@ -37,8 +37,8 @@ from .progress import on_progress
 from .providers.base import MediaProvider, PlanProvider
 from .providers.offline import OfflineMedia
 from .providers.select import media_provider, plan_provider
-from .receipts import intact, receipt_key, write_receipt
-from .recipes import Recipe
+from .receipts import intact, read_receipt, receipt_key, write_receipt
+from .recipes import LOCAL_PROVIDERS, Recipe
 from .tasknames import task_name
 from .verify import audio_verifier, image_verifier, video_verifier
 
@@ -238,7 +238,23 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     place_chunk(fetched.path, target, beat, index)
     if index + 1 < len(beat.clips):
         media.last_frame(target, paths.last_frame(beat_id, index))
-    write_receipt(target, recipe, fetched, task)
+    write_receipt(target, recipe, fetched, task, encoded=video_kbps_setting())
+
+
+def encoded_as_set(artifact: str, ad: str, beat_id: str, index: int) -> bool:
+    """doit `uptodate` of a chunk: it was made ready under the ADSPEC_VIDEO_KBPS in force now.
+    Another setting conforms it again from the cache (free, local). Not when the setting does not
+    apply to it (a clip whose last frame starts the beat's next chunk is encoded at the table's
+    figure whatever it says), nor when the cache no longer holds its request: a local setting never
+    pays for a clip again (it is kept as it is)."""
+    receipt = read_receipt(Path(artifact))
+    if receipt is None or (receipt.encoded or "table") == video_kbps_setting():
+        return True  # no receipt: `is_current` makes it again
+    ctx = context()
+    clips = read_model(BeatInputs, AdPaths.of(ctx.settings.build_dir, ad).beat_inputs(beat_id)).clips
+    if index + 1 < len(clips):
+        return True
+    return not (receipt.recipe.get("provider") in LOCAL_PROVIDERS or ctx.cache.peek(receipt.key))
 
 
 def place_chunk(src: Path, target: Path, beat: BeatInputs, index: int) -> None:

@@ -133,6 +133,19 @@ def _check_choice(env: Mapping[str, str], name: str, values: tuple[str, ...]) ->
         raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(values)}")
 
 
+def video_kbps_setting(env: Mapping[str, str] | None = None) -> str:
+    """ADSPEC_VIDEO_KBPS as the encoder takes it: "table" (unset: the platforms' figures, see
+    adspec.media.video_kbps), "crf", or the kb/s it comes to. The config of the tasks that encode
+    the ad's video (adspec.graph): another value re-encodes their files, locally."""
+    raw = ((os.environ if env is None else env).get("ADSPEC_VIDEO_KBPS") or "").strip().lower()
+    if raw in ("", "crf"):
+        return raw or "table"
+    try:
+        return str(max(100, int(float(raw))))
+    except ValueError:
+        return raw  # refused by _check_video_kbps before any task runs
+
+
 def _check_video_kbps(env: Mapping[str, str]) -> None:
     """ADSPEC_VIDEO_KBPS (read where videos are encoded, adspec.media): said here, once, before any
     work, not as a traceback from the first encode."""

@@ -34,7 +34,7 @@ from doit.tools import config_changed
 from . import actions, approvals, approve, cleaning, delivery, estimate, plan_step, provenance, report, voice
 from .build_files import compact_text
 from .checks import checks_current, layout_current
-from .config import load_settings
+from .config import load_settings, video_kbps_setting
 from .errors import AdspecError, error_line
 from .media_requests import beat_chunk_references
 from .paths import AdPaths, beat_file_path, build_index
@@ -62,6 +62,28 @@ class Check:
 
     def __repr__(self) -> str:
         return self.words
+
+    __str__ = __repr__
+
+
+class SignedReceipts:
+    """A doit `uptodate` of the mix: the final's C2PA manifest names the receipts of now. A storyboard
+    or clip asked by another recipe may come out the same bytes (offline, another prompt of the
+    same camera move; another model), so nothing the mix reads changed, and the final kept a
+    manifest naming the old request (`adspec verify` failed it). Asked when the mix's turn comes
+    (after the beats' tasks ran); what it signed is saved with doit's values when it runs."""
+
+    def __init__(self, build_dir: Path, ad: str):
+        self.paths = AdPaths.of(build_dir, ad)
+
+    def __call__(self, task: Task, values: dict[str, Any]) -> bool:
+        task.value_savers.append(lambda: {"signed_receipts": provenance.records_digest(self.paths)})
+        last = values.get("signed_receipts")
+        # before one was saved (a build of an earlier adspec): taken as current, not every ad mixed again
+        return last is None or not provenance.enabled() or last == provenance.records_digest(self.paths)
+
+    def __repr__(self) -> str:
+        return "the final's C2PA manifest names other receipts than the ad's artifacts have now"
 
     __str__ = __repr__
 
@@ -231,7 +253,9 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                 "file_dep": [beat_json, first, *(ref if k in with_refs else [])],
                 "targets": targets,
                 "task_dep": [plan_dep, first_task],
-                "uptodate": [*replanned, Check(f"{chunk} {made_from}", actions.is_current, chunk, "chunk", ad, beat.id, k)],
+                "uptodate": [*replanned, Check(f"{chunk} {made_from}", actions.is_current, chunk, "chunk", ad, beat.id, k),
+                             Check(f"{chunk} was encoded under another ADSPEC_VIDEO_KBPS", actions.encoded_as_set,
+                                   chunk, ad, beat.id, k)],
                 "clean": True,
             }, "chunk", ad)
             chunk_files.append(chunk)
@@ -268,6 +292,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
         "file_dep": [str(paths.timeline), *chunk_files],
         "targets": [str(paths.video), str(paths.stitch_report)],
         "task_dep": [plan_dep, *chunk_tasks],
+        "uptodate": [encoded_as_set()],
         "clean": True,
     }, "stitch", ad)
     music = str(paths.music)
@@ -298,7 +323,8 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                     + [f for f in ((plan.brand_kit or {}).get(k) for k in ("logo", "font")) if f],  # the kit's files
         "targets": made,
         "uptodate": [Check(f"build/{ad}/text_layout.json was written by another version", layout_current,
-                           str(paths.text_layout)), signed_as_set()],
+                           str(paths.text_layout)), signed_as_set(), encoded_as_set(),
+                     SignedReceipts(build_dir, ad)],
         # cleaning the final says so in status.json (not "done" with no final)
         "clean": [(cleaning.remove_files, [made]), (cleaning.remove_folder, [str(paths.mix_parts)]),
                   (cleaning.mark_cleaned, [str(build_dir), ad])],
@@ -340,6 +366,14 @@ def signed_as_set() -> Any:
     """The C2PA setting as the config of the tasks that sign (mix, exports): ADSPEC_C2PA=off or
     another certificate re-makes their files, locally, instead of leaving them signed as before."""
     return config_changed({"c2pa": provenance.signing_setting()})
+
+
+def encoded_as_set() -> Any:
+    """ADSPEC_VIDEO_KBPS as the config of the tasks that encode the ad's video from its chunks (the
+    stitch, the mix): another setting re-encodes their files, locally, instead of leaving those of
+    the setting before (the final depended on which setting had built which part). The chunks
+    follow it by their receipts (`actions.encoded_as_set`)."""
+    return config_changed({"video_kbps": video_kbps_setting()})
 
 
 def every_export(ad: str, exports: list[str]) -> Task:

@@ -172,6 +172,12 @@ def artifact_record(paths: AdPaths, artifact: Path, receipt: Receipt) -> dict[st
             "kind": receipt.recipe.get("kind"), "job_id": receipt.job_id, "recipe_key": receipt.key}
 
 
+def records_digest(paths: AdPaths) -> str:
+    """One sha256 of what a manifest signed now would say of the ad's artifacts (their receipts'
+    keys, models, job ids and hashes): the mix signs again when it changes (`graph.SignedReceipts`)."""
+    return sha256_json([artifact_record(paths, a, r) for a, r in _artifacts(paths)])
+
+
 def manifest_for(paths: AdPaths, ad: str, title: str) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Path]]]:
     """(manifest definition, [(ingredient definition, file)]) from the ad's receipts."""
     records = [(artifact_record(paths, a, r), a) for a, r in _artifacts(paths)]

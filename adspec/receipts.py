@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,9 @@ class Receipt:
     received_at: str
     run: str  # the doit run that wrote it (adspec.runs)
     version: int = RECEIPT_VERSION
+    # a video made ready here from the provider's clip: the ADSPEC_VIDEO_KBPS it was encoded under
+    # (config.video_kbps_setting; absent in receipts written before it was recorded: the default)
+    encoded: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,13 +52,15 @@ class Receipt:
         if not isinstance(data, dict) or data.get("version") != RECEIPT_VERSION:
             return None
         try:
-            return cls(**{f.name: data[f.name] for f in fields(cls)})
+            return cls(**{f.name: data[f.name] if f.name in data or f.default is MISSING else f.default
+                          for f in fields(cls)})
         except (KeyError, TypeError):
             return None
 
 
-def write_receipt(artifact: Path, recipe: Recipe, fetched: Fetched, task: str | None = None) -> None:
-    """Provenance beside the artifact, written atomically."""
+def write_receipt(artifact: Path, recipe: Recipe, fetched: Fetched, task: str | None = None, *,
+                  encoded: str | None = None) -> None:
+    """Provenance beside the artifact, written atomically (`encoded`: see `Receipt.encoded`)."""
     receipt = Receipt(
         artifact=artifact.name,
         task=task,
@@ -69,6 +74,7 @@ def write_receipt(artifact: Path, recipe: Recipe, fetched: Fetched, task: str | 
         generation_seconds=fetched.entry.seconds,
         received_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         run=run_id(),
+        encoded=encoded,
     )
     write_json_atomic(receipt_path(artifact), receipt.to_json())
 

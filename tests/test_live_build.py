@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -188,11 +189,19 @@ def test_secrets_never_reach_build_outputs_or_cache(live) -> None:
     assert REPLICATE_TOKEN not in text and OPENAI_KEY not in text
 
 
+def _video_hash(path: Path) -> str:
+    """The decoded picture of a file (its bytes also hold a C2PA manifest made at each mix)."""
+    return subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "streamhash",
+                           "-hash", "sha256", "-"], check=True, capture_output=True, text=True).stdout
+
+
 def test_the_bitrate_setting_never_changes_what_a_model_is_sent(live) -> None:
     """ADSPEC_VIDEO_KBPS sets the files' bitrate, locally. The last frame of a beat's first clip,
     which its next chunk is asked from, was encoded with it: a rebuild with `crf` or another
     figure paid for every continuation chunk again (found by a review). Such a clip is encoded
-    at the table's bitrate whatever the setting; the rest of the ad follows it."""
+    at the table's bitrate whatever the setting; the rest of the ad follows it, also in a build
+    made before under another setting (its clips stayed as they were encoded: the final depended
+    on the build's history; found by a trial comparing rebuilds with clean builds)."""
     project, replicate, _ = live
     project.write_spec("zip", small_spec(duration=10, beats=[
         {"id": "demo", "type": "demo", "duration": 10, "image_prompt": "A bottle on a rock",
@@ -201,13 +210,18 @@ def test_the_bitrate_setting_never_changes_what_a_model_is_sent(live) -> None:
     folder = project.build / "zip" / "beats" / "demo"
     assert (folder / "chunk-1.mp4").is_file()
     paid = replicate.paid_creates
-    for knob in ("400",):  # (`crf` goes the same way: the rate settings are what a continued clip ignores)
-        shutil.rmtree(project.build)
-        project.doit(ADSPEC_VIDEO_KBPS=knob)
-        assert replicate.paid_creates == paid, (knob, replicate.create_bodies[paid:])
-    # the setting still holds where no model looks (the beat's last chunk), not where one does
+    # (`crf` goes the same way: the rate settings are what a continued clip ignores)
+    changed = project.doit(ADSPEC_VIDEO_KBPS="400")  # the build of before, under another setting
+    assert replicate.paid_creates == paid, replicate.create_bodies[paid:]
+    assert {"chunk:zip/demo/1", "stitch:zip", "mix:zip"} <= set(executed_tasks(changed.stdout)), changed.stdout
+    # the setting holds where no model looks (the beat's last chunk), not where one does
     assert media.x264_options(folder / "chunk-1.mp4")["bitrate"] == "400"
     assert media.x264_options(folder / "chunk-0.mp4")["bitrate"] != "400"
+    rebuilt = _video_hash(project.build / "zip" / "final.mp4")
+    shutil.rmtree(project.build)
+    project.doit(ADSPEC_VIDEO_KBPS="400")  # a clean build under it: the same picture, nothing paid
+    assert replicate.paid_creates == paid, replicate.create_bodies[paid:]
+    assert _video_hash(project.build / "zip" / "final.mp4") == rebuilt
 
 
 def test_ctrl_c_while_waiting_ends_in_one_line_and_the_next_run_pays_nothing_twice(live) -> None:

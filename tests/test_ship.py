@@ -403,6 +403,20 @@ def test_final_and_exports_carry_a_c2pa_manifest_that_verify_checks(project) -> 
             assert (proc.returncode == 0) is signed, (setting, path, proc.stdout + proc.stderr)
             assert signed or "no readable C2PA manifest" in proc.stderr
 
+    # a clip asked by another recipe that comes out the same bytes (offline: another prompt of the same
+    # camera move): the mix read nothing new and was skipped, and the final and the export kept a manifest
+    # naming the old request (`adspec verify` FAILED both, and went on failing after every doit)
+    project.write_spec("zip", small_spec(duration=6, placements=["youtube-instream"], beats=[
+        {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock", "motion_prompt": "push in"},
+        {"id": "cta", "type": "cta", "duration": 3, "image_prompt": "The logo", "motion_prompt": "pan left over it"}]))
+    clip = (ad / "beats" / "cta" / "chunk-0.mp4").read_bytes()
+    ran = executed_tasks(project.doit().stdout)
+    assert "chunk:zip/cta/0" in ran and (ad / "beats" / "cta" / "chunk-0.mp4").read_bytes() == clip, ran
+    assert "mix:zip" in ran and "export:zip/youtube-instream" in ran, ran
+    for path in (final, export):
+        proc = project.adspec("verify", str(path))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
     # a placement no longer listed: its export goes (export/ is what ships), the rest of the build stays
     project.write_spec("zip", small_spec(duration=6, placements=[], beats=[
         {"id": "hook", "type": "hook", "duration": 3, "image_prompt": "A bottle on a rock", "motion_prompt": "push in"},
