@@ -222,6 +222,12 @@ def test_the_bitrate_setting_never_changes_what_a_model_is_sent(live) -> None:
     project.doit(ADSPEC_VIDEO_KBPS="400")  # a clean build under it: the same picture, nothing paid
     assert replicate.paid_creates == paid, replicate.create_bodies[paid:]
     assert _video_hash(project.build / "zip" / "final.mp4") == rebuilt
+    # a cache that no longer holds the clips' requests (pruned, another machine's build folder): a
+    # local setting keeps them as they are, it never pays for them again
+    shutil.rmtree(project.cache)
+    project.doit(ADSPEC_VIDEO_KBPS="crf")
+    assert replicate.paid_creates == paid, replicate.create_bodies[paid:]
+    assert media.x264_options(folder / "chunk-1.mp4")["bitrate"] == "400"
 
 
 def test_ctrl_c_while_waiting_ends_in_one_line_and_the_next_run_pays_nothing_twice(live) -> None:
