@@ -88,6 +88,25 @@ class SignedReceipts:
     __str__ = __repr__
 
 
+class SavedSetting:
+    """A doit `uptodate`: a setting is what it was when the task last ran. Saved under its own name
+    in doit's values, so several sit on one task (doit's `config_changed` saves every one under the
+    same key: two on one task undid each other, and it ran every time). Nothing saved yet (a build
+    of an earlier adspec) reads as `default`."""
+
+    def __init__(self, name: str, value: str, default: str):
+        self.name, self.value, self.default = name, value, default
+
+    def __call__(self, task: Task, values: dict[str, Any]) -> bool:
+        task.value_savers.append(lambda: {f"setting:{self.name}": self.value})
+        return values.get(f"setting:{self.name}", self.default) == self.value
+
+    def __repr__(self) -> str:
+        return f"{self.name} is not what it was when the task last ran ({self.value} now)"
+
+    __str__ = __repr__
+
+
 class Membership(str):
     """The group a task belongs to, for doit's `subtask_of`: its kind, and its ad too.
 
@@ -368,12 +387,12 @@ def signed_as_set() -> Any:
     return config_changed({"c2pa": provenance.signing_setting()})
 
 
-def encoded_as_set() -> Any:
+def encoded_as_set() -> SavedSetting:
     """ADSPEC_VIDEO_KBPS as the config of the tasks that encode the ad's video from its chunks (the
     stitch, the mix): another setting re-encodes their files, locally, instead of leaving those of
     the setting before (the final depended on which setting had built which part). The chunks
     follow it by their receipts (`actions.encoded_as_set`)."""
-    return config_changed({"video_kbps": video_kbps_setting()})
+    return SavedSetting("ADSPEC_VIDEO_KBPS", video_kbps_setting(), "table")
 
 
 def every_export(ad: str, exports: list[str]) -> Task:
