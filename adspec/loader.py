@@ -37,6 +37,7 @@ from .spec import (
     beat_file_issues,
     beat_list_issues,
     beat_model_issues,
+    composes_end_card,
     listed_twice,
     on_screen_issues,
     placement_misfits,
@@ -445,7 +446,7 @@ def _partial_beat_issues(value: dict[str, Any], spec: Spec | None, what: str = "
         return []
     pairs = [(raw.get("id"), raw.get("duration")) if isinstance(raw, dict) else (None, None) for raw in raw_beats]
     issues: list[Issue] = beat_list_issues(pairs, spec.duration if spec else None, ("beats",), what)
-    issues += prompt_presence_issues(raw_beats, ("beats",))
+    issues += prompt_presence_issues(raw_beats, ("beats",), composes_end_card(spec))
     if spec is None:
         return issues
     for i, raw in enumerate(raw_beats):

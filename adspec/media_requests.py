@@ -12,9 +12,16 @@ from .plan_file import FPS
 from .providers.base import ImageRequest, MusicRequest, VideoRequest
 from .registry import ChunkReferences, chunk_references, load_registry, spec_resolution_for
 
+#: what the local picture under an end card composed from the brand kit is drawn from when its beat
+#: has no prompts (none is needed: the card covers it, and nothing is sent to a model for it)
+_LOCAL_END_CARD = {"image_prompt": "end card", "motion_prompt": "static"}
+
 
 def _sent(prompt: str | None, beat: BeatInputs, field: str) -> str:
-    """A prompt that is sent: the spec checks require it of every beat a request is made for."""
+    """A prompt that is sent: the spec checks require it of every beat a request is made for (an
+    end card the text layer composes is drawn locally, from its prompts where it has them)."""
+    if prompt is None and beat.local:
+        return _LOCAL_END_CARD[field]
     if prompt is None:
         raise ValueError(f"beat '{beat.id}' has no {field}: a request is made for it")  # a bug: the checks let it through
     return prompt

@@ -167,5 +167,5 @@ def plan_problems(plan: BeatPlan, duration: int | None, library: Library | None 
     back when it re-asks; the offline planner's plans keep them by construction. A planner writes
     both prompts of every beat (its beats have no media of a person's)."""
     missing = [f"beats.{loc[1]} '{plan.beats[int(loc[1])].id}': {loc[2]} {message}"
-               for loc, message in prompt_presence_issues(plan.beats, ("beats",))]
+               for loc, message in prompt_presence_issues(plan.beats, ("beats",), end_card_composed=False)]
     return [message for _, message in located_plan_problems(plan.beats, duration, library)] + missing

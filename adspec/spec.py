@@ -254,13 +254,18 @@ def asset_role(name: str, value: "str | Asset") -> str | None:
     return name if name in ("product", "logo") else None
 
 
+#: JSON Schema: a beat of type end-card (composed from the brand kit: no prompt is sent for it)
+_END_CARD: dict[str, Any] = {"required": ["type"], "properties": {"type": {"const": "end-card"}}}
+
+
 class Beat(Strict):
     """One beat of the ad: a storyboard image, then image-to-video chunks from it."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True, populate_by_name=True,
                               json_schema_extra={"allOf": [
-                                  {"if": {"not": {"required": ["footage"]}}, "then": {"required": ["motion_prompt"]}},
-                                  {"if": {"not": {"anyOf": [{"required": ["footage"]}, {"required": ["image"]}]}},
+                                  {"if": {"not": {"anyOf": [{"required": ["footage"]}, _END_CARD]}},
+                                   "then": {"required": ["motion_prompt"]}},
+                                  {"if": {"not": {"anyOf": [{"required": ["footage"]}, {"required": ["image"]}, _END_CARD]}},
                                    "then": {"required": ["image_prompt"]}}]})
 
     id: Slug = Field(description="stable, unique slug; names the beat's targets (lower-case letters, digits, '-')")
@@ -340,19 +345,34 @@ def listed_twice(names: Sequence[Any], base: Loc) -> list[Issue]:
             if isinstance(name, str) and name in names[:j]]
 
 
-def _beats_issues(beats: list[Beat], duration: int | None, base: Loc, what: str) -> list[Issue]:
-    return beat_list_issues([(b.id, b.duration) for b in beats], duration, base, what) + prompt_presence_issues(beats, base)
+def _beats_issues(beats: list[Beat], duration: int | None, base: Loc, what: str, spec: Spec | None = None) -> list[Issue]:
+    return (beat_list_issues([(b.id, b.duration) for b in beats], duration, base, what)
+            + prompt_presence_issues(beats, base, composes_end_card(spec)))
 
 
-def prompt_presence_issues(beats: Sequence[Beat | dict[str, Any]], base: Loc) -> list[Issue]:
+def composes_end_card(spec: Spec | None) -> bool:
+    """Whether the spec's end card is composed by code from its brand kit (as `plan_file.composed_locally`:
+    something of the brand to show), so an `end-card` beat asks no model and needs no prompts.
+    Without a spec (a beat file read alone) it is taken to be: the spec's check says otherwise."""
+    if spec is None:
+        return True
+    brand = spec.brand
+    return any((brand.name, brand.tagline, brand.cta, brand.url, brand.logo))
+
+
+def prompt_presence_issues(beats: Sequence[Beat | dict[str, Any]], base: Loc, end_card_composed: bool = True
+                           ) -> list[Issue]:
     """The prompts a beat needs: what is sent for it. Your own still needs no image prompt (its
-    video is asked from it with the motion prompt); your own footage needs neither. Beats as
-    validated, or as written (a file with schema errors: every beat's missing prompt is said)."""
+    video is asked from it with the motion prompt); your own footage needs neither, nor does an
+    end card composed from the brand kit (`end_card_composed`). Beats as validated, or as written
+    (a file with schema errors: every beat's missing prompt is said)."""
     issues: list[Issue] = []
     for i, beat in enumerate(beats):
         if not isinstance(beat, (Beat, dict)):
             continue
         written = beat if isinstance(beat, dict) else beat.model_dump(by_alias=True)
+        if end_card_composed and written.get("type") == "end-card":
+            continue
         if written.get("footage") is None and written.get("motion_prompt") is None:
             issues.append(((*base, i, "motion_prompt"), "is required: the beat's video is asked for with it (a beat "
                                                         "of your own `footage:` needs none)"))
@@ -714,7 +734,7 @@ def spec_issues(spec: Spec) -> list[Issue]:
     if spec.music is not None and spec.beats is None:
         issues.append((("music",), "only allowed with inline `beats:`; otherwise the music is planned into the beat file"))
     if spec.beats is not None:
-        issues += _beats_issues(spec.beats, spec.duration, ("beats",), "inline beats")
+        issues += _beats_issues(spec.beats, spec.duration, ("beats",), "inline beats", spec)
         issues += prompt_issues(spec.beats, spec, ("beats",))
         issues += voiceover_issues(spec.beats, spec, ("beats",))
         issues += on_screen_issues(spec.beats, spec, ("beats",))
@@ -786,7 +806,7 @@ def prompt_issues(beats: list[Beat], spec: Spec, base: Loc) -> list[Issue]:
 
 def beat_file_issues(beat_file: BeatFile, spec: Spec | None) -> list[Issue]:
     """The beat file's own rules, and with its spec: the total duration and that prompts render."""
-    issues = _beats_issues(beat_file.beats, spec.duration if spec else None, ("beats",), "the beats")
+    issues = _beats_issues(beat_file.beats, spec.duration if spec else None, ("beats",), "the beats", spec)
     if spec is not None:
         issues += beat_model_issues(beat_file.beats, spec, ("beats",))
         issues += prompt_issues(beat_file.beats, spec, ("beats",))

@@ -522,6 +522,36 @@ def test_a_wrong_value_in_a_section_does_not_hide_a_missing_file_beside_it(tmp_p
         ("brand.tagline", "must be text"), ("brand.logo", "file 'nope.png' not found")], [str(e) for e in errors]
 
 
+END_CARD_BEATS = """\
+title: Zip
+prompt: A short ad for the Zip bottle
+duration: 10
+resolution: 360p
+brand: {name: Zip, tagline: Drink more}
+beats:
+  - {id: hook, type: hook, duration: 4, image_prompt: A bottle on a rock, motion_prompt: push in}
+  - {id: cta, type: cta, duration: 4, image_prompt: The bottle in a hand, motion_prompt: pan left}
+  - {id: card, type: end-card, duration: 2}
+"""
+
+
+def test_an_end_card_composed_from_the_brand_needs_no_prompts(project) -> None:
+    """The end card is drawn from the brand kit and asks no model, yet validate (and the JSON
+    Schema) asked for its two prompts, "the storyboard image is asked for with it" (found by a
+    trial). Without anything of the brand to compose it from, a model draws it: they are needed."""
+    import jsonschema
+
+    _, errors = parse_spec_text(END_CARD_BEATS, "specs/zip.yaml")
+    assert errors == [], [str(e) for e in errors]
+    jsonschema.validate(yaml.safe_load(END_CARD_BEATS), json_schema()["spec"])
+    _, errors = parse_spec_text(END_CARD_BEATS.replace("brand: {name: Zip, tagline: Drink more}\n", ""), "specs/zip.yaml")
+    assert [(e.line, e.field) for e in errors] == [(8, "beats.2.motion_prompt"), (8, "beats.2.image_prompt")], errors
+    # and it builds (its picture under the card is drawn locally, from no prompt)
+    project.write_spec("zip", yaml.safe_load(END_CARD_BEATS))
+    run = project.doit()
+    assert run.returncode == 0 and (project.build / "zip" / "final.mp4").is_file(), run.stdout + run.stderr
+
+
 OWN_MEDIA_BEATS = """\
 title: Zip
 prompt: A short ad for the Zip bottle
