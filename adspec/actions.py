@@ -241,20 +241,29 @@ def make_chunk(ad: str, beat_id: str, index: int) -> None:
     write_receipt(target, recipe, fetched, task, encoded=video_kbps_setting())
 
 
+def encoded_again(chunk: Path, continued: bool | Callable[[], bool], cached: Callable[[str], bool]) -> bool:
+    """Whether a chunk is conformed again because it was made under another ADSPEC_VIDEO_KBPS than
+    the one in force now: from the cache, free. Not when the setting does not apply to it (a clip
+    whose last frame starts the beat's next chunk is encoded at the table's figure whatever it
+    says), nor when the cache no longer holds its request: a local setting never pays for a clip
+    again (it is kept as it is). No receipt: `is_current` makes it again anyway. (`continued` may be
+    a function: the doit check reads the beat only for a chunk whose setting changed.)"""
+    receipt = read_receipt(chunk)
+    if receipt is None or (receipt.encoded or "table") == video_kbps_setting() \
+            or (continued() if callable(continued) else continued):
+        return False
+    return receipt.recipe.get("provider") in LOCAL_PROVIDERS or cached(receipt.key)
+
+
 def encoded_as_set(artifact: str, ad: str, beat_id: str, index: int) -> bool:
-    """doit `uptodate` of a chunk: it was made ready under the ADSPEC_VIDEO_KBPS in force now.
-    Another setting conforms it again from the cache (free, local). Not when the setting does not
-    apply to it (a clip whose last frame starts the beat's next chunk is encoded at the table's
-    figure whatever it says), nor when the cache no longer holds its request: a local setting never
-    pays for a clip again (it is kept as it is)."""
-    receipt = read_receipt(Path(artifact))
-    if receipt is None or (receipt.encoded or "table") == video_kbps_setting():
-        return True  # no receipt: `is_current` makes it again
+    """doit `uptodate` of a chunk: it was made ready under the ADSPEC_VIDEO_KBPS in force now (or
+    need not be: `encoded_again`)."""
     ctx = context()
-    clips = read_model(BeatInputs, AdPaths.of(ctx.settings.build_dir, ad).beat_inputs(beat_id)).clips
-    if index + 1 < len(clips):
-        return True
-    return not (receipt.recipe.get("provider") in LOCAL_PROVIDERS or ctx.cache.peek(receipt.key))
+
+    def continued() -> bool:
+        return index + 1 < len(read_model(BeatInputs, AdPaths.of(ctx.settings.build_dir, ad).beat_inputs(beat_id)).clips)
+
+    return not encoded_again(Path(artifact), continued, ctx.cache.peek)
 
 
 def place_chunk(src: Path, target: Path, beat: BeatInputs, index: int) -> None:

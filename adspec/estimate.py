@@ -30,7 +30,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import media, plan_step, provenance
-from .actions import beat_image_recipe, beat_video_recipe, context, frame_problem, holds, place_chunk, settings_as
+from .actions import (
+    beat_image_recipe,
+    beat_video_recipe,
+    context,
+    encoded_again,
+    frame_problem,
+    holds,
+    place_chunk,
+    settings_as,
+)
 from .approvals import APPROVED, state_of, storyboard_sha256
 from .budget_refusal import note_idle_ads
 from .build_files import compact_text
@@ -388,6 +397,8 @@ class _Estimator:
             if state == "current" and k + 1 < beat.chunk_count and frame_problem(paths.last_frame(beat.id, k)) \
                     and self.cache.peek(recipe.key):
                 state = "cache"  # its damaged last frame: the build makes the chunk again, from the cache
+            if state == "current" and encoded_again(chunk, k + 1 < beat.chunk_count, self.cache.peek):
+                state, note = "cache", "encoded again under ADSPEC_VIDEO_KBPS (local)"
             if state == "current":
                 est.up_to_date += 1
             else:

@@ -3,6 +3,7 @@ fake servers on 127.0.0.1 that speak the providers' wire format and count every 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -211,6 +212,8 @@ def test_the_bitrate_setting_never_changes_what_a_model_is_sent(live) -> None:
     assert (folder / "chunk-1.mp4").is_file()
     paid = replicate.paid_creates
     # (`crf` goes the same way: the rate settings are what a continued clip ignores)
+    planned = json.loads(project.adspec("estimate", "--json", ADSPEC_VIDEO_KBPS="400").stdout)["ads"][0]["targets"]
+    assert {t["target"]: t["action"] for t in planned if t["target"].startswith("chunk:")} == {"chunk:zip/demo/1": "cache"}
     changed = project.doit(ADSPEC_VIDEO_KBPS="400")  # the build of before, under another setting
     assert replicate.paid_creates == paid, replicate.create_bodies[paid:]
     assert {"chunk:zip/demo/1", "stitch:zip", "mix:zip"} <= set(executed_tasks(changed.stdout)), changed.stdout
