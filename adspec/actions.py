@@ -24,7 +24,7 @@ from . import images, media, own_media
 from .build_files import RECORD_VERSIONS, BeatInputs, MusicInputs, Timeline, read_model
 from .cache import Fetched, RequestCache, open_cache
 from .cache_view import CacheView
-from .config import Settings, load_settings, video_kbps_setting
+from .config import VIDEO_KBPS_DEFAULT, Settings, load_settings, video_kbps_setting
 from .cost import guarded
 from .errors import MediaError
 from .fsutil import atomic_path, temp_dir, write_if_changed, write_json_atomic
@@ -249,13 +249,13 @@ def encoded_again(chunk: Path, continued: bool | Callable[[], bool], cached: Cal
     again (it is kept as it is). No receipt: `is_current` makes it again anyway. (`continued` may be
     a function: the doit check reads the beat only for a chunk whose setting changed.)"""
     receipt = read_receipt(chunk)
-    if receipt is None or (receipt.encoded or "table") == video_kbps_setting() \
+    if receipt is None or (receipt.encoded or VIDEO_KBPS_DEFAULT) == video_kbps_setting() \
             or (continued() if callable(continued) else continued):
         return False
     return receipt.recipe.get("provider") in LOCAL_PROVIDERS or cached(receipt.key)
 
 
-def encoded_as_set(artifact: str, ad: str, beat_id: str, index: int) -> bool:
+def encoded_under_setting(artifact: str, ad: str, beat_id: str, index: int) -> bool:
     """doit `uptodate` of a chunk: it was made ready under the ADSPEC_VIDEO_KBPS in force now (or
     need not be: `encoded_again`)."""
     ctx = context()

@@ -133,13 +133,17 @@ def _check_choice(env: Mapping[str, str], name: str, values: tuple[str, ...]) ->
         raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(values)}")
 
 
+#: `video_kbps_setting` when ADSPEC_VIDEO_KBPS is unset (and what a record of none reads as)
+VIDEO_KBPS_DEFAULT = "table"
+
+
 def video_kbps_setting(env: Mapping[str, str] | None = None) -> str:
     """ADSPEC_VIDEO_KBPS as the encoder takes it: "table" (unset: the platforms' figures, see
     adspec.media.video_kbps), "crf", or the kb/s it comes to. The config of the tasks that encode
     the ad's video (adspec.graph): another value re-encodes their files, locally."""
     raw = ((os.environ if env is None else env).get("ADSPEC_VIDEO_KBPS") or "").strip().lower()
     if raw in ("", "crf"):
-        return raw or "table"
+        return raw or VIDEO_KBPS_DEFAULT
     try:
         return str(max(100, int(float(raw))))
     except ValueError:

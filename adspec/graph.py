@@ -34,7 +34,7 @@ from doit.tools import config_changed
 from . import actions, approvals, approve, cleaning, delivery, estimate, plan_step, provenance, report, voice
 from .build_files import compact_text
 from .checks import checks_current, layout_current
-from .config import load_settings, video_kbps_setting
+from .config import VIDEO_KBPS_DEFAULT, load_settings, video_kbps_setting
 from .errors import AdspecError, error_line
 from .media_requests import beat_chunk_references
 from .paths import AdPaths, beat_file_path, build_index
@@ -77,10 +77,11 @@ class SignedReceipts:
         self.paths = AdPaths.of(build_dir, ad)
 
     def __call__(self, task: Task, values: dict[str, Any]) -> bool:
-        task.value_savers.append(lambda: {"signed_receipts": provenance.records_digest(self.paths)})
+        now = provenance.records_digest(self.paths)  # the mix writes no receipt: what it signs, if it runs
+        task.value_savers.append(lambda: {"signed_receipts": now})
         last = values.get("signed_receipts")
         # before one was saved (a build of an earlier adspec): taken as current, not every ad mixed again
-        return last is None or not provenance.enabled() or last == provenance.records_digest(self.paths)
+        return last is None or not provenance.enabled() or last == now
 
     def __repr__(self) -> str:
         return "the final's C2PA manifest names other receipts than the ad's artifacts have now"
@@ -273,7 +274,7 @@ def render_tasks(ad: str, plan: AdPlan, build_dir: Path, *, spec_path: Path | No
                 "targets": targets,
                 "task_dep": [plan_dep, first_task],
                 "uptodate": [*replanned, Check(f"{chunk} {made_from}", actions.is_current, chunk, "chunk", ad, beat.id, k),
-                             Check(f"{chunk} was encoded under another ADSPEC_VIDEO_KBPS", actions.encoded_as_set,
+                             Check(f"{chunk} was encoded under another ADSPEC_VIDEO_KBPS", actions.encoded_under_setting,
                                    chunk, ad, beat.id, k)],
                 "clean": True,
             }, "chunk", ad)
@@ -391,8 +392,8 @@ def encoded_as_set() -> SavedSetting:
     """ADSPEC_VIDEO_KBPS as the config of the tasks that encode the ad's video from its chunks (the
     stitch, the mix): another setting re-encodes their files, locally, instead of leaving those of
     the setting before (the final depended on which setting had built which part). The chunks
-    follow it by their receipts (`actions.encoded_as_set`)."""
-    return SavedSetting("ADSPEC_VIDEO_KBPS", video_kbps_setting(), "table")
+    follow it by their receipts (`actions.encoded_under_setting`)."""
+    return SavedSetting("ADSPEC_VIDEO_KBPS", video_kbps_setting(), VIDEO_KBPS_DEFAULT)
 
 
 def every_export(ad: str, exports: list[str]) -> Task:

@@ -36,6 +36,7 @@ from .errors import SpecError
 from .languages import DEFAULT_LANGUAGE, Text, all_texts, any_text, check_map, tag_problem, text_in, texts_by_language
 from .library import Library, TemplateProblem, load_library, render_template
 from .placements import load_placements, misfit, placement_ids, text_zones, unknown_placement_message
+from .plan_file import composed_locally
 from .prompt_text import plain_text, product_from_prompt
 from .registry import Registry, load_registry, reference_capacity
 from .variants import Variants
@@ -351,13 +352,14 @@ def _beats_issues(beats: list[Beat], duration: int | None, base: Loc, what: str,
 
 
 def composes_end_card(spec: Spec | None) -> bool:
-    """Whether the spec's end card is composed by code from its brand kit (as `plan_file.composed_locally`:
-    something of the brand to show), so an `end-card` beat asks no model and needs no prompts.
-    Without a spec (a beat file read alone) it is taken to be: the spec's check says otherwise."""
+    """Whether the spec's end card is composed by code from its brand kit (`plan_file.composed_locally`),
+    so an `end-card` beat asks no model and needs no prompts. Without a spec (a beat file read
+    alone) it is taken to be: the spec's check says otherwise."""
     if spec is None:
         return True
     brand = spec.brand
-    return any((brand.name, brand.tagline, brand.cta, brand.url, brand.logo))
+    kit = {"name": brand.name, "tagline": brand.tagline, "cta": brand.cta, "url": brand.url, "logo": brand.logo}
+    return composed_locally("end-card", kit)
 
 
 def prompt_presence_issues(beats: Sequence[Beat | dict[str, Any]], base: Loc, end_card_composed: bool = True
